@@ -1,0 +1,22 @@
+// Runs a fixture in a child Node process and resolves when it exits by itself, with its output.
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+export function runFixture (name, args = [], { timeoutMs = 20000 } = {}) {
+  const file = fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url))
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [file, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (chunk) => { stdout += chunk })
+    child.stderr.on('data', (chunk) => { stderr += chunk })
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`${name} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`))
+    }, timeoutMs)
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal, stdout, stderr })
+    })
+  })
+}

@@ -1,0 +1,69 @@
+// Compiled by `tsc --noEmit -p __test__` in `npm test`: every line must type-check, and every
+// `@ts-expect-error` line must fail to, so wrong typings break the build.
+import { MemSync, MemErrors, type UpdateQuery, type MemSyncError } from '../index.js'
+
+interface Jobs {
+  done: number
+  queue: string[]
+  owner: { name: string; tags: string[] }
+  workers: Array<{ pid: number; busy: boolean }>
+}
+
+const mem = new MemSync<Jobs>('jobs', { done: 0, queue: [], owner: { name: 'a', tags: [] }, workers: [] })
+const fromConfig = new MemSync({ name: 'x', data: { a: 1 }, rpc: { add: (a: number, b: number) => a + b } })
+
+async function main (): Promise<void> {
+  const role: 'host' | 'client' = await mem.start()
+  void role
+  const done: number = mem.data.done
+  void done
+
+  await mem.patch({ $inc: { done: 1 }, $push: { queue: 'x' } })
+  await mem.patch({ $set: { 'owner.name': 'b', 'workers.0.busy': true } })
+  await mem.patch({ $push: { queue: { $each: ['a', 'b'], $slice: -10, $position: 0 } } })
+  await mem.patch({ $pull: { workers: { busy: false } }, $addToSet: { 'owner.tags': { $each: ['t'] } } })
+  await mem.patch({ $inc: { 'workers.$[].pid': 0 } })
+  await mem.patch({ done: 3 })
+  // @ts-expect-error $inc takes numbers only
+  await mem.patch({ $inc: { done: 'one' } })
+  // @ts-expect-error $inc only on numeric paths
+  await mem.patch({ $inc: { queue: 1 } })
+  // @ts-expect-error $push only on array paths
+  await mem.patch({ $push: { done: 1 } })
+  // @ts-expect-error $set checks the value's type
+  await mem.patch({ $set: { 'owner.name': 5 } })
+
+  mem.observe('owner.tags', (tags) => { const first: string | undefined = tags[0]; void first })
+  mem.observe('done', (value) => { const n: number = value; void n })
+  // @ts-expect-error not a path of Jobs
+  mem.observe('nope', () => {})
+  mem.unobserve('done')
+
+  mem.on('change', (change) => { const v: number = change.version; void v })
+  mem.on('connected', (type) => { const t: 'host' | 'client' = type; void t })
+  // @ts-expect-error not an instance event
+  mem.on('unknown-event', () => {})
+  const first = await mem.onceAsync('receivedPatches')
+  void first.length
+
+  const sum = await fromConfig.call('add', 1, 2)
+  const result: number = sum.result
+  void result
+  // @ts-expect-error not a registered method
+  await fromConfig.call('subtract', 1, 2)
+
+  const status = await mem.getStatus()
+  void status.version
+  mem.unref().ref()
+  await mem.stop()
+}
+
+const update: UpdateQuery<Jobs> = { $unset: { owner: '' } }
+const code: string = MemErrors.ERR_MAX_WRITERS
+function isMemError (error: unknown): error is MemSyncError {
+  return error instanceof Error && 'code' in error
+}
+void update
+void code
+void isMemError
+void main

@@ -1,0 +1,55 @@
+// The cost of the public API in one process, beside mingo on a plain object, in the same run.
+import { createRequire } from 'node:module'
+import { update as mingoUpdate } from 'mingo/updater'
+import { sampleAsync, sampleSync } from './measure.mjs'
+
+const require = createRequire(import.meta.url)
+const { MemSync } = require('../index.js')
+
+export async function benchApi ({ quick }) {
+  const samples = quick ? 5 : 15
+  const iterations = quick ? 5000 : 20000
+  const mem = new MemSync(`bench-api-${process.pid}`, { n: 0, x: 1, user: { name: 'a', age: 1 } })
+  await mem.start()
+  const plain = { n: 0, x: 1, user: { name: 'a', age: 1 } }
+
+  const inc = { $inc: { n: 1 } }
+  const set = { $set: { 'user.name': 'b' } }
+  const rows = []
+  rows.push({ id: 'patch_inc', label: 'await mem.patch({$inc:{n:1}})', memsync: await sampleAsync(() => mem.patch(inc), { samples, iterations }) })
+  rows[rows.length - 1].mingo = await sampleAsync(async () => mingoUpdate(plain, inc), { samples, iterations })
+  rows.push({ id: 'patch_set', label: "await mem.patch({$set:{'user.name':'b'}})", memsync: await sampleAsync(() => mem.patch(set), { samples, iterations }) })
+  rows[rows.length - 1].mingo = await sampleAsync(async () => mingoUpdate(plain, set), { samples, iterations })
+
+  // Reads: summing a property many times so the loop is not optimised away.
+  let sink = 0
+  const readIterations = iterations * 50
+  const data = mem.data
+  const readMem = sampleSync(() => { sink += data.x }, { samples, iterations: readIterations })
+  const readPlain = sampleSync(() => { sink += plain.x }, { samples, iterations: readIterations })
+  rows.push({ id: 'read_data', label: 'read mem.data.x (vs a plain object)', memsync: readMem, plain: readPlain })
+  if (sink === 0) throw new Error('unreachable: reads were optimised away')
+
+  const memory = await memoryOverPatches(mem, quick ? 200000 : 1000000)
+  await mem.stop()
+  return { rows, memory }
+}
+
+// Memory after N patches, against memory after the first tenth of them: flat means nothing keeps
+// every patch.
+async function memoryOverPatches (mem, count) {
+  const update = { $inc: { n: 1 } }
+  const settle = () => { globalThis.gc?.(); return process.memoryUsage() }
+  const tenth = count / 10
+  for (let i = 0; i < tenth; i++) await mem.patch(update)
+  const early = settle()
+  for (let i = tenth; i < count; i++) await mem.patch(update)
+  const late = settle()
+  return {
+    patches: count,
+    rssAfterTenthMb: early.rss / 2 ** 20,
+    rssAfterAllMb: late.rss / 2 ** 20,
+    heapAfterTenthMb: early.heapUsed / 2 ** 20,
+    heapAfterAllMb: late.heapUsed / 2 ** 20
+  }
+}

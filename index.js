@@ -1,0 +1,4 @@
+'use strict'
+const { MemSync, MemErrors } = require('./lib/memsync.js')
+
+module.exports = { MemSync, MemErrors }

@@ -1,0 +1,30 @@
+'use strict'
+
+/** Every `error.code` memsync produces. */
+const MemErrors = Object.freeze({
+  ERR_MAX_WRITERS: 'ERR_MAX_WRITERS',
+  ERR_UNKNOWN_OPERATOR: 'ERR_UNKNOWN_OPERATOR',
+  ERR_BAD_OPERATOR_ARG: 'ERR_BAD_OPERATOR_ARG',
+  ERR_BAD_VALUE: 'ERR_BAD_VALUE',
+  ERR_TYPE_MISMATCH: 'ERR_TYPE_MISMATCH',
+  ERR_PATH_NOT_VIABLE: 'ERR_PATH_NOT_VIABLE',
+  ERR_PATH_CONFLICT: 'ERR_PATH_CONFLICT',
+  ERR_EMPTY_PATH: 'ERR_EMPTY_PATH',
+  ERR_DOLLAR_FIELD: 'ERR_DOLLAR_FIELD',
+  ERR_POSITIONAL: 'ERR_POSITIONAL',
+  ERR_RENAME_INVALID: 'ERR_RENAME_INVALID',
+  ERR_OVERFLOW: 'ERR_OVERFLOW',
+  ERR_INVALID_NAME: 'ERR_INVALID_NAME',
+  ERR_INVALID_ARG: 'ERR_INVALID_ARG',
+  ERR_TIMEOUT: 'ERR_TIMEOUT',
+  ERR_RPC_NOT_FOUND: 'ERR_RPC_NOT_FOUND',
+  ERR_NO_STORAGE: 'ERR_NO_STORAGE'
+})
+
+function codedError (code, message) {
+  const error = new Error(message)
+  error.code = code
+  return error
+}
+
+module.exports = { MemErrors, codedError }

@@ -1,0 +1,165 @@
+//! The MongoDB update engine: applies an update document (`{$set: {...}, $inc: {...}}`) to a
+//! `serde_json::Value`, all-or-nothing, and describes what it did as a list of [`Change`]s that
+//! other replicas replay with [`apply_changes`]. Pure: no I/O, no clock (time comes in through
+//! [`Context`]).
+//!
+//! # How an update is applied
+//! 1. [`Update::parse`] validates the update document on its own: operator names, argument
+//!    shapes, paths, and conflicts between paths (`a` vs `a.b`).
+//! 2. [`Update::apply`] *plans* every operation against the unchanged document, read-only. All
+//!    errors that depend on the document are found here, so on error the document is untouched,
+//!    and nothing had to be copied to make that so. Because conflicting paths were rejected,
+//!    each operation can be planned against the original document.
+//! 3. It then *commits* the planned changes, which cannot fail, in MongoDB's field order (string
+//!    components lexicographically, numeric ones numerically), so that array padding comes out
+//!    as MongoDB's: `{a: []}` with `{$set: {'a.3': 1}, $inc: {'a.1': 1}}` gives
+//!    `[null, 1, null, 1]`.
+//!
+//! Cost follows the change, not the document: `$push` onto a long array is one
+//! [`Change::Splice`] of one element, `$set` in a big object one [`Change::Set`]; nothing is
+//! cloned but the values written (and an array `$push` with `$sort` rewrites anyway).
+//!
+//! # Semantics
+//! MongoDB ≥ 5.0 as described in `SEMANTICS.md`, with memsync's departures:
+//! - A document whose keys are all plain field names is shorthand for `$set`; `{}` (or only
+//!   empty operands) is a no-op; plain keys mixed with operators are an unknown operator.
+//! - `_id` is an ordinary field (no immutable field).
+//! - `$setOnInsert` never applies (memsync never upserts), but its paths are validated and take
+//!   part in conflicts.
+//! - `$currentDate` writes a date as an ISO-8601 UTC string with milliseconds (like JS
+//!   `Date#toJSON`) and a timestamp as integer epoch milliseconds.
+//! - Numbers: i64/u64 are integers, f64 is a double. Integer arithmetic is checked (the result
+//!   must fit i64 or u64) and a double result must be finite; otherwise [`ErrorKind::Overflow`].
+//! - Equality and order compare numbers by value (`1 == 1.0`). Object equality ignores key order;
+//!   the order (`$min`, `$max`, `$sort`) compares objects pair by pair in key order, as BSON.
+//! - Nested `$`-prefixed field names (`a.$b`) are allowed, as since MongoDB 5.0; a top-level one
+//!   (`$b`) is an [`ErrorKind::DollarField`].
+//! - `$pull` conditions support `$eq $ne $gt $gte $lt $lte $in $nin $regex $options $exists $not
+//!   $elemMatch $size $all $mod $type $and $or $nor`; regexes use Rust's `regex` syntax (no
+//!   look-around or back-references).
+//! - `$push`'s `$sort: {field: ±1}` follows object keys and array indices, without MongoDB's
+//!   array sort keys.
+//! - The 1,500,000-element padding limit is checked per path against the document before the
+//!   update.
+//! - A path may have at most 100 components (MongoDB's nesting limit), so that no update builds a
+//!   document too deep for recursive serialisation.
+//!
+//! # Layout
+//! - `op`: the update document to typed operations; argument and conflict checks.
+//! - `path`: dotted paths, field order, read-only resolution (and `$[]` expansion).
+//! - `plan`: operations to [`Change`]s against the unchanged document.
+//! - `change`: [`Change`], its wire form, and [`apply_changes`] (also the engine's commit).
+//! - `compare`: BSON order and equality over JSON; `matcher`: `$pull` conditions.
+//! - `error`: [`PatchError`] and MongoDB-style message helpers.
+//! - `tests` with `testdata/*.json`: the table cases (`{name, doc, update, expect | error}`),
+//!   properties and cost checks.
+
+mod change;
+mod compare;
+mod error;
+mod matcher;
+mod op;
+mod path;
+mod plan;
+#[cfg(test)]
+mod tests;
+
+use serde_json::Value;
+
+pub use change::{apply_changes, Change, Key};
+pub use error::{ErrorKind, PatchError};
+
+use op::{Action, Op, Operator};
+use path::field_order;
+
+/// The most nulls one path may add to an array (MongoDB's backfill limit).
+const MAX_PADDING: usize = 1_500_000;
+
+/// What the engine needs from outside: the clock, injected so that replicas and tests agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Context {
+  /// The current time in epoch milliseconds, for `$currentDate`.
+  pub now_ms: i64,
+}
+
+/// A path an update writes, for the host's stale-write check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+  /// The dotted path as written in the update.
+  pub path: &'a str,
+  /// `true` when the operator replaces the value ($set, $unset, $rename (both paths),
+  /// $currentDate, $setOnInsert), `false` when it builds on it ($inc, $push, ...).
+  pub overwrites: bool,
+}
+
+/// A parsed, validated update document.
+#[derive(Debug, Clone)]
+pub struct Update {
+  /// The operations in document order.
+  ops: Vec<Op>,
+  /// Indices into `ops` in MongoDB's field order, the order changes are applied in.
+  order: Vec<usize>,
+  /// Whether some path contains `$[]`.
+  expands: bool,
+}
+
+impl Update {
+  /// Parses and validates an update document; needs no document, so errors here are about the
+  /// update alone (syntax, arguments, paths, conflicts).
+  pub fn parse(update: &Value) -> Result<Update, PatchError> {
+    let ops = op::parse_update(update)?;
+    let mut order: Vec<usize> = (0..ops.len()).collect();
+    order.sort_by(|&a, &b| field_order(ops[a].written(), ops[b].written()));
+    let expands = ops.iter().any(|op| op.path.has_all());
+    Ok(Update {
+      ops,
+      order,
+      expands,
+    })
+  }
+
+  /// Whether the update cannot change anything: `{}`, only empty operands, or only
+  /// `$setOnInsert` (which never applies here). Nothing needs to be sent for it.
+  pub fn is_empty(&self) -> bool {
+    self
+      .ops
+      .iter()
+      .all(|op| op.operator == Operator::SetOnInsert)
+  }
+
+  /// Every target path of the update with whether the operator overwrites ($set, $unset, $rename
+  /// (both source and target), $currentDate, $setOnInsert) or accumulates ($inc $mul $min $max
+  /// $push $addToSet $pull $pullAll $pop $bit). Used later by the host's stale-write check.
+  pub fn targets(&self) -> impl Iterator<Item = Target<'_>> {
+    self.ops.iter().flat_map(|op| {
+      let overwrites = op.operator.overwrites();
+      let to = match &op.action {
+        Action::Rename(to) => Some(Target {
+          path: to.text(),
+          overwrites,
+        }),
+        _ => None,
+      };
+      std::iter::once(Target {
+        path: op.path.text(),
+        overwrites,
+      })
+      .chain(to)
+    })
+  }
+
+  /// Plans against `doc` and applies; on Err, `doc` is exactly as before.
+  pub fn apply(&self, doc: &mut Value, ctx: &Context) -> Result<Vec<Change>, PatchError> {
+    let changes = plan::plan(&self.ops, &self.order, self.expands, doc, ctx.now_ms)?;
+    // Planning checked every path against this document, so a change that does not apply
+    // would be an engine bug; debug builds (and so the tests) stop on it.
+    let committed = change::commit(doc, &changes);
+    debug_assert!(committed.is_ok(), "planned change failed: {committed:?}");
+    Ok(changes)
+  }
+}
+
+/// Convenience: parse + apply.
+pub fn apply(doc: &mut Value, update: &Value, ctx: &Context) -> Result<Vec<Change>, PatchError> {
+  Update::parse(update)?.apply(doc, ctx)
+}

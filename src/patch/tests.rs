@@ -1,0 +1,653 @@
+//! Tests of the engine: the table cases in `testdata/*.json`, properties (proptest), and checks
+//! that cost follows the change.
+
+use std::cmp::Ordering;
+use std::fs;
+use std::path::PathBuf;
+
+use proptest::prelude::*;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::compare::compare_numbers;
+use super::*;
+
+/// 2024-05-01T12:00:00.000Z, the clock of every table case that does not set `now`.
+const NOW_MS: i64 = 1_714_564_800_000;
+
+/// One table case: `expect` (the resulting document) or `error` (a code, plus an optional
+/// `message` substring).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+  name: String,
+  doc: Value,
+  update: Value,
+  #[serde(default)]
+  expect: Option<Value>,
+  #[serde(default)]
+  error: Option<String>,
+  #[serde(default)]
+  message: Option<String>,
+  /// The exact change list in its wire form.
+  #[serde(default)]
+  changes: Option<Value>,
+  /// Numbers must also agree on integer vs double.
+  #[serde(default)]
+  strict: bool,
+  /// The clock, when the case is about `$currentDate`.
+  #[serde(default)]
+  now: Option<i64>,
+}
+
+/// Deep equality ignoring object key order; numbers by value, and by kind too when `strict`.
+fn same(a: &Value, b: &Value, strict: bool) -> bool {
+  match (a, b) {
+    (Value::Number(x), Value::Number(y)) => {
+      compare_numbers(x, y) == Ordering::Equal && (!strict || x.is_f64() == y.is_f64())
+    }
+    (Value::Array(x), Value::Array(y)) => {
+      x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q, strict))
+    }
+    (Value::Object(x), Value::Object(y)) => {
+      x.len() == y.len()
+        && x
+          .iter()
+          .all(|(key, p)| y.get(key).is_some_and(|q| same(p, q, strict)))
+    }
+    _ => a == b,
+  }
+}
+
+/// Exact equality, key order and number representation included.
+fn identical(a: &Value, b: &Value) -> bool {
+  serde_json::to_string(a).ok() == serde_json::to_string(b).ok()
+}
+
+/// Runs one case; `Err` describes the failure.
+fn run_case(case: &Case) -> Result<(), String> {
+  let ctx = Context {
+    now_ms: case.now.unwrap_or(NOW_MS),
+  };
+  let mut doc = case.doc.clone();
+  let result = apply(&mut doc, &case.update, &ctx);
+  match (&case.expect, &case.error, result) {
+    (Some(expect), None, Ok(changes)) => {
+      if !same(&doc, expect, case.strict) {
+        return Err(format!("got {doc}, expected {expect}"));
+      }
+      let mut replica = case.doc.clone();
+      apply_changes(&mut replica, &changes).map_err(|e| format!("replay failed: {e}"))?;
+      if !identical(&replica, &doc) {
+        return Err(format!("replay gave {replica}, engine gave {doc}"));
+      }
+      let wire = serde_json::to_value(&changes).map_err(|e| e.to_string())?;
+      let back: Vec<Change> = serde_json::from_value(wire.clone()).map_err(|e| e.to_string())?;
+      if back != changes {
+        return Err(format!("serde roundtrip changed {wire}"));
+      }
+      if let Some(expected) = &case.changes {
+        if &wire != expected {
+          return Err(format!("changes {wire}, expected {expected}"));
+        }
+      }
+      Ok(())
+    }
+    (None, Some(code), Err(err)) => {
+      if err.kind.code() != code {
+        return Err(format!(
+          "error {} ({}), expected {code}",
+          err.kind.code(),
+          err.message
+        ));
+      }
+      if let Some(part) = &case.message {
+        if !err.message.contains(part.as_str()) {
+          return Err(format!("message {:?} lacks {part:?}", err.message));
+        }
+      }
+      if !identical(&doc, &case.doc) {
+        return Err(format!("failed update changed the document to {doc}"));
+      }
+      Ok(())
+    }
+    (_, _, Ok(changes)) => Err(format!(
+      "succeeded with {doc} and changes {}",
+      serde_json::to_string(&changes).unwrap_or_default()
+    )),
+    (_, _, Err(err)) => Err(format!("failed: {} {}", err.kind.code(), err.message)),
+  }
+}
+
+#[test]
+fn table_cases() {
+  let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/patch/testdata");
+  let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+    .expect("testdata directory")
+    .map(|entry| entry.expect("directory entry").path())
+    .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+    .collect();
+  files.sort();
+  let mut failures = Vec::new();
+  let mut count = 0;
+  for file in &files {
+    let text = fs::read_to_string(file).expect("readable test file");
+    let cases: Vec<Case> =
+      serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+    for case in &cases {
+      count += 1;
+      assert!(
+        case.expect.is_some() != case.error.is_some(),
+        "{stem}: {}: needs exactly one of expect and error",
+        case.name
+      );
+      if let Err(why) = run_case(case) {
+        failures.push(format!("{stem}: {}: {why}", case.name));
+      }
+    }
+  }
+  println!("{count} table cases in {} files", files.len());
+  assert!(
+    failures.is_empty(),
+    "{} of {count} cases failed:\n{}",
+    failures.len(),
+    failures.join("\n")
+  );
+}
+
+#[test]
+fn wire_form_example() {
+  let mut doc = json!({"n": 1});
+  let changes = apply(&mut doc, &json!({"$inc": {"n": 1}}), &Context::default()).unwrap();
+  assert_eq!(
+    serde_json::to_string(&changes).unwrap(),
+    r#"[["s",["n"],2]]"#
+  );
+  let all = vec![
+    Change::Set {
+      path: vec![Key::Field("a".into()), Key::Index(0)],
+      value: json!({"x": [1.5]}),
+    },
+    Change::Unset {
+      path: vec![Key::Field("0".into())],
+    },
+    Change::Splice {
+      path: vec![Key::Field("a".into())],
+      start: 2,
+      delete: 1,
+      insert: vec![json!(null), json!("s")],
+    },
+    Change::Move {
+      from: vec![Key::Field("a".into())],
+      to: vec![Key::Field("b".into()), Key::Field("c".into())],
+    },
+  ];
+  let text = serde_json::to_string(&all).unwrap();
+  assert_eq!(
+    text,
+    r#"[["s",["a",0],{"x":[1.5]}],["u",["0"]],["p",["a"],2,1,[null,"s"]],["m",["a"],["b","c"]]]"#
+  );
+  assert_eq!(serde_json::from_str::<Vec<Change>>(&text).unwrap(), all);
+}
+
+#[test]
+fn malformed_wire_changes_are_rejected() {
+  for bad in [
+    r#"["x",["a"]]"#,
+    r#"["s",["a"]]"#,
+    r#"["u",["a"],1]"#,
+    r#"["p",["a"],-1,0,[]]"#,
+    r#"["s",[1.5],1]"#,
+    r#"["s",[-1],1]"#,
+    r#"{"s":1}"#,
+    r#"[]"#,
+  ] {
+    assert!(
+      serde_json::from_str::<Change>(bad).is_err(),
+      "{bad} was accepted"
+    );
+  }
+}
+
+#[test]
+fn apply_changes_reports_misfits_instead_of_panicking() {
+  let field = |name: &str| Key::Field(name.to_string());
+  let cases = [
+    (
+      json!({"a": 1}),
+      Change::Unset {
+        path: vec![field("b")],
+      },
+    ),
+    (
+      json!({"a": 1}),
+      Change::Set {
+        path: vec![field("a"), field("b")],
+        value: json!(1),
+      },
+    ),
+    (
+      json!({"a": [1]}),
+      Change::Splice {
+        path: vec![field("a")],
+        start: 1,
+        delete: 1,
+        insert: vec![],
+      },
+    ),
+    (
+      json!({"a": [1]}),
+      Change::Splice {
+        path: vec![field("a")],
+        start: usize::MAX,
+        delete: 2,
+        insert: vec![],
+      },
+    ),
+    (
+      json!({"a": {}}),
+      Change::Splice {
+        path: vec![field("a")],
+        start: 0,
+        delete: 0,
+        insert: vec![],
+      },
+    ),
+    (
+      json!({"a": []}),
+      Change::Set {
+        path: vec![field("a"), Key::Index(2_000_000)],
+        value: json!(1),
+      },
+    ),
+    (
+      json!({"a": []}),
+      Change::Set {
+        path: vec![field("a"), field("x")],
+        value: json!(1),
+      },
+    ),
+    (
+      json!({"a": 1}),
+      Change::Move {
+        from: vec![field("x")],
+        to: vec![field("y")],
+      },
+    ),
+    (json!({"a": 1}), Change::Unset { path: vec![] }),
+  ];
+  for (doc, change) in cases {
+    let mut replica = doc.clone();
+    assert!(
+      apply_changes(&mut replica, std::slice::from_ref(&change)).is_err(),
+      "{change:?} applied to {doc}"
+    );
+  }
+}
+
+#[test]
+fn change_paths() {
+  let from = vec![Key::Field("a".into())];
+  let to = vec![Key::Field("b".into())];
+  let moved = Change::Move {
+    from: from.clone(),
+    to: to.clone(),
+  };
+  assert_eq!(moved.path(), to.as_slice());
+  assert_eq!(moved.paths().collect::<Vec<_>>(), vec![&from[..], &to[..]]);
+  let set = Change::Set {
+    path: from.clone(),
+    value: json!(1),
+  };
+  assert_eq!(set.paths().collect::<Vec<_>>(), vec![&from[..]]);
+}
+
+#[test]
+fn targets_and_emptiness() {
+  let update = Update::parse(&json!({
+    "$set": {"a": 1},
+    "$inc": {"b.c": 1},
+    "$rename": {"d": "e.f"},
+    "$push": {"g.$[]": 1},
+    "$setOnInsert": {"h": 1}
+  }))
+  .unwrap();
+  let targets: Vec<(&str, bool)> = update.targets().map(|t| (t.path, t.overwrites)).collect();
+  assert_eq!(
+    targets,
+    vec![
+      ("a", true),
+      ("b.c", false),
+      ("d", true),
+      ("e.f", true),
+      ("g.$[]", false),
+      ("h", true)
+    ]
+  );
+  assert!(!update.is_empty());
+  for empty in [
+    json!({}),
+    json!({"$set": {}}),
+    json!({"$set": {}, "$unset": {}}),
+    json!({"$setOnInsert": {"a": 1}}),
+  ] {
+    assert!(Update::parse(&empty).unwrap().is_empty(), "{empty}");
+  }
+  assert!(!Update::parse(&json!({"a": 1})).unwrap().is_empty());
+}
+
+#[test]
+fn errors_display_their_message_and_code() {
+  let err = apply(&mut json!({}), &json!({"$foo": {}}), &Context::default()).unwrap_err();
+  assert_eq!(err.kind, ErrorKind::UnknownOperator);
+  assert_eq!(err.kind.code(), "ERR_UNKNOWN_OPERATOR");
+  assert_eq!(err.to_string(), err.message);
+  let codes = [
+    (ErrorKind::UnknownOperator, "ERR_UNKNOWN_OPERATOR"),
+    (ErrorKind::BadOperatorArg, "ERR_BAD_OPERATOR_ARG"),
+    (ErrorKind::BadValue, "ERR_BAD_VALUE"),
+    (ErrorKind::TypeMismatch, "ERR_TYPE_MISMATCH"),
+    (ErrorKind::PathNotViable, "ERR_PATH_NOT_VIABLE"),
+    (ErrorKind::PathConflict, "ERR_PATH_CONFLICT"),
+    (ErrorKind::EmptyPath, "ERR_EMPTY_PATH"),
+    (ErrorKind::DollarField, "ERR_DOLLAR_FIELD"),
+    (ErrorKind::Positional, "ERR_POSITIONAL"),
+    (ErrorKind::RenameInvalid, "ERR_RENAME_INVALID"),
+    (ErrorKind::Overflow, "ERR_OVERFLOW"),
+  ];
+  for (kind, code) in codes {
+    assert_eq!(kind.code(), code);
+  }
+}
+
+#[test]
+fn iso_dates_match_js_to_json() {
+  for (ms, text) in [
+    (0, "1970-01-01T00:00:00.000Z"),
+    (-1, "1969-12-31T23:59:59.999Z"),
+    (NOW_MS, "2024-05-01T12:00:00.000Z"),
+    (951_782_400_000, "2000-02-29T00:00:00.000Z"),
+    (1_709_251_199_999, "2024-02-29T23:59:59.999Z"),
+    (253_402_300_799_999, "9999-12-31T23:59:59.999Z"),
+    (253_402_300_800_000, "+010000-01-01T00:00:00.000Z"),
+    (-62_167_219_200_000, "0000-01-01T00:00:00.000Z"),
+    (-62_167_219_200_001, "-000001-12-31T23:59:59.999Z"),
+    (8_640_000_000_000_000, "+275760-09-13T00:00:00.000Z"),
+  ] {
+    assert_eq!(plan::iso_date(ms), text, "{ms}");
+  }
+  // No overflow at the extremes.
+  plan::iso_date(i64::MIN);
+  plan::iso_date(i64::MAX);
+}
+
+#[test]
+fn padding_up_to_the_limit() {
+  let mut doc = json!({"a": []});
+  let update = json!({"$set": {"a.1500000": 1}});
+  let changes = apply(&mut doc, &update, &Context::default()).unwrap();
+  assert_eq!(changes.len(), 1);
+  assert_eq!(doc["a"].as_array().map(Vec::len), Some(1_500_001));
+  let mut doc = json!({"a": [0]});
+  let err = apply(
+    &mut doc,
+    &json!({"$set": {"a.1500002.b": 1}}),
+    &Context::default(),
+  )
+  .unwrap_err();
+  assert_eq!(err.kind, ErrorKind::BadValue);
+  assert_eq!(doc, json!({"a": [0]}));
+}
+
+#[test]
+fn push_cost_follows_the_change() {
+  let mut doc = json!({"a": (0..100_000).collect::<Vec<i64>>(), "b": 1});
+  let update = Update::parse(&json!({"$push": {"a": 7}})).unwrap();
+  let ctx = Context::default();
+  for i in 0..10_000 {
+    let changes = update.apply(&mut doc, &ctx).unwrap();
+    assert_eq!(
+      changes,
+      vec![Change::Splice {
+        path: vec![Key::Field("a".into())],
+        start: 100_000 + i,
+        delete: 0,
+        insert: vec![json!(7)],
+      }]
+    );
+  }
+  assert_eq!(doc["a"].as_array().map(Vec::len), Some(110_000));
+  // $pop on the same array is one small Splice too.
+  let changes = apply(&mut doc, &json!({"$pop": {"a": 1}}), &ctx).unwrap();
+  assert!(
+    matches!(&changes[..], [Change::Splice { start: 109_999, delete: 1, insert, .. }] if insert.is_empty())
+  );
+}
+
+#[test]
+fn set_cost_follows_the_change() {
+  // About 10 MB of object: 100,000 fields of 100-character strings.
+  let big: serde_json::Map<String, Value> = (0..100_000)
+    .map(|i| (format!("f{i}"), Value::String("x".repeat(100))))
+    .collect();
+  let mut doc = json!({"big": big, "n": 0});
+  let ctx = Context::default();
+  for i in 0..1_000 {
+    let changes = apply(
+      &mut doc,
+      &json!({"$set": {"big.f500": i}, "$inc": {"n": 1}}),
+      &ctx,
+    )
+    .unwrap();
+    assert_eq!(changes.len(), 2);
+    let wire = serde_json::to_string(&changes).unwrap();
+    assert!(wire.len() < 64, "{wire}");
+  }
+  assert_eq!(doc["big"].as_object().map(|m| m.len()), Some(100_000));
+  assert_eq!(doc["n"], json!(1_000));
+  // Key order is kept: the updated field did not move to the end.
+  assert_eq!(
+    doc["big"]
+      .as_object()
+      .and_then(|m| m.keys().position(|k| k == "f500")),
+    Some(500)
+  );
+}
+
+#[test]
+fn scattered_pull_applies_in_one_pass() {
+  // Every other element goes: 50,000 Splices, which one by one would move ~2.5e9 elements.
+  let original = json!({"a": (0..100_000).collect::<Vec<i64>>()});
+  let mut doc = original.clone();
+  let changes = apply(
+    &mut doc,
+    &json!({"$pull": {"a": {"$mod": [2, 0]}}}),
+    &Context::default(),
+  )
+  .unwrap();
+  assert_eq!(changes.len(), 50_000);
+  assert_eq!(doc["a"].as_array().map(Vec::len), Some(50_000));
+  assert_eq!(doc["a"][0], json!(1));
+  let mut replica = original;
+  apply_changes(&mut replica, &changes).unwrap();
+  assert!(identical(&replica, &doc));
+}
+
+#[test]
+fn removal_runs_are_checked() {
+  let splice = |start, delete| Change::Splice {
+    path: vec![Key::Field("a".into())],
+    start,
+    delete,
+    insert: vec![],
+  };
+  let mut doc = json!({"a": [1, 2, 3]});
+  assert!(apply_changes(&mut doc, &[splice(3, 1), splice(0, 1)]).is_err());
+  assert!(apply_changes(&mut doc, &[splice(usize::MAX, 2), splice(0, 1)]).is_err());
+  assert_eq!(doc, json!({"a": [1, 2, 3]}));
+  // Not descending: applied one after the other.
+  apply_changes(&mut doc, &[splice(0, 1), splice(1, 1)]).unwrap();
+  assert_eq!(doc, json!({"a": [2]}));
+}
+
+#[test]
+fn unset_keeps_key_order() {
+  let mut doc = json!({"a": 1, "b": 2, "c": 3});
+  apply(&mut doc, &json!({"$unset": {"b": ""}}), &Context::default()).unwrap();
+  assert_eq!(serde_json::to_string(&doc).unwrap(), r#"{"a":1,"c":3}"#);
+}
+
+// ---- properties ----
+
+fn leaf() -> impl Strategy<Value = Value> {
+  prop_oneof![
+    Just(Value::Null),
+    any::<bool>().prop_map(Value::Bool),
+    (-3i64..4).prop_map(Value::from),
+    prop::sample::select(vec![0.5, -1.5, 2.0, 1e300]).prop_map(Value::from),
+    prop::sample::select(vec![i64::MAX, i64::MIN]).prop_map(Value::from),
+    prop::sample::select(vec!["a", "b", ""]).prop_map(Value::from),
+  ]
+}
+
+fn key() -> impl Strategy<Value = String> {
+  prop::sample::select(vec!["a", "b", "c", "0", "1"]).prop_map(str::to_string)
+}
+
+fn value() -> impl Strategy<Value = Value> {
+  leaf().prop_recursive(3, 24, 4, |inner| {
+    prop_oneof![
+      prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+      prop::collection::vec((key(), inner), 0..4)
+        .prop_map(|members| Value::Object(members.into_iter().collect())),
+    ]
+  })
+}
+
+fn document() -> impl Strategy<Value = Value> {
+  prop::collection::vec((key(), value()), 0..5)
+    .prop_map(|members| Value::Object(members.into_iter().collect()))
+}
+
+fn path() -> impl Strategy<Value = String> {
+  // `$[]` is rare: most paths through generated documents do not meet an array there.
+  let part = prop_oneof![
+    19 => prop::sample::select(vec!["a", "b", "c", "0", "1", "3", "x"]),
+    1 => Just("$[]"),
+  ];
+  prop::collection::vec(part, 1..4).prop_map(|parts| parts.join("."))
+}
+
+fn number() -> impl Strategy<Value = Value> {
+  prop_oneof![
+    (-2i64..3).prop_map(Value::from),
+    Just(Value::from(1.5)),
+    Just(Value::from(i64::MAX)),
+    Just(Value::from(1e308)),
+    Just(Value::from("1")),
+  ]
+}
+
+/// One operator with its argument for one path.
+fn operation() -> impl Strategy<Value = (String, String, Value)> {
+  let op = prop_oneof![
+    value().prop_map(|v| ("$set", v)),
+    value().prop_map(|v| ("$setOnInsert", v)),
+    Just(("$unset", json!(""))),
+    number().prop_map(|v| ("$inc", v)),
+    number().prop_map(|v| ("$mul", v)),
+    value().prop_map(|v| ("$min", v)),
+    value().prop_map(|v| ("$max", v)),
+    path().prop_map(|p| ("$rename", Value::String(p))),
+    prop::sample::select(vec![json!(true), json!({"$type": "timestamp"})])
+      .prop_map(|v| ("$currentDate", v)),
+    value().prop_map(|v| ("$push", v)),
+    (
+      prop::collection::vec(value(), 0..3),
+      prop::option::of(-3i64..4),
+      prop::option::of(prop::sample::select(vec![
+        json!(1),
+        json!(-1),
+        json!({"a": 1})
+      ])),
+      prop::option::of(-3i64..4)
+    )
+      .prop_map(|(each, position, sort, slice)| {
+        let mut spec = json!({"$each": each});
+        if let Some(p) = position {
+          spec["$position"] = json!(p);
+        }
+        if let Some(s) = sort {
+          spec["$sort"] = s;
+        }
+        if let Some(s) = slice {
+          spec["$slice"] = json!(s);
+        }
+        ("$push", spec)
+      }),
+    value().prop_map(|v| ("$addToSet", v)),
+    prop::collection::vec(value(), 0..3).prop_map(|each| ("$addToSet", json!({"$each": each}))),
+    prop::sample::select(vec![json!(1), json!(-1)]).prop_map(|v| ("$pop", v)),
+    value().prop_map(|v| ("$pull", v)),
+    (-2i64..3).prop_map(|n| ("$pull", json!({"$gte": n}))),
+    leaf().prop_map(|v| ("$pull", json!({"a": v}))),
+    prop::collection::vec(leaf(), 0..3).prop_map(|v| ("$pullAll", Value::Array(v))),
+    (
+      prop::sample::select(vec!["and", "or", "xor"]),
+      prop::sample::select(vec![json!(5), json!(-1), json!(u64::MAX)])
+    )
+      .prop_map(|(op, n)| ("$bit", json!({ op: n }))),
+  ];
+  (op, path()).prop_map(|((name, arg), path)| (name.to_string(), path, arg))
+}
+
+fn update() -> impl Strategy<Value = Value> {
+  prop::collection::vec(operation(), 1..4).prop_map(|ops| {
+    let mut update = serde_json::Map::new();
+    for (name, path, arg) in ops {
+      if let Value::Object(fields) = update.entry(name).or_insert_with(|| json!({})) {
+        fields.insert(path, arg);
+      }
+    }
+    Value::Object(update)
+  })
+}
+
+proptest! {
+  #![proptest_config(ProptestConfig::with_cases(3000))]
+
+  /// Replaying the change list reproduces the engine's result exactly, a failed update leaves
+  /// the document exactly as it was, and the change list survives its wire form.
+  #[test]
+  fn replay_atomicity_and_wire_roundtrip(doc in document(), update in update()) {
+    let original = doc.clone();
+    let mut doc = doc;
+    match apply(&mut doc, &update, &Context { now_ms: NOW_MS }) {
+      Ok(changes) => {
+        let mut replica = original.clone();
+        prop_assert_eq!(apply_changes(&mut replica, &changes), Ok(()));
+        prop_assert!(identical(&replica, &doc), "replica {} vs engine {}", replica, doc);
+        let text = serde_json::to_string(&changes).unwrap();
+        let back: Vec<Change> = serde_json::from_str(&text).unwrap();
+        prop_assert_eq!(back, changes);
+      }
+      Err(_) => prop_assert!(identical(&doc, &original), "changed to {}", doc),
+    }
+  }
+
+  /// Applying the same update twice in a row is the same as the engine's replay on a replica
+  /// that is one update behind (changes are relative to the state they were planned on).
+  #[test]
+  fn sequential_updates_replay(doc in document(), first in update(), second in update()) {
+    let ctx = Context { now_ms: NOW_MS };
+    let mut doc = doc;
+    let mut replica = doc.clone();
+    for update in [&first, &second] {
+      if let Ok(changes) = apply(&mut doc, update, &ctx) {
+        prop_assert_eq!(apply_changes(&mut replica, &changes), Ok(()));
+      }
+      prop_assert!(identical(&replica, &doc));
+    }
+  }
+}
