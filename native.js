@@ -835,4 +835,10 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
-module.exports.NativeReplica = nativeBinding.NativeReplica
+module.exports.createInstance = nativeBinding.createInstance
+module.exports.patch = nativeBinding.patch
+module.exports.setRef = nativeBinding.setRef
+module.exports.snapshot = nativeBinding.snapshot
+module.exports.start = nativeBinding.start
+module.exports.stop = nativeBinding.stop
+module.exports.version = nativeBinding.version

@@ -4,7 +4,7 @@
 // native replica (src/binding.rs), which runs the patch engine.
 
 const { EventEmitter } = require('node:events')
-const { NativeReplica } = require('../native.js')
+const native = require('../native.js')
 const { applyChanges, getAt, touches } = require('./changes.js')
 const { MemErrors, codedError } = require('./errors.js')
 
@@ -104,7 +104,7 @@ class MemSync {
     this.options = checkOptions(options)
     this.#rpc = rpc ?? {}
     const text = toJson(data, 'The default object')
-    this.#native = new NativeReplica(name, text)
+    this.#native = native.createInstance(name, text)
     // A copy, not the caller's object: the replica and `data` must start identical.
     this.data = JSON.parse(text)
     this.connection = this.#connected.promise
@@ -118,7 +118,7 @@ class MemSync {
       await new Promise((resolve) => setTimeout(resolve, this.options.timeout ?? DEFAULT_TIMEOUT_MS))
       throw codedError(MemErrors.ERR_TIMEOUT, `No host for '${this.name}' within ${this.options.timeout ?? DEFAULT_TIMEOUT_MS} ms`)
     }
-    this.#role = this.#native.start((batch) => this.#onNativeEvents(batch))
+    this.#role = native.start(this.#native, (batch) => this.#onNativeEvents(batch))
     this.#connected.resolve({ type: this.#role })
     this.#emitter.emit('connected', this.#role)
     return this.#role
@@ -128,7 +128,7 @@ class MemSync {
   async stop () {
     if (this.#role === null) return
     const role = this.#role
-    this.#native.stop()
+    native.stop(this.#native)
     this.#role = null
     this.#connected = deferred()
     this.connection = this.#connected.promise
@@ -137,13 +137,13 @@ class MemSync {
 
   /** Keeps the process alive while started (the default), as `net.Server#ref`. */
   ref () {
-    this.#native.setRef(true)
+    native.setRef(this.#native, true)
     return this
   }
 
   /** Lets the process exit while started, as `net.Server#unref`. */
   unref () {
-    this.#native.setRef(false)
+    native.setRef(this.#native, false)
     return this
   }
 
@@ -157,7 +157,7 @@ class MemSync {
     }
     let applied
     try {
-      applied = this.#native.patch(toJson(update, 'The update'))
+      applied = native.patch(this.#native, toJson(update, 'The update'))
     } catch (error) {
       return Promise.reject(error)
     }
@@ -195,7 +195,7 @@ class MemSync {
       status: role ?? 'stopped',
       channel: role,
       name: this.name,
-      version: this.#native.version,
+      version: native.version(this.#native),
       host: { started: role === 'host', connections: 0 }
     }
   }
