@@ -64,8 +64,11 @@ struct Link {
 /// Creates the replica of `name`, seeded with the JSON text `dataJson` (an object).
 #[napi]
 pub fn create_instance(name: String, data_json: String) -> Result<External<Instance>> {
-  let data = serde_json::from_str(&data_json)
-    .map_err(|err| into_js_error(Error::BadValue(format!("The data is not valid JSON: {err}"))))?;
+  let data = serde_json::from_str(&data_json).map_err(|err| {
+    into_js_error(Error::BadValue(format!(
+      "The data is not valid JSON: {err}"
+    )))
+  })?;
   let replica = Replica::new(&name, data).map_err(into_js_error)?;
   Ok(External::new(Instance {
     replica,
