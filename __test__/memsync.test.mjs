@@ -281,6 +281,16 @@ test('patches before start apply locally', async (t) => {
   await mem.stop()
 })
 
+test('logEvents prints the instance events', async (t) => {
+  const log = t.mock.method(console, 'log', () => {})
+  const mem = await started(t, { n: 0 }, { logEvents: true })
+  await mem.patch({ $inc: { n: 1 } })
+  await mem.stop()
+  const lines = log.mock.calls.map((call) => call.arguments[0])
+  assert.deepEqual(lines.map((line) => line.replace(/^memsync '[^']+' /, '')), ['connected:', 'change:', 'disconnected:'])
+  assert.deepEqual(log.mock.calls[1].arguments[1].patch, { $inc: { n: 1 } })
+})
+
 test('a clientOnly instance with no host times out', async () => {
   const mem = new MemSync(uniqueName('client'), {}, { clientOnly: true, timeout: 50 })
   await rejectsWith(mem.start(), 'ERR_TIMEOUT')

@@ -108,6 +108,7 @@ class MemSync {
     // A copy, not the caller's object: the replica and `data` must start identical.
     this.data = JSON.parse(text)
     this.connection = this.#connected.promise
+    if (this.options.logEvents) this.#logEvents()
   }
 
   /** Joins the network of this name; resolves to the role taken, 'host' or 'client'. */
@@ -251,6 +252,13 @@ class MemSync {
       applyChanges(this.data, changes)
       this.#notify(changes)
       this.#emitter.emit('change', { version, timestamp, patch })
+    }
+  }
+
+  // memsync 0.5's `logEvents`: every instance event on the console.
+  #logEvents () {
+    for (const event of ['connected', 'disconnected', 'change', 'receivedPatches', 'error']) {
+      this.#emitter.on(event, (payload) => console.log(`memsync '${this.name}' ${event}:`, payload))
     }
   }
 
