@@ -125,6 +125,17 @@ test('plain keys are $set shorthand and {} is a no-op', async (t) => {
   await mem.stop()
 })
 
+test('keys such as __proto__ and constructor stay ordinary data and never reach a prototype', async (t) => {
+  const mem = await started(t, { list: [] })
+  await mem.patch({ $set: { '__proto__.polluted': 1, 'constructor.prototype.polluted': 2 } })
+  await mem.patch({ $push: { '__proto__.list': 'x' }, $rename: { constructor: 'renamed' } })
+  assert.equal({}.polluted, undefined)
+  assert.equal(Object.prototype.polluted, undefined)
+  assert.equal(Object.getPrototypeOf(mem.data), Object.prototype)
+  assert.ok(Object.hasOwn(mem.data, '__proto__'))
+  assert.deepEqual(JSON.parse(JSON.stringify(mem.data)), JSON.parse('{"list":[],"__proto__":{"polluted":1,"list":["x"]},"renamed":{"prototype":{"polluted":2}}}'))
+})
+
 test('an invalid update rejects with the engine code and leaves data untouched', async (t) => {
   const mem = await started(t, { n: 1, s: 'text', list: [1, 2], o: { x: 1 }, huge: 1e300 })
   const before = structuredClone(mem.data)
