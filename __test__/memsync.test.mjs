@@ -165,6 +165,36 @@ test('an invalid update rejects with the engine code and leaves data untouched',
   await mem.stop()
 })
 
+test('values JSON cannot carry reject with ERR_BAD_VALUE naming the path, and change nothing', async (t) => {
+  const mem = await started(t, { n: 1, list: [1] })
+  const cyclic = { a: {} }
+  cyclic.a.self = cyclic
+  const cases = [
+    [{ $set: { x: undefined } }, "'$set.x'"],
+    [{ $set: { 'a.b': () => 1 } }, "'$set.a.b'"],
+    [{ $set: { x: Symbol('s') } }, "'$set.x'"],
+    [{ $set: { x: 10n } }, "'$set.x'"],
+    [{ $push: { list: { $each: [1, undefined] } } }, "'$push.list.$each.1'"],
+    [{ $set: { x: NaN } }, "'$set.x'"],
+    [{ $inc: { n: Infinity } }, "'$inc.n'"],
+    [{ $set: { x: cyclic } }, "'$set.x.a.self'"],
+    [{ $set: { x: new Map([[1, 2]]) } }, "'$set.x'"],
+    [{ $pull: { list: /^a/ } }, '$regex'],
+    [{ $set: { x: new Uint8Array(2) } }, "'$set.x'"]
+  ]
+  for (const [update, where] of cases) {
+    await assert.rejects(mem.patch(update), (error) => {
+      assert.equal(error.code, 'ERR_BAD_VALUE')
+      assert.ok(error.message.includes(where), `${error.message} names ${where}`)
+      return true
+    })
+  }
+  assert.deepEqual(mem.data, { n: 1, list: [1] })
+  assert.equal((await mem.getStatus()).version, 0)
+  await mem.patch({ $set: { when: new Date(0) } })
+  assert.equal(mem.data.when, '1970-01-01T00:00:00.000Z', 'a Date is sent as its JSON form')
+})
+
 test('observers fire for the path, a parent or a child, with the new value', async (t) => {
   const mem = await started(t, { a: { b: { c: 1 }, bc: 0 }, list: [] })
   const seen = []

@@ -7,6 +7,7 @@ const { EventEmitter } = require('node:events')
 const native = require('../native.js')
 const { applyChanges, getAt, touches } = require('./changes.js')
 const { MemErrors, codedError } = require('./errors.js')
+const { toJson } = require('./json.js')
 
 const RESOLVED = Promise.resolve()
 const DEFAULT_TIMEOUT_MS = 15000
@@ -15,14 +16,6 @@ function isPlainObject (value) {
   if (value === null || typeof value !== 'object') return false
   const proto = Object.getPrototypeOf(value)
   return proto === Object.prototype || proto === null
-}
-
-function toJson (value, what) {
-  try {
-    return JSON.stringify(value)
-  } catch (error) {
-    throw codedError(MemErrors.ERR_BAD_VALUE, `${what} cannot be sent as JSON: ${error.message}`)
-  }
 }
 
 function checkOptions (options) {
