@@ -17,52 +17,61 @@ function describe (value) {
   return `a ${value.constructor?.name ?? 'special object'}`
 }
 
-function reject (what, path, value, hint = '') {
-  const where = path === '' ? '' : ` at '${path}'`
+function reject (what, keys, value, hint = '') {
+  const where = keys.length === 0 ? '' : ` at '${keys.join('.')}'`
   throw codedError(MemErrors.ERR_BAD_VALUE, `${what} holds ${describe(value)}${where}, which JSON cannot carry${hint}`)
 }
 
-function join (path, key) {
-  return path === '' ? String(key) : `${path}.${key}`
-}
-
-function check (value, path, ancestors, what) {
+// `keys` is the path walked so far, joined only for an error: building path strings for every
+// value would cost more than the JSON encoding itself on the patch() hot path.
+function check (value, keys, what) {
   switch (typeof value) {
     case 'string':
     case 'boolean':
       return
     case 'number':
-      if (!Number.isFinite(value)) reject(what, path, value)
+      if (!Number.isFinite(value)) reject(what, keys, value)
       return
     case 'object':
       break
     default:
-      reject(what, path, value)
+      reject(what, keys, value)
   }
   if (value === null) return
-  if (ArrayBuffer.isView(value) || LOSSY.some((type) => value instanceof type)) {
-    reject(what, path, value, value instanceof RegExp ? ' (use { $regex: "..." })' : '')
+  const isArray = Array.isArray(value)
+  if (!isArray && Object.getPrototypeOf(value) !== Object.prototype) {
+    if (ArrayBuffer.isView(value) || LOSSY.some((type) => value instanceof type)) {
+      reject(what, keys, value, value instanceof RegExp ? ' (use { $regex: "..." })' : '')
+    }
+    // An object with toJSON (a Date) is sent as what toJSON returns, as JSON.stringify does.
+    if (typeof value.toJSON === 'function') return
   }
-  // An object with toJSON (a Date) is sent as what toJSON returns, as JSON.stringify does.
-  if (typeof value.toJSON === 'function') return
-  if (ancestors.includes(value)) {
-    throw codedError(MemErrors.ERR_BAD_VALUE, `${what} is cyclic at '${path}'`)
-  }
-  ancestors.push(value)
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) check(value[i], join(path, i), ancestors, what)
+  if (isArray) {
+    for (let i = 0; i < value.length; i++) {
+      keys.push(i)
+      check(value[i], keys, what)
+      keys.pop()
+    }
   } else {
-    for (const key in value) {
-      if (Object.hasOwn(value, key)) check(value[key], join(path, key), ancestors, what)
+    for (const key of Object.keys(value)) {
+      keys.push(key)
+      check(value[key], keys, what)
+      keys.pop()
     }
   }
-  ancestors.pop()
 }
 
 /** JSON text of `value`, or an ERR_BAD_VALUE error naming the first path JSON cannot carry. */
 function toJson (value, what) {
-  check(value, '', [], what)
-  return JSON.stringify(value)
+  let text
+  try {
+    // First, so that the walk below never meets a cycle: JSON.stringify throws on those.
+    text = JSON.stringify(value)
+  } catch (error) {
+    throw codedError(MemErrors.ERR_BAD_VALUE, `${what} cannot be sent as JSON: ${error.message}`)
+  }
+  check(value, [], what)
+  return text
 }
 
 module.exports = { toJson }
