@@ -117,6 +117,9 @@ export declare const MemErrors: {
   readonly ERR_TIMEOUT: 'ERR_TIMEOUT'
   readonly ERR_RPC_NOT_FOUND: 'ERR_RPC_NOT_FOUND'
   readonly ERR_NO_STORAGE: 'ERR_NO_STORAGE'
+  readonly ERR_STALE_WRITE: 'ERR_STALE_WRITE'
+  readonly ERR_STOPPED: 'ERR_STOPPED'
+  readonly ERR_RENDEZVOUS: 'ERR_RENDEZVOUS'
 }
 
 /** One of the `MemErrors` codes. */
@@ -135,8 +138,10 @@ export interface MemSyncOptions {
   serverOnly?: boolean
   /** Print internal events to the console. */
   logEvents?: boolean
-  /** Milliseconds before a request fails with `ERR_TIMEOUT` (default 15,000). */
+  /** Milliseconds `start()` or a patch waits for a host before `ERR_TIMEOUT` (default 15,000). */
   timeout?: number
+  /** The rendezvous directory (default: `$XDG_RUNTIME_DIR/memsync`, else `<tmp>/memsync-<uid>`). */
+  dir?: string
   peer?: { roles?: Array<'writer' | 'reader' | 'rpc'> }
   network?: { maxWriters?: number }
   file?: { path: string }
@@ -155,10 +160,10 @@ type RpcFunction<R, M extends string> = M extends `${infer Head}.${infer Rest}`
   ? Head extends keyof R ? RpcFunction<R[Head], Rest> : never
   : M extends keyof R ? R[M] : never
 
-/** One ordered patch, as memsync 0.5 reports it. */
+/** One patch, as memsync 0.5 reports it. */
 export interface PatchRecord<T> {
-  /** Its place in the object's total order, counting from 1. */
-  version: number
+  /** Its place in the object's total order, counting from 1; null for an own patch the host has not ordered yet. */
+  version: number | null
   /** When it was created (epoch ms). */
   timestamp: number
   patch: UpdateQuery<T>
@@ -166,8 +171,8 @@ export interface PatchRecord<T> {
 
 /** The instance events and their listener arguments. */
 export interface MemSyncEvents<T> {
-  /** Patches made by other processes, once applied here. */
-  receivedPatches: [patches: PatchRecord<T>[]]
+  /** Patches made by other processes, once applied here (each with its version). */
+  receivedPatches: [patches: Array<PatchRecord<T> & { version: number }>]
   /** Every applied patch, local or remote. */
   change: [patch: PatchRecord<T>]
   connected: [role: 'host' | 'client']
@@ -186,7 +191,8 @@ export interface RpcResult<R> {
 
 /** What `getStatus()` reports. */
 export interface MemSyncStatus {
-  status: 'host' | 'client' | 'stopped'
+  /** 'connecting' while started but between hosts (a failover, or no host yet). */
+  status: 'host' | 'client' | 'connecting' | 'stopped'
   channel: 'host' | 'client' | null
   name: string
   version: number

@@ -16,14 +16,24 @@ export declare class ExternalObject<T> {
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-/** Creates the replica of `name`, seeded with the JSON text `dataJson` (an object). */
-export declare function createInstance(name: string, dataJson: string): ExternalObject<Instance>
+/**
+ * Creates the replica of `name`, seeded with the JSON text `dataJson` (an object). `dir` is the
+ * rendezvous directory (default: per-user runtime directory).
+ */
+export declare function createInstance(name: string, dataJson: string, dir?: string | undefined | null): ExternalObject<Instance>
+
+/** The events that arrived from the network, as a JSON array. */
+export declare function drain(instance: ExternalObject<Instance>): string
 
 /**
- * Applies the update given as JSON text. Returns `[version, changes]` as JSON text, or null when
- * nothing changed. Throws with the engine's `code` and leaves the document untouched on error.
+ * Applies the update given as JSON text. Returns the events queued for JS as a JSON array, the
+ * last one for this patch. Throws with the engine's `code` and leaves the document untouched on
+ * error.
  */
-export declare function patch(instance: ExternalObject<Instance>, updateJson: string): string | null
+export declare function patch(instance: ExternalObject<Instance>, updateJson: string): string
+
+/** Releases the waker of a stopped instance (the JS side calls it once `stop()` resolved). */
+export declare function release(instance: ExternalObject<Instance>): void
 
 /** Like `ref()`/`unref()` on `net.Server`: whether a started instance keeps the process alive. */
 export declare function setRef(instance: ExternalObject<Instance>, referenced: boolean): void
@@ -32,16 +42,17 @@ export declare function setRef(instance: ExternalObject<Instance>, referenced: b
 export declare function snapshot(instance: ExternalObject<Instance>): string
 
 /**
- * Joins the network of the instance's name and returns the role, `'host'` or `'client'`.
- * `onEvents` receives batches of events (JSON text) that arrive from the Rust side.
+ * Joins the network of the instance's name in the background; the outcome arrives as an event.
+ * `onWake` is called (without arguments) when events are waiting to be drained.
  */
-export declare function start(instance: ExternalObject<Instance>, onEvents: (batch: string) => void): string
+export declare function start(instance: ExternalObject<Instance>, onWake: () => void, clientOnly: boolean, serverOnly: boolean): void
+
+/** The instance's status: role, version and (host) connected clients, as JSON text. */
+export declare function status(instance: ExternalObject<Instance>): string
 
 /**
- * Leaves the network. Dropping the event sink releases the threadsafe function, so a stopped
- * instance never keeps the process alive.
+ * Leaves the network and resolves once every task of the instance has ended. A host hands its
+ * role over first. Releasing the waker afterwards means a stopped instance never keeps the
+ * process alive.
  */
-export declare function stop(instance: ExternalObject<Instance>): void
-
-/** The number of patches applied so far. */
-export declare function version(instance: ExternalObject<Instance>): number
+export declare function stop(instance: ExternalObject<Instance>): Promise<void>

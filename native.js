@@ -836,9 +836,11 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.createInstance = nativeBinding.createInstance
+module.exports.drain = nativeBinding.drain
 module.exports.patch = nativeBinding.patch
+module.exports.release = nativeBinding.release
 module.exports.setRef = nativeBinding.setRef
 module.exports.snapshot = nativeBinding.snapshot
 module.exports.start = nativeBinding.start
+module.exports.status = nativeBinding.status
 module.exports.stop = nativeBinding.stop
-module.exports.version = nativeBinding.version

@@ -313,13 +313,16 @@ test('ping, flush and setOptions keep the memsync 0.5 shapes', async (t) => {
   await mem.stop()
 })
 
-test('patches before start apply locally', async (t) => {
+test('patches before start apply locally at once and are accepted when a host exists', async (t) => {
   const mem = new MemSync(uniqueName('early'), { n: 0 })
   t.after(() => mem.stop())
-  await mem.patch({ $inc: { n: 1 } })
-  assert.equal(await mem.start(), 'host')
+  const accepted = mem.patch({ $inc: { n: 1 } })
   assert.equal(mem.data.n, 1)
-  await mem.stop()
+  assert.equal((await mem.getStatus()).version, 0, 'not ordered before a host exists')
+  assert.equal(await mem.start(), 'host')
+  await accepted
+  assert.equal(mem.data.n, 1)
+  assert.equal((await mem.getStatus()).version, 1)
 })
 
 test('logEvents prints the instance events', async (t) => {

@@ -39,7 +39,8 @@ async function main (): Promise<void> {
   mem.observe('nope', () => {})
   mem.unobserve('done')
 
-  mem.on('change', (change) => { const v: number = change.version; void v })
+  mem.on('change', (change) => { const v: number | null = change.version; void v })
+  mem.on('receivedPatches', (patches) => { const v: number = patches[0].version; void v })
   mem.on('connected', (type) => { const t: 'host' | 'client' = type; void t })
   // @ts-expect-error not an instance event
   mem.on('unknown-event', () => {})

@@ -110,6 +110,27 @@ fn patch(c: &mut Criterion) {
     )
   });
 
+  // The product's hot path: a tiny update on a small document, parse included.
+  let mut small = json!({"n": 0, "x": 1});
+  let inc_n = json!({"$inc": {"n": 1}});
+  group.bench_function("inc_small", |b| {
+    b.iter(|| black_box(apply(&mut small, black_box(&inc_n), &CTX).ok()))
+  });
+
+  let mut user = json!({"user": {"name": "a", "age": 3}, "n": 0});
+  let names = [
+    json!({"$set": {"user.name": "b"}}),
+    json!({"$set": {"user.name": "c"}}),
+  ];
+  let mut turn = 0;
+  group.bench_function("set_small", |b| {
+    // Alternating values, so that every set writes.
+    b.iter(|| {
+      turn ^= 1;
+      black_box(apply(&mut user, black_box(&names[turn]), &CTX).ok())
+    })
+  });
+
   group.finish();
 }
 

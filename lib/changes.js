@@ -146,4 +146,10 @@ function touches (observed, changes) {
   return false
 }
 
-module.exports = { applyChanges, getAt, touches }
+/** Makes `target` hold exactly what `source` holds, keeping its identity. */
+function replaceContents (target, source) {
+  for (const key of Object.keys(target)) delete target[key]
+  for (const key of Object.keys(source)) assign(target, key, source[key])
+}
+
+module.exports = { applyChanges, getAt, replaceContents, touches }

@@ -5,11 +5,13 @@
 
 const { EventEmitter } = require('node:events')
 const native = require('../native.js')
-const { applyChanges, getAt, touches } = require('./changes.js')
+const { applyChanges, getAt, replaceContents, touches } = require('./changes.js')
 const { MemErrors, codedError } = require('./errors.js')
 const { toJson } = require('./json.js')
 
 const RESOLVED = Promise.resolve()
+// A change list that touches every path, for observers after a whole snapshot replaced `data`.
+const EVERYTHING = [['s', []]]
 const DEFAULT_TIMEOUT_MS = 15000
 
 function isPlainObject (value) {
@@ -31,6 +33,9 @@ function checkOptions (options) {
     if (options[flag] !== undefined && typeof options[flag] !== 'boolean') {
       throw codedError(MemErrors.ERR_INVALID_ARG, `options.${flag} must be a boolean`)
     }
+  }
+  if (options.dir !== undefined && (typeof options.dir !== 'string' || options.dir === '')) {
+    throw codedError(MemErrors.ERR_INVALID_ARG, 'options.dir must be a directory path')
   }
   if (options.clientOnly && options.serverOnly) {
     throw codedError(MemErrors.ERR_INVALID_ARG, 'options.clientOnly and options.serverOnly exclude each other')
@@ -70,8 +75,19 @@ class MemSync {
   #rpc
   #emitter = new EventEmitter()
   #observers = []
+  /** 'host' or 'client' while connected, else null. */
   #role = null
+  /** Whether start() was called and stop() was not. */
+  #started = false
   #connected = deferred()
+  /** Settles the start() in progress. */
+  #starting = null
+  /** The promises of own patches the host has not ordered yet, by sequence number. */
+  #waiting = new Map()
+  /** Events to apply to `data`, in order; a patch() made by an observer while they are being
+   * applied queues its own behind them instead of overtaking them. */
+  #queue = []
+  #handling = false
 
   constructor (nameOrConfig, defaultObject, options) {
     let name = nameOrConfig
@@ -97,7 +113,7 @@ class MemSync {
     this.options = checkOptions(options)
     this.#rpc = rpc ?? {}
     const text = toJson(data, 'The default object')
-    this.#native = native.createInstance(name, text)
+    this.#native = native.createInstance(name, text, this.options.dir ?? null)
     // A copy, not the caller's object: the replica and `data` must start identical.
     this.data = JSON.parse(text)
     this.connection = this.#connected.promise
@@ -107,26 +123,38 @@ class MemSync {
   /** Joins the network of this name; resolves to the role taken, 'host' or 'client'. */
   async start () {
     if (this.#role !== null) return this.#role
-    if (this.options.clientOnly) {
-      // Without the sync layer there is never another process to join as a client.
-      await new Promise((resolve) => setTimeout(resolve, this.options.timeout ?? DEFAULT_TIMEOUT_MS))
-      throw codedError(MemErrors.ERR_TIMEOUT, `No host for '${this.name}' within ${this.options.timeout ?? DEFAULT_TIMEOUT_MS} ms`)
+    if (this.#started) return (await this.connection).type
+    this.#started = true
+    const timeoutMs = this.options.timeout ?? DEFAULT_TIMEOUT_MS
+    const outcome = new Promise((resolve, reject) => { this.#starting = { resolve, reject } })
+    const timer = setTimeout(() => {
+      this.#starting?.reject(codedError(MemErrors.ERR_TIMEOUT, `No host for '${this.name}' within ${timeoutMs} ms`))
+    }, timeoutMs)
+    try {
+      native.start(this.#native, () => this.#drain(), this.options.clientOnly === true, this.options.serverOnly === true)
+      return await outcome
+    } catch (error) {
+      await this.stop()
+      throw error
+    } finally {
+      clearTimeout(timer)
+      this.#starting = null
     }
-    this.#role = native.start(this.#native, (batch) => this.#onNativeEvents(batch))
-    this.#connected.resolve({ type: this.#role })
-    this.#emitter.emit('connected', this.#role)
-    return this.#role
   }
 
-  /** Leaves the network; a stopped instance never keeps the process alive. */
+  /** Leaves the network (a host hands its role over); resolves once every task has ended. */
   async stop () {
-    if (this.#role === null) return
-    const role = this.#role
-    native.stop(this.#native)
-    this.#role = null
-    this.#connected = deferred()
-    this.connection = this.#connected.promise
-    this.#emitter.emit('disconnected', role)
+    if (!this.#started) return
+    this.#started = false
+    await native.stop(this.#native)
+    this.#drain()
+    // The waker is released only now, after the last events were drained: from here on the
+    // instance never keeps the process alive.
+    native.release(this.#native)
+    this.#starting?.reject(codedError(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before it connected`))
+    for (const seq of [...this.#waiting.keys()]) {
+      this.#settle(seq, codedError(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before the host accepted the patch; it stays queued and is sent if the instance starts again`))
+    }
   }
 
   /** Keeps the process alive while started (the default), as `net.Server#ref`. */
@@ -149,14 +177,20 @@ class MemSync {
     if (!isPlainObject(update)) {
       return Promise.reject(codedError(MemErrors.ERR_BAD_VALUE, 'The update must be a plain object such as { $set: { a: 1 } }'))
     }
-    let applied
+    let events
     try {
-      applied = native.patch(this.#native, toJson(update, 'The update'))
+      events = JSON.parse(native.patch(this.#native, toJson(update, 'The update')))
     } catch (error) {
       return Promise.reject(error)
     }
-    if (applied !== null) this.#applyLocal(update, applied)
-    return RESOLVED
+    // The last event is this patch's; events that arrived from the network come before it, as the
+    // replica applied them first.
+    const own = events[events.length - 1]
+    const [, seq, version, changes] = own
+    own.push(update)
+    const accepted = changes !== null && version === 0 ? this.#waitForOrder(seq) : RESOLVED
+    this.#handle(events)
+    return accepted
   }
 
   /** Calls `callback(value)` whenever a patch touches `path`, a parent or a child of it. */
@@ -184,13 +218,14 @@ class MemSync {
 
   /** Where this instance stands. */
   async getStatus () {
-    const role = this.#role
+    const { role, version, connections } = JSON.parse(native.status(this.#native))
+    const connected = role !== 'offline'
     return {
-      status: role ?? 'stopped',
-      channel: role,
+      status: connected ? role : (this.#started ? 'connecting' : 'stopped'),
+      channel: connected ? role : null,
       name: this.name,
-      version: native.version(this.#native),
-      host: { started: role === 'host', connections: 0 }
+      version,
+      host: { started: role === 'host', connections }
     }
   }
 
@@ -218,13 +253,100 @@ class MemSync {
   /** Accepted for memsync 0.5 compatibility; options are fixed at construction. */
   setOptions () {}
 
-  #applyLocal (update, applied) {
-    const [version, changes] = JSON.parse(applied)
-    applyChanges(this.data, changes)
-    this.#notify(changes)
-    if (this.#emitter.listenerCount('change') > 0) {
-      this.#emitter.emit('change', { version, timestamp: Date.now(), patch: update })
+  #waitForOrder (seq) {
+    return new Promise((resolve, reject) => {
+      const timeoutMs = this.options.timeout ?? DEFAULT_TIMEOUT_MS
+      // Unref'd: a pending patch alone must not keep a stopped instance's process alive.
+      const timer = setTimeout(() => {
+        this.#waiting.delete(seq)
+        reject(codedError(MemErrors.ERR_TIMEOUT, `The host of '${this.name}' did not accept the patch within ${timeoutMs} ms; it stays queued`))
+      }, timeoutMs).unref()
+      this.#waiting.set(seq, { resolve, reject, timer })
+    })
+  }
+
+  #settle (seq, error) {
+    const waiter = this.#waiting.get(seq)
+    if (waiter === undefined) return
+    this.#waiting.delete(seq)
+    clearTimeout(waiter.timer)
+    if (error === undefined) waiter.resolve()
+    else waiter.reject(error)
+  }
+
+  #drain () {
+    const events = JSON.parse(native.drain(this.#native))
+    if (events.length > 0) this.#handle(events)
+  }
+
+  // Events from the native replica, in the order it applied them (src/state.rs).
+  #handle (events) {
+    for (const event of events) this.#queue.push(event)
+    if (this.#handling) return
+    this.#handling = true
+    try {
+      for (let i = 0; i < this.#queue.length; i++) this.#apply(this.#queue[i])
+    } finally {
+      this.#queue.length = 0
+      this.#handling = false
     }
+  }
+
+  #apply (event) {
+    switch (event[0]) {
+      case 'o': {
+        const [, , version, changes, update] = event
+        if (changes === null) break
+        applyChanges(this.data, changes)
+        this.#notify(changes)
+        if (this.#emitter.listenerCount('change') > 0) {
+          this.#emitter.emit('change', { version: version || null, timestamp: Date.now(), patch: update })
+        }
+        break
+      }
+      case 'c': {
+        const [, , changes, received] = event
+        applyChanges(this.data, changes)
+        this.#notify(changes)
+        if (received.length > 0) {
+          this.#emitter.emit('receivedPatches', received)
+          for (const record of received) this.#emitter.emit('change', record)
+        }
+        break
+      }
+      case 'r':
+        replaceContents(this.data, event[2])
+        this.#notify(EVERYTHING)
+        break
+      case 'a':
+        this.#settle(event[1])
+        break
+      case 'x':
+        this.#settle(event[1], codedError(event[2], event[3]))
+        break
+      case 'role':
+        this.#onRole(event[1])
+        break
+      case 'fail':
+        this.#starting?.reject(codedError(event[1], event[2]))
+        break
+    }
+  }
+
+  #onRole (role) {
+    if (role === 'offline') {
+      const previous = this.#role
+      if (previous === null) return
+      this.#role = null
+      this.#connected = deferred()
+      this.connection = this.#connected.promise
+      this.#emitter.emit('disconnected', previous)
+      return
+    }
+    this.#role = role
+    this.#connected.resolve({ type: role })
+    this.#starting?.resolve(role)
+    this.#emitter.emit('connected', role)
   }
 
   #notify (changes) {
@@ -236,15 +358,6 @@ class MemSync {
       } catch (error) {
         this.#reportError(error)
       }
-    }
-  }
-
-  // Batches from the Rust side: changes ordered by other processes (the sync layer).
-  #onNativeEvents (batch) {
-    for (const { version, timestamp, patch, changes } of JSON.parse(batch)) {
-      applyChanges(this.data, changes)
-      this.#notify(changes)
-      this.#emitter.emit('change', { version, timestamp, patch })
     }
   }
 

@@ -8,13 +8,23 @@
 //! `JSON.stringify` plus `serde_json::from_str` is several times cheaper than napi's
 //! per-property object conversion.
 
-use napi::bindgen_prelude::{Env, External, Function};
-use napi::threadsafe_function::ThreadsafeFunction;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use napi::bindgen_prelude::{spawn, Env, External, Function, PromiseRaw};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
 use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::error::Error;
+use crate::peer;
+use crate::rendezvous::Rendezvous;
 use crate::state::Replica;
 
 /// The `code` of a JS error, e.g. `ERR_TYPE_MISMATCH`.
@@ -45,73 +55,155 @@ fn from_napi_error(err: napi::Error) -> napi::Error<ErrorCode> {
   napi::Error::new(ErrorCode::from(err.status), err.reason.clone())
 }
 
-/// Delivers JSON batches from the Rust side to the JS facade. Not weak: while it exists, a started
-/// instance keeps Node's event loop alive as a listening server does; `setRef(false)` unrefs it.
-type EventSink = ThreadsafeFunction<String, (), String, Status, false>;
+/// Wakes the JS facade to drain the events that arrived from the network. Not weak: while it
+/// exists, a started instance keeps Node's event loop alive as a listening server does;
+/// `setRef(false)` unrefs it.
+type Waker = ThreadsafeFunction<(), (), (), Status, false>;
 
 /// One `MemSync` instance's native state.
 pub struct Instance {
-  replica: Replica,
+  replica: Arc<Replica>,
+  dir: Option<PathBuf>,
   link: Mutex<Link>,
 }
 
-/// What a started instance holds on the JS side.
+/// What a started instance holds.
 struct Link {
-  sink: Option<EventSink>,
+  waker: Option<Arc<Mutex<Waker>>>,
   referenced: bool,
+  peer: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
-/// Creates the replica of `name`, seeded with the JSON text `dataJson` (an object).
+/// Creates the replica of `name`, seeded with the JSON text `dataJson` (an object). `dir` is the
+/// rendezvous directory (default: per-user runtime directory).
 #[napi]
-pub fn create_instance(name: String, data_json: String) -> Result<External<Instance>> {
+pub fn create_instance(
+  name: String,
+  data_json: String,
+  dir: Option<String>,
+) -> Result<External<Instance>> {
   let data = serde_json::from_str(&data_json).map_err(|err| {
     into_js_error(Error::BadValue(format!(
       "The data is not valid JSON: {err}"
     )))
   })?;
-  let replica = Replica::new(&name, data).map_err(into_js_error)?;
+  let replica = Replica::new(&name, data, new_origin()).map_err(into_js_error)?;
   Ok(External::new(Instance {
-    replica,
+    replica: Arc::new(replica),
+    dir: dir.map(PathBuf::from),
     link: Mutex::new(Link {
-      sink: None,
+      waker: None,
       referenced: true,
+      peer: None,
     }),
   }))
 }
 
-/// Applies the update given as JSON text. Returns `[version, changes]` as JSON text, or null when
-/// nothing changed. Throws with the engine's `code` and leaves the document untouched on error.
+/// A random-enough id for this instance's patches: unique across the processes and instances
+/// that may ever share a name.
+fn new_origin() -> u64 {
+  static COUNTER: AtomicU64 = AtomicU64::new(0);
+  let mut hasher = RandomState::new().build_hasher();
+  hasher.write_u32(std::process::id());
+  hasher.write_u64(crate::state::now_ms());
+  hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+  hasher.finish()
+}
+
+/// Applies the update given as JSON text. Returns the events queued for JS as a JSON array, the
+/// last one for this patch. Throws with the engine's `code` and leaves the document untouched on
+/// error.
 #[napi]
-pub fn patch(instance: &External<Instance>, update_json: String) -> Result<Option<String>> {
+pub fn patch(instance: &External<Instance>, update_json: String) -> Result<String> {
   instance.replica.patch(&update_json).map_err(into_js_error)
 }
 
-/// Joins the network of the instance's name and returns the role, `'host'` or `'client'`.
-/// `onEvents` receives batches of events (JSON text) that arrive from the Rust side.
-#[napi(ts_args_type = "instance: ExternalObject<Instance>, onEvents: (batch: string) => void")]
+/// The events that arrived from the network, as a JSON array.
+#[napi]
+pub fn drain(instance: &External<Instance>) -> String {
+  instance.replica.drain()
+}
+
+/// Joins the network of the instance's name in the background; the outcome arrives as an event.
+/// `onWake` is called (without arguments) when events are waiting to be drained.
+#[napi(
+  ts_args_type = "instance: ExternalObject<Instance>, onWake: () => void, clientOnly: boolean, serverOnly: boolean"
+)]
 pub fn start(
   env: Env,
   instance: &External<Instance>,
-  on_events: Function<String, ()>,
-) -> Result<String> {
-  let mut sink: EventSink = on_events
+  on_wake: Function<(), ()>,
+  client_only: bool,
+  server_only: bool,
+) -> Result<()> {
+  let mut link = instance.link.lock();
+  if link.peer.is_some() {
+    return Ok(());
+  }
+  let mut waker: Waker = on_wake
     .build_threadsafe_function()
     .callee_handled::<false>()
     .build()
     .map_err(from_napi_error)?;
-  let mut link = instance.link.lock();
   if !link.referenced {
-    set_sink_ref(&mut sink, &env, false)?;
+    set_waker_ref(&mut waker, &env, false)?;
   }
-  link.sink = Some(sink);
-  Ok("host".to_owned())
+  let waker = Arc::new(Mutex::new(waker));
+  let wake = waker.clone();
+  // NonBlocking: the caller is a tokio worker, which must never wait on the JS thread.
+  instance.replica.set_waker(Some(Box::new(move || {
+    wake
+      .lock()
+      .call((), ThreadsafeFunctionCallMode::NonBlocking);
+  })));
+  link.waker = Some(waker);
+  let rendezvous =
+    Rendezvous::new(instance.dir.clone(), instance.replica.name()).map_err(|err| {
+      napi::Error::new(
+        ErrorCode("ERR_RENDEZVOUS"),
+        format!("memsync '{}': {err}", instance.replica.name()),
+      )
+    })?;
+  let (stop, stopped) = watch::channel(false);
+  let replica = instance.replica.clone();
+  let failed = instance.replica.clone();
+  let options = peer::Options {
+    client_only,
+    server_only,
+  };
+  let task = spawn(async move {
+    peer::run(replica, rendezvous, options, stopped, move |failure| {
+      failed.report_failure(failure.code, &failure.message)
+    })
+    .await
+  });
+  link.peer = Some((stop, task));
+  Ok(())
 }
 
-/// Leaves the network. Dropping the event sink releases the threadsafe function, so a stopped
-/// instance never keeps the process alive.
+/// Leaves the network and resolves once every task of the instance has ended. A host hands its
+/// role over first. Releasing the waker afterwards means a stopped instance never keeps the
+/// process alive.
+#[napi(ts_return_type = "Promise<void>")]
+pub fn stop<'env>(env: &'env Env, instance: &External<Instance>) -> Result<PromiseRaw<'env, ()>> {
+  let peer = instance.link.lock().peer.take();
+  let replica = instance.replica.clone();
+  env
+    .spawn_future(async move {
+      if let Some((stop, task)) = peer {
+        let _ = stop.send(true);
+        let _ = task.await;
+      }
+      replica.set_waker(None);
+      Ok(())
+    })
+    .map_err(from_napi_error)
+}
+
+/// Releases the waker of a stopped instance (the JS side calls it once `stop()` resolved).
 #[napi]
-pub fn stop(instance: &External<Instance>) {
-  instance.link.lock().sink = None;
+pub fn release(instance: &External<Instance>) {
+  instance.link.lock().waker = None;
 }
 
 /// Like `ref()`/`unref()` on `net.Server`: whether a started instance keeps the process alive.
@@ -119,8 +211,8 @@ pub fn stop(instance: &External<Instance>) {
 pub fn set_ref(env: Env, instance: &External<Instance>, referenced: bool) -> Result<()> {
   let mut link = instance.link.lock();
   link.referenced = referenced;
-  match link.sink.as_mut() {
-    Some(sink) => set_sink_ref(sink, &env, referenced),
+  match link.waker.as_ref() {
+    Some(waker) => set_waker_ref(&mut waker.lock(), &env, referenced),
     None => Ok(()),
   }
 }
@@ -131,21 +223,26 @@ pub fn snapshot(instance: &External<Instance>) -> String {
   instance.replica.snapshot()
 }
 
-/// The number of patches applied so far.
+/// The instance's status: role, version and (host) connected clients, as JSON text.
 #[napi]
-pub fn version(instance: &External<Instance>) -> f64 {
-  // A JS number holds every version this process can reach (2^53 patches).
-  instance.replica.version() as f64
+pub fn status(instance: &External<Instance>) -> String {
+  let replica = &instance.replica;
+  format!(
+    r#"{{"role":"{}","version":{},"connections":{}}}"#,
+    replica.role().name(),
+    replica.version(),
+    replica.connections()
+  )
 }
 
 // Node-API's own ref/unref of a threadsafe function is exactly net.Server's ref()/unref(); napi-rs
 // deprecates these wrappers in favour of cloning, which cannot express a runtime toggle.
 #[allow(deprecated)]
-fn set_sink_ref(sink: &mut EventSink, env: &Env, referenced: bool) -> Result<()> {
+fn set_waker_ref(waker: &mut Waker, env: &Env, referenced: bool) -> Result<()> {
   let outcome = if referenced {
-    sink.refer(env)
+    waker.refer(env)
   } else {
-    sink.unref(env)
+    waker.unref(env)
   };
   outcome.map_err(from_napi_error)
 }

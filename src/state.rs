@@ -1,53 +1,152 @@
-//! The replica: one process's copy of the shared document and its version.
+//! The replica: one instance's copy of the shared document, and the rules that keep every copy
+//! identical.
 //!
-//! A `parking_lot::Mutex` guards it rather than `tokio::sync::Mutex`: nothing is awaited while the
-//! lock is held, every critical section is a short, CPU-only update, and the lock is taken from the
-//! JS thread on every `patch()`, where an async lock would cost a task hop (mini-redis `db.rs`).
+//! The host gives every accepted patch a version (one total order). A replica shows its own
+//! patches at once: `data` is the ordered document with the instance's *pending* patches (sent,
+//! not yet ordered) applied on top. When the host orders somebody else's patch first, the pending
+//! patches are undone, the ordered one is applied, and the pending ones are applied again
+//! (a rebase), so every replica ends with the host's order. When the host orders our own first
+//! pending patch, nothing needs to change.
+//!
+//! Everything the JS side must apply to its `data` object is queued as events, in the order the
+//! replica applied them, and drained by `patch()` or by the wake-up of the JS thread.
+//!
+//! A `parking_lot::Mutex` guards the state rather than `tokio::sync::Mutex`: nothing is awaited
+//! while the lock is held, every critical section is short and CPU-only, and the JS thread takes
+//! it on every `patch()`, where an async lock would cost a task hop (mini-redis `db.rs`).
 
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
+use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
-use crate::patch::{Context, Update};
+use crate::patch::{apply_changes, Change, Context, Update};
+use crate::protocol::{self, Clock, Hlc, LogEntry, Message, PROTOCOL_VERSION};
 
 /// The longest accepted object name; it becomes part of a file name.
 const MAX_NAME_LEN: usize = 100;
+/// Ordered entries kept to hand to a new host that missed them after a failover.
+const LOG_LEN: usize = 4096;
+/// Paths whose last write time is remembered for the stale-write check, before old ones go.
+const MAX_WRITE_TIMES: usize = 100_000;
+/// Write times younger than this survive the trimming of [`MAX_WRITE_TIMES`].
+const WRITE_TIME_WINDOW_MS: u64 = 60_000;
 
-/// One process's copy of a named shared document.
-pub struct Replica {
-  name: String,
-  document: Mutex<Document>,
+/// An encoded frame, shared by every connection it is sent on (a broadcast encodes once).
+pub type Frame = Arc<Vec<u8>>;
+/// Where a connection's writer task takes its frames from.
+pub type FrameSender = mpsc::UnboundedSender<Frame>;
+
+/// What this instance is in its network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+  /// Not connected: patches queue until a host orders them.
+  Offline,
+  /// Orders every patch.
+  Host,
+  /// Sends its patches to the host.
+  Client,
 }
 
-struct Document {
+impl Role {
+  /// The name JS sees.
+  pub fn name(self) -> &'static str {
+    match self {
+      Role::Offline => "offline",
+      Role::Host => "host",
+      Role::Client => "client",
+    }
+  }
+}
+
+/// One instance's replica of a named document.
+pub struct Replica {
+  name: String,
+  origin: u64,
+  inner: Mutex<Inner>,
+  /// Wakes the JS thread to drain events; set when started.
+  waker: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+  /// Whether a wake-up is already on its way, so a burst of events costs one.
+  woken: AtomicBool,
+}
+
+struct Inner {
   data: Value,
-  version: u64,
-  /// The last update parsed: services repeat the same update (`{$inc: {n: 1}}`) over and over,
-  /// and parsing one costs as much as applying it.
+  role: Role,
+  clock: Clock,
+  next_seq: u64,
+  pending: VecDeque<Pending>,
+  history: History,
   last_update: ParsedUpdate,
+  /// JSON texts of events for the JS side, in the order they happened here.
+  events: Vec<String>,
+  /// Client only: frames for the host.
+  to_host: Option<FrameSender>,
+}
+
+/// What the order has produced so far; apart from `data` so that ordering can borrow it while
+/// the update being ordered is borrowed from the rest.
+struct History {
+  version: u64,
+  /// For each origin, the highest sequence number ordered: what a snapshot already contains.
+  applied: HashMap<u64, u64>,
+  log: VecDeque<LogEntry>,
+  /// Host only: when each path was last written, for the stale-write check.
+  write_times: BTreeMap<String, Hlc>,
+  /// Host only: frames for each connected client.
+  clients: Vec<(u64, FrameSender)>,
+}
+
+/// An own patch that the host has not ordered yet.
+struct Pending {
+  seq: u64,
+  hlc: Hlc,
+  update_value: Value,
+  update: Arc<Update>,
+  /// Reverts its local effect; `None` when it could not be applied on the current base (the
+  /// host will decide).
+  undo: Option<Vec<Change>>,
+  /// Its local effect, which a new host broadcasts when it orders the patch.
+  changes: Vec<Change>,
 }
 
 struct ParsedUpdate {
   text: String,
-  update: Update,
+  value: Value,
+  /// Shared with the pending patches made from it, which would otherwise copy it.
+  update: Arc<Update>,
 }
 
 impl ParsedUpdate {
   fn parse(text: &str) -> Result<ParsedUpdate> {
     let value: Value = serde_json::from_str(text)
       .map_err(|err| Error::BadValue(format!("The update is not valid JSON: {err}")))?;
+    let update = Arc::new(Update::parse(&value)?);
     Ok(ParsedUpdate {
       text: text.to_owned(),
-      update: Update::parse(&value)?,
+      value,
+      update,
     })
   }
 }
 
+/// A patch ordered elsewhere, as the JS side reports it (`receivedPatches`).
+#[derive(Serialize)]
+struct Received<'a> {
+  version: u64,
+  timestamp: u64,
+  patch: &'a Value,
+}
+
 impl Replica {
-  /// A replica of `name` seeded with `data`, which must be a JSON object.
-  pub fn new(name: &str, data: Value) -> Result<Replica> {
+  /// A replica of `name` seeded with `data` (a JSON object); `origin` names its patches.
+  pub fn new(name: &str, data: Value, origin: u64) -> Result<Replica> {
     check_name(name)?;
     if !data.is_object() {
       return Err(Error::BadValue(format!(
@@ -57,11 +156,26 @@ impl Replica {
     }
     Ok(Replica {
       name: name.to_owned(),
-      document: Mutex::new(Document {
+      origin,
+      inner: Mutex::new(Inner {
         data,
-        version: 0,
+        role: Role::Offline,
+        clock: Clock::new(),
+        next_seq: 1,
+        pending: VecDeque::new(),
+        history: History {
+          version: 0,
+          applied: HashMap::new(),
+          log: VecDeque::new(),
+          write_times: BTreeMap::new(),
+          clients: Vec::new(),
+        },
         last_update: ParsedUpdate::parse("{}")?,
+        events: Vec::new(),
+        to_host: None,
       }),
+      waker: Mutex::new(None),
+      woken: AtomicBool::new(false),
     })
   }
 
@@ -70,50 +184,645 @@ impl Replica {
     &self.name
   }
 
-  /// The number of patches applied so far.
-  pub fn version(&self) -> u64 {
-    self.document.lock().version
+  /// The id that names this instance's patches.
+  pub fn origin(&self) -> u64 {
+    self.origin
   }
 
-  /// Applies an update document given as JSON text. Returns the new version and the change list
-  /// as JSON text (`[version, changes]`), or `None` when the update changes nothing. On error the
-  /// document is exactly as it was.
-  pub fn patch(&self, update_text: &str) -> Result<Option<String>> {
-    let context = Context { now_ms: now_ms() };
-    let mut document = self.document.lock();
-    if document.last_update.text != update_text {
-      document.last_update = ParsedUpdate::parse(update_text)?;
-    }
-    let Document {
-      data,
-      version,
-      last_update,
-    } = &mut *document;
-    let update = &last_update.update;
-    if update.is_empty() {
-      return Ok(None);
-    }
-    let changes = update.apply(data, &context)?;
-    if changes.is_empty() {
-      return Ok(None);
-    }
-    *version += 1;
-    let version = *version;
-    drop(document);
-    let text = serde_json::to_string(&(version, &changes))
-      .map_err(|err| Error::BadValue(format!("The change could not be encoded: {err}")))?;
-    Ok(Some(text))
+  /// The version of the ordered document.
+  pub fn version(&self) -> u64 {
+    self.inner.lock().history.version
+  }
+
+  /// The current role.
+  pub fn role(&self) -> Role {
+    self.inner.lock().role
+  }
+
+  /// Host only: how many clients are connected.
+  pub fn connections(&self) -> usize {
+    self.inner.lock().history.clients.len()
+  }
+
+  /// Sets what wakes the JS thread when events arrive from the network.
+  pub fn set_waker(&self, waker: Option<Box<dyn Fn() + Send + Sync>>) {
+    *self.waker.lock() = waker;
   }
 
   /// The document and its version, as JSON text `[version, data]`.
   pub fn snapshot(&self) -> String {
-    let document = self.document.lock();
+    let inner = self.inner.lock();
     // Serialising a `Value` cannot fail: its keys are strings and its numbers finite.
-    serde_json::to_string(&(document.version, &document.data)).unwrap_or_default()
+    serde_json::to_string(&(inner.history.version, &inner.data)).unwrap_or_default()
+  }
+
+  /// Applies an update given as JSON text and returns the queued events as a JSON array, the last
+  /// one `["o", seq, version, changes]` for this patch (`version` 0: not ordered yet; `changes`
+  /// null: nothing changed). On error the document is exactly as it was.
+  pub fn patch(&self, update_text: &str) -> Result<String> {
+    let now = now_ms();
+    let mut guard = self.inner.lock();
+    let inner = &mut *guard;
+    if inner.last_update.text != update_text {
+      inner.last_update = ParsedUpdate::parse(update_text)?;
+    }
+    let update = &inner.last_update.update;
+    if update.is_empty() {
+      return Ok(inner.drain_with(r#"["o",0,0,null]"#));
+    }
+    let hlc = inner.clock.now(now);
+    let context = Context {
+      now_ms: hlc.ms as i64,
+    };
+    let seq = inner.next_seq;
+    let own = if inner.role == Role::Host {
+      let changes = update.apply(&mut inner.data, &context)?;
+      if changes.is_empty() {
+        r#"["o",0,0,null]"#.to_owned()
+      } else {
+        inner.next_seq += 1;
+        let value = inner.last_update.value.clone();
+        let version = inner
+          .history
+          .order(self.origin, seq, hlc, value, update, &changes);
+        own_event(seq, version, &changes)
+      }
+    } else {
+      let (changes, undo) = update.apply_with_undo(&mut inner.data, &context)?;
+      if changes.is_empty() {
+        r#"["o",0,0,null]"#.to_owned()
+      } else {
+        inner.next_seq += 1;
+        let update_value = inner.last_update.value.clone();
+        if let Some(to_host) = &inner.to_host {
+          send(to_host, &patch_message(seq, hlc, &update_value));
+        }
+        let event = own_event(seq, 0, &changes);
+        inner.pending.push_back(Pending {
+          seq,
+          hlc,
+          update_value,
+          update: Arc::clone(update),
+          undo: Some(undo),
+          changes,
+        });
+        event
+      }
+    };
+    Ok(inner.drain_with(&own))
+  }
+
+  /// The queued events as a JSON array.
+  pub fn drain(&self) -> String {
+    self.woken.store(false, Ordering::Release);
+    self.inner.lock().drain_with("")
+  }
+
+  /// Becomes host: orders the pending patches, in order, and starts ordering every patch.
+  pub fn become_host(&self) {
+    let mut inner = self.inner.lock();
+    inner.role = Role::Host;
+    inner.to_host = None;
+    let pending = std::mem::take(&mut inner.pending);
+    for patch in pending {
+      match patch.undo {
+        Some(_) => {
+          let version = inner.history.order(
+            self.origin,
+            patch.seq,
+            patch.hlc,
+            patch.update_value,
+            &patch.update,
+            &patch.changes,
+          );
+          inner.push_event(ack_event(patch.seq, version));
+        }
+        None => {
+          // It did not apply on the document this host holds; say why.
+          let context = Context {
+            now_ms: patch.hlc.ms as i64,
+          };
+          let mut probe = inner.data.clone();
+          let event = match patch.update.apply(&mut probe, &context) {
+            Err(err) => reject_event(patch.seq, err.kind.code(), &err.message),
+            Ok(_) => reject_event(patch.seq, "ERR_STALE_WRITE", "The patch no longer applies"),
+          };
+          inner.push_event(event);
+        }
+      }
+    }
+    inner.push_event(role_event(Role::Host));
+    drop(inner);
+    self.wake();
+  }
+
+  /// Reports that the instance cannot join its network (JS: `start()` rejects).
+  pub fn report_failure(&self, code: &str, message: &str) {
+    self.inner.lock().push_event(json(&("fail", code, message)));
+    self.wake();
+  }
+
+  /// Stops being connected (host lost, or stopped): patches queue from now on.
+  pub fn go_offline(&self) {
+    let mut inner = self.inner.lock();
+    inner.role = Role::Offline;
+    inner.to_host = None;
+    inner.history.clients.clear();
+    inner.push_event(role_event(Role::Offline));
+    drop(inner);
+    self.wake();
+  }
+
+  /// Host: admits a client. Returns the `Welcome` frame; from the same instant on, every ordered
+  /// patch is sent to `sender`, so the client misses none and gets none twice.
+  pub fn attach_client(&self, id: u64, sender: FrameSender) -> Frame {
+    let mut inner = self.inner.lock();
+    let welcome = Message::Welcome {
+      protocol: PROTOCOL_VERSION,
+      host_pid: std::process::id(),
+      version: inner.history.version,
+      data: inner.data.clone(),
+      applied: inner
+        .history
+        .applied
+        .iter()
+        .map(|(&o, &s)| (o, s))
+        .collect(),
+    };
+    inner.history.clients.push((id, sender));
+    encode(&welcome)
+  }
+
+  /// Host: forgets a client whose connection ended.
+  pub fn detach_client(&self, id: u64) {
+    self
+      .inner
+      .lock()
+      .history
+      .clients
+      .retain(|(client, _)| *client != id);
+  }
+
+  /// Host: orders a client's patch, or rejects it to `reply`.
+  pub fn host_patch(&self, origin: u64, seq: u64, hlc: Hlc, update: Value, reply: &FrameSender) {
+    let mut guard = self.inner.lock();
+    let inner = &mut *guard;
+    if inner.history.is_ordered(origin, seq) {
+      // Already ordered (a resend after a failover); the client learns it from the snapshot.
+      return;
+    }
+    inner.clock.observe(&hlc, now_ms());
+    let outcome = Update::parse(&update)
+      .map_err(|err| (err.kind.code(), err.message))
+      .and_then(|parsed| match inner.history.stale_target(&parsed, hlc) {
+        Some(path) => Err((
+          "ERR_STALE_WRITE",
+          format!("Stale write: '{path}' was written by a newer patch than this one"),
+        )),
+        None => {
+          let context = Context {
+            now_ms: hlc.ms as i64,
+          };
+          match parsed.apply(&mut inner.data, &context) {
+            Ok(changes) => Ok((parsed, changes)),
+            Err(err) => Err((err.kind.code(), err.message)),
+          }
+        }
+      });
+    match outcome {
+      Ok((parsed, changes)) => {
+        let received = received_json(inner.history.version + 1, hlc, &update);
+        let version = inner
+          .history
+          .order(origin, seq, hlc, update, &parsed, &changes);
+        inner.push_event(changes_event(version, &changes, &format!("[{received}]")));
+      }
+      Err((code, message)) => send(
+        reply,
+        &Message::Rejected {
+          seq,
+          code: code.to_owned(),
+          message,
+        },
+      ),
+    }
+    drop(guard);
+    self.wake();
+  }
+
+  /// Host: orders entries a client brings after a failover, skipping those already ordered.
+  pub fn host_catchup(&self, entries: Vec<LogEntry>) {
+    let mut guard = self.inner.lock();
+    let inner = &mut *guard;
+    for entry in entries {
+      if inner.history.is_ordered(entry.origin, entry.seq) {
+        continue;
+      }
+      let context = Context {
+        now_ms: entry.hlc.ms as i64,
+      };
+      let Ok(parsed) = Update::parse(&entry.update) else {
+        continue;
+      };
+      // Overwritten meanwhile by a newer write on this host: the newer one wins, as it would
+      // have if both had reached one host. Marked as ordered, so it is not brought again.
+      if inner.history.stale_target(&parsed, entry.hlc).is_some() {
+        inner.history.mark_ordered(entry.origin, entry.seq);
+        continue;
+      }
+      let Ok(changes) = parsed.apply(&mut inner.data, &context) else {
+        continue;
+      };
+      let received = received_json(inner.history.version + 1, entry.hlc, &entry.update);
+      let version = inner.history.order(
+        entry.origin,
+        entry.seq,
+        entry.hlc,
+        entry.update,
+        &parsed,
+        &changes,
+      );
+      inner.push_event(changes_event(version, &changes, &format!("[{received}]")));
+    }
+    drop(guard);
+    self.wake();
+  }
+
+  /// Client: the `Hello` that opens a connection.
+  pub fn hello(&self) -> Message {
+    Message::Hello {
+      protocol: PROTOCOL_VERSION,
+      pid: std::process::id(),
+      origin: self.origin,
+      version: self.version(),
+    }
+  }
+
+  /// Client: takes the host's snapshot, keeps the pending patches it does not contain on top,
+  /// and sends the host what it needs: log entries it missed, then the pending patches.
+  pub fn client_welcome(
+    &self,
+    version: u64,
+    data: Value,
+    applied: Vec<(u64, u64)>,
+    to_host: FrameSender,
+  ) {
+    let mut guard = self.inner.lock();
+    let inner = &mut *guard;
+    let applied: HashMap<u64, u64> = applied.into_iter().collect();
+    let covered = |origin: u64, seq: u64| applied.get(&origin).is_some_and(|&done| done >= seq);
+    let missed: Vec<LogEntry> = inner
+      .history
+      .log
+      .iter()
+      .filter(|entry| !covered(entry.origin, entry.seq))
+      .cloned()
+      .collect();
+    let mut events = Vec::new();
+    inner.pending.retain(|patch| {
+      let done = covered(self.origin, patch.seq);
+      if done {
+        events.push(ack_event(patch.seq, version));
+      }
+      !done
+    });
+    inner.data = data;
+    inner.history.version = version;
+    inner.history.applied = applied;
+    inner.history.log.clear();
+    inner.role = Role::Client;
+    inner.push_event(replace_event(version, &inner.data));
+    let mut redone = Vec::new();
+    inner.redo_pending(&mut redone);
+    if !redone.is_empty() {
+      inner.push_event(changes_event(version, &redone, "[]"));
+    }
+    for event in events {
+      inner.push_event(event);
+    }
+    if !missed.is_empty() {
+      send(&to_host, &Message::Catchup { entries: missed });
+    }
+    for patch in &inner.pending {
+      send(
+        &to_host,
+        &patch_message(patch.seq, patch.hlc, &patch.update_value),
+      );
+    }
+    inner.to_host = Some(to_host);
+    inner.push_event(role_event(Role::Client));
+    drop(guard);
+    self.wake();
+  }
+
+  /// Client: applies a batch of messages from the host (ordered patches, rejections) in order.
+  /// Pending patches are undone at most once per batch and applied again at its end, so a burst
+  /// costs one rebase. An `Err` means this replica no longer fits the host's changes (a bug); the
+  /// caller reconnects, and the snapshot repairs it.
+  pub fn client_receive(&self, messages: Vec<Message>) -> std::result::Result<(), String> {
+    let now = now_ms();
+    let mut guard = self.inner.lock();
+    let inner = &mut *guard;
+    let mut undone = false;
+    let mut all = Vec::new();
+    let mut received = Vec::new();
+    let mut settled = Vec::new();
+    for message in messages {
+      match message {
+        Message::Ordered {
+          version,
+          origin,
+          seq,
+          hlc,
+          update,
+          changes,
+        } => {
+          inner.clock.observe(&hlc, now);
+          let own_front = !undone
+            && origin == self.origin
+            && inner
+              .pending
+              .front()
+              .is_some_and(|patch| patch.seq == seq && patch.undo.is_some());
+          if own_front {
+            // Applied on exactly this base already: nothing to change.
+            inner.pending.pop_front();
+          } else {
+            // Any other ordered patch goes under the pending ones.
+            if !undone {
+              all.extend(inner.undo_pending()?);
+              undone = true;
+            }
+            let changes: Vec<Change> =
+              serde_json::from_value(changes).map_err(|err| err.to_string())?;
+            apply_changes(&mut inner.data, &changes)?;
+            all.extend(changes);
+          }
+          if origin == self.origin {
+            if !own_front {
+              inner.pending.retain(|patch| patch.seq != seq);
+            }
+            settled.push(ack_event(seq, version));
+          } else {
+            received.push(received_json(version, hlc, &update));
+          }
+          inner.history.record(version, origin, seq, hlc, update);
+        }
+        Message::Rejected { seq, code, message } => {
+          if !undone {
+            all.extend(inner.undo_pending()?);
+            undone = true;
+          }
+          inner.pending.retain(|patch| patch.seq != seq);
+          settled.push(reject_event(seq, &code, &message));
+        }
+        other => return Err(format!("unexpected message from the host: {other:?}")),
+      }
+    }
+    if undone {
+      inner.redo_pending(&mut all);
+    }
+    if !all.is_empty() || !received.is_empty() {
+      let version = inner.history.version;
+      let event = changes_event(version, &all, &format!("[{}]", received.join(",")));
+      inner.push_event(event);
+    }
+    for event in settled {
+      inner.push_event(event);
+    }
+    drop(guard);
+    self.wake();
+    Ok(())
+  }
+
+  fn wake(&self) {
+    if !self.woken.swap(true, Ordering::AcqRel) {
+      if let Some(waker) = self.waker.lock().as_ref() {
+        waker();
+      }
+    }
   }
 }
 
-/// Names become file names (issue: sync), so only a conservative, portable set is accepted.
+impl Inner {
+  fn push_event(&mut self, event: String) {
+    self.events.push(event);
+  }
+
+  /// The queued events plus `last`, as one JSON array.
+  fn drain_with(&mut self, last: &str) -> String {
+    let mut out = String::with_capacity(2 + last.len());
+    out.push('[');
+    for event in self.events.drain(..) {
+      out.push_str(&event);
+      out.push(',');
+    }
+    if last.is_empty() {
+      if out.ends_with(',') {
+        out.pop();
+      }
+    } else {
+      out.push_str(last);
+    }
+    out.push(']');
+    out
+  }
+
+  /// Reverts every pending patch, newest first; returns the changes that did it.
+  fn undo_pending(&mut self) -> std::result::Result<Vec<Change>, String> {
+    let mut all = Vec::new();
+    for patch in self.pending.iter_mut().rev() {
+      if let Some(undo) = patch.undo.take() {
+        apply_changes(&mut self.data, &undo)?;
+        all.extend(undo);
+      }
+    }
+    Ok(all)
+  }
+
+  /// Applies every pending patch again, oldest first, appending their changes to `all`. One that
+  /// no longer applies stays pending without effect: the host decides.
+  fn redo_pending(&mut self, all: &mut Vec<Change>) {
+    let Inner { data, pending, .. } = self;
+    for patch in pending.iter_mut() {
+      let context = Context {
+        now_ms: patch.hlc.ms as i64,
+      };
+      match patch.update.apply_with_undo(data, &context) {
+        Ok((changes, undo)) => {
+          all.extend(changes.iter().cloned());
+          patch.changes = changes;
+          patch.undo = Some(undo);
+        }
+        Err(_) => {
+          patch.changes.clear();
+          patch.undo = None;
+        }
+      }
+    }
+  }
+}
+
+impl History {
+  /// Host: gives an applied patch its version, remembers it and sends it to every client.
+  fn order(
+    &mut self,
+    origin: u64,
+    seq: u64,
+    hlc: Hlc,
+    update: Value,
+    parsed: &Update,
+    changes: &[Change],
+  ) -> u64 {
+    let version = self.version + 1;
+    let message = Message::Ordered {
+      version,
+      origin,
+      seq,
+      hlc,
+      update: update.clone(),
+      changes: serde_json::to_value(changes).unwrap_or(Value::Null),
+    };
+    if !self.clients.is_empty() {
+      let frame = encode(&message);
+      self
+        .clients
+        .retain(|(_, sender)| sender.send(frame.clone()).is_ok());
+    }
+    for target in parsed.targets() {
+      self.note_write(target.path, hlc);
+    }
+    self.record(version, origin, seq, hlc, update);
+    version
+  }
+
+  /// Notes an ordered patch: version, the origin's progress and the log.
+  fn record(&mut self, version: u64, origin: u64, seq: u64, hlc: Hlc, update: Value) {
+    self.version = version;
+    self.mark_ordered(origin, seq);
+    if self.log.len() == LOG_LEN {
+      self.log.pop_front();
+    }
+    self.log.push_back(LogEntry {
+      version,
+      origin,
+      seq,
+      hlc,
+      update,
+    });
+  }
+
+  fn note_write(&mut self, path: &str, hlc: Hlc) {
+    let key = comparable_path(path).to_owned();
+    let time = self.write_times.entry(key).or_insert(hlc);
+    *time = (*time).max(hlc);
+    if self.write_times.len() > MAX_WRITE_TIMES {
+      let floor = hlc.ms.saturating_sub(WRITE_TIME_WINDOW_MS);
+      self.write_times.retain(|_, time| time.ms >= floor);
+    }
+  }
+
+  /// The first overwriting target of `update` that a patch newer than `hlc` wrote (the path
+  /// itself, a parent or a child).
+  fn stale_target(&self, update: &Update, hlc: Hlc) -> Option<String> {
+    for target in update.targets().filter(|target| target.overwrites) {
+      let path = comparable_path(target.path);
+      let newer = |key: &str| self.write_times.get(key).is_some_and(|&time| time > hlc);
+      // The path itself and each of its parents.
+      let mut ends = path.match_indices('.').map(|(index, _)| index);
+      if ends.any(|end| newer(&path[..end])) || newer(path) {
+        return Some(target.path.to_owned());
+      }
+      let children = format!("{path}.");
+      let child_newer = self
+        .write_times
+        .range(children.clone()..)
+        .take_while(|(key, _)| key.starts_with(&children))
+        .any(|(_, &time)| time > hlc);
+      if child_newer {
+        return Some(target.path.to_owned());
+      }
+    }
+    None
+  }
+
+  fn mark_ordered(&mut self, origin: u64, seq: u64) {
+    let done = self.applied.entry(origin).or_insert(0);
+    *done = (*done).max(seq);
+  }
+
+  fn is_ordered(&self, origin: u64, seq: u64) -> bool {
+    self.applied.get(&origin).is_some_and(|&done| done >= seq)
+  }
+}
+
+/// The part of a path the stale-write check compares: everything before the first `$[]`, which
+/// may touch any element.
+fn comparable_path(path: &str) -> &str {
+  match path.find(".$[") {
+    Some(index) => &path[..index],
+    None => path,
+  }
+}
+
+fn encode(message: &Message) -> Frame {
+  let mut frame = Vec::new();
+  // Only a message over MAX_FRAME fails to encode; it is then not sent and the receiver, which
+  // never gets it, resyncs when it notices the gap at its next connection.
+  let _ = protocol::encode(message, &mut frame);
+  Arc::new(frame)
+}
+
+fn send(sender: &FrameSender, message: &Message) {
+  // A closed channel means the connection is gone; its loss is handled by the connection task.
+  let _ = sender.send(encode(message));
+}
+
+fn patch_message(seq: u64, hlc: Hlc, update: &Value) -> Message {
+  Message::Patch {
+    seq,
+    hlc,
+    update: update.clone(),
+  }
+}
+
+fn json(value: &impl Serialize) -> String {
+  serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
+}
+
+fn own_event(seq: u64, version: u64, changes: &[Change]) -> String {
+  json(&("o", seq, version, changes))
+}
+
+fn ack_event(seq: u64, version: u64) -> String {
+  json(&("a", seq, version))
+}
+
+fn reject_event(seq: u64, code: &str, message: &str) -> String {
+  json(&("x", seq, code, message))
+}
+
+fn changes_event(version: u64, changes: &[Change], received: &str) -> String {
+  format!(r#"["c",{version},{},{received}]"#, json(&changes))
+}
+
+fn replace_event(version: u64, data: &Value) -> String {
+  json(&("r", version, data))
+}
+
+fn role_event(role: Role) -> String {
+  json(&("role", role.name()))
+}
+
+fn received_json(version: u64, hlc: Hlc, update: &Value) -> String {
+  json(&Received {
+    version,
+    timestamp: hlc.ms,
+    patch: update,
+  })
+}
+
+/// Names become file names, so only a conservative, portable set is accepted.
 fn check_name(name: &str) -> Result<()> {
   if name.is_empty() {
     return Err(Error::InvalidName("Name not set for the MemSync".into()));
@@ -140,49 +849,294 @@ fn type_name(value: &Value) -> &'static str {
   }
 }
 
-fn now_ms() -> i64 {
+/// Wall-clock epoch milliseconds, the physical part of the hybrid logical clock.
+pub fn now_ms() -> u64 {
   SystemTime::now()
     .duration_since(UNIX_EPOCH)
-    .map_or(0, |elapsed| elapsed.as_millis() as i64)
+    .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 #[cfg(test)]
 mod tests {
-  use super::*;
   use serde_json::json;
+  use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+  use super::*;
+
+  /// A host and one client wired by channels instead of sockets: frames are delivered only
+  /// when a test says so, which lets it choose every interleaving.
+  struct Network {
+    host: Replica,
+    client: Replica,
+    to_client: FrameSender,
+    client_inbox: UnboundedReceiver<Frame>,
+    host_inbox: UnboundedReceiver<Frame>,
+  }
+
+  const HOST: u64 = 1;
+  const CLIENT: u64 = 2;
+
+  fn decode_all(inbox: &mut UnboundedReceiver<Frame>) -> Vec<Message> {
+    let mut messages = Vec::new();
+    while let Ok(frame) = inbox.try_recv() {
+      let (message, used) = protocol::decode(&frame).unwrap().unwrap();
+      assert_eq!(used, frame.len());
+      messages.push(message);
+    }
+    messages
+  }
+
+  impl Network {
+    fn new(data: Value) -> Network {
+      let host = Replica::new("t", data, HOST).unwrap();
+      host.become_host();
+      let client = Replica::new("t", json!({"ignored": true}), CLIENT).unwrap();
+      let (to_client, client_inbox) = unbounded_channel();
+      let (to_host, host_inbox) = unbounded_channel();
+      let network = Network {
+        host,
+        client,
+        to_client,
+        client_inbox,
+        host_inbox,
+      };
+      let welcome = network.host.attach_client(7, network.to_client.clone());
+      let (
+        Message::Welcome {
+          version,
+          data,
+          applied,
+          ..
+        },
+        _,
+      ) = protocol::decode(&welcome).unwrap().unwrap()
+      else {
+        panic!("not a welcome");
+      };
+      network
+        .client
+        .client_welcome(version, data, applied, to_host);
+      network
+    }
+
+    /// Delivers everything the client sent to the host.
+    fn deliver_to_host(&mut self) {
+      for message in decode_all(&mut self.host_inbox) {
+        match message {
+          Message::Patch { seq, hlc, update } => {
+            self
+              .host
+              .host_patch(CLIENT, seq, hlc, update, &self.to_client)
+          }
+          Message::Catchup { entries } => self.host.host_catchup(entries),
+          other => panic!("unexpected {other:?}"),
+        }
+      }
+    }
+
+    /// Delivers everything the host sent to the client.
+    fn deliver_to_client(&mut self) {
+      let batch = decode_all(&mut self.client_inbox);
+      self.client.client_receive(batch).unwrap();
+    }
+
+    fn assert_converged(&self) {
+      assert_eq!(self.host.snapshot(), self.client.snapshot());
+    }
+  }
+
+  fn data(replica: &Replica) -> Value {
+    let (_, data): (u64, Value) = serde_json::from_str(&replica.snapshot()).unwrap();
+    data
+  }
 
   #[test]
   fn names_must_be_portable_file_names() {
     for good in ["jobs", "a.b-c_d", "X1"] {
-      assert!(Replica::new(good, json!({})).is_ok(), "{good}");
+      assert!(Replica::new(good, json!({}), 1).is_ok(), "{good}");
     }
     for bad in ["", ".hidden", "a/b", "a b", "ü", &"x".repeat(101)] {
-      let err = Replica::new(bad, json!({})).err().expect(bad);
+      let err = Replica::new(bad, json!({}), 1).err().expect(bad);
       assert_eq!(err.code(), "ERR_INVALID_NAME");
     }
   }
 
   #[test]
   fn data_must_be_an_object() {
-    let err = Replica::new("a", json!([1])).err().unwrap();
+    let err = Replica::new("a", json!([1]), 1).err().unwrap();
     assert_eq!(err.code(), "ERR_BAD_VALUE");
   }
 
   #[test]
-  fn patch_counts_versions_and_skips_no_ops() {
-    let replica = Replica::new("a", json!({ "n": 1 })).unwrap();
-    assert_eq!(replica.patch("{}").unwrap(), None);
-    assert_eq!(replica.patch(r#"{"$set":{"n":1}}"#).unwrap(), None);
-    let text = replica.patch(r#"{"$inc":{"n":2}}"#).unwrap().unwrap();
-    assert_eq!(text, r#"[1,[["s",["n"],3]]]"#);
+  fn a_host_orders_its_own_patches_at_once() {
+    let replica = Replica::new("a", json!({ "n": 1 }), HOST).unwrap();
+    replica.become_host();
+    assert_eq!(replica.drain(), r#"[["role","host"]]"#);
+    assert_eq!(replica.patch("{}").unwrap(), r#"[["o",0,0,null]]"#);
+    assert_eq!(
+      replica.patch(r#"{"$inc":{"n":2}}"#).unwrap(),
+      r#"[["o",1,1,[["s",["n"],3]]]]"#
+    );
     assert_eq!(replica.snapshot(), r#"[1,{"n":3}]"#);
   }
 
   #[test]
   fn a_failed_patch_changes_nothing() {
-    let replica = Replica::new("a", json!({ "n": 1, "s": "x" })).unwrap();
+    let replica = Replica::new("a", json!({ "n": 1, "s": "x" }), HOST).unwrap();
     let err = replica.patch(r#"{"$inc":{"n":1,"s":1}}"#).err().unwrap();
     assert_eq!(err.code(), "ERR_TYPE_MISMATCH");
     assert_eq!(replica.snapshot(), r#"[0,{"n":1,"s":"x"}]"#);
+  }
+
+  #[test]
+  fn patches_before_a_host_exists_wait_and_are_ordered_when_one_does() {
+    let replica = Replica::new("a", json!({ "n": 0 }), HOST).unwrap();
+    assert_eq!(
+      replica.patch(r#"{"$inc":{"n":1}}"#).unwrap(),
+      r#"[["o",1,0,[["s",["n"],1]]]]"#
+    );
+    assert_eq!(replica.version(), 0);
+    replica.become_host();
+    assert_eq!(replica.drain(), r#"[["a",1,1],["role","host"]]"#);
+    assert_eq!(replica.snapshot(), r#"[1,{"n":1}]"#);
+  }
+
+  #[test]
+  fn a_joining_client_takes_the_hosts_data() {
+    let network = Network::new(json!({ "n": 5 }));
+    assert_eq!(data(&network.client), json!({ "n": 5 }));
+    let events = network.client.drain();
+    assert!(events.starts_with(r#"[["r",0,{"n":5}]"#), "{events}");
+    network.assert_converged();
+  }
+
+  #[test]
+  fn an_own_patch_ordered_first_needs_no_rebase() {
+    let mut network = Network::new(json!({ "list": [] }));
+    network.client.drain();
+    network.client.patch(r#"{"$push":{"list":"b"}}"#).unwrap();
+    network.deliver_to_host();
+    network.deliver_to_client();
+    assert_eq!(network.client.drain(), r#"[["a",1,1]]"#);
+    network.assert_converged();
+  }
+
+  #[test]
+  fn pending_patches_are_rebased_on_what_the_host_ordered_first() {
+    let mut network = Network::new(json!({ "list": [] }));
+    network.client.drain();
+    network.client.patch(r#"{"$push":{"list":"b"}}"#).unwrap();
+    assert_eq!(data(&network.client), json!({ "list": ["b"] }));
+    network.host.patch(r#"{"$push":{"list":"a"}}"#).unwrap();
+    network.deliver_to_host();
+    network.deliver_to_client();
+    assert_eq!(data(&network.client), json!({ "list": ["a", "b"] }));
+    // Undo "b", apply "a", apply "b" again, then the acknowledgement.
+    let events = network.client.drain();
+    let rebase =
+      r#"[["c",2,[["p",["list"],0,1,[]],["p",["list"],0,0,["a"]],["p",["list"],1,0,["b"]]],"#;
+    assert!(events.starts_with(rebase), "{events}");
+    assert!(events.ends_with(r#"["a",1,2]]"#), "{events}");
+    network.assert_converged();
+  }
+
+  #[test]
+  fn concurrent_increments_all_count() {
+    let mut network = Network::new(json!({ "n": 0 }));
+    for _ in 0..10 {
+      network.client.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+      network.host.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+    }
+    network.deliver_to_host();
+    network.deliver_to_client();
+    assert_eq!(data(&network.client), json!({ "n": 20 }));
+    network.assert_converged();
+  }
+
+  #[test]
+  fn a_patch_the_host_rejects_is_rolled_back() {
+    let mut network = Network::new(json!({ "v": 1 }));
+    network.client.drain();
+    network.client.patch(r#"{"$inc":{"v":1}}"#).unwrap();
+    network.host.patch(r#"{"$set":{"v":"text"}}"#).unwrap();
+    network.deliver_to_host();
+    network.deliver_to_client();
+    assert_eq!(data(&network.client), json!({ "v": "text" }));
+    let events = network.client.drain();
+    assert!(events.contains(r#"["x",1,"ERR_TYPE_MISMATCH""#), "{events}");
+    network.assert_converged();
+  }
+
+  #[test]
+  fn an_older_overwrite_than_an_accepted_write_is_stale() {
+    let mut network = Network::new(json!({ "x": 0 }));
+    network.client.drain();
+    network.client.patch(r#"{"$set":{"x":"old"}}"#).unwrap();
+    // The host's write is stamped later than the client's, and ordered first.
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    network.host.patch(r#"{"$set":{"x":"new"}}"#).unwrap();
+    network.deliver_to_host();
+    network.deliver_to_client();
+    assert_eq!(data(&network.client), json!({ "x": "new" }));
+    let events = network.client.drain();
+    assert!(events.contains(r#"["x",1,"ERR_STALE_WRITE""#), "{events}");
+    network.assert_converged();
+  }
+
+  #[test]
+  fn accumulating_operators_are_never_stale() {
+    let mut network = Network::new(json!({ "n": 0 }));
+    network.client.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    network.host.patch(r#"{"$set":{"n":10}}"#).unwrap();
+    network.deliver_to_host();
+    network.deliver_to_client();
+    assert_eq!(data(&network.client), json!({ "n": 11 }));
+    network.assert_converged();
+  }
+
+  #[test]
+  fn a_new_host_gets_the_entries_it_missed_and_no_patch_twice() {
+    let mut network = Network::new(json!({ "list": [] }));
+    network.client.patch(r#"{"$push":{"list":"c1"}}"#).unwrap();
+    network.deliver_to_host();
+    network.deliver_to_client();
+    // A second client that missed the last ordered entry becomes the new host.
+    let new_host = Replica::new("t", json!({}), 3).unwrap();
+    new_host.client_welcome(0, json!({ "list": [] }), Vec::new(), unbounded_channel().0);
+    new_host.become_host();
+    let (to_client, mut inbox) = unbounded_channel();
+    let welcome = new_host.attach_client(1, to_client.clone());
+    let (
+      Message::Welcome {
+        version,
+        data: snapshot,
+        applied,
+        ..
+      },
+      _,
+    ) = protocol::decode(&welcome).unwrap().unwrap()
+    else {
+      panic!("not a welcome");
+    };
+    let (to_new_host, mut new_host_inbox) = unbounded_channel();
+    network
+      .client
+      .client_welcome(version, snapshot, applied, to_new_host);
+    for message in decode_all(&mut new_host_inbox) {
+      match message {
+        Message::Catchup { entries } => new_host.host_catchup(entries),
+        Message::Patch { seq, hlc, update } => {
+          new_host.host_patch(CLIENT, seq, hlc, update, &to_client)
+        }
+        other => panic!("unexpected {other:?}"),
+      }
+    }
+    network
+      .client
+      .client_receive(decode_all(&mut inbox))
+      .unwrap();
+    assert_eq!(data(&new_host), json!({ "list": ["c1"] }));
+    assert_eq!(new_host.snapshot(), network.client.snapshot());
   }
 }

@@ -233,9 +233,24 @@ fn place(doc: &mut Value, path: &[Key], value: Value) -> Result<(), String> {
     *doc = value;
     return Ok(());
   };
-  match (walk(doc, parents, true)?, last) {
+  // Most writes go into an existing parent, which `find` reaches with one lookup per component
+  // instead of the creating walk's two.
+  if let Some(parent) = find(doc, parents) {
+    return put(parent, last, value);
+  }
+  put(walk(doc, parents, true)?, last, value)
+}
+
+/// Writes `value` under `key` of `parent`.
+fn put(parent: &mut Value, key: &Key, value: Value) -> Result<(), String> {
+  match (parent, key) {
     (Value::Object(map), Key::Field(name)) => {
-      map.insert(name.clone(), value);
+      // Overwriting in place needs no owned key.
+      if let Some(slot) = map.get_mut(name) {
+        *slot = value;
+      } else {
+        map.insert(name.clone(), value);
+      }
     }
     (Value::Array(items), Key::Index(index)) => {
       if let Some(slot) = items.get_mut(*index) {
@@ -262,6 +277,17 @@ fn take(doc: &mut Value, path: &[Key]) -> Result<Value, String> {
       .ok_or_else(|| format!("no field '{}'", dotted(path))),
     (parent, key) => Err(mismatch(parent, key)),
   }
+}
+
+/// Follows `path` through existing values only.
+fn find<'a>(doc: &'a mut Value, path: &[Key]) -> Option<&'a mut Value> {
+  path
+    .iter()
+    .try_fold(doc, |current, key| match (current, key) {
+      (Value::Object(map), Key::Field(name)) => map.get_mut(name),
+      (Value::Array(items), Key::Index(index)) => items.get_mut(*index),
+      _ => None,
+    })
 }
 
 /// Follows `path`; with `create`, missing object members become `{}` and an index past the end

@@ -63,6 +63,9 @@ mod path;
 mod plan;
 #[cfg(test)]
 mod tests;
+mod undo;
+
+use std::cmp::Ordering;
 
 use serde_json::Value;
 
@@ -97,7 +100,8 @@ pub struct Target<'a> {
 pub struct Update {
   /// The operations in document order.
   ops: Vec<Op>,
-  /// Indices into `ops` in MongoDB's field order, the order changes are applied in.
+  /// Indices into `ops` in MongoDB's field order, the order changes are applied in; empty when
+  /// that is document order (always so for one operation), which saves an allocation.
   order: Vec<usize>,
   /// Whether some path contains `$[]`.
   expands: bool,
@@ -108,8 +112,16 @@ impl Update {
   /// update alone (syntax, arguments, paths, conflicts).
   pub fn parse(update: &Value) -> Result<Update, PatchError> {
     let ops = op::parse_update(update)?;
-    let mut order: Vec<usize> = (0..ops.len()).collect();
-    order.sort_by(|&a, &b| field_order(ops[a].written(), ops[b].written()));
+    let sorted = ops
+      .windows(2)
+      .all(|pair| field_order(pair[0].written(), pair[1].written()) != Ordering::Greater);
+    let order = if sorted {
+      Vec::new()
+    } else {
+      let mut order: Vec<usize> = (0..ops.len()).collect();
+      order.sort_by(|&a, &b| field_order(ops[a].written(), ops[b].written()));
+      order
+    };
     let expands = ops.iter().any(|op| op.path.has_all());
     Ok(Update {
       ops,

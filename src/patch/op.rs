@@ -1,6 +1,7 @@
 //! Parsing an update document into typed operations. Everything that can be checked without the
 //! document is checked here: operator names, argument shapes, paths, and path conflicts.
 
+use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::ops::Bound;
 
@@ -9,7 +10,7 @@ use serde_json::{Map, Number, Value};
 use super::compare::equal;
 use super::error::{render, type_name, ErrorKind, PatchError};
 use super::matcher::PullMatcher;
-use super::path::{Part, Path, RenameSide};
+use super::path::{components, Path, RenameSide};
 
 /// An update operator (SEMANTICS §3, §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,8 +175,17 @@ pub(crate) fn parse_update(update: &Value) -> Result<Vec<Op>, PatchError> {
       ),
     ));
   };
-  let mut ops = Vec::new();
-  if fields.keys().all(|key| !key.starts_with('$')) {
+  let shorthand = fields.keys().all(|key| !key.starts_with('$'));
+  // One operation per field of the document or of the operands: sized up front, not grown.
+  let mut ops = Vec::with_capacity(if shorthand {
+    fields.len()
+  } else {
+    fields
+      .values()
+      .map(|operand| operand.as_object().map_or(0, Map::len))
+      .sum()
+  });
+  if shorthand {
     for (path, value) in fields {
       ops.push(Op {
         operator: Operator::Set,
@@ -280,17 +290,23 @@ fn parse_rename_target(from: &Path, arg: &Value) -> Result<Path, PatchError> {
     )));
   };
   let to = Path::parse_rename(to, RenameSide::Destination)?;
-  let quoted = format!("{}: {}", from.text(), render(arg));
-  if from.parts() == to.parts() {
+  let quoted = || format!("{}: {}", from.text(), render(arg));
+  if from.text() == to.text() {
     return Err(PatchError::new(
       ErrorKind::RenameInvalid,
-      format!("The source and target field for $rename must differ: {quoted}"),
+      format!(
+        "The source and target field for $rename must differ: {}",
+        quoted()
+      ),
     ));
   }
   if from.covers(&to) || to.covers(from) {
     return Err(PatchError::new(
       ErrorKind::RenameInvalid,
-      format!("The source and target field for $rename must not be on the same path: {quoted}"),
+      format!(
+        "The source and target field for $rename must not be on the same path: {}",
+        quoted()
+      ),
     ));
   }
   Ok(to)
@@ -524,7 +540,6 @@ pub(crate) fn integer(n: &Number) -> Option<i128> {
 /// registers both of its paths. Like MongoDB, paths are added in document order and the first
 /// one that overlaps an earlier one is reported.
 fn check_conflicts(ops: &[Op]) -> Result<(), PatchError> {
-  let mut seen: BTreeSet<&[Part]> = BTreeSet::new();
   let paths = ops.iter().flat_map(|op| {
     let to = match &op.action {
       Action::Rename(to) => Some(to),
@@ -532,32 +547,98 @@ fn check_conflicts(ops: &[Op]) -> Result<(), PatchError> {
     };
     std::iter::once(&op.path).chain(to)
   });
-  for path in paths {
-    let parts = path.parts();
-    // An earlier path that is a prefix of this one (or equal to it)...
-    let prefix = (1..=parts.len()).find(|len| seen.contains(&parts[..*len]));
-    // ...or one that this path is a prefix of: in sorted order it follows `parts` directly.
-    let longer = seen
-      .range::<&[Part], _>((Bound::Included(parts), Bound::Unbounded))
-      .next()
-      .filter(|other| other.starts_with(parts));
-    let at = match (prefix, longer) {
-      (Some(len), _) => len,
-      (None, Some(_)) => parts.len(),
-      (None, None) => {
-        seen.insert(parts);
-        continue;
+  let conflict = match ops.first() {
+    None => None,
+    Some(first) if ops.len() <= PAIRWISE => {
+      // At most two paths per operation, gathered on the stack.
+      let mut buffer = [&first.path; 2 * PAIRWISE];
+      let mut count = 0;
+      for path in paths {
+        buffer[count] = path;
+        count += 1;
       }
-    };
-    let point: Vec<&str> = path.text().split('.').take(at).collect();
-    return Err(PatchError::new(
+      first_conflict_pairwise(&buffer[..count])
+    }
+    Some(_) => first_conflict_sorted(paths),
+  };
+  match conflict {
+    None => Ok(()),
+    Some((path, at)) => Err(PatchError::new(
       ErrorKind::PathConflict,
       format!(
         "Updating the path '{}' would create a conflict at '{}'",
         path.text(),
-        point.join(".")
+        path.prefix(at)
       ),
-    ));
+    )),
   }
-  Ok(())
+}
+
+/// Up to this many operations, comparing every pair of paths costs less than building a set.
+const PAIRWISE: usize = 12;
+
+/// The first path that overlaps an earlier one, with the number of components they share.
+fn first_conflict_pairwise<'p>(paths: &[&'p Path]) -> Option<(&'p Path, usize)> {
+  paths.iter().enumerate().find_map(|(i, &path)| {
+    // The shortest earlier path that is a prefix of this one (or equal to it)...
+    let mut prefix: Option<usize> = None;
+    // ...or else one that this path is a prefix of.
+    let mut longer = false;
+    for other in &paths[..i] {
+      if other.covers(path) {
+        prefix = Some(prefix.map_or(other.len(), |len| len.min(other.len())));
+      } else if path.covers(other) {
+        longer = true;
+      }
+    }
+    prefix.or(longer.then(|| path.len())).map(|at| (path, at))
+  })
+}
+
+/// [`first_conflict_pairwise`] in O(n log n) for large updates: the earlier paths are kept in a
+/// set ordered component by component, where the paths that a path is a prefix of directly
+/// follow it.
+fn first_conflict_sorted<'p>(paths: impl Iterator<Item = &'p Path>) -> Option<(&'p Path, usize)> {
+  let mut seen: BTreeSet<ByComponents<'p>> = BTreeSet::new();
+  for path in paths {
+    let text = path.text();
+    let ends = text.match_indices('.').map(|(end, _)| end);
+    let prefix = ends
+      .chain([text.len()])
+      .position(|end| seen.contains(&ByComponents(&text[..end])))
+      .map(|index| index + 1);
+    let longer = seen
+      .range((Bound::Excluded(ByComponents(text)), Bound::Unbounded))
+      .next()
+      .is_some_and(|other| {
+        other
+          .0
+          .strip_prefix(text)
+          .is_some_and(|rest| rest.starts_with('.'))
+      });
+    match (prefix, longer) {
+      (Some(at), _) => return Some((path, at)),
+      (None, true) => return Some((path, path.len())),
+      (None, false) => {
+        seen.insert(ByComponents(text));
+      }
+    }
+  }
+  None
+}
+
+/// A path's text ordered as its sequence of components.
+#[derive(PartialEq, Eq)]
+struct ByComponents<'p>(&'p str);
+
+impl Ord for ByComponents<'_> {
+  fn cmp(&self, other: &Self) -> Ordering {
+    components(self.0).cmp(components(other.0))
+  }
+}
+
+impl PartialOrd for ByComponents<'_> {
+  fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+    Some(self.cmp(other))
+  }
 }

@@ -9,30 +9,18 @@ use super::change::Key;
 use super::error::{dotted, render_element, ErrorKind, PatchError};
 use super::MAX_PADDING;
 
-/// One component of a parsed path.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Part {
-  /// A field name, or an array index when it meets an array (decided against the document).
-  Field(String),
-  /// `$[]`: every element of the array.
-  All,
-}
+/// The component `$[]`: every element of the array.
+const ALL: &str = "$[]";
 
-impl Part {
-  /// The component as written.
-  fn name(&self) -> &str {
-    match self {
-      Part::Field(name) => name,
-      Part::All => "$[]",
-    }
-  }
-}
-
-/// A validated dotted path as written in the update.
+/// A validated dotted path as written in the update. Only the text is stored: components are
+/// split off it on demand, which costs less than allocating each one.
 #[derive(Debug, Clone)]
 pub(crate) struct Path {
   text: String,
-  parts: Vec<Part>,
+  /// The number of components.
+  len: usize,
+  /// Whether some component is `$[]`.
+  has_all: bool,
 }
 
 /// Which `$rename` side a path is, for its messages.
@@ -46,52 +34,58 @@ impl Path {
   /// Parses a path of any operator except `$rename`: `$[]` is allowed after the first component,
   /// `$` and `$[id]` cannot work without a query and arrayFilters.
   pub(crate) fn parse(text: &str) -> Result<Path, PatchError> {
-    let raw = split(text)?;
-    check_first(text, raw[0])?;
-    let parts = raw
-      .into_iter()
-      .map(|part| match (part, array_filter(part)) {
-        ("$", _) => Err(PatchError::new(
-          ErrorKind::Positional,
-          "The positional operator did not find the match needed from the query.",
-        )),
-        ("$[]", _) => Ok(Part::All),
-        (_, Some(id)) => Err(PatchError::new(
-          ErrorKind::Positional,
-          format!("No array filter found for identifier '{id}' in path '{text}'"),
-        )),
-        (field, None) => Ok(Part::Field(field.to_string())),
-      })
-      .collect::<Result<Vec<Part>, PatchError>>()?;
+    let (len, dollar) = scan(text)?;
+    let mut has_all = false;
+    // Every positional component and every error of the first component has a `$`.
+    if dollar {
+      check_first(text)?;
+      for part in components(text) {
+        match (part, array_filter(part)) {
+          ("$", _) => {
+            return Err(PatchError::new(
+              ErrorKind::Positional,
+              "The positional operator did not find the match needed from the query.",
+            ))
+          }
+          (ALL, _) => has_all = true,
+          (_, Some(id)) => {
+            return Err(PatchError::new(
+              ErrorKind::Positional,
+              format!("No array filter found for identifier '{id}' in path '{text}'"),
+            ))
+          }
+          (_, None) => {}
+        }
+      }
+    }
     Ok(Path {
       text: text.to_string(),
-      parts,
+      len,
+      has_all,
     })
   }
 
   /// Parses a `$rename` path, which may not contain any positional component.
   pub(crate) fn parse_rename(text: &str, side: RenameSide) -> Result<Path, PatchError> {
-    let raw = split(text)?;
-    if raw
-      .iter()
-      .any(|part| *part == "$" || *part == "$[]" || array_filter(part).is_some())
-    {
-      let side = match side {
-        RenameSide::Source => "source",
-        RenameSide::Destination => "destination",
-      };
-      return Err(PatchError::new(
-        ErrorKind::RenameInvalid,
-        format!("The {side} field for $rename may not be dynamic: {text}"),
-      ));
+    let (len, dollar) = scan(text)?;
+    // Every dynamic component and every error of the first component has a `$`.
+    if dollar {
+      if components(text).any(|part| part == "$" || part == ALL || array_filter(part).is_some()) {
+        let side = match side {
+          RenameSide::Source => "source",
+          RenameSide::Destination => "destination",
+        };
+        return Err(PatchError::new(
+          ErrorKind::RenameInvalid,
+          format!("The {side} field for $rename may not be dynamic: {text}"),
+        ));
+      }
+      check_first(text)?;
     }
-    check_first(text, raw[0])?;
     Ok(Path {
       text: text.to_string(),
-      parts: raw
-        .into_iter()
-        .map(|part| Part::Field(part.to_string()))
-        .collect(),
+      len,
+      has_all: false,
     })
   }
 
@@ -100,19 +94,40 @@ impl Path {
     &self.text
   }
 
-  /// The components.
-  pub(crate) fn parts(&self) -> &[Part] {
-    &self.parts
+  /// The number of components.
+  pub(crate) fn len(&self) -> usize {
+    self.len
+  }
+
+  /// The components as written.
+  pub(crate) fn components(&self) -> Components<'_> {
+    components(&self.text)
+  }
+
+  /// The first `count` (at least one) components, as written.
+  pub(crate) fn prefix(&self, count: usize) -> &str {
+    let end = self
+      .text
+      .match_indices('.')
+      .nth(count - 1)
+      .map_or(self.text.len(), |(end, _)| end);
+    &self.text[..end]
   }
 
   /// Whether the path contains `$[]`.
   pub(crate) fn has_all(&self) -> bool {
-    self.parts.contains(&Part::All)
+    self.has_all
   }
 
   /// Whether `self` equals `other` or is a component-wise prefix of it (`a` of `a.b`, not of `ab`).
   pub(crate) fn covers(&self, other: &Path) -> bool {
-    other.parts.starts_with(&self.parts)
+    // Components hold no `.`, so a prefix of the text that ends at a `.` is a prefix of components.
+    // The byte after the prefix is checked first: it rules out most pairs without comparing text.
+    let (short, long) = (self.text.as_bytes(), other.text.as_bytes());
+    match long.get(short.len()) {
+      None => long == short,
+      Some(&byte) => byte == b'.' && long.starts_with(short),
+    }
   }
 }
 
@@ -120,43 +135,57 @@ impl Path {
 /// document deep enough to overflow the stack of the recursive code that serialises or drops it.
 const MAX_DEPTH: usize = 100;
 
-/// Splits on `.`, rejecting empty paths, empty components and paths deeper than [`MAX_DEPTH`].
-fn split(text: &str) -> Result<Vec<&str>, PatchError> {
-  if text.is_empty() {
+/// Counts the components and tells whether the text has a `$`, rejecting empty paths, empty
+/// components and paths deeper than [`MAX_DEPTH`].
+fn scan(text: &str) -> Result<(usize, bool), PatchError> {
+  let bytes = text.as_bytes();
+  let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) else {
     return Err(PatchError::new(
       ErrorKind::EmptyPath,
       "An empty update path is not valid.",
     ));
+  };
+  // One pass over the bytes: a component is empty when a `.` comes first, last or after another.
+  let mut len = 1;
+  let mut empty = first == b'.' || last == b'.';
+  let mut dollar = false;
+  let mut previous = 0;
+  for &byte in bytes {
+    if byte == b'.' {
+      len += 1;
+      empty |= previous == b'.';
+    }
+    dollar |= byte == b'$';
+    previous = byte;
   }
-  let parts: Vec<&str> = text.split('.').collect();
-  if parts.iter().any(|part| part.is_empty()) {
+  if empty {
     return Err(PatchError::new(
       ErrorKind::EmptyPath,
       format!("The update path '{text}' contains an empty field name, which is not allowed."),
     ));
   }
-  if parts.len() > MAX_DEPTH {
+  if len > MAX_DEPTH {
     let start: String = text.chars().take(40).collect();
     return Err(PatchError::new(
       ErrorKind::BadValue,
       format!(
-        "The update path '{start}...' has {} components, more than the {MAX_DEPTH} levels a document may nest",
-        parts.len()
+        "The update path '{start}...' has {len} components, more than the {MAX_DEPTH} levels a document may nest"
       ),
     ));
   }
-  Ok(parts)
+  Ok((len, dollar))
 }
 
 /// The first component names a top-level field, which may not start with `$`; nested `$` fields
 /// are fine (MongoDB ≥ 5.0).
-fn check_first(text: &str, first: &str) -> Result<(), PatchError> {
+fn check_first(text: &str) -> Result<(), PatchError> {
+  let first = first(text);
   if first == "$" {
     Err(PatchError::new(
       ErrorKind::Positional,
       format!("Cannot have positional (i.e. '$') element in the first position in path '{text}'"),
     ))
-  } else if first == "$[]" || array_filter(first).is_some() {
+  } else if first == ALL || array_filter(first).is_some() {
     Err(PatchError::new(
       ErrorKind::Positional,
       format!(
@@ -193,13 +222,60 @@ pub(crate) fn parse_index(part: &str) -> Option<usize> {
 
 /// MongoDB's field order (since 5.0): numeric components compare as numbers, others as bytes.
 pub(crate) fn field_order(a: &Path, b: &Path) -> Ordering {
-  for (x, y) in a.parts.iter().zip(&b.parts) {
-    let order = component_order(x.name(), y.name());
+  // The components before the first differing byte are equal, so the components that hold it
+  // decide. Unless both are numbers there, they compare as bytes, so as that byte does; the end of
+  // a component (`.`) and two digits need the full comparison below.
+  let (x, y) = (a.text.as_bytes(), b.text.as_bytes());
+  let same = match (x.first(), y.first()) {
+    // Most paths differ from the first byte, which is never a `.`.
+    (Some(p), Some(q)) if p != q && !(p.is_ascii_digit() && q.is_ascii_digit()) => return p.cmp(q),
+    _ => x.iter().zip(y).take_while(|(p, q)| p == q).count(),
+  };
+  if let (Some(&p), Some(&q)) = (x.get(same), y.get(same)) {
+    if p != b'.' && q != b'.' && !(p.is_ascii_digit() && q.is_ascii_digit()) {
+      return p.cmp(&q);
+    }
+  }
+  for (x, y) in a.components().zip(b.components()) {
+    let order = component_order(x, y);
     if order != Ordering::Equal {
       return order;
     }
   }
-  a.parts.len().cmp(&b.parts.len())
+  a.len.cmp(&b.len)
+}
+
+/// The first component of a dotted text.
+fn first(text: &str) -> &str {
+  components(text).next().unwrap_or(text)
+}
+
+/// The components of a dotted text.
+pub(crate) fn components(text: &str) -> Components<'_> {
+  Components(Some(text))
+}
+
+/// An iterator over the components of a dotted text, like `split('.')` but a plain byte scan
+/// that inlines: components are short.
+#[derive(Debug, Clone)]
+pub(crate) struct Components<'t>(Option<&'t str>);
+
+impl<'t> Iterator for Components<'t> {
+  type Item = &'t str;
+
+  fn next(&mut self) -> Option<&'t str> {
+    let text = self.0?;
+    match text.bytes().position(|byte| byte == b'.') {
+      Some(dot) => {
+        self.0 = Some(&text[dot + 1..]);
+        Some(&text[..dot])
+      }
+      None => {
+        self.0 = None;
+        Some(text)
+      }
+    }
+  }
 }
 
 fn component_order(a: &str, b: &str) -> Ordering {
@@ -226,36 +302,54 @@ pub(crate) enum Slot<'a> {
   Blocked { depth: usize, parent: &'a Value },
 }
 
-/// One concrete path of a parsed path: the keys that reach it (missing components as they would
-/// be created) and what is there.
-#[derive(Debug, Clone)]
-pub(crate) struct Resolved<'a> {
-  pub(crate) keys: Vec<Key>,
+/// One concrete path of a parsed path and what is there. Its keys (missing components as they
+/// would be created) are only built by [`Resolved::keys`], as most resolutions need them only
+/// for the change they emit, if any.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Resolved<'a, 'r> {
+  path: &'r Path,
+  /// Bit `i` is set when component `i` is an array index; a path has at most [`MAX_DEPTH`]
+  /// components.
+  indices: u128,
+  /// The indices that the path's `$[]` components stand for, in order.
+  expanded: &'r [usize],
   pub(crate) slot: Slot<'a>,
 }
 
-impl Resolved<'_> {
+impl Resolved<'_, '_> {
+  /// The concrete path.
+  pub(crate) fn keys(&self) -> Vec<Key> {
+    keys(self.path, self.path.len, self.indices, self.expanded)
+  }
+
+  /// Whether the last component is an array index.
+  pub(crate) fn ends_in_index(&self) -> bool {
+    self.indices >> (self.path.len - 1) & 1 == 1
+  }
+
   /// The error of a creating operator on a [`Slot::Blocked`] path.
   pub(crate) fn cannot_create(&self, depth: usize, parent: &Value) -> PatchError {
+    let keys = self.keys();
     PatchError::new(
       ErrorKind::PathNotViable,
       format!(
         "Cannot create field '{}' in element {{{}}}",
-        self.keys[depth],
-        render_element(&self.keys[..depth], parent)
+        keys[depth],
+        render_element(&keys[..depth], parent)
       ),
     )
   }
 
   /// The error of a non-creating operator on a [`Slot::Blocked`] path.
   pub(crate) fn cannot_traverse(&self, depth: usize, parent: &Value) -> PatchError {
+    let keys = self.keys();
     PatchError::new(
       ErrorKind::PathNotViable,
       format!(
         "Cannot use the part ({}) of ({}) to traverse the element ({{{}}})",
-        self.keys[depth],
-        dotted(&self.keys),
-        render_element(&self.keys[..depth], parent)
+        keys[depth],
+        dotted(&keys),
+        render_element(&keys[..depth], parent)
       ),
     )
   }
@@ -272,126 +366,119 @@ impl Resolved<'_> {
   }
 }
 
-/// Resolves `path` against `doc` without changing it: one [`Resolved`] per concrete path, in
-/// document order (several only through `$[]`, none for `$[]` over an empty array).
-pub(crate) fn resolve<'a>(doc: &'a Value, path: &Path) -> Result<Vec<Resolved<'a>>, PatchError> {
-  let mut out = Vec::new();
-  let mut keys = Vec::with_capacity(path.parts.len());
-  descend(doc, path, 0, &mut keys, &mut out)?;
-  Ok(out)
-}
-
-fn descend<'a>(
-  current: &'a Value,
-  path: &Path,
-  depth: usize,
-  keys: &mut Vec<Key>,
-  out: &mut Vec<Resolved<'a>>,
-) -> Result<(), PatchError> {
-  let Some(part) = path.parts.get(depth) else {
-    out.push(Resolved {
-      keys: keys.clone(),
-      slot: Slot::Found(current),
-    });
-    return Ok(());
-  };
-  match (part, current) {
-    (Part::All, Value::Array(items)) => {
-      for (index, item) in items.iter().enumerate() {
-        keys.push(Key::Index(index));
-        descend(item, path, depth + 1, keys, out)?;
-        keys.pop();
-      }
-      Ok(())
-    }
-    (Part::All, other) => Err(PatchError::new(
-      ErrorKind::Positional,
-      format!(
-        "Cannot apply array updates to non-array element {}",
-        render_element(keys, other)
-      ),
-    )),
-    (Part::Field(name), Value::Object(map)) => match map.get(name) {
-      Some(child) => {
-        keys.push(Key::Field(name.clone()));
-        descend(child, path, depth + 1, keys, out)?;
-        keys.pop();
-        Ok(())
-      }
-      None => stop(
-        path,
-        depth,
-        keys,
-        Key::Field(name.clone()),
-        Slot::Missing { pad: 0 },
-        out,
-      ),
-    },
-    (Part::Field(name), Value::Array(items)) => match parse_index(name) {
-      Some(index) => match items.get(index) {
-        Some(child) => {
-          keys.push(Key::Index(index));
-          descend(child, path, depth + 1, keys, out)?;
-          keys.pop();
-          Ok(())
-        }
-        None => {
-          let pad = index - items.len();
-          stop(
-            path,
-            depth,
-            keys,
-            Key::Index(index),
-            Slot::Missing { pad },
-            out,
-          )
-        }
-      },
-      None => {
-        let slot = Slot::Blocked {
-          depth,
-          parent: current,
-        };
-        stop(path, depth, keys, Key::Field(name.clone()), slot, out)
-      }
-    },
-    (Part::Field(name), _) => {
-      let slot = Slot::Blocked {
-        depth,
-        parent: current,
-      };
-      stop(path, depth, keys, Key::Field(name.clone()), slot, out)
-    }
+/// The keys of the first `count` components of `path`, with `indices` and `expanded` as in
+/// [`Resolved`].
+fn keys(path: &Path, count: usize, indices: u128, expanded: &[usize]) -> Vec<Key> {
+  let mut expanded = expanded.iter().copied();
+  let mut keys = Vec::with_capacity(count);
+  for (depth, name) in path.components().take(count).enumerate() {
+    let index = match name {
+      ALL => expanded.next(),
+      _ if indices >> depth & 1 == 1 => parse_index(name),
+      _ => None,
+    };
+    keys.push(index.map_or_else(|| Key::Field(name.to_string()), Key::Index));
   }
+  keys
 }
 
-/// Ends a resolution at the first component that does not exist (or cannot): the rest of the
-/// path becomes object keys, as creation would make them. `$[]` needs an existing array, so a
-/// `$[]` in that rest is an error.
-fn stop<'a>(
+/// Resolves `path` against `doc` without changing it, and passes each concrete path to `visit`
+/// in document order (several only through `$[]`, none for `$[]` over an empty array).
+pub(crate) fn resolve<'a>(
+  doc: &'a Value,
   path: &Path,
-  depth: usize,
-  keys: &[Key],
-  first: Key,
-  slot: Slot<'a>,
-  out: &mut Vec<Resolved<'a>>,
+  visit: &mut impl FnMut(Resolved<'a, '_>) -> Result<(), PatchError>,
 ) -> Result<(), PatchError> {
-  let mut full = keys.to_vec();
-  full.push(first);
-  for part in &path.parts[depth + 1..] {
-    match part {
-      Part::Field(name) => full.push(Key::Field(name.clone())),
-      Part::All => {
+  descend(doc, path, path.components(), 0, 0, &mut Vec::new(), visit)
+}
+
+/// Follows the components left in `parts` (the first is component `depth`) from `current`,
+/// branching at each `$[]`.
+fn descend<'a>(
+  mut current: &'a Value,
+  path: &Path,
+  mut parts: Components<'_>,
+  mut depth: usize,
+  mut indices: u128,
+  expanded: &mut Vec<usize>,
+  visit: &mut impl FnMut(Resolved<'a, '_>) -> Result<(), PatchError>,
+) -> Result<(), PatchError> {
+  let slot = loop {
+    let Some(name) = parts.next() else {
+      break Slot::Found(current);
+    };
+    match (name, current) {
+      (ALL, Value::Array(items)) => {
+        for (index, item) in items.iter().enumerate() {
+          expanded.push(index);
+          let indices = indices | 1 << depth;
+          descend(
+            item,
+            path,
+            parts.clone(),
+            depth + 1,
+            indices,
+            expanded,
+            visit,
+          )?;
+          expanded.pop();
+        }
+        return Ok(());
+      }
+      (ALL, other) => {
         return Err(PatchError::new(
           ErrorKind::Positional,
           format!(
-            "The path '{}' must exist in the document in order to apply array updates.",
-            dotted(&full)
+            "Cannot apply array updates to non-array element {}",
+            render_element(&keys(path, depth, indices, expanded), other)
           ),
-        ));
+        ))
       }
+      (name, Value::Object(map)) => match map.get(name) {
+        Some(child) => current = child,
+        None => break Slot::Missing { pad: 0 },
+      },
+      (name, Value::Array(items)) => match parse_index(name) {
+        Some(index) => {
+          indices |= 1 << depth;
+          match items.get(index) {
+            Some(child) => current = child,
+            None => {
+              break Slot::Missing {
+                pad: index - items.len(),
+              }
+            }
+          }
+        }
+        None => {
+          break Slot::Blocked {
+            depth,
+            parent: current,
+          }
+        }
+      },
+      (_, parent) => break Slot::Blocked { depth, parent },
+    }
+    depth += 1;
+  };
+  // The resolution stopped at the first component that does not exist (or cannot): the rest of
+  // the path becomes object keys, as creation would make them. `$[]` needs an existing array, so
+  // a `$[]` in that rest is an error.
+  if path.has_all && !matches!(slot, Slot::Found(_)) {
+    if let Some(at) = parts.position(|part| part == ALL) {
+      return Err(PatchError::new(
+        ErrorKind::Positional,
+        format!(
+          "The path '{}' must exist in the document in order to apply array updates.",
+          dotted(&keys(path, depth + 1 + at, indices, expanded))
+        ),
+      ));
     }
   }
-  out.push(Resolved { keys: full, slot });
-  Ok(())
+  visit(Resolved {
+    path,
+    indices,
+    expanded,
+    slot,
+  })
 }

@@ -14,8 +14,9 @@ use super::error::{document_name, dotted, render, type_name, ErrorKind, PatchErr
 use super::op::{integer, Action, BitOp, DateKind, Op, Operator, Push, Sort};
 use super::path::{parse_index, resolve, Path, Resolved, Slot};
 
-/// Plans `ops` (in `order`, MongoDB's field order) against `doc`. `expands` says whether some
-/// path has `$[]`, whose expansions must then be checked against the other paths.
+/// Plans `ops` (in `order`, MongoDB's field order, or as they are when `order` is empty) against
+/// `doc`. `expands` says whether some path has `$[]`, whose expansions must then be checked
+/// against the other paths.
 pub(crate) fn plan(
   ops: &[Op],
   order: &[usize],
@@ -26,16 +27,28 @@ pub(crate) fn plan(
   let mut planner = Planner {
     doc,
     now_ms,
-    changes: Vec::new(),
+    // Most operations make one change.
+    changes: Vec::with_capacity(ops.len()),
     concrete: expands.then(Vec::new),
   };
-  for &index in order {
-    for target in resolve(doc, &ops[index].path)? {
-      if let Some(concrete) = &mut planner.concrete {
-        concrete.push((index, target.keys.clone()));
-      }
-      planner.step(&ops[index], target)?;
+  for position in 0..ops.len() {
+    let index = if order.is_empty() {
+      position
+    } else {
+      order[position]
+    };
+    let op = &ops[index];
+    if op.path.has_all() {
+      // A dry run first: an error in resolving any expansion takes precedence over an error in
+      // planning an earlier one.
+      resolve(doc, &op.path, &mut |_| Ok(()))?;
     }
+    resolve(doc, &op.path, &mut |target| {
+      if let Some(concrete) = &mut planner.concrete {
+        concrete.push((index, target.keys()));
+      }
+      planner.step(op, target)
+    })?;
   }
   if let Some(concrete) = planner.concrete.take() {
     check_expanded(concrete)?;
@@ -73,7 +86,7 @@ type Outcome = Result<Option<Value>, PatchError>;
 
 impl<'a> Planner<'a> {
   /// Plans one operation at one concrete path.
-  fn step(&mut self, op: &Op, target: Resolved<'a>) -> Result<(), PatchError> {
+  fn step(&mut self, op: &Op, target: Resolved<'a, '_>) -> Result<(), PatchError> {
     let doc = self.doc;
     match &op.action {
       Action::Set(value) => self.write(target, |current, _| {
@@ -82,23 +95,25 @@ impl<'a> Planner<'a> {
       }),
       Action::Unset => {
         if let Slot::Found(current) = target.slot {
-          if matches!(target.keys.last(), Some(Key::Index(_))) {
+          if target.ends_in_index() {
             // Inside an array $unset nulls the element: removing it would shift the others.
             if !current.is_null() {
               self.changes.push(Change::Set {
-                path: target.keys,
+                path: target.keys(),
                 value: Value::Null,
               });
             }
           } else {
-            self.changes.push(Change::Unset { path: target.keys });
+            self.changes.push(Change::Unset {
+              path: target.keys(),
+            });
           }
         }
         // A missing or non-viable path is a no-op for $unset.
         Ok(())
       }
-      Action::Inc(arg) | Action::Mul(arg) => self.write(target, |current, keys| {
-        arithmetic(op.operator, arg, current, keys, doc)
+      Action::Inc(arg) | Action::Mul(arg) => self.write(target, |current, target| {
+        arithmetic(op.operator, arg, current, target, doc)
       }),
       Action::Min(value) | Action::Max(value) => self.write(target, |current, _| {
         let wanted = if op.operator == Operator::Min {
@@ -121,9 +136,9 @@ impl<'a> Planner<'a> {
           Ok((current != Some(&now)).then_some(now))
         })
       }
-      Action::Bit(operations) => {
-        self.write(target, |current, keys| bit(operations, current, keys, doc))
-      }
+      Action::Bit(operations) => self.write(target, |current, target| {
+        bit(operations, current, target, doc)
+      }),
       Action::Push(push) => self.push(push, target),
       Action::AddToSet(values) => self.add_to_set(values, target),
       Action::Pop(first) => self.cull(op.operator, target, |items| {
@@ -150,8 +165,8 @@ impl<'a> Planner<'a> {
   /// what to write.
   fn write(
     &mut self,
-    target: Resolved<'a>,
-    compute: impl FnOnce(Option<&'a Value>, &[Key]) -> Outcome,
+    target: Resolved<'a, '_>,
+    compute: impl FnOnce(Option<&'a Value>, &Resolved<'a, '_>) -> Outcome,
   ) -> Result<(), PatchError> {
     let current = match target.slot {
       Slot::Blocked { depth, parent } => return Err(target.cannot_create(depth, parent)),
@@ -161,16 +176,16 @@ impl<'a> Planner<'a> {
       }
       Slot::Found(current) => Some(current),
     };
-    if let Some(value) = compute(current, &target.keys)? {
+    if let Some(value) = compute(current, &target)? {
       self.changes.push(Change::Set {
-        path: target.keys,
+        path: target.keys(),
         value,
       });
     }
     Ok(())
   }
 
-  fn push(&mut self, push: &Push, target: Resolved<'a>) -> Result<(), PatchError> {
+  fn push(&mut self, push: &Push, target: Resolved<'a, '_>) -> Result<(), PatchError> {
     let items = match target.slot {
       Slot::Blocked { depth, parent } => return Err(target.cannot_create(depth, parent)),
       Slot::Missing { .. } => {
@@ -185,7 +200,7 @@ impl<'a> Planner<'a> {
           items.drain(start..start + delete);
         }
         self.changes.push(Change::Set {
-          path: target.keys,
+          path: target.keys(),
           value: Value::Array(items),
         });
         return Ok(());
@@ -200,7 +215,7 @@ impl<'a> Planner<'a> {
           ErrorKind::TypeMismatch,
           format!(
             "The field '{}' must be an array but is of type {}{id}",
-            dotted(&target.keys),
+            dotted(&target.keys()),
             type_name(other)
           ),
         ));
@@ -225,7 +240,7 @@ impl<'a> Planner<'a> {
       }
       if sorted != *items {
         self.changes.push(Change::Set {
-          path: target.keys,
+          path: target.keys(),
           value: Value::Array(sorted),
         });
       }
@@ -233,7 +248,7 @@ impl<'a> Planner<'a> {
     }
     if !push.each.is_empty() {
       self.changes.push(Change::Splice {
-        path: target.keys.clone(),
+        path: target.keys(),
         start: at,
         delete: 0,
         insert: push.each.clone(),
@@ -243,7 +258,7 @@ impl<'a> Planner<'a> {
       let (start, delete) = slice_removal(slice, len + push.each.len());
       if delete > 0 {
         self.changes.push(Change::Splice {
-          path: target.keys,
+          path: target.keys(),
           start,
           delete,
           insert: Vec::new(),
@@ -253,13 +268,13 @@ impl<'a> Planner<'a> {
     Ok(())
   }
 
-  fn add_to_set(&mut self, values: &[Value], target: Resolved<'a>) -> Result<(), PatchError> {
+  fn add_to_set(&mut self, values: &[Value], target: Resolved<'a, '_>) -> Result<(), PatchError> {
     match target.slot {
       Slot::Blocked { depth, parent } => Err(target.cannot_create(depth, parent)),
       Slot::Missing { .. } => {
         target.check_padding()?;
         self.changes.push(Change::Set {
-          path: target.keys,
+          path: target.keys(),
           value: Value::Array(values.to_vec()),
         });
         Ok(())
@@ -273,7 +288,7 @@ impl<'a> Planner<'a> {
           .collect();
         if !new.is_empty() {
           self.changes.push(Change::Splice {
-            path: target.keys,
+            path: target.keys(),
             start: items.len(),
             delete: 0,
             insert: new,
@@ -285,7 +300,7 @@ impl<'a> Planner<'a> {
         ErrorKind::TypeMismatch,
         format!(
           "Cannot apply $addToSet to non-array field. Field named '{}' has non-array type {}",
-          last_name(&target.keys),
+          last_name(&target.keys()),
           type_name(other)
         ),
       )),
@@ -298,7 +313,7 @@ impl<'a> Planner<'a> {
   fn cull(
     &mut self,
     operator: Operator,
-    target: Resolved<'a>,
+    target: Resolved<'a, '_>,
     select: impl FnOnce(&[Value]) -> Vec<(usize, usize)>,
   ) -> Result<(), PatchError> {
     match target.slot {
@@ -307,7 +322,7 @@ impl<'a> Planner<'a> {
       Slot::Found(Value::Array(items)) => {
         for (start, delete) in select(items).into_iter().rev() {
           self.changes.push(Change::Splice {
-            path: target.keys.clone(),
+            path: target.keys(),
             start,
             delete,
             insert: Vec::new(),
@@ -320,7 +335,7 @@ impl<'a> Planner<'a> {
         if operator == Operator::Pop {
           format!(
             "Path '{}' contains an element of non-array type '{}'",
-            dotted(&target.keys),
+            dotted(&target.keys()),
             type_name(other)
           )
         } else {
@@ -330,23 +345,26 @@ impl<'a> Planner<'a> {
     }
   }
 
-  fn rename(&mut self, source: Resolved<'a>, to: &Path) -> Result<(), PatchError> {
+  fn rename(&mut self, source: Resolved<'a, '_>, to: &Path) -> Result<(), PatchError> {
     match source.slot {
       // A missing source makes the whole $rename a no-op, whatever the destination.
       Slot::Missing { .. } => return Ok(()),
       Slot::Blocked { depth, parent } => return Err(source.cannot_traverse(depth, parent)),
       Slot::Found(_) => {}
     }
-    let in_doc = match self.doc.get("_id") {
+    let doc = self.doc;
+    let in_doc = || match doc.get("_id") {
       Some(id) => format!(" in doc with _id: {}", render(id)),
       None => String::new(),
     };
-    if let Some(array) = array_ancestor(&source.keys) {
+    let mut from = source.keys();
+    if let Some(array) = array_ancestor(&from) {
       return Err(PatchError::new(
         ErrorKind::RenameInvalid,
         format!(
-          "The source field cannot be an array element, '{}'{in_doc} has an array field called '{array}'",
-          dotted(&source.keys)
+          "The source field cannot be an array element, '{}'{} has an array field called '{array}'",
+          dotted(&from),
+          in_doc()
         ),
       ));
     }
@@ -354,29 +372,31 @@ impl<'a> Planner<'a> {
       PatchError::new(
         ErrorKind::RenameInvalid,
         format!(
-          "The destination field cannot be an array element, '{}'{in_doc} has an array field called '{array}'",
-          to.text()
+          "The destination field cannot be an array element, '{}'{} has an array field called '{array}'",
+          to.text(),
+          in_doc()
         ),
       )
     };
-    // A path without `$[]` resolves to exactly one target.
-    for dest in resolve(self.doc, to)? {
-      if let Some(array) = array_ancestor(&dest.keys) {
+    resolve(doc, to, &mut |dest| {
+      let keys = dest.keys();
+      if let Some(array) = array_ancestor(&keys) {
         return Err(dest_error(array));
       }
       if let Slot::Blocked { depth, parent } = dest.slot {
         return Err(if parent.is_array() {
-          dest_error(dotted(&dest.keys[..depth]))
+          dest_error(dotted(&keys[..depth]))
         } else {
           dest.cannot_create(depth, parent)
         });
       }
       self.changes.push(Change::Move {
-        from: source.keys.clone(),
-        to: dest.keys,
+        // A path without `$[]` resolves to exactly one target, so this runs once.
+        from: std::mem::take(&mut from),
+        to: keys,
       });
-    }
-    Ok(())
+      Ok(())
+    })
   }
 }
 
@@ -397,7 +417,7 @@ fn arithmetic(
   operator: Operator,
   arg: &Number,
   current: Option<&Value>,
-  keys: &[Key],
+  target: &Resolved,
   doc: &Value,
 ) -> Outcome {
   let Some(current) = current else {
@@ -415,7 +435,7 @@ fn arithmetic(
         "Cannot apply {} to a value of non-numeric type. {} has the field '{}' of non-numeric type {}",
         operator.name(),
         document_name(doc),
-        last_name(keys),
+        last_name(&target.keys()),
         type_name(current)
       ),
     ));
@@ -435,7 +455,7 @@ fn arithmetic(
       format!(
         "Failed to apply {} operations to current value ({n}) for field '{}': {}",
         operator.name(),
-        dotted(keys),
+        dotted(&target.keys()),
         if integral {
           "the result does not fit in a 64-bit integer"
         } else {
@@ -451,7 +471,7 @@ fn arithmetic(
 fn bit(
   operations: &[(BitOp, i128)],
   current: Option<&Value>,
-  keys: &[Key],
+  target: &Resolved,
   doc: &Value,
 ) -> Outcome {
   let start = match current {
@@ -464,7 +484,7 @@ fn bit(
           format!(
             "Cannot apply $bit to a value of non-integral type. {} has the field '{}' of non-integer type {}",
             document_name(doc),
-            last_name(keys),
+            last_name(&target.keys()),
             type_name(value)
           ),
         ))
@@ -483,7 +503,7 @@ fn bit(
       ErrorKind::Overflow,
       format!(
         "Failed to apply $bit operations for field '{}': the result does not fit in a 64-bit integer",
-        dotted(keys)
+        dotted(&target.keys())
       ),
     )
   })?;

@@ -1,0 +1,111 @@
+// Failover between processes: the host stops or is killed (-9) while clients write; a survivor
+// takes over, and nothing that a survivor saw accepted is lost or applied twice.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { converge, countOccurrences, describeStates, rendezvousDir, spawnPeer, spawnPeers, uniqueName, withTimeout } from './support/peers.mjs'
+
+// Each client pushes WRITES unique ids, WRITE_BATCH in flight at a time, a batch every
+// WRITE_INTERVAL_MS, so that writing spans the loss of the host, which happens once the host has
+// ordered LOSS_AT_VERSION patches.
+const WRITES = 400
+const WRITE_BATCH = 4
+const WRITE_INTERVAL_MS = 1
+const LOSS_AT_VERSION = 150
+const OPTIONS = { timeout: 10000 }
+
+/**
+ * One round: a host and 3 writing clients in `dir`; `loseHost(host)` while they write. Checks a
+ * single new host, identical survivors and every resolved id exactly once.
+ */
+async function hostLostWhileWriting (t, dir, loseHost) {
+  const name = uniqueName('failover')
+  const [host, ...clients] = await spawnPeers(t, 4, name, dir, { data: { log: [] }, options: OPTIONS })
+  assert.equal((await host.request('start')).role, 'host')
+  for (const { role } of await Promise.all(clients.map((c) => c.request('start')))) assert.equal(role, 'client')
+
+  const marks = clients.map((c) => c.mark())
+  const writing = Promise.all(clients.map((client, i) => client.request('write', {
+    kind: 'push', count: WRITES, concurrency: WRITE_BATCH, intervalMs: WRITE_INTERVAL_MS, prefix: `c${i}`
+  }, 20000)))
+  let written = false
+  writing.then(() => { written = true }, () => {}) // awaited below
+  await host.request('waitVersion', { version: LOSS_AT_VERSION })
+  assert.ok(!written, 'the clients are still writing when the host goes')
+  await loseHost(host)
+  assert.ok(host.exited, 'the old host is gone')
+
+  const results = await writing
+  for (const [i, client] of clients.entries()) {
+    // The loss happened while the client was connected, so it noticed it.
+    await client.waitEvent('disconnected', { since: marks[i] })
+    assert.deepEqual(results[i].rejected, {}, `${client.describe()}: no patch may be rejected`)
+    assert.equal(results[i].resolved.length, WRITES, `${client.describe()}: every patch resolved`)
+  }
+  const states = await converge(clients)
+  const hosts = states.filter((s) => s.status === 'host')
+  assert.equal(hosts.length, 1, `exactly one new host among the survivors:\n${describeStates(clients, states)}`)
+  assert.equal(states.filter((s) => s.status === 'client').length, clients.length - 1)
+  assert.equal(hosts[0].connections, clients.length - 1, 'the new host serves every other survivor')
+
+  const { log } = states[0].data
+  const counts = countOccurrences(log)
+  const duplicates = [...counts].filter(([, n]) => n > 1).map(([id]) => id)
+  assert.deepEqual(duplicates, [], 'no patch is applied twice')
+  const resolved = results.flatMap((r) => r.resolved)
+  const missing = resolved.filter((id) => !counts.has(id))
+  assert.deepEqual(missing, [], 'every patch resolved in a survivor is present')
+  assert.equal(log.length, resolved.length, 'nothing but the resolved patches is present')
+  assert.equal(states[0].version, log.length, 'one version per patch')
+}
+
+test('stop() on the host while 3 clients write: one new host, survivors identical, every resolved patch once', { timeout: 20000 }, async (t) => {
+  await hostLostWhileWriting(t, rendezvousDir(t), async (host) => {
+    await host.request('stop')
+    await withTimeout(host.exit, 5000, `${host.describe()} exits after stop()`)
+  })
+})
+
+test('kill -9 of the host while 3 clients write, 5 times: one new host, survivors identical, every resolved patch once', { timeout: 40000 }, async (t) => {
+  for (let round = 1; round <= 5; round++) {
+    await t.test(`round ${round}`, { timeout: 15000 }, async (t) => {
+      await hostLostWhileWriting(t, rendezvousDir(t), (host) => host.kill('SIGKILL'))
+    })
+  }
+})
+
+test('8 processes started at once elect exactly one host; after kill -9 of all, the name starts again at once', { timeout: 20000 }, async (t) => {
+  const dir = rendezvousDir(t)
+  const name = uniqueName('election')
+  const peers = await spawnPeers(t, 8, name, dir, { data: { n: 0 }, options: OPTIONS })
+  // Every instance exists; each starts at the same wall-clock millisecond.
+  const at = Date.now() + 200
+  const roles = (await Promise.all(peers.map((p) => p.request('start', { at })))).map((r) => r.role)
+  assert.equal(roles.filter((r) => r === 'host').length, 1, `exactly one host: ${roles.join(', ')}`)
+  assert.equal(roles.filter((r) => r === 'client').length, 7)
+  const host = peers[roles.indexOf('host')]
+  assert.equal((await host.request('state')).connections, 7, 'every other process is connected to the host')
+
+  // The network works: everyone's increment reaches everyone.
+  for (const result of await Promise.all(peers.map((p) => p.request('patch', { update: { $inc: { n: 1 } } })))) {
+    assert.deepEqual(result, { ok: true })
+  }
+  const states = await converge(peers)
+  assert.equal(states[0].data.n, 8)
+
+  // The clients first, all at once, then the host: killed clients cannot take over (and replace
+  // the socket), so the host's socket file is certainly left behind.
+  await Promise.all(peers.filter((p) => p !== host).map((p) => p.kill('SIGKILL')))
+  await host.kill('SIGKILL')
+  const socket = path.join(dir, `${name}.sock`)
+  assert.ok(fs.existsSync(socket), 'the killed host left its socket file behind')
+
+  const next = await spawnPeer(t, name, dir, { data: { fresh: true }, options: { timeout: 2000 } }, 'next')
+  const { role, ms } = await next.request('start', {}, 2000)
+  assert.equal(role, 'host', 'the stale socket does not block the next host')
+  assert.ok(ms < 2000, `started as host in ${ms.toFixed(1)} ms`)
+  const joiner = await spawnPeer(t, name, dir, { data: {}, options: { timeout: 2000 } }, 'joiner')
+  assert.equal((await joiner.request('start', {}, 2000)).role, 'client', 'and it accepts clients on a fresh socket')
+  assert.deepEqual((await joiner.request('state')).data, { fresh: true })
+})

@@ -1,0 +1,30 @@
+'use strict'
+// One process of the demo: joins the shared object, counts and logs its work, reports its role.
+const { MemSync } = require('..')
+
+async function main () {
+  const [name, dir, label] = process.argv.slice(2)
+  const mem = new MemSync(name, { done: 0, log: [] }, { dir })
+  const role = await mem.start()
+  process.send({ label, role, pid: process.pid })
+  mem.on('connected', (newRole) => process.send({ label, role: newRole, pid: process.pid }))
+  process.on('message', async (message) => {
+    if (message === 'stop') {
+      await mem.stop()
+      process.exit(0)
+    }
+    if (message === 'report') {
+      const { version } = await mem.getStatus()
+      process.send({ label, report: { version, done: mem.data.done, logLength: mem.data.log.length } })
+    }
+  })
+  for (let i = 0; ; i++) {
+    await mem.patch({ $inc: { done: 1 }, $push: { log: { $each: [`${label}${i}`], $slice: -5 } } })
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+main().catch((error) => {
+  console.error(error)
+  process.exit(1)
+})

@@ -1,0 +1,372 @@
+//! The network side of one instance: the election, the host's listener and its handlers, the
+//! client's connection, and failover. Runs on a tokio runtime (napi's) and reaches the document
+//! only through [`Replica`] methods, which never await while holding its lock.
+//!
+//! One task per instance runs [`run`]: elect (become host, or connect to the host), serve that
+//! role until it ends (shutdown, or the host is lost), and elect again. Host loss is an event,
+//! not an error: a clean EOF from the host starts the next election at once.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use interprocess::local_socket::tokio::{Listener, Stream};
+use interprocess::local_socket::traits::tokio::Listener as _;
+use tokio::io::{AsyncWriteExt, WriteHalf};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::connection::{ConnectionError, FrameReader};
+use crate::protocol::{Message, PROTOCOL_VERSION};
+use crate::rendezvous::{HostLock, Rendezvous};
+use crate::state::{Frame, Replica};
+
+/// How long a new connection may take to say hello, and a client to be welcomed.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest pause between two election attempts while no host answers.
+const MAX_BACKOFF: Duration = Duration::from_millis(20);
+/// How long a stopping host waits for its clients' queued frames to go out.
+const FLUSH_ON_STOP: Duration = Duration::from_secs(2);
+
+/// Which roles an instance may take (memsync 0.5's `clientOnly` / `serverOnly`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+  /// Never become host.
+  pub client_only: bool,
+  /// Never join as a client.
+  pub server_only: bool,
+}
+
+/// Why an instance could not take part in its network.
+#[derive(Debug)]
+pub struct Failure {
+  /// The `ERR_*` code JS sees.
+  pub code: &'static str,
+  /// What went wrong.
+  pub message: String,
+}
+
+/// Runs the instance's network life until `shutdown` turns true. Reports a fatal failure (such as
+/// an unusable rendezvous directory) through `fail` and returns.
+pub async fn run(
+  replica: Arc<Replica>,
+  rendezvous: Rendezvous,
+  options: Options,
+  mut shutdown: watch::Receiver<bool>,
+  fail: impl Fn(Failure),
+) {
+  loop {
+    let elected = tokio::select! {
+      elected = elect(&rendezvous, options) => elected,
+      _ = shutdown.wait_for(|stop| *stop) => return,
+    };
+    match elected {
+      Ok(Elected::Host(lock)) => {
+        serve_as_host(&replica, lock, &mut shutdown).await;
+        return;
+      }
+      Ok(Elected::Client(stream)) => {
+        if serve_as_client(&replica, stream, &mut shutdown).await == Ended::Shutdown {
+          return;
+        }
+      }
+      Err(err) => {
+        fail(Failure {
+          code: "ERR_RENDEZVOUS",
+          message: format!(
+            "memsync '{}' cannot use {}: {err}",
+            replica.name(),
+            rendezvous.dir().display()
+          ),
+        });
+        return;
+      }
+    }
+  }
+}
+
+enum Elected {
+  Host(HostLock),
+  Client(Stream),
+}
+
+/// Tries to become host and else connects to the host, until one works. The lock decides: two
+/// processes can never both hold it, and the kernel frees it when its holder dies.
+async fn elect(rendezvous: &Rendezvous, options: Options) -> io::Result<Elected> {
+  let mut backoff = Duration::from_micros(500);
+  loop {
+    if !options.client_only {
+      if let Some(lock) = rendezvous.try_become_host()? {
+        return Ok(Elected::Host(lock));
+      }
+    }
+    if !options.server_only {
+      match rendezvous.connect().await {
+        Ok(stream) => return Ok(Elected::Client(stream)),
+        // No host listening yet (it is between taking the lock and binding), or any more.
+        Err(err)
+          if matches!(
+            err.kind(),
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+          ) => {}
+        Err(err) => return Err(err),
+      }
+    }
+    tokio::time::sleep(backoff).await;
+    backoff = (backoff * 2).min(MAX_BACKOFF);
+  }
+}
+
+async fn serve_as_host(
+  replica: &Arc<Replica>,
+  lock: HostLock,
+  shutdown: &mut watch::Receiver<bool>,
+) {
+  let listener = match lock.bind() {
+    Ok(listener) => listener,
+    Err(err) => {
+      eprintln!("memsync '{}': cannot listen: {err}", replica.name());
+      replica.go_offline();
+      return;
+    }
+  };
+  replica.become_host();
+  let mut handlers = Vec::new();
+  let next_id = AtomicU64::new(1);
+  accept_clients(replica, &listener, &mut handlers, &next_id, shutdown).await;
+  // Handing over cleanly: clients are detached (their writers then drain what is queued and
+  // close), the socket file goes, and only then the lock, so the next host starts from a state
+  // every client has received.
+  replica.go_offline();
+  let flushed = tokio::time::timeout(FLUSH_ON_STOP, async {
+    for handler in &mut handlers {
+      let _ = handler.await;
+    }
+  })
+  .await;
+  if flushed.is_err() {
+    handlers.iter().for_each(JoinHandle::abort);
+  }
+  drop(listener);
+  if let Err(err) = lock.release() {
+    eprintln!("memsync '{}': {err}", replica.name());
+  }
+}
+
+async fn accept_clients(
+  replica: &Arc<Replica>,
+  listener: &Listener,
+  handlers: &mut Vec<JoinHandle<()>>,
+  next_id: &AtomicU64,
+  shutdown: &mut watch::Receiver<bool>,
+) {
+  loop {
+    let accepted = tokio::select! {
+      accepted = listener.accept() => accepted,
+      _ = shutdown.wait_for(|stop| *stop) => return,
+    };
+    match accepted {
+      Ok(stream) => {
+        // Forget finished handlers so the list does not grow with every past connection.
+        handlers.retain(|handler| !handler.is_finished());
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        handlers.push(tokio::spawn(handle_client(
+          replica.clone(),
+          stream,
+          id,
+          shutdown.clone(),
+        )));
+      }
+      Err(err) => eprintln!("memsync '{}': accept failed: {err}", replica.name()),
+    }
+  }
+}
+
+/// One client connection on the host: handshake, then its patches in, ordered patches out.
+async fn handle_client(
+  replica: Arc<Replica>,
+  stream: Stream,
+  id: u64,
+  mut shutdown: watch::Receiver<bool>,
+) {
+  let (read_half, write_half) = tokio::io::split(stream);
+  let mut reader = FrameReader::new(read_half);
+  let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_message()).await;
+  let origin = match hello {
+    Ok(Ok(Some(Message::Hello {
+      protocol, origin, ..
+    })))
+      if protocol == PROTOCOL_VERSION =>
+    {
+      origin
+    }
+    Ok(Ok(Some(Message::Hello { protocol, .. }))) => {
+      let refusal = Message::Refused {
+        reason: format!("protocol {protocol} is not {PROTOCOL_VERSION}"),
+      };
+      let mut frame = Vec::new();
+      if crate::protocol::encode(&refusal, &mut frame).is_ok() {
+        let mut write_half = write_half;
+        let _ = write_half.write_all(&frame).await;
+      }
+      return;
+    }
+    _ => return,
+  };
+  let (sender, receiver) = mpsc::unbounded_channel();
+  let welcome = replica.attach_client(id, sender.clone());
+  let writer = tokio::spawn(write_frames(write_half, Some(welcome), receiver));
+  loop {
+    let message = tokio::select! {
+      message = reader.read_message() => message,
+      _ = shutdown.wait_for(|stop| *stop) => break,
+    };
+    match message {
+      Ok(Some(Message::Patch { seq, hlc, update })) => {
+        replica.host_patch(origin, seq, hlc, update, &sender)
+      }
+      Ok(Some(Message::Catchup { entries })) => replica.host_catchup(entries),
+      Ok(Some(other)) => {
+        eprintln!(
+          "memsync '{}': unexpected message from a client, disconnecting it: {other:?}",
+          replica.name()
+        );
+        break;
+      }
+      Ok(None) => break,
+      Err(err) => {
+        eprintln!(
+          "memsync '{}': client connection failed: {err}",
+          replica.name()
+        );
+        break;
+      }
+    }
+  }
+  replica.detach_client(id);
+  drop(sender);
+  let _ = writer.await;
+}
+
+/// Writes frames as they come, coalescing everything queued into one write.
+async fn write_frames<W: tokio::io::AsyncWrite>(
+  mut out: WriteHalf<W>,
+  first: Option<Frame>,
+  mut frames: mpsc::UnboundedReceiver<Frame>,
+) {
+  let mut buffer = Vec::new();
+  if let Some(frame) = first {
+    buffer.extend_from_slice(&frame);
+  }
+  loop {
+    if buffer.is_empty() {
+      match frames.recv().await {
+        Some(frame) => buffer.extend_from_slice(&frame),
+        None => break,
+      }
+    }
+    while let Ok(frame) = frames.try_recv() {
+      buffer.extend_from_slice(&frame);
+    }
+    if out.write_all(&buffer).await.is_err() {
+      return;
+    }
+    buffer.clear();
+  }
+  let _ = out.shutdown().await;
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+  Shutdown,
+  HostLost,
+}
+
+async fn serve_as_client(
+  replica: &Arc<Replica>,
+  stream: Stream,
+  shutdown: &mut watch::Receiver<bool>,
+) -> Ended {
+  let (read_half, write_half) = tokio::io::split(stream);
+  let mut reader = FrameReader::new(read_half);
+  let mut hello = Vec::new();
+  if crate::protocol::encode(&replica.hello(), &mut hello).is_err() {
+    return Ended::HostLost;
+  }
+  let (sender, receiver) = mpsc::unbounded_channel();
+  let writer = tokio::spawn(write_frames(write_half, Some(Arc::new(hello)), receiver));
+  let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_message()).await;
+  match welcome {
+    Ok(Ok(Some(Message::Welcome {
+      version,
+      data,
+      applied,
+      ..
+    }))) => replica.client_welcome(version, data, applied, sender),
+    Ok(Ok(Some(Message::Refused { reason }))) => {
+      eprintln!(
+        "memsync '{}': the host refused us: {reason}",
+        replica.name()
+      );
+      writer.abort();
+      return Ended::HostLost;
+    }
+    _ => {
+      writer.abort();
+      return Ended::HostLost;
+    }
+  }
+  let ended = loop {
+    let first = tokio::select! {
+      message = reader.read_message() => message,
+      _ = shutdown.wait_for(|stop| *stop) => break Ended::Shutdown,
+    };
+    let mut batch = match first {
+      Ok(Some(message)) => vec![message],
+      Ok(None) => break Ended::HostLost,
+      Err(err) => {
+        report_host_loss(replica, &err);
+        break Ended::HostLost;
+      }
+    };
+    // Whatever else has already arrived is handled with it: one rebase per burst.
+    let mut failed = None;
+    loop {
+      match reader.buffered_message() {
+        Ok(Some(message)) => batch.push(message),
+        Ok(None) => break,
+        Err(err) => {
+          failed = Some(err);
+          break;
+        }
+      }
+    }
+    if let Err(err) = replica.client_receive(batch) {
+      eprintln!("memsync '{}': {err}; reconnecting", replica.name());
+      break Ended::HostLost;
+    }
+    if let Some(err) = failed {
+      report_host_loss(replica, &err);
+      break Ended::HostLost;
+    }
+  };
+  replica.go_offline();
+  writer.abort();
+  ended
+}
+
+/// A host that dies resets its connections: that is the failover's ordinary start, not worth a
+/// line on stderr. Anything else is.
+fn report_host_loss(replica: &Replica, err: &ConnectionError) {
+  let reset = matches!(err, ConnectionError::Io(io) if matches!(
+    io.kind(),
+    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof
+  ));
+  if !reset {
+    eprintln!(
+      "memsync '{}': host connection failed: {err}",
+      replica.name()
+    );
+  }
+}

@@ -1,0 +1,628 @@
+//! The wire format between a host and its clients: length-prefixed JSON frames, plus the hybrid
+//! logical clock that stamps every patch.
+//!
+//! A frame is a 4-byte big-endian payload length followed by the payload, the UTF-8 JSON of one
+//! [`Message`]. Everything here is synchronous and does no I/O: [`encode`] appends to a buffer and
+//! [`decode`] reads from a slice, so the codec is tested byte by byte (mini-redis
+//! `tests/frame_validation.rs`). "Not enough bytes yet" is `Ok(None)`, a normal result kept apart
+//! from [`ProtocolError`], which means the peer sent something we will never accept.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The version a client announces in [`Message::Hello`]; the host refuses any other.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest payload a frame may carry, in bytes. A larger announced length is rejected before
+/// its body arrives, so a broken peer cannot make us buffer without bound.
+pub const MAX_FRAME: usize = 64 * 1024 * 1024;
+
+/// Bytes of the length prefix.
+const HEADER_LEN: usize = 4;
+
+/// A hybrid logical clock timestamp: wall-clock milliseconds plus a counter that orders events
+/// within one millisecond (or while the wall clock stands still or goes backwards).
+///
+/// The derived order is by `(ms, counter)`. On the wire it is the array `[ms, counter]`.
+#[derive(
+  Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(from = "(u64, u32)", into = "(u64, u32)")]
+pub struct Hlc {
+  /// Milliseconds since the Unix epoch, as far as this clock knows.
+  pub ms: u64,
+  /// Orders timestamps that share `ms`.
+  pub counter: u32,
+}
+
+impl From<(u64, u32)> for Hlc {
+  fn from((ms, counter): (u64, u32)) -> Self {
+    Hlc { ms, counter }
+  }
+}
+
+impl From<Hlc> for (u64, u32) {
+  fn from(hlc: Hlc) -> Self {
+    (hlc.ms, hlc.counter)
+  }
+}
+
+impl Hlc {
+  /// The timestamp of a local event that follows `self`, given the wall clock `now_ms`.
+  pub fn tick(self, now_ms: u64) -> Hlc {
+    if now_ms > self.ms {
+      Hlc {
+        ms: now_ms,
+        counter: 0,
+      }
+    } else {
+      self.successor()
+    }
+  }
+
+  /// The timestamp of receiving `remote` when the local clock last read `self`: later than both.
+  pub fn observe(self, remote: Hlc, now_ms: u64) -> Hlc {
+    self.max(remote).tick(now_ms)
+  }
+
+  /// The smallest timestamp after `self` in the same millisecond; when the counter is exhausted
+  /// it borrows the next millisecond rather than wrapping, which would break monotonicity.
+  fn successor(self) -> Hlc {
+    match self.counter.checked_add(1) {
+      Some(counter) => Hlc {
+        ms: self.ms,
+        counter,
+      },
+      None => Hlc {
+        ms: self.ms.saturating_add(1),
+        counter: 0,
+      },
+    }
+  }
+}
+
+/// A process's hybrid logical clock: the last timestamp it issued or observed.
+///
+/// Time is injected (`now_ms`) so the clock stays pure and testable; the caller reads the wall
+/// clock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Clock {
+  last: Hlc,
+}
+
+impl Clock {
+  /// A clock that has seen nothing yet.
+  pub fn new() -> Clock {
+    Clock::default()
+  }
+
+  /// The last timestamp issued or observed.
+  pub fn last(&self) -> Hlc {
+    self.last
+  }
+
+  /// A fresh timestamp for a local event, strictly after every earlier one even if the wall clock
+  /// went backwards.
+  pub fn now(&mut self, now_ms: u64) -> Hlc {
+    self.last = self.last.tick(now_ms);
+    self.last
+  }
+
+  /// Records a timestamp received from another process, so that later local timestamps follow it;
+  /// returns the timestamp of the receipt.
+  pub fn observe(&mut self, remote: &Hlc, now_ms: u64) -> Hlc {
+    self.last = self.last.observe(*remote, now_ms);
+    self.last
+  }
+}
+
+/// One entry of the ordered log, as resent by a client in [`Message::Catchup`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+  /// The document version this entry produced on the host that ordered it.
+  pub version: u64,
+  /// The instance that proposed the patch.
+  pub origin: u64,
+  /// The origin's sequence number of the patch.
+  pub seq: u64,
+  /// When the origin stamped the patch.
+  pub hlc: Hlc,
+  /// The update document as proposed.
+  pub update: Value,
+}
+
+/// Everything a host and a client say to each other, one per frame.
+///
+/// On the wire: `{"t":"<variant in camelCase>","c":{<fields in camelCase>}}`. The tag comes first
+/// and the content is a separate member (adjacent tagging) so that serde deserializes the content
+/// straight into the variant; internal tagging (`{"t":..,"seq":..}`) would first buffer the whole
+/// message, `Value`s included, and then convert it. New variants (RPC, events) can be added; an
+/// old peer rejects them as [`ProtocolError::InvalidMessage`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+  tag = "t",
+  content = "c",
+  rename_all = "camelCase",
+  rename_all_fields = "camelCase"
+)]
+pub enum Message {
+  /// Client to host, the first frame of a connection.
+  Hello {
+    /// The client's [`PROTOCOL_VERSION`].
+    protocol: u32,
+    /// The client's process id, for diagnostics.
+    pid: u32,
+    /// The client instance's id; it names the origin of the client's patches.
+    origin: u64,
+    /// The highest document version the client holds (0 if none).
+    version: u64,
+  },
+  /// Host to client, the answer to `Hello`: a snapshot of the document.
+  Welcome {
+    /// The host's [`PROTOCOL_VERSION`].
+    protocol: u32,
+    /// The host's process id, for diagnostics.
+    host_pid: u32,
+    /// The version of `data`.
+    version: u64,
+    /// The whole document.
+    data: Value,
+    /// For each origin, the highest sequence number already applied to `data`, so a client knows
+    /// which of its pending patches need no resend.
+    applied: Vec<(u64, u64)>,
+  },
+  /// Host to client instead of `Welcome` (wrong protocol version, ...); the host then closes.
+  Refused {
+    /// Why, for the client's error message.
+    reason: String,
+  },
+  /// Client to host: a proposed update.
+  Patch {
+    /// The client's sequence number for this patch, increasing per origin.
+    seq: u64,
+    /// When the client stamped it.
+    hlc: Hlc,
+    /// The update document.
+    update: Value,
+  },
+  /// Host to every client: a patch in its final place in the order.
+  Ordered {
+    /// The document version the patch produced.
+    version: u64,
+    /// The instance that proposed it.
+    origin: u64,
+    /// The origin's sequence number of the patch.
+    seq: u64,
+    /// The origin's timestamp.
+    hlc: Hlc,
+    /// The update document as proposed.
+    update: Value,
+    /// The engine's change list, which a replica applies without re-running the update.
+    changes: Value,
+  },
+  /// Host to the origin of a patch that failed to apply; nothing changed.
+  Rejected {
+    /// The origin's sequence number of the patch.
+    seq: u64,
+    /// The error's stable `ERR_*` code.
+    code: String,
+    /// The error's message.
+    message: String,
+  },
+  /// Client to a new host after a failover: ordered entries the new host may have missed.
+  Catchup {
+    /// The entries, in version order.
+    entries: Vec<LogEntry>,
+  },
+}
+
+/// Why bytes received are not a valid frame, or a message cannot be sent as one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtocolError {
+  /// The payload length exceeds [`MAX_FRAME`].
+  Oversized {
+    /// The payload length announced or produced.
+    len: usize,
+    /// The limit, [`MAX_FRAME`].
+    max: usize,
+  },
+  /// The payload is not well-formed JSON.
+  InvalidJson(String),
+  /// The payload is JSON but not a known message (unknown type, missing or mistyped field).
+  InvalidMessage(String),
+}
+
+impl fmt::Display for ProtocolError {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match self {
+      ProtocolError::Oversized { len, max } => {
+        write!(f, "frame of {len} bytes exceeds the limit of {max} bytes")
+      }
+      ProtocolError::InvalidJson(detail) => write!(f, "frame is not valid JSON: {detail}"),
+      ProtocolError::InvalidMessage(detail) => write!(f, "frame is not a valid message: {detail}"),
+    }
+  }
+}
+
+impl std::error::Error for ProtocolError {}
+
+impl From<serde_json::Error> for ProtocolError {
+  fn from(err: serde_json::Error) -> Self {
+    // Syntax and early end are the sender's framing or encoding bugs; data errors mean well-formed
+    // JSON of the wrong shape, typically a message type this version does not know.
+    match err.classify() {
+      serde_json::error::Category::Data => ProtocolError::InvalidMessage(err.to_string()),
+      _ => ProtocolError::InvalidJson(err.to_string()),
+    }
+  }
+}
+
+/// Appends one frame carrying `message` to `out`.
+///
+/// Appending (rather than returning a buffer) lets a writer coalesce several frames into one
+/// write. On error `out` is left as it was.
+pub fn encode(message: &Message, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+  let start = out.len();
+  out.extend_from_slice(&[0; HEADER_LEN]);
+  let written = serde_json::to_writer(&mut *out, message);
+  let len = out.len() - start - HEADER_LEN;
+  let header = match (written, u32::try_from(len)) {
+    (Err(err), _) => Err(ProtocolError::from(err)),
+    (Ok(()), Ok(header)) if len <= MAX_FRAME => Ok(header),
+    // Refused here too: the peer would reject it, and only after the whole frame was sent.
+    (Ok(()), _) => Err(ProtocolError::Oversized {
+      len,
+      max: MAX_FRAME,
+    }),
+  };
+  match header {
+    Ok(header) => {
+      out[start..start + HEADER_LEN].copy_from_slice(&header.to_be_bytes());
+      Ok(())
+    }
+    Err(err) => {
+      out.truncate(start);
+      Err(err)
+    }
+  }
+}
+
+/// Decodes the frame at the start of `buf`.
+///
+/// `Ok(None)`: `buf` holds only a prefix of a frame; read more and call again.
+/// `Ok(Some((message, consumed)))`: the first `consumed` bytes were one frame.
+/// `Err`: the bytes can never become a valid frame; an oversized length is reported as soon as the
+/// header is complete, without waiting for the body.
+pub fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>, ProtocolError> {
+  let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
+    return Ok(None);
+  };
+  // A u32 always fits in usize on the 32- and 64-bit targets we build for; saturate otherwise so
+  // the size check below still refuses it.
+  let len = usize::try_from(u32::from_be_bytes(*header)).unwrap_or(usize::MAX);
+  if len > MAX_FRAME {
+    return Err(ProtocolError::Oversized {
+      len,
+      max: MAX_FRAME,
+    });
+  }
+  let Some(payload) = buf.get(HEADER_LEN..HEADER_LEN + len) else {
+    return Ok(None);
+  };
+  let message = serde_json::from_slice(payload)?;
+  Ok(Some((message, HEADER_LEN + len)))
+}
+
+#[cfg(test)]
+mod tests {
+  use serde_json::json;
+
+  use super::*;
+
+  fn frame(message: &Message) -> Vec<u8> {
+    let mut out = Vec::new();
+    assert_eq!(encode(message, &mut out), Ok(()));
+    out
+  }
+
+  /// A frame whose payload is the given bytes, valid or not.
+  fn raw_frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(payload);
+    out
+  }
+
+  fn hlc(ms: u64, counter: u32) -> Hlc {
+    Hlc { ms, counter }
+  }
+
+  fn every_message() -> Vec<Message> {
+    vec![
+      Message::Hello {
+        protocol: PROTOCOL_VERSION,
+        pid: 4242,
+        origin: u64::MAX,
+        version: 7,
+      },
+      Message::Welcome {
+        protocol: PROTOCOL_VERSION,
+        host_pid: 1,
+        version: 9,
+        data: json!({ "a": { "b": [1, 2.5, "x", null, true] }, "é": "ü" }),
+        applied: vec![(1, 3), (u64::MAX, 0)],
+      },
+      Message::Refused {
+        reason: "protocol 2 is not supported".into(),
+      },
+      Message::Patch {
+        seq: 1,
+        hlc: hlc(1_700_000_000_000, 3),
+        update: json!({ "$set": { "a.b": 1 } }),
+      },
+      Message::Ordered {
+        version: 10,
+        origin: 5,
+        seq: 2,
+        hlc: hlc(1, u32::MAX),
+        update: json!({ "$inc": { "n": 1 } }),
+        changes: json!([{ "op": "set", "path": ["n"], "value": 1 }]),
+      },
+      Message::Rejected {
+        seq: 3,
+        code: "ERR_BAD_UPDATE".into(),
+        message: "unknown operator $nope".into(),
+      },
+      Message::Catchup { entries: vec![] },
+      Message::Catchup {
+        entries: vec![
+          LogEntry {
+            version: 11,
+            origin: 5,
+            seq: 3,
+            hlc: hlc(2, 0),
+            update: json!({ "$unset": { "a": "" } }),
+          },
+          LogEntry {
+            version: 12,
+            origin: 6,
+            seq: 1,
+            hlc: hlc(2, 1),
+            update: json!({}),
+          },
+        ],
+      },
+    ]
+  }
+
+  #[test]
+  fn every_message_roundtrips() {
+    for message in every_message() {
+      let bytes = frame(&message);
+      assert_eq!(
+        decode(&bytes),
+        Ok(Some((message.clone(), bytes.len()))),
+        "{message:?}"
+      );
+    }
+  }
+
+  #[test]
+  fn wire_format_is_compact_camel_case() {
+    let bytes = frame(&Message::Welcome {
+      protocol: 1,
+      host_pid: 2,
+      version: 3,
+      data: json!({}),
+      applied: vec![(4, 5)],
+    });
+    let expected =
+      br#"{"t":"welcome","c":{"protocol":1,"hostPid":2,"version":3,"data":{},"applied":[[4,5]]}}"#;
+    assert_eq!(&bytes[..4], (expected.len() as u32).to_be_bytes());
+    assert_eq!(&bytes[4..], expected);
+
+    let bytes = frame(&Message::Patch {
+      seq: 1,
+      hlc: hlc(2, 3),
+      update: json!({}),
+    });
+    assert_eq!(
+      &bytes[4..],
+      br#"{"t":"patch","c":{"seq":1,"hlc":[2,3],"update":{}}}"#
+    );
+  }
+
+  #[test]
+  fn every_prefix_of_a_frame_is_incomplete() {
+    for message in every_message() {
+      let bytes = frame(&message);
+      for split in 0..bytes.len() {
+        assert_eq!(
+          decode(&bytes[..split]),
+          Ok(None),
+          "{message:?} cut at {split}"
+        );
+      }
+    }
+  }
+
+  #[test]
+  fn a_truncated_header_is_incomplete() {
+    assert_eq!(decode(&[]), Ok(None));
+    assert_eq!(decode(&[0]), Ok(None));
+    assert_eq!(decode(&[0, 0, 0]), Ok(None));
+    // Even a header that will announce an oversized frame: its length is not known yet.
+    assert_eq!(decode(&[0xff, 0xff, 0xff]), Ok(None));
+  }
+
+  #[test]
+  fn frames_in_one_buffer_decode_in_turn() {
+    let messages = every_message();
+    let mut bytes = Vec::new();
+    for message in &messages {
+      assert_eq!(encode(message, &mut bytes), Ok(()));
+    }
+    let mut offset = 0;
+    for message in &messages {
+      let Ok(Some((decoded, consumed))) = decode(&bytes[offset..]) else {
+        panic!("expected a frame at offset {offset}");
+      };
+      assert_eq!(&decoded, message);
+      offset += consumed;
+    }
+    assert_eq!(offset, bytes.len());
+    assert_eq!(decode(&bytes[offset..]), Ok(None));
+  }
+
+  #[test]
+  fn an_oversized_length_is_rejected_without_the_body() {
+    let len = MAX_FRAME + 1;
+    let header = (len as u32).to_be_bytes();
+    let expected = Err(ProtocolError::Oversized {
+      len,
+      max: MAX_FRAME,
+    });
+    assert_eq!(decode(&header), expected);
+    assert_eq!(decode(&[0xff, 0xff, 0xff, 0xff, b'{']), {
+      Err(ProtocolError::Oversized {
+        len: u32::MAX as usize,
+        max: MAX_FRAME,
+      })
+    });
+    // The limit itself is allowed: only the body is missing.
+    assert_eq!(decode(&(MAX_FRAME as u32).to_be_bytes()), Ok(None));
+  }
+
+  #[test]
+  fn an_oversized_message_is_not_encoded() {
+    let mut out = vec![1, 2, 3];
+    let message = Message::Refused {
+      reason: "x".repeat(MAX_FRAME),
+    };
+    assert!(matches!(
+      encode(&message, &mut out),
+      Err(ProtocolError::Oversized { max: MAX_FRAME, .. })
+    ));
+    assert_eq!(out, [1, 2, 3], "the buffer is left as it was");
+  }
+
+  #[test]
+  fn garbage_is_invalid_json() {
+    for payload in [
+      &b"{not json"[..],
+      b"",
+      b"\xff\xfe",
+      b"{\"t\":\"hello\"",
+      // A whole message followed by more bytes in the same frame.
+      br#"{"t":"refused","c":{"reason":"x"}} 3"#,
+    ] {
+      assert!(
+        matches!(
+          decode(&raw_frame(payload)),
+          Err(ProtocolError::InvalidJson(_))
+        ),
+        "{payload:?}"
+      );
+    }
+  }
+
+  #[test]
+  fn unknown_or_malformed_messages_are_invalid() {
+    let cases = [
+      r#"{"t":"teleport","c":{}}"#,
+      r#"{"c":{"reason":"no tag"}}"#,
+      r#"{"t":"refused","c":{}}"#,
+      r#"{"t":"patch","c":{"seq":-1,"hlc":[1,2],"update":{}}}"#,
+      r#"{"t":"patch","c":{"seq":1,"hlc":[1],"update":{}}}"#,
+      r#"[1,2,3]"#,
+      r#""hello""#,
+    ];
+    for payload in cases {
+      let result = decode(&raw_frame(payload.as_bytes()));
+      assert!(
+        matches!(result, Err(ProtocolError::InvalidMessage(_))),
+        "{payload}: {result:?}"
+      );
+    }
+  }
+
+  #[test]
+  fn errors_display_their_cause() {
+    let oversized = ProtocolError::Oversized { len: 10, max: 5 };
+    assert_eq!(
+      oversized.to_string(),
+      "frame of 10 bytes exceeds the limit of 5 bytes"
+    );
+    let Err(err) = decode(&raw_frame(br#"{"t":"teleport","c":{}}"#)) else {
+      panic!("expected an error");
+    };
+    assert!(
+      err.to_string().contains("unknown variant `teleport`"),
+      "{err}"
+    );
+  }
+
+  #[test]
+  fn hlc_orders_by_ms_then_counter() {
+    assert!(hlc(1, 5) < hlc(2, 0));
+    assert!(hlc(2, 0) < hlc(2, 1));
+    assert_eq!(hlc(3, 3).max(hlc(3, 4)), hlc(3, 4));
+  }
+
+  #[test]
+  fn clock_is_monotonic_when_wall_time_goes_backwards() {
+    let mut clock = Clock::new();
+    let wall = [100, 100, 101, 50, 50, 0, 101, 102, 90];
+    let stamps: Vec<Hlc> = wall.iter().map(|&now| clock.now(now)).collect();
+    for pair in stamps.windows(2) {
+      assert!(pair[0] < pair[1], "{pair:?}");
+    }
+    assert_eq!(stamps[0], hlc(100, 0));
+    assert_eq!(stamps[1], hlc(100, 1));
+    assert_eq!(
+      stamps[3],
+      hlc(101, 1),
+      "a clock going back keeps the last ms"
+    );
+    assert_eq!(
+      stamps[7],
+      hlc(102, 0),
+      "a wall clock ahead again resets the counter"
+    );
+    assert_eq!(clock.last(), hlc(102, 1));
+  }
+
+  #[test]
+  fn clock_counter_overflow_borrows_the_next_millisecond() {
+    let mut clock = Clock::new();
+    clock.observe(&hlc(5, u32::MAX), 0);
+    assert_eq!(clock.last(), hlc(6, 0));
+    assert_eq!(clock.now(0), hlc(6, 1));
+  }
+
+  #[test]
+  fn observing_a_future_remote_moves_ahead() {
+    let mut clock = Clock::new();
+    clock.now(1_000);
+    let remote = hlc(5_000, 7);
+    let receipt = clock.observe(&remote, 1_001);
+    assert!(receipt > remote);
+    assert_eq!(receipt, hlc(5_000, 8));
+    assert!(
+      clock.now(1_002) > remote,
+      "later local events follow the remote"
+    );
+  }
+
+  #[test]
+  fn observing_a_past_remote_follows_the_wall_clock() {
+    let mut clock = Clock::new();
+    clock.now(1_000);
+    assert_eq!(clock.observe(&hlc(10, 3), 2_000), hlc(2_000, 0));
+    // Same millisecond everywhere: the counter moves past the larger of the two.
+    let mut clock = Clock::new();
+    clock.now(3_000);
+    assert_eq!(clock.observe(&hlc(3_000, 9), 3_000), hlc(3_000, 10));
+  }
+}

@@ -1,0 +1,427 @@
+//! Where the processes sharing a name meet, and which of them is host.
+//!
+//! Each name has two files in a private directory: `<name>.lock` and `<name>.sock`. The process
+//! that holds an exclusive lock on `<name>.lock` is the host and listens on `<name>.sock`; the
+//! others connect to it. The lock is a `flock`, held for the host's whole life, and the kernel
+//! drops it when the process dies, even by `kill -9`, so a crashed host never blocks the election
+//! of the next one. The lock file itself is never deleted: unlinking it while another process
+//! waits on it would let two processes lock two different files of the same name.
+//!
+//! The directory must be private (owned by us, mode 0700): anyone who can write to it could plant
+//! a socket and impersonate the host.
+
+use std::fs::{self, DirBuilder, File, OpenOptions, Permissions, TryLockError};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use interprocess::local_socket::tokio::{Listener, Stream};
+use interprocess::local_socket::traits::tokio::Stream as _;
+use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
+
+/// Permission bits that let users other than the owner in.
+const GROUP_OTHER_BITS: u32 = 0o077;
+
+/// The directory used when none is given: `$XDG_RUNTIME_DIR/memsync` when `XDG_RUNTIME_DIR`
+/// names a directory (per user, private, cleared at logout), else `<temp dir>/memsync-<uid>`.
+pub fn default_dir() -> io::Result<PathBuf> {
+  match std::env::var_os("XDG_RUNTIME_DIR").filter(|dir| Path::new(dir).is_dir()) {
+    Some(dir) => Ok(PathBuf::from(dir).join("memsync")),
+    None => Ok(std::env::temp_dir().join(format!("memsync-{}", current_uid()?))),
+  }
+}
+
+/// The effective uid of this process. Without a libc dependency there is no `geteuid()`, but the
+/// kernel stamps a new pipe with its creator's effective uid (Linux, macOS, the BSDs), and
+/// unlike a probe file this leaves nothing behind.
+fn current_uid() -> io::Result<u32> {
+  let (reader, _writer) = io::pipe()?;
+  Ok(File::from(OwnedFd::from(reader)).metadata()?.uid())
+}
+
+/// Refuses `dir` unless it is a real directory (not a symlink) owned by `uid` with no group or
+/// other permissions.
+fn check_private_dir(dir: &Path, uid: u32) -> io::Result<()> {
+  let meta = fs::symlink_metadata(dir)?;
+  if !meta.is_dir() {
+    return Err(io::Error::new(
+      io::ErrorKind::NotADirectory,
+      format!(
+        "memsync directory {} is not a directory (symlinks are not followed)",
+        dir.display()
+      ),
+    ));
+  }
+  if meta.uid() != uid {
+    return Err(io::Error::new(
+      io::ErrorKind::PermissionDenied,
+      format!(
+        "memsync directory {} belongs to uid {}, not to this process's uid {uid}; another user \
+         could plant a socket in it",
+        dir.display(),
+        meta.uid()
+      ),
+    ));
+  }
+  let mode = meta.mode() & 0o777;
+  if mode & GROUP_OTHER_BITS != 0 {
+    return Err(io::Error::new(
+      io::ErrorKind::PermissionDenied,
+      format!(
+        "memsync directory {} has mode {mode:03o}; it must be private (chmod 700) so that no \
+         other user can plant a socket in it",
+        dir.display()
+      ),
+    ));
+  }
+  Ok(())
+}
+
+/// Refuses a name that is not one plain file-name component, since it is joined to the directory.
+fn check_name(name: &str) -> io::Result<()> {
+  let mut components = Path::new(name).components();
+  let single = matches!(
+    (components.next(), components.next()),
+    (Some(Component::Normal(part)), None) if part == name
+  );
+  if single && !name.contains('\0') {
+    Ok(())
+  } else {
+    Err(io::Error::new(
+      io::ErrorKind::InvalidInput,
+      format!("{name:?} cannot name a rendezvous file"),
+    ))
+  }
+}
+
+/// Removes `path`, treating "already gone" as success.
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+  match fs::remove_file(path) {
+    Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+    _ => Ok(()),
+  }
+}
+
+/// The meeting point of the processes that share one name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendezvous {
+  dir: PathBuf,
+  name: String,
+}
+
+impl Rendezvous {
+  /// The rendezvous of `name` in `dir` (default: [`default_dir`]). Creates the directory with mode
+  /// 0700 if needed, and refuses one that another user owns or could write to.
+  pub fn new(dir: Option<PathBuf>, name: &str) -> io::Result<Rendezvous> {
+    check_name(name)?;
+    let dir = match dir {
+      Some(dir) => dir,
+      None => default_dir()?,
+    };
+    // `recursive` makes an existing directory a success; it is checked just below either way,
+    // which also catches one planted between our creation attempt and now.
+    DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+    check_private_dir(&dir, current_uid()?)?;
+    Ok(Rendezvous {
+      dir,
+      name: name.to_owned(),
+    })
+  }
+
+  /// The private directory holding the rendezvous files.
+  pub fn dir(&self) -> &Path {
+    &self.dir
+  }
+
+  /// `<dir>/<name>.lock`, locked by the host.
+  pub fn lock_path(&self) -> PathBuf {
+    self.dir.join(format!("{}.lock", self.name))
+  }
+
+  /// `<dir>/<name>.sock`, where the host listens.
+  pub fn socket_path(&self) -> PathBuf {
+    self.dir.join(format!("{}.sock", self.name))
+  }
+
+  /// Tries to become host without waiting: `Ok(None)` when another holder has the lock.
+  ///
+  /// `flock` locks belong to the open file: two calls in one process conflict just as two
+  /// processes would, so in-process instances elect a host the same way.
+  pub fn try_become_host(&self) -> io::Result<Option<HostLock>> {
+    let lock = OpenOptions::new()
+      .read(true)
+      .write(true)
+      .create(true)
+      .truncate(false)
+      .mode(0o600)
+      .open(self.lock_path())?;
+    match lock.try_lock() {
+      Ok(()) => Ok(Some(HostLock {
+        socket_path: self.socket_path(),
+        _lock: lock,
+      })),
+      Err(TryLockError::WouldBlock) => Ok(None),
+      Err(TryLockError::Error(err)) => Err(err),
+    }
+  }
+
+  /// Connects to the host. `NotFound` or `ConnectionRefused` mean no host is listening (yet, or
+  /// any more: a host killed by a signal leaves its socket file behind).
+  pub async fn connect(&self) -> io::Result<Stream> {
+    Stream::connect(self.socket_path().to_fs_name::<GenericFilePath>()?).await
+  }
+}
+
+/// Proof of being host: holds the lock until dropped or released.
+///
+/// Dropping it removes the socket file and then releases the lock; [`HostLock::release`] does
+/// the same and reports a failure to remove the socket.
+#[derive(Debug)]
+pub struct HostLock {
+  socket_path: PathBuf,
+  /// Unlocks when dropped, which Rust does after `Drop::drop` has removed the socket.
+  _lock: File,
+}
+
+impl HostLock {
+  /// Listens on the socket path, replacing a socket file a dead host left behind. Must run inside
+  /// a tokio runtime.
+  pub fn bind(&self) -> io::Result<Listener> {
+    // Safe to delete: only the lock holder binds here, and that is us, so any file at the path is
+    // stale.
+    remove_if_exists(&self.socket_path)?;
+    let listener = ListenerOptions::new()
+      .name(self.socket_path.as_path().to_fs_name::<GenericFilePath>()?)
+      // interprocess would otherwise unlink the path when the listener is dropped, which may
+      // happen after the lock is gone and a new host has bound its own socket there.
+      .reclaim_name(false)
+      .create_tokio()?;
+    // Set after binding rather than with the listener's `mode` option, which fails on systems
+    // that cannot fchmod a socket; the window is harmless since the directory is private.
+    fs::set_permissions(&self.socket_path, Permissions::from_mode(0o600))?;
+    Ok(listener)
+  }
+
+  /// Stops being host: removes the socket file, then releases the lock.
+  ///
+  /// The order matters: once the lock is released a new host may bind a new socket at the same
+  /// path, which we must not delete.
+  pub fn release(self) -> io::Result<()> {
+    // `Drop` then tries again and finds nothing; the lock is still held during both attempts.
+    remove_if_exists(&self.socket_path)
+  }
+}
+
+impl Drop for HostLock {
+  fn drop(&mut self) {
+    // Best effort: a socket file left behind is stale and the next host removes it in `bind`.
+    let _ = remove_if_exists(&self.socket_path);
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use std::sync::atomic::{AtomicUsize, Ordering};
+
+  use interprocess::local_socket::traits::tokio::Listener as _;
+
+  use super::*;
+  use crate::connection::Connection;
+  use crate::protocol::{Message, PROTOCOL_VERSION};
+
+  /// A fresh directory under the system temp dir, removed on drop.
+  struct TempDir(PathBuf);
+
+  impl TempDir {
+    fn new(test: &str) -> TempDir {
+      static COUNT: AtomicUsize = AtomicUsize::new(0);
+      let n = COUNT.fetch_add(1, Ordering::SeqCst);
+      let path =
+        std::env::temp_dir().join(format!("memsync-test-{}-{n}-{test}", std::process::id()));
+      DirBuilder::new().mode(0o700).create(&path).unwrap();
+      TempDir(path)
+    }
+
+    fn rendezvous(&self) -> Rendezvous {
+      Rendezvous::new(Some(self.0.join("rv")), "doc").unwrap()
+    }
+  }
+
+  impl Drop for TempDir {
+    fn drop(&mut self) {
+      let _ = fs::remove_dir_all(&self.0);
+    }
+  }
+
+  fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().mode() & 0o777
+  }
+
+  #[test]
+  fn the_dir_is_created_private() {
+    let tmp = TempDir::new("created");
+    let rendezvous = tmp.rendezvous();
+    assert_eq!(rendezvous.dir(), tmp.0.join("rv"));
+    assert_eq!(mode(rendezvous.dir()), 0o700);
+    assert_eq!(rendezvous.lock_path(), tmp.0.join("rv/doc.lock"));
+    assert_eq!(rendezvous.socket_path(), tmp.0.join("rv/doc.sock"));
+    // An existing private directory is accepted.
+    assert_eq!(tmp.rendezvous(), rendezvous);
+  }
+
+  #[test]
+  fn a_shared_dir_is_refused() {
+    let tmp = TempDir::new("shared");
+    let dir = tmp.0.join("rv");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, Permissions::from_mode(0o755)).unwrap();
+    let err = Rendezvous::new(Some(dir), "doc").unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+    assert!(err.to_string().contains("mode 755"), "{err}");
+  }
+
+  #[test]
+  fn a_symlink_or_file_is_refused() {
+    let tmp = TempDir::new("symlink");
+    let target = tmp.0.join("target");
+    DirBuilder::new().mode(0o700).create(&target).unwrap();
+    let link = tmp.0.join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let err = Rendezvous::new(Some(link), "doc").unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotADirectory, "{err}");
+
+    let file = tmp.0.join("file");
+    fs::write(&file, b"").unwrap();
+    assert!(Rendezvous::new(Some(file), "doc").is_err());
+  }
+
+  #[test]
+  fn names_must_be_one_file_name() {
+    let tmp = TempDir::new("names");
+    for name in ["", ".", "..", "a/b", "/abs", "../up", "nul\0"] {
+      let err = Rendezvous::new(Some(tmp.0.clone()), name).unwrap_err();
+      assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{name:?}");
+    }
+    assert!(Rendezvous::new(Some(tmp.0.clone()), "my-doc.v2").is_ok());
+  }
+
+  #[test]
+  fn the_default_dir_is_per_user() {
+    let dir = default_dir().unwrap();
+    let per_user = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_dir()) {
+      Some(runtime) => PathBuf::from(runtime).join("memsync"),
+      None => std::env::temp_dir().join(format!("memsync-{}", current_uid().unwrap())),
+    };
+    assert_eq!(dir, per_user);
+  }
+
+  #[test]
+  fn the_uid_is_the_owner_of_files_we_create() {
+    let tmp = TempDir::new("uid");
+    assert_eq!(current_uid().unwrap(), fs::metadata(&tmp.0).unwrap().uid());
+  }
+
+  #[test]
+  fn the_first_to_lock_is_host_until_it_lets_go() {
+    let tmp = TempDir::new("election");
+    let rendezvous = tmp.rendezvous();
+    let first = rendezvous.try_become_host().unwrap();
+    assert!(first.is_some());
+    // A separate open in the same process conflicts like another process would.
+    assert!(rendezvous.try_become_host().unwrap().is_none());
+    assert!(tmp.rendezvous().try_become_host().unwrap().is_none());
+    assert_eq!(mode(&rendezvous.lock_path()), 0o600);
+    drop(first);
+    let second = rendezvous.try_become_host().unwrap();
+    assert!(second.is_some());
+    assert!(rendezvous.try_become_host().unwrap().is_none());
+  }
+
+  #[test]
+  fn names_are_elected_independently() {
+    let tmp = TempDir::new("independent");
+    let dir = tmp.0.join("rv");
+    let a = Rendezvous::new(Some(dir.clone()), "a").unwrap();
+    let b = Rendezvous::new(Some(dir), "b").unwrap();
+    let _a_host = a.try_become_host().unwrap().unwrap();
+    assert!(b.try_become_host().unwrap().is_some());
+  }
+
+  #[tokio::test]
+  async fn a_client_and_the_host_exchange_messages() {
+    let tmp = TempDir::new("exchange");
+    let rendezvous = tmp.rendezvous();
+    let host = rendezvous.try_become_host().unwrap().unwrap();
+    let listener = host.bind().unwrap();
+    assert_eq!(mode(&rendezvous.socket_path()), 0o600);
+
+    let client = rendezvous.clone();
+    let client = tokio::spawn(async move {
+      let mut connection = Connection::new(client.connect().await.unwrap());
+      let hello = Message::Hello {
+        protocol: PROTOCOL_VERSION,
+        pid: std::process::id(),
+        origin: 1,
+        version: 0,
+      };
+      connection.write_message(&hello).await.unwrap();
+      connection.read_message().await.unwrap()
+    });
+
+    let mut connection = Connection::new(listener.accept().await.unwrap());
+    let Some(Message::Hello { origin: 1, .. }) = connection.read_message().await.unwrap() else {
+      panic!("expected the client's hello");
+    };
+    let refused = Message::Refused {
+      reason: "test".into(),
+    };
+    connection.write_message(&refused).await.unwrap();
+    assert_eq!(client.await.unwrap(), Some(refused));
+    host.release().unwrap();
+  }
+
+  #[tokio::test]
+  async fn a_stale_socket_file_does_not_prevent_bind() {
+    let tmp = TempDir::new("stale");
+    let rendezvous = tmp.rendezvous();
+    fs::write(rendezvous.socket_path(), b"left behind").unwrap();
+    // No one listens there: clients are refused, not hung.
+    assert!(rendezvous.connect().await.is_err());
+    let host = rendezvous.try_become_host().unwrap().unwrap();
+    let listener = host.bind().unwrap();
+    let accepted = tokio::spawn(async move { listener.accept().await.map(drop) });
+    rendezvous.connect().await.unwrap();
+    accepted.await.unwrap().unwrap();
+  }
+
+  #[tokio::test]
+  async fn release_removes_the_socket_before_the_lock() {
+    let tmp = TempDir::new("release");
+    let rendezvous = tmp.rendezvous();
+    let host = rendezvous.try_become_host().unwrap().unwrap();
+    let listener = host.bind().unwrap();
+    assert!(rendezvous.socket_path().exists());
+    host.release().unwrap();
+    assert!(!rendezvous.socket_path().exists());
+    assert!(rendezvous.lock_path().exists(), "the lock file stays");
+
+    // The next host binds; dropping the old listener must not remove the new socket.
+    let next = rendezvous.try_become_host().unwrap().unwrap();
+    let _next_listener = next.bind().unwrap();
+    drop(listener);
+    assert!(rendezvous.socket_path().exists());
+    drop(next);
+    assert!(
+      !rendezvous.socket_path().exists(),
+      "dropping also removes it"
+    );
+  }
+
+  #[tokio::test]
+  async fn connecting_without_a_host_fails() {
+    let tmp = TempDir::new("nohost");
+    let err = tmp.rendezvous().connect().await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+  }
+}
