@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { benchApi } from './api.mjs'
 import { benchEngine } from './engine.mjs'
 import { formatNs } from './measure.mjs'
+import { benchSync, syncTable } from './sync.mjs'
 
 const quick = process.argv.includes('--quick')
 
@@ -19,6 +20,7 @@ const machine = {
 console.log(`memsync benchmarks${quick ? ' (quick)' : ''} on ${machine.cpus}, Node ${machine.node}\n`)
 const engine = benchEngine({ quick })
 const api = await benchApi({ quick })
+const sync = await benchSync({ quick })
 
 const lines = []
 lines.push('| patch engine (Rust, per update) | memsync | mingo | memsync speed-up |')
@@ -38,10 +40,12 @@ const { memory } = api
 lines.push('')
 lines.push(`Memory over ${memory.patches.toLocaleString('en')} patches: RSS ${memory.rssAfterTenthMb.toFixed(1)} MB after the first tenth, ${memory.rssAfterAllMb.toFixed(1)} MB after all; JS heap ${memory.heapAfterTenthMb.toFixed(1)} MB -> ${memory.heapAfterAllMb.toFixed(1)} MB.`)
 lines.push('')
+lines.push(syncTable(sync))
+lines.push('')
 lines.push('Medians of repeated samples (engine: criterion median with its confidence interval in results.json).')
 const table = lines.join('\n')
 console.log(table)
 
 const out = fileURLToPath(new URL('results.json', import.meta.url))
-writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), quick, machine, engine, api, table }, null, 2) + '\n')
+writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), quick, machine, engine, api, sync, table }, null, 2) + '\n')
 console.log(`\nwritten to ${out}`)
