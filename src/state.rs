@@ -675,19 +675,16 @@ impl History {
     changes: &[Change],
   ) -> u64 {
     let version = self.version + 1;
-    let message = Message::Ordered {
-      version,
-      origin,
-      seq,
-      hlc,
-      update: update.clone(),
-      changes: serde_json::to_value(changes).unwrap_or(Value::Null),
-    };
     if !self.clients.is_empty() {
-      let frame = encode(&message);
-      self
-        .clients
-        .retain(|(_, sender)| sender.send(frame.clone()).is_ok());
+      let frame = encode(&Message::Ordered {
+        version,
+        origin,
+        seq,
+        hlc,
+        update: update.clone(),
+        changes: serde_json::to_value(changes).unwrap_or(Value::Null),
+      });
+      self.clients.retain(|(_, sender)| sender.send(frame.clone()).is_ok());
     }
     for target in parsed.targets() {
       self.note_write(target.path, hlc);
@@ -713,9 +710,13 @@ impl History {
   }
 
   fn note_write(&mut self, path: &str, hlc: Hlc) {
-    let key = comparable_path(path).to_owned();
-    let time = self.write_times.entry(key).or_insert(hlc);
-    *time = (*time).max(hlc);
+    let key = comparable_path(path);
+    match self.write_times.get_mut(key) {
+      Some(time) => *time = (*time).max(hlc),
+      None => {
+        self.write_times.insert(key.to_owned(), hlc);
+      }
+    }
     if self.write_times.len() > MAX_WRITE_TIMES {
       let floor = hlc.ms.saturating_sub(WRITE_TIME_WINDOW_MS);
       self.write_times.retain(|_, time| time.ms >= floor);
