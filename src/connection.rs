@@ -1,24 +1,27 @@
-//! Sending and receiving [`Message`]s over a byte stream (a local socket, or `tokio::io::duplex`
-//! in tests).
+//! Receiving [`Message`]s from, and sending encoded frames to, a byte stream (a local socket, or
+//! `tokio::io::duplex` in tests). A connection is split in two halves that two tasks drive.
 //!
-//! [`Connection`] owns the stream, a read buffer and a write buffer, and exposes only messages
-//! (mini-redis `src/connection.rs`). [`Connection::into_split`] gives a [`FrameReader`] and a
-//! [`FrameWriter`] so that one task can read while another writes. Writes are queued and then
-//! flushed together: a writer that queues every message it has before flushing makes one write
-//! per batch instead of one per message.
+//! - [`FrameReader`] offers each read at least 8 KiB of buffer and decodes the frames in place, so
+//!   a burst of small frames costs one read and no copy per frame;
+//!   [`FrameReader::buffered_message`] hands out what has already arrived without waiting, so the
+//!   reader can handle a burst as one batch.
+//! - [`write_frames`] is the writing task: it takes already-encoded [`Frame`]s from a channel and
+//!   writes everything queued at once, so a burst costs one write instead of one per frame.
 
 use std::fmt;
 use std::io;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::protocol::{self, Message, ProtocolError};
+use crate::state::Frame;
 
 /// The least free space offered to each read, so small frames arrive many at a time.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// A buffer whose capacity grew beyond this (a large snapshot went through) is freed once empty,
-/// so one big frame does not pin its memory for the life of the connection.
+/// A read buffer whose capacity grew beyond this (a large snapshot went through) is freed once
+/// empty, so one big frame does not pin its memory for the life of the connection.
 const KEEP_CAPACITY: usize = 1024 * 1024;
 
 /// Why a connection can no longer be used.
@@ -131,101 +134,8 @@ impl ReadBuffer {
   }
 }
 
-/// Encoded frames not yet written: `bytes[written..]`.
-#[derive(Debug, Default)]
-struct WriteBuffer {
-  bytes: Vec<u8>,
-  written: usize,
-}
-
-impl WriteBuffer {
-  fn queue(&mut self, message: &Message) -> Result<(), ProtocolError> {
-    protocol::encode(message, &mut self.bytes)
-  }
-
-  async fn flush<W>(&mut self, stream: &mut W) -> io::Result<()>
-  where
-    W: AsyncWrite + Unpin,
-  {
-    // This is `write_all` with its progress kept in `self`: if the caller drops the future (a
-    // `select!` branch lost), the next flush resumes after the bytes already sent instead of
-    // sending them twice and corrupting the stream.
-    while self.written < self.bytes.len() {
-      let n = stream.write(&self.bytes[self.written..]).await?;
-      if n == 0 {
-        return Err(io::ErrorKind::WriteZero.into());
-      }
-      self.written += n;
-    }
-    if self.bytes.capacity() > KEEP_CAPACITY {
-      self.bytes = Vec::new();
-    } else {
-      self.bytes.clear();
-    }
-    self.written = 0;
-    stream.flush().await
-  }
-}
-
-/// A message stream over `S`, with buffered reads and coalesced writes.
-#[derive(Debug)]
-pub struct Connection<S> {
-  stream: S,
-  read: ReadBuffer,
-  write: WriteBuffer,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
-  /// Wraps a connected stream.
-  pub fn new(stream: S) -> Connection<S> {
-    Connection {
-      stream,
-      read: ReadBuffer::default(),
-      write: WriteBuffer::default(),
-    }
-  }
-
-  /// The next message; `Ok(None)` when the peer closed the stream cleanly between frames.
-  ///
-  /// Cancel-safe: dropping the future loses no received bytes.
-  pub async fn read_message(&mut self) -> Result<Option<Message>, ConnectionError> {
-    self.read.read_message(&mut self.stream).await
-  }
-
-  /// Encodes `message` into the write buffer; nothing is sent until [`Connection::flush`].
-  pub fn queue(&mut self, message: &Message) -> Result<(), ProtocolError> {
-    self.write.queue(message)
-  }
-
-  /// Writes every queued frame. Cancel-safe: a later flush resumes where a dropped one stopped.
-  pub async fn flush(&mut self) -> io::Result<()> {
-    self.write.flush(&mut self.stream).await
-  }
-
-  /// Queues `message` and flushes.
-  pub async fn write_message(&mut self, message: &Message) -> Result<(), ConnectionError> {
-    self.queue(message)?;
-    Ok(self.flush().await?)
-  }
-
-  /// Splits into a reading half and a writing half for two tasks, keeping bytes already
-  /// received and frames already queued.
-  pub fn into_split(self) -> (FrameReader<ReadHalf<S>>, FrameWriter<WriteHalf<S>>) {
-    let (read_half, write_half) = tokio::io::split(self.stream);
-    (
-      FrameReader {
-        stream: read_half,
-        read: self.read,
-      },
-      FrameWriter {
-        stream: write_half,
-        write: self.write,
-      },
-    )
-  }
-}
-
-/// The reading half of a connection.
+/// Reads [`Message`]s from a stream, decoding every frame that a read brought in before reading
+/// again.
 #[derive(Debug)]
 pub struct FrameReader<R> {
   stream: R,
@@ -233,7 +143,7 @@ pub struct FrameReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
-  /// Reads messages from `stream`, for streams that split natively (such as `&Stream`).
+  /// Reads messages from `stream` (a read half, or a stream that splits natively such as `&Stream`).
   pub fn new(stream: R) -> FrameReader<R> {
     FrameReader {
       stream,
@@ -253,37 +163,38 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
   }
 }
 
-/// The writing half of a connection.
-#[derive(Debug)]
-pub struct FrameWriter<W> {
-  stream: W,
-  write: WriteBuffer,
-}
-
-impl<W: AsyncWrite + Unpin> FrameWriter<W> {
-  /// Writes messages to `stream`, for streams that split natively (such as `&Stream`).
-  pub fn new(stream: W) -> FrameWriter<W> {
-    FrameWriter {
-      stream,
-      write: WriteBuffer::default(),
+/// The writing task of a connection: writes `first`, then every frame received from `frames`, and
+/// when the channel closes (every sender dropped) shuts the stream down and returns. Stops at the
+/// first failed write, without shutting down; frames still queued are dropped with the channel.
+///
+/// Writes are coalesced: each batch is every frame queued at that moment (`first` joins the first
+/// batch), copied into one buffer and written with one `write_all`, so a burst of frames costs one
+/// write syscall (unless the stream takes only part of it) instead of one per frame. Frames come
+/// already encoded (the host encodes a patch once and sends the same [`Frame`] to every client).
+pub async fn write_frames<W>(mut out: W, first: Option<Frame>, mut frames: UnboundedReceiver<Frame>)
+where
+  W: AsyncWrite + Unpin,
+{
+  let mut buffer = Vec::new();
+  if let Some(frame) = first {
+    buffer.extend_from_slice(&frame);
+  }
+  loop {
+    if buffer.is_empty() {
+      match frames.recv().await {
+        Some(frame) => buffer.extend_from_slice(&frame),
+        None => break,
+      }
     }
+    while let Ok(frame) = frames.try_recv() {
+      buffer.extend_from_slice(&frame);
+    }
+    if out.write_all(&buffer).await.is_err() {
+      return;
+    }
+    buffer.clear();
   }
-
-  /// Encodes `message` into the write buffer; nothing is sent until [`FrameWriter::flush`].
-  pub fn queue(&mut self, message: &Message) -> Result<(), ProtocolError> {
-    self.write.queue(message)
-  }
-
-  /// Writes every queued frame. Cancel-safe: a later flush resumes where a dropped one stopped.
-  pub async fn flush(&mut self) -> io::Result<()> {
-    self.write.flush(&mut self.stream).await
-  }
-
-  /// Queues `message` and flushes.
-  pub async fn write_message(&mut self, message: &Message) -> Result<(), ConnectionError> {
-    self.queue(message)?;
-    Ok(self.flush().await?)
-  }
+  let _ = out.shutdown().await;
 }
 
 #[cfg(test)]
@@ -292,9 +203,11 @@ mod tests {
   use std::sync::atomic::{AtomicUsize, Ordering};
   use std::sync::Arc;
   use std::task::{Context, Poll};
+  use std::time::Duration;
 
   use serde_json::json;
   use tokio::io::{duplex, DuplexStream, ReadBuf};
+  use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
   use super::*;
   use crate::protocol::{Hlc, MAX_FRAME};
@@ -354,29 +267,47 @@ mod tests {
     }
   }
 
+  fn reader(stream: DuplexStream) -> FrameReader<DuplexStream> {
+    FrameReader::new(stream)
+  }
+
+  async fn send(stream: &mut DuplexStream, message: &Message) {
+    stream.write_all(&encoded(message)).await.unwrap();
+  }
+
+  /// A channel holding the frames of `seqs`, with its sender.
+  fn queued(
+    seqs: impl IntoIterator<Item = u64>,
+  ) -> (UnboundedSender<Frame>, UnboundedReceiver<Frame>) {
+    let (sender, receiver) = unbounded_channel();
+    for seq in seqs {
+      sender.send(Arc::new(encoded(&patch(seq)))).unwrap();
+    }
+    (sender, receiver)
+  }
+
   #[tokio::test]
   async fn a_message_roundtrips() {
-    let (a, b) = duplex(1024);
-    let (mut a, mut b) = (Connection::new(a), Connection::new(b));
+    let (mut a, b) = duplex(1024);
+    let mut b = reader(b);
     let hello = Message::Hello {
       protocol: 1,
       pid: 2,
       origin: 3,
       version: 4,
     };
-    a.write_message(&hello).await.unwrap();
+    send(&mut a, &hello).await;
     assert_eq!(b.read_message().await.unwrap(), Some(hello));
-    b.write_message(&patch(1)).await.unwrap();
-    assert_eq!(a.read_message().await.unwrap(), Some(patch(1)));
+    send(&mut a, &patch(1)).await;
+    assert_eq!(b.read_message().await.unwrap(), Some(patch(1)));
   }
 
   #[tokio::test]
   async fn a_clean_close_is_none() {
-    let (a, b) = duplex(1024);
-    let mut a = Connection::new(a);
-    a.write_message(&patch(1)).await.unwrap();
+    let (mut a, b) = duplex(1024);
+    send(&mut a, &patch(1)).await;
     drop(a);
-    let mut b = Connection::new(b);
+    let mut b = reader(b);
     assert_eq!(b.read_message().await.unwrap(), Some(patch(1)));
     assert_eq!(b.read_message().await.unwrap(), None);
   }
@@ -388,7 +319,7 @@ mod tests {
       let (mut a, b) = duplex(1024);
       a.write_all(&bytes[..cut]).await.unwrap();
       drop(a);
-      let result = Connection::new(b).read_message().await;
+      let result = reader(b).read_message().await;
       assert!(
         matches!(result, Err(ConnectionError::TruncatedFrame { buffered }) if buffered == cut),
         "cut at {cut}: {result:?}"
@@ -405,34 +336,12 @@ mod tests {
     // A tiny pipe forces partial frames in most reads.
     let (mut a, b) = duplex(7);
     let writer = tokio::spawn(async move { a.write_all(&bytes).await });
-    let mut b = Connection::new(b);
+    let mut b = reader(b);
     for seq in 0..20 {
       assert_eq!(b.read_message().await.unwrap(), Some(patch(seq)));
     }
     assert_eq!(b.read_message().await.unwrap(), None);
     writer.await.unwrap().unwrap();
-  }
-
-  #[tokio::test]
-  async fn a_thousand_queued_messages_go_in_one_write_and_arrive_in_order() {
-    let (a, b) = duplex(4 * 1024 * 1024);
-    let writes = Arc::new(AtomicUsize::new(0));
-    let mut a = Connection::new(CountWrites {
-      inner: a,
-      writes: writes.clone(),
-    });
-    for seq in 0..1_000 {
-      a.queue(&patch(seq)).unwrap();
-    }
-    assert_eq!(writes.load(Ordering::SeqCst), 0, "queue does not write");
-    a.flush().await.unwrap();
-    assert_eq!(writes.load(Ordering::SeqCst), 1);
-    drop(a);
-    let mut b = Connection::new(b);
-    for seq in 0..1_000 {
-      assert_eq!(b.read_message().await.unwrap(), Some(patch(seq)));
-    }
-    assert_eq!(b.read_message().await.unwrap(), None);
   }
 
   #[tokio::test]
@@ -442,7 +351,7 @@ mod tests {
       .await
       .unwrap();
     // The writer stays open: the error must not wait for a body that never comes.
-    let result = Connection::new(b).read_message().await;
+    let result = reader(b).read_message().await;
     assert!(
       matches!(
         result,
@@ -457,7 +366,7 @@ mod tests {
   async fn invalid_json_is_a_protocol_error() {
     let (mut a, b) = duplex(1024);
     a.write_all(&[0, 0, 0, 2, b'{', b'{']).await.unwrap();
-    let result = Connection::new(b).read_message().await;
+    let result = reader(b).read_message().await;
     assert!(
       matches!(
         result,
@@ -468,51 +377,105 @@ mod tests {
   }
 
   #[tokio::test]
-  async fn split_halves_keep_buffered_bytes_and_queued_frames() {
-    let (a, b) = duplex(64 * 1024);
-    let (mut a, mut b) = (Connection::new(a), Connection::new(b));
-    // Two frames arrive in one read; the split must keep the second one.
-    a.queue(&patch(1)).unwrap();
-    a.queue(&patch(2)).unwrap();
-    a.flush().await.unwrap();
+  async fn buffered_message_returns_only_complete_frames_and_never_reads() {
+    let (mut a, b) = duplex(64 * 1024);
+    let mut b = reader(b);
+    send(&mut a, &patch(1)).await;
+    // Bytes in the pipe are not in the buffer yet.
+    assert_eq!(b.buffered_message().unwrap(), None);
+
+    // One read brings in two frames and the first half of a third.
+    let third = encoded(&patch(3));
+    let (head, tail) = third.split_at(third.len() / 2);
+    let mut burst = encoded(&patch(2));
+    burst.extend_from_slice(head);
+    a.write_all(&burst).await.unwrap();
     assert_eq!(b.read_message().await.unwrap(), Some(patch(1)));
-    b.queue(&patch(10)).unwrap();
+    assert_eq!(b.buffered_message().unwrap(), Some(patch(2)));
+    assert_eq!(
+      b.buffered_message().unwrap(),
+      None,
+      "the third is incomplete"
+    );
 
-    let (mut reader, mut writer) = b.into_split();
-    assert_eq!(reader.read_message().await.unwrap(), Some(patch(2)));
-    writer.write_message(&patch(11)).await.unwrap();
-    assert_eq!(a.read_message().await.unwrap(), Some(patch(10)));
-    assert_eq!(a.read_message().await.unwrap(), Some(patch(11)));
-
-    // The halves work from separate tasks.
-    let reading =
-      tokio::spawn(async move { reader.read_message().await.map_err(|e| e.to_string()) });
-    a.write_message(&patch(3)).await.unwrap();
-    assert_eq!(reading.await.unwrap(), Ok(Some(patch(3))));
+    // The half frame stays buffered: the next read completes it.
+    a.write_all(tail).await.unwrap();
+    assert_eq!(b.buffered_message().unwrap(), None);
+    assert_eq!(b.read_message().await.unwrap(), Some(patch(3)));
   }
 
   #[tokio::test]
-  async fn a_cancelled_flush_resumes_without_duplicating() {
-    // A 16-byte pipe takes only part of the batch before the flush is cancelled.
-    let (a, b) = duplex(16);
-    let mut a = Connection::new(a);
-    for seq in 0..50 {
-      a.queue(&patch(seq)).unwrap();
+  async fn a_thousand_queued_frames_go_in_one_write_and_arrive_in_order() {
+    let (a, b) = duplex(4 * 1024 * 1024);
+    let writes = Arc::new(AtomicUsize::new(0));
+    let out = CountWrites {
+      inner: a,
+      writes: writes.clone(),
+    };
+    let (sender, receiver) = queued(0..1_000);
+    drop(sender);
+    write_frames(out, None, receiver).await;
+    assert_eq!(writes.load(Ordering::SeqCst), 1);
+    let mut b = reader(b);
+    for seq in 0..1_000 {
+      assert_eq!(b.read_message().await.unwrap(), Some(patch(seq)));
     }
-    let cancelled = tokio::time::timeout(std::time::Duration::from_millis(20), a.flush()).await;
-    assert!(cancelled.is_err(), "the pipe is too small to finish");
-    let reading = tokio::spawn(async move {
-      let mut b = Connection::new(b);
-      let mut seen = Vec::new();
-      while let Some(message) = b.read_message().await.map_err(|e| e.to_string())? {
-        seen.push(message);
-      }
-      Ok::<_, String>(seen)
-    });
-    a.flush().await.unwrap();
-    drop(a);
-    let expected: Vec<Message> = (0..50).map(patch).collect();
-    assert_eq!(reading.await.unwrap(), Ok(expected));
+    assert_eq!(b.read_message().await.unwrap(), None);
+  }
+
+  #[tokio::test]
+  async fn the_first_frame_goes_before_queued_frames_in_the_same_write() {
+    let (a, b) = duplex(64 * 1024);
+    let writes = Arc::new(AtomicUsize::new(0));
+    let out = CountWrites {
+      inner: a,
+      writes: writes.clone(),
+    };
+    let (sender, receiver) = queued(1..3);
+    drop(sender);
+    let first = Arc::new(encoded(&patch(0)));
+    write_frames(out, Some(first), receiver).await;
+    assert_eq!(writes.load(Ordering::SeqCst), 1);
+    let mut b = reader(b);
+    for seq in 0..3 {
+      assert_eq!(b.read_message().await.unwrap(), Some(patch(seq)));
+    }
+    assert_eq!(b.read_message().await.unwrap(), None);
+  }
+
+  #[tokio::test]
+  async fn write_frames_returns_when_the_sender_is_dropped() {
+    let (a, b) = duplex(64 * 1024);
+    let (sender, receiver) = unbounded_channel();
+    let writer = tokio::spawn(write_frames(a, None, receiver));
+    let mut b = reader(b);
+    // Frames sent while the task waits go out as they come.
+    for seq in 0..3 {
+      sender.send(Arc::new(encoded(&patch(seq)))).unwrap();
+      assert_eq!(b.read_message().await.unwrap(), Some(patch(seq)));
+    }
+    assert!(!writer.is_finished());
+    drop(sender);
+    tokio::time::timeout(Duration::from_secs(5), writer)
+      .await
+      .expect("write_frames returns once the channel closes")
+      .unwrap();
+    assert_eq!(b.read_message().await.unwrap(), None);
+  }
+
+  #[tokio::test]
+  async fn write_frames_stops_at_a_failed_write() {
+    let (a, b) = duplex(64 * 1024);
+    drop(b);
+    let (sender, receiver) = queued(0..1);
+    // The sender stays alive: only the failed write can end the task.
+    tokio::time::timeout(Duration::from_secs(5), write_frames(a, None, receiver))
+      .await
+      .expect("write_frames returns when the peer is gone");
+    assert!(
+      sender.send(Arc::new(encoded(&patch(1)))).is_err(),
+      "the receiver was dropped"
+    );
   }
 
   #[test]

@@ -2,14 +2,17 @@
 //!
 //! # Layout
 //! - [`patch`]: the pure MongoDB update engine over `serde_json::Value`: parse, plan, apply
-//!   all-or-nothing, and the change list another replica applies. No I/O.
+//!   all-or-nothing, undo, and the change list another replica applies. No I/O.
 //! - `error`: the crate's `Error` with a stable `ERR_*` code per variant.
-//! - `state`: a process's replica of one named document (data + version) behind a lock.
 //! - `protocol`: the wire format: length-prefixed JSON frames of `Message`, and the hybrid clock.
-//! - `connection`: `Connection` reads and writes `Message`s over a stream, coalescing writes.
+//! - `connection`: `FrameReader` decodes bursts of frames; `write_frames` coalesces writes.
 //! - `rendezvous`: the private directory, the host election by file lock, the socket path.
-//! - `binding` (feature `napi`): the `NativeReplica` napi class; converts, calls, converts back.
-//!   The JS facade (`lib/memsync.js`) builds the drop-in `MemSync` class on top of it.
+//! - `state`: an instance's replica: ordering (host), pending patches and rebases (client),
+//!   failover hand-over, and the events for the JS side. No I/O beyond channel sends.
+//! - `peer`: the tokio tasks of an instance: election, host listener and handlers, client
+//!   connection, failover.
+//! - `binding` (feature `napi`): functions over an `External` instance; converts, calls, converts
+//!   back. The JS facade (`lib/memsync.js`) builds the drop-in `MemSync` class on top of it.
 #![deny(clippy::all)]
 
 #[cfg(feature = "napi")]

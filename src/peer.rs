@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::traits::tokio::Listener as _;
-use tokio::io::{AsyncWriteExt, WriteHalf};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::connection::{ConnectionError, FrameReader};
+use crate::connection::{write_frames, ConnectionError, FrameReader};
 use crate::protocol::{Message, PROTOCOL_VERSION};
 use crate::rendezvous::{HostLock, Rendezvous};
-use crate::state::{Frame, Replica};
+use crate::state::Replica;
 
 /// How long a new connection may take to say hello, and a client to be welcomed.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -247,34 +247,6 @@ async fn handle_client(
   replica.detach_client(id);
   drop(sender);
   let _ = writer.await;
-}
-
-/// Writes frames as they come, coalescing everything queued into one write.
-async fn write_frames<W: tokio::io::AsyncWrite>(
-  mut out: WriteHalf<W>,
-  first: Option<Frame>,
-  mut frames: mpsc::UnboundedReceiver<Frame>,
-) {
-  let mut buffer = Vec::new();
-  if let Some(frame) = first {
-    buffer.extend_from_slice(&frame);
-  }
-  loop {
-    if buffer.is_empty() {
-      match frames.recv().await {
-        Some(frame) => buffer.extend_from_slice(&frame),
-        None => break,
-      }
-    }
-    while let Ok(frame) = frames.try_recv() {
-      buffer.extend_from_slice(&frame);
-    }
-    if out.write_all(&buffer).await.is_err() {
-      return;
-    }
-    buffer.clear();
-  }
-  let _ = out.shutdown().await;
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -225,10 +225,18 @@ mod tests {
   use std::sync::atomic::{AtomicUsize, Ordering};
 
   use interprocess::local_socket::traits::tokio::Listener as _;
+  use tokio::io::AsyncWriteExt;
 
   use super::*;
-  use crate::connection::Connection;
-  use crate::protocol::{Message, PROTOCOL_VERSION};
+  use crate::connection::FrameReader;
+  use crate::protocol::{self, Message, PROTOCOL_VERSION};
+
+  /// Writes `message` as one frame.
+  async fn send(mut stream: &Stream, message: &Message) {
+    let mut frame = Vec::new();
+    protocol::encode(message, &mut frame).unwrap();
+    stream.write_all(&frame).await.unwrap();
+  }
 
   /// A fresh directory under the system temp dir, removed on drop.
   struct TempDir(PathBuf);
@@ -358,25 +366,26 @@ mod tests {
 
     let client = rendezvous.clone();
     let client = tokio::spawn(async move {
-      let mut connection = Connection::new(client.connect().await.unwrap());
+      let stream = client.connect().await.unwrap();
       let hello = Message::Hello {
         protocol: PROTOCOL_VERSION,
         pid: std::process::id(),
         origin: 1,
         version: 0,
       };
-      connection.write_message(&hello).await.unwrap();
-      connection.read_message().await.unwrap()
+      send(&stream, &hello).await;
+      FrameReader::new(&stream).read_message().await.unwrap()
     });
 
-    let mut connection = Connection::new(listener.accept().await.unwrap());
-    let Some(Message::Hello { origin: 1, .. }) = connection.read_message().await.unwrap() else {
+    let stream = listener.accept().await.unwrap();
+    let mut reader = FrameReader::new(&stream);
+    let Some(Message::Hello { origin: 1, .. }) = reader.read_message().await.unwrap() else {
       panic!("expected the client's hello");
     };
     let refused = Message::Refused {
       reason: "test".into(),
     };
-    connection.write_message(&refused).await.unwrap();
+    send(&stream, &refused).await;
     assert_eq!(client.await.unwrap(), Some(refused));
     host.release().unwrap();
   }
