@@ -684,7 +684,9 @@ impl History {
         update: update.clone(),
         changes: serde_json::to_value(changes).unwrap_or(Value::Null),
       });
-      self.clients.retain(|(_, sender)| sender.send(frame.clone()).is_ok());
+      self
+        .clients
+        .retain(|(_, sender)| sender.send(frame.clone()).is_ok());
     }
     for target in parsed.targets() {
       self.note_write(target.path, hlc);

@@ -114,7 +114,7 @@ pub(crate) fn commit(doc: &mut Value, changes: &[Change]) -> Result<(), (usize, 
 /// How many changes from the start are pure removals from one array, each below the previous
 /// (what $pull emits). Applied one by one, each would shift the array's tail: quadratic for a
 /// scattered $pull on a long array, so such a run is applied in one pass instead.
-fn removal_run(changes: &[Change]) -> usize {
+pub(super) fn removal_run(changes: &[Change]) -> usize {
   let Some(Change::Splice {
     path,
     start: mut floor,
@@ -246,7 +246,7 @@ fn put(parent: &mut Value, key: &Key, value: Value) -> Result<(), String> {
   match (parent, key) {
     (Value::Object(map), Key::Field(name)) => {
       // Overwriting in place needs no owned key.
-      if let Some(slot) = map.get_mut(name) {
+      if let Some(slot) = member_mut(map, name) {
         *slot = value;
       } else {
         map.insert(name.clone(), value);
@@ -284,7 +284,7 @@ fn find<'a>(doc: &'a mut Value, path: &[Key]) -> Option<&'a mut Value> {
   path
     .iter()
     .try_fold(doc, |current, key| match (current, key) {
-      (Value::Object(map), Key::Field(name)) => map.get_mut(name),
+      (Value::Object(map), Key::Field(name)) => member_mut(map, name),
       (Value::Array(items), Key::Index(index)) => items.get_mut(*index),
       _ => None,
     })
@@ -297,12 +297,10 @@ fn walk<'a>(doc: &'a mut Value, path: &[Key], create: bool) -> Result<&'a mut Va
   for key in path {
     current = match (current, key) {
       (Value::Object(map), Key::Field(name)) => {
-        if create && !map.contains_key(name) {
+        if create && member(map, name).is_none() {
           map.insert(name.clone(), Value::Object(Map::new()));
         }
-        map
-          .get_mut(name)
-          .ok_or_else(|| format!("no field '{name}'"))?
+        member_mut(map, name).ok_or_else(|| format!("no field '{name}'"))?
       }
       (Value::Array(items), Key::Index(index)) => {
         if create && *index >= items.len() {
@@ -318,6 +316,33 @@ fn walk<'a>(doc: &'a mut Value, path: &[Key], create: bool) -> Result<&'a mut Va
     };
   }
   Ok(current)
+}
+
+/// Up to this many members, an object is searched key by key, which costs less than hashing the
+/// name with the map's SipHash; past it, many keys of the name's length (each compared in full)
+/// could cost more.
+const SCAN: usize = 8;
+
+/// The member `name` of `map` (what `map.get` finds).
+pub(crate) fn member<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+  if map.len() <= SCAN {
+    map
+      .iter()
+      .find_map(|(key, value)| (key == name).then_some(value))
+  } else {
+    map.get(name)
+  }
+}
+
+/// [`member`], mutable.
+fn member_mut<'a>(map: &'a mut Map<String, Value>, name: &str) -> Option<&'a mut Value> {
+  if map.len() <= SCAN {
+    map
+      .iter_mut()
+      .find_map(|(key, value)| (key == name).then_some(value))
+  } else {
+    map.get_mut(name)
+  }
 }
 
 /// Fills `items` with nulls up to `index`, within MongoDB's backfill limit.

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
-use super::change::Key;
+use super::change::{member, Key};
 use super::error::{dotted, render_element, ErrorKind, PatchError};
 use super::MAX_PADDING;
 
@@ -145,19 +145,16 @@ fn scan(text: &str) -> Result<(usize, bool), PatchError> {
       "An empty update path is not valid.",
     ));
   };
-  // One pass over the bytes: a component is empty when a `.` comes first, last or after another.
-  let mut len = 1;
-  let mut empty = first == b'.' || last == b'.';
+  let mut dots = 0;
   let mut dollar = false;
-  let mut previous = 0;
   for &byte in bytes {
-    if byte == b'.' {
-      len += 1;
-      empty |= previous == b'.';
-    }
+    dots += usize::from(byte == b'.');
     dollar |= byte == b'$';
-    previous = byte;
   }
+  let len = dots + 1;
+  // A component is empty when a `.` comes first, last or right after another.
+  let empty =
+    first == b'.' || last == b'.' || (dots > 1 && bytes.windows(2).any(|pair| pair == b".."));
   if empty {
     return Err(PatchError::new(
       ErrorKind::EmptyPath,
@@ -212,25 +209,35 @@ fn array_filter(part: &str) -> Option<&str> {
     .filter(|id| !id.is_empty())
 }
 
-/// A component as an array index: decimal digits only (no sign), within `usize`.
+/// A component as an array index: decimal digits only (no sign, no leading zero, as MongoDB
+/// requires), within `usize`. Without the leading-zero rule `a.01` and `a.1` would name one element
+/// while passing the conflict check as different paths.
 pub(crate) fn parse_index(part: &str) -> Option<usize> {
-  if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+  let leading_zero = part.len() > 1 && part.starts_with('0');
+  if part.is_empty() || leading_zero || !part.bytes().all(|b| b.is_ascii_digit()) {
     return None;
   }
   part.parse().ok()
 }
 
 /// MongoDB's field order (since 5.0): numeric components compare as numbers, others as bytes.
+#[inline]
 pub(crate) fn field_order(a: &Path, b: &Path) -> Ordering {
+  match (a.text.as_bytes().first(), b.text.as_bytes().first()) {
+    // Most paths differ from the first byte (never a `.`), which then decides unless both
+    // components are numbers.
+    (Some(p), Some(q)) if p != q && !(p.is_ascii_digit() && q.is_ascii_digit()) => p.cmp(q),
+    _ => component_wise(a, b),
+  }
+}
+
+/// [`field_order`] in general; kept out of line so that the common case above stays small.
+#[inline(never)]
+fn component_wise(a: &Path, b: &Path) -> Ordering {
   // The components before the first differing byte are equal, so the components that hold it
-  // decide. Unless both are numbers there, they compare as bytes, so as that byte does; the end of
-  // a component (`.`) and two digits need the full comparison below.
+  // decide; as above, by that byte unless it ends one of them (`.`) or both have a digit there.
   let (x, y) = (a.text.as_bytes(), b.text.as_bytes());
-  let same = match (x.first(), y.first()) {
-    // Most paths differ from the first byte, which is never a `.`.
-    (Some(p), Some(q)) if p != q && !(p.is_ascii_digit() && q.is_ascii_digit()) => return p.cmp(q),
-    _ => x.iter().zip(y).take_while(|(p, q)| p == q).count(),
-  };
+  let same = x.iter().zip(y).take_while(|(p, q)| p == q).count();
   if let (Some(&p), Some(&q)) = (x.get(same), y.get(same)) {
     if p != b'.' && q != b'.' && !(p.is_ascii_digit() && q.is_ascii_digit()) {
       return p.cmp(&q);
@@ -434,7 +441,7 @@ fn descend<'a>(
           ),
         ))
       }
-      (name, Value::Object(map)) => match map.get(name) {
+      (name, Value::Object(map)) => match member(map, name) {
         Some(child) => current = child,
         None => break Slot::Missing { pad: 0 },
       },

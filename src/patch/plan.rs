@@ -143,11 +143,10 @@ impl<'a> Planner<'a> {
       Action::AddToSet(values) => self.add_to_set(values, target),
       Action::Pop(first) => self.cull(op.operator, target, |items| {
         // $pop removes one end; an empty array is left alone.
-        match (items.len(), *first) {
-          (0, _) => vec![],
-          (_, true) => vec![(0, 1)],
-          (len, false) => vec![(len - 1, 1)],
-        }
+        let last = items.len().checked_sub(1);
+        last
+          .map(|last| (if *first { 0 } else { last }, 1))
+          .into_iter()
       }),
       Action::Pull(matcher) => self.cull(op.operator, target, |items| {
         runs(items, |item| matcher.matches(item))
@@ -307,20 +306,20 @@ impl<'a> Planner<'a> {
     }
   }
 
-  /// A removing array operator ($pop, $pull, $pullAll): `select` returns the runs
-  /// `(start, count)` to remove, ascending; they become Splices in descending order so that
-  /// each one's indices are still valid when it is applied.
-  fn cull(
+  /// A removing array operator ($pop, $pull, $pullAll): `select` gives the runs
+  /// `(start, count)` to remove in descending order, so that each one's indices are still valid
+  /// when its Splice is applied.
+  fn cull<I: Iterator<Item = (usize, usize)>>(
     &mut self,
     operator: Operator,
     target: Resolved<'a, '_>,
-    select: impl FnOnce(&[Value]) -> Vec<(usize, usize)>,
+    select: impl FnOnce(&'a [Value]) -> I,
   ) -> Result<(), PatchError> {
     match target.slot {
       Slot::Blocked { depth, parent } => Err(target.cannot_traverse(depth, parent)),
       Slot::Missing { .. } => Ok(()),
       Slot::Found(Value::Array(items)) => {
-        for (start, delete) in select(items).into_iter().rev() {
+        for (start, delete) in select(items) {
           self.changes.push(Change::Splice {
             path: target.keys(),
             start,
@@ -510,18 +509,24 @@ fn bit(
   Ok((current != Some(&value)).then_some(value))
 }
 
-/// Groups the indices of matching elements into ascending `(start, count)` runs.
-fn runs(items: &[Value], matches: impl Fn(&Value) -> bool) -> Vec<(usize, usize)> {
-  let mut out: Vec<(usize, usize)> = Vec::new();
-  for (index, item) in items.iter().enumerate() {
-    if matches(item) {
-      match out.last_mut() {
-        Some((start, count)) if *start + *count == index => *count += 1,
-        _ => out.push((index, 1)),
-      }
-    }
-  }
-  out
+/// The runs `(start, count)` of consecutive matching elements, the last run first. Each element
+/// is tested once.
+fn runs<'v>(
+  items: &'v [Value],
+  matches: impl Fn(&Value) -> bool + 'v,
+) -> impl Iterator<Item = (usize, usize)> + 'v {
+  // Elements from `end` on are done.
+  let mut end = items.len();
+  std::iter::from_fn(move || {
+    let last = items[..end].iter().rposition(&matches)?;
+    let start = items[..last]
+      .iter()
+      .rposition(|item| !matches(item))
+      .map_or(0, |before| before + 1);
+    // The element before the run did not match.
+    end = start.saturating_sub(1);
+    Some((start, last + 1 - start))
+  })
 }
 
 /// What `$slice: k` removes from an array of `len`: `(start, count)`.

@@ -498,6 +498,59 @@ fn unset_keeps_key_order() {
   assert_eq!(serde_json::to_string(&doc).unwrap(), r#"{"a":1,"c":3}"#);
 }
 
+#[test]
+fn large_updates_report_conflicts_alike() {
+  // Past a dozen operations, conflicts are found through a sorted set instead of pair by pair;
+  // both must report the same first conflict.
+  let cases = [
+    (
+      json!({"a.b": 1, "a": 1}),
+      Some("'a' would create a conflict at 'a'"),
+    ),
+    (
+      json!({"a": 1, "a.b.c": 1}),
+      Some("'a.b.c' would create a conflict at 'a'"),
+    ),
+    (
+      json!({"a.b.c": 1, "a.b": 1, "a": 1}),
+      Some("'a.b' would create a conflict at 'a.b'"),
+    ),
+    (
+      json!({"x.y": 1, "x!": 1, "x.y.z": 1}),
+      Some("'x.y.z' would create a conflict at 'x.y'"),
+    ),
+    (
+      json!({"x!": 1, "x": 1, "x.y": 1}),
+      Some("'x.y' would create a conflict at 'x'"),
+    ),
+    (json!({"a.1": 1, "a.01": 1, "ab": 1, "a!": 1}), None),
+  ];
+  for (paths, conflict) in cases {
+    for fillers in [0, 20] {
+      let mut set: serde_json::Map<String, Value> =
+        (0..fillers).map(|i| (format!("f{i}"), json!(i))).collect();
+      set.extend(paths.as_object().cloned().unwrap_or_default());
+      let update = json!({"$set": set, "$rename": {"r": "q.r"}});
+      match (Update::parse(&update), conflict) {
+        (Ok(_), None) => {}
+        (Err(err), Some(message)) => {
+          assert_eq!(err.kind, ErrorKind::PathConflict);
+          assert!(err.message.ends_with(message), "{}", err.message);
+        }
+        (result, _) => panic!("{paths} with {fillers} more: {result:?}"),
+      }
+    }
+  }
+  // A $rename's target takes part too.
+  let mut set: serde_json::Map<String, Value> =
+    (0..20).map(|i| (format!("f{i}"), json!(i))).collect();
+  set.insert("q".into(), json!(1));
+  let err = Update::parse(&json!({"$set": set, "$rename": {"r": "q.r"}})).unwrap_err();
+  assert!(err
+    .message
+    .ends_with("'q.r' would create a conflict at 'q'"));
+}
+
 // ---- properties ----
 
 fn leaf() -> impl Strategy<Value = Value> {

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::change::{apply_changes, Change, Key};
+use super::change::{apply_changes, removal_run, Change, Key};
 use super::{plan, Context, PatchError, Update};
 
 impl Update {
@@ -23,8 +23,10 @@ impl Update {
     let mut undo = Vec::new();
     let mut index = 0;
     while index < changes.len() {
-      let run = removal_run(&changes[index..]);
-      // The inverse of each change is read from the document just before that change.
+      // A run of removals from one array at falling indices (what $pull emits) is applied in one
+      // pass; each removes below the previous one, so every inverse can be read from the document
+      // before the whole run. Any other change is inverted on the document just before it.
+      let run = removal_run(&changes[index..]).max(1);
       for change in &changes[index..index + run] {
         let mut inverse = inverse_of(doc, change);
         inverse.reverse();
@@ -37,40 +39,6 @@ impl Update {
     undo.reverse();
     Ok((changes, undo))
   }
-}
-
-/// How many changes from the start form a run of removals from one array at falling indices (what
-/// `$pull` emits). Each removes below the previous one, so every inverse can be read from the
-/// document before the whole run, which is then applied in one pass.
-fn removal_run(changes: &[Change]) -> usize {
-  let Some(Change::Splice {
-    path,
-    start: mut floor,
-    insert,
-    ..
-  }) = changes.first()
-  else {
-    return 1;
-  };
-  if !insert.is_empty() {
-    return 1;
-  }
-  let mut len = 1;
-  for change in &changes[1..] {
-    match change {
-      Change::Splice {
-        path: next,
-        start,
-        delete,
-        insert,
-      } if next == path && insert.is_empty() && start + delete <= floor => {
-        floor = *start;
-        len += 1;
-      }
-      _ => break,
-    }
-  }
-  len
 }
 
 /// What undoes `change` on `doc` as it is before the change, in the order to apply.
