@@ -1,19 +1,7 @@
 // Timing helpers for the benchmarks: medians over repeated samples, measured in the same run.
 import { performance } from 'node:perf_hooks'
 
-/** Runs `fn` `iterations` times per sample and returns ns per call: { median, min, max }. */
-export function sampleSync (fn, { samples = 15, iterations = 20000 } = {}) {
-  for (let i = 0; i < iterations; i++) fn()
-  const perCall = []
-  for (let s = 0; s < samples; s++) {
-    const start = performance.now()
-    for (let i = 0; i < iterations; i++) fn()
-    perCall.push(((performance.now() - start) * 1e6) / iterations)
-  }
-  return summarize(perCall)
-}
-
-/** As `sampleSync`, for a function returning a promise that each call awaits. */
+/** Runs and awaits `fn` `iterations` times per sample; ns per call: { median, min, max }. */
 export async function sampleAsync (fn, { samples = 15, iterations = 20000 } = {}) {
   for (let i = 0; i < iterations; i++) await fn()
   const perCall = []

@@ -31,7 +31,7 @@ use crate::protocol::{self, Clock, Hlc, LogEntry, Message, PROTOCOL_VERSION};
 
 /// The longest accepted object name; it becomes part of a file name.
 const MAX_NAME_LEN: usize = 100;
-/// Ordered entries kept to hand to a new host that missed them after a failover.
+/// Ordered entries a client keeps to hand to a new host that missed them after a failover.
 const LOG_LEN: usize = 4096;
 /// Paths whose last write time is remembered for the stale-write check, before old ones go.
 const MAX_WRITE_TIMES: usize = 100_000;
@@ -241,7 +241,7 @@ impl Replica {
         r#"["o",0,0,null]"#.to_owned()
       } else {
         inner.next_seq += 1;
-        let value = inner.last_update.value.clone();
+        let value = &inner.last_update.value;
         let version = inner
           .history
           .order(self.origin, seq, hlc, value, update, &changes);
@@ -291,7 +291,7 @@ impl Replica {
             self.origin,
             patch.seq,
             patch.hlc,
-            patch.update_value,
+            &patch.update_value,
             &patch.update,
             &patch.changes,
           );
@@ -394,7 +394,7 @@ impl Replica {
         let received = received_json(inner.history.version + 1, hlc, &update);
         let version = inner
           .history
-          .order(origin, seq, hlc, update, &parsed, &changes);
+          .order(origin, seq, hlc, &update, &parsed, &changes);
         inner.push_event(changes_event(version, &changes, &format!("[{received}]")));
       }
       Err((code, message)) => send(
@@ -438,7 +438,7 @@ impl Replica {
         entry.origin,
         entry.seq,
         entry.hlc,
-        entry.update,
+        &entry.update,
         &parsed,
         &changes,
       );
@@ -664,13 +664,14 @@ impl Inner {
 }
 
 impl History {
-  /// Host: gives an applied patch its version, remembers it and sends it to every client.
+  /// Host: gives an applied patch its version, notes its writes and sends it to every client.
+  /// A host keeps no log: it hands its role over only after its clients received everything.
   fn order(
     &mut self,
     origin: u64,
     seq: u64,
     hlc: Hlc,
-    update: Value,
+    update: &Value,
     parsed: &Update,
     changes: &[Change],
   ) -> u64 {
@@ -691,11 +692,12 @@ impl History {
     for target in parsed.targets() {
       self.note_write(target.path, hlc);
     }
-    self.record(version, origin, seq, hlc, update);
+    self.version = version;
+    self.mark_ordered(origin, seq);
     version
   }
 
-  /// Notes an ordered patch: version, the origin's progress and the log.
+  /// Client: notes an ordered patch: version, the origin's progress and the log.
   fn record(&mut self, version: u64, origin: u64, seq: u64, hlc: Hlc, update: Value) {
     self.version = version;
     self.mark_ordered(origin, seq);
