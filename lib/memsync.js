@@ -10,8 +10,6 @@ const { MemErrors, codedError } = require('./errors.js')
 const { toJson } = require('./json.js')
 
 const RESOLVED = Promise.resolve()
-// A change list that touches every path, for observers after a whole snapshot replaced `data`.
-const EVERYTHING = [['s', []]]
 const DEFAULT_TIMEOUT_MS = 15000
 
 function isPlainObject (value) {
@@ -314,10 +312,14 @@ class MemSync {
         }
         break
       }
-      case 'r':
+      case 'r': {
+        // A snapshot (joining, or a new host): observers hear of the paths whose value it changed.
+        const before = this.#observers.map((observer) => JSON.stringify(getAt(this.data, observer.parts)))
         replaceContents(this.data, event[2])
-        this.#notify(EVERYTHING)
+        const changed = this.#observers.filter((observer, i) => JSON.stringify(getAt(this.data, observer.parts)) !== before[i])
+        this.#call(changed)
         break
+      }
       case 'a':
         this.#settle(event[1])
         break
@@ -351,8 +353,11 @@ class MemSync {
 
   #notify (changes) {
     if (this.#observers.length === 0) return
-    for (const observer of this.#observers.slice()) {
-      if (!touches(observer.parts, changes)) continue
+    this.#call(this.#observers.filter((observer) => touches(observer.parts, changes)))
+  }
+
+  #call (observers) {
+    for (const observer of observers) {
       try {
         observer.callback(getAt(this.data, observer.parts))
       } catch (error) {

@@ -215,7 +215,9 @@ async fn handle_client(
     _ => return,
   };
   let (sender, receiver) = mpsc::unbounded_channel();
-  let welcome = replica.attach_client(id, sender.clone());
+  let Some(welcome) = replica.attach_client(id, sender.clone()) else {
+    return;
+  };
   let writer = tokio::spawn(write_frames(write_half, Some(welcome), receiver));
   loop {
     let message = tokio::select! {

@@ -334,9 +334,14 @@ impl Replica {
   }
 
   /// Host: admits a client. Returns the `Welcome` frame; from the same instant on, every ordered
-  /// patch is sent to `sender`, so the client misses none and gets none twice.
-  pub fn attach_client(&self, id: u64, sender: FrameSender) -> Frame {
+  /// patch is sent to `sender`, so the client misses none and gets none twice. `None` when this
+  /// instance is no longer host.
+  pub fn attach_client(&self, id: u64, sender: FrameSender) -> Option<Frame> {
     let mut inner = self.inner.lock();
+    // A connection accepted while the host was stopping: no welcome from a host that is leaving.
+    if inner.role != Role::Host {
+      return None;
+    }
     let welcome = Message::Welcome {
       protocol: PROTOCOL_VERSION,
       host_pid: std::process::id(),
@@ -350,7 +355,7 @@ impl Replica {
         .collect(),
     };
     inner.history.clients.push((id, sender));
-    encode(&welcome)
+    Some(encode(&welcome))
   }
 
   /// Host: forgets a client whose connection ended.
@@ -905,7 +910,10 @@ mod tests {
         client_inbox,
         host_inbox,
       };
-      let welcome = network.host.attach_client(7, network.to_client.clone());
+      let welcome = network
+        .host
+        .attach_client(7, network.to_client.clone())
+        .unwrap();
       let (
         Message::Welcome {
           version,
@@ -1111,7 +1119,7 @@ mod tests {
     new_host.client_welcome(0, json!({ "list": [] }), Vec::new(), unbounded_channel().0);
     new_host.become_host();
     let (to_client, mut inbox) = unbounded_channel();
-    let welcome = new_host.attach_client(1, to_client.clone());
+    let welcome = new_host.attach_client(1, to_client.clone()).unwrap();
     let (
       Message::Welcome {
         version,
