@@ -38,9 +38,6 @@ export declare function release(instance: ExternalObject<Instance>): void
 /** Like `ref()`/`unref()` on `net.Server`: whether a started instance keeps the process alive. */
 export declare function setRef(instance: ExternalObject<Instance>, referenced: boolean): void
 
-/** The document and its version as JSON text `[version, data]`. */
-export declare function snapshot(instance: ExternalObject<Instance>): string
-
 /**
  * Joins the network of the instance's name in the background; the outcome arrives as an event.
  * `onWake` is called (without arguments) when events are waiting to be drained.

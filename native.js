@@ -840,7 +840,6 @@ module.exports.drain = nativeBinding.drain
 module.exports.patch = nativeBinding.patch
 module.exports.release = nativeBinding.release
 module.exports.setRef = nativeBinding.setRef
-module.exports.snapshot = nativeBinding.snapshot
 module.exports.start = nativeBinding.start
 module.exports.status = nativeBinding.status
 module.exports.stop = nativeBinding.stop

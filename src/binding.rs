@@ -217,21 +217,13 @@ pub fn set_ref(env: Env, instance: &External<Instance>, referenced: bool) -> Res
   }
 }
 
-/// The document and its version as JSON text `[version, data]`.
-#[napi]
-pub fn snapshot(instance: &External<Instance>) -> String {
-  instance.replica.snapshot()
-}
-
 /// The instance's status: role, version and (host) connected clients, as JSON text.
 #[napi]
 pub fn status(instance: &External<Instance>) -> String {
-  let replica = &instance.replica;
+  let (role, version, connections) = instance.replica.status();
   format!(
-    r#"{{"role":"{}","version":{},"connections":{}}}"#,
-    replica.role().name(),
-    replica.version(),
-    replica.connections()
+    r#"{{"role":"{}","version":{version},"connections":{connections}}}"#,
+    role.name()
   )
 }
 

@@ -184,36 +184,24 @@ impl Replica {
     &self.name
   }
 
-  /// The id that names this instance's patches.
-  pub fn origin(&self) -> u64 {
-    self.origin
-  }
-
   /// The version of the ordered document.
   pub fn version(&self) -> u64 {
     self.inner.lock().history.version
   }
 
-  /// The current role.
-  pub fn role(&self) -> Role {
-    self.inner.lock().role
-  }
-
-  /// Host only: how many clients are connected.
-  pub fn connections(&self) -> usize {
-    self.inner.lock().history.clients.len()
+  /// The role, the version and (host) how many clients are connected, read together.
+  pub fn status(&self) -> (Role, u64, usize) {
+    let inner = self.inner.lock();
+    (
+      inner.role,
+      inner.history.version,
+      inner.history.clients.len(),
+    )
   }
 
   /// Sets what wakes the JS thread when events arrive from the network.
   pub fn set_waker(&self, waker: Option<Box<dyn Fn() + Send + Sync>>) {
     *self.waker.lock() = waker;
-  }
-
-  /// The document and its version, as JSON text `[version, data]`.
-  pub fn snapshot(&self) -> String {
-    let inner = self.inner.lock();
-    // Serialising a `Value` cannot fail: its keys are strings and its numbers finite.
-    serde_json::to_string(&(inner.history.version, &inner.data)).unwrap_or_default()
   }
 
   /// Applies an update given as JSON text and returns the queued events as a JSON array, the last
@@ -883,6 +871,12 @@ mod tests {
     host_inbox: UnboundedReceiver<Frame>,
   }
 
+  /// The document and its version, as JSON text `[version, data]`.
+  fn snapshot(replica: &Replica) -> String {
+    let inner = replica.inner.lock();
+    serde_json::to_string(&(inner.history.version, &inner.data)).unwrap()
+  }
+
   const HOST: u64 = 1;
   const CLIENT: u64 = 2;
 
@@ -954,12 +948,12 @@ mod tests {
     }
 
     fn assert_converged(&self) {
-      assert_eq!(self.host.snapshot(), self.client.snapshot());
+      assert_eq!(snapshot(&self.host), snapshot(&self.client));
     }
   }
 
   fn data(replica: &Replica) -> Value {
-    let (_, data): (u64, Value) = serde_json::from_str(&replica.snapshot()).unwrap();
+    let (_, data): (u64, Value) = serde_json::from_str(&snapshot(replica)).unwrap();
     data
   }
 
@@ -990,7 +984,7 @@ mod tests {
       replica.patch(r#"{"$inc":{"n":2}}"#).unwrap(),
       r#"[["o",1,1,[["s",["n"],3]]]]"#
     );
-    assert_eq!(replica.snapshot(), r#"[1,{"n":3}]"#);
+    assert_eq!(snapshot(&replica), r#"[1,{"n":3}]"#);
   }
 
   #[test]
@@ -998,7 +992,7 @@ mod tests {
     let replica = Replica::new("a", json!({ "n": 1, "s": "x" }), HOST).unwrap();
     let err = replica.patch(r#"{"$inc":{"n":1,"s":1}}"#).err().unwrap();
     assert_eq!(err.code(), "ERR_TYPE_MISMATCH");
-    assert_eq!(replica.snapshot(), r#"[0,{"n":1,"s":"x"}]"#);
+    assert_eq!(snapshot(&replica), r#"[0,{"n":1,"s":"x"}]"#);
   }
 
   #[test]
@@ -1011,7 +1005,7 @@ mod tests {
     assert_eq!(replica.version(), 0);
     replica.become_host();
     assert_eq!(replica.drain(), r#"[["a",1,1],["role","host"]]"#);
-    assert_eq!(replica.snapshot(), r#"[1,{"n":1}]"#);
+    assert_eq!(snapshot(&replica), r#"[1,{"n":1}]"#);
   }
 
   #[test]
@@ -1123,7 +1117,7 @@ mod tests {
     let (
       Message::Welcome {
         version,
-        data: snapshot,
+        data: welcome_data,
         applied,
         ..
       },
@@ -1135,7 +1129,7 @@ mod tests {
     let (to_new_host, mut new_host_inbox) = unbounded_channel();
     network
       .client
-      .client_welcome(version, snapshot, applied, to_new_host);
+      .client_welcome(version, welcome_data, applied, to_new_host);
     for message in decode_all(&mut new_host_inbox) {
       match message {
         Message::Catchup { entries } => new_host.host_catchup(entries),
@@ -1150,6 +1144,6 @@ mod tests {
       .client_receive(decode_all(&mut inbox))
       .unwrap();
     assert_eq!(data(&new_host), json!({ "list": ["c1"] }));
-    assert_eq!(new_host.snapshot(), network.client.snapshot());
+    assert_eq!(snapshot(&new_host), snapshot(&network.client));
   }
 }
