@@ -26,7 +26,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
-use crate::patch::{apply_changes, Change, Context, Update};
+use crate::patch::{apply_changes, Change, Context, PatchError, Update};
 use crate::protocol::{self, Clock, Hlc, LogEntry, Message, PROTOCOL_VERSION};
 
 /// The longest accepted object name; it becomes part of a file name.
@@ -112,6 +112,8 @@ struct Pending {
   /// Reverts its local effect; `None` when it could not be applied on the current base (the
   /// host will decide).
   undo: Option<Vec<Change>>,
+  /// Why it could not be applied on the current base, when it could not.
+  failure: Option<PatchError>,
   /// Its local effect, which a new host broadcasts when it orders the patch.
   changes: Vec<Change>,
 }
@@ -252,6 +254,7 @@ impl Replica {
           update_value,
           update: Arc::clone(update),
           undo: Some(undo),
+          failure: None,
           changes,
         });
         event
@@ -286,16 +289,16 @@ impl Replica {
           inner.push_event(ack_event(patch.seq, version));
         }
         None => {
-          // It did not apply on the document this host holds; say why.
-          let context = Context {
-            now_ms: patch.hlc.ms as i64,
+          // It did not apply on the document this host holds, for the reason kept when it was
+          // last applied again.
+          let (code, message) = match &patch.failure {
+            Some(err) => (err.kind.code(), err.message.as_str()),
+            None => (
+              "ERR_BAD_VALUE",
+              "The patch does not apply on the host's data",
+            ),
           };
-          let mut probe = inner.data.clone();
-          let event = match patch.update.apply(&mut probe, &context) {
-            Err(err) => reject_event(patch.seq, err.kind.code(), &err.message),
-            Ok(_) => reject_event(patch.seq, "ERR_STALE_WRITE", "The patch no longer applies"),
-          };
-          inner.push_event(event);
+          inner.push_event(reject_event(patch.seq, code, message));
         }
       }
     }
@@ -646,10 +649,12 @@ impl Inner {
           all.extend(changes.iter().cloned());
           patch.changes = changes;
           patch.undo = Some(undo);
+          patch.failure = None;
         }
-        Err(_) => {
+        Err(err) => {
           patch.changes.clear();
           patch.undo = None;
+          patch.failure = Some(err);
         }
       }
     }
@@ -1072,6 +1077,21 @@ mod tests {
     let events = network.client.drain();
     assert!(events.contains(r#"["x",1,"ERR_TYPE_MISMATCH""#), "{events}");
     network.assert_converged();
+  }
+
+  #[test]
+  fn a_new_host_rejects_its_pending_patch_that_no_longer_applies_with_the_reason() {
+    let mut network = Network::new(json!({ "v": 1 }));
+    network.client.drain();
+    network.client.patch(r#"{"$inc":{"v":1}}"#).unwrap();
+    network.host.patch(r#"{"$set":{"v":"text"}}"#).unwrap();
+    // The host's $set arrives, the client's $inc never reaches it, and the client takes over.
+    network.deliver_to_client();
+    network.client.drain();
+    network.client.become_host();
+    let events = network.client.drain();
+    assert!(events.contains(r#"["x",1,"ERR_TYPE_MISMATCH""#), "{events}");
+    assert_eq!(data(&network.client), json!({ "v": "text" }));
   }
 
   #[test]
