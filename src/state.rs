@@ -26,7 +26,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
-use crate::patch::{apply_changes, Change, Context, PatchError, Update};
+use crate::patch::{apply_changes, depth, Change, Context, PatchError, Update, MAX_DEPTH};
 use crate::protocol::{self, Clock, Hlc, LogEntry, Message, PROTOCOL_VERSION};
 
 /// The longest accepted object name; it becomes part of a file name.
@@ -154,6 +154,13 @@ impl Replica {
       return Err(Error::BadValue(format!(
         "The data of '{name}' must be a plain object, not {}",
         type_name(&data)
+      )));
+    }
+    // The limit every update is held to: a deeper document could not be sent to a client.
+    let levels = depth(&data);
+    if levels > MAX_DEPTH {
+      return Err(Error::BadValue(format!(
+        "The data of '{name}' nests {levels} levels deep, more than the {MAX_DEPTH} levels a document may nest"
       )));
     }
     Ok(Replica {
@@ -977,6 +984,15 @@ mod tests {
   fn data_must_be_an_object() {
     let err = Replica::new("a", json!([1]), 1).err().unwrap();
     assert_eq!(err.code(), "ERR_BAD_VALUE");
+  }
+
+  #[test]
+  fn data_may_not_nest_deeper_than_a_document_may() {
+    let nested = |levels| (1..levels).fold(json!({}), |inner, _| json!({ "x": inner }));
+    assert!(Replica::new("a", nested(MAX_DEPTH), 1).is_ok());
+    let err = Replica::new("a", nested(MAX_DEPTH + 1), 1).err().unwrap();
+    assert_eq!(err.code(), "ERR_BAD_VALUE");
+    assert!(err.to_string().contains("101 levels deep"), "{err}");
   }
 
   #[test]

@@ -71,6 +71,7 @@ use serde_json::Value;
 
 pub use change::{apply_changes, Change, Key};
 pub use error::{ErrorKind, PatchError};
+pub use path::MAX_DEPTH;
 
 use op::{Action, Op, Operator};
 use path::field_order;
@@ -168,6 +169,16 @@ impl Update {
     let committed = change::commit(doc, &changes);
     debug_assert!(committed.is_ok(), "planned change failed: {committed:?}");
     Ok(changes)
+  }
+}
+
+/// How many levels `value` nests: 0 for a scalar, 1 for `{}`, `[]` or `{"a": 1}`, 2 for
+/// `{"a": []}`. A document may nest at most [`MAX_DEPTH`] levels.
+pub fn depth(value: &Value) -> usize {
+  match value {
+    Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+    Value::Object(fields) => 1 + fields.values().map(depth).max().unwrap_or(0),
+    _ => 0,
   }
 }
 

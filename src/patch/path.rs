@@ -132,8 +132,9 @@ impl Path {
 }
 
 /// MongoDB's nesting limit for documents. Paths are held to it so that no update can build a
-/// document deep enough to overflow the stack of the recursive code that serialises or drops it.
-const MAX_DEPTH: usize = 100;
+/// document deep enough to overflow the stack of the recursive code that serialises or drops it;
+/// what an update writes is held to it too (`plan::check_depth`).
+pub const MAX_DEPTH: usize = 100;
 
 /// Counts the components and tells whether the text has a `$`, rejecting empty paths, empty
 /// components and paths deeper than [`MAX_DEPTH`].

@@ -10,9 +10,11 @@ use serde_json::{Number, Value};
 
 use super::change::{Change, Key};
 use super::compare::{compare, equal, Num};
+use super::depth;
 use super::error::{document_name, dotted, render, type_name, ErrorKind, PatchError};
 use super::op::{integer, Action, BitOp, DateKind, Op, Operator, Push, Sort};
-use super::path::{parse_index, resolve, Path, Resolved, Slot};
+use super::path::{parse_index, resolve, Path, Resolved, Slot, MAX_DEPTH};
+use super::undo::get;
 
 /// Plans `ops` (in `order`, MongoDB's field order, or as they are when `order` is empty) against
 /// `doc`. `expands` says whether some path has `$[]`, whose expansions must then be checked
@@ -53,7 +55,38 @@ pub(crate) fn plan(
   if let Some(concrete) = planner.concrete.take() {
     check_expanded(concrete)?;
   }
+  check_depth(doc, &planner.changes)?;
   Ok(planner.changes)
+}
+
+/// Refuses changes that would nest the document deeper than [`MAX_DEPTH`] levels. Paths alone
+/// cannot exceed it, but a value written at a path can: and every frame that carries the document
+/// (or a value in it) to another replica must stay within the 128 levels a JSON decoder accepts
+/// (serde_json's recursion limit), or no client could ever receive it again, nor a new one join.
+fn check_depth(doc: &Value, changes: &[Change]) -> Result<(), PatchError> {
+  for change in changes {
+    let (path, below) = match change {
+      Change::Set { path, value } => (path, depth(value)),
+      // The inserted elements sit one level below the array.
+      Change::Splice { path, insert, .. } => (
+        path,
+        insert.iter().map(|item| depth(item) + 1).max().unwrap_or(0),
+      ),
+      Change::Move { from, to } => (to, get(doc, from).map_or(0, depth)),
+      Change::Unset { .. } => continue,
+    };
+    let levels = path.len() + below;
+    if levels > MAX_DEPTH {
+      return Err(PatchError::new(
+        ErrorKind::BadValue,
+        format!(
+          "The update would nest the document {levels} levels deep at '{}', more than the {MAX_DEPTH} levels a document may nest",
+          dotted(path)
+        ),
+      ));
+    }
+  }
+  Ok(())
 }
 
 /// `a.$[]` and `a.0` do not conflict as written, but do once `$[]` expands over a non-empty

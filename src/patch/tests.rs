@@ -704,3 +704,60 @@ proptest! {
     }
   }
 }
+
+/// `{"x": {"x": ... {"x": 1}}}`, nesting `levels` levels.
+fn nested(levels: usize) -> Value {
+  (0..levels).fold(json!(1), |inner, _| json!({ "x": inner }))
+}
+
+/// A value deeper than this could not reach other replicas: the frames that carry it would exceed
+/// the JSON decoder's recursion limit, and clients could never join again.
+#[test]
+fn no_update_nests_the_document_deeper_than_the_limit() {
+  let ctx = Context { now_ms: NOW_MS };
+  let mut doc = json!({ "list": [] });
+  let at_limit = json!({ "$set": { "a": nested(MAX_DEPTH - 1) } });
+  assert!(apply(&mut doc, &at_limit, &ctx).is_ok());
+  assert_eq!(depth(&doc), MAX_DEPTH);
+  for update in [
+    json!({ "$set": { "b": nested(MAX_DEPTH) } }),
+    json!({ "$set": { "a.x": nested(MAX_DEPTH - 1) } }),
+    json!({ "$setOnInsert": { "z": 1 }, "$max": { "m": nested(MAX_DEPTH) } }),
+    json!({ "$min": { "m": nested(MAX_DEPTH) } }),
+    json!({ "$push": { "list": nested(MAX_DEPTH - 1) } }),
+    json!({ "$push": { "new": { "$each": [1, nested(MAX_DEPTH - 1)] } } }),
+    json!({ "$addToSet": { "list": nested(MAX_DEPTH - 1) } }),
+    json!({ "$rename": { "a": "c.d" } }),
+  ] {
+    let before = doc.clone();
+    let err = apply(&mut doc, &update, &ctx).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BadValue, "{update}: {err}");
+    assert!(err.message.contains("101 levels deep"), "{err}");
+    assert_eq!(doc, before, "{update} changed the document");
+    let Err(undo_err) = Update::parse(&update)
+      .unwrap()
+      .apply_with_undo(&mut doc, &ctx)
+    else {
+      panic!("{update} applied with undo");
+    };
+    assert_eq!(undo_err, err);
+  }
+  // Writing at the limit, or replacing a deep value by a shallow one, is fine.
+  assert!(apply(
+    &mut doc,
+    &json!({ "$set": { "a.x": nested(MAX_DEPTH - 2) } }),
+    &ctx
+  )
+  .is_ok());
+  assert!(apply(&mut doc, &json!({ "$rename": { "a": "c" } }), &ctx).is_ok());
+  assert_eq!(depth(&doc), MAX_DEPTH);
+}
+
+#[test]
+fn depth_counts_containers() {
+  assert_eq!(depth(&json!(1)), 0);
+  assert_eq!(depth(&json!({})), 1);
+  assert_eq!(depth(&json!([])), 1);
+  assert_eq!(depth(&json!({ "a": 1, "b": [[], { "c": null }] })), 3);
+  assert_eq!(depth(&nested(7)), 7);
+}

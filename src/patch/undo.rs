@@ -120,7 +120,7 @@ fn restore(doc: &Value, path: &[Key]) -> Change {
   }
 }
 
-fn get<'a>(doc: &'a Value, path: &[Key]) -> Option<&'a Value> {
+pub(super) fn get<'a>(doc: &'a Value, path: &[Key]) -> Option<&'a Value> {
   path
     .iter()
     .try_fold(doc, |current, key| match (current, key) {
