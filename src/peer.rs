@@ -28,6 +28,12 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_millis(20);
 /// How long a stopping host waits for its clients' queued frames to go out.
 const FLUSH_ON_STOP: Duration = Duration::from_secs(2);
+/// The first pause before connecting again to a host that did not welcome us or sent something
+/// invalid, doubled up to [`MAX_FAILED_BACKOFF`] while it keeps failing: without it, a host that
+/// answers the hello with garbage is reconnected to thousands of times a second.
+const FAILED_BACKOFF: Duration = Duration::from_millis(1);
+/// The longest pause between attempts to join a host that keeps failing.
+const MAX_FAILED_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Which roles an instance may take (memsync 0.5's `clientOnly` / `serverOnly`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -56,33 +62,42 @@ pub async fn run(
   mut shutdown: watch::Receiver<bool>,
   fail: impl Fn(Failure),
 ) {
+  let mut failed_backoff = FAILED_BACKOFF;
   loop {
     let elected = tokio::select! {
       elected = elect(&rendezvous, options) => elected,
       _ = shutdown.wait_for(|stop| *stop) => return,
     };
-    match elected {
-      Ok(Elected::Host(lock)) => {
-        serve_as_host(&replica, lock, &mut shutdown).await;
-        return;
-      }
-      Ok(Elected::Client(stream)) => {
-        if serve_as_client(&replica, stream, &mut shutdown).await == Ended::Shutdown {
-          return;
+    let failed = match elected {
+      Ok(Elected::Host(lock)) => serve_as_host(&replica, lock, &mut shutdown).await.err(),
+      Ok(Elected::Client(stream)) => match serve_as_client(&replica, stream, &mut shutdown).await {
+        Ended::Shutdown => return,
+        Ended::HostLost => {
+          failed_backoff = FAILED_BACKOFF;
+          continue;
         }
-      }
-      Err(err) => {
-        fail(Failure {
-          code: "ERR_RENDEZVOUS",
-          message: format!(
-            "memsync '{}' cannot use {}: {err}",
-            replica.name(),
-            rendezvous.dir().display()
-          ),
-        });
-        return;
-      }
+        Ended::Failed => {
+          tokio::select! {
+            _ = tokio::time::sleep(failed_backoff) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+          }
+          failed_backoff = (failed_backoff * 2).min(MAX_FAILED_BACKOFF);
+          continue;
+        }
+      },
+      Err(err) => Some(err),
+    };
+    if let Some(err) = failed {
+      fail(Failure {
+        code: "ERR_RENDEZVOUS",
+        message: format!(
+          "memsync '{}' cannot use {}: {err}",
+          replica.name(),
+          rendezvous.dir().display()
+        ),
+      });
     }
+    return;
   }
 }
 
@@ -118,19 +133,17 @@ async fn elect(rendezvous: &Rendezvous, options: Options) -> io::Result<Elected>
   }
 }
 
+/// Serves as host until shutdown. Fails only when it cannot listen (something that is not a
+/// socket sits at the socket path and cannot be removed): the caller reports it, so `start()`
+/// rejects with the reason instead of waiting for a host that never comes.
 async fn serve_as_host(
   replica: &Arc<Replica>,
   lock: HostLock,
   shutdown: &mut watch::Receiver<bool>,
-) {
-  let listener = match lock.bind() {
-    Ok(listener) => listener,
-    Err(err) => {
-      eprintln!("memsync '{}': cannot listen: {err}", replica.name());
-      replica.go_offline();
-      return;
-    }
-  };
+) -> io::Result<()> {
+  let listener = lock
+    .bind()
+    .map_err(|err| io::Error::new(err.kind(), format!("cannot listen: {err}")))?;
   replica.become_host();
   let mut handlers = Vec::new();
   let next_id = AtomicU64::new(1);
@@ -152,6 +165,7 @@ async fn serve_as_host(
   if let Err(err) = lock.release() {
     eprintln!("memsync '{}': {err}", replica.name());
   }
+  Ok(())
 }
 
 async fn accept_clients(
@@ -202,9 +216,9 @@ async fn handle_client(
       origin
     }
     Ok(Ok(Some(Message::Hello { protocol, .. }))) => {
-      let refusal = Message::Refused {
-        reason: format!("protocol {protocol} is not {PROTOCOL_VERSION}"),
-      };
+      let reason = format!("protocol {protocol} is not {PROTOCOL_VERSION}");
+      eprintln!("memsync '{}': refusing a client: {reason}", replica.name());
+      let refusal = Message::Refused { reason };
       let mut frame = Vec::new();
       if crate::protocol::encode(&refusal, &mut frame).is_ok() {
         let mut write_half = write_half;
@@ -212,7 +226,21 @@ async fn handle_client(
       }
       return;
     }
-    _ => return,
+    other => {
+      let why = match other {
+        Ok(Ok(Some(message))) => format!("its first message is {}, not hello", message.kind()),
+        Ok(Err(err)) => err.to_string(),
+        Err(_) => format!("no hello within {HANDSHAKE_TIMEOUT:?}"),
+        // A client that closes before saying anything is no error: it stopped or died while
+        // joining.
+        Ok(Ok(None)) => return,
+      };
+      eprintln!(
+        "memsync '{}': disconnecting a client before its hello: {why}",
+        replica.name()
+      );
+      return;
+    }
   };
   let (sender, receiver) = mpsc::unbounded_channel();
   let Some(welcome) = replica.attach_client(id, sender.clone()) else {
@@ -230,9 +258,11 @@ async fn handle_client(
       }
       Ok(Some(Message::Catchup { entries })) => replica.host_catchup(entries),
       Ok(Some(other)) => {
+        // The kind only: the message may be a whole document.
         eprintln!(
-          "memsync '{}': unexpected message from a client, disconnecting it: {other:?}",
-          replica.name()
+          "memsync '{}': unexpected {} message from a client, disconnecting it",
+          replica.name(),
+          other.kind()
         );
         break;
       }
@@ -254,7 +284,13 @@ async fn handle_client(
 #[derive(Debug, PartialEq, Eq)]
 enum Ended {
   Shutdown,
+  /// The host closed the connection or sent something invalid after welcoming us: elect again
+  /// at once (the failover path).
   HostLost,
+  /// The host did not welcome us (refused, closed, or sent something else), or sent something
+  /// invalid after: try again after a pause that grows while it lasts, since a broken host would
+  /// otherwise be reconnected to thousands of times a second.
+  Failed,
 }
 
 async fn serve_as_client(
@@ -271,25 +307,39 @@ async fn serve_as_client(
   let (sender, receiver) = mpsc::unbounded_channel();
   let writer = tokio::spawn(write_frames(write_half, Some(Arc::new(hello)), receiver));
   let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_message()).await;
-  match welcome {
+  let welcomed = match welcome {
+    // The document is always an object; anything else would replace `data` by a non-object.
     Ok(Ok(Some(Message::Welcome {
       version,
       data,
       applied,
       ..
-    }))) => replica.client_welcome(version, data, applied, sender),
+    })))
+      if data.is_object() =>
+    {
+      replica.client_welcome(version, data, applied, sender);
+      Ok(())
+    }
+    Ok(Ok(Some(Message::Welcome { .. }))) => Err(Some("its welcome holds no object".to_owned())),
     Ok(Ok(Some(Message::Refused { reason }))) => {
-      eprintln!(
-        "memsync '{}': the host refused us: {reason}",
-        replica.name()
-      );
-      writer.abort();
-      return Ended::HostLost;
+      Err(Some(format!("the host refused us: {reason}")))
     }
-    _ => {
-      writer.abort();
-      return Ended::HostLost;
+    Ok(Ok(Some(message))) => Err(Some(format!(
+      "its first message is {}, not welcome",
+      message.kind()
+    ))),
+    Ok(Err(err)) => Err(Some(err.to_string())),
+    // A host that stops while we join closes without a welcome: nothing to report, the next host
+    // will welcome us.
+    Ok(Ok(None)) => Err(None),
+    Err(_) => Err(Some(format!("no welcome within {HANDSHAKE_TIMEOUT:?}"))),
+  };
+  if let Err(why) = welcomed {
+    if let Some(why) = why {
+      eprintln!("memsync '{}': cannot join the host: {why}", replica.name());
     }
+    writer.abort();
+    return Ended::Failed;
   }
   let ended = loop {
     let first = tokio::select! {
@@ -299,10 +349,7 @@ async fn serve_as_client(
     let mut batch = match first {
       Ok(Some(message)) => vec![message],
       Ok(None) => break Ended::HostLost,
-      Err(err) => {
-        report_host_loss(replica, &err);
-        break Ended::HostLost;
-      }
+      Err(err) => break host_loss(replica, &err),
     };
     // Whatever else has already arrived is handled with it: one rebase per burst.
     let mut failed = None;
@@ -318,11 +365,10 @@ async fn serve_as_client(
     }
     if let Err(err) = replica.client_receive(batch) {
       eprintln!("memsync '{}': {err}; reconnecting", replica.name());
-      break Ended::HostLost;
+      break Ended::Failed;
     }
     if let Some(err) = failed {
-      report_host_loss(replica, &err);
-      break Ended::HostLost;
+      break host_loss(replica, &err);
     }
   };
   replica.go_offline();
@@ -331,8 +377,9 @@ async fn serve_as_client(
 }
 
 /// A host that dies resets its connections: that is the failover's ordinary start, not worth a
-/// line on stderr. Anything else is.
-fn report_host_loss(replica: &Replica, err: &ConnectionError) {
+/// line on stderr. Anything else is; bytes that are not a valid frame mean a broken host, which
+/// is retried after a pause rather than at once.
+fn host_loss(replica: &Replica, err: &ConnectionError) -> Ended {
   let reset = matches!(err, ConnectionError::Io(io) if matches!(
     io.kind(),
     io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof
@@ -342,5 +389,9 @@ fn report_host_loss(replica: &Replica, err: &ConnectionError) {
       "memsync '{}': host connection failed: {err}",
       replica.name()
     );
+  }
+  match err {
+    ConnectionError::Protocol(_) => Ended::Failed,
+    _ => Ended::HostLost,
   }
 }

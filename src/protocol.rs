@@ -218,6 +218,22 @@ pub enum Message {
   },
 }
 
+impl Message {
+  /// The message's type as on the wire (`"hello"`, `"patch"`...), for logs: a message may carry
+  /// a whole document, too much to print.
+  pub fn kind(&self) -> &'static str {
+    match self {
+      Message::Hello { .. } => "hello",
+      Message::Welcome { .. } => "welcome",
+      Message::Refused { .. } => "refused",
+      Message::Patch { .. } => "patch",
+      Message::Ordered { .. } => "ordered",
+      Message::Rejected { .. } => "rejected",
+      Message::Catchup { .. } => "catchup",
+    }
+  }
+}
+
 /// Why bytes received are not a valid frame, or a message cannot be sent as one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProtocolError {
