@@ -173,11 +173,11 @@ test('values JSON cannot carry reject with ERR_BAD_VALUE naming the path, and ch
     [{ $set: { x: undefined } }, "'$set.x'"],
     [{ $set: { 'a.b': () => 1 } }, "'$set.a.b'"],
     [{ $set: { x: Symbol('s') } }, "'$set.x'"],
-    [{ $set: { x: 10n } }, 'BigInt'],
+    [{ $set: { x: 10n } }, "BigInt 10n at '$set.x'"],
     [{ $push: { list: { $each: [1, undefined] } } }, "'$push.list.$each.1'"],
     [{ $set: { x: NaN } }, "'$set.x'"],
     [{ $inc: { n: Infinity } }, "'$inc.n'"],
-    [{ $set: { x: cyclic } }, "property 'self' closes the circle"],
+    [{ $set: { x: cyclic } }, "a cycle at '$set.x.a.self'"],
     [{ $set: { x: new Map([[1, 2]]) } }, "'$set.x'"],
     [{ $pull: { list: /^a/ } }, '$regex'],
     [{ $set: { x: new Uint8Array(2) } }, "'$set.x'"]

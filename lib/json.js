@@ -6,7 +6,10 @@
 const { MemErrors, codedError } = require('./errors.js')
 
 // Objects JSON.stringify would turn into `{}` or lose.
-const LOSSY = [Map, Set, WeakMap, WeakSet, RegExp, Promise, ArrayBuffer, SharedArrayBuffer]
+const LOSSY = [Map, Set, WeakMap, WeakSet, RegExp, Promise, ArrayBuffer, SharedArrayBuffer, Error]
+
+/** MongoDB's nesting limit, which the native engine holds every document to (src/patch/path.rs). */
+const MAX_DEPTH = 100
 
 function describe (value) {
   if (value === undefined) return 'undefined'
@@ -14,19 +17,73 @@ function describe (value) {
   if (typeof value === 'function') return 'a function'
   if (typeof value === 'symbol') return 'a symbol'
   if (typeof value === 'bigint') return `the BigInt ${value}n`
-  return `a ${value.constructor?.name ?? 'special object'}`
+  if (typeof value === 'string') return 'a string that is not well-formed UTF-16 (a lone surrogate)'
+  if (value instanceof Date) return 'an invalid Date'
+  if (value instanceof Number) return `a Number object of ${value}`
+  const name = value.constructor?.name ?? 'special object'
+  return `${/^[AEIOU]/.test(name) ? 'an' : 'a'} ${name}`
 }
 
+const where = (keys) => keys.length === 0 ? '' : ` at '${keys.join('.')}'`
+
 function reject (what, keys, value, hint = '') {
-  const where = keys.length === 0 ? '' : ` at '${keys.join('.')}'`
-  throw codedError(MemErrors.ERR_BAD_VALUE, `${what} holds ${describe(value)}${where}, which JSON cannot carry${hint}`)
+  throw codedError(MemErrors.ERR_BAD_VALUE, `${what} holds ${describe(value)}${where(keys)}, which JSON cannot carry${hint}`)
+}
+
+// What made JSON.stringify throw, and where: a BigInt or a cycle. Runs only after it threw, so it
+// may be slow; null when it is neither (a getter or toJSON that throws).
+function locate (value, keys, ancestors) {
+  if (typeof value === 'bigint' || value instanceof BigInt) return `the BigInt ${value}n${where(keys)}`
+  if (value === null || typeof value !== 'object') return null
+  if (ancestors.has(value)) return `a cycle${where(keys)} (a reference to an object that contains it)`
+  ancestors.add(value)
+  try {
+    if (typeof value.toJSON === 'function') return locate(value.toJSON(String(keys.at(-1) ?? '')), keys, ancestors)
+    for (const key of Object.keys(value)) {
+      const found = locate(value[key], [...keys, key], ancestors)
+      if (found !== null) return found
+    }
+    return null
+  } catch {
+    return null
+  } finally {
+    ancestors.delete(value)
+  }
+}
+
+// Objects that are not plain objects or arrays: rejected, or checked as what JSON.stringify makes
+// of them. Returns true when `value` needs no further walk.
+function checkSpecial (value, keys, what, maxDepth) {
+  if (ArrayBuffer.isView(value) || LOSSY.some((type) => value instanceof type)) {
+    reject(what, keys, value, value instanceof RegExp ? ' (use { $regex: "..." })' : '')
+  }
+  if (value instanceof Date) {
+    // JSON.stringify sends an invalid Date as null.
+    if (Number.isNaN(value.getTime())) reject(what, keys, value)
+    return true
+  }
+  // Boxed primitives are sent as their primitive: a Number of NaN as null, a Symbol as {}.
+  if (value instanceof Number) {
+    if (!Number.isFinite(value.valueOf())) reject(what, keys, value)
+    return true
+  }
+  if (value instanceof String || value instanceof Boolean) return true
+  if (value instanceof Symbol) reject(what, keys, Symbol.prototype.valueOf.call(value))
+  // Anything else with toJSON is sent as what toJSON returns (as JSON.stringify does): check that.
+  if (typeof value.toJSON === 'function') {
+    check(value.toJSON(String(keys[keys.length - 1] ?? '')), keys, what, maxDepth)
+    return true
+  }
+  return false
 }
 
 // `keys` is the path walked so far, joined only for an error: building path strings for every
 // value would cost more than the JSON encoding itself on the patch() hot path.
-function check (value, keys, what) {
+function check (value, keys, what, maxDepth) {
   switch (typeof value) {
     case 'string':
+      if (!value.isWellFormed()) reject(what, keys, value)
+      return
     case 'boolean':
       return
     case 'number':
@@ -39,39 +96,45 @@ function check (value, keys, what) {
   }
   if (value === null) return
   const isArray = Array.isArray(value)
-  if (!isArray && Object.getPrototypeOf(value) !== Object.prototype) {
-    if (ArrayBuffer.isView(value) || LOSSY.some((type) => value instanceof type)) {
-      reject(what, keys, value, value instanceof RegExp ? ' (use { $regex: "..." })' : '')
-    }
-    // An object with toJSON (a Date) is sent as what toJSON returns, as JSON.stringify does.
-    if (typeof value.toJSON === 'function') return
+  if (!isArray && Object.getPrototypeOf(value) !== Object.prototype && checkSpecial(value, keys, what, maxDepth)) return
+  if (keys.length >= maxDepth) {
+    throw codedError(MemErrors.ERR_BAD_VALUE, `${what} nests deeper than ${maxDepth} levels at '${keys.slice(0, 5).join('.')}...', more than a document may nest`)
   }
   if (isArray) {
     for (let i = 0; i < value.length; i++) {
       keys.push(i)
-      check(value[i], keys, what)
+      check(value[i], keys, what, maxDepth)
       keys.pop()
     }
   } else {
     for (const key of Object.keys(value)) {
       keys.push(key)
-      check(value[key], keys, what)
+      if (!key.isWellFormed()) {
+        throw codedError(MemErrors.ERR_BAD_VALUE, `${what} has a key that is not well-formed UTF-16 (a lone surrogate) at '${keys.join('.')}', which JSON cannot carry`)
+      }
+      check(value[key], keys, what, maxDepth)
       keys.pop()
     }
   }
 }
 
-/** JSON text of `value`, or an ERR_BAD_VALUE error naming the first path JSON cannot carry. */
-function toJson (value, what) {
+/**
+ * JSON text of `value`, or an ERR_BAD_VALUE error naming the first path JSON cannot carry.
+ * `maxDepth`: how many levels of objects and arrays `value` may nest.
+ */
+function toJson (value, what, maxDepth = MAX_DEPTH) {
   let text
   try {
     // First, so that the walk below never meets a cycle: JSON.stringify throws on those.
     text = JSON.stringify(value)
   } catch (error) {
-    throw codedError(MemErrors.ERR_BAD_VALUE, `${what} cannot be sent as JSON: ${error.message}`)
+    const found = locate(value, [], new Set())
+    throw codedError(MemErrors.ERR_BAD_VALUE, found === null
+      ? `${what} cannot be sent as JSON: ${error.message}`
+      : `${what} holds ${found}, which JSON cannot carry`)
   }
-  check(value, [], what)
+  check(value, [], what, maxDepth)
   return text
 }
 
-module.exports = { toJson }
+module.exports = { toJson, MAX_DEPTH }

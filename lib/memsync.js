@@ -7,21 +7,19 @@ const { EventEmitter } = require('node:events')
 const native = require('../native.js')
 const { applyChanges, getAt, replaceContents, touches } = require('./changes.js')
 const { MemErrors, codedError } = require('./errors.js')
-const { toJson } = require('./json.js')
+const { toJson, MAX_DEPTH } = require('./json.js')
+const { checkEventName, checkListener, checkMethod, checkNestedOptions, checkPath, checkRpc, isPlainObject } = require('./validate.js')
 
 const RESOLVED = Promise.resolve()
 const DEFAULT_TIMEOUT_MS = 15000
-
-function isPlainObject (value) {
-  if (value === null || typeof value !== 'object') return false
-  const proto = Object.getPrototypeOf(value)
-  return proto === Object.prototype || proto === null
-}
+// An update holds its values one level below its operator (`{ $set: { a: value } }`): a value
+// nesting deeper than this could never fit in a document (the engine checks the exact depth).
+const UPDATE_MAX_DEPTH = MAX_DEPTH + 1
 
 function checkOptions (options) {
   if (options === undefined || options === null) return {}
-  if (typeof options !== 'object') {
-    throw codedError(MemErrors.ERR_INVALID_ARG, `options must be an object, not ${typeof options}`)
+  if (!isPlainObject(options)) {
+    throw codedError(MemErrors.ERR_INVALID_ARG, `options must be an object, not ${Array.isArray(options) ? 'an array' : typeof options}`)
   }
   const { timeout } = options
   if (timeout !== undefined && !(typeof timeout === 'number' && timeout > 0 && timeout <= 2 ** 31 - 1)) {
@@ -38,6 +36,7 @@ function checkOptions (options) {
   if (options.clientOnly && options.serverOnly) {
     throw codedError(MemErrors.ERR_INVALID_ARG, 'options.clientOnly and options.serverOnly exclude each other')
   }
+  checkNestedOptions(options)
   return options
 }
 
@@ -47,14 +46,24 @@ function deferred () {
   return { promise, resolve }
 }
 
+function checkListenerArgs (event, listener, method) {
+  checkEventName(event, `${method}(event, listener)`)
+  checkListener(listener, `${method}(event, listener)`)
+}
+
 /** The process-wide event bus of one object (`mem.events`). */
 class EventBus {
   #emitter = new EventEmitter()
 
-  on (event, listener) { this.#emitter.on(event, listener); return this }
-  once (event, listener) { this.#emitter.once(event, listener); return this }
-  off (event, listener) { this.#emitter.off(event, listener); return this }
-  emit (event, ...args) { return this.#emitter.emit(event, ...args) }
+  on (event, listener) { checkListenerArgs(event, listener, 'events.on'); this.#emitter.on(event, listener); return this }
+  once (event, listener) { checkListenerArgs(event, listener, 'events.once'); this.#emitter.once(event, listener); return this }
+  off (event, listener) { checkListenerArgs(event, listener, 'events.off'); this.#emitter.off(event, listener); return this }
+  emit (event, ...args) {
+    checkEventName(event, 'events.emit(event, ...args)')
+    // Event arguments travel as JSON between processes.
+    toJson(args, 'The argument list of the event')
+    return this.#emitter.emit(event, ...args)
+  }
 }
 
 class MemSync {
@@ -104,9 +113,7 @@ class MemSync {
     if (!isPlainObject(data)) {
       throw codedError(MemErrors.ERR_BAD_VALUE, 'The default object of a MemSync must be a plain object')
     }
-    if (rpc !== undefined && !isPlainObject(rpc)) {
-      throw codedError(MemErrors.ERR_INVALID_ARG, 'rpc must be an object of functions')
-    }
+    if (rpc !== undefined) checkRpc(rpc)
     this.name = name
     this.options = checkOptions(options)
     this.#rpc = rpc ?? {}
@@ -177,7 +184,7 @@ class MemSync {
     }
     let events
     try {
-      events = JSON.parse(native.patch(this.#native, toJson(update, 'The update')))
+      events = JSON.parse(native.patch(this.#native, toJson(update, 'The update', UPDATE_MAX_DEPTH)))
     } catch (error) {
       return Promise.reject(error)
     }
@@ -193,7 +200,7 @@ class MemSync {
 
   /** Calls `callback(value)` whenever a patch touches `path`, a parent or a child of it. */
   observe (path, callback) {
-    if (typeof path !== 'string') throw codedError(MemErrors.ERR_INVALID_ARG, 'observe(path, callback): path must be a string')
+    checkPath(path, 'observe(path, callback)')
     if (typeof callback !== 'function') throw codedError(MemErrors.ERR_INVALID_ARG, 'observe(path, callback): callback must be a function')
     this.#observers.push({ path, parts: path === '' ? [] : path.split('.'), callback })
     return this
@@ -201,16 +208,25 @@ class MemSync {
 
   /** Removes `callback`, or every callback, observing `path`. */
   unobserve (path, callback) {
+    checkPath(path, 'unobserve(path, callback)')
+    if (callback !== undefined && typeof callback !== 'function') {
+      throw codedError(MemErrors.ERR_INVALID_ARG, 'unobserve(path, callback): callback must be a function, or omitted to remove every callback of path')
+    }
     this.#observers = this.#observers.filter((o) => o.path !== path || (callback !== undefined && o.callback !== callback))
     return this
   }
 
-  on (event, listener) { this.#emitter.on(event, listener); return this }
-  once (event, listener) { this.#emitter.once(event, listener); return this }
-  off (event, listener) { this.#emitter.off(event, listener); return this }
+  on (event, listener) { checkListenerArgs(event, listener, 'on'); this.#emitter.on(event, listener); return this }
+  once (event, listener) { checkListenerArgs(event, listener, 'once'); this.#emitter.once(event, listener); return this }
+  off (event, listener) { checkListenerArgs(event, listener, 'off'); this.#emitter.off(event, listener); return this }
 
   /** Resolves with the first argument of the next `event`. */
   onceAsync (event) {
+    try {
+      checkEventName(event, 'onceAsync(event)')
+    } catch (error) {
+      return Promise.reject(error)
+    }
     return new Promise((resolve) => this.#emitter.once(event, resolve))
   }
 
@@ -235,6 +251,9 @@ class MemSync {
 
   /** Runs an RPC method registered by a process of this object; resolves to `{ result }`. */
   async call (method, ...args) {
+    checkMethod(method)
+    // RPC arguments travel as JSON between processes.
+    toJson(args, 'The argument list of the call')
     const fn = getAt(this.#rpc, method.split('.'))
     if (typeof fn !== 'function') {
       throw codedError(MemErrors.ERR_RPC_NOT_FOUND, `The handler for "${method}" RPC call was not found`)

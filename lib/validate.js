@@ -1,0 +1,87 @@
+'use strict'
+// Argument checks of the public API that are not about JSON values (lib/json.js does those): a
+// wrong type or shape throws ERR_INVALID_ARG naming the argument, before anything is changed,
+// rather than a TypeError from deep inside or a silent no-op.
+
+const { MemErrors, codedError } = require('./errors.js')
+
+function invalid (message) {
+  return codedError(MemErrors.ERR_INVALID_ARG, message)
+}
+
+function isPlainObject (value) {
+  if (value === null || typeof value !== 'object') return false
+  const proto = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
+function typeOf (value) {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  return typeof value
+}
+
+/** An event name, as EventEmitter takes it: a string or a symbol. */
+function checkEventName (event, call) {
+  if (typeof event !== 'string' && typeof event !== 'symbol') {
+    throw invalid(`${call}: the event name must be a string, not ${typeOf(event)}`)
+  }
+}
+
+function checkListener (listener, call) {
+  if (typeof listener !== 'function') {
+    throw invalid(`${call}: the listener must be a function, not ${typeOf(listener)}`)
+  }
+}
+
+/** A dotted path of `data` ('' is the whole object): no empty component, which nothing could touch. */
+function checkPath (path, call) {
+  if (typeof path !== 'string') throw invalid(`${call}: path must be a string, not ${typeOf(path)}`)
+  if (path !== '' && path.split('.').includes('')) {
+    throw invalid(`${call}: path '${path}' has an empty component`)
+  }
+}
+
+/** A dotted RPC method name. */
+function checkMethod (method) {
+  if (typeof method !== 'string' || method === '' || method.split('.').includes('')) {
+    throw invalid(`call(method, ...args): method must be a dotted name such as 'jobs.add', not ${typeof method === 'string' ? `'${method}'` : typeOf(method)}`)
+  }
+}
+
+/** `rpc`: functions, or tables of them, at any depth. */
+function checkRpc (rpc, path = 'rpc') {
+  if (!isPlainObject(rpc)) throw invalid(`${path} must be an object of functions, not ${typeOf(rpc)}`)
+  for (const [key, value] of Object.entries(rpc)) {
+    if (typeof value !== 'function') checkRpc(value, `${path}.${key}`)
+  }
+}
+
+function checkSection (options, section, fields) {
+  const value = options[section]
+  if (value === undefined) return
+  if (!isPlainObject(value)) throw invalid(`options.${section} must be an object, not ${typeOf(value)}`)
+  for (const [field, valid, expected] of fields) {
+    if (value[field] !== undefined && !valid(value[field])) {
+      throw invalid(`options.${section}.${field} must be ${expected}, not ${JSON.stringify(value[field]) ?? typeOf(value[field])}`)
+    }
+  }
+}
+
+/** memsync 0.5's nested options: `peer.roles`, `network.maxWriters`, `file.path`, `server.port`. */
+function checkNestedOptions (options) {
+  checkSection(options, 'peer', [
+    ['roles', (roles) => Array.isArray(roles) && roles.every((role) => typeof role === 'string'), 'an array of strings']
+  ])
+  checkSection(options, 'network', [
+    ['maxWriters', (n) => Number.isSafeInteger(n) && n > 0, 'a positive integer']
+  ])
+  checkSection(options, 'file', [
+    ['path', (path) => typeof path === 'string' && path !== '', 'a file path']
+  ])
+  checkSection(options, 'server', [
+    ['port', (port) => Number.isInteger(port) && port >= 0 && port <= 65535, 'a port number (0 to 65535)']
+  ])
+}
+
+module.exports = { checkEventName, checkListener, checkMethod, checkNestedOptions, checkPath, checkRpc, isPlainObject }
