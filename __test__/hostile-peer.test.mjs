@@ -169,6 +169,24 @@ test('a host disconnects every peer that sends bad input, says why on stderr, an
   assert.doesNotMatch(hostLog.text, /panicked/)
 })
 
+test('a stopping host does not wait for a connection that has not said hello', { timeout: 20000 }, async (t) => {
+  const dir = rendezvousDir(t)
+  const name = uniqueName('silent')
+  const host = await spawnPeer(t, name, dir, { options: OPTIONS }, 'host')
+  assert.equal((await host.request('start')).role, 'host')
+  const raw = await connectRaw(path.join(dir, `${name}.sock`), t)
+  await raw.send(frame(hello()).subarray(0, 10))
+  // The host accepts in order: once a later client is welcomed, the raw connection has its handler.
+  const client = await spawnPeer(t, name, dir, { options: OPTIONS }, 'client')
+  assert.equal((await client.request('start')).role, 'client')
+  const began = Date.now()
+  await host.request('stop')
+  const took = Date.now() - began
+  // Waiting for the hello would take the whole flush allowance on stop (2 s) or the handshake timeout (5 s).
+  assert.ok(took < 1000, `stop() took ${took} ms`)
+  await withTimeout(raw.closed, 5000, 'the connection is closed')
+})
+
 /**
  * A fake host for `name` in `dir`: holds the lock (so no real peer becomes host) and listens on
  * the socket path, answering each hello with `answer(socket)`. Counts connections.

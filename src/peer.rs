@@ -206,7 +206,11 @@ async fn handle_client(
 ) {
   let (read_half, write_half) = tokio::io::split(stream);
   let mut reader = FrameReader::new(read_half);
-  let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_message()).await;
+  // A stopping host does not wait for a silent connection to say hello.
+  let hello = tokio::select! {
+    hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_message()) => hello,
+    _ = shutdown.wait_for(|stop| *stop) => return,
+  };
   let origin = match hello {
     Ok(Ok(Some(Message::Hello {
       protocol, origin, ..
@@ -306,7 +310,14 @@ async fn serve_as_client(
   }
   let (sender, receiver) = mpsc::unbounded_channel();
   let writer = tokio::spawn(write_frames(write_half, Some(Arc::new(hello)), receiver));
-  let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_message()).await;
+  // `stop()` does not wait for a hung host's welcome.
+  let welcome = tokio::select! {
+    welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_message()) => welcome,
+    _ = shutdown.wait_for(|stop| *stop) => {
+      writer.abort();
+      return Ended::Shutdown;
+    }
+  };
   let welcomed = match welcome {
     // The document is always an object; anything else would replace `data` by a non-object.
     Ok(Ok(Some(Message::Welcome {
