@@ -139,6 +139,9 @@ class MemSync {
       native.start(this.#native, () => this.#drain(), this.options.clientOnly === true, this.options.serverOnly === true)
       return await outcome
     } catch (error) {
+      // This start() is over: stop() must not reject its promise, which nobody awaits when
+      // native.start threw (an unhandled rejection would end the process).
+      this.#starting = null
       await this.stop()
       throw error
     } finally {
