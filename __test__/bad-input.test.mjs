@@ -95,7 +95,7 @@ function badCalls (mem, spy) {
     add(`events.emit of ${what}`, () => mem.events.emit('spy', { value }), { how: 'throws', code: 'ERR_BAD_VALUE', includes: `'0.value${at}'` })
   }
   add('patch $inc by Infinity', () => mem.patch({ $inc: { n: Infinity } }), badValue("'$inc.n'"))
-  add('patch nesting past the JSON check', () => mem.patch({ $set: { v: nested(150) } }), badValue('nests deeper than 101 levels'))
+  add('patch nesting past the JSON check', () => mem.patch({ $set: { v: nested(150) } }), badValue('nests deeper than 102 levels'))
   add('patch nesting past the document limit', () => mem.patch({ $set: { 'a.b': nested(99) } }), badValue("101 levels deep at 'a.b'"))
   for (const [label, update] of [['null', null], ['undefined', undefined], ['an array', [{ $set: { a: 1 } }]],
     ['a string', '{"$set":{"a":1}}'], ['a number', 1], ['a Map', new Map([['$set', { a: 1 }]])],

@@ -12,9 +12,9 @@ const { checkEventName, checkListener, checkMethod, checkNestedOptions, checkPat
 
 const RESOLVED = Promise.resolve()
 const DEFAULT_TIMEOUT_MS = 15000
-// An update holds its values one level below its operator (`{ $set: { a: value } }`): a value
-// nesting deeper than this could never fit in a document (the engine checks the exact depth).
-const UPDATE_MAX_DEPTH = MAX_DEPTH + 1
+// An update holds its values below its operator and field, or `$each` and its array (the
+// engine's MAX_UPDATE_DEPTH, src/patch/mod.rs); the engine also checks the document's exact depth.
+const UPDATE_MAX_DEPTH = MAX_DEPTH + 2
 
 function checkOptions (options) {
   if (options === undefined || options === null) return {}

@@ -76,6 +76,13 @@ pub use path::MAX_DEPTH;
 use op::{Action, Op, Operator};
 use path::field_order;
 
+/// The deepest an update document may nest: a value at [`MAX_DEPTH`] under its operator and field
+/// (`$set`), or under `$each` and its array (`$push`), one level less. Held even for values that
+/// are never written (`$setOnInsert`, `$pull` conditions): an update travels again inside deeper
+/// frames (a client's catch-up after a failover), which must stay within the 128 levels a JSON
+/// decoder accepts.
+pub const MAX_UPDATE_DEPTH: usize = MAX_DEPTH + 2;
+
 /// The most nulls one path may add to an array (MongoDB's backfill limit).
 const MAX_PADDING: usize = 1_500_000;
 
@@ -112,6 +119,13 @@ impl Update {
   /// Parses and validates an update document; needs no document, so errors here are about the
   /// update alone (syntax, arguments, paths, conflicts).
   pub fn parse(update: &Value) -> Result<Update, PatchError> {
+    let levels = depth(update);
+    if levels > MAX_UPDATE_DEPTH {
+      return Err(PatchError::new(
+        ErrorKind::BadValue,
+        format!("The update nests {levels} levels deep, more than the {MAX_UPDATE_DEPTH} levels an update may nest"),
+      ));
+    }
     let ops = op::parse_update(update)?;
     let sorted = ops
       .windows(2)

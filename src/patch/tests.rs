@@ -725,7 +725,7 @@ fn no_update_nests_the_document_deeper_than_the_limit() {
     json!({ "$setOnInsert": { "z": 1 }, "$max": { "m": nested(MAX_DEPTH) } }),
     json!({ "$min": { "m": nested(MAX_DEPTH) } }),
     json!({ "$push": { "list": nested(MAX_DEPTH - 1) } }),
-    json!({ "$push": { "new": { "$each": [1, nested(MAX_DEPTH - 1)] } } }),
+    json!({ "$push": { "n.new": { "$each": [1, nested(MAX_DEPTH - 2)] } } }),
     json!({ "$addToSet": { "list": nested(MAX_DEPTH - 1) } }),
     json!({ "$rename": { "a": "c.d" } }),
   ] {
@@ -751,6 +751,33 @@ fn no_update_nests_the_document_deeper_than_the_limit() {
   .is_ok());
   assert!(apply(&mut doc, &json!({ "$rename": { "a": "c" } }), &ctx).is_ok());
   assert_eq!(depth(&doc), MAX_DEPTH);
+}
+
+/// Values an update carries but never writes count too: the update itself travels between
+/// processes, inside frames that must stay decodable.
+#[test]
+fn no_update_nests_deeper_than_an_update_may() {
+  let ctx = Context { now_ms: NOW_MS };
+  let mut doc = json!({ "list": [] });
+  assert_eq!(
+    depth(&json!({ "$set": { "a": nested(MAX_DEPTH - 1) } })),
+    MAX_UPDATE_DEPTH - 1
+  );
+  let widest = json!({ "$push": { "list": { "$each": [nested(MAX_DEPTH - 2)] } } });
+  assert_eq!(depth(&widest), MAX_UPDATE_DEPTH);
+  assert!(
+    apply(&mut doc, &widest, &ctx).is_ok(),
+    "an update at the limit that fits the document"
+  );
+  for update in [
+    json!({ "$setOnInsert": { "a": nested(MAX_DEPTH + 1) } }),
+    json!({ "$pull": { "list": { "$in": [nested(MAX_DEPTH - 1)] } } }),
+    json!({ "$set": { "a": nested(MAX_DEPTH + 1) } }),
+  ] {
+    let err = Update::parse(&update).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BadValue);
+    assert!(err.message.contains("103 levels deep"), "{err}");
+  }
 }
 
 #[test]
