@@ -97,6 +97,9 @@ function badCalls (mem, spy) {
   add('patch $inc by Infinity', () => mem.patch({ $inc: { n: Infinity } }), badValue("'$inc.n'"))
   add('patch nesting past the JSON check', () => mem.patch({ $set: { v: nested(150) } }), badValue('nests deeper than 102 levels'))
   add('patch nesting past the document limit', () => mem.patch({ $set: { 'a.b': nested(99) } }), badValue("101 levels deep at 'a.b'"))
+  // Its ordered frame could not be sent: other processes would never receive it.
+  add('patch of more than 16 MiB', () => mem.patch({ $set: { big: 'x'.repeat(16 * 1024 * 1024) } }), badValue('more than the 16777216 it may'))
+  add('patch of more than 16 MiB in UTF-8 only', () => mem.patch({ $set: { big: 'é'.repeat(9 * 1024 * 1024) } }), badValue('more than the 16777216 it may'))
   for (const [label, update] of [['null', null], ['undefined', undefined], ['an array', [{ $set: { a: 1 } }]],
     ['a string', '{"$set":{"a":1}}'], ['a number', 1], ['a Map', new Map([['$set', { a: 1 }]])],
     ['a class instance', new (class Update { $set = { a: 1 } })()], ['a function', () => ({ $set: { a: 1 } })]]) {

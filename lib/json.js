@@ -120,9 +120,10 @@ function check (value, keys, what, maxDepth) {
 
 /**
  * JSON text of `value`, or an ERR_BAD_VALUE error naming the first path JSON cannot carry.
- * `maxDepth`: how many levels of objects and arrays `value` may nest.
+ * `maxDepth`: how many levels of objects and arrays `value` may nest; `maxBytes`: how long its
+ * UTF-8 text may be.
  */
-function toJson (value, what, maxDepth = MAX_DEPTH) {
+function toJson (value, what, maxDepth = MAX_DEPTH, maxBytes = Infinity) {
   let text
   try {
     // First, so that the walk below never meets a cycle: JSON.stringify throws on those.
@@ -134,6 +135,10 @@ function toJson (value, what, maxDepth = MAX_DEPTH) {
       : `${what} holds ${found}, which JSON cannot carry`)
   }
   check(value, [], what, maxDepth)
+  // A character takes at most 3 bytes: most texts need no count.
+  if (text.length * 3 > maxBytes && Buffer.byteLength(text) > maxBytes) {
+    throw codedError(MemErrors.ERR_BAD_VALUE, `${what} takes ${Buffer.byteLength(text)} bytes as JSON, more than the ${maxBytes} it may`)
+  }
   return text
 }
 

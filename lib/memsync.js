@@ -15,6 +15,10 @@ const DEFAULT_TIMEOUT_MS = 15000
 // An update holds its values below its operator and field, or `$each` and its array (the
 // engine's MAX_UPDATE_DEPTH, src/patch/mod.rs); the engine also checks the document's exact depth.
 const UPDATE_MAX_DEPTH = MAX_DEPTH + 2
+// A quarter of a frame (64 MiB, src/protocol.rs): the ordered patch carries the update and its
+// changes, which may be as large. A larger frame could not be sent, and other processes would
+// never receive the patch.
+const UPDATE_MAX_BYTES = 16 * 1024 * 1024
 
 function checkOptions (options) {
   if (options === undefined || options === null) return {}
@@ -187,7 +191,7 @@ class MemSync {
     }
     let events
     try {
-      events = JSON.parse(native.patch(this.#native, toJson(update, 'The update', UPDATE_MAX_DEPTH)))
+      events = JSON.parse(native.patch(this.#native, toJson(update, 'The update', UPDATE_MAX_DEPTH, UPDATE_MAX_BYTES)))
     } catch (error) {
       return Promise.reject(error)
     }
