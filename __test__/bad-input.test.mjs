@@ -219,6 +219,7 @@ test('the constructor rejects bad names, default objects, rpc tables and options
     ['zero writers', { network: { maxWriters: 0 } }, 'options.network.maxWriters'],
     ['fractional writers', { network: { maxWriters: 1.5 } }, 'options.network.maxWriters'],
     ['a string writer count', { network: { maxWriters: '2' } }, 'options.network.maxWriters'],
+    ['a BigInt writer count', { network: { maxWriters: 2n } }, 'options.network.maxWriters must be a positive integer, not bigint'],
     ['a string file', { file: './x.json' }, 'options.file must be an object'],
     ['a numeric file path', { file: { path: 5 } }, 'options.file.path'],
     ['an empty file path', { file: { path: '' } }, 'options.file.path'],

@@ -21,6 +21,15 @@ function typeOf (value) {
   return typeof value
 }
 
+/** `value` for a message: JSON when it has some, else its type. */
+function shown (value) {
+  try {
+    return JSON.stringify(value) ?? typeOf(value)
+  } catch {
+    return typeOf(value)
+  }
+}
+
 /** An event name, as EventEmitter takes it: a string or a symbol. */
 function checkEventName (event, call) {
   if (typeof event !== 'string' && typeof event !== 'symbol') {
@@ -63,7 +72,7 @@ function checkSection (options, section, fields) {
   if (!isPlainObject(value)) throw invalid(`options.${section} must be an object, not ${typeOf(value)}`)
   for (const [field, valid, expected] of fields) {
     if (value[field] !== undefined && !valid(value[field])) {
-      throw invalid(`options.${section}.${field} must be ${expected}, not ${JSON.stringify(value[field]) ?? typeOf(value[field])}`)
+      throw invalid(`options.${section}.${field} must be ${expected}, not ${shown(value[field])}`)
     }
   }
 }
