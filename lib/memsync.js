@@ -86,6 +86,12 @@ class MemSync {
    * applied queues its own behind them instead of overtaking them. */
   #queue = []
   #handling = false
+  /** Whether a flush of the frames queued by patch() is scheduled for the end of this task. */
+  #flushScheduled = false
+  #flush = () => {
+    this.#flushScheduled = false
+    native.flush(this.#native)
+  }
 
   constructor (nameOrConfig, defaultObject, options) {
     let name = nameOrConfig
@@ -115,6 +121,7 @@ class MemSync {
     // A copy, not the caller's object: the replica and `data` must start identical.
     this.data = JSON.parse(text)
     this.connection = this.#connected.promise
+    this.#trackReceivedListeners()
     if (this.options.logEvents) this.#logEvents()
   }
 
@@ -187,6 +194,11 @@ class MemSync {
     const [, seq, version, changes] = own
     own.push(update)
     const accepted = changes !== null && version === 0 ? this.#waitForOrder(seq) : RESOLVED
+    // Other processes get the patch at the end of this task: a loop of patches is one write.
+    if (changes !== null && !this.#flushScheduled) {
+      this.#flushScheduled = true
+      queueMicrotask(this.#flush)
+    }
     this.#handle(events)
     return accepted
   }
@@ -364,6 +376,23 @@ class MemSync {
         this.#reportError(error)
       }
     }
+  }
+
+  // The replica builds the record of every patch ordered elsewhere only while someone listens.
+  #trackReceivedListeners () {
+    const wanted = () => this.#emitter.listenerCount('receivedPatches') + this.#emitter.listenerCount('change') > 0
+    let wants = false
+    const update = (next) => {
+      if (next === wants) return
+      wants = next
+      native.setWantsReceived(this.#native, next)
+    }
+    this.#emitter.on('newListener', (event) => {
+      if (event === 'receivedPatches' || event === 'change') update(true)
+    })
+    this.#emitter.on('removeListener', (event) => {
+      if (event === 'receivedPatches' || event === 'change') update(wanted())
+    })
   }
 
   // memsync 0.5's `logEvents`: every instance event on the console.
