@@ -38,10 +38,16 @@ use crate::protocol::{self, Clock, Hlc, LogEntry, Message, RawJson, PROTOCOL_VER
 const MAX_NAME_LEN: usize = 100;
 /// Ordered entries a client keeps to hand to a new host that missed them after a failover.
 const LOG_LEN: usize = 4096;
+/// Update bytes the log keeps at most, whatever the number of entries: the entries a new host
+/// may miss are the last few in flight, and large updates must not pin memory.
+const LOG_BYTES: usize = 8 * 1024 * 1024;
 /// Paths whose last write time is remembered for the stale-write check, before old ones go.
 const MAX_WRITE_TIMES: usize = 100_000;
 /// Write times younger than this survive the trimming of [`MAX_WRITE_TIMES`].
 const WRITE_TIME_WINDOW_MS: u64 = 60_000;
+/// Bytes of document events queued for a JS thread that does not drain them (a stuck event
+/// loop) before they are replaced by one snapshot taken when it drains again.
+const MAX_EVENT_BACKLOG: usize = 16 * 1024 * 1024;
 
 /// What this instance is in its network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +94,11 @@ struct Inner {
   last_received: Option<(RawJson, Arc<Update>)>,
   /// JSON texts of events for the JS side, in the order they happened here.
   events: Vec<String>,
+  /// Bytes of the document events (changes, snapshots) in `events`.
+  backlog: usize,
+  /// The document events were dropped for the backlog: the next drain starts with a snapshot,
+  /// and no document event is queued until then.
+  resync: bool,
   /// Whether JS listens to `receivedPatches`/`change`, which need the update of every patch
   /// ordered elsewhere; otherwise those records are neither built nor parsed.
   wants_received: bool,
@@ -102,6 +113,8 @@ struct History {
   /// For each origin, the highest sequence number ordered: what a snapshot already contains.
   applied: HashMap<u64, u64>,
   log: VecDeque<LogEntry>,
+  /// Bytes of the updates in `log`.
+  log_bytes: usize,
   /// Host only: when each path was last written, for the stale-write check.
   write_times: BTreeMap<String, Hlc>,
   /// Host only: the connection of each client.
@@ -166,6 +179,7 @@ impl Replica {
           version: 0,
           applied: HashMap::new(),
           log: VecDeque::new(),
+          log_bytes: 0,
           write_times: BTreeMap::new(),
           clients: Vec::new(),
           broadcast: Vec::new(),
@@ -173,6 +187,8 @@ impl Replica {
         last_update: ParsedUpdate::parse("{}")?,
         last_received: None,
         events: Vec::new(),
+        backlog: 0,
+        resync: false,
         wants_received: false,
         to_host: None,
       }),
@@ -230,6 +246,7 @@ impl Replica {
     let now = now_ms();
     let mut guard = self.inner.lock();
     let inner = &mut *guard;
+    inner.resync_events();
     if inner.last_update.text.get() != update_text {
       inner.last_update = ParsedUpdate::parse(update_text)?;
     }
@@ -284,7 +301,9 @@ impl Replica {
   /// The queued events as a JSON array.
   pub fn drain(&self) -> String {
     self.woken.store(false, Ordering::Release);
-    self.inner.lock().drain_with("")
+    let mut inner = self.inner.lock();
+    inner.resync_events();
+    inner.drain_with("")
   }
 
   /// Becomes host: orders the pending patches, in order, and starts ordering every patch.
@@ -428,7 +447,7 @@ impl Replica {
     if !all.is_empty() || !received.is_empty() {
       let version = inner.history.version;
       let event = changes_event(version, all, &format!("[{}]", received.join(",")));
-      inner.push_event(event);
+      inner.push_document_event(event);
     }
     inner.history.publish(true);
     drop(guard);
@@ -487,14 +506,15 @@ impl Replica {
     inner.history.version = version;
     inner.history.applied = applied;
     inner.history.log.clear();
+    inner.history.log_bytes = 0;
     inner.role = Role::Client;
     // JS gets the text as it arrived: no second serialization of a large document.
-    inner.push_event(format!(r#"["r",{version},{}]"#, data.get()));
+    inner.push_document_event(format!(r#"["r",{version},{}]"#, data.get()));
     drop(data);
     let mut redone = Vec::new();
     inner.redo_pending(&mut redone);
     if !redone.is_empty() {
-      inner.push_event(changes_event(version, redone, "[]"));
+      inner.push_document_event(changes_event(version, redone, "[]"));
     }
     for event in events {
       inner.push_event(event);
@@ -587,7 +607,7 @@ impl Replica {
     if !all.is_empty() || !received.is_empty() {
       let version = inner.history.version;
       let event = changes_event(version, all, &format!("[{}]", received.join(",")));
-      inner.push_event(event);
+      inner.push_document_event(event);
     }
     for event in settled {
       inner.push_event(event);
@@ -609,6 +629,33 @@ impl Replica {
 impl Inner {
   fn push_event(&mut self, event: String) {
     self.events.push(event);
+  }
+
+  /// After dropped document events: queues the snapshot that replaces them, first. Called before
+  /// anything changes the document, so the snapshot holds exactly what the dropped events did.
+  fn resync_events(&mut self) {
+    if std::mem::take(&mut self.resync) {
+      let snapshot = format!(r#"["r",{},{}]"#, self.history.version, json(&self.data));
+      self.events.insert(0, snapshot);
+    }
+  }
+
+  /// Queues a change or snapshot event. Past [`MAX_EVENT_BACKLOG`] bytes (JS is not draining),
+  /// they are all dropped for a snapshot at the next drain, so a stuck event loop costs memory
+  /// bounded by the document, not by the traffic.
+  fn push_document_event(&mut self, event: String) {
+    if self.resync {
+      return;
+    }
+    self.backlog += event.len();
+    self.events.push(event);
+    if self.backlog > MAX_EVENT_BACKLOG {
+      self
+        .events
+        .retain(|event| !(event.starts_with(r#"["c","#) || event.starts_with(r#"["r","#)));
+      self.backlog = 0;
+      self.resync = true;
+    }
   }
 
   /// Host: orders one client patch, adding its changes to `all` and its record to `received`
@@ -722,6 +769,7 @@ impl Inner {
   fn drain_with(&mut self, last: &str) -> String {
     let mut out = String::with_capacity(2 + last.len());
     out.push('[');
+    self.backlog = 0;
     for event in self.events.drain(..) {
       out.push_str(&event);
       out.push(',');
@@ -832,8 +880,11 @@ impl History {
   fn record(&mut self, version: u64, origin: u64, seq: u64, hlc: Hlc, update: RawJson) {
     self.version = version;
     self.mark_ordered(origin, seq);
-    if self.log.len() == LOG_LEN {
-      self.log.pop_front();
+    self.log_bytes += update.get().len();
+    while self.log.len() >= LOG_LEN || (self.log_bytes > LOG_BYTES && !self.log.is_empty()) {
+      if let Some(oldest) = self.log.pop_front() {
+        self.log_bytes -= oldest.update.get().len();
+      }
     }
     self.log.push_back(LogEntry {
       version,
@@ -1274,5 +1325,43 @@ mod tests {
       .unwrap();
     assert_eq!(data(&new_host), json!({ "list": ["c1"] }));
     assert_eq!(snapshot(&new_host), snapshot(&network.client));
+  }
+
+  #[test]
+  fn events_js_does_not_drain_are_replaced_by_one_snapshot() {
+    let mut network = Network::new(json!({ "n": 0 }));
+    network.client.drain();
+    for n in 0..20 {
+      // A different megabyte each time: setting an equal value changes nothing.
+      let big = char::from(b'a' + n as u8).to_string().repeat(1024 * 1024);
+      let update = json!({ "$set": { "big": big, "n": n } }).to_string();
+      network.host.patch(&update).unwrap();
+      network.host.flush();
+      network.deliver_to_client();
+    }
+    let queued: usize = network
+      .client
+      .inner
+      .lock()
+      .events
+      .iter()
+      .map(String::len)
+      .sum();
+    assert!(queued < MAX_EVENT_BACKLOG, "{queued} bytes queued");
+    let events = network.client.patch(r#"{"$inc":{"n":100}}"#).unwrap();
+    let events: Vec<Value> = serde_json::from_str(&events).unwrap();
+    // The snapshot is taken before the patch applies: JS applies the patch once, on top of it.
+    let kinds: Vec<&Value> = events.iter().map(|event| &event[0]).collect();
+    assert_eq!(events[0][0], "r", "{kinds:?}");
+    assert_eq!(events[0][2]["n"], json!(19));
+    assert_eq!(events.last().unwrap()[0], "o");
+    assert!(
+      !events.iter().any(|event| event[0] == "c"),
+      "the changes were dropped"
+    );
+    network.deliver_to_host();
+    network.deliver_to_client();
+    network.assert_converged();
+    assert_eq!(data(&network.client)["n"], json!(119));
   }
 }
