@@ -82,6 +82,8 @@ class MemSync {
   #starting = null
   /** The promises of own patches the host has not ordered yet, by sequence number. */
   #waiting = new Map()
+  /** The timer that rejects waiting patches past their deadline, while any wait. */
+  #expiry = null
   /** Events to apply to `data`, in order; a patch() made by an observer while they are being
    * applied queues its own behind them instead of overtaking them. */
   #queue = []
@@ -266,20 +268,33 @@ class MemSync {
   #waitForOrder (seq) {
     return new Promise((resolve, reject) => {
       const timeoutMs = this.options.timeout ?? DEFAULT_TIMEOUT_MS
-      // Unref'd: a pending patch alone must not keep a stopped instance's process alive.
-      const timer = setTimeout(() => {
-        this.#waiting.delete(seq)
-        reject(codedError(MemErrors.ERR_TIMEOUT, `The host of '${this.name}' did not accept the patch within ${timeoutMs} ms; it stays queued`))
-      }, timeoutMs).unref()
-      this.#waiting.set(seq, { resolve, reject, timer })
+      this.#waiting.set(seq, { resolve, reject, deadline: performance.now() + timeoutMs })
+      if (this.#expiry === null) this.#armExpiry(timeoutMs)
     })
+  }
+
+  // One timer for every waiting patch rather than one each: they share the timeout, so the Map's
+  // insertion order is deadline order and the first entry is the next to expire.
+  #armExpiry (ms) {
+    // Unref'd: a pending patch alone must not keep a stopped instance's process alive.
+    this.#expiry = setTimeout(() => {
+      this.#expiry = null
+      const now = performance.now()
+      for (const [seq, waiter] of this.#waiting) {
+        if (waiter.deadline > now) {
+          this.#armExpiry(waiter.deadline - now)
+          return
+        }
+        const timeoutMs = this.options.timeout ?? DEFAULT_TIMEOUT_MS
+        this.#settle(seq, codedError(MemErrors.ERR_TIMEOUT, `The host of '${this.name}' did not accept the patch within ${timeoutMs} ms; it stays queued`))
+      }
+    }, ms).unref()
   }
 
   #settle (seq, error) {
     const waiter = this.#waiting.get(seq)
     if (waiter === undefined) return
     this.#waiting.delete(seq)
-    clearTimeout(waiter.timer)
     if (error === undefined) waiter.resolve()
     else waiter.reject(error)
   }
