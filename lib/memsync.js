@@ -193,11 +193,11 @@ class MemSync {
     // The last event is this patch's; events that arrived from the network come before it, as the
     // replica applied them first.
     const own = events[events.length - 1]
-    const [, seq, version, changes] = own
-    own.push(update)
+    const [, seq, version, changes, queued] = own
+    own[4] = update
     const accepted = changes !== null && version === 0 ? this.#waitForOrder(seq) : RESOLVED
     // Other processes get the patch at the end of this task: a loop of patches is one write.
-    if (changes !== null && !this.#flushScheduled) {
+    if (queued === 1 && !this.#flushScheduled) {
       this.#flushScheduled = true
       queueMicrotask(this.#flush)
     }

@@ -240,7 +240,7 @@ impl Replica {
   }
 
   /// Applies an update given as JSON text and returns the queued events as a JSON array, the last
-  /// one `["o", seq, version, changes]` for this patch (`version` 0: not ordered yet; `changes`
+  /// one `["o", seq, version, changes, queued]` for this patch (`version` 0: not ordered yet; `changes`
   /// null: nothing changed). On error the document is exactly as it was.
   pub fn patch(&self, update_text: &str) -> Result<String> {
     let now = now_ms();
@@ -252,7 +252,7 @@ impl Replica {
     }
     let update = &inner.last_update.update;
     if update.is_empty() {
-      return Ok(inner.drain_with(r#"["o",0,0,null]"#));
+      return Ok(inner.drain_with(r#"["o",0,0,null,0]"#));
     }
     let hlc = inner.clock.now(now);
     let context = Context {
@@ -262,27 +262,29 @@ impl Replica {
     let own = if inner.role == Role::Host {
       let changes = update.apply(&mut inner.data, &context)?;
       if changes.is_empty() {
-        r#"["o",0,0,null]"#.to_owned()
+        r#"["o",0,0,null,0]"#.to_owned()
       } else {
         inner.next_seq += 1;
         let text = &inner.last_update.text;
         let version = inner
           .history
           .order(self.origin, seq, hlc, text, update, &changes);
+        let queued = !inner.history.clients.is_empty();
         inner.history.publish(false);
-        own_event(seq, version, &changes)
+        own_event(seq, version, &changes, queued)
       }
     } else {
       let (changes, undo) = update.apply_with_undo(&mut inner.data, &context)?;
       if changes.is_empty() {
-        r#"["o",0,0,null]"#.to_owned()
+        r#"["o",0,0,null,0]"#.to_owned()
       } else {
         inner.next_seq += 1;
         let update_text = inner.last_update.text.clone();
-        if let Some(to_host) = &inner.to_host {
-          to_host.queue(&encode(&patch_message(seq, hlc, &update_text)));
-        }
-        let event = own_event(seq, 0, &changes);
+        let queued = inner
+          .to_host
+          .as_ref()
+          .is_some_and(|to_host| to_host.queue(&encode(&patch_message(seq, hlc, &update_text))));
+        let event = own_event(seq, 0, &changes, queued);
         inner.pending.push_back(Pending {
           seq,
           hlc,
@@ -972,8 +974,10 @@ fn json(value: &impl Serialize) -> String {
   serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
-fn own_event(seq: u64, version: u64, changes: &[Change]) -> String {
-  json(&("o", seq, version, changes))
+/// `["o", seq, version, changes, queued]`: `queued` (0 or 1) says whether frames for other
+/// processes wait for JS to flush.
+fn own_event(seq: u64, version: u64, changes: &[Change], queued: bool) -> String {
+  json(&("o", seq, version, changes, u8::from(queued)))
 }
 
 fn ack_event(seq: u64, version: u64) -> String {
@@ -1148,10 +1152,10 @@ mod tests {
     let replica = Replica::new("a", json!({ "n": 1 }), HOST).unwrap();
     replica.become_host();
     assert_eq!(replica.drain(), r#"[["role","host"]]"#);
-    assert_eq!(replica.patch("{}").unwrap(), r#"[["o",0,0,null]]"#);
+    assert_eq!(replica.patch("{}").unwrap(), r#"[["o",0,0,null,0]]"#);
     assert_eq!(
       replica.patch(r#"{"$inc":{"n":2}}"#).unwrap(),
-      r#"[["o",1,1,[["s",["n"],3]]]]"#
+      r#"[["o",1,1,[["s",["n"],3]],0]]"#
     );
     assert_eq!(snapshot(&replica), r#"[1,{"n":3}]"#);
   }
@@ -1169,7 +1173,7 @@ mod tests {
     let replica = Replica::new("a", json!({ "n": 0 }), HOST).unwrap();
     assert_eq!(
       replica.patch(r#"{"$inc":{"n":1}}"#).unwrap(),
-      r#"[["o",1,0,[["s",["n"],1]]]]"#
+      r#"[["o",1,0,[["s",["n"],1]],0]]"#
     );
     assert_eq!(replica.version(), 0);
     replica.become_host();
