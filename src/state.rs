@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -80,6 +80,8 @@ pub struct Replica {
   waker: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
   /// Whether a wake-up is already on its way, so a burst of events costs one.
   woken: AtomicBool,
+  /// Signalled when a joining replica holds the host's snapshot (`Inner::joining` turns false).
+  joined: Condvar,
 }
 
 struct Inner {
@@ -104,6 +106,8 @@ struct Inner {
   wants_received: bool,
   /// Client only: the connection to the host.
   to_host: Option<Arc<Outbox>>,
+  /// JS already has the host's snapshot but the replica is still parsing it.
+  joining: bool,
 }
 
 /// What the order has produced so far; apart from `data` so that ordering can borrow it while
@@ -191,9 +195,11 @@ impl Replica {
         resync: false,
         wants_received: false,
         to_host: None,
+        joining: false,
       }),
       waker: Mutex::new(None),
       woken: AtomicBool::new(false),
+      joined: Condvar::new(),
     })
   }
 
@@ -245,6 +251,9 @@ impl Replica {
   pub fn patch(&self, update_text: &str) -> Result<String> {
     let now = now_ms();
     let mut guard = self.inner.lock();
+    while guard.joining {
+      self.joined.wait(&mut guard);
+    }
     let inner = &mut *guard;
     inner.resync_events();
     if inner.last_update.text.get() != update_text {
@@ -481,12 +490,25 @@ impl Replica {
     applied: Vec<(u64, u64)>,
     to_host: Arc<Outbox>,
   ) -> std::result::Result<(), String> {
-    let parsed: Value = serde_json::from_str(data.get()).map_err(|err| err.to_string())?;
-    if !parsed.is_object() {
-      return Err(format!("the host's data is {}", type_name(&parsed)));
+    if !data.get().trim_start().starts_with('{') {
+      return Err("the host's data is not an object".to_owned());
     }
+    // JS gets the snapshot's text first and parses it while this thread parses it too: a join
+    // costs one parse, not two in a row. Until the replica holds it, `patch()` waits.
+    {
+      let mut inner = self.inner.lock();
+      inner.drop_document_events();
+      inner.push_document_event(format!(r#"["r",{version},{}]"#, data.get()));
+      inner.joining = true;
+    }
+    self.wake();
+    let parsed = serde_json::from_str::<Value>(data.get());
+    drop(data);
     let mut guard = self.inner.lock();
     let inner = &mut *guard;
+    inner.joining = false;
+    self.joined.notify_all();
+    let parsed = parsed.map_err(|err| err.to_string())?;
     let applied: HashMap<u64, u64> = applied.into_iter().collect();
     let covered = |origin: u64, seq: u64| applied.get(&origin).is_some_and(|&done| done >= seq);
     let missed: Vec<LogEntry> = inner
@@ -510,9 +532,6 @@ impl Replica {
     inner.history.log.clear();
     inner.history.log_bytes = 0;
     inner.role = Role::Client;
-    // JS gets the text as it arrived: no second serialization of a large document.
-    inner.push_document_event(format!(r#"["r",{version},{}]"#, data.get()));
-    drop(data);
     let mut redone = Vec::new();
     inner.redo_pending(&mut redone);
     if !redone.is_empty() {
@@ -652,12 +671,18 @@ impl Inner {
     self.backlog += event.len();
     self.events.push(event);
     if self.backlog > MAX_EVENT_BACKLOG {
-      self
-        .events
-        .retain(|event| !(event.starts_with(r#"["c","#) || event.starts_with(r#"["r","#)));
-      self.backlog = 0;
+      self.drop_document_events();
       self.resync = true;
     }
+  }
+
+  /// Drops the queued changes and snapshots (a snapshot supersedes them).
+  fn drop_document_events(&mut self) {
+    self
+      .events
+      .retain(|event| !(event.starts_with(r#"["c","#) || event.starts_with(r#"["r","#)));
+    self.backlog = 0;
+    self.resync = false;
   }
 
   /// Host: orders one client patch, adding its changes to `all` and its record to `received`
