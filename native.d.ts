@@ -38,6 +38,12 @@ export declare function flush(instance: ExternalObject<Instance>): void
  */
 export declare function patch(instance: ExternalObject<Instance>, updateJson: string): string
 
+/**
+ * Whether a host of this instance's name accepts connections (memsync 0.5's `hasPeers()` for an
+ * instance that is not connected).
+ */
+export declare function probe(instance: ExternalObject<Instance>): Promise<boolean>
+
 /** Releases the waker of a stopped instance (the JS side calls it once `stop()` resolved). */
 export declare function release(instance: ExternalObject<Instance>): void
 

@@ -839,6 +839,7 @@ module.exports.createInstance = nativeBinding.createInstance
 module.exports.drain = nativeBinding.drain
 module.exports.flush = nativeBinding.flush
 module.exports.patch = nativeBinding.patch
+module.exports.probe = nativeBinding.probe
 module.exports.release = nativeBinding.release
 module.exports.setRef = nativeBinding.setRef
 module.exports.setWantsReceived = nativeBinding.setWantsReceived

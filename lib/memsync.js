@@ -247,6 +247,17 @@ class MemSync {
     return { connection: this.#role, host: null }
   }
 
+  /**
+   * Whether another instance of this name is live: for a host, whether clients are connected; for
+   * a client, true; otherwise, whether a host accepts connections.
+   */
+  async hasPeers () {
+    const { role, connections } = JSON.parse(native.status(this.#native))
+    if (role === 'host') return connections > 0
+    if (role === 'client') return true
+    return native.probe(this.#native)
+  }
+
   /** Runs an RPC method registered by a process of this object; resolves to `{ result }`. */
   async call (method, ...args) {
     const fn = getAt(this.#rpc, method.split('.'))

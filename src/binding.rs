@@ -213,6 +213,24 @@ pub fn stop<'env>(env: &'env Env, instance: &External<Instance>) -> Result<Promi
     .map_err(from_napi_error)
 }
 
+/// Whether a host of this instance's name accepts connections (memsync 0.5's `hasPeers()` for an
+/// instance that is not connected).
+#[napi(ts_return_type = "Promise<boolean>")]
+pub fn probe<'env>(
+  env: &'env Env,
+  instance: &External<Instance>,
+) -> Result<PromiseRaw<'env, bool>> {
+  let rendezvous = Rendezvous::new(instance.dir.clone(), instance.replica.name());
+  env
+    .spawn_future(async move {
+      Ok(match rendezvous {
+        Ok(rendezvous) => rendezvous.connect().await.is_ok(),
+        Err(_) => false,
+      })
+    })
+    .map_err(from_napi_error)
+}
+
 /// Releases the waker of a stopped instance (the JS side calls it once `stop()` resolved).
 #[napi]
 pub fn release(instance: &External<Instance>) {
