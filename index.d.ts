@@ -272,6 +272,11 @@ export declare class MemSync<
     | { connection: 'host'; host: { time: number }; clients: Array<{ time: number } | { error: string }> }
     | { connection: 'client' | null; host: { time: number } | null }
   >
+  /**
+   * Whether another instance of this name is live: for a host, whether clients are connected; for
+   * a client, true; for an instance that is not connected, whether a host accepts connections.
+   */
+  hasPeers(): Promise<boolean>
   /** Runs an RPC method registered by a process of this object. */
   call<M extends RpcMethod<TRpc>>(
     method: M,

@@ -26,17 +26,32 @@ export declare function createInstance(name: string, dataJson: string, dir?: str
 export declare function drain(instance: ExternalObject<Instance>): string
 
 /**
+ * Sends what `patch()` queued for other processes; JS calls it once per task, so a loop of
+ * patches costs one write.
+ */
+export declare function flush(instance: ExternalObject<Instance>): void
+
+/**
  * Applies the update given as JSON text. Returns the events queued for JS as a JSON array, the
  * last one for this patch. Throws with the engine's `code` and leaves the document untouched on
  * error.
  */
 export declare function patch(instance: ExternalObject<Instance>, updateJson: string): string
 
+/**
+ * Whether a host of this instance's name accepts connections (memsync 0.5's `hasPeers()` for an
+ * instance that is not connected).
+ */
+export declare function probe(instance: ExternalObject<Instance>): Promise<boolean>
+
 /** Releases the waker of a stopped instance (the JS side calls it once `stop()` resolved). */
 export declare function release(instance: ExternalObject<Instance>): void
 
 /** Like `ref()`/`unref()` on `net.Server`: whether a started instance keeps the process alive. */
 export declare function setRef(instance: ExternalObject<Instance>, referenced: boolean): void
+
+/** Whether JS listens to `receivedPatches` or `change`, which need every received patch's update. */
+export declare function setWantsReceived(instance: ExternalObject<Instance>, wanted: boolean): void
 
 /**
  * Joins the network of the instance's name in the background; the outcome arrives as an event.

@@ -118,6 +118,19 @@ pub fn patch(instance: &External<Instance>, update_json: String) -> Result<Strin
   instance.replica.patch(&update_json).map_err(into_js_error)
 }
 
+/// Sends what `patch()` queued for other processes; JS calls it once per task, so a loop of
+/// patches costs one write.
+#[napi]
+pub fn flush(instance: &External<Instance>) {
+  instance.replica.flush();
+}
+
+/// Whether JS listens to `receivedPatches` or `change`, which need every received patch's update.
+#[napi]
+pub fn set_wants_received(instance: &External<Instance>, wanted: bool) {
+  instance.replica.set_wants_received(wanted);
+}
+
 /// The events that arrived from the network, as a JSON array.
 #[napi]
 pub fn drain(instance: &External<Instance>) -> String {
@@ -200,6 +213,24 @@ pub fn stop<'env>(env: &'env Env, instance: &External<Instance>) -> Result<Promi
     .map_err(from_napi_error)
 }
 
+/// Whether a host of this instance's name accepts connections (memsync 0.5's `hasPeers()` for an
+/// instance that is not connected).
+#[napi(ts_return_type = "Promise<boolean>")]
+pub fn probe<'env>(
+  env: &'env Env,
+  instance: &External<Instance>,
+) -> Result<PromiseRaw<'env, bool>> {
+  let rendezvous = Rendezvous::new(instance.dir.clone(), instance.replica.name());
+  env
+    .spawn_future(async move {
+      Ok(match rendezvous {
+        Ok(rendezvous) => rendezvous.connect().await.is_ok(),
+        Err(_) => false,
+      })
+    })
+    .map_err(from_napi_error)
+}
+
 /// Releases the waker of a stopped instance (the JS side calls it once `stop()` resolved).
 #[napi]
 pub fn release(instance: &External<Instance>) {
@@ -237,4 +268,18 @@ fn set_waker_ref(waker: &mut Waker, env: &Env, referenced: bool) -> Result<()> {
     waker.unref(env)
   };
   outcome.map_err(from_napi_error)
+}
+
+/// One worker thread per process: the work per patch is a few microseconds, and on small
+/// machines a second worker mostly adds thread wake-ups (work stealing) between the socket
+/// tasks of one instance.
+#[napi_derive::module_init]
+fn init() {
+  if let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
+    .worker_threads(1)
+    .enable_all()
+    .build()
+  {
+    napi::bindgen_prelude::create_custom_tokio_runtime(runtime);
+  }
 }

@@ -13,12 +13,11 @@ use std::time::Duration;
 
 use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::traits::tokio::Listener as _;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::connection::{write_frames, ConnectionError, FrameReader};
-use crate::protocol::{Message, PROTOCOL_VERSION};
+use crate::connection::{write_outbox, ConnectionError, DirectWrite, FrameReader, Outbox, Shared};
+use crate::protocol::{Message, MAX_FRAME, PROTOCOL_VERSION};
 use crate::rendezvous::{HostLock, Rendezvous};
 use crate::state::Replica;
 
@@ -28,6 +27,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_millis(20);
 /// How long a stopping host waits for its clients' queued frames to go out.
 const FLUSH_ON_STOP: Duration = Duration::from_secs(2);
+/// Bytes a host queues for a client that does not read (a stuck event loop) before it drops the
+/// connection; the client resyncs from a snapshot when it reconnects. A snapshot alone may be
+/// bigger, up to a frame's limit.
+const CLIENT_BACKLOG: usize = MAX_FRAME / 2;
 /// The first pause before connecting again to a host that did not welcome us or sent something
 /// invalid, doubled up to [`MAX_FAILED_BACKOFF`] while it keeps failing: without it, a host that
 /// answers the hello with garbage is reconnected to thousands of times a second.
@@ -204,92 +207,131 @@ async fn handle_client(
   id: u64,
   mut shutdown: watch::Receiver<bool>,
 ) {
-  let (read_half, write_half) = tokio::io::split(stream);
-  let mut reader = FrameReader::new(read_half);
+  let stream = Arc::new(stream);
+  let mut reader = FrameReader::new(Shared(stream.clone()));
+  let outbox = Outbox::new(direct_write(&stream), CLIENT_BACKLOG);
+  let mut writer = tokio::spawn(write_outbox(Shared(stream), outbox.clone()));
   // A stopping host does not wait for a silent connection to say hello.
   let hello = tokio::select! {
-    hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_message()) => hello,
-    _ = shutdown.wait_for(|stop| *stop) => return,
+    hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_message()) => Some(hello),
+    _ = shutdown.wait_for(|stop| *stop) => None,
   };
   let origin = match hello {
-    Ok(Ok(Some(Message::Hello {
+    Some(Ok(Ok(Some(Message::Hello {
       protocol, origin, ..
-    })))
+    }))))
       if protocol == PROTOCOL_VERSION =>
     {
-      origin
+      Some(origin)
     }
-    Ok(Ok(Some(Message::Hello { protocol, .. }))) => {
+    Some(Ok(Ok(Some(Message::Hello { protocol, .. })))) => {
       let reason = format!("protocol {protocol} is not {PROTOCOL_VERSION}");
       eprintln!("memsync '{}': refusing a client: {reason}", replica.name());
-      let refusal = Message::Refused { reason };
-      let mut frame = Vec::new();
-      if crate::protocol::encode(&refusal, &mut frame).is_ok() {
-        let mut write_half = write_half;
-        let _ = write_half.write_all(&frame).await;
-      }
-      return;
+      outbox.send(&encoded(&Message::Refused { reason }));
+      None
     }
-    other => {
+    // A client that closes before saying anything is no error: it stopped or died while
+    // joining; nor is a host that stops.
+    Some(Ok(Ok(None))) | None => None,
+    Some(other) => {
       let why = match other {
         Ok(Ok(Some(message))) => format!("its first message is {}, not hello", message.kind()),
         Ok(Err(err)) => err.to_string(),
-        Err(_) => format!("no hello within {HANDSHAKE_TIMEOUT:?}"),
-        // A client that closes before saying anything is no error: it stopped or died while
-        // joining.
-        Ok(Ok(None)) => return,
+        _ => format!("no hello within {HANDSHAKE_TIMEOUT:?}"),
       };
       eprintln!(
         "memsync '{}': disconnecting a client before its hello: {why}",
         replica.name()
       );
-      return;
+      None
     }
   };
-  let (sender, receiver) = mpsc::unbounded_channel();
-  let Some(welcome) = replica.attach_client(id, sender.clone()) else {
+  let Some(origin) = origin.filter(|_| replica.attach_client(id, outbox.clone())) else {
+    outbox.close();
+    let _ = writer.await;
     return;
   };
-  let writer = tokio::spawn(write_frames(write_half, Some(welcome), receiver));
   loop {
-    let message = tokio::select! {
+    let first = tokio::select! {
       message = reader.read_message() => message,
       _ = shutdown.wait_for(|stop| *stop) => break,
+      // The writer gave up: the client stopped reading, or its connection failed.
+      _ = &mut writer => break,
     };
-    match message {
-      Ok(Some(Message::Patch { seq, hlc, update })) => {
-        replica.host_patch(origin, seq, hlc, update, &sender)
-      }
-      Ok(Some(Message::Catchup { entries })) => replica.host_catchup(entries),
-      Ok(Some(other)) => {
-        // The kind only: the message may be a whole document.
-        eprintln!(
-          "memsync '{}': unexpected {} message from a client, disconnecting it",
-          replica.name(),
-          other.kind()
-        );
-        break;
-      }
+    let (batch, failed) = match first {
+      Ok(Some(message)) => burst(&mut reader, message),
       Ok(None) => break,
-      Err(err) => {
-        eprintln!(
-          "memsync '{}': client connection failed: {err}",
-          replica.name()
-        );
-        break;
-      }
+      Err(err) => (Vec::new(), Some(err)),
+    };
+    if let Err(unexpected) = replica.host_receive(origin, batch, &outbox) {
+      // The kind only: the message may be a whole document.
+      eprintln!(
+        "memsync '{}': unexpected {} message from a client, disconnecting it",
+        replica.name(),
+        unexpected.kind()
+      );
+      break;
+    }
+    if let Some(err) = failed {
+      eprintln!(
+        "memsync '{}': client connection failed: {err}",
+        replica.name()
+      );
+      break;
     }
   }
   replica.detach_client(id);
-  drop(sender);
-  let _ = writer.await;
+  outbox.close();
+  if !writer.is_finished() {
+    let _ = writer.await;
+  }
+}
+
+/// `first` and every message that already arrived behind it, handled as one batch; and the
+/// error that ended the burst, if one did.
+fn burst<R>(reader: &mut FrameReader<R>, first: Message) -> (Vec<Message>, Option<ConnectionError>)
+where
+  R: tokio::io::AsyncRead + Unpin,
+{
+  let mut batch = vec![first];
+  loop {
+    match reader.buffered_message() {
+      Ok(Some(message)) => batch.push(message),
+      Ok(None) => return (batch, None),
+      Err(err) => return (batch, Some(err)),
+    }
+  }
+}
+
+/// Writing to the socket from whichever thread flushes, without waiting (Unix domain sockets):
+/// through a second descriptor of the same socket, which shares its non-blocking mode.
+#[cfg(unix)]
+fn direct_write(stream: &Stream) -> Option<DirectWrite> {
+  use std::io::Write;
+  use std::os::fd::AsFd;
+  let Stream::UdSocket(socket) = stream;
+  let socket = std::os::unix::net::UnixStream::from(socket.as_fd().try_clone_to_owned().ok()?);
+  Some(Box::new(move |bytes: &[u8]| (&socket).write(bytes)))
+}
+
+/// Named pipes are written by the writer task only.
+#[cfg(not(unix))]
+fn direct_write(_: &Stream) -> Option<DirectWrite> {
+  None
+}
+
+fn encoded(message: &Message) -> Vec<u8> {
+  let mut frame = Vec::new();
+  // Only a message over MAX_FRAME fails to encode; handshake messages are small.
+  let _ = crate::protocol::encode(message, &mut frame);
+  frame
 }
 
 #[derive(Debug, PartialEq, Eq)]
 enum Ended {
   Shutdown,
-  /// The host closed the connection or sent something invalid after welcoming us: elect again
-  /// at once (the failover path).
+  /// The host closed the connection after welcoming us: elect again at once (the failover
+  /// path).
   HostLost,
   /// The host did not welcome us (refused, closed, or sent something else), or sent something
   /// invalid after: try again after a pause that grows while it lasts, since a broken host would
@@ -302,14 +344,12 @@ async fn serve_as_client(
   stream: Stream,
   shutdown: &mut watch::Receiver<bool>,
 ) -> Ended {
-  let (read_half, write_half) = tokio::io::split(stream);
-  let mut reader = FrameReader::new(read_half);
-  let mut hello = Vec::new();
-  if crate::protocol::encode(&replica.hello(), &mut hello).is_err() {
-    return Ended::HostLost;
-  }
-  let (sender, receiver) = mpsc::unbounded_channel();
-  let writer = tokio::spawn(write_frames(write_half, Some(Arc::new(hello)), receiver));
+  let stream = Arc::new(stream);
+  let mut reader = FrameReader::new(Shared(stream.clone()));
+  // The host reads whatever we send: a client's own backlog is bounded by its pending patches.
+  let outbox = Outbox::new(direct_write(&stream), usize::MAX);
+  let writer = tokio::spawn(write_outbox(Shared(stream), outbox.clone()));
+  outbox.send(&encoded(&replica.hello()));
   // `stop()` does not wait for a hung host's welcome.
   let welcome = tokio::select! {
     welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_message()) => welcome,
@@ -319,19 +359,14 @@ async fn serve_as_client(
     }
   };
   let welcomed = match welcome {
-    // The document is always an object; anything else would replace `data` by a non-object.
     Ok(Ok(Some(Message::Welcome {
       version,
       data,
       applied,
       ..
-    })))
-      if data.is_object() =>
-    {
-      replica.client_welcome(version, data, applied, sender);
-      Ok(())
-    }
-    Ok(Ok(Some(Message::Welcome { .. }))) => Err(Some("its welcome holds no object".to_owned())),
+    }))) => replica
+      .client_welcome(version, data, applied, outbox.clone())
+      .map_err(|err| Some(format!("the host's welcome is unusable: {err}"))),
     Ok(Ok(Some(Message::Refused { reason }))) => {
       Err(Some(format!("the host refused us: {reason}")))
     }
@@ -357,23 +392,12 @@ async fn serve_as_client(
       message = reader.read_message() => message,
       _ = shutdown.wait_for(|stop| *stop) => break Ended::Shutdown,
     };
-    let mut batch = match first {
-      Ok(Some(message)) => vec![message],
+    let (batch, failed) = match first {
+      Ok(Some(message)) => burst(&mut reader, message),
       Ok(None) => break Ended::HostLost,
-      Err(err) => break host_loss(replica, &err),
+      Err(err) => (Vec::new(), Some(err)),
     };
     // Whatever else has already arrived is handled with it: one rebase per burst.
-    let mut failed = None;
-    loop {
-      match reader.buffered_message() {
-        Ok(Some(message)) => batch.push(message),
-        Ok(None) => break,
-        Err(err) => {
-          failed = Some(err);
-          break;
-        }
-      }
-    }
     if let Err(err) = replica.client_receive(batch) {
       eprintln!("memsync '{}': {err}; reconnecting", replica.name());
       break Ended::Failed;

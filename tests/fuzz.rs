@@ -9,14 +9,17 @@
 //! `MEMSYNC_FUZZ_SCALE` for a longer run. Failures proptest finds are kept in
 //! `tests/fuzz.proptest-regressions` and replayed first.
 
+use std::sync::{Arc, Mutex};
+
+use memsync::connection::Outbox;
 use memsync::patch::{apply, apply_changes, depth, Change, Context, Update, MAX_DEPTH};
-use memsync::protocol::{decode, encode, Hlc, LogEntry, Message, ProtocolError, MAX_FRAME};
-use memsync::state::Frame;
+use memsync::protocol::{
+  decode, encode, Hlc, LogEntry, Message, ProtocolError, RawJson, MAX_FRAME,
+};
 use memsync::Replica;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 /// Every code the engine may reject an update with.
 const ENGINE_CODES: [&str; 11] = [
@@ -40,6 +43,11 @@ fn cases(base: u32) -> ProptestConfig {
     .and_then(|scale| scale.parse::<u32>().ok())
     .unwrap_or(1);
   ProptestConfig::with_cases(base.saturating_mul(scale))
+}
+
+/// `value` as the raw JSON the wire carries.
+fn raw(value: &Value) -> RawJson {
+  RawJson::to(value).expect("a Value is JSON")
 }
 
 // ---- generators ----
@@ -273,7 +281,7 @@ fn log_entry() -> impl Strategy<Value = LogEntry> {
       origin,
       seq,
       hlc,
-      update,
+      update: raw(&update),
     },
   )
 }
@@ -322,19 +330,23 @@ fn message() -> impl Strategy<Value = Message> {
         protocol: 1,
         host_pid: 1,
         version,
-        data,
+        data: raw(&data),
         applied
       }),
     ".*".prop_map(|reason| Message::Refused { reason }),
-    (0u64..6, hlc(), update()).prop_map(|(seq, hlc, update)| Message::Patch { seq, hlc, update }),
+    (0u64..6, hlc(), update()).prop_map(|(seq, hlc, update)| Message::Patch {
+      seq,
+      hlc,
+      update: raw(&update)
+    }),
     (any::<u64>(), 0u64..4, 0u64..6, hlc(), update(), changes()).prop_map(
       |(version, origin, seq, hlc, update, changes)| Message::Ordered {
         version,
         origin,
         seq,
         hlc,
-        update,
-        changes
+        update: raw(&update),
+        changes: raw(&changes)
       }
     ),
     (0u64..6, ".*", ".*").prop_map(|(seq, code, message)| Message::Rejected { seq, code, message }),
@@ -415,20 +427,38 @@ fn decode_all(bytes: &[u8]) -> (Vec<Message>, Result<(), ProtocolError>) {
   }
 }
 
-fn frames(receiver: &mut UnboundedReceiver<Frame>) -> Vec<Message> {
-  let mut messages = Vec::new();
-  while let Ok(frame) = receiver.try_recv() {
-    let (decoded, result) = decode_all(&frame);
-    assert_eq!(result, Ok(()), "a frame the replica sent does not decode");
-    assert_eq!(decoded.len(), 1, "one message per frame: {decoded:?}");
-    messages.extend(decoded);
-  }
+/// An outbox whose bytes land in a buffer the test reads, instead of a socket.
+fn capture() -> (Arc<Outbox>, Arc<Mutex<Vec<u8>>>) {
+  let bytes = Arc::new(Mutex::new(Vec::new()));
+  let sink = bytes.clone();
+  let outbox = Outbox::new(
+    Some(Box::new(move |chunk: &[u8]| {
+      sink.lock().unwrap().extend_from_slice(chunk);
+      Ok(chunk.len())
+    })),
+    usize::MAX,
+  );
+  (outbox, bytes)
+}
+
+/// The messages written to a captured outbox since the last call; every byte must be a whole
+/// frame that decodes.
+fn frames(bytes: &Mutex<Vec<u8>>) -> Vec<Message> {
+  let bytes = std::mem::take(&mut *bytes.lock().unwrap());
+  let (messages, result) = decode_all(&bytes);
+  assert_eq!(result, Ok(()), "a frame the replica sent does not decode");
+  let length: usize = messages.iter().map(|message| framed(message).len()).sum();
+  assert_eq!(length, bytes.len(), "whole frames only");
   messages
+}
+
+fn parsed(json: &RawJson) -> Value {
+  serde_json::from_str(json.get()).expect("raw JSON parses")
 }
 
 fn welcome_data(message: &Message) -> Value {
   match message {
-    Message::Welcome { data, .. } => data.clone(),
+    Message::Welcome { data, .. } => parsed(data),
     other => panic!("expected a welcome, got {other:?}"),
   }
 }
@@ -436,14 +466,14 @@ fn welcome_data(message: &Message) -> Value {
 /// The document a host holds, read as a joining client would: from its welcome, which must
 /// decode.
 fn host_data(host: &Replica) -> Value {
-  let (sender, _receiver) = unbounded_channel();
-  let welcome = host
-    .attach_client(u64::MAX, sender)
-    .expect("a host welcomes");
+  let (outbox, bytes) = capture();
+  assert!(
+    host.attach_client(u64::MAX, outbox.clone()),
+    "a host welcomes"
+  );
+  outbox.flush();
   host.detach_client(u64::MAX);
-  let (decoded, result) = decode_all(&welcome);
-  assert_eq!(result, Ok(()), "the welcome does not decode");
-  welcome_data(&decoded[0])
+  welcome_data(&frames(&bytes)[0])
 }
 
 /// What the host emits and what a replica of the same start makes of it.
@@ -568,7 +598,7 @@ proptest! {
     doc in document(),
     messages in prop::collection::vec(
       prop_oneof![
-        3 => (0u64..3, 0u64..6, hlc(), update()).prop_map(|(origin, seq, hlc, update)| (origin, Message::Patch { seq, hlc, update })),
+        3 => (0u64..3, 0u64..6, hlc(), update()).prop_map(|(origin, seq, hlc, update)| (origin, Message::Patch { seq, hlc, update: raw(&update) })),
         1 => prop::collection::vec(log_entry(), 0..3).prop_map(|entries| (0, Message::Catchup { entries })),
       ],
       1..12,
@@ -577,18 +607,16 @@ proptest! {
   ) {
     let host = Replica::new("fuzz", doc.clone(), 99).unwrap();
     host.become_host();
-    let (to_client, mut from_host) = unbounded_channel();
-    let welcome = host.attach_client(1, to_client).unwrap();
-    let mut replica = welcome_data(&decode_all(&welcome).0[0]);
+    let (to_client, from_host) = capture();
+    prop_assert!(host.attach_client(1, to_client.clone()));
+    to_client.flush();
+    let mut welcomed = frames(&from_host).into_iter();
+    let mut replica = welcome_data(&welcomed.next().unwrap());
     prop_assert_eq!(&replica, &doc);
-    let (reply, mut replies) = unbounded_channel();
+    let (reply, replies) = capture();
     let mut events = String::from("[]");
     for (i, (origin, message)) in messages.into_iter().enumerate() {
-      match message {
-        Message::Patch { seq, hlc, update } => host.host_patch(origin, seq, hlc, update, &reply),
-        Message::Catchup { entries } => host.host_catchup(entries),
-        _ => unreachable!("only client messages are generated"),
-      }
+      prop_assert!(host.host_receive(origin, vec![message], &reply).is_ok());
       // The host's own patches, interleaved.
       if let Some(update) = own.get(i) {
         let text = serde_json::to_string(update).unwrap();
@@ -596,14 +624,15 @@ proptest! {
           events = drained;
         }
       }
-      for message in frames(&mut from_host) {
+      host.flush();
+      for message in frames(&from_host) {
         let Message::Ordered { changes, .. } = message else {
           panic!("a client receives ordered patches only: {message:?}");
         };
-        let changes: Vec<Change> = serde_json::from_value(changes).unwrap();
+        let changes: Vec<Change> = serde_json::from_str(changes.get()).unwrap();
         prop_assert_eq!(apply_changes(&mut replica, &changes), Ok(()));
       }
-      for message in frames(&mut replies) {
+      for message in frames(&replies) {
         let Message::Rejected { code, .. } = message else {
           panic!("the sender receives rejections only: {message:?}");
         };
@@ -627,16 +656,17 @@ proptest! {
     for update in &own {
       let _ = client.patch(&serde_json::to_string(update).unwrap());
     }
-    let (to_host, mut sent) = unbounded_channel();
-    client.client_welcome(7, data, applied, to_host);
+    let (to_host, sent) = capture();
+    let _ = client.client_welcome(7, raw(&data), applied, to_host);
     for batch in batches {
       let _ = client.client_receive(batch);
       for update in &own {
         let _ = client.patch(&serde_json::to_string(update).unwrap());
       }
     }
+    client.flush();
     // What it sends the host decodes too.
-    for message in frames(&mut sent) {
+    for message in frames(&sent) {
       prop_assert!(matches!(message, Message::Patch { .. } | Message::Catchup { .. }), "{:?}", message);
     }
     serde_json::from_str::<Value>(&client.drain()).unwrap();
