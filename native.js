@@ -836,8 +836,11 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.createInstance = nativeBinding.createInstance
+module.exports.defaultDir = nativeBinding.defaultDir
 module.exports.drain = nativeBinding.drain
+module.exports.flush = nativeBinding.flush
 module.exports.patch = nativeBinding.patch
+module.exports.queryHost = nativeBinding.queryHost
 module.exports.release = nativeBinding.release
 module.exports.setRef = nativeBinding.setRef
 module.exports.start = nativeBinding.start
