@@ -336,7 +336,8 @@ async function watch (ctx, name, dotted) {
     if (!stopping) process.stderr.write(`memsync watch: lost the host of '${name}'; waiting for the next one\n`)
   })
   mem.on('connected', () => {
-    // After a change of host: the object as the new host has it.
+    // After a change of host: the object as the new host has it (with a path: if the value moved).
+    if (dotted !== undefined) return showValue()
     setImmediate(() => {
       printing = printing.then(showSnapshot)
     })
