@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::state::{now_ms, Replica};
 
 /// How long after a change the host saves: one save covers the changes of that window.
-pub const DEBOUNCE: Duration = Duration::from_millis(100);
+const DEBOUNCE: Duration = Duration::from_millis(100);
 /// The pause between attempts while saving fails (a full disk, a removed directory).
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -421,5 +421,73 @@ mod tests {
     assert!(stored.is_current(&path));
     saved(&path, &json!({}), 2);
     assert!(!stored.is_current(&path));
+  }
+
+  /// A host replica and its saver task, driven by a flush channel and a shutdown switch.
+  struct Host {
+    replica: Arc<Replica>,
+    flusher: mpsc::UnboundedSender<Flush>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+  }
+
+  impl Host {
+    fn new(path: &Path) -> Host {
+      let replica = Arc::new(Replica::new("s", json!({ "n": 0 }), 1).unwrap());
+      replica.become_host();
+      let (flusher, flushes) = mpsc::unbounded_channel();
+      let (stop, stopped) = watch::channel(false);
+      let saver = Saver::new(replica.clone(), path.to_owned(), Some(0), flushes);
+      let task = tokio::spawn(saver.run(stopped));
+      Host {
+        replica,
+        flusher,
+        stop,
+        task,
+      }
+    }
+
+    async fn flush(&self) -> std::result::Result<(), String> {
+      let (done, outcome) = oneshot::channel();
+      self.flusher.send(done).unwrap();
+      outcome.await.unwrap()
+    }
+  }
+
+  #[tokio::test]
+  async fn the_saver_writes_on_flush_and_a_last_time_when_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.json");
+    let host = Host::new(&path);
+    host.replica.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+    assert_eq!(host.flush().await, Ok(()));
+    let stored = load(&path).unwrap().unwrap();
+    assert_eq!((stored.data, stored.version), (json!({ "n": 1 }), 1));
+    for _ in 0..3 {
+      host.replica.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+    }
+    host.stop.send(true).unwrap();
+    host.task.await.unwrap();
+    let stored = load(&path).unwrap().unwrap();
+    assert_eq!((stored.data, stored.version), (json!({ "n": 4 }), 4));
+  }
+
+  #[tokio::test]
+  async fn a_failing_save_is_reported_once_and_to_every_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::new(&dir.path().join("missing").join("s.json"));
+    host.replica.drain();
+    for _ in 0..2 {
+      let err = host.flush().await.unwrap_err();
+      assert!(err.contains("memsync 's' cannot save"), "{err}");
+    }
+    let events = host.replica.drain();
+    assert_eq!(
+      events.matches(r#"["error","ERR_STORAGE""#).count(),
+      1,
+      "{events}"
+    );
+    host.stop.send(true).unwrap();
+    host.task.await.unwrap();
   }
 }
