@@ -29,10 +29,10 @@ export declare function defaultDir(): string
 export declare function drain(instance: ExternalObject<Instance>): string
 
 /**
- * Saves the object to its file now if this instance is host, and resolves once it is written
- * (elsewhere the host saves). Resolves with an outcome (see `outcome`).
+ * Sends what `patch()` queued for other processes; JS calls it once per task, so a loop of
+ * patches costs one write.
  */
-export declare function flush(instance: ExternalObject<Instance>): Promise<string>
+export declare function flush(instance: ExternalObject<Instance>): void
 
 /** What an instance does while it is host, besides ordering patches. */
 export interface HostServices {
@@ -60,8 +60,17 @@ export declare function queryHost(dir: string | undefined | null, name: string):
 /** Releases the waker of a stopped instance (the JS side calls it once `stop()` resolved). */
 export declare function release(instance: ExternalObject<Instance>): void
 
+/**
+ * Saves the object to its file now if this instance is host, and resolves once it is written
+ * (elsewhere the host saves): `flush()` in JS. Resolves with an outcome (see `outcome`).
+ */
+export declare function save(instance: ExternalObject<Instance>): Promise<string>
+
 /** Like `ref()`/`unref()` on `net.Server`: whether a started instance keeps the process alive. */
 export declare function setRef(instance: ExternalObject<Instance>, referenced: boolean): void
+
+/** Whether JS listens to `receivedPatches` or `change`, which need every received patch's update. */
+export declare function setWantsReceived(instance: ExternalObject<Instance>, wanted: boolean): void
 
 /**
  * Joins the network of the instance's name in the background; the outcome arrives as an event.

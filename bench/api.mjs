@@ -6,10 +6,11 @@ import { sampleAsync, summarize } from './measure.mjs'
 const require = createRequire(import.meta.url)
 const { MemSync } = require('../index.js')
 
-export async function benchApi ({ quick }) {
+/** `dir`: the run's private rendezvous directory. */
+export async function benchApi ({ quick, dir }) {
   const samples = quick ? 5 : 15
   const iterations = quick ? 5000 : 20000
-  const mem = new MemSync(`bench-api-${process.pid}`, { n: 0, x: 1, user: { name: 'a', age: 1 } })
+  const mem = new MemSync(`bench-api-${process.pid}`, { n: 0, x: 1, user: { name: 'a', age: 1 } }, { dir })
   await mem.start()
   const plain = { n: 0, x: 1, user: { name: 'a', age: 1 } }
 
@@ -20,6 +21,7 @@ export async function benchApi ({ quick }) {
   rows[rows.length - 1].mingo = await sampleAsync(async () => mingoUpdate(plain, inc), { samples, iterations })
   rows.push({ id: 'patch_set', label: "await mem.patch({$set:{'user.name':'b'}})", memsync: await sampleAsync(() => mem.patch(set), { samples, iterations }) })
   rows[rows.length - 1].mingo = await sampleAsync(async () => mingoUpdate(plain, set), { samples, iterations })
+  rows.push(await pushOntoLargeArray(dir, { samples, iterations }))
 
   // Reads: `mem.data.x` exactly as user code writes it, against a plain object, each in its own
   // loop (a shared loop would make its property access polymorphic and favour whichever ran
@@ -46,6 +48,27 @@ export async function benchApi ({ quick }) {
   const memory = await memoryOverPatches(mem, quick ? 200000 : 1000000)
   await mem.stop()
   return { rows, memory }
+}
+
+// $push onto a 100,000-element array, in an instance of its own (the array grows by every
+// call, and the memory measure below should not carry it). mingo copies the array on every
+// update, about 1,000 times slower, so it gets fewer iterations.
+async function pushOntoLargeArray (dir, { samples, iterations }) {
+  const items = () => Array.from({ length: 100000 }, (_, i) => ({ id: i }))
+  const mem = new MemSync(`bench-api-push-${process.pid}`, { items: items() }, { dir })
+  await mem.start()
+  const plain = { items: items() }
+  const push = { $push: { items: { id: 1, tag: 'new' } } }
+  try {
+    return {
+      id: 'patch_push_100k',
+      label: 'await mem.patch({$push:{items:x}}), 100,000 items',
+      memsync: await sampleAsync(() => mem.patch(push), { samples, iterations }),
+      mingo: await sampleAsync(async () => mingoUpdate(plain, push), { samples, iterations: Math.ceil(iterations / 500) })
+    }
+  } finally {
+    await mem.stop()
+  }
 }
 
 // Memory after N patches, against memory after the first tenth of them: flat means nothing keeps

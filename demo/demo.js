@@ -59,12 +59,14 @@ async function main () {
 
   // The command line follows who hosts, live.
   const watch = spawn(process.execPath, [bin, 'watch', name, 'host', '--dir', rendezvous], { stdio: ['ignore', 'pipe', 'inherit'] })
+  process.on('exit', () => watch.kill())
   watch.stdout.setEncoding('utf8')
   watch.stdout.on('data', (lines) => {
     for (const line of lines.trim().split('\n')) console.log(`  [memsync watch ${name} host] ${line}`)
   })
 
-  const watcher = new MemSync(name, {}, { dir: rendezvous })
+  // An observer only: a host must be a worker, which saves the file and serves HTTP.
+  const watcher = new MemSync(name, {}, { dir: rendezvous, clientOnly: true })
   console.log(`watcher joins as ${await watcher.start()}`)
   let shown = 0
   watcher.observe('done', (done) => {

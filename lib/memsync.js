@@ -109,10 +109,18 @@ class MemSync {
   #starting = null
   /** The promises of own patches the host has not ordered yet, by sequence number. */
   #waiting = new Map()
+  /** The timer that rejects waiting patches past their deadline, while any wait. */
+  #expiry = null
   /** Events to apply to `data`, in order; a patch() made by an observer while they are being
    * applied queues its own behind them instead of overtaking them. */
   #queue = []
   #handling = false
+  /** Whether a flush of the frames queued by patch() is scheduled for the end of this task. */
+  #flushScheduled = false
+  #flush = () => {
+    this.#flushScheduled = false
+    native.flush(this.#native)
+  }
 
   constructor (nameOrConfig, defaultObject, options) {
     let name = nameOrConfig
@@ -142,6 +150,7 @@ class MemSync {
     // A copy, not the caller's object: the replica and `data` must start identical.
     this.data = JSON.parse(text)
     this.connection = this.#connected.promise
+    this.#trackReceivedListeners()
     if (this.options.logEvents) this.#logEvents()
   }
 
@@ -214,6 +223,11 @@ class MemSync {
     const [, seq, version, changes] = own
     own.push(update)
     const accepted = changes !== null && version === 0 ? this.#waitForOrder(seq) : RESOLVED
+    // Other processes get the patch at the end of this task: a loop of patches is one write.
+    if (changes !== null && !this.#flushScheduled) {
+      this.#flushScheduled = true
+      queueMicrotask(this.#flush)
+    }
     this.#handle(events)
     return accepted
   }
@@ -273,7 +287,7 @@ class MemSync {
   /** Saves the object to `options.file.path` now if this instance is host (elsewhere, the host saves). */
   async flush () {
     if (this.options.file?.path === undefined) throw codedError(MemErrors.ERR_NO_STORAGE, 'Storage not defined')
-    settle(await native.flush(this.#native))
+    settle(await native.save(this.#native))
   }
 
   /** Accepted for memsync 0.5 compatibility; options are fixed at construction. */
@@ -282,20 +296,33 @@ class MemSync {
   #waitForOrder (seq) {
     return new Promise((resolve, reject) => {
       const timeoutMs = this.options.timeout ?? DEFAULT_TIMEOUT_MS
-      // Unref'd: a pending patch alone must not keep a stopped instance's process alive.
-      const timer = setTimeout(() => {
-        this.#waiting.delete(seq)
-        reject(codedError(MemErrors.ERR_TIMEOUT, `The host of '${this.name}' did not accept the patch within ${timeoutMs} ms; it stays queued`))
-      }, timeoutMs).unref()
-      this.#waiting.set(seq, { resolve, reject, timer })
+      this.#waiting.set(seq, { resolve, reject, deadline: performance.now() + timeoutMs })
+      if (this.#expiry === null) this.#armExpiry(timeoutMs)
     })
+  }
+
+  // One timer for every waiting patch rather than one each: they share the timeout, so the Map's
+  // insertion order is deadline order and the first entry is the next to expire.
+  #armExpiry (ms) {
+    // Unref'd: a pending patch alone must not keep a stopped instance's process alive.
+    this.#expiry = setTimeout(() => {
+      this.#expiry = null
+      const now = performance.now()
+      for (const [seq, waiter] of this.#waiting) {
+        if (waiter.deadline > now) {
+          this.#armExpiry(waiter.deadline - now)
+          return
+        }
+        const timeoutMs = this.options.timeout ?? DEFAULT_TIMEOUT_MS
+        this.#settle(seq, codedError(MemErrors.ERR_TIMEOUT, `The host of '${this.name}' did not accept the patch within ${timeoutMs} ms; it stays queued`))
+      }
+    }, ms).unref()
   }
 
   #settle (seq, error) {
     const waiter = this.#waiting.get(seq)
     if (waiter === undefined) return
     this.#waiting.delete(seq)
-    clearTimeout(waiter.timer)
     if (error === undefined) waiter.resolve()
     else waiter.reject(error)
   }
@@ -395,6 +422,23 @@ class MemSync {
         this.#reportError(error)
       }
     }
+  }
+
+  // The replica builds the record of every patch ordered elsewhere only while someone listens.
+  #trackReceivedListeners () {
+    const wanted = () => this.#emitter.listenerCount('receivedPatches') + this.#emitter.listenerCount('change') > 0
+    let wants = false
+    const update = (next) => {
+      if (next === wants) return
+      wants = next
+      native.setWantsReceived(this.#native, next)
+    }
+    this.#emitter.on('newListener', (event) => {
+      if (event === 'receivedPatches' || event === 'change') update(true)
+    })
+    this.#emitter.on('removeListener', (event) => {
+      if (event === 'receivedPatches' || event === 'change') update(wanted())
+    })
   }
 
   // memsync 0.5's `logEvents`: every instance event on the console.

@@ -158,6 +158,19 @@ pub fn patch(instance: &External<Instance>, update_json: String) -> Result<Strin
   instance.replica.patch(&update_json).map_err(into_js_error)
 }
 
+/// Sends what `patch()` queued for other processes; JS calls it once per task, so a loop of
+/// patches costs one write.
+#[napi]
+pub fn flush(instance: &External<Instance>) {
+  instance.replica.flush();
+}
+
+/// Whether JS listens to `receivedPatches` or `change`, which need every received patch's update.
+#[napi]
+pub fn set_wants_received(instance: &External<Instance>, wanted: bool) {
+  instance.replica.set_wants_received(wanted);
+}
+
 /// The events that arrived from the network, as a JSON array.
 #[napi]
 pub fn drain(instance: &External<Instance>) -> String {
@@ -285,6 +298,20 @@ fn set_waker_ref(waker: &mut Waker, env: &Env, referenced: bool) -> Result<()> {
   outcome.map_err(from_napi_error)
 }
 
+/// One worker thread per process: the work per patch is a few microseconds, and on small
+/// machines a second worker mostly adds thread wake-ups (work stealing) between the socket
+/// tasks of one instance.
+#[napi_derive::module_init]
+fn init() {
+  if let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
+    .worker_threads(1)
+    .enable_all()
+    .build()
+  {
+    napi::bindgen_prelude::create_custom_tokio_runtime(runtime);
+  }
+}
+
 // An async function's rejection loses a custom error code on its way through napi-rs, so these
 // resolve with an outcome instead, `{"ok":value}` or `{"code":"ERR_...","message":...}`, and the
 // JS side throws (lib/errors.js `settle`).
@@ -299,9 +326,9 @@ fn outcome<T: serde::Serialize>(result: std::result::Result<T, (&str, String)>) 
 }
 
 /// Saves the object to its file now if this instance is host, and resolves once it is written
-/// (elsewhere the host saves). Resolves with an outcome (see `outcome`).
+/// (elsewhere the host saves): `flush()` in JS. Resolves with an outcome (see `outcome`).
 #[napi(ts_return_type = "Promise<string>")]
-pub fn flush<'env>(
+pub fn save<'env>(
   env: &'env Env,
   instance: &External<Instance>,
 ) -> Result<PromiseRaw<'env, String>> {

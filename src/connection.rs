@@ -5,17 +5,22 @@
 //!   a burst of small frames costs one read and no copy per frame;
 //!   [`FrameReader::buffered_message`] hands out what has already arrived without waiting, so the
 //!   reader can handle a burst as one batch.
-//! - [`write_frames`] is the writing task: it takes already-encoded [`Frame`]s from a channel and
-//!   writes everything queued at once, so a burst costs one write instead of one per frame.
+//! - [`Outbox`] is the sending side: frames are queued and flushed, straight to the socket from the
+//!   sender's thread when nothing is in flight, else by the connection's writer task
+//!   ([`write_outbox`]), which writes everything queued at once.
 
 use std::fmt;
 use std::io;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc::UnboundedReceiver;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::Notify;
 
 use crate::protocol::{self, Message, ProtocolError};
-use crate::state::Frame;
 
 /// The least free space offered to each read, so small frames arrive many at a time.
 const READ_CHUNK: usize = 8 * 1024;
@@ -163,54 +168,215 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
   }
 }
 
-/// The writing task of a connection: writes `first`, then every frame received from `frames`, and
-/// when the channel closes (every sender dropped) shuts the stream down and returns. Stops at the
-/// first failed write, without shutting down; frames still queued are dropped with the channel.
+/// A stream shared by its reading and writing tasks through an `Arc`: interprocess's `&Stream`
+/// reads and writes on its own, where `tokio::io::split` would take a lock on every poll.
+pub struct Shared<T>(pub Arc<T>);
+
+impl<T> AsyncRead for Shared<T>
+where
+  for<'a> &'a T: AsyncRead,
+{
+  fn poll_read(
+    self: Pin<&mut Self>,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+  ) -> Poll<io::Result<()>> {
+    Pin::new(&mut &*self.0).poll_read(cx, buf)
+  }
+}
+
+impl<T> AsyncWrite for Shared<T>
+where
+  for<'a> &'a T: AsyncWrite,
+{
+  fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    Pin::new(&mut &*self.0).poll_write(cx, buf)
+  }
+
+  fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    Pin::new(&mut &*self.0).poll_flush(cx)
+  }
+
+  fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    Pin::new(&mut &*self.0).poll_shutdown(cx)
+  }
+}
+
+/// Writes bytes straight to a connection's socket without waiting: how many it took, or
+/// `WouldBlock` when the socket buffer is full.
+pub type DirectWrite = Box<dyn Fn(&[u8]) -> io::Result<usize> + Send + Sync>;
+
+/// The sending side of a connection, shared by everyone who sends on it (the JS thread's
+/// `patch()`, the host's handlers) and the connection's writer task ([`write_outbox`]).
 ///
-/// Writes are coalesced: each batch is every frame queued at that moment (`first` joins the first
-/// batch), copied into one buffer and written with one `write_all`, so a burst of frames costs one
-/// write syscall (unless the stream takes only part of it) instead of one per frame. Frames come
-/// already encoded (the host encodes a patch once and sends the same [`Frame`] to every client).
-pub async fn write_frames<W>(mut out: W, first: Option<Frame>, mut frames: UnboundedReceiver<Frame>)
+/// Frames are queued, then flushed. A flush with nothing in flight writes straight to the socket
+/// from the calling thread, so a patch does not wait for a tokio worker to wake up; whatever the
+/// socket does not take at once, or anything queued while an earlier write is still in flight,
+/// goes to the writer task, so bytes never overtake each other. Queueing a burst before one flush
+/// costs one write syscall for the whole burst.
+///
+/// A client that stops reading cannot make us buffer without bound: past `limit` queued bytes the
+/// connection is dropped, and the client resyncs from a snapshot when it reconnects.
+pub struct Outbox {
+  state: Mutex<Outgoing>,
+  wake_writer: Notify,
+  /// Aborts a write the peer does not read when the connection is dropped.
+  abort_write: Notify,
+  direct: Option<DirectWrite>,
+  limit: usize,
+}
+
+#[derive(Default)]
+struct Outgoing {
+  queued: Vec<u8>,
+  /// The writer task holds bytes not yet fully written; nothing may be written before them.
+  writing: bool,
+  /// No more frames are accepted; the writer sends what is queued, then shuts the stream down.
+  closed: bool,
+  /// Dropped (over the limit, or a write failed): the writer gives up at once.
+  dropped: bool,
+}
+
+impl Outbox {
+  /// An outbox that writes directly through `direct` when it can (`None`: always through the
+  /// writer task) and drops its connection past `limit` queued bytes.
+  pub fn new(direct: Option<DirectWrite>, limit: usize) -> Arc<Outbox> {
+    Arc::new(Outbox {
+      state: Mutex::new(Outgoing::default()),
+      wake_writer: Notify::new(),
+      abort_write: Notify::new(),
+      direct,
+      limit,
+    })
+  }
+
+  /// Queues a frame for the next [`Outbox::flush`]. `false` once the connection is closed or
+  /// dropped: the frame will never be sent.
+  pub fn queue(&self, frame: &[u8]) -> bool {
+    let mut state = self.state.lock();
+    if state.closed || state.dropped {
+      return false;
+    }
+    // A single frame larger than the limit (a big snapshot) still goes when nothing is waiting.
+    if !state.queued.is_empty() && state.queued.len() + frame.len() > self.limit {
+      state.dropped = true;
+      state.queued = Vec::new();
+      drop(state);
+      self.wake_writer.notify_one();
+      self.abort_write.notify_one();
+      return false;
+    }
+    state.queued.extend_from_slice(frame);
+    true
+  }
+
+  /// Sends what is queued: straight to the socket when no write is in flight, else by the
+  /// writer task once the write in flight is done.
+  pub fn flush(&self) {
+    let mut state = self.state.lock();
+    if state.queued.is_empty() || state.writing || state.dropped {
+      return;
+    }
+    if let Some(direct) = &self.direct {
+      let mut written = 0;
+      while written < state.queued.len() {
+        match direct(&state.queued[written..]) {
+          Ok(0) => break,
+          Ok(n) => written += n,
+          Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+          // Full (`WouldBlock`) or failed: the writer task waits, or meets the error itself.
+          Err(_) => break,
+        }
+      }
+      if written == state.queued.len() {
+        state.queued.clear();
+        return;
+      }
+      state.queued.drain(..written);
+    }
+    state.writing = true;
+    drop(state);
+    self.wake_writer.notify_one();
+  }
+
+  /// Queues a frame and flushes. `false` when the connection is closed or dropped.
+  pub fn send(&self, frame: &[u8]) -> bool {
+    let queued = self.queue(frame);
+    self.flush();
+    queued
+  }
+
+  /// Accepts no more frames; the writer task sends what is queued and shuts the stream down.
+  pub fn close(&self) {
+    self.state.lock().closed = true;
+    self.wake_writer.notify_one();
+  }
+
+  /// Whether the connection was dropped (over the limit, or a failed write).
+  pub fn is_dropped(&self) -> bool {
+    self.state.lock().dropped
+  }
+
+  /// Takes what is queued without sending it (tests drive replicas without sockets).
+  #[cfg(test)]
+  pub fn take_queued(&self) -> Vec<u8> {
+    std::mem::take(&mut self.state.lock().queued)
+  }
+}
+
+/// The writing task of a connection: writes what `outbox` hands over, in order, until the outbox
+/// is closed and empty (then shuts the stream down) or dropped, or a write fails.
+pub async fn write_outbox<W>(mut out: W, outbox: Arc<Outbox>)
 where
   W: AsyncWrite + Unpin,
 {
   let mut buffer = Vec::new();
-  if let Some(frame) = first {
-    buffer.extend_from_slice(&frame);
-  }
   loop {
-    if buffer.is_empty() {
-      match frames.recv().await {
-        Some(frame) => buffer.extend_from_slice(&frame),
-        None => break,
+    let closed = {
+      let mut state = outbox.state.lock();
+      if state.dropped {
+        return;
       }
+      if state.queued.is_empty() {
+        state.writing = false;
+        state.closed
+      } else {
+        std::mem::swap(&mut buffer, &mut state.queued);
+        state.writing = true;
+        false
+      }
+    };
+    if closed {
+      let _ = out.shutdown().await;
+      return;
     }
-    while let Ok(frame) = frames.try_recv() {
-      buffer.extend_from_slice(&frame);
+    if buffer.is_empty() {
+      outbox.wake_writer.notified().await;
+      continue;
     }
-    if out.write_all(&buffer).await.is_err() {
+    let written = tokio::select! {
+      written = out.write_all(&buffer) => written.is_ok(),
+      // Dropped while the peer does not read: give up the write instead of waiting for it.
+      _ = outbox.abort_write.notified() => false,
+    };
+    if !written {
+      outbox.state.lock().dropped = true;
       return;
     }
     buffer.clear();
   }
-  let _ = out.shutdown().await;
 }
 
 #[cfg(test)]
 mod tests {
-  use std::pin::Pin;
   use std::sync::atomic::{AtomicUsize, Ordering};
-  use std::sync::Arc;
-  use std::task::{Context, Poll};
   use std::time::Duration;
 
   use serde_json::json;
-  use tokio::io::{duplex, DuplexStream, ReadBuf};
-  use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+  use tokio::io::{duplex, DuplexStream};
 
   use super::*;
-  use crate::protocol::{Hlc, MAX_FRAME};
+  use crate::protocol::{Hlc, RawJson, MAX_FRAME};
 
   fn patch(seq: u64) -> Message {
     Message::Patch {
@@ -219,7 +385,7 @@ mod tests {
         ms: seq,
         counter: 0,
       },
-      update: json!({ "$set": { "n": seq } }),
+      update: RawJson::to(&json!({ "$set": { "n": seq } })).unwrap(),
     }
   }
 
@@ -275,15 +441,13 @@ mod tests {
     stream.write_all(&encoded(message)).await.unwrap();
   }
 
-  /// A channel holding the frames of `seqs`, with its sender.
-  fn queued(
-    seqs: impl IntoIterator<Item = u64>,
-  ) -> (UnboundedSender<Frame>, UnboundedReceiver<Frame>) {
-    let (sender, receiver) = unbounded_channel();
+  /// An outbox (without direct writes) holding the frames of `seqs`.
+  fn queued(seqs: impl IntoIterator<Item = u64>) -> Arc<Outbox> {
+    let outbox = Outbox::new(None, usize::MAX);
     for seq in seqs {
-      sender.send(Arc::new(encoded(&patch(seq)))).unwrap();
+      assert!(outbox.queue(&encoded(&patch(seq))));
     }
-    (sender, receiver)
+    outbox
   }
 
   #[tokio::test]
@@ -412,9 +576,10 @@ mod tests {
       inner: a,
       writes: writes.clone(),
     };
-    let (sender, receiver) = queued(0..1_000);
-    drop(sender);
-    write_frames(out, None, receiver).await;
+    let outbox = queued(0..1_000);
+    outbox.flush();
+    outbox.close();
+    write_outbox(out, outbox).await;
     assert_eq!(writes.load(Ordering::SeqCst), 1);
     let mut b = reader(b);
     for seq in 0..1_000 {
@@ -423,59 +588,101 @@ mod tests {
     assert_eq!(b.read_message().await.unwrap(), None);
   }
 
-  #[tokio::test]
-  async fn the_first_frame_goes_before_queued_frames_in_the_same_write() {
-    let (a, b) = duplex(64 * 1024);
-    let writes = Arc::new(AtomicUsize::new(0));
-    let out = CountWrites {
-      inner: a,
-      writes: writes.clone(),
-    };
-    let (sender, receiver) = queued(1..3);
-    drop(sender);
-    let first = Arc::new(encoded(&patch(0)));
-    write_frames(out, Some(first), receiver).await;
-    assert_eq!(writes.load(Ordering::SeqCst), 1);
-    let mut b = reader(b);
-    for seq in 0..3 {
-      assert_eq!(b.read_message().await.unwrap(), Some(patch(seq)));
-    }
-    assert_eq!(b.read_message().await.unwrap(), None);
+  /// A socket stand-in for direct writes: takes at most `room` bytes in all, then `WouldBlock`.
+  fn direct_sink(room: usize) -> (DirectWrite, Arc<Mutex<Vec<u8>>>) {
+    let sink = Arc::new(Mutex::new(Vec::new()));
+    let taken = sink.clone();
+    let direct: DirectWrite = Box::new(move |bytes: &[u8]| {
+      let mut sink = taken.lock();
+      let n = bytes.len().min(room - sink.len());
+      if n == 0 {
+        return Err(io::ErrorKind::WouldBlock.into());
+      }
+      sink.extend_from_slice(&bytes[..n]);
+      Ok(n)
+    });
+    (direct, sink)
   }
 
   #[tokio::test]
-  async fn write_frames_returns_when_the_sender_is_dropped() {
-    let (a, b) = duplex(64 * 1024);
-    let (sender, receiver) = unbounded_channel();
-    let writer = tokio::spawn(write_frames(a, None, receiver));
-    let mut b = reader(b);
-    // Frames sent while the task waits go out as they come.
-    for seq in 0..3 {
-      sender.send(Arc::new(encoded(&patch(seq)))).unwrap();
-      assert_eq!(b.read_message().await.unwrap(), Some(patch(seq)));
+  async fn a_flush_with_nothing_in_flight_writes_directly_and_the_rest_follows_in_order() {
+    let frames: Vec<Vec<u8>> = (0..10).map(|seq| encoded(&patch(seq))).collect();
+    // Room for two and a half frames: the third is split between the direct write and the task.
+    let room = frames[0].len() * 5 / 2;
+    let (direct, sink) = direct_sink(room);
+    let outbox = Outbox::new(Some(direct), usize::MAX);
+    assert!(outbox.send(&frames[0]));
+    assert_eq!(
+      *sink.lock(),
+      frames[0],
+      "sent at once, without the writer task"
+    );
+    for frame in &frames[1..] {
+      assert!(outbox.send(frame));
     }
-    assert!(!writer.is_finished());
-    drop(sender);
+    assert_eq!(sink.lock().len(), room);
+    // Everything after the partial write waits for the writer task, behind the partial frame.
+    let (a, b) = duplex(64 * 1024);
+    outbox.close();
+    write_outbox(a, outbox).await;
+    let mut received = sink.lock().clone();
+    let mut b = b;
+    b.read_to_end(&mut received).await.unwrap();
+    assert_eq!(received, frames.concat());
+  }
+
+  #[tokio::test]
+  async fn a_client_that_does_not_read_is_dropped_past_the_limit() {
+    let frame = encoded(&patch(1));
+    let outbox = Outbox::new(None, 3 * frame.len());
+    // A tiny pipe nobody reads: the writer's first write blocks.
+    let (a, b) = duplex(8);
+    let writer = tokio::spawn(write_outbox(a, outbox.clone()));
+    let mut sent = 0;
+    while outbox.send(&frame) {
+      sent += 1;
+      tokio::task::yield_now().await;
+      assert!(sent < 100, "never dropped");
+    }
+    assert!(outbox.is_dropped());
     tokio::time::timeout(Duration::from_secs(5), writer)
       .await
-      .expect("write_frames returns once the channel closes")
+      .expect("the blocked writer gives up")
       .unwrap();
-    assert_eq!(b.read_message().await.unwrap(), None);
+    assert!(!outbox.send(&frame), "a dropped outbox takes no more");
+    drop(b);
   }
 
   #[tokio::test]
-  async fn write_frames_stops_at_a_failed_write() {
+  async fn a_closed_outbox_sends_what_is_queued_then_shuts_down() {
+    let (a, b) = duplex(64 * 1024);
+    let outbox = queued(0..3);
+    let writer = tokio::spawn(write_outbox(a, outbox.clone()));
+    outbox.flush();
+    outbox.close();
+    assert!(!outbox.queue(&encoded(&patch(9))), "closed: no more frames");
+    let mut b = reader(b);
+    for seq in 0..3 {
+      assert_eq!(b.read_message().await.unwrap(), Some(patch(seq)));
+    }
+    assert_eq!(b.read_message().await.unwrap(), None);
+    tokio::time::timeout(Duration::from_secs(5), writer)
+      .await
+      .expect("the writer ends once closed and empty")
+      .unwrap();
+  }
+
+  #[tokio::test]
+  async fn the_writer_stops_at_a_failed_write() {
     let (a, b) = duplex(64 * 1024);
     drop(b);
-    let (sender, receiver) = queued(0..1);
-    // The sender stays alive: only the failed write can end the task.
-    tokio::time::timeout(Duration::from_secs(5), write_frames(a, None, receiver))
+    let outbox = queued(0..1);
+    outbox.flush();
+    tokio::time::timeout(Duration::from_secs(5), write_outbox(a, outbox.clone()))
       .await
-      .expect("write_frames returns when the peer is gone");
-    assert!(
-      sender.send(Arc::new(encoded(&patch(1)))).is_err(),
-      "the receiver was dropped"
-    );
+      .expect("the writer returns when the peer is gone");
+    assert!(outbox.is_dropped());
+    assert!(!outbox.send(&encoded(&patch(1))));
   }
 
   #[test]

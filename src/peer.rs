@@ -13,12 +13,11 @@ use std::time::Duration;
 
 use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::traits::tokio::Listener as _;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::connection::{write_frames, ConnectionError, FrameReader};
-use crate::protocol::{Message, PROTOCOL_VERSION};
+use crate::connection::{write_outbox, ConnectionError, DirectWrite, FrameReader, Outbox, Shared};
+use crate::protocol::{Message, MAX_FRAME, PROTOCOL_VERSION};
 use crate::rendezvous::{HostLock, Rendezvous};
 use crate::services::Services;
 use crate::state::Replica;
@@ -29,6 +28,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_millis(20);
 /// How long a stopping host waits for its clients' queued frames to go out.
 const FLUSH_ON_STOP: Duration = Duration::from_secs(2);
+/// Bytes a host queues for a client that does not read (a stuck event loop) before it drops the
+/// connection; the client resyncs from a snapshot when it reconnects. A snapshot alone may be
+/// bigger, up to a frame's limit.
+const CLIENT_BACKLOG: usize = MAX_FRAME / 2;
 
 /// Which roles an instance may take (memsync 0.5's `clientOnly` / `serverOnly`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -226,8 +229,10 @@ async fn handle_client(
   id: u64,
   mut shutdown: watch::Receiver<bool>,
 ) {
-  let (read_half, write_half) = tokio::io::split(stream);
-  let mut reader = FrameReader::new(read_half);
+  let stream = Arc::new(stream);
+  let mut reader = FrameReader::new(Shared(stream.clone()));
+  let outbox = Outbox::new(direct_write(&stream), CLIENT_BACKLOG);
+  let mut writer = tokio::spawn(write_outbox(Shared(stream), outbox.clone()));
   let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_message()).await;
   let origin = match hello {
     Ok(Ok(Some(Message::Hello {
@@ -235,73 +240,107 @@ async fn handle_client(
     })))
       if protocol == PROTOCOL_VERSION =>
     {
-      origin
+      Some(origin)
     }
     Ok(Ok(Some(Message::Hello { protocol, .. }))) => {
-      let refusal = Message::Refused {
+      outbox.send(&encoded(&Message::Refused {
         reason: format!("protocol {protocol} is not {PROTOCOL_VERSION}"),
-      };
-      let mut frame = Vec::new();
-      if crate::protocol::encode(&refusal, &mut frame).is_ok() {
-        let mut write_half = write_half;
-        let _ = write_half.write_all(&frame).await;
-      }
-      return;
+      }));
+      None
     }
+    // `memsync status`: answered, and the connection closes without a client being admitted.
     Ok(Ok(Some(Message::Query))) => {
-      answer_query(&replica, write_half).await;
-      return;
+      outbox.send(&encoded(&status_message(&replica)));
+      None
     }
-    _ => return,
+    _ => None,
   };
-  let (sender, receiver) = mpsc::unbounded_channel();
-  let Some(welcome) = replica.attach_client(id, sender.clone()) else {
+  let Some(origin) = origin.filter(|_| replica.attach_client(id, outbox.clone())) else {
+    outbox.close();
+    let _ = writer.await;
     return;
   };
-  let writer = tokio::spawn(write_frames(write_half, Some(welcome), receiver));
   loop {
-    let message = tokio::select! {
+    let first = tokio::select! {
       message = reader.read_message() => message,
       _ = shutdown.wait_for(|stop| *stop) => break,
+      // The writer gave up: the client stopped reading, or its connection failed.
+      _ = &mut writer => break,
     };
-    match message {
-      Ok(Some(Message::Patch { seq, hlc, update })) => {
-        replica.host_patch(origin, seq, hlc, update, &sender)
-      }
-      Ok(Some(Message::Catchup { entries })) => replica.host_catchup(entries),
-      Ok(Some(other)) => {
-        eprintln!(
-          "memsync '{}': unexpected message from a client, disconnecting it: {other:?}",
-          replica.name()
-        );
-        break;
-      }
+    let (batch, failed) = match first {
+      Ok(Some(message)) => burst(&mut reader, message),
       Ok(None) => break,
-      Err(err) => {
-        eprintln!(
-          "memsync '{}': client connection failed: {err}",
-          replica.name()
-        );
-        break;
-      }
+      Err(err) => (Vec::new(), Some(err)),
+    };
+    if let Err(unexpected) = replica.host_receive(origin, batch, &outbox) {
+      eprintln!(
+        "memsync '{}': unexpected message from a client, disconnecting it: {unexpected:?}",
+        replica.name()
+      );
+      break;
+    }
+    if let Some(err) = failed {
+      eprintln!(
+        "memsync '{}': client connection failed: {err}",
+        replica.name()
+      );
+      break;
     }
   }
   replica.detach_client(id);
-  drop(sender);
-  let _ = writer.await;
+  outbox.close();
+  if !writer.is_finished() {
+    let _ = writer.await;
+  }
 }
 
-/// Answers `memsync status` on a one-off connection.
-async fn answer_query<W: tokio::io::AsyncWrite + Unpin>(replica: &Replica, mut out: W) {
+/// `first` and every message that already arrived behind it, handled as one batch; and the
+/// error that ended the burst, if one did.
+fn burst<R>(reader: &mut FrameReader<R>, first: Message) -> (Vec<Message>, Option<ConnectionError>)
+where
+  R: tokio::io::AsyncRead + Unpin,
+{
+  let mut batch = vec![first];
+  loop {
+    match reader.buffered_message() {
+      Ok(Some(message)) => batch.push(message),
+      Ok(None) => return (batch, None),
+      Err(err) => return (batch, Some(err)),
+    }
+  }
+}
+
+/// Writing to the socket from whichever thread flushes, without waiting (Unix domain sockets):
+/// through a second descriptor of the same socket, which shares its non-blocking mode.
+#[cfg(unix)]
+fn direct_write(stream: &Stream) -> Option<DirectWrite> {
+  use std::io::Write;
+  use std::os::fd::AsFd;
+  let Stream::UdSocket(socket) = stream;
+  let socket = std::os::unix::net::UnixStream::from(socket.as_fd().try_clone_to_owned().ok()?);
+  Some(Box::new(move |bytes: &[u8]| (&socket).write(bytes)))
+}
+
+/// Named pipes are written by the writer task only.
+#[cfg(not(unix))]
+fn direct_write(_: &Stream) -> Option<DirectWrite> {
+  None
+}
+
+fn encoded(message: &Message) -> Vec<u8> {
+  let mut frame = Vec::new();
+  // Only a message over MAX_FRAME fails to encode; handshake messages are small.
+  let _ = crate::protocol::encode(message, &mut frame);
+  frame
+}
+
+/// The answer to a `Query` (`memsync status`).
+fn status_message(replica: &Replica) -> Message {
   let (_, version, clients) = replica.status();
-  let status = Message::Status {
+  Message::Status {
     host_pid: std::process::id(),
     version,
     clients: clients as u64,
-  };
-  let mut frame = Vec::new();
-  if crate::protocol::encode(&status, &mut frame).is_ok() {
-    let _ = out.write_all(&frame).await;
   }
 }
 
@@ -318,60 +357,43 @@ async fn serve_as_client(
   stream: Stream,
   shutdown: &mut watch::Receiver<bool>,
 ) -> Ended {
-  let (read_half, write_half) = tokio::io::split(stream);
-  let mut reader = FrameReader::new(read_half);
-  let mut hello = Vec::new();
-  if crate::protocol::encode(&replica.hello(), &mut hello).is_err() {
-    return Ended::HostLost;
-  }
-  let (sender, receiver) = mpsc::unbounded_channel();
-  let writer = tokio::spawn(write_frames(write_half, Some(Arc::new(hello)), receiver));
+  let stream = Arc::new(stream);
+  let mut reader = FrameReader::new(Shared(stream.clone()));
+  // The host reads whatever we send: a client's own backlog is bounded by its pending patches.
+  let outbox = Outbox::new(direct_write(&stream), usize::MAX);
+  let writer = tokio::spawn(write_outbox(Shared(stream), outbox.clone()));
+  outbox.send(&encoded(&replica.hello()));
   let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_message()).await;
-  match welcome {
+  let welcomed = match welcome {
     Ok(Ok(Some(Message::Welcome {
       version,
       data,
       applied,
       ..
-    }))) => replica.client_welcome(version, data, applied, sender),
-    Ok(Ok(Some(Message::Refused { reason }))) => {
-      eprintln!(
-        "memsync '{}': the host refused us: {reason}",
-        replica.name()
-      );
-      writer.abort();
-      return Ended::NotWelcomed;
+    }))) => replica
+      .client_welcome(version, data, applied, outbox.clone())
+      .map_err(|err| format!("the host's welcome is unusable: {err}")),
+    Ok(Ok(Some(Message::Refused { reason }))) => Err(format!("the host refused us: {reason}")),
+    _ => Err(String::new()),
+  };
+  if let Err(reason) = welcomed {
+    if !reason.is_empty() {
+      eprintln!("memsync '{}': {reason}", replica.name());
     }
-    _ => {
-      writer.abort();
-      return Ended::NotWelcomed;
-    }
+    writer.abort();
+    return Ended::NotWelcomed;
   }
   let ended = loop {
     let first = tokio::select! {
       message = reader.read_message() => message,
       _ = shutdown.wait_for(|stop| *stop) => break Ended::Shutdown,
     };
-    let mut batch = match first {
-      Ok(Some(message)) => vec![message],
+    let (batch, failed) = match first {
+      Ok(Some(message)) => burst(&mut reader, message),
       Ok(None) => break Ended::HostLost,
-      Err(err) => {
-        report_host_loss(replica, &err);
-        break Ended::HostLost;
-      }
+      Err(err) => (Vec::new(), Some(err)),
     };
     // Whatever else has already arrived is handled with it: one rebase per burst.
-    let mut failed = None;
-    loop {
-      match reader.buffered_message() {
-        Ok(Some(message)) => batch.push(message),
-        Ok(None) => break,
-        Err(err) => {
-          failed = Some(err);
-          break;
-        }
-      }
-    }
     if let Err(err) = replica.client_receive(batch) {
       eprintln!("memsync '{}': {err}; reconnecting", replica.name());
       break Ended::HostLost;

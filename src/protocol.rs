@@ -10,7 +10,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The version a client announces in [`Message::Hello`]; the host refuses any other.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -21,6 +21,36 @@ pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 
 /// Bytes of the length prefix.
 const HEADER_LEN: usize = 4;
+
+/// A JSON value carried as its text: updates, change lists and snapshots cross a host on their
+/// way to other replicas and to JS, so they are kept as the bytes that arrived instead of being
+/// built into a `Value` tree and serialized again at every hop.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(Box<RawValue>);
+
+impl RawJson {
+  /// The JSON text of `value`.
+  pub fn to(value: &impl Serialize) -> Result<RawJson, ProtocolError> {
+    Ok(RawJson(serde_json::value::to_raw_value(value)?))
+  }
+
+  /// Checks that `text` is one JSON value and keeps it.
+  pub fn parse(text: String) -> Result<RawJson, ProtocolError> {
+    Ok(RawJson(RawValue::from_string(text)?))
+  }
+
+  /// The JSON text.
+  pub fn get(&self) -> &str {
+    self.0.get()
+  }
+}
+
+impl PartialEq for RawJson {
+  fn eq(&self, other: &RawJson) -> bool {
+    self.get() == other.get()
+  }
+}
 
 /// A hybrid logical clock timestamp: wall-clock milliseconds plus a counter that orders events
 /// within one millisecond (or while the wall clock stands still or goes backwards).
@@ -130,7 +160,7 @@ pub struct LogEntry {
   /// When the origin stamped the patch.
   pub hlc: Hlc,
   /// The update document as proposed.
-  pub update: Value,
+  pub update: RawJson,
 }
 
 /// Everything a host and a client say to each other, one per frame.
@@ -168,7 +198,7 @@ pub enum Message {
     /// The version of `data`.
     version: u64,
     /// The whole document.
-    data: Value,
+    data: RawJson,
     /// For each origin, the highest sequence number already applied to `data`, so a client knows
     /// which of its pending patches need no resend.
     applied: Vec<(u64, u64)>,
@@ -185,7 +215,7 @@ pub enum Message {
     /// When the client stamped it.
     hlc: Hlc,
     /// The update document.
-    update: Value,
+    update: RawJson,
   },
   /// Host to every client: a patch in its final place in the order.
   Ordered {
@@ -198,9 +228,9 @@ pub enum Message {
     /// The origin's timestamp.
     hlc: Hlc,
     /// The update document as proposed.
-    update: Value,
+    update: RawJson,
     /// The engine's change list, which a replica applies without re-running the update.
-    changes: Value,
+    changes: RawJson,
   },
   /// Host to the origin of a patch that failed to apply; nothing changed.
   Rejected {
@@ -346,6 +376,10 @@ mod tests {
     out
   }
 
+  fn raw(value: serde_json::Value) -> RawJson {
+    RawJson::to(&value).unwrap()
+  }
+
   fn hlc(ms: u64, counter: u32) -> Hlc {
     Hlc { ms, counter }
   }
@@ -362,7 +396,7 @@ mod tests {
         protocol: PROTOCOL_VERSION,
         host_pid: 1,
         version: 9,
-        data: json!({ "a": { "b": [1, 2.5, "x", null, true] }, "é": "ü" }),
+        data: raw(json!({ "a": { "b": [1, 2.5, "x", null, true] }, "é": "ü" })),
         applied: vec![(1, 3), (u64::MAX, 0)],
       },
       Message::Refused {
@@ -371,15 +405,15 @@ mod tests {
       Message::Patch {
         seq: 1,
         hlc: hlc(1_700_000_000_000, 3),
-        update: json!({ "$set": { "a.b": 1 } }),
+        update: raw(json!({ "$set": { "a.b": 1 } })),
       },
       Message::Ordered {
         version: 10,
         origin: 5,
         seq: 2,
         hlc: hlc(1, u32::MAX),
-        update: json!({ "$inc": { "n": 1 } }),
-        changes: json!([{ "op": "set", "path": ["n"], "value": 1 }]),
+        update: raw(json!({ "$inc": { "n": 1 } })),
+        changes: raw(json!([{ "op": "set", "path": ["n"], "value": 1 }])),
       },
       Message::Rejected {
         seq: 3,
@@ -394,14 +428,14 @@ mod tests {
             origin: 5,
             seq: 3,
             hlc: hlc(2, 0),
-            update: json!({ "$unset": { "a": "" } }),
+            update: raw(json!({ "$unset": { "a": "" } })),
           },
           LogEntry {
             version: 12,
             origin: 6,
             seq: 1,
             hlc: hlc(2, 1),
-            update: json!({}),
+            update: raw(json!({})),
           },
         ],
       },
@@ -432,7 +466,7 @@ mod tests {
       protocol: 1,
       host_pid: 2,
       version: 3,
-      data: json!({}),
+      data: raw(json!({})),
       applied: vec![(4, 5)],
     });
     let expected =
@@ -443,7 +477,7 @@ mod tests {
     let bytes = frame(&Message::Patch {
       seq: 1,
       hlc: hlc(2, 3),
-      update: json!({}),
+      update: raw(json!({})),
     });
     assert_eq!(
       &bytes[4..],

@@ -11,6 +11,11 @@
 //! Everything the JS side must apply to its `data` object is queued as events, in the order the
 //! replica applied them, and drained by `patch()` or by the wake-up of the JS thread.
 //!
+//! Frames for other processes are queued in their connections' [`Outbox`]es under the lock, in
+//! the order the replica made them. Work done on a tokio worker flushes at once; a `patch()` on
+//! the JS thread only queues, and JS flushes at the end of its current task ([`Replica::flush`]),
+//! so a loop of patches costs one write.
+//!
 //! A `parking_lot::Mutex` guards the state rather than `tokio::sync::Mutex`: nothing is awaited
 //! while the lock is held, every critical section is short and CPU-only, and the JS thread takes
 //! it on every `patch()`, where an async lock would cost a task hop (mini-redis `db.rs`).
@@ -25,23 +30,25 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 
+use crate::connection::Outbox;
 use crate::error::{Error, Result};
-use crate::patch::{apply_changes, Change, Context, PatchError, Update};
-use crate::protocol::{self, Clock, Hlc, LogEntry, Message, PROTOCOL_VERSION};
+use crate::patch::{apply_changes, compact, Change, Context, PatchError, Update};
+use crate::protocol::{self, Clock, Hlc, LogEntry, Message, RawJson, PROTOCOL_VERSION};
 
 /// The longest accepted object name; it becomes part of a file name.
 const MAX_NAME_LEN: usize = 100;
 /// Ordered entries a client keeps to hand to a new host that missed them after a failover.
 const LOG_LEN: usize = 4096;
+/// Update bytes the log keeps at most, whatever the number of entries: the entries a new host
+/// may miss are the last few in flight, and large updates must not pin memory.
+const LOG_BYTES: usize = 8 * 1024 * 1024;
 /// Paths whose last write time is remembered for the stale-write check, before old ones go.
 const MAX_WRITE_TIMES: usize = 100_000;
 /// Write times younger than this survive the trimming of [`MAX_WRITE_TIMES`].
 const WRITE_TIME_WINDOW_MS: u64 = 60_000;
-
-/// An encoded frame, shared by every connection it is sent on (a broadcast encodes once).
-pub type Frame = Arc<Vec<u8>>;
-/// Where a connection's writer task takes its frames from.
-pub type FrameSender = mpsc::UnboundedSender<Frame>;
+/// Bytes of document events queued for a JS thread that does not drain them (a stuck event
+/// loop) before they are replaced by one snapshot taken when it drains again.
+const MAX_EVENT_BACKLOG: usize = 16 * 1024 * 1024;
 
 /// What this instance is in its network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,10 +91,20 @@ struct Inner {
   pending: VecDeque<Pending>,
   history: History,
   last_update: ParsedUpdate,
+  /// Host only: the last update text a client sent, parsed (clients repeat their updates).
+  last_received: Option<(RawJson, Arc<Update>)>,
   /// JSON texts of events for the JS side, in the order they happened here.
   events: Vec<String>,
-  /// Client only: frames for the host.
-  to_host: Option<FrameSender>,
+  /// Bytes of the document events (changes, snapshots) in `events`.
+  backlog: usize,
+  /// The document events were dropped for the backlog: the next drain starts with a snapshot,
+  /// and no document event is queued until then.
+  resync: bool,
+  /// Whether JS listens to `receivedPatches`/`change`, which need the update of every patch
+  /// ordered elsewhere; otherwise those records are neither built nor parsed.
+  wants_received: bool,
+  /// Client only: the connection to the host.
+  to_host: Option<Arc<Outbox>>,
 }
 
 /// What the order has produced so far; apart from `data` so that ordering can borrow it while
@@ -97,10 +114,15 @@ struct History {
   /// For each origin, the highest sequence number ordered: what a snapshot already contains.
   applied: HashMap<u64, u64>,
   log: VecDeque<LogEntry>,
+  /// Bytes of the updates in `log`.
+  log_bytes: usize,
   /// Host only: when each path was last written, for the stale-write check.
   write_times: BTreeMap<String, Hlc>,
-  /// Host only: frames for each connected client.
-  clients: Vec<(u64, FrameSender)>,
+  /// Host only: the connection of each client.
+  clients: Vec<(u64, Arc<Outbox>)>,
+  /// Host only: `Ordered` frames not yet queued to the clients; a burst of patches reaches
+  /// every client as one append.
+  broadcast: Vec<u8>,
   /// Host only: what the file saver and the HTTP event streams hear of each ordered patch.
   taps: Taps,
 }
@@ -120,7 +142,7 @@ struct Taps {
 struct Pending {
   seq: u64,
   hlc: Hlc,
-  update_value: Value,
+  update_text: RawJson,
   update: Arc<Update>,
   /// Reverts its local effect; `None` when it could not be applied on the current base (the
   /// host will decide).
@@ -132,8 +154,7 @@ struct Pending {
 }
 
 struct ParsedUpdate {
-  text: String,
-  value: Value,
+  text: RawJson,
   /// Shared with the pending patches made from it, which would otherwise copy it.
   update: Arc<Update>,
 }
@@ -143,20 +164,10 @@ impl ParsedUpdate {
     let value: Value = serde_json::from_str(text)
       .map_err(|err| Error::BadValue(format!("The update is not valid JSON: {err}")))?;
     let update = Arc::new(Update::parse(&value)?);
-    Ok(ParsedUpdate {
-      text: text.to_owned(),
-      value,
-      update,
-    })
+    let text = RawJson::parse(text.to_owned())
+      .map_err(|err| Error::BadValue(format!("The update is not valid JSON: {err}")))?;
+    Ok(ParsedUpdate { text, update })
   }
-}
-
-/// A patch ordered elsewhere, as the JS side reports it (`receivedPatches`).
-#[derive(Serialize)]
-struct Received<'a> {
-  version: u64,
-  timestamp: u64,
-  patch: &'a Value,
 }
 
 impl Replica {
@@ -182,12 +193,18 @@ impl Replica {
           version: 0,
           applied: HashMap::new(),
           log: VecDeque::new(),
+          log_bytes: 0,
           write_times: BTreeMap::new(),
           clients: Vec::new(),
+          broadcast: Vec::new(),
           taps: Taps::default(),
         },
         last_update: ParsedUpdate::parse("{}")?,
+        last_received: None,
         events: Vec::new(),
+        backlog: 0,
+        resync: false,
+        wants_received: false,
         to_host: None,
       }),
       waker: Mutex::new(None),
@@ -220,6 +237,23 @@ impl Replica {
     *self.waker.lock() = waker;
   }
 
+  /// Whether JS wants the update of every patch ordered elsewhere (`receivedPatches`, `change`).
+  pub fn set_wants_received(&self, wanted: bool) {
+    self.inner.lock().wants_received = wanted;
+  }
+
+  /// Sends the frames that `patch()` queued for other processes.
+  pub fn flush(&self) {
+    let outboxes: Vec<Arc<Outbox>> = {
+      let inner = self.inner.lock();
+      let clients = inner.history.clients.iter().map(|(_, outbox)| outbox);
+      inner.to_host.iter().chain(clients).cloned().collect()
+    };
+    for outbox in outboxes {
+      outbox.flush();
+    }
+  }
+
   /// Applies an update given as JSON text and returns the queued events as a JSON array, the last
   /// one `["o", seq, version, changes]` for this patch (`version` 0: not ordered yet; `changes`
   /// null: nothing changed). On error the document is exactly as it was.
@@ -227,7 +261,8 @@ impl Replica {
     let now = now_ms();
     let mut guard = self.inner.lock();
     let inner = &mut *guard;
-    if inner.last_update.text != update_text {
+    inner.resync_events();
+    if inner.last_update.text.get() != update_text {
       inner.last_update = ParsedUpdate::parse(update_text)?;
     }
     let update = &inner.last_update.update;
@@ -245,10 +280,11 @@ impl Replica {
         r#"["o",0,0,null]"#.to_owned()
       } else {
         inner.next_seq += 1;
-        let value = &inner.last_update.value;
+        let text = &inner.last_update.text;
         let version = inner
           .history
-          .order(self.origin, seq, hlc, value, update, &changes);
+          .order(self.origin, seq, hlc, text, update, &changes);
+        inner.history.publish(false);
         own_event(seq, version, &changes)
       }
     } else {
@@ -257,15 +293,15 @@ impl Replica {
         r#"["o",0,0,null]"#.to_owned()
       } else {
         inner.next_seq += 1;
-        let update_value = inner.last_update.value.clone();
+        let update_text = inner.last_update.text.clone();
         if let Some(to_host) = &inner.to_host {
-          send(to_host, &patch_message(seq, hlc, &update_value));
+          to_host.queue(&encode(&patch_message(seq, hlc, &update_text)));
         }
         let event = own_event(seq, 0, &changes);
         inner.pending.push_back(Pending {
           seq,
           hlc,
-          update_value,
+          update_text,
           update: Arc::clone(update),
           undo: Some(undo),
           failure: None,
@@ -280,7 +316,9 @@ impl Replica {
   /// The queued events as a JSON array.
   pub fn drain(&self) -> String {
     self.woken.store(false, Ordering::Release);
-    self.inner.lock().drain_with("")
+    let mut inner = self.inner.lock();
+    inner.resync_events();
+    inner.drain_with("")
   }
 
   /// Becomes host: orders the pending patches, in order, and starts ordering every patch.
@@ -296,7 +334,7 @@ impl Replica {
             self.origin,
             patch.seq,
             patch.hlc,
-            &patch.update_value,
+            &patch.update_text,
             &patch.update,
             &patch.changes,
           );
@@ -332,27 +370,35 @@ impl Replica {
     let mut inner = self.inner.lock();
     inner.role = Role::Offline;
     inner.to_host = None;
-    inner.history.clients.clear();
+    // Each client's writer sends what is queued, then closes its connection.
+    for (_, outbox) in inner.history.clients.drain(..) {
+      outbox.close();
+    }
     inner.history.taps = Taps::default();
     inner.push_event(role_event(Role::Offline));
     drop(inner);
     self.wake();
   }
 
-  /// Host: admits a client. Returns the `Welcome` frame; from the same instant on, every ordered
-  /// patch is sent to `sender`, so the client misses none and gets none twice. `None` when this
-  /// instance is no longer host.
-  pub fn attach_client(&self, id: u64, sender: FrameSender) -> Option<Frame> {
-    let mut inner = self.inner.lock();
+  /// Host: admits a client: queues the `Welcome` in its outbox, and from the same instant on every
+  /// ordered patch, so the client misses none and gets none twice. `false` when this instance is
+  /// no longer host.
+  pub fn attach_client(&self, id: u64, outbox: Arc<Outbox>) -> bool {
+    let mut guard = self.inner.lock();
+    let inner = &mut *guard;
     // A connection accepted while the host was stopping: no welcome from a host that is leaving.
     if inner.role != Role::Host {
-      return None;
+      return false;
     }
+    // Serialized straight from the document, under the lock, instead of cloning it first.
+    let Ok(data) = RawJson::to(&inner.data) else {
+      return false;
+    };
     let welcome = Message::Welcome {
       protocol: PROTOCOL_VERSION,
       host_pid: std::process::id(),
       version: inner.history.version,
-      data: inner.data.clone(),
+      data,
       applied: inner
         .history
         .applied
@@ -360,8 +406,13 @@ impl Replica {
         .map(|(&o, &s)| (o, s))
         .collect(),
     };
-    inner.history.clients.push((id, sender));
-    Some(encode(&welcome))
+    // Ordered frames still waiting for the clients already include this document's patches.
+    inner.history.publish(false);
+    outbox.queue(&encode(&welcome));
+    inner.history.clients.push((id, outbox.clone()));
+    drop(guard);
+    outbox.flush();
+    true
   }
 
   /// Host: forgets a client whose connection ended.
@@ -374,89 +425,54 @@ impl Replica {
       .retain(|(client, _)| *client != id);
   }
 
-  /// Host: orders a client's patch, or rejects it to `reply`.
-  pub fn host_patch(&self, origin: u64, seq: u64, hlc: Hlc, update: Value, reply: &FrameSender) {
+  /// Host: orders a burst of messages from one client (`Patch`, `Catchup`), in order; rejections
+  /// go back through `reply`. The whole burst reaches JS as one event and every client as one
+  /// write. Returns the first message a client may not send, if any (the caller disconnects it).
+  pub fn host_receive(
+    &self,
+    origin: u64,
+    messages: Vec<Message>,
+    reply: &Outbox,
+  ) -> std::result::Result<(), Message> {
+    let now = now_ms();
     let mut guard = self.inner.lock();
     let inner = &mut *guard;
-    if inner.history.is_ordered(origin, seq) {
-      // Already ordered (a resend after a failover); the client learns it from the snapshot.
-      return;
-    }
-    inner.clock.observe(&hlc, now_ms());
-    let outcome = Update::parse(&update)
-      .map_err(|err| (err.kind.code(), err.message))
-      .and_then(|parsed| match inner.history.stale_target(&parsed, hlc) {
-        Some(path) => Err((
-          "ERR_STALE_WRITE",
-          format!("Stale write: '{path}' was written by a newer patch than this one"),
-        )),
-        None => {
-          let context = Context {
-            now_ms: hlc.ms as i64,
-          };
-          match parsed.apply(&mut inner.data, &context) {
-            Ok(changes) => Ok((parsed, changes)),
-            Err(err) => Err((err.kind.code(), err.message)),
+    let mut all = Vec::new();
+    let mut received = Vec::new();
+    let mut unexpected = None;
+    for message in messages {
+      match message {
+        Message::Patch { seq, hlc, update } => {
+          if let Err((code, message)) =
+            inner.order_received(origin, seq, hlc, update, now, &mut all, &mut received)
+          {
+            reply.queue(&encode(&Message::Rejected {
+              seq,
+              code: code.to_owned(),
+              message,
+            }));
           }
         }
-      });
-    match outcome {
-      Ok((parsed, changes)) => {
-        let received = received_json(inner.history.version + 1, hlc, &update);
-        let version = inner
-          .history
-          .order(origin, seq, hlc, &update, &parsed, &changes);
-        inner.push_event(changes_event(version, &changes, &format!("[{received}]")));
+        Message::Catchup { entries } => inner.catch_up(entries, &mut all, &mut received),
+        other => {
+          unexpected = Some(other);
+          break;
+        }
       }
-      Err((code, message)) => send(
-        reply,
-        &Message::Rejected {
-          seq,
-          code: code.to_owned(),
-          message,
-        },
-      ),
     }
-    drop(guard);
-    self.wake();
-  }
-
-  /// Host: orders entries a client brings after a failover, skipping those already ordered.
-  pub fn host_catchup(&self, entries: Vec<LogEntry>) {
-    let mut guard = self.inner.lock();
-    let inner = &mut *guard;
-    for entry in entries {
-      if inner.history.is_ordered(entry.origin, entry.seq) {
-        continue;
-      }
-      let context = Context {
-        now_ms: entry.hlc.ms as i64,
-      };
-      let Ok(parsed) = Update::parse(&entry.update) else {
-        continue;
-      };
-      // Overwritten meanwhile by a newer write on this host: the newer one wins, as it would
-      // have if both had reached one host. Marked as ordered, so it is not brought again.
-      if inner.history.stale_target(&parsed, entry.hlc).is_some() {
-        inner.history.mark_ordered(entry.origin, entry.seq);
-        continue;
-      }
-      let Ok(changes) = parsed.apply(&mut inner.data, &context) else {
-        continue;
-      };
-      let received = received_json(inner.history.version + 1, entry.hlc, &entry.update);
-      let version = inner.history.order(
-        entry.origin,
-        entry.seq,
-        entry.hlc,
-        &entry.update,
-        &parsed,
-        &changes,
-      );
-      inner.push_event(changes_event(version, &changes, &format!("[{received}]")));
+    if !all.is_empty() || !received.is_empty() {
+      let version = inner.history.version;
+      let event = changes_event(version, all, &format!("[{}]", received.join(",")));
+      inner.push_document_event(event);
     }
+    inner.history.publish(true);
     drop(guard);
+    reply.flush();
     self.wake();
+    match unexpected {
+      Some(message) => Err(message),
+      None => Ok(()),
+    }
   }
 
   /// Client: the `Hello` that opens a connection.
@@ -470,14 +486,19 @@ impl Replica {
   }
 
   /// Client: takes the host's snapshot, keeps the pending patches it does not contain on top,
-  /// and sends the host what it needs: log entries it missed, then the pending patches.
+  /// and sends the host what it needs: log entries it missed, then the pending patches. An `Err`
+  /// means the snapshot is not a JSON object (the caller drops the connection).
   pub fn client_welcome(
     &self,
     version: u64,
-    data: Value,
+    data: RawJson,
     applied: Vec<(u64, u64)>,
-    to_host: FrameSender,
-  ) {
+    to_host: Arc<Outbox>,
+  ) -> std::result::Result<(), String> {
+    let parsed: Value = serde_json::from_str(data.get()).map_err(|err| err.to_string())?;
+    if !parsed.is_object() {
+      return Err(format!("the host's data is {}", type_name(&parsed)));
+    }
     let mut guard = self.inner.lock();
     let inner = &mut *guard;
     let applied: HashMap<u64, u64> = applied.into_iter().collect();
@@ -497,33 +518,39 @@ impl Replica {
       }
       !done
     });
-    inner.data = data;
+    inner.data = parsed;
     inner.history.version = version;
     inner.history.applied = applied;
     inner.history.log.clear();
+    inner.history.log_bytes = 0;
     inner.role = Role::Client;
-    inner.push_event(replace_event(version, &inner.data));
+    // JS gets the text as it arrived: no second serialization of a large document.
+    inner.push_document_event(format!(r#"["r",{version},{}]"#, data.get()));
+    drop(data);
     let mut redone = Vec::new();
     inner.redo_pending(&mut redone);
     if !redone.is_empty() {
-      inner.push_event(changes_event(version, &redone, "[]"));
+      inner.push_document_event(changes_event(version, redone, "[]"));
     }
     for event in events {
       inner.push_event(event);
     }
     if !missed.is_empty() {
-      send(&to_host, &Message::Catchup { entries: missed });
+      to_host.queue(&encode(&Message::Catchup { entries: missed }));
     }
     for patch in &inner.pending {
-      send(
-        &to_host,
-        &patch_message(patch.seq, patch.hlc, &patch.update_value),
-      );
+      to_host.queue(&encode(&patch_message(
+        patch.seq,
+        patch.hlc,
+        &patch.update_text,
+      )));
     }
-    inner.to_host = Some(to_host);
+    inner.to_host = Some(to_host.clone());
     inner.push_event(role_event(Role::Client));
     drop(guard);
+    to_host.flush();
     self.wake();
+    Ok(())
   }
 
   /// Client: applies a batch of messages from the host (ordered patches, rejections) in order.
@@ -565,7 +592,7 @@ impl Replica {
               undone = true;
             }
             let changes: Vec<Change> =
-              serde_json::from_value(changes).map_err(|err| err.to_string())?;
+              serde_json::from_str(changes.get()).map_err(|err| err.to_string())?;
             apply_changes(&mut inner.data, &changes)?;
             all.extend(changes);
           }
@@ -574,7 +601,7 @@ impl Replica {
               inner.pending.retain(|patch| patch.seq != seq);
             }
             settled.push(ack_event(seq, version));
-          } else {
+          } else if inner.wants_received {
             received.push(received_json(version, hlc, &update));
           }
           inner.history.record(version, origin, seq, hlc, update);
@@ -595,8 +622,8 @@ impl Replica {
     }
     if !all.is_empty() || !received.is_empty() {
       let version = inner.history.version;
-      let event = changes_event(version, &all, &format!("[{}]", received.join(",")));
-      inner.push_event(event);
+      let event = changes_event(version, all, &format!("[{}]", received.join(",")));
+      inner.push_document_event(event);
     }
     for event in settled {
       inner.push_event(event);
@@ -620,10 +647,145 @@ impl Inner {
     self.events.push(event);
   }
 
+  /// After dropped document events: queues the snapshot that replaces them, first. Called before
+  /// anything changes the document, so the snapshot holds exactly what the dropped events did.
+  fn resync_events(&mut self) {
+    if std::mem::take(&mut self.resync) {
+      let snapshot = format!(r#"["r",{},{}]"#, self.history.version, json(&self.data));
+      self.events.insert(0, snapshot);
+    }
+  }
+
+  /// Queues a change or snapshot event. Past [`MAX_EVENT_BACKLOG`] bytes (JS is not draining),
+  /// they are all dropped for a snapshot at the next drain, so a stuck event loop costs memory
+  /// bounded by the document, not by the traffic.
+  fn push_document_event(&mut self, event: String) {
+    if self.resync {
+      return;
+    }
+    self.backlog += event.len();
+    self.events.push(event);
+    if self.backlog > MAX_EVENT_BACKLOG {
+      self
+        .events
+        .retain(|event| !(event.starts_with(r#"["c","#) || event.starts_with(r#"["r","#)));
+      self.backlog = 0;
+      self.resync = true;
+    }
+  }
+
+  /// Host: orders one client patch, adding its changes to `all` and its record to `received`
+  /// (when JS wants it), or says why it is rejected. A resend of an ordered patch (after a
+  /// failover) is skipped: the client learnt of it from the snapshot.
+  #[allow(clippy::too_many_arguments)]
+  fn order_received(
+    &mut self,
+    origin: u64,
+    seq: u64,
+    hlc: Hlc,
+    update: RawJson,
+    now: u64,
+    all: &mut Vec<Change>,
+    received: &mut Vec<String>,
+  ) -> std::result::Result<(), (&'static str, String)> {
+    if self.history.is_ordered(origin, seq) {
+      return Ok(());
+    }
+    self.clock.observe(&hlc, now);
+    let parsed = self.parse_received(&update)?;
+    if let Some(path) = self.history.stale_target(&parsed, hlc) {
+      return Err((
+        "ERR_STALE_WRITE",
+        format!("Stale write: '{path}' was written by a newer patch than this one"),
+      ));
+    }
+    let context = Context {
+      now_ms: hlc.ms as i64,
+    };
+    let changes = parsed
+      .apply(&mut self.data, &context)
+      .map_err(|err| (err.kind.code(), err.message))?;
+    if self.wants_received {
+      received.push(received_json(self.history.version + 1, hlc, &update));
+    }
+    self
+      .history
+      .order(origin, seq, hlc, &update, &parsed, &changes);
+    all.extend(changes);
+    Ok(())
+  }
+
+  /// The parsed form of a client's update; the last one is kept, as clients repeat theirs.
+  fn parse_received(
+    &mut self,
+    update: &RawJson,
+  ) -> std::result::Result<Arc<Update>, (&'static str, String)> {
+    if let Some((text, parsed)) = &self.last_received {
+      if text == update {
+        return Ok(parsed.clone());
+      }
+    }
+    let value: Value = serde_json::from_str(update.get()).map_err(|err| {
+      (
+        "ERR_BAD_VALUE",
+        format!("The update is not valid JSON: {err}"),
+      )
+    })?;
+    let parsed = Arc::new(Update::parse(&value).map_err(|err| (err.kind.code(), err.message))?);
+    self.last_received = Some((update.clone(), parsed.clone()));
+    Ok(parsed)
+  }
+
+  /// Host: orders entries a client brings after a failover, skipping those already ordered.
+  fn catch_up(
+    &mut self,
+    entries: Vec<LogEntry>,
+    all: &mut Vec<Change>,
+    received: &mut Vec<String>,
+  ) {
+    for entry in entries {
+      if self.history.is_ordered(entry.origin, entry.seq) {
+        continue;
+      }
+      let Ok(parsed) = self.parse_received(&entry.update) else {
+        continue;
+      };
+      // Overwritten meanwhile by a newer write on this host: the newer one wins, as it would
+      // have if both had reached one host. Marked as ordered, so it is not brought again.
+      if self.history.stale_target(&parsed, entry.hlc).is_some() {
+        self.history.mark_ordered(entry.origin, entry.seq);
+        continue;
+      }
+      let context = Context {
+        now_ms: entry.hlc.ms as i64,
+      };
+      let Ok(changes) = parsed.apply(&mut self.data, &context) else {
+        continue;
+      };
+      if self.wants_received {
+        received.push(received_json(
+          self.history.version + 1,
+          entry.hlc,
+          &entry.update,
+        ));
+      }
+      self.history.order(
+        entry.origin,
+        entry.seq,
+        entry.hlc,
+        &entry.update,
+        &parsed,
+        &changes,
+      );
+      all.extend(changes);
+    }
+  }
+
   /// The queued events plus `last`, as one JSON array.
   fn drain_with(&mut self, last: &str) -> String {
     let mut out = String::with_capacity(2 + last.len());
     out.push('[');
+    self.backlog = 0;
     for event in self.events.drain(..) {
       out.push_str(&event);
       out.push(',');
@@ -684,23 +846,25 @@ impl History {
     origin: u64,
     seq: u64,
     hlc: Hlc,
-    update: &Value,
+    update: &RawJson,
     parsed: &Update,
     changes: &[Change],
   ) -> u64 {
     let version = self.version + 1;
     if !self.clients.is_empty() {
-      let frame = encode(&Message::Ordered {
-        version,
-        origin,
-        seq,
-        hlc,
-        update: update.clone(),
-        changes: serde_json::to_value(changes).unwrap_or(Value::Null),
-      });
-      self
-        .clients
-        .retain(|(_, sender)| sender.send(frame.clone()).is_ok());
+      // A change list always serializes; a frame over the limit is not sent, and a client that
+      // misses it resyncs at its next connection.
+      if let Ok(changes) = RawJson::to(&changes) {
+        let ordered = Message::Ordered {
+          version,
+          origin,
+          seq,
+          hlc,
+          update: update.clone(),
+          changes,
+        };
+        let _ = protocol::encode(&ordered, &mut self.broadcast);
+      }
     }
     for target in parsed.targets() {
       self.note_write(target.path, hlc);
@@ -711,12 +875,33 @@ impl History {
     version
   }
 
+  /// Host: queues the ordered frames not yet sent in every client's outbox, forgetting clients
+  /// whose connection is gone. `flush` sends them at once (a tokio worker); otherwise JS flushes
+  /// at the end of its task.
+  fn publish(&mut self, flush: bool) {
+    if self.broadcast.is_empty() {
+      return;
+    }
+    let broadcast = &self.broadcast;
+    self.clients.retain(|(_, outbox)| {
+      let queued = outbox.queue(broadcast);
+      if queued && flush {
+        outbox.flush();
+      }
+      queued
+    });
+    self.broadcast.clear();
+  }
+
   /// Client: notes an ordered patch: version, the origin's progress and the log.
-  fn record(&mut self, version: u64, origin: u64, seq: u64, hlc: Hlc, update: Value) {
+  fn record(&mut self, version: u64, origin: u64, seq: u64, hlc: Hlc, update: RawJson) {
     self.version = version;
     self.mark_ordered(origin, seq);
-    if self.log.len() == LOG_LEN {
-      self.log.pop_front();
+    self.log_bytes += update.get().len();
+    while self.log.len() >= LOG_LEN || (self.log_bytes > LOG_BYTES && !self.log.is_empty()) {
+      if let Some(oldest) = self.log.pop_front() {
+        self.log_bytes -= oldest.update.get().len();
+      }
     }
     self.log.push_back(LogEntry {
       version,
@@ -784,13 +969,14 @@ impl Replica {
   pub fn seed(&self, data: Value, version: u64) {
     let mut guard = self.inner.lock();
     let inner = &mut *guard;
+    let snapshot = format!(r#"["r",{version},{}]"#, json(&data));
     inner.data = data;
     inner.history.version = version;
-    inner.push_event(replace_event(version, &inner.data));
+    inner.push_document_event(snapshot);
     let mut redone = Vec::new();
     inner.redo_pending(&mut redone);
     if !redone.is_empty() {
-      inner.push_event(changes_event(version, &redone, "[]"));
+      inner.push_document_event(changes_event(version, redone, "[]"));
     }
     drop(guard);
     self.wake();
@@ -844,7 +1030,7 @@ impl Replica {
 }
 
 impl Taps {
-  fn ordered(&mut self, version: u64, hlc: Hlc, update: &Value) {
+  fn ordered(&mut self, version: u64, hlc: Hlc, update: &RawJson) {
     if let Some(saver) = &self.saver {
       saver.notify_one();
     }
@@ -866,20 +1052,15 @@ fn comparable_path(path: &str) -> &str {
   }
 }
 
-fn encode(message: &Message) -> Frame {
+fn encode(message: &Message) -> Vec<u8> {
   let mut frame = Vec::new();
   // Only a message over MAX_FRAME fails to encode; it is then not sent and the receiver, which
   // never gets it, resyncs when it notices the gap at its next connection.
   let _ = protocol::encode(message, &mut frame);
-  Arc::new(frame)
+  frame
 }
 
-fn send(sender: &FrameSender, message: &Message) {
-  // A closed channel means the connection is gone; its loss is handled by the connection task.
-  let _ = sender.send(encode(message));
-}
-
-fn patch_message(seq: u64, hlc: Hlc, update: &Value) -> Message {
+fn patch_message(seq: u64, hlc: Hlc, update: &RawJson) -> Message {
   Message::Patch {
     seq,
     hlc,
@@ -903,24 +1084,22 @@ fn reject_event(seq: u64, code: &str, message: &str) -> String {
   json(&("x", seq, code, message))
 }
 
-fn changes_event(version: u64, changes: &[Change], received: &str) -> String {
-  format!(r#"["c",{version},{},{received}]"#, json(&changes))
-}
-
-fn replace_event(version: u64, data: &Value) -> String {
-  json(&("r", version, data))
+/// Changes for JS, compacted: JS applies what changed, not every intermediate step.
+fn changes_event(version: u64, changes: Vec<Change>, received: &str) -> String {
+  format!(r#"["c",{version},{},{received}]"#, json(&compact(changes)))
 }
 
 fn role_event(role: Role) -> String {
   json(&("role", role.name()))
 }
 
-fn received_json(version: u64, hlc: Hlc, update: &Value) -> String {
-  json(&Received {
-    version,
-    timestamp: hlc.ms,
-    patch: update,
-  })
+/// A patch ordered elsewhere, as JS reports it (`receivedPatches`): `{ version, timestamp, patch }`.
+fn received_json(version: u64, hlc: Hlc, update: &RawJson) -> String {
+  format!(
+    r#"{{"version":{version},"timestamp":{},"patch":{}}}"#,
+    hlc.ms,
+    update.get()
+  )
 }
 
 /// Names become file names, so only a conservative, portable set is accepted.
@@ -960,18 +1139,16 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
   use serde_json::json;
-  use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
   use super::*;
 
-  /// A host and one client wired by channels instead of sockets: frames are delivered only
-  /// when a test says so, which lets it choose every interleaving.
+  /// A host and one client wired by outboxes without sockets: frames are delivered only when a
+  /// test says so, which lets it choose every interleaving.
   struct Network {
     host: Replica,
     client: Replica,
-    to_client: FrameSender,
-    client_inbox: UnboundedReceiver<Frame>,
-    host_inbox: UnboundedReceiver<Frame>,
+    to_client: Arc<Outbox>,
+    to_host: Arc<Outbox>,
   }
 
   /// The document and its version, as JSON text `[version, data]`.
@@ -983,12 +1160,14 @@ mod tests {
   const HOST: u64 = 1;
   const CLIENT: u64 = 2;
 
-  fn decode_all(inbox: &mut UnboundedReceiver<Frame>) -> Vec<Message> {
+  fn decode_all(outbox: &Outbox) -> Vec<Message> {
+    let bytes = outbox.take_queued();
     let mut messages = Vec::new();
-    while let Ok(frame) = inbox.try_recv() {
-      let (message, used) = protocol::decode(&frame).unwrap().unwrap();
-      assert_eq!(used, frame.len());
+    let mut at = 0;
+    while at < bytes.len() {
+      let (message, used) = protocol::decode(&bytes[at..]).unwrap().unwrap();
       messages.push(message);
+      at += used;
     }
     messages
   }
@@ -998,55 +1177,42 @@ mod tests {
       let host = Replica::new("t", data, HOST).unwrap();
       host.become_host();
       let client = Replica::new("t", json!({"ignored": true}), CLIENT).unwrap();
-      let (to_client, client_inbox) = unbounded_channel();
-      let (to_host, host_inbox) = unbounded_channel();
       let network = Network {
         host,
         client,
-        to_client,
-        client_inbox,
-        host_inbox,
+        to_client: Outbox::new(None, usize::MAX),
+        to_host: Outbox::new(None, usize::MAX),
       };
-      let welcome = network
-        .host
-        .attach_client(7, network.to_client.clone())
-        .unwrap();
-      let (
-        Message::Welcome {
-          version,
-          data,
-          applied,
-          ..
-        },
-        _,
-      ) = protocol::decode(&welcome).unwrap().unwrap()
+      assert!(network.host.attach_client(7, network.to_client.clone()));
+      let mut frames = decode_all(&network.to_client).into_iter();
+      let Some(Message::Welcome {
+        version,
+        data,
+        applied,
+        ..
+      }) = frames.next()
       else {
         panic!("not a welcome");
       };
       network
         .client
-        .client_welcome(version, data, applied, to_host);
+        .client_welcome(version, data, applied, network.to_host.clone())
+        .unwrap();
       network
     }
 
-    /// Delivers everything the client sent to the host.
+    /// Delivers everything the client sent to the host, as one burst.
     fn deliver_to_host(&mut self) {
-      for message in decode_all(&mut self.host_inbox) {
-        match message {
-          Message::Patch { seq, hlc, update } => {
-            self
-              .host
-              .host_patch(CLIENT, seq, hlc, update, &self.to_client)
-          }
-          Message::Catchup { entries } => self.host.host_catchup(entries),
-          other => panic!("unexpected {other:?}"),
-        }
-      }
+      let burst = decode_all(&self.to_host);
+      self
+        .host
+        .host_receive(CLIENT, burst, &self.to_client)
+        .unwrap();
     }
 
     /// Delivers everything the host sent to the client.
     fn deliver_to_client(&mut self) {
-      let batch = decode_all(&mut self.client_inbox);
+      let batch = decode_all(&self.to_client);
       self.client.client_receive(batch).unwrap();
     }
 
@@ -1228,41 +1394,75 @@ mod tests {
     network.deliver_to_client();
     // A second client that missed the last ordered entry becomes the new host.
     let new_host = Replica::new("t", json!({}), 3).unwrap();
-    new_host.client_welcome(0, json!({ "list": [] }), Vec::new(), unbounded_channel().0);
+    let empty = RawJson::to(&json!({ "list": [] })).unwrap();
+    let unused = Outbox::new(None, usize::MAX);
+    new_host
+      .client_welcome(0, empty, Vec::new(), unused)
+      .unwrap();
     new_host.become_host();
-    let (to_client, mut inbox) = unbounded_channel();
-    let welcome = new_host.attach_client(1, to_client.clone()).unwrap();
-    let (
-      Message::Welcome {
-        version,
-        data: welcome_data,
-        applied,
-        ..
-      },
-      _,
-    ) = protocol::decode(&welcome).unwrap().unwrap()
+    let to_client = Outbox::new(None, usize::MAX);
+    assert!(new_host.attach_client(1, to_client.clone()));
+    let Some(Message::Welcome {
+      version,
+      data: welcome_data,
+      applied,
+      ..
+    }) = decode_all(&to_client).into_iter().next()
     else {
       panic!("not a welcome");
     };
-    let (to_new_host, mut new_host_inbox) = unbounded_channel();
+    let to_new_host = Outbox::new(None, usize::MAX);
     network
       .client
-      .client_welcome(version, welcome_data, applied, to_new_host);
-    for message in decode_all(&mut new_host_inbox) {
-      match message {
-        Message::Catchup { entries } => new_host.host_catchup(entries),
-        Message::Patch { seq, hlc, update } => {
-          new_host.host_patch(CLIENT, seq, hlc, update, &to_client)
-        }
-        other => panic!("unexpected {other:?}"),
-      }
-    }
+      .client_welcome(version, welcome_data, applied, to_new_host.clone())
+      .unwrap();
+    new_host
+      .host_receive(CLIENT, decode_all(&to_new_host), &to_client)
+      .unwrap();
     network
       .client
-      .client_receive(decode_all(&mut inbox))
+      .client_receive(decode_all(&to_client))
       .unwrap();
     assert_eq!(data(&new_host), json!({ "list": ["c1"] }));
     assert_eq!(snapshot(&new_host), snapshot(&network.client));
+  }
+
+  #[test]
+  fn events_js_does_not_drain_are_replaced_by_one_snapshot() {
+    let mut network = Network::new(json!({ "n": 0 }));
+    network.client.drain();
+    for n in 0..20 {
+      // A different megabyte each time: setting an equal value changes nothing.
+      let big = char::from(b'a' + n as u8).to_string().repeat(1024 * 1024);
+      let update = json!({ "$set": { "big": big, "n": n } }).to_string();
+      network.host.patch(&update).unwrap();
+      network.host.flush();
+      network.deliver_to_client();
+    }
+    let queued: usize = network
+      .client
+      .inner
+      .lock()
+      .events
+      .iter()
+      .map(String::len)
+      .sum();
+    assert!(queued < MAX_EVENT_BACKLOG, "{queued} bytes queued");
+    let events = network.client.patch(r#"{"$inc":{"n":100}}"#).unwrap();
+    let events: Vec<Value> = serde_json::from_str(&events).unwrap();
+    // The snapshot is taken before the patch applies: JS applies the patch once, on top of it.
+    let kinds: Vec<&Value> = events.iter().map(|event| &event[0]).collect();
+    assert_eq!(events[0][0], "r", "{kinds:?}");
+    assert_eq!(events[0][2]["n"], json!(19));
+    assert_eq!(events.last().unwrap()[0], "o");
+    assert!(
+      !events.iter().any(|event| event[0] == "c"),
+      "the changes were dropped"
+    );
+    network.deliver_to_host();
+    network.deliver_to_client();
+    network.assert_converged();
+    assert_eq!(data(&network.client)["n"], json!(119));
   }
 
   #[test]

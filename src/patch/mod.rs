@@ -69,7 +69,7 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
-pub use change::{apply_changes, Change, Key};
+pub use change::{apply_changes, compact, Change, Key};
 pub use error::{ErrorKind, PatchError};
 
 use op::{Action, Op, Operator};

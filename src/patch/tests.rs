@@ -689,6 +689,32 @@ proptest! {
     }
   }
 
+  /// A compacted change list of several updates in a row gives the same document as the whole
+  /// list, and touches a parent or child of every path the whole list touches.
+  #[test]
+  fn compacted_changes_replay_alike(doc in document(), updates in prop::collection::vec(update(), 1..6)) {
+    let ctx = Context { now_ms: NOW_MS };
+    let original = doc.clone();
+    let mut doc = doc;
+    let mut all = Vec::new();
+    for update in &updates {
+      if let Ok(changes) = apply(&mut doc, update, &ctx) {
+        all.extend(changes);
+      }
+    }
+    let compacted = compact(all.clone());
+    prop_assert!(compacted.len() <= all.len());
+    let mut replica = original;
+    prop_assert_eq!(apply_changes(&mut replica, &compacted), Ok(()));
+    prop_assert!(identical(&replica, &doc), "compacted {} vs all {}", replica, doc);
+    for change in &all {
+      for path in change.paths() {
+        let covered = compacted.iter().flat_map(Change::paths).any(|kept| path.starts_with(kept) || kept.starts_with(path));
+        prop_assert!(covered, "{:?} lost its notification", path);
+      }
+    }
+  }
+
   /// Applying the same update twice in a row is the same as the engine's replay on a replica
   /// that is one update behind (changes are relative to the state they were planned on).
   #[test]
@@ -703,4 +729,26 @@ proptest! {
       prop_assert!(identical(&replica, &doc));
     }
   }
+}
+
+#[test]
+fn a_burst_of_counter_sets_compacts_to_the_last() {
+  let set = |path: &str, n: i64| Change::Set {
+    path: path.split('.').map(|k| Key::Field(k.into())).collect(),
+    value: json!(n),
+  };
+  let burst: Vec<Change> = (1..=100)
+    .map(|n| set("n", n))
+    .chain([set("m", 1)])
+    .collect();
+  assert_eq!(compact(burst), vec![set("n", 100), set("m", 1)]);
+  // The merged Set keeps the place of the first: keys are created in the same order.
+  let merged = vec![set("a", 1), set("z", 0), set("a", 2)];
+  assert_eq!(compact(merged), vec![set("a", 2), set("z", 0)]);
+  // A change to a parent in between keeps the earlier write: the parent it wrote into differs.
+  let unset_parent = Change::Unset {
+    path: vec![Key::Field("a".into())],
+  };
+  let kept = vec![set("a.b", 1), unset_parent.clone(), set("a.b", 2)];
+  assert_eq!(compact(kept.clone()), kept);
 }
