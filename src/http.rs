@@ -144,8 +144,8 @@ async fn serve_connection(
   // Event records are small writes that must not wait for Nagle's algorithm.
   let _ = stream.set_nodelay(true);
   let service = service_fn(move |request: Request<Incoming>| {
-    let response = respond(&replica, &request);
-    async move { Ok::<_, Infallible>(response) }
+    let replica = replica.clone();
+    async move { Ok::<_, Infallible>(respond(replica, request).await) }
   });
   let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
   tokio::pin!(connection);
@@ -194,7 +194,7 @@ fn route(name: &str, path: &str) -> Route {
 
 type ResponseBody = Either<Full<Bytes>, EventStream>;
 
-fn respond(replica: &Replica, request: &Request<Incoming>) -> Response<ResponseBody> {
+async fn respond(replica: Arc<Replica>, request: Request<Incoming>) -> Response<ResponseBody> {
   if request.method() != Method::GET {
     let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "Only GET is served");
     response
@@ -203,13 +203,17 @@ fn respond(replica: &Replica, request: &Request<Incoming>) -> Response<ResponseB
     return response;
   }
   match route(replica.name(), request.uri().path()) {
-    Route::Value(path) => match replica.read(&path) {
+    // Copying and encoding a whole document is long: it runs on the blocking pool, not on the
+    // worker that relays patches.
+    Route::Value(path) => tokio::task::spawn_blocking(move || match replica.read(&path) {
       Some(value) => json(StatusCode::OK, &value),
       None => error(
         StatusCode::NOT_FOUND,
         &format!("'{}' has no value at '{path}'", replica.name()),
       ),
-    },
+    })
+    .await
+    .unwrap_or_else(|err| error(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string())),
     Route::Status => {
       let (role, version, clients) = replica.status();
       json(

@@ -11,8 +11,9 @@
 //! temporary file can have a fixed name: a stale one left by a killed host is simply overwritten.
 //!
 //! [`Saver`] is the host's task: a save at most [`DEBOUNCE`] after a change, one write at a time,
-//! and one at once for `flush()`. The document is copied under the replica's lock; encoding and
-//! writing run on the runtime's blocking pool, never on the JS thread.
+//! and one at once for `flush()`. The document is copied under the replica's lock, then encoded
+//! and written, all on the runtime's blocking pool: neither the JS thread nor the worker that
+//! relays patches waits for it.
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -266,20 +267,17 @@ impl Saver {
 
   /// One save of the ordered document; the only write in flight, since the loop awaits it.
   async fn save(&mut self) -> std::result::Result<(), String> {
-    let outcome = match self.replica.ordered_snapshot() {
-      Ok((data, version)) => {
-        let path = self.path.clone();
-        let written = tokio::task::spawn_blocking(move || {
-          let contents = encode(&data, version, now_ms())?;
-          save(&path, &contents)
-        })
-        .await
-        .map_err(io::Error::other)
-        .and_then(|written| written);
-        written.map(|()| version).map_err(|err| err.to_string())
-      }
-      Err(err) => Err(err),
-    };
+    let replica = self.replica.clone();
+    let path = self.path.clone();
+    // The copy of the document, too, is made off the runtime's worker, which relays patches.
+    let outcome = tokio::task::spawn_blocking(move || {
+      let (data, version) = replica.ordered_snapshot()?;
+      let contents = encode(&data, version, now_ms()).map_err(|err| err.to_string())?;
+      save(&path, &contents).map_err(|err| err.to_string())?;
+      Ok(version)
+    })
+    .await
+    .unwrap_or_else(|err| Err(err.to_string()));
     match outcome {
       Ok(version) => {
         self.saved = Some(version);
