@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::connection::{write_outbox, ConnectionError, DirectWrite, FrameReader, Outbox, Shared};
 use crate::protocol::{Message, MAX_FRAME, PROTOCOL_VERSION};
 use crate::rendezvous::{HostLock, Rendezvous};
+use crate::services::Services;
 use crate::state::Replica;
 
 /// How long a new connection may take to say hello, and a client to be welcomed.
@@ -51,14 +52,28 @@ pub struct Failure {
 }
 
 /// Runs the instance's network life until `shutdown` turns true. Reports a fatal failure (such as
-/// an unusable rendezvous directory) through `fail` and returns.
+/// an unusable rendezvous directory, or a corrupt file) through `fail` and returns. `services`
+/// run while the instance is host.
 pub async fn run(
   replica: Arc<Replica>,
   rendezvous: Rendezvous,
   options: Options,
+  services: Arc<Services>,
   mut shutdown: watch::Receiver<bool>,
   fail: impl Fn(Failure),
 ) {
+  // Read before the election, so that a corrupt file fails start() whatever the role; kept only
+  // until this instance joins a host, whose object is newer than any file.
+  let mut loaded = match services.load().await {
+    Ok(loaded) => Some(loaded),
+    Err(err) => {
+      fail(Failure {
+        code: err.code(),
+        message: format!("memsync '{}': {err}", replica.name()),
+      });
+      return;
+    }
+  };
   loop {
     let elected = tokio::select! {
       elected = elect(&rendezvous, options) => elected,
@@ -66,14 +81,28 @@ pub async fn run(
     };
     match elected {
       Ok(Elected::Host(lock)) => {
-        serve_as_host(&replica, lock, &mut shutdown).await;
+        // The file seeds only a network this instance starts; after a failover it is behind.
+        let saved = match loaded.take() {
+          Some(loaded) => match services.seed(&replica, loaded).await {
+            Ok(version) => Some(version),
+            Err(err) => {
+              fail(Failure {
+                code: err.code(),
+                message: format!("memsync '{}': {err}", replica.name()),
+              });
+              return;
+            }
+          },
+          None => None,
+        };
+        serve_as_host(&replica, lock, &services, saved, &mut shutdown).await;
         return;
       }
-      Ok(Elected::Client(stream)) => {
-        if serve_as_client(&replica, stream, &mut shutdown).await == Ended::Shutdown {
-          return;
-        }
-      }
+      Ok(Elected::Client(stream)) => match serve_as_client(&replica, stream, &mut shutdown).await {
+        Ended::Shutdown => return,
+        Ended::HostLost => loaded = None,
+        Ended::NotWelcomed => {}
+      },
       Err(err) => {
         fail(Failure {
           code: "ERR_RENDEZVOUS",
@@ -124,6 +153,8 @@ async fn elect(rendezvous: &Rendezvous, options: Options) -> io::Result<Elected>
 async fn serve_as_host(
   replica: &Arc<Replica>,
   lock: HostLock,
+  services: &Arc<Services>,
+  saved: Option<u64>,
   shutdown: &mut watch::Receiver<bool>,
 ) {
   let listener = match lock.bind() {
@@ -134,6 +165,8 @@ async fn serve_as_host(
       return;
     }
   };
+  // Before the role is announced: once start() resolves as host, the port is served.
+  let services = services.start(replica, saved).await;
   replica.become_host();
   let mut handlers = Vec::new();
   let next_id = AtomicU64::new(1);
@@ -151,6 +184,9 @@ async fn serve_as_host(
   if flushed.is_err() {
     handlers.iter().for_each(JoinHandle::abort);
   }
+  // The last save and the closing of the port come before the lock goes: the next host never
+  // races our write, and can bind the port.
+  services.stop().await;
   drop(listener);
   if let Err(err) = lock.release() {
     eprintln!("memsync '{}': {err}", replica.name());
@@ -210,6 +246,11 @@ async fn handle_client(
       outbox.send(&encoded(&Message::Refused {
         reason: format!("protocol {protocol} is not {PROTOCOL_VERSION}"),
       }));
+      None
+    }
+    // `memsync status`: answered, and the connection closes without a client being admitted.
+    Ok(Ok(Some(Message::Query))) => {
+      outbox.send(&encoded(&status_message(&replica)));
       None
     }
     _ => None,
@@ -293,10 +334,22 @@ fn encoded(message: &Message) -> Vec<u8> {
   frame
 }
 
+/// The answer to a `Query` (`memsync status`).
+fn status_message(replica: &Replica) -> Message {
+  let (_, version, clients) = replica.status();
+  Message::Status {
+    host_pid: std::process::id(),
+    version,
+    clients: clients as u64,
+  }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Ended {
   Shutdown,
   HostLost,
+  /// The connection ended before the host's welcome (a host that was stopping).
+  NotWelcomed,
 }
 
 async fn serve_as_client(
@@ -328,7 +381,7 @@ async fn serve_as_client(
       eprintln!("memsync '{}': {reason}", replica.name());
     }
     writer.abort();
-    return Ended::HostLost;
+    return Ended::NotWelcomed;
   }
   let ended = loop {
     let first = tokio::select! {
