@@ -20,7 +20,10 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
  * Creates the replica of `name`, seeded with the JSON text `dataJson` (an object). `dir` is the
  * rendezvous directory (default: per-user runtime directory).
  */
-export declare function createInstance(name: string, dataJson: string, dir?: string | undefined | null): ExternalObject<Instance>
+export declare function createInstance(name: string, dataJson: string, dir?: string | undefined | null, services?: HostServices | undefined | null): ExternalObject<Instance>
+
+/** The rendezvous directory used when none is given. */
+export declare function defaultDir(): string
 
 /** The events that arrived from the network, as a JSON array. */
 export declare function drain(instance: ExternalObject<Instance>): string
@@ -30,6 +33,16 @@ export declare function drain(instance: ExternalObject<Instance>): string
  * patches costs one write.
  */
 export declare function flush(instance: ExternalObject<Instance>): void
+
+/** What an instance does while it is host, besides ordering patches. */
+export interface HostServices {
+  /** Saves the object to this file (`options.file.path`, absolute). */
+  file?: string
+  /** Serves the HTTP view on this address (`options.server.host`, default 127.0.0.1)... */
+  host?: string
+  /** ...and port (`options.server.port`). */
+  port?: number
+}
 
 /**
  * Applies the update given as JSON text. Returns the events queued for JS as a JSON array, the
@@ -44,8 +57,20 @@ export declare function patch(instance: ExternalObject<Instance>, updateJson: st
  */
 export declare function probe(instance: ExternalObject<Instance>): Promise<boolean>
 
+/**
+ * Asks the host of `name` for `{ hostPid, version, clients }` without joining; resolves with an
+ * outcome (see `outcome`).
+ */
+export declare function queryHost(dir: string | undefined | null, name: string): Promise<string>
+
 /** Releases the waker of a stopped instance (the JS side calls it once `stop()` resolved). */
 export declare function release(instance: ExternalObject<Instance>): void
+
+/**
+ * Saves the object to its file now if this instance is host, and resolves once it is written
+ * (elsewhere the host saves): `flush()` in JS. Resolves with an outcome (see `outcome`).
+ */
+export declare function save(instance: ExternalObject<Instance>): Promise<string>
 
 /** Like `ref()`/`unref()` on `net.Server`: whether a started instance keeps the process alive. */
 export declare function setRef(instance: ExternalObject<Instance>, referenced: boolean): void

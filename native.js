@@ -836,11 +836,14 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.createInstance = nativeBinding.createInstance
+module.exports.defaultDir = nativeBinding.defaultDir
 module.exports.drain = nativeBinding.drain
 module.exports.flush = nativeBinding.flush
 module.exports.patch = nativeBinding.patch
 module.exports.probe = nativeBinding.probe
+module.exports.queryHost = nativeBinding.queryHost
 module.exports.release = nativeBinding.release
+module.exports.save = nativeBinding.save
 module.exports.setRef = nativeBinding.setRef
 module.exports.setWantsReceived = nativeBinding.setWantsReceived
 module.exports.start = nativeBinding.start

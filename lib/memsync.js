@@ -4,9 +4,10 @@
 // native replica (src/binding.rs), which runs the patch engine.
 
 const { EventEmitter } = require('node:events')
+const path = require('node:path')
 const native = require('../native.js')
 const { applyChanges, getAt, replaceContents, touches } = require('./changes.js')
-const { MemErrors, codedError } = require('./errors.js')
+const { MemErrors, codedError, settle } = require('./errors.js')
 const { toJson, MAX_DEPTH } = require('./json.js')
 const { checkEventName, checkListener, checkMethod, checkNestedOptions, checkPath, checkRpc, isPlainObject } = require('./validate.js')
 
@@ -41,7 +42,33 @@ function checkOptions (options) {
     throw codedError(MemErrors.ERR_INVALID_ARG, 'options.clientOnly and options.serverOnly exclude each other')
   }
   checkNestedOptions(options)
+  checkServiceOptions(options)
   return options
+}
+
+// `file` and `server`: what the instance does while it is host (src/services.rs).
+function checkServiceOptions ({ file, server }) {
+  if (file !== undefined && !(isPlainObject(file) && typeof file.path === 'string' && file.path !== '')) {
+    throw codedError(MemErrors.ERR_INVALID_ARG, 'options.file must be { path: string }')
+  }
+  if (server !== undefined) {
+    if (!isPlainObject(server) || !(Number.isInteger(server.port) && server.port >= 1 && server.port <= 65535)) {
+      throw codedError(MemErrors.ERR_INVALID_ARG, 'options.server must be { port: 1 to 65535, host?: string }')
+    }
+    if (server.host !== undefined && (typeof server.host !== 'string' || server.host === '')) {
+      throw codedError(MemErrors.ERR_INVALID_ARG, 'options.server.host must be a host name or IP address')
+    }
+  }
+}
+
+/** The native layer's `HostServices`; the file path is made absolute now, against this cwd. */
+function hostServices ({ file, server }) {
+  if (file === undefined && server === undefined) return null
+  return {
+    file: file === undefined ? undefined : path.resolve(file.path),
+    host: server?.host,
+    port: server?.port
+  }
 }
 
 function deferred () {
@@ -130,7 +157,7 @@ class MemSync {
     this.options = checkOptions(options)
     this.#rpc = rpc ?? {}
     const text = toJson(data, 'The default object')
-    this.#native = native.createInstance(name, text, this.options.dir ?? null)
+    this.#native = native.createInstance(name, text, this.options.dir ?? null, hostServices(this.options))
     // A copy, not the caller's object: the replica and `data` must start identical.
     this.data = JSON.parse(text)
     this.connection = this.#connected.promise
@@ -294,9 +321,10 @@ class MemSync {
     return { type: 'rpc', status: 'ok', params: args, result }
   }
 
-  /** Saves the object to `options.file.path`. */
+  /** Saves the object to `options.file.path` now if this instance is host (elsewhere, the host saves). */
   async flush () {
     if (this.options.file?.path === undefined) throw codedError(MemErrors.ERR_NO_STORAGE, 'Storage not defined')
+    settle(await native.save(this.#native))
   }
 
   /** Accepted for memsync 0.5 compatibility; options are fixed at construction. */
@@ -395,6 +423,9 @@ class MemSync {
         break
       case 'fail':
         this.#starting?.reject(codedError(event[1], event[2]))
+        break
+      case 'error':
+        this.#reportError(codedError(event[1], event[2]))
         break
     }
   }

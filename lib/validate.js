@@ -77,19 +77,14 @@ function checkSection (options, section, fields) {
   }
 }
 
-/** memsync 0.5's nested options: `peer.roles`, `network.maxWriters`, `file.path`, `server.port`. */
+/** memsync 0.5's nested options `peer.roles` and `network.maxWriters` (`file` and `server` are
+ * checked with the services, lib/memsync.js). */
 function checkNestedOptions (options) {
   checkSection(options, 'peer', [
     ['roles', (roles) => Array.isArray(roles) && roles.every((role) => typeof role === 'string'), 'an array of strings']
   ])
   checkSection(options, 'network', [
     ['maxWriters', (n) => Number.isSafeInteger(n) && n > 0, 'a positive integer']
-  ])
-  checkSection(options, 'file', [
-    ['path', (path) => typeof path === 'string' && path !== '', 'a file path']
-  ])
-  checkSection(options, 'server', [
-    ['port', (port) => Number.isInteger(port) && port >= 0 && port <= 65535, 'a port number (0 to 65535)']
   ])
 }
 

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::connection::{write_outbox, ConnectionError, DirectWrite, FrameReader, Outbox, Shared};
 use crate::protocol::{Message, MAX_FRAME, PROTOCOL_VERSION};
 use crate::rendezvous::{HostLock, Rendezvous};
+use crate::services::Services;
 use crate::state::Replica;
 
 /// How long a new connection may take to say hello, and a client to be welcomed.
@@ -57,50 +58,86 @@ pub struct Failure {
 }
 
 /// Runs the instance's network life until `shutdown` turns true. Reports a fatal failure (such as
-/// an unusable rendezvous directory) through `fail` and returns.
+/// an unusable rendezvous directory, or a corrupt file) through `fail` and returns. `services`
+/// run while the instance is host.
 pub async fn run(
   replica: Arc<Replica>,
   rendezvous: Rendezvous,
   options: Options,
+  services: Arc<Services>,
   mut shutdown: watch::Receiver<bool>,
   fail: impl Fn(Failure),
 ) {
+  // Read before the election, so that a corrupt file fails start() whatever the role; kept only
+  // until this instance joins a host, whose object is newer than any file.
+  let mut loaded = match services.load().await {
+    Ok(loaded) => Some(loaded),
+    Err(err) => {
+      fail(Failure {
+        code: err.code(),
+        message: format!("memsync '{}': {err}", replica.name()),
+      });
+      return;
+    }
+  };
   let mut failed_backoff = FAILED_BACKOFF;
+  let unusable = |err: io::Error| Failure {
+    code: "ERR_RENDEZVOUS",
+    message: format!(
+      "memsync '{}' cannot use {}: {err}",
+      replica.name(),
+      rendezvous.dir().display()
+    ),
+  };
   loop {
     let elected = tokio::select! {
       elected = elect(&rendezvous, options) => elected,
       _ = shutdown.wait_for(|stop| *stop) => return,
     };
-    let failed = match elected {
-      Ok(Elected::Host(lock)) => serve_as_host(&replica, lock, &mut shutdown).await.err(),
-      Ok(Elected::Client(stream)) => match serve_as_client(&replica, stream, &mut shutdown).await {
-        Ended::Shutdown => return,
-        Ended::HostLost => {
-          failed_backoff = FAILED_BACKOFF;
-          continue;
+    match elected {
+      Ok(Elected::Host(lock)) => {
+        // The file seeds only a network this instance starts; after a failover it is behind.
+        let saved = match loaded.take() {
+          Some(loaded) => match services.seed(&replica, loaded).await {
+            Ok(version) => Some(version),
+            Err(err) => {
+              fail(Failure {
+                code: err.code(),
+                message: format!("memsync '{}': {err}", replica.name()),
+              });
+              return;
+            }
+          },
+          None => None,
+        };
+        if let Err(err) = serve_as_host(&replica, lock, &services, saved, &mut shutdown).await {
+          fail(unusable(err));
         }
-        Ended::Failed => {
-          tokio::select! {
-            _ = tokio::time::sleep(failed_backoff) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
+        return;
+      }
+      Ok(Elected::Client(stream)) => {
+        let ended = serve_as_client(&replica, stream, &mut shutdown).await;
+        // Welcomed: the host's object is newer than any file.
+        if matches!(ended, Ended::HostLost | Ended::Failed) {
+          loaded = None;
+        }
+        match ended {
+          Ended::Shutdown => return,
+          Ended::HostLost => failed_backoff = FAILED_BACKOFF,
+          Ended::NotWelcomed | Ended::Failed => {
+            tokio::select! {
+              _ = tokio::time::sleep(failed_backoff) => {}
+              _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            failed_backoff = (failed_backoff * 2).min(MAX_FAILED_BACKOFF);
           }
-          failed_backoff = (failed_backoff * 2).min(MAX_FAILED_BACKOFF);
-          continue;
         }
-      },
-      Err(err) => Some(err),
-    };
-    if let Some(err) = failed {
-      fail(Failure {
-        code: "ERR_RENDEZVOUS",
-        message: format!(
-          "memsync '{}' cannot use {}: {err}",
-          replica.name(),
-          rendezvous.dir().display()
-        ),
-      });
+      }
+      Err(err) => {
+        fail(unusable(err));
+        return;
+      }
     }
-    return;
   }
 }
 
@@ -142,11 +179,15 @@ async fn elect(rendezvous: &Rendezvous, options: Options) -> io::Result<Elected>
 async fn serve_as_host(
   replica: &Arc<Replica>,
   lock: HostLock,
+  services: &Arc<Services>,
+  saved: Option<u64>,
   shutdown: &mut watch::Receiver<bool>,
 ) -> io::Result<()> {
   let listener = lock
     .bind()
     .map_err(|err| io::Error::new(err.kind(), format!("cannot listen: {err}")))?;
+  // Before the role is announced: once start() resolves as host, the port is served.
+  let services = services.start(replica, saved).await;
   replica.become_host();
   let mut handlers = Vec::new();
   let next_id = AtomicU64::new(1);
@@ -164,6 +205,9 @@ async fn serve_as_host(
   if flushed.is_err() {
     handlers.iter().for_each(JoinHandle::abort);
   }
+  // The last save and the closing of the port come before the lock goes: the next host never
+  // races our write, and can bind the port.
+  services.stop().await;
   drop(listener);
   if let Err(err) = lock.release() {
     eprintln!("memsync '{}': {err}", replica.name());
@@ -228,6 +272,11 @@ async fn handle_client(
       let reason = format!("protocol {protocol} is not {PROTOCOL_VERSION}");
       eprintln!("memsync '{}': refusing a client: {reason}", replica.name());
       outbox.send(&encoded(&Message::Refused { reason }));
+      None
+    }
+    // `memsync status`: answered, and the connection closes without a client being admitted.
+    Some(Ok(Ok(Some(Message::Query)))) => {
+      outbox.send(&encoded(&status_message(&replica)));
       None
     }
     // A client that closes before saying anything is no error: it stopped or died while
@@ -327,15 +376,27 @@ fn encoded(message: &Message) -> Vec<u8> {
   frame
 }
 
+/// The answer to a `Query` (`memsync status`).
+fn status_message(replica: &Replica) -> Message {
+  let (_, version, clients) = replica.status();
+  Message::Status {
+    host_pid: std::process::id(),
+    version,
+    clients: clients as u64,
+  }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Ended {
   Shutdown,
   /// The host closed the connection after welcoming us: elect again at once (the failover
   /// path).
   HostLost,
-  /// The host did not welcome us (refused, closed, or sent something else), or sent something
-  /// invalid after: try again after a pause that grows while it lasts, since a broken host would
+  /// The host did not welcome us: it refused us, closed (a host that was stopping) or sent
+  /// something else. Try again after a pause that grows while it lasts, since a broken host would
   /// otherwise be reconnected to thousands of times a second.
+  NotWelcomed,
+  /// The host welcomed us, then sent something invalid: try again after the same growing pause.
   Failed,
 }
 
@@ -385,7 +446,7 @@ async fn serve_as_client(
       eprintln!("memsync '{}': cannot join the host: {why}", replica.name());
     }
     writer.abort();
-    return Ended::Failed;
+    return Ended::NotWelcomed;
   }
   let ended = loop {
     let first = tokio::select! {

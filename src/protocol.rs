@@ -246,6 +246,18 @@ pub enum Message {
     /// The entries, in version order.
     entries: Vec<LogEntry>,
   },
+  /// The first frame of a one-off connection instead of `Hello` (`memsync status`): the host
+  /// answers with `Status` and closes, without admitting a client.
+  Query,
+  /// Host to a `Query`: who serves the object and how far it is.
+  Status {
+    /// The host's process id.
+    host_pid: u32,
+    /// The version of the document.
+    version: u64,
+    /// How many clients are connected.
+    clients: u64,
+  },
 }
 
 impl Message {
@@ -260,6 +272,8 @@ impl Message {
       Message::Ordered { .. } => "ordered",
       Message::Rejected { .. } => "rejected",
       Message::Catchup { .. } => "catchup",
+      Message::Query => "query",
+      Message::Status { .. } => "status",
     }
   }
 }
@@ -442,6 +456,12 @@ mod tests {
             update: raw(json!({})),
           },
         ],
+      },
+      Message::Query,
+      Message::Status {
+        host_pid: 7,
+        version: 8,
+        clients: 9,
       },
     ]
   }

@@ -28,6 +28,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::{mpsc, Notify};
 
 use crate::connection::Outbox;
 use crate::error::{Error, Result};
@@ -126,6 +127,19 @@ struct History {
   /// Host only: `Ordered` frames not yet queued to the clients; a burst of patches reaches
   /// every client as one append.
   broadcast: Vec<u8>,
+  /// Host only: what the file saver and the HTTP event streams hear of each ordered patch.
+  taps: Taps,
+}
+
+/// Host only: the listeners of the host's services (`services.rs`) on the order.
+#[derive(Default)]
+struct Taps {
+  /// Woken after each ordered patch: the file saver, which then saves within its debounce.
+  saver: Option<Arc<Notify>>,
+  /// The record `{ version, timestamp, patch }` of each ordered patch, for the HTTP event
+  /// streams. A stream whose buffer is full is dropped: a reader that falls behind is cut off
+  /// rather than let the host's memory grow.
+  streams: Vec<mpsc::Sender<Arc<str>>>,
 }
 
 /// An own patch that the host has not ordered yet.
@@ -194,6 +208,7 @@ impl Replica {
           write_times: BTreeMap::new(),
           clients: Vec::new(),
           broadcast: Vec::new(),
+          taps: Taps::default(),
         },
         last_update: ParsedUpdate::parse("{}")?,
         last_received: None,
@@ -377,6 +392,7 @@ impl Replica {
     for (_, outbox) in inner.history.clients.drain(..) {
       outbox.close();
     }
+    inner.history.taps = Taps::default();
     inner.push_event(role_event(Role::Offline));
     drop(inner);
     self.wake();
@@ -887,6 +903,7 @@ impl History {
     for target in parsed.targets() {
       self.note_write(target.path, hlc);
     }
+    self.taps.ordered(version, hlc, update);
     self.version = version;
     self.mark_ordered(origin, seq);
     version
@@ -974,6 +991,89 @@ impl History {
 
   fn is_ordered(&self, origin: u64, seq: u64) -> bool {
     self.applied.get(&origin).is_some_and(|&done| done >= seq)
+  }
+}
+
+/// What the host's services (`services.rs`: the file and the HTTP view) need of the replica.
+/// Each method holds the lock only to copy out or to register; serializing and I/O happen
+/// outside it.
+impl Replica {
+  /// Replaces the document with `data` at `version`, loaded from the file by the process that
+  /// starts the network. The pending patches stay on top, as with a host's snapshot.
+  pub fn seed(&self, data: Value, version: u64) {
+    let mut guard = self.inner.lock();
+    let inner = &mut *guard;
+    let snapshot = format!(r#"["r",{version},{}]"#, json(&data));
+    inner.data = data;
+    inner.history.version = version;
+    inner.push_document_event(snapshot);
+    let mut redone = Vec::new();
+    inner.redo_pending(&mut redone);
+    if !redone.is_empty() {
+      inner.push_document_event(changes_event(version, redone, "[]"));
+    }
+    drop(guard);
+    self.wake();
+  }
+
+  /// A copy of the ordered document, without the pending patches, and its version: what the
+  /// file holds. (A host has pending patches only once it has stopped ordering.)
+  pub fn ordered_snapshot(&self) -> std::result::Result<(Value, u64), String> {
+    let inner = self.inner.lock();
+    let mut data = inner.data.clone();
+    for patch in inner.pending.iter().rev() {
+      if let Some(undo) = &patch.undo {
+        apply_changes(&mut data, undo)?;
+      }
+    }
+    Ok((data, inner.history.version))
+  }
+
+  /// A copy of the value at the dotted `path` (`""`: the whole document), `None` when nothing
+  /// is there.
+  pub fn read(&self, path: &str) -> Option<Value> {
+    crate::patch::value_at(&self.inner.lock().data, path).cloned()
+  }
+
+  /// Wakes `saver` after each patch this host orders, until it stops being host.
+  pub fn notify_orders(&self, saver: Arc<Notify>) {
+    self.inner.lock().history.taps.saver = Some(saver);
+  }
+
+  /// The records `{ version, timestamp, patch }` (JSON) of the patches this host orders from now
+  /// on, until it stops being host; `None` when it is not host. The stream ends when it falls
+  /// `capacity` records behind.
+  pub fn subscribe(&self, capacity: usize) -> Option<mpsc::Receiver<Arc<str>>> {
+    let mut inner = self.inner.lock();
+    if inner.role != Role::Host {
+      return None;
+    }
+    let (sender, receiver) = mpsc::channel(capacity);
+    inner.history.taps.streams.push(sender);
+    Some(receiver)
+  }
+
+  /// Reports a failure that does not stop the instance (JS: an `error` event with `code`).
+  pub fn report_error(&self, code: &str, message: &str) {
+    self
+      .inner
+      .lock()
+      .push_event(json(&("error", code, message)));
+    self.wake();
+  }
+}
+
+impl Taps {
+  fn ordered(&mut self, version: u64, hlc: Hlc, update: &RawJson) {
+    if let Some(saver) = &self.saver {
+      saver.notify_one();
+    }
+    if !self.streams.is_empty() {
+      let record: Arc<str> = received_json(version, hlc, update).into();
+      self
+        .streams
+        .retain(|stream| stream.try_send(Arc::clone(&record)).is_ok());
+    }
   }
 }
 
@@ -1408,5 +1508,81 @@ mod tests {
     network.deliver_to_client();
     network.assert_converged();
     assert_eq!(data(&network.client)["n"], json!(119));
+  }
+
+  #[test]
+  fn a_seed_replaces_the_data_and_keeps_pending_patches_on_top() {
+    let replica = Replica::new("a", json!({ "n": 0 }), HOST).unwrap();
+    replica.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+    replica.seed(json!({ "n": 10, "from": "file" }), 7);
+    assert_eq!(data(&replica), json!({ "n": 11, "from": "file" }));
+    assert_eq!(
+      replica.ordered_snapshot().unwrap(),
+      (json!({ "n": 10, "from": "file" }), 7)
+    );
+    let events = replica.drain();
+    assert!(
+      events.starts_with(r#"[["r",7,{"n":10,"from":"file"}],["c",7,[["s",["n"],11]],[]]"#),
+      "{events}"
+    );
+    replica.become_host();
+    assert_eq!(snapshot(&replica), r#"[8,{"n":11,"from":"file"}]"#);
+    assert_eq!(replica.ordered_snapshot().unwrap().1, 8);
+  }
+
+  #[test]
+  fn event_streams_and_the_saver_hear_every_ordered_patch_until_the_role_ends() {
+    let mut network = Network::new(json!({ "n": 0 }));
+    let saver = Arc::new(Notify::new());
+    network.host.notify_orders(saver.clone());
+    let mut stream = network.host.subscribe(16).unwrap();
+    network.host.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+    network.client.patch(r#"{"$set":{"by":"client"}}"#).unwrap();
+    network.deliver_to_host();
+    let first = stream.try_recv().unwrap();
+    assert!(first.starts_with(r#"{"version":1,"timestamp":"#), "{first}");
+    assert!(first.ends_with(r#","patch":{"$inc":{"n":1}}}"#), "{first}");
+    let second = stream.try_recv().unwrap();
+    assert!(second.starts_with(r#"{"version":2,"#), "{second}");
+    assert!(
+      second.ends_with(r#""patch":{"$set":{"by":"client"}}}"#),
+      "{second}"
+    );
+    // One stored wake-up however many patches: the saver coalesces them.
+    let woken = saver.notified();
+    tokio::pin!(woken);
+    assert!(woken.as_mut().enable());
+    network.host.go_offline();
+    assert!(stream.try_recv().is_err());
+    assert!(network.host.subscribe(16).is_none(), "only a host streams");
+  }
+
+  #[test]
+  fn a_stream_that_falls_behind_is_dropped() {
+    let host = Replica::new("a", json!({ "n": 0 }), HOST).unwrap();
+    host.become_host();
+    let mut slow = host.subscribe(2).unwrap();
+    for _ in 0..3 {
+      host.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+    }
+    assert!(slow.try_recv().is_ok());
+    assert!(slow.try_recv().is_ok());
+    assert_eq!(
+      slow.try_recv(),
+      Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)
+    );
+  }
+
+  #[test]
+  fn reads_follow_dotted_paths() {
+    let replica = Replica::new("a", json!({ "a": { "list": [1, { "b": 2 }] } }), HOST).unwrap();
+    assert_eq!(replica.read("a.list.1.b"), Some(json!(2)));
+    assert_eq!(
+      replica.read(""),
+      Some(json!({ "a": { "list": [1, { "b": 2 }] } }))
+    );
+    assert_eq!(replica.read("a.list.01"), None);
+    assert_eq!(replica.read("a.missing"), None);
+    assert_eq!(replica.read("a.list.0.x"), None);
   }
 }
