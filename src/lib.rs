@@ -35,10 +35,3 @@ pub mod state;
 
 pub use error::{Error, Result};
 pub use state::Replica;
-
-/// mimalloc instead of the system allocator for the addon's own allocations: a patch's path
-/// through the replica is many small allocations (malloc and free were a sixth of the profile
-/// with glibc), and mimalloc gives the memory of a large snapshot back to the system once it is
-/// freed, where glibc keeps it.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -131,7 +131,8 @@ export class Peer extends EventEmitter {
  * `config`: `{ data, options, tag }`. The peer is killed when the test ends.
  */
 export async function spawnPeer (t, name, dir, config = {}, label = name) {
-  const child = fork(FIXTURE, [name, dir, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
+  // --expose-gc: memory is measured after a full collection, not at the mercy of GC timing.
+  const child = fork(FIXTURE, [name, dir, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], execArgv: ['--expose-gc'] })
   const peer = new Peer(child, label)
   t.after(() => peer.kill())
   const ready = Promise.race([
