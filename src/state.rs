@@ -424,9 +424,14 @@ impl Replica {
         .map(|(&o, &s)| (o, s))
         .collect(),
     };
+    let mut frame = Vec::new();
+    if let Err(err) = protocol::encode(&welcome, &mut frame) {
+      eprintln!("memsync '{}': cannot welcome a client: {err}", self.name);
+      return false;
+    }
     // Ordered frames still waiting for the clients already include this document's patches.
     inner.history.publish(false);
-    outbox.queue(&encode(&welcome));
+    outbox.queue(&frame);
     inner.history.clients.push((id, outbox.clone()));
     drop(guard);
     outbox.flush();
@@ -886,9 +891,7 @@ impl History {
   ) -> u64 {
     let version = self.version + 1;
     if !self.clients.is_empty() {
-      // A change list always serializes; a frame over the limit is not sent, and a client that
-      // misses it resyncs at its next connection.
-      if let Ok(changes) = RawJson::to(&changes) {
+      let encoded = RawJson::to(&changes).and_then(|changes| {
         let ordered = Message::Ordered {
           version,
           origin,
@@ -897,7 +900,16 @@ impl History {
           update: update.clone(),
           changes,
         };
-        let _ = protocol::encode(&ordered, &mut self.broadcast);
+        protocol::encode(&ordered, &mut self.broadcast)
+      });
+      // Too large for a frame: no client may miss a version, so every client is dropped and
+      // resyncs from a snapshot when it reconnects.
+      if let Err(err) = encoded {
+        eprintln!("memsync: patch {version} cannot be sent ({err}); clients resync");
+        self.publish(true);
+        for (_, outbox) in self.clients.drain(..) {
+          outbox.close();
+        }
       }
     }
     for target in parsed.targets() {
