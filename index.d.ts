@@ -116,6 +116,7 @@ export declare const MemErrors: {
   readonly ERR_INVALID_ARG: 'ERR_INVALID_ARG'
   readonly ERR_TIMEOUT: 'ERR_TIMEOUT'
   readonly ERR_RPC_NOT_FOUND: 'ERR_RPC_NOT_FOUND'
+  readonly ERR_RPC_PEER_LOST: 'ERR_RPC_PEER_LOST'
   readonly ERR_NO_STORAGE: 'ERR_NO_STORAGE'
   readonly ERR_STALE_WRITE: 'ERR_STALE_WRITE'
   readonly ERR_STOPPED: 'ERR_STOPPED'
@@ -183,6 +184,8 @@ export interface MemSyncEvents<T> {
 
 /** The result of `call()`: the value is on `result` (memsync 0.5's shape). */
 export interface RpcResult<R> {
+  /** The call's id in the calling process. */
+  id: number
   type: 'rpc'
   status: 'ok'
   params: unknown[]
@@ -199,7 +202,7 @@ export interface MemSyncStatus {
   host: { started: boolean; connections: number }
 }
 
-/** The cross-process event bus of an object. */
+/** The cross-process event bus of an object: `emit` reaches the listeners of every process, this one included. */
 export interface EventBus<E extends Record<string, unknown[]>> {
   on<K extends keyof E & string>(event: K, listener: (...args: E[K]) => void): this
   once<K extends keyof E & string>(event: K, listener: (...args: E[K]) => void): this

@@ -17,6 +17,12 @@ export declare class ExternalObject<T> {
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
+ * Calls RPC `method` in another process under JS's id `id`, with `argsJson` (a JSON array). The
+ * outcome arrives as a `["reply", id, error, result?]` event.
+ */
+export declare function call(instance: ExternalObject<Instance>, id: number, method: string, argsJson: string): void
+
+/**
  * Creates the replica of `name`, seeded with the JSON text `dataJson` (an object). `dir` is the
  * rendezvous directory (default: per-user runtime directory).
  */
@@ -24,6 +30,12 @@ export declare function createInstance(name: string, dataJson: string, dir?: str
 
 /** The events that arrived from the network, as a JSON array. */
 export declare function drain(instance: ExternalObject<Instance>): string
+
+/**
+ * Sends `event` with `argsJson` (a JSON array) to every other process. Queued like a patch:
+ * JS flushes at the end of its task, so a loop of emits is one write.
+ */
+export declare function emit(instance: ExternalObject<Instance>, event: string, argsJson: string): void
 
 /**
  * Sends what `patch()` queued for other processes; JS calls it once per task, so a loop of
@@ -40,6 +52,18 @@ export declare function patch(instance: ExternalObject<Instance>, updateJson: st
 
 /** Releases the waker of a stopped instance (the JS side calls it once `stop()` resolved). */
 export declare function release(instance: ExternalObject<Instance>): void
+
+/**
+ * Answers the call handed to JS as `["call", id, ...]`: `resultJson` (absent for `undefined`),
+ * or `errorJson`, the JSON of `{ code?, message }`.
+ */
+export declare function reply(instance: ExternalObject<Instance>, id: number, resultJson?: string | undefined | null, errorJson?: string | undefined | null): void
+
+/**
+ * Sets what the instance offers other processes, as the JSON of `{ methods }` (the dotted
+ * paths of its RPC functions); announced when it connects.
+ */
+export declare function setPeer(instance: ExternalObject<Instance>, peerJson: string): void
 
 /** Like `ref()`/`unref()` on `net.Server`: whether a started instance keeps the process alive. */
 export declare function setRef(instance: ExternalObject<Instance>, referenced: boolean): void

@@ -835,11 +835,15 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.call = nativeBinding.call
 module.exports.createInstance = nativeBinding.createInstance
 module.exports.drain = nativeBinding.drain
+module.exports.emit = nativeBinding.emit
 module.exports.flush = nativeBinding.flush
 module.exports.patch = nativeBinding.patch
 module.exports.release = nativeBinding.release
+module.exports.reply = nativeBinding.reply
+module.exports.setPeer = nativeBinding.setPeer
 module.exports.setRef = nativeBinding.setRef
 module.exports.setWantsReceived = nativeBinding.setWantsReceived
 module.exports.start = nativeBinding.start

@@ -41,20 +41,67 @@ function checkOptions (options) {
   return options
 }
 
+/** `promise`, or a rejection with `error()` after `ms`. */
+function raceTimeout (promise, ms, error) {
+  let timer
+  const timeout = new Promise((resolve, reject) => { timer = setTimeout(() => reject(error()), ms) })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
 function deferred () {
   let resolve
   const promise = new Promise((resolve_) => { resolve = resolve_ })
   return { promise, resolve }
 }
 
-/** The process-wide event bus of one object (`mem.events`). */
+/** The function at dotted `method` of an RPC table, through own properties only (so that
+ * 'constructor' or '__proto__' never reach Object's). */
+function rpcFunction (table, method) {
+  let node = table
+  for (const part of method.split('.')) {
+    if (node === null || typeof node !== 'object' || !Object.hasOwn(node, part)) return undefined
+    node = node[part]
+  }
+  return typeof node === 'function' ? node : undefined
+}
+
+/** The dotted paths of every function of an RPC table: what this process offers others. */
+function rpcMethods (table, prefix = '', out = []) {
+  for (const [key, value] of Object.entries(table)) {
+    if (typeof value === 'function') out.push(prefix + key)
+    else if (isPlainObject(value)) rpcMethods(value, `${prefix}${key}.`, out)
+  }
+  return out
+}
+
+/** What a thrown value tells the caller of an RPC function: `{ code?, message }`. */
+function remoteError (error) {
+  const code = typeof error?.code === 'string' ? error.code : undefined
+  return { code, message: String(error instanceof Error ? error.message : error) }
+}
+
+/**
+ * The event bus of one object (`mem.events`): `emit` reaches the listeners of every process of
+ * the object, this one included (at once, as memsync 0.5 did).
+ */
 class EventBus {
-  #emitter = new EventEmitter()
+  #emitter
+  #send
+
+  constructor (emitter, send) {
+    this.#emitter = emitter
+    this.#send = send
+  }
 
   on (event, listener) { this.#emitter.on(event, listener); return this }
   once (event, listener) { this.#emitter.once(event, listener); return this }
   off (event, listener) { this.#emitter.off(event, listener); return this }
-  emit (event, ...args) { return this.#emitter.emit(event, ...args) }
+  emit (event, ...args) {
+    if (typeof event !== 'string') throw codedError(MemErrors.ERR_INVALID_ARG, 'events.emit(event, ...args): event must be a string')
+    // Sent first: a listener here that throws must not keep the event from the other processes.
+    this.#send(event, toJson(args, `The arguments of event '${event}'`))
+    return this.#emitter.emit(event, ...args)
+  }
 }
 
 class MemSync {
@@ -65,13 +112,20 @@ class MemSync {
   /** The live shared object: a plain object, changed in place by patches. */
   data
   /** Events exchanged between the processes of this object. */
-  events = new EventBus()
+  events
   /** Resolves with `{ type }` once connected; renewed on disconnect (memsync 0.5). */
   connection
 
   #native
   #rpc
   #emitter = new EventEmitter()
+  /** The listeners of `events`. */
+  #bus = new EventEmitter()
+  /** Own RPC calls in other processes, by id: `{ resolve, reject, params, timer }`. */
+  #calls = new Map()
+  #nextCall = 1
+  /** Counts connections: a call handed to JS by a host answers only that host. */
+  #epoch = 0
   #observers = []
   /** 'host' or 'client' while connected, else null. */
   #role = null
@@ -118,11 +172,16 @@ class MemSync {
     this.name = name
     this.options = checkOptions(options)
     this.#rpc = rpc ?? {}
+    this.events = new EventBus(this.#bus, (event, argsJson) => {
+      native.emit(this.#native, event, argsJson)
+      this.#scheduleFlush()
+    })
     const text = toJson(data, 'The default object')
     this.#native = native.createInstance(name, text, this.options.dir ?? null)
     // A copy, not the caller's object: the replica and `data` must start identical.
     this.data = JSON.parse(text)
     this.connection = this.#connected.promise
+    native.setPeer(this.#native, JSON.stringify({ methods: rpcMethods(this.#rpc) }))
     this.#trackReceivedListeners()
     if (this.options.logEvents) this.#logEvents()
   }
@@ -162,6 +221,7 @@ class MemSync {
     for (const seq of [...this.#waiting.keys()]) {
       this.#settle(seq, codedError(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before the host accepted the patch; it stays queued and is sent if the instance starts again`))
     }
+    this.#failCalls(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before the RPC call was answered`)
   }
 
   /** Keeps the process alive while started (the default), as `net.Server#ref`. */
@@ -197,10 +257,7 @@ class MemSync {
     own.push(update)
     const accepted = changes !== null && version === 0 ? this.#waitForOrder(seq) : RESOLVED
     // Other processes get the patch at the end of this task: a loop of patches is one write.
-    if (changes !== null && !this.#flushScheduled) {
-      this.#flushScheduled = true
-      queueMicrotask(this.#flush)
-    }
+    if (changes !== null) this.#scheduleFlush()
     this.#handle(events)
     return accepted
   }
@@ -247,14 +304,35 @@ class MemSync {
     return { connection: this.#role, host: null }
   }
 
-  /** Runs an RPC method registered by a process of this object; resolves to `{ result }`. */
+  /**
+   * Runs RPC `method` in the process that registered it: this one first, then the host, then
+   * a client. Resolves to `{ id, type: 'rpc', status: 'ok', params, result }` (memsync 0.5's
+   * shape); rejects with the remote error's message and `code`, `ERR_RPC_NOT_FOUND`,
+   * `ERR_RPC_PEER_LOST` (the callee or the host went away first) or `ERR_TIMEOUT`.
+   */
   async call (method, ...args) {
-    const fn = getAt(this.#rpc, method.split('.'))
-    if (typeof fn !== 'function') {
-      throw codedError(MemErrors.ERR_RPC_NOT_FOUND, `The handler for "${method}" RPC call was not found`)
+    if (typeof method !== 'string') throw codedError(MemErrors.ERR_INVALID_ARG, 'call(method, ...args): method must be a string')
+    const id = this.#nextCall++
+    const fn = rpcFunction(this.#rpc, method)
+    if (fn !== undefined) {
+      const result = await fn(...args)
+      return { id, type: 'rpc', status: 'ok', params: args, result }
     }
-    const result = await fn(...args)
-    return { type: 'rpc', status: 'ok', params: args, result }
+    const argsJson = toJson(args, `The arguments of RPC call "${method}"`)
+    const timeoutMs = this.options.timeout ?? DEFAULT_TIMEOUT_MS
+    const deadline = performance.now() + timeoutMs
+    const expired = () => codedError(MemErrors.ERR_TIMEOUT, `The RPC call "${method}" was not answered within ${timeoutMs} ms`)
+    // Between hosts (or before start()), the call waits for a connection within its timeout.
+    if (this.#role === null) await raceTimeout(this.connection, timeoutMs, expired)
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        // A reply arriving later finds no call and is ignored.
+        this.#calls.delete(id)
+        reject(expired())
+      }, Math.max(0, deadline - performance.now()))
+      this.#calls.set(id, { resolve, reject, params: args, timer })
+      native.call(this.#native, id, method, argsJson)
+    })
   }
 
   /** Saves the object to `options.file.path`. */
@@ -264,6 +342,53 @@ class MemSync {
 
   /** Accepted for memsync 0.5 compatibility; options are fixed at construction. */
   setOptions () {}
+
+  #scheduleFlush () {
+    if (this.#flushScheduled) return
+    this.#flushScheduled = true
+    queueMicrotask(this.#flush)
+  }
+
+  #settleCall (id, error, hasResult, result) {
+    const call = this.#calls.get(id)
+    if (call === undefined) return
+    this.#calls.delete(id)
+    clearTimeout(call.timer)
+    if (error !== null) {
+      call.reject(Object.assign(new Error(error.message), error.code === undefined ? {} : { code: error.code }))
+    } else {
+      call.resolve({ id, type: 'rpc', status: 'ok', params: call.params, result: hasResult ? result : undefined })
+    }
+  }
+
+  #failCalls (code, message) {
+    for (const id of [...this.#calls.keys()]) this.#settleCall(id, { code, message }, false)
+  }
+
+  // A call another process routed here: runs the function and answers, unless the host that
+  // asked was lost meanwhile (the answer would reach a new host that never asked).
+  async #runCall (id, method, args) {
+    const epoch = this.#epoch
+    let result
+    let error = null
+    try {
+      const fn = rpcFunction(this.#rpc, method)
+      if (fn === undefined) throw codedError(MemErrors.ERR_RPC_NOT_FOUND, `The handler for "${method}" RPC call was not found`)
+      result = await fn(...args)
+    } catch (thrown) {
+      error = remoteError(thrown)
+    }
+    if (epoch !== this.#epoch || !this.#started) return
+    let resultJson = null
+    if (error === null && result !== undefined) {
+      try {
+        resultJson = toJson(result, `The result of RPC call "${method}"`)
+      } catch (bad) {
+        error = remoteError(bad)
+      }
+    }
+    native.reply(this.#native, id, resultJson, error === null ? null : JSON.stringify(error))
+  }
 
   #waitForOrder (seq) {
     return new Promise((resolve, reject) => {
@@ -359,11 +484,27 @@ class MemSync {
       case 'fail':
         this.#starting?.reject(codedError(event[1], event[2]))
         break
+      case 'call':
+        this.#runCall(event[1], event[2], event[3])
+        break
+      case 'reply':
+        this.#settleCall(event[1], event[2], event.length > 3, event[3])
+        break
+      case 'e':
+        try {
+          this.#bus.emit(event[1], ...event[2])
+        } catch (error) {
+          this.#reportError(error)
+        }
+        break
     }
   }
 
   #onRole (role) {
     if (role === 'offline') {
+      this.#epoch++
+      // Calls in flight went through the host that is gone, or to clients that left with it.
+      this.#failCalls(MemErrors.ERR_RPC_PEER_LOST, `The connection of '${this.name}' was lost before the RPC call was answered`)
       const previous = this.#role
       if (previous === null) return
       this.#role = null

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::Error;
 use crate::peer;
+use crate::protocol::{PeerInfo, RawJson, RemoteError};
 use crate::rendezvous::Rendezvous;
 use crate::state::Replica;
 
@@ -228,6 +229,70 @@ pub fn set_ref(env: Env, instance: &External<Instance>, referenced: bool) -> Res
     Some(waker) => set_waker_ref(&mut waker.lock(), &env, referenced),
     None => Ok(()),
   }
+}
+
+/// Sets what the instance offers other processes, as the JSON of `{ methods }` (the dotted
+/// paths of its RPC functions); announced when it connects.
+#[napi]
+pub fn set_peer(instance: &External<Instance>, peer_json: String) -> Result<()> {
+  let peer: PeerInfo = serde_json::from_str(&peer_json)
+    .map_err(|err| into_js_error(Error::BadValue(format!("Bad peer options: {err}"))))?;
+  instance.replica.services().configure(peer);
+  Ok(())
+}
+
+/// Calls RPC `method` in another process under JS's id `id`, with `argsJson` (a JSON array). The
+/// outcome arrives as a `["reply", id, error, result?]` event.
+#[napi]
+pub fn call(
+  instance: &External<Instance>,
+  id: i64,
+  method: String,
+  args_json: String,
+) -> Result<()> {
+  let args = raw_json(args_json, "The RPC arguments")?;
+  let effects = instance.replica.services().call(id as u64, method, args);
+  instance.replica.apply(effects, true);
+  Ok(())
+}
+
+/// Answers the call handed to JS as `["call", id, ...]`: `resultJson` (absent for `undefined`),
+/// or `errorJson`, the JSON of `{ code?, message }`.
+#[napi]
+pub fn reply(
+  instance: &External<Instance>,
+  id: i64,
+  result_json: Option<String>,
+  error_json: Option<String>,
+) -> Result<()> {
+  let result = result_json
+    .map(|text| raw_json(text, "The RPC result"))
+    .transpose()?;
+  let error = match error_json {
+    Some(text) => Some(
+      serde_json::from_str::<RemoteError>(&text)
+        .map_err(|err| into_js_error(Error::BadValue(format!("Bad RPC error: {err}"))))?,
+    ),
+    None => None,
+  };
+  let effects = instance.replica.services().reply(id as u64, result, error);
+  instance.replica.apply(effects, true);
+  Ok(())
+}
+
+/// Sends `event` with `argsJson` (a JSON array) to every other process. Queued like a patch:
+/// JS flushes at the end of its task, so a loop of emits is one write.
+#[napi]
+pub fn emit(instance: &External<Instance>, event: String, args_json: String) -> Result<()> {
+  let args = raw_json(args_json, "The event arguments")?;
+  let effects = instance.replica.services().emit(event, args);
+  instance.replica.apply(effects, false);
+  Ok(())
+}
+
+fn raw_json(text: String, what: &str) -> Result<RawJson> {
+  RawJson::parse(text)
+    .map_err(|err| into_js_error(Error::BadValue(format!("{what}: not JSON: {err}"))))
 }
 
 /// The instance's status: role, version and (host) connected clients, as JSON text.

@@ -9,6 +9,8 @@
 //! - `rendezvous`: the private directory, the host election by file lock, the socket path.
 //! - `state`: an instance's replica: ordering (host), pending patches and rebases (client),
 //!   failover hand-over, and the events for the JS side. No I/O beyond channel sends.
+//! - `services`: RPC routing and the event bus beside the document: what a client sends, how the
+//!   host routes calls and replies and forwards events.
 //! - `peer`: the tokio tasks of an instance: election, host listener and handlers, client
 //!   connection, failover.
 //! - `binding` (feature `napi`): functions over an `External` instance; converts, calls, converts
@@ -23,6 +25,7 @@ pub mod patch;
 pub mod peer;
 pub mod protocol;
 pub mod rendezvous;
+pub mod services;
 pub mod state;
 
 pub use error::{Error, Result};

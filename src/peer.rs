@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::connection::{write_outbox, ConnectionError, DirectWrite, FrameReader, Outbox, Shared};
 use crate::protocol::{Message, MAX_FRAME, PROTOCOL_VERSION};
 use crate::rendezvous::{HostLock, Rendezvous};
+use crate::services::Services;
 use crate::state::Replica;
 
 /// How long a new connection may take to say hello, and a client to be welcomed.
@@ -200,10 +201,14 @@ async fn handle_client(
   let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_message()).await;
   let origin = match hello {
     Ok(Ok(Some(Message::Hello {
-      protocol, origin, ..
+      protocol,
+      origin,
+      peer,
+      ..
     })))
       if protocol == PROTOCOL_VERSION =>
     {
+      replica.services().admit(id, peer);
       Some(origin)
     }
     Ok(Ok(Some(Message::Hello { protocol, .. }))) => {
@@ -215,10 +220,13 @@ async fn handle_client(
     _ => None,
   };
   let Some(origin) = origin.filter(|_| replica.attach_client(id, outbox.clone())) else {
+    let effects = replica.services().detach(id);
+    replica.apply(effects, true);
     outbox.close();
     let _ = writer.await;
     return;
   };
+  replica.services().attached(id, outbox.clone());
   loop {
     let first = tokio::select! {
       message = reader.read_message() => message,
@@ -231,7 +239,7 @@ async fn handle_client(
       Ok(None) => break,
       Err(err) => (Vec::new(), Some(err)),
     };
-    if let Err(unexpected) = replica.host_receive(origin, batch, &outbox) {
+    if let Err(unexpected) = host_receive(&replica, id, origin, batch, &outbox) {
       eprintln!(
         "memsync '{}': unexpected message from a client, disconnecting it: {unexpected:?}",
         replica.name()
@@ -247,10 +255,59 @@ async fn handle_client(
     }
   }
   replica.detach_client(id);
+  let effects = replica.services().detach(id);
+  replica.apply(effects, true);
   outbox.close();
   if !writer.is_finished() {
     let _ = writer.await;
   }
+}
+
+/// Host: a burst from client `conn`, in order: runs of document messages go to the replica,
+/// the others to the services.
+fn host_receive(
+  replica: &Replica,
+  conn: u64,
+  origin: u64,
+  batch: Vec<Message>,
+  outbox: &Outbox,
+) -> Result<(), Message> {
+  let mut documents = Vec::new();
+  for message in batch {
+    if !Services::handles(&message) {
+      documents.push(message);
+      continue;
+    }
+    if !documents.is_empty() {
+      replica.host_receive(origin, std::mem::take(&mut documents), outbox)?;
+    }
+    let effects = replica.services().from_client(conn, message);
+    replica.apply(effects, true);
+  }
+  if documents.is_empty() {
+    return Ok(());
+  }
+  replica.host_receive(origin, documents, outbox)
+}
+
+/// Client: a burst from the host, in order, as [`host_receive`] splits it.
+fn client_receive(replica: &Replica, batch: Vec<Message>) -> Result<(), String> {
+  let mut documents = Vec::new();
+  for message in batch {
+    if !Services::handles(&message) {
+      documents.push(message);
+      continue;
+    }
+    if !documents.is_empty() {
+      replica.client_receive(std::mem::take(&mut documents))?;
+    }
+    let effects = replica.services().from_host(message);
+    replica.apply(effects, true);
+  }
+  if documents.is_empty() {
+    return Ok(());
+  }
+  replica.client_receive(documents)
 }
 
 /// `first` and every message that already arrived behind it, handled as one batch; and the
@@ -341,7 +398,7 @@ async fn serve_as_client(
       Err(err) => (Vec::new(), Some(err)),
     };
     // Whatever else has already arrived is handled with it: one rebase per burst.
-    if let Err(err) = replica.client_receive(batch) {
+    if let Err(err) = client_receive(replica, batch) {
       eprintln!("memsync '{}': {err}; reconnecting", replica.name());
       break Ended::HostLost;
     }

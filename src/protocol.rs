@@ -188,6 +188,10 @@ pub enum Message {
     origin: u64,
     /// The highest document version the client holds (0 if none).
     version: u64,
+    /// What the client offers and is: its RPC methods, roles and writer limit. Absent (empty)
+    /// from a client that offers nothing.
+    #[serde(default)]
+    peer: PeerInfo,
   },
   /// Host to client, the answer to `Hello`: a snapshot of the document.
   Welcome {
@@ -246,6 +250,53 @@ pub enum Message {
     /// The entries, in version order.
     entries: Vec<LogEntry>,
   },
+  /// Either way: run RPC `method`. From a client, `id` is the caller's; from the host, it is the
+  /// host's own id for the route, which the callee's [`Message::Reply`] names.
+  Call {
+    /// Names the call in the sender's id space.
+    id: u64,
+    /// The dotted path of the function, e.g. `getFoo` or `nested.fn`.
+    method: String,
+    /// The arguments, a JSON array.
+    args: RawJson,
+  },
+  /// Either way: the outcome of the [`Message::Call`] with the same `id`.
+  Reply {
+    /// The `id` of the call.
+    id: u64,
+    /// What the function returned; absent for `undefined`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    result: Option<RawJson>,
+    /// Set when the function threw, or the call could not be routed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<RemoteError>,
+  },
+  /// Either way: an event of `mem.events`; the host forwards a client's to every other client.
+  Emit {
+    /// The event name.
+    event: String,
+    /// The listener arguments, a JSON array.
+    args: RawJson,
+  },
+}
+
+/// What a client tells the host about itself in [`Message::Hello`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerInfo {
+  /// The dotted paths of the RPC functions the process registered.
+  #[serde(default)]
+  pub methods: Vec<String>,
+}
+
+/// Why an RPC call failed, as the caller's error sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteError {
+  /// The thrown error's `code`, when it had one.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub code: Option<String>,
+  /// The thrown error's message.
+  pub message: String,
 }
 
 /// Why bytes received are not a valid frame, or a message cannot be sent as one.
@@ -379,6 +430,38 @@ mod tests {
         pid: 4242,
         origin: u64::MAX,
         version: 7,
+        peer: PeerInfo::default(),
+      },
+      Message::Hello {
+        protocol: PROTOCOL_VERSION,
+        pid: 1,
+        origin: 2,
+        version: 0,
+        peer: PeerInfo {
+          methods: vec!["getFoo".into(), "nested.fn".into()],
+        },
+      },
+      Message::Call {
+        id: 3,
+        method: "nested.fn".into(),
+        args: raw(json!([1, { "a": null }])),
+      },
+      Message::Reply {
+        id: 3,
+        result: Some(raw(json!({ "ok": [1] }))),
+        error: None,
+      },
+      Message::Reply {
+        id: 4,
+        result: None,
+        error: Some(RemoteError {
+          code: Some("ERR_X".into()),
+          message: "no".into(),
+        }),
+      },
+      Message::Emit {
+        event: "tick".into(),
+        args: raw(json!(["a", 2])),
       },
       Message::Welcome {
         protocol: PROTOCOL_VERSION,

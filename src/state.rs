@@ -33,6 +33,7 @@ use crate::connection::Outbox;
 use crate::error::{Error, Result};
 use crate::patch::{apply_changes, compact, Change, Context, PatchError, Update};
 use crate::protocol::{self, Clock, Hlc, LogEntry, Message, RawJson, PROTOCOL_VERSION};
+use crate::services::{Effects, Services};
 
 /// The longest accepted object name; it becomes part of a file name.
 const MAX_NAME_LEN: usize = 100;
@@ -80,6 +81,9 @@ pub struct Replica {
   waker: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
   /// Whether a wake-up is already on its way, so a burst of events costs one.
   woken: AtomicBool,
+  /// RPC, events, writer slots and locks. A lock of its own: never taken while `inner` is held,
+  /// nor `inner` while it is held, so the two never wait on each other.
+  services: Mutex<Services>,
 }
 
 struct Inner {
@@ -194,6 +198,7 @@ impl Replica {
       }),
       waker: Mutex::new(None),
       woken: AtomicBool::new(false),
+      services: Mutex::new(Services::new()),
     })
   }
 
@@ -341,7 +346,32 @@ impl Replica {
     }
     inner.push_event(role_event(Role::Host));
     drop(inner);
+    self.services.lock().become_host();
     self.wake();
+  }
+
+  /// The RPC and event state (see [`Services`]); hand what an operation returns to
+  /// [`Replica::apply`]. Never call with the guard of another replica lock held.
+  pub fn services(&self) -> parking_lot::MutexGuard<'_, Services> {
+    self.services.lock()
+  }
+
+  /// Hands JS the events of a services operation and, with `flush`, sends the frames it queued
+  /// (without: JS flushes at the end of its task, as for patches).
+  pub fn apply(&self, effects: Effects, flush: bool) {
+    if !effects.events.is_empty() {
+      let mut inner = self.inner.lock();
+      for event in effects.events {
+        inner.push_event(event);
+      }
+      drop(inner);
+      self.wake();
+    }
+    if flush {
+      for outbox in effects.flush {
+        outbox.flush();
+      }
+    }
   }
 
   /// Reports that the instance cannot join its network (JS: `start()` rejects).
@@ -361,6 +391,7 @@ impl Replica {
     }
     inner.push_event(role_event(Role::Offline));
     drop(inner);
+    self.services.lock().go_offline();
     self.wake();
   }
 
@@ -466,6 +497,7 @@ impl Replica {
       pid: std::process::id(),
       origin: self.origin,
       version: self.version(),
+      peer: self.services.lock().peer_info(),
     }
   }
 
@@ -532,6 +564,9 @@ impl Replica {
     inner.to_host = Some(to_host.clone());
     inner.push_event(role_event(Role::Client));
     drop(guard);
+    // After the document's frames: what the services send depends on being welcomed.
+    let effects = self.services.lock().client_connected(to_host.clone());
+    self.apply(effects, false);
     to_host.flush();
     self.wake();
     Ok(())

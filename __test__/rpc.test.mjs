@@ -1,0 +1,160 @@
+// RPC and the event bus between processes: calls in every direction, remote errors, unknown
+// methods, a callee or host that dies mid-call, timeouts; events to every process, once/off and
+// per-sender order.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { rendezvousDir, spawnPeer, uniqueName } from './support/peers.mjs'
+
+const OPTIONS = { timeout: 10000 }
+
+/** A host and two clients, each with its RPC functions, started in that order. */
+async function network (t, rpc = {}, options = OPTIONS) {
+  const dir = rendezvousDir(t)
+  const name = uniqueName('rpc')
+  const host = await spawnPeer(t, name, dir, { rpc: rpc.host ?? [], options }, 'host')
+  assert.equal((await host.request('start')).role, 'host')
+  const a = await spawnPeer(t, name, dir, { rpc: rpc.a ?? [], options }, 'a')
+  const b = await spawnPeer(t, name, dir, { rpc: rpc.b ?? [], options }, 'b')
+  for (const peer of [a, b]) assert.equal((await peer.request('start')).role, 'client')
+  return { host, a, b, dir, name }
+}
+
+test('calls run in the caller first, then the host, then a client; results keep the 0.5 shape', { timeout: 20000 }, async (t) => {
+  const { host, a, b } = await network(t, {
+    host: ['whoami'],
+    a: ['whoami', 'echo', 'nested.add'],
+    b: ['nothing', 'notJson']
+  })
+  // Client -> its own process: the caller's own table wins over the host's.
+  const own = await a.request('call', { method: 'whoami' })
+  assert.equal(own.outcome.result.pid, a.pid)
+  // Client -> host, though a client registered the same method too.
+  const toHost = await b.request('call', { method: 'whoami' })
+  assert.equal(toHost.outcome.result.pid, host.pid)
+  // Host -> client.
+  const fromHost = await host.request('call', { method: 'nested.add', args: [2, 3] })
+  assert.deepEqual(fromHost.outcome.result, 5)
+  // Client -> another client, through the host; JSON values arrive as sent.
+  const args = ['x', { deep: [1, null, true, 'é'] }, 2.5]
+  const third = await b.request('call', { method: 'echo', args })
+  assert.deepEqual(third.outcome, { id: third.outcome.id, type: 'rpc', status: 'ok', params: args, result: args })
+  assert.equal(typeof third.outcome.id, 'number')
+  // `undefined` stays undefined (IPC drops the key), rather than becoming null.
+  const nothing = await a.request('call', { method: 'nothing' })
+  assert.equal(nothing.ok, true)
+  assert.equal('result' in nothing.outcome, false)
+  // A result JSON cannot carry rejects the caller with the callee's ERR_BAD_VALUE.
+  const notJson = await a.request('call', { method: 'notJson' })
+  assert.equal(notJson.error, 'ERR_BAD_VALUE')
+})
+
+test('a remote throw rejects with its message and code; an unknown method with ERR_RPC_NOT_FOUND', { timeout: 20000 }, async (t) => {
+  const { host, a, b } = await network(t, { a: ['fail', 'failAsync'] })
+  const coded = await b.request('call', { method: 'fail', args: ['E_QUOTA', 'quota exceeded'] })
+  assert.deepEqual([coded.error, coded.message], ['E_QUOTA', 'quota exceeded'])
+  const fromHost = await host.request('call', { method: 'fail', args: ['E_HOST', 'from the host'] })
+  assert.deepEqual([fromHost.error, fromHost.message], ['E_HOST', 'from the host'])
+  const uncoded = await b.request('call', { method: 'failAsync', args: ['plain'] })
+  assert.deepEqual([uncoded.error, uncoded.message], [null, 'plain'])
+  for (const caller of [host, a, b]) {
+    const unknown = await caller.request('call', { method: 'no.such' })
+    assert.deepEqual([unknown.error, unknown.message], ['ERR_RPC_NOT_FOUND', 'The handler for "no.such" RPC call was not found'])
+  }
+  // Object's own properties are not RPC functions.
+  const proto = await b.request('call', { method: 'constructor' })
+  assert.equal(proto.error, 'ERR_RPC_NOT_FOUND')
+})
+
+test('a callee killed -9 mid-call, or the host, rejects the pending calls at once with ERR_RPC_PEER_LOST', { timeout: 20000 }, async (t) => {
+  const { host, a, b } = await network(t, { host: ['stall'], b: ['hang'] }, { timeout: 15000 })
+  const sinceB = b.mark()
+  const toB = await a.request('callLater', { method: 'hang' })
+  await b.waitEvent('hanging', { since: sinceB })
+  await b.kill('SIGKILL')
+  const lost = await a.request('settled', { token: toB.token })
+  assert.equal(lost.error, 'ERR_RPC_PEER_LOST', lost.message)
+  assert.ok(lost.ms < 5000, `rejected ${lost.ms.toFixed(0)} ms after the call, not at the 15 s timeout`)
+
+  const sinceHost = host.mark()
+  const toHost = await a.request('callLater', { method: 'stall' })
+  await host.waitEvent('hanging', { since: sinceHost })
+  await host.kill('SIGKILL')
+  const hostLost = await a.request('settled', { token: toHost.token })
+  assert.equal(hostLost.error, 'ERR_RPC_PEER_LOST', hostLost.message)
+  assert.ok(hostLost.ms < 5000, `rejected ${hostLost.ms.toFixed(0)} ms after the call`)
+})
+
+test('timeout bounds a call with ERR_TIMEOUT; the late reply is ignored', { timeout: 20000 }, async (t) => {
+  const dir = rendezvousDir(t)
+  const name = uniqueName('rpc-timeout')
+  const host = await spawnPeer(t, name, dir, { rpc: ['later'], options: OPTIONS }, 'host')
+  await host.request('start')
+  const caller = await spawnPeer(t, name, dir, { options: { timeout: 1000 } }, 'caller')
+  await caller.request('start')
+  const late = await caller.request('call', { method: 'later', args: [3000, 'late'] })
+  assert.equal(late.error, 'ERR_TIMEOUT')
+  assert.ok(late.ms >= 990 && late.ms < 2900, `rejected after ${late.ms.toFixed(0)} ms`)
+  // The late reply arrives while this call waits, and must not settle it.
+  const next = await caller.request('call', { method: 'later', args: [2500, 'second'] }, 5000)
+  assert.equal(next.error, 'ERR_TIMEOUT')
+  const quick = await caller.request('call', { method: 'later', args: [0, 'quick'] })
+  assert.equal(quick.outcome.result, 'quick')
+})
+
+test('events reach every process, the emitter included, in each sender\'s order; once and off work', { timeout: 20000 }, async (t) => {
+  const { host, a, b } = await network(t)
+  const peers = [host, a, b]
+  for (const peer of peers) {
+    await peer.request('listen', { event: 'tick' })
+    await peer.request('listen', { event: 'done' })
+  }
+  await b.request('listen', { event: 'single', once: true })
+  const marks = peers.map((p) => p.mark())
+  const COUNT = 200
+  // Two senders at once: each one's events arrive in its order everywhere.
+  await Promise.all([
+    a.request('emit', { event: 'tick', args: ['a'], count: COUNT }),
+    host.request('emit', { event: 'tick', args: ['host'], count: COUNT })
+  ])
+  await a.request('emit', { event: 'single', count: 2 })
+  await a.request('emit', { event: 'done', args: ['a'] })
+  await host.request('emit', { event: 'done', args: ['host'] })
+  for (const [i, peer] of peers.entries()) {
+    // Per-sender order: a's 'done' arrives after all of a's ticks, the host's after the host's.
+    for (const sender of ['a', 'host']) {
+      await peer.waitEvent('bus', { since: marks[i], predicate: (m) => m.name === 'done' && m.args[1] === sender })
+    }
+    const ticks = peer.history.slice(marks[i]).filter((m) => m.event === 'bus' && m.name === 'tick')
+    for (const sender of ['a', 'host']) {
+      const order = ticks.filter((m) => m.args[1] === sender).map((m) => m.args[0])
+      assert.deepEqual(order, Array.from({ length: COUNT }, (_, k) => k), `${peer.describe()} got ${sender}'s ticks once each, in order`)
+    }
+  }
+  // `once`: b heard the first 'single' only; a's 'done' followed both, so both had arrived.
+  const singles = b.history.slice(marks[2]).filter((m) => m.event === 'bus' && m.name === 'single')
+  assert.deepEqual(singles.map((m) => m.args[0]), [0])
+
+  // `off`: b stops hearing 'tick'; a 'done' sent after the tick proves it would have arrived.
+  await b.request('unlisten', { event: 'tick' })
+  const mark = b.mark()
+  await a.request('emit', { event: 'tick', args: ['after-off'] })
+  await a.request('emit', { event: 'done', args: ['after-off'] })
+  await b.waitEvent('bus', { since: mark, predicate: (m) => m.name === 'done' && m.args[1] === 'after-off' })
+  assert.equal(b.history.slice(mark).filter((m) => m.event === 'bus' && m.name === 'tick').length, 0)
+})
+
+test('events emitted while no host is reachable are sent after the next welcome', { timeout: 20000 }, async (t) => {
+  const dir = rendezvousDir(t)
+  const name = uniqueName('events-offline')
+  const early = await spawnPeer(t, name, dir, { options: { ...OPTIONS, clientOnly: true } }, 'early')
+  // Emitted before start(): queued.
+  await early.request('listen', { event: 'hello' })
+  await early.request('emit', { event: 'hello', args: ['queued'] })
+  await early.waitEvent('bus', { predicate: (m) => m.name === 'hello' })
+  const host = await spawnPeer(t, name, dir, { options: OPTIONS }, 'host')
+  await host.request('listen', { event: 'hello' })
+  await host.request('start')
+  await early.request('start')
+  const heard = await host.waitEvent('bus', { predicate: (m) => m.name === 'hello' })
+  assert.deepEqual(heard.args, [0, 'queued'])
+})

@@ -1,0 +1,648 @@
+//! What processes say to each other beside the document: RPC calls and their replies, and the
+//! events of `mem.events`.
+//!
+//! [`Services`] is one instance's part of it. As a client it sends to the host and hands JS what
+//! the host sends. As host it is the switchboard: it knows what each client offers (from its
+//! `Hello`), routes a call to the process that registered the method and the reply back to the
+//! caller, and forwards events to every other client.
+//!
+//! Routing: a caller's own process first (JS does that without coming here), then the host's
+//! own table, then the oldest connected client that registered the method (never the caller).
+//! The host gives every routed call its own id, so callers' ids never meet: a route is
+//! `host id -> (caller and its id, callee)`. A callee whose connection ends fails every call
+//! routed to it at once, with [`ERR_RPC_PEER_LOST`].
+//!
+//! No I/O and no lock of its own: the replica keeps it behind a mutex, frames are queued in the
+//! connections' [`Outbox`]es, and what JS must hear comes back as [`Effects`]. Events for JS are
+//! JSON arrays: `["call", id, method, args]` (run a function, answer with `reply`),
+//! `["reply", id, error, result?]` (the outcome of an own call) and `["e", event, args]`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::connection::Outbox;
+use crate::protocol::{self, Message, PeerInfo, RawJson, RemoteError};
+
+/// The code of a call whose callee's connection ended before it answered.
+pub const ERR_RPC_PEER_LOST: &str = "ERR_RPC_PEER_LOST";
+/// The code of a call to a method no process registered.
+pub const ERR_RPC_NOT_FOUND: &str = "ERR_RPC_NOT_FOUND";
+/// Bytes of events emitted while no host is reachable that are kept to send after the next
+/// welcome; past it the oldest are dropped, so a process cut off for long cannot grow without
+/// bound.
+const OFFLINE_EMIT_BYTES: usize = 4 * 1024 * 1024;
+
+/// What one operation leaves to do once the lock is released: events for JS, and connections
+/// to flush.
+#[derive(Default)]
+pub struct Effects {
+  /// JSON texts of events for the JS side, in order.
+  pub events: Vec<String>,
+  /// Connections with frames queued.
+  pub flush: Vec<Arc<Outbox>>,
+}
+
+impl Effects {
+  fn send(&mut self, outbox: &Arc<Outbox>, message: &Message) {
+    if outbox.queue(&encode(message)) && !self.flush.iter().any(|o| Arc::ptr_eq(o, outbox)) {
+      self.flush.push(outbox.clone());
+    }
+  }
+}
+
+/// Who is waiting for a routed call's reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+  /// The host's own JS, under its own id.
+  Local(u64),
+  /// A client connection, under the client's id.
+  Client { conn: u64, id: u64 },
+}
+
+/// Who runs a routed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Callee {
+  Local,
+  Client(u64),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Route {
+  caller: Caller,
+  callee: Callee,
+}
+
+/// A connected client, as the host knows it.
+struct Client {
+  info: PeerInfo,
+  /// `None` until its welcome is queued: nothing may reach it before that.
+  outbox: Option<Arc<Outbox>>,
+}
+
+enum Link {
+  Offline,
+  Client(Arc<Outbox>),
+  Host,
+}
+
+/// One instance's RPC and event state.
+pub struct Services {
+  own: PeerInfo,
+  link: Link,
+  /// Host: the clients by connection id; the oldest first.
+  clients: BTreeMap<u64, Client>,
+  /// Host: calls in flight, by the host's id.
+  routes: HashMap<u64, Route>,
+  next_route: u64,
+  /// Frames of events emitted while offline, sent after the next welcome.
+  offline_emits: VecDeque<Vec<u8>>,
+  offline_bytes: usize,
+}
+
+impl Default for Services {
+  fn default() -> Self {
+    Services::new()
+  }
+}
+
+impl Services {
+  /// Offline, offering nothing.
+  pub fn new() -> Services {
+    Services {
+      own: PeerInfo::default(),
+      link: Link::Offline,
+      clients: BTreeMap::new(),
+      routes: HashMap::new(),
+      next_route: 1,
+      offline_emits: VecDeque::new(),
+      offline_bytes: 0,
+    }
+  }
+
+  /// Sets what this process offers (its RPC methods), announced in every `Hello`.
+  pub fn configure(&mut self, own: PeerInfo) {
+    self.own = own;
+  }
+
+  /// What this process offers, for its `Hello`.
+  pub fn peer_info(&self) -> PeerInfo {
+    self.own.clone()
+  }
+
+  /// Whether `message` is for this module rather than for the document.
+  pub fn handles(message: &Message) -> bool {
+    matches!(
+      message,
+      Message::Call { .. } | Message::Reply { .. } | Message::Emit { .. }
+    )
+  }
+
+  /// Became host: serves calls and events from now on. Events emitted while offline reached
+  /// this process's listeners already and nobody else is connected yet: they are dropped.
+  pub fn become_host(&mut self) {
+    self.link = Link::Host;
+    self.offline_emits.clear();
+    self.offline_bytes = 0;
+  }
+
+  /// Welcomed by a host: sends it the events emitted while offline.
+  pub fn client_connected(&mut self, to_host: Arc<Outbox>) -> Effects {
+    let mut effects = Effects::default();
+    for frame in self.offline_emits.drain(..) {
+      to_host.queue(&frame);
+    }
+    self.offline_bytes = 0;
+    effects.flush.push(to_host.clone());
+    self.link = Link::Client(to_host);
+    effects
+  }
+
+  /// Lost the host, or stopped being host: forgets every client and route. JS fails its own
+  /// calls in flight itself when it hears that the instance went offline.
+  pub fn go_offline(&mut self) {
+    self.link = Link::Offline;
+    self.clients.clear();
+    self.routes.clear();
+  }
+
+  /// Host: a client said hello; it is not sent anything until [`Services::attached`].
+  pub fn admit(&mut self, conn: u64, info: PeerInfo) {
+    self.clients.insert(conn, Client { info, outbox: None });
+  }
+
+  /// Host: the client's welcome is queued; it may be sent calls and events from now on.
+  pub fn attached(&mut self, conn: u64, outbox: Arc<Outbox>) {
+    if let Some(client) = self.clients.get_mut(&conn) {
+      client.outbox = Some(outbox);
+    }
+  }
+
+  /// Host: a client's connection ended. Every call routed to it fails at once; calls it made
+  /// are forgotten (their replies go nowhere).
+  pub fn detach(&mut self, conn: u64) -> Effects {
+    let mut effects = Effects::default();
+    self.clients.remove(&conn);
+    let lost: Vec<u64> = self
+      .routes
+      .iter()
+      .filter(|(_, route)| route.callee == Callee::Client(conn))
+      .map(|(&id, _)| id)
+      .collect();
+    for id in lost {
+      let Some(route) = self.routes.remove(&id) else {
+        continue;
+      };
+      let error = RemoteError {
+        code: Some(ERR_RPC_PEER_LOST.into()),
+        message: "The process running the RPC call exited or disconnected before it answered"
+          .into(),
+      };
+      self.answer(route.caller, None, Some(error), &mut effects);
+    }
+    self.routes.retain(|_, route| match route.caller {
+      Caller::Client { conn: caller, .. } => caller != conn,
+      Caller::Local(_) => true,
+    });
+    effects
+  }
+
+  /// JS calls `method` (not in its own table) under its id `id`. Offline, the call is not sent:
+  /// JS waits for a connection before calling.
+  pub fn call(&mut self, id: u64, method: String, args: RawJson) -> Effects {
+    let mut effects = Effects::default();
+    match &self.link {
+      Link::Client(to_host) => {
+        let to_host = to_host.clone();
+        effects.send(&to_host, &Message::Call { id, method, args });
+      }
+      Link::Host => self.route(Caller::Local(id), method, args, &mut effects),
+      Link::Offline => {
+        let error = not_connected();
+        effects.events.push(reply_event(id, Some(&error), None));
+      }
+    }
+    effects
+  }
+
+  /// JS answers the call it was handed as `["call", id, ...]`.
+  pub fn reply(&mut self, id: u64, result: Option<RawJson>, error: Option<RemoteError>) -> Effects {
+    let mut effects = Effects::default();
+    match &self.link {
+      Link::Client(to_host) => {
+        let to_host = to_host.clone();
+        effects.send(&to_host, &Message::Reply { id, result, error });
+      }
+      Link::Host => {
+        // A route that is gone: the caller disconnected, or this host restarted its tables.
+        if let Some(route) = self.routes.remove(&id) {
+          self.answer(route.caller, result, error, &mut effects);
+        }
+      }
+      // The host that asked is gone; so is its caller's wait.
+      Link::Offline => {}
+    }
+    effects
+  }
+
+  /// JS emitted `event` (its own listeners heard it already): to every other process.
+  pub fn emit(&mut self, event: String, args: RawJson) -> Effects {
+    let mut effects = Effects::default();
+    let message = Message::Emit { event, args };
+    match &self.link {
+      Link::Client(to_host) => {
+        let to_host = to_host.clone();
+        effects.send(&to_host, &message);
+      }
+      Link::Host => {
+        for client in self.clients.values() {
+          if let Some(outbox) = &client.outbox {
+            effects.send(outbox, &message);
+          }
+        }
+      }
+      Link::Offline => {
+        let frame = encode(&message);
+        self.offline_bytes += frame.len();
+        self.offline_emits.push_back(frame);
+        while self.offline_bytes > OFFLINE_EMIT_BYTES {
+          let Some(oldest) = self.offline_emits.pop_front() else {
+            break;
+          };
+          self.offline_bytes -= oldest.len();
+        }
+      }
+    }
+    effects
+  }
+
+  /// Host: a message from client `conn` (one that [`Services::handles`]).
+  pub fn from_client(&mut self, conn: u64, message: Message) -> Effects {
+    let mut effects = Effects::default();
+    match message {
+      Message::Call { id, method, args } => {
+        self.route(Caller::Client { conn, id }, method, args, &mut effects)
+      }
+      Message::Reply { id, result, error } => {
+        // Only the callee may answer, and only once.
+        let from_callee = self
+          .routes
+          .get(&id)
+          .is_some_and(|route| route.callee == Callee::Client(conn));
+        if from_callee {
+          if let Some(route) = self.routes.remove(&id) {
+            self.answer(route.caller, result, error, &mut effects);
+          }
+        }
+      }
+      Message::Emit { event, args } => {
+        effects.events.push(emit_event(&event, &args));
+        let message = Message::Emit { event, args };
+        for (&other, client) in &self.clients {
+          if let (true, Some(outbox)) = (other != conn, &client.outbox) {
+            effects.send(outbox, &message);
+          }
+        }
+      }
+      _ => {}
+    }
+    effects
+  }
+
+  /// Client: a message from the host (one that [`Services::handles`]).
+  pub fn from_host(&mut self, message: Message) -> Effects {
+    let mut effects = Effects::default();
+    match message {
+      Message::Call { id, method, args } => effects.events.push(call_event(id, &method, &args)),
+      Message::Reply { id, result, error } => {
+        effects
+          .events
+          .push(reply_event(id, error.as_ref(), result.as_ref()));
+      }
+      Message::Emit { event, args } => effects.events.push(emit_event(&event, &args)),
+      _ => {}
+    }
+    effects
+  }
+
+  /// Host: hands a call to the host's own JS or to a client that registered `method`, or fails
+  /// it as not found.
+  fn route(&mut self, caller: Caller, method: String, args: RawJson, effects: &mut Effects) {
+    let offers = |info: &PeerInfo| info.methods.contains(&method);
+    // The host's own JS checked its own table before calling.
+    let callee = if matches!(caller, Caller::Client { .. }) && offers(&self.own) {
+      Some(Callee::Local)
+    } else {
+      self
+        .clients
+        .iter()
+        .find(|(&conn, client)| {
+          client.outbox.is_some()
+            && offers(&client.info)
+            && !matches!(caller, Caller::Client { conn: c, .. } if c == conn)
+        })
+        .map(|(&conn, _)| Callee::Client(conn))
+    };
+    let Some(callee) = callee else {
+      let error = RemoteError {
+        code: Some(ERR_RPC_NOT_FOUND.into()),
+        message: format!("The handler for \"{method}\" RPC call was not found"),
+      };
+      self.answer(caller, None, Some(error), effects);
+      return;
+    };
+    let id = self.next_route;
+    self.next_route += 1;
+    self.routes.insert(id, Route { caller, callee });
+    match callee {
+      Callee::Local => effects.events.push(call_event(id, &method, &args)),
+      Callee::Client(conn) => {
+        if let Some(outbox) = self.clients.get(&conn).and_then(|c| c.outbox.clone()) {
+          effects.send(&outbox, &Message::Call { id, method, args });
+        }
+      }
+    }
+  }
+
+  /// Host: delivers a call's outcome to its caller.
+  fn answer(
+    &self,
+    caller: Caller,
+    result: Option<RawJson>,
+    error: Option<RemoteError>,
+    effects: &mut Effects,
+  ) {
+    match caller {
+      Caller::Local(id) => {
+        effects
+          .events
+          .push(reply_event(id, error.as_ref(), result.as_ref()));
+      }
+      Caller::Client { conn, id } => {
+        if let Some(outbox) = self.clients.get(&conn).and_then(|c| c.outbox.clone()) {
+          effects.send(&outbox, &Message::Reply { id, result, error });
+        }
+      }
+    }
+  }
+}
+
+fn not_connected() -> RemoteError {
+  RemoteError {
+    code: Some(ERR_RPC_PEER_LOST.into()),
+    message: "Not connected to a host".into(),
+  }
+}
+
+fn encode(message: &Message) -> Vec<u8> {
+  let mut frame = Vec::new();
+  // Only a message over MAX_FRAME fails to encode; it is then not sent (JS checks sizes first).
+  let _ = protocol::encode(message, &mut frame);
+  frame
+}
+
+fn json_string(text: &str) -> String {
+  serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
+fn call_event(id: u64, method: &str, args: &RawJson) -> String {
+  format!(r#"["call",{id},{},{}]"#, json_string(method), args.get())
+}
+
+fn reply_event(id: u64, error: Option<&RemoteError>, result: Option<&RawJson>) -> String {
+  let error = match error {
+    Some(error) => serde_json::to_string(error).unwrap_or_else(|_| "null".to_owned()),
+    None => "null".to_owned(),
+  };
+  match result {
+    Some(result) => format!(r#"["reply",{id},{error},{}]"#, result.get()),
+    None => format!(r#"["reply",{id},{error}]"#),
+  }
+}
+
+fn emit_event(event: &str, args: &RawJson) -> String {
+  format!(r#"["e",{},{}]"#, json_string(event), args.get())
+}
+
+#[cfg(test)]
+mod tests {
+  use serde_json::json;
+
+  use super::*;
+
+  fn raw(value: serde_json::Value) -> RawJson {
+    RawJson::to(&value).unwrap()
+  }
+
+  fn info(methods: &[&str]) -> PeerInfo {
+    PeerInfo {
+      methods: methods.iter().map(|m| m.to_string()).collect(),
+    }
+  }
+
+  fn decode_all(outbox: &Outbox) -> Vec<Message> {
+    let bytes = outbox.take_queued();
+    let mut messages = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+      let (message, used) = protocol::decode(&bytes[at..]).unwrap().unwrap();
+      messages.push(message);
+      at += used;
+    }
+    messages
+  }
+
+  /// A host offering `own`, with clients 1, 2, 3 offering what `clients` lists.
+  fn host(own: &[&str], clients: &[&[&str]]) -> (Services, Vec<Arc<Outbox>>) {
+    let mut services = Services::new();
+    services.configure(info(own));
+    services.become_host();
+    let mut outboxes = Vec::new();
+    for (i, methods) in clients.iter().enumerate() {
+      let conn = i as u64 + 1;
+      let outbox = Outbox::new(None, usize::MAX);
+      services.admit(conn, info(methods));
+      services.attached(conn, outbox.clone());
+      outboxes.push(outbox);
+    }
+    (services, outboxes)
+  }
+
+  fn call(id: u64, method: &str) -> Message {
+    Message::Call {
+      id,
+      method: method.into(),
+      args: raw(json!([1])),
+    }
+  }
+
+  #[test]
+  fn the_host_answers_from_its_own_table_before_any_client() {
+    let (mut services, outboxes) = host(&["f"], &[&[], &["f"]]);
+    let effects = services.from_client(1, call(7, "f"));
+    assert_eq!(effects.events.len(), 1);
+    assert!(effects.events[0].starts_with(r#"["call",1,"f",[1]]"#));
+    assert!(
+      decode_all(&outboxes[1]).is_empty(),
+      "the client offering f is not asked"
+    );
+    // The host's JS answers under the host's id; the caller gets its own id back.
+    services.reply(1, Some(raw(json!("r"))), None);
+    assert_eq!(
+      decode_all(&outboxes[0]),
+      vec![Message::Reply {
+        id: 7,
+        result: Some(raw(json!("r"))),
+        error: None
+      }]
+    );
+  }
+
+  #[test]
+  fn a_call_goes_to_a_client_that_registered_it_never_back_to_the_caller() {
+    let (mut services, outboxes) = host(&[], &[&["f"], &["f"], &["g"]]);
+    services.from_client(1, call(5, "f"));
+    assert!(decode_all(&outboxes[0]).is_empty());
+    let forwarded = decode_all(&outboxes[1]);
+    let [Message::Call { id: routed, .. }] = forwarded.as_slice() else {
+      panic!("{forwarded:?}");
+    };
+    // Only the callee may answer the route.
+    services.from_client(
+      3,
+      Message::Reply {
+        id: *routed,
+        result: Some(raw(json!(0))),
+        error: None,
+      },
+    );
+    assert!(decode_all(&outboxes[0]).is_empty());
+    services.from_client(
+      2,
+      Message::Reply {
+        id: *routed,
+        result: None,
+        error: None,
+      },
+    );
+    assert_eq!(
+      decode_all(&outboxes[0]),
+      vec![Message::Reply {
+        id: 5,
+        result: None,
+        error: None
+      }]
+    );
+  }
+
+  #[test]
+  fn an_unknown_method_is_not_found_with_the_js_packages_message() {
+    let (mut services, outboxes) = host(&[], &[&[]]);
+    services.from_client(1, call(2, "a.b"));
+    let replies = decode_all(&outboxes[0]);
+    let [Message::Reply {
+      id: 2,
+      error: Some(error),
+      ..
+    }] = replies.as_slice()
+    else {
+      panic!("no reply");
+    };
+    assert_eq!(error.code.as_deref(), Some(ERR_RPC_NOT_FOUND));
+    assert_eq!(
+      error.message,
+      r#"The handler for "a.b" RPC call was not found"#
+    );
+    let effects = services.call(9, "a.b".into(), raw(json!([])));
+    assert!(effects.events[0].starts_with(r#"["reply",9,{"code":"ERR_RPC_NOT_FOUND""#));
+  }
+
+  #[test]
+  fn a_callee_that_leaves_fails_every_call_routed_to_it() {
+    let (mut services, outboxes) = host(&[], &[&[], &["slow"]]);
+    services.from_client(1, call(1, "slow"));
+    services.from_client(1, call(2, "slow"));
+    services.call(3, "slow".into(), raw(json!([])));
+    let effects = services.detach(2);
+    let replies = decode_all(&outboxes[0]);
+    assert_eq!(replies.len(), 2);
+    for reply in replies {
+      let Message::Reply {
+        error: Some(error), ..
+      } = reply
+      else {
+        panic!("{reply:?}");
+      };
+      assert_eq!(error.code.as_deref(), Some(ERR_RPC_PEER_LOST));
+    }
+    assert_eq!(effects.events.len(), 1);
+    assert!(effects.events[0].starts_with(r#"["reply",3,{"code":"ERR_RPC_PEER_LOST""#));
+    assert!(services.routes.is_empty());
+  }
+
+  #[test]
+  fn a_caller_that_leaves_drops_its_routes() {
+    let (mut services, outboxes) = host(&[], &[&[], &["f"]]);
+    services.from_client(1, call(1, "f"));
+    services.detach(1);
+    assert!(services.routes.is_empty());
+    decode_all(&outboxes[1]);
+    services.from_client(
+      2,
+      Message::Reply {
+        id: 1,
+        result: None,
+        error: None,
+      },
+    );
+    assert!(decode_all(&outboxes[0]).is_empty());
+  }
+
+  #[test]
+  fn events_reach_the_host_and_every_other_client_in_order() {
+    let (mut services, outboxes) = host(&[], &[&[], &[], &[]]);
+    for n in 0..3 {
+      let effects = services.from_client(
+        2,
+        Message::Emit {
+          event: "tick".into(),
+          args: raw(json!([n])),
+        },
+      );
+      assert_eq!(effects.events, vec![format!(r#"["e","tick",[{n}]]"#)]);
+    }
+    assert!(
+      decode_all(&outboxes[1]).is_empty(),
+      "not back to the sender"
+    );
+    for outbox in [&outboxes[0], &outboxes[2]] {
+      let args: Vec<String> = decode_all(outbox)
+        .into_iter()
+        .map(|m| match m {
+          Message::Emit { args, .. } => args.get().to_owned(),
+          other => panic!("{other:?}"),
+        })
+        .collect();
+      assert_eq!(args, ["[0]", "[1]", "[2]"]);
+    }
+  }
+
+  #[test]
+  fn emits_while_offline_are_bounded_and_sent_after_the_welcome() {
+    let mut services = Services::new();
+    let big = "x".repeat(1024 * 1024);
+    for n in 0..6 {
+      services.emit(format!("e{n}"), raw(json!([big])));
+    }
+    let to_host = Outbox::new(None, usize::MAX);
+    services.client_connected(to_host.clone());
+    let events: Vec<String> = decode_all(&to_host)
+      .into_iter()
+      .map(|m| match m {
+        Message::Emit { event, .. } => event,
+        other => panic!("{other:?}"),
+      })
+      .collect();
+    // The oldest went past the bound; the newest are kept, in order.
+    assert_eq!(events, ["e3", "e4", "e5"]);
+  }
+}
