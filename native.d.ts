@@ -60,8 +60,9 @@ export declare function release(instance: ExternalObject<Instance>): void
 export declare function reply(instance: ExternalObject<Instance>, id: number, resultJson?: string | undefined | null, errorJson?: string | undefined | null): void
 
 /**
- * Sets what the instance offers other processes, as the JSON of `{ methods }` (the dotted
- * paths of its RPC functions); announced when it connects.
+ * Sets what the instance offers and is, as the JSON of `{ methods, roles, maxWriters }` (the
+ * dotted paths of its RPC functions, `peer.roles`, `network.maxWriters`); announced when it
+ * connects.
  */
 export declare function setPeer(instance: ExternalObject<Instance>, peerJson: string): void
 

@@ -35,6 +35,14 @@ function checkOptions (options) {
   if (options.dir !== undefined && (typeof options.dir !== 'string' || options.dir === '')) {
     throw codedError(MemErrors.ERR_INVALID_ARG, 'options.dir must be a directory path')
   }
+  const roles = options.peer?.roles
+  if (roles !== undefined && !(Array.isArray(roles) && roles.every((role) => typeof role === 'string'))) {
+    throw codedError(MemErrors.ERR_INVALID_ARG, 'options.peer.roles must be an array of strings such as [\'writer\']')
+  }
+  const maxWriters = options.network?.maxWriters
+  if (maxWriters !== undefined && !(Number.isInteger(maxWriters) && maxWriters > 0 && maxWriters < 2 ** 32)) {
+    throw codedError(MemErrors.ERR_INVALID_ARG, `options.network.maxWriters must be a positive integer, not ${maxWriters}`)
+  }
   if (options.clientOnly && options.serverOnly) {
     throw codedError(MemErrors.ERR_INVALID_ARG, 'options.clientOnly and options.serverOnly exclude each other')
   }
@@ -181,7 +189,11 @@ class MemSync {
     // A copy, not the caller's object: the replica and `data` must start identical.
     this.data = JSON.parse(text)
     this.connection = this.#connected.promise
-    native.setPeer(this.#native, JSON.stringify({ methods: rpcMethods(this.#rpc) }))
+    native.setPeer(this.#native, JSON.stringify({
+      methods: rpcMethods(this.#rpc),
+      roles: this.options.peer?.roles ?? [],
+      maxWriters: this.options.network?.maxWriters
+    }))
     this.#trackReceivedListeners()
     if (this.options.logEvents) this.#logEvents()
   }

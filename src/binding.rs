@@ -178,6 +178,7 @@ pub fn start(
         format!("memsync '{}': {err}", instance.replica.name()),
       )
     })?;
+  instance.replica.services().starting();
   let (stop, stopped) = watch::channel(false);
   let replica = instance.replica.clone();
   let failed = instance.replica.clone();
@@ -231,8 +232,9 @@ pub fn set_ref(env: Env, instance: &External<Instance>, referenced: bool) -> Res
   }
 }
 
-/// Sets what the instance offers other processes, as the JSON of `{ methods }` (the dotted
-/// paths of its RPC functions); announced when it connects.
+/// Sets what the instance offers and is, as the JSON of `{ methods, roles, maxWriters }` (the
+/// dotted paths of its RPC functions, `peer.roles`, `network.maxWriters`); announced when it
+/// connects.
 #[napi]
 pub fn set_peer(instance: &External<Instance>, peer_json: String) -> Result<()> {
   let peer: PeerInfo = serde_json::from_str(&peer_json)

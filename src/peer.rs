@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use crate::connection::{write_outbox, ConnectionError, DirectWrite, FrameReader, Outbox, Shared};
 use crate::protocol::{Message, MAX_FRAME, PROTOCOL_VERSION};
 use crate::rendezvous::{HostLock, Rendezvous};
-use crate::services::Services;
+use crate::services::{Services, ERR_MAX_WRITERS};
 use crate::state::Replica;
 
 /// How long a new connection may take to say hello, and a client to be welcomed.
@@ -70,11 +70,15 @@ pub async fn run(
         serve_as_host(&replica, lock, &mut shutdown).await;
         return;
       }
-      Ok(Elected::Client(stream)) => {
-        if serve_as_client(&replica, stream, &mut shutdown).await == Ended::Shutdown {
+      Ok(Elected::Client(stream)) => match serve_as_client(&replica, stream, &mut shutdown).await {
+        Ended::Shutdown => return,
+        Ended::HostLost => {}
+        // Final: trying again would only be refused again (and never stop).
+        Ended::Refused(failure) => {
+          fail(failure);
           return;
         }
-      }
+      },
       Err(err) => {
         fail(Failure {
           code: "ERR_RENDEZVOUS",
@@ -208,12 +212,22 @@ async fn handle_client(
     })))
       if protocol == PROTOCOL_VERSION =>
     {
-      replica.services().admit(id, peer);
-      Some(origin)
+      let admitted = replica.services().admit(id, peer);
+      match admitted {
+        Ok(()) => Some(origin),
+        Err((code, reason)) => {
+          outbox.send(&encoded(&Message::Refused {
+            reason,
+            code: Some(code.to_owned()),
+          }));
+          None
+        }
+      }
     }
     Ok(Ok(Some(Message::Hello { protocol, .. }))) => {
       outbox.send(&encoded(&Message::Refused {
         reason: format!("protocol {protocol} is not {PROTOCOL_VERSION}"),
+        code: None,
       }));
       None
     }
@@ -350,10 +364,12 @@ fn encoded(message: &Message) -> Vec<u8> {
   frame
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Ended {
   Shutdown,
   HostLost,
+  /// The host refused us for good (`ERR_MAX_WRITERS`).
+  Refused(Failure),
 }
 
 async fn serve_as_client(
@@ -377,7 +393,19 @@ async fn serve_as_client(
     }))) => replica
       .client_welcome(version, data, applied, outbox.clone())
       .map_err(|err| format!("the host's welcome is unusable: {err}")),
-    Ok(Ok(Some(Message::Refused { reason }))) => Err(format!("the host refused us: {reason}")),
+    Ok(Ok(Some(Message::Refused {
+      reason,
+      code: Some(code),
+    })))
+      if code == ERR_MAX_WRITERS =>
+    {
+      writer.abort();
+      return Ended::Refused(Failure {
+        code: ERR_MAX_WRITERS,
+        message: format!("memsync '{}': {reason}", replica.name()),
+      });
+    }
+    Ok(Ok(Some(Message::Refused { reason, .. }))) => Err(format!("the host refused us: {reason}")),
     _ => Err(String::new()),
   };
   if let Err(reason) = welcomed {

@@ -211,6 +211,10 @@ pub enum Message {
   Refused {
     /// Why, for the client's error message.
     reason: String,
+    /// The `ERR_*` code when the refusal is final (`ERR_MAX_WRITERS`): the client stops trying
+    /// and its `start()` rejects with it. Absent: the client tries again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
   },
   /// Client to host: a proposed update.
   Patch {
@@ -287,6 +291,16 @@ pub struct PeerInfo {
   /// The dotted paths of the RPC functions the process registered.
   #[serde(default)]
   pub methods: Vec<String>,
+  /// Its `peer.roles` (`writer`, `reader`, `rpc`).
+  #[serde(default)]
+  pub roles: Vec<String>,
+  /// Its `network.maxWriters`, if set.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub max_writers: Option<u32>,
+  /// Whether a host admitted it since its `start()`: it reconnects after a failover and keeps
+  /// its writer slot.
+  #[serde(default)]
+  pub rejoining: bool,
 }
 
 /// Why an RPC call failed, as the caller's error sees it.
@@ -439,6 +453,9 @@ mod tests {
         version: 0,
         peer: PeerInfo {
           methods: vec!["getFoo".into(), "nested.fn".into()],
+          roles: vec!["writer".into()],
+          max_writers: Some(2),
+          rejoining: true,
         },
       },
       Message::Call {
@@ -472,6 +489,11 @@ mod tests {
       },
       Message::Refused {
         reason: "protocol 2 is not supported".into(),
+        code: None,
+      },
+      Message::Refused {
+        reason: "2 writers already".into(),
+        code: Some("ERR_MAX_WRITERS".into()),
       },
       Message::Patch {
         seq: 1,
@@ -616,6 +638,7 @@ mod tests {
     let mut out = vec![1, 2, 3];
     let message = Message::Refused {
       reason: "x".repeat(MAX_FRAME),
+      code: None,
     };
     assert!(matches!(
       encode(&message, &mut out),

@@ -385,6 +385,7 @@ mod tests {
     };
     let refused = Message::Refused {
       reason: "test".into(),
+      code: None,
     };
     send(&stream, &refused).await;
     assert_eq!(client.await.unwrap(), Some(refused));

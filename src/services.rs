@@ -1,5 +1,5 @@
-//! What processes say to each other beside the document: RPC calls and their replies, and the
-//! events of `mem.events`.
+//! What processes say to each other beside the document: RPC calls and their replies, the
+//! events of `mem.events`, and the writer limit (`peer.roles`, `network.maxWriters`).
 //!
 //! [`Services`] is one instance's part of it. As a client it sends to the host and hands JS what
 //! the host sends. As host it is the switchboard: it knows what each client offers (from its
@@ -27,6 +27,10 @@ use crate::protocol::{self, Message, PeerInfo, RawJson, RemoteError};
 pub const ERR_RPC_PEER_LOST: &str = "ERR_RPC_PEER_LOST";
 /// The code of a call to a method no process registered.
 pub const ERR_RPC_NOT_FOUND: &str = "ERR_RPC_NOT_FOUND";
+/// The code of a writer refused because the network has as many writers as it allows.
+pub const ERR_MAX_WRITERS: &str = "ERR_MAX_WRITERS";
+/// The role that `network.maxWriters` counts.
+const WRITER: &str = "writer";
 /// Bytes of events emitted while no host is reachable that are kept to send after the next
 /// welcome; past it the oldest are dropped, so a process cut off for long cannot grow without
 /// bound.
@@ -88,6 +92,8 @@ enum Link {
 /// One instance's RPC and event state.
 pub struct Services {
   own: PeerInfo,
+  /// Whether a host admitted this process (or it became host) since its `start()`.
+  admitted: bool,
   link: Link,
   /// Host: the clients by connection id; the oldest first.
   clients: BTreeMap<u64, Client>,
@@ -110,6 +116,7 @@ impl Services {
   pub fn new() -> Services {
     Services {
       own: PeerInfo::default(),
+      admitted: false,
       link: Link::Offline,
       clients: BTreeMap::new(),
       routes: HashMap::new(),
@@ -126,7 +133,15 @@ impl Services {
 
   /// What this process offers, for its `Hello`.
   pub fn peer_info(&self) -> PeerInfo {
-    self.own.clone()
+    PeerInfo {
+      rejoining: self.admitted,
+      ..self.own.clone()
+    }
+  }
+
+  /// `start()` was called: the next host checks the writer limit afresh.
+  pub fn starting(&mut self) {
+    self.admitted = false;
   }
 
   /// Whether `message` is for this module rather than for the document.
@@ -141,6 +156,7 @@ impl Services {
   /// this process's listeners already and nobody else is connected yet: they are dropped.
   pub fn become_host(&mut self) {
     self.link = Link::Host;
+    self.admitted = true;
     self.offline_emits.clear();
     self.offline_bytes = 0;
   }
@@ -154,6 +170,7 @@ impl Services {
     self.offline_bytes = 0;
     effects.flush.push(to_host.clone());
     self.link = Link::Client(to_host);
+    self.admitted = true;
     effects
   }
 
@@ -165,9 +182,27 @@ impl Services {
     self.routes.clear();
   }
 
-  /// Host: a client said hello; it is not sent anything until [`Services::attached`].
-  pub fn admit(&mut self, conn: u64, info: PeerInfo) {
+  /// Host: a client said hello; it is not sent anything until [`Services::attached`]. A writer
+  /// is refused (`Err` with the code and reason) when the network already has as many writers
+  /// as the smaller of the host's and its own `maxWriters` allows, the host counting itself when
+  /// it is a writer; a writer reconnecting after a failover (`rejoining`) keeps its slot.
+  pub fn admit(&mut self, conn: u64, info: PeerInfo) -> Result<(), (&'static str, String)> {
+    if is_writer(&info) && !info.rejoining {
+      let limit = match (self.own.max_writers, info.max_writers) {
+        (Some(host), Some(client)) => Some(host.min(client)),
+        (one, other) => one.or(other),
+      };
+      let writers = usize::from(is_writer(&self.own))
+        + self.clients.values().filter(|c| is_writer(&c.info)).count();
+      if let Some(limit) = limit.filter(|&limit| writers >= limit as usize) {
+        return Err((
+          ERR_MAX_WRITERS,
+          format!("The network already has {writers} writers, the most it allows ({limit})"),
+        ));
+      }
+    }
     self.clients.insert(conn, Client { info, outbox: None });
+    Ok(())
   }
 
   /// Host: the client's welcome is queued; it may be sent calls and events from now on.
@@ -386,6 +421,10 @@ impl Services {
   }
 }
 
+fn is_writer(info: &PeerInfo) -> bool {
+  info.roles.iter().any(|role| role == WRITER)
+}
+
 fn not_connected() -> RemoteError {
   RemoteError {
     code: Some(ERR_RPC_PEER_LOST.into()),
@@ -436,6 +475,15 @@ mod tests {
   fn info(methods: &[&str]) -> PeerInfo {
     PeerInfo {
       methods: methods.iter().map(|m| m.to_string()).collect(),
+      ..PeerInfo::default()
+    }
+  }
+
+  fn writer(max_writers: Option<u32>) -> PeerInfo {
+    PeerInfo {
+      roles: vec![WRITER.into()],
+      max_writers,
+      ..PeerInfo::default()
     }
   }
 
@@ -460,7 +508,7 @@ mod tests {
     for (i, methods) in clients.iter().enumerate() {
       let conn = i as u64 + 1;
       let outbox = Outbox::new(None, usize::MAX);
-      services.admit(conn, info(methods));
+      services.admit(conn, info(methods)).unwrap();
       services.attached(conn, outbox.clone());
       outboxes.push(outbox);
     }
@@ -644,5 +692,40 @@ mod tests {
       .collect();
     // The oldest went past the bound; the newest are kept, in order.
     assert_eq!(events, ["e3", "e4", "e5"]);
+  }
+
+  #[test]
+  fn writers_past_the_smaller_limit_are_refused_and_a_slot_frees_when_one_leaves() {
+    let mut services = Services::new();
+    services.configure(PeerInfo {
+      max_writers: Some(3),
+      ..writer(None)
+    });
+    services.become_host();
+    // The host is a writer: one slot left under a client's limit of 2.
+    assert!(services.admit(1, writer(Some(2))).is_ok());
+    let (code, _) = services.admit(2, writer(Some(2))).unwrap_err();
+    assert_eq!(code, ERR_MAX_WRITERS);
+    // Readers are not counted; the host's own limit (3) applies to a client without one.
+    assert!(services.admit(3, info(&[])).is_ok());
+    assert!(services.admit(4, writer(None)).is_ok());
+    assert!(services.admit(5, writer(None)).is_err());
+    services.detach(4);
+    assert!(services.admit(5, writer(None)).is_ok());
+    // A writer reconnecting after a failover keeps its slot.
+    let rejoining = PeerInfo {
+      rejoining: true,
+      ..writer(None)
+    };
+    assert!(services.admit(6, rejoining).is_ok());
+  }
+
+  #[test]
+  fn without_a_limit_every_writer_is_admitted() {
+    let mut services = Services::new();
+    services.become_host();
+    for conn in 1..10 {
+      assert!(services.admit(conn, writer(None)).is_ok());
+    }
   }
 }
