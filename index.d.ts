@@ -143,7 +143,9 @@ export interface MemSyncOptions {
   timeout?: number
   /** The rendezvous directory (default: `$XDG_RUNTIME_DIR/memsync`, else `<tmp>/memsync-<uid>`). */
   dir?: string
+  /** This process's roles; `network.maxWriters` counts those with `'writer'`. */
   peer?: { roles?: Array<'writer' | 'reader' | 'rpc'> }
+  /** The most processes with role `'writer'` at once; one more is refused with `ERR_MAX_WRITERS`. */
   network?: { maxWriters?: number }
   file?: { path: string }
   server?: { port: number; host?: string }
@@ -275,6 +277,11 @@ export declare class MemSync<
     | { connection: 'host'; host: { time: number }; clients: Array<{ time: number } | { error: string }> }
     | { connection: 'client' | null; host: { time: number } | null }
   >
+  /**
+   * Runs `fn` while no other process of this object (nor another `lock()` of this one) holds
+   * `key`, and settles with its outcome. `timeout` bounds the wait for the lock (`ERR_TIMEOUT`).
+   */
+  lock<R>(key: string, fn: () => R | PromiseLike<R>, options?: { timeout?: number }): Promise<Awaited<R>>
   /** Runs an RPC method registered by a process of this object. */
   call<M extends RpcMethod<TRpc>>(
     method: M,

@@ -44,6 +44,12 @@ export declare function emit(instance: ExternalObject<Instance>, event: string, 
 export declare function flush(instance: ExternalObject<Instance>): void
 
 /**
+ * Asks for the cross-process lock `key` under JS's id `id`; a `["g", id]` event says it is held.
+ * Offline, the request waits and is sent to the next host.
+ */
+export declare function lock(instance: ExternalObject<Instance>, id: number, key: string): void
+
+/**
  * Applies the update given as JSON text. Returns the events queued for JS as a JSON array, the
  * last one for this patch. Throws with the engine's `code` and leaves the document untouched on
  * error.
@@ -87,3 +93,6 @@ export declare function status(instance: ExternalObject<Instance>): string
  * process alive.
  */
 export declare function stop(instance: ExternalObject<Instance>): Promise<void>
+
+/** Releases the lock of request `id`, or cancels the request. */
+export declare function unlock(instance: ExternalObject<Instance>, id: number): void

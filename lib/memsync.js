@@ -134,6 +134,9 @@ class MemSync {
   #nextCall = 1
   /** Counts connections: a call handed to JS by a host answers only that host. */
   #epoch = 0
+  /** Own lock requests not granted yet, by id: `{ resolve, reject, timer }`. */
+  #lockWaits = new Map()
+  #nextLock = 1
   #observers = []
   /** 'host' or 'client' while connected, else null. */
   #role = null
@@ -234,6 +237,46 @@ class MemSync {
       this.#settle(seq, codedError(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before the host accepted the patch; it stays queued and is sent if the instance starts again`))
     }
     this.#failCalls(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before the RPC call was answered`)
+    for (const [id, waiter] of [...this.#lockWaits]) {
+      this.#lockWaits.delete(id)
+      clearTimeout(waiter.timer)
+      native.unlock(this.#native, id)
+      waiter.reject(codedError(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before the lock was acquired`))
+    }
+  }
+
+  /**
+   * Runs `fn` while no other process (nor another `lock()` of this one) holds `key`, and
+   * settles with its outcome. The lock is released when `fn` settles or the process dies;
+   * waiters are served in request order. `options.timeout` (ms) bounds the wait for the lock
+   * (`ERR_TIMEOUT`), not `fn`.
+   */
+  async lock (key, fn, options) {
+    if (typeof key !== 'string') throw codedError(MemErrors.ERR_INVALID_ARG, 'lock(key, fn): key must be a string')
+    if (typeof fn !== 'function') throw codedError(MemErrors.ERR_INVALID_ARG, 'lock(key, fn): fn must be a function')
+    const timeoutMs = options?.timeout
+    if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= 2 ** 31 - 1)) {
+      throw codedError(MemErrors.ERR_INVALID_ARG, `lock(key, fn, { timeout }): timeout must be a positive number of milliseconds, not ${timeoutMs}`)
+    }
+    const id = this.#nextLock++
+    await new Promise((resolve, reject) => {
+      const waiter = { resolve, reject, timer: undefined }
+      if (timeoutMs !== undefined) {
+        waiter.timer = setTimeout(() => {
+          this.#lockWaits.delete(id)
+          // Cancels the request, or releases the lock if it was granted meanwhile.
+          native.unlock(this.#native, id)
+          reject(codedError(MemErrors.ERR_TIMEOUT, `The lock '${key}' of '${this.name}' was not acquired within ${timeoutMs} ms`))
+        }, timeoutMs)
+      }
+      this.#lockWaits.set(id, waiter)
+      native.lock(this.#native, id, key)
+    })
+    try {
+      return await fn()
+    } finally {
+      native.unlock(this.#native, id)
+    }
   }
 
   /** Keeps the process alive while started (the default), as `net.Server#ref`. */
@@ -502,6 +545,14 @@ class MemSync {
       case 'reply':
         this.#settleCall(event[1], event[2], event.length > 3, event[3])
         break
+      case 'g': {
+        const waiter = this.#lockWaits.get(event[1])
+        if (waiter === undefined) break
+        this.#lockWaits.delete(event[1])
+        clearTimeout(waiter.timer)
+        waiter.resolve()
+        break
+      }
       case 'e':
         try {
           this.#bus.emit(event[1], ...event[2])

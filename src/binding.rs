@@ -292,6 +292,28 @@ pub fn emit(instance: &External<Instance>, event: String, args_json: String) -> 
   Ok(())
 }
 
+/// Asks for the cross-process lock `key` under JS's id `id`; a `["g", id]` event says it is held.
+/// Offline, the request waits and is sent to the next host.
+#[napi]
+pub fn lock(instance: &External<Instance>, id: i64, key: String) {
+  let since = instance.replica.stamp();
+  let effects = instance
+    .replica
+    .services()
+    .lock(id as u64, key, since, crate::state::now_ms());
+  instance.replica.apply(effects, true);
+}
+
+/// Releases the lock of request `id`, or cancels the request.
+#[napi]
+pub fn unlock(instance: &External<Instance>, id: i64) {
+  let effects = instance
+    .replica
+    .services()
+    .unlock(id as u64, crate::state::now_ms());
+  instance.replica.apply(effects, true);
+}
+
 fn raw_json(text: String, what: &str) -> Result<RawJson> {
   RawJson::parse(text)
     .map_err(|err| into_js_error(Error::BadValue(format!("{what}: not JSON: {err}"))))

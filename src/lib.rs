@@ -9,8 +9,10 @@
 //! - `rendezvous`: the private directory, the host election by file lock, the socket path.
 //! - `state`: an instance's replica: ordering (host), pending patches and rebases (client),
 //!   failover hand-over, and the events for the JS side. No I/O beyond channel sends.
-//! - `services`: RPC routing and the event bus beside the document: what a client sends, how the
-//!   host routes calls and replies and forwards events.
+//! - `services`: RPC routing, the event bus, writer limits and locks beside the document: what a
+//!   client sends, how the host routes calls and replies, forwards events, admits writers.
+//! - `locks`: the host's lock table, a pure state machine (holders, waiters in request order, the
+//!   grace period after a failover).
 //! - `peer`: the tokio tasks of an instance: election, host listener and handlers, client
 //!   connection, failover.
 //! - `binding` (feature `napi`): functions over an `External` instance; converts, calls, converts
@@ -21,6 +23,7 @@
 mod binding;
 pub mod connection;
 pub mod error;
+pub mod locks;
 pub mod patch;
 pub mod peer;
 pub mod protocol;

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use crate::connection::{write_outbox, ConnectionError, DirectWrite, FrameReader, Outbox, Shared};
 use crate::protocol::{Message, MAX_FRAME, PROTOCOL_VERSION};
 use crate::rendezvous::{HostLock, Rendezvous};
-use crate::services::{Services, ERR_MAX_WRITERS};
+use crate::services::{Services, ERR_MAX_WRITERS, LOCK_GRACE};
 use crate::state::Replica;
 
 /// How long a new connection may take to say hello, and a client to be welcomed.
@@ -140,9 +140,17 @@ async fn serve_as_host(
     }
   };
   replica.become_host();
+  // Locks are granted again once the grace period after the election is over.
+  let grace_replica = replica.clone();
+  let grace = tokio::spawn(async move {
+    tokio::time::sleep(LOCK_GRACE).await;
+    let effects = grace_replica.services().end_grace(crate::state::now_ms());
+    grace_replica.apply(effects, true);
+  });
   let mut handlers = Vec::new();
   let next_id = AtomicU64::new(1);
   accept_clients(replica, &listener, &mut handlers, &next_id, shutdown).await;
+  grace.abort();
   // Handing over cleanly: clients are detached (their writers then drain what is queued and
   // close), the socket file goes, and only then the lock, so the next host starts from a state
   // every client has received.

@@ -282,6 +282,28 @@ pub enum Message {
     /// The listener arguments, a JSON array.
     args: RawJson,
   },
+  /// Client to host: asks for lock `key` (or, `held`, re-announces it to a new host).
+  Lock {
+    /// The client's id of the request.
+    id: u64,
+    /// The lock's name.
+    key: String,
+    /// When the client first asked: waiters are served in this order, across failovers too.
+    since: Hlc,
+    /// The client holds it already (granted by a previous host).
+    #[serde(default)]
+    held: bool,
+  },
+  /// Client to host: releases the lock of request `id`, or cancels the request.
+  Unlock {
+    /// The client's id of the request.
+    id: u64,
+  },
+  /// Host to client: the lock of request `id` is the client's until it sends `Unlock`.
+  Granted {
+    /// The client's id of the request.
+    id: u64,
+  },
 }
 
 /// What a client tells the host about itself in [`Message::Hello`].
@@ -480,6 +502,14 @@ mod tests {
         event: "tick".into(),
         args: raw(json!(["a", 2])),
       },
+      Message::Lock {
+        id: 1,
+        key: "jobs".into(),
+        since: hlc(5, 1),
+        held: true,
+      },
+      Message::Unlock { id: 1 },
+      Message::Granted { id: u64::MAX },
       Message::Welcome {
         protocol: PROTOCOL_VERSION,
         host_pid: 1,

@@ -1,5 +1,6 @@
 //! What processes say to each other beside the document: RPC calls and their replies, the
-//! events of `mem.events`, and the writer limit (`peer.roles`, `network.maxWriters`).
+//! events of `mem.events`, the writer limit (`peer.roles`, `network.maxWriters`) and
+//! cross-process locks (`mem.lock`).
 //!
 //! [`Services`] is one instance's part of it. As a client it sends to the host and hands JS what
 //! the host sends. As host it is the switchboard: it knows what each client offers (from its
@@ -15,13 +16,21 @@
 //! No I/O and no lock of its own: the replica keeps it behind a mutex, frames are queued in the
 //! connections' [`Outbox`]es, and what JS must hear comes back as [`Effects`]. Events for JS are
 //! JSON arrays: `["call", id, method, args]` (run a function, answer with `reply`),
-//! `["reply", id, error, result?]` (the outcome of an own call) and `["e", event, args]`.
+//! `["reply", id, error, result?]` (the outcome of an own call), `["e", event, args]` and
+//! `["g", id]` (an own lock request is granted).
+//!
+//! Locks: every process keeps its own requests (held or waiting) so that it can re-announce
+//! them to a new host after a failover, with their original request time; the host's table is
+//! [`LockTable`], its own process being the owner [`HOST`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use crate::connection::Outbox;
-use crate::protocol::{self, Message, PeerInfo, RawJson, RemoteError};
+use crate::locks::{LockTable, Ticket, HOST};
+use crate::protocol::{self, Hlc, Message, PeerInfo, RawJson, RemoteError};
 
 /// The code of a call whose callee's connection ended before it answered.
 pub const ERR_RPC_PEER_LOST: &str = "ERR_RPC_PEER_LOST";
@@ -31,6 +40,10 @@ pub const ERR_RPC_NOT_FOUND: &str = "ERR_RPC_NOT_FOUND";
 pub const ERR_MAX_WRITERS: &str = "ERR_MAX_WRITERS";
 /// The role that `network.maxWriters` counts.
 const WRITER: &str = "writer";
+/// How long a new host grants no lock, so that holders reconnecting after a failover re-announce
+/// theirs before anyone else is served. A failover takes a few milliseconds; this leaves room
+/// for a loaded machine.
+pub const LOCK_GRACE: Duration = Duration::from_millis(300);
 /// Bytes of events emitted while no host is reachable that are kept to send after the next
 /// welcome; past it the oldest are dropped, so a process cut off for long cannot grow without
 /// bound.
@@ -89,6 +102,13 @@ enum Link {
   Host,
 }
 
+/// An own lock request.
+struct OwnLock {
+  key: String,
+  since: Hlc,
+  held: bool,
+}
+
 /// One instance's RPC and event state.
 pub struct Services {
   own: PeerInfo,
@@ -103,6 +123,10 @@ pub struct Services {
   /// Frames of events emitted while offline, sent after the next welcome.
   offline_emits: VecDeque<Vec<u8>>,
   offline_bytes: usize,
+  /// Own lock requests, held or waiting, by JS's id.
+  own_locks: BTreeMap<u64, OwnLock>,
+  /// Host: every process's locks.
+  locks: LockTable,
 }
 
 impl Default for Services {
@@ -123,6 +147,8 @@ impl Services {
       next_route: 1,
       offline_emits: VecDeque::new(),
       offline_bytes: 0,
+      own_locks: BTreeMap::new(),
+      locks: LockTable::new(0),
     }
   }
 
@@ -148,22 +174,140 @@ impl Services {
   pub fn handles(message: &Message) -> bool {
     matches!(
       message,
-      Message::Call { .. } | Message::Reply { .. } | Message::Emit { .. }
+      Message::Call { .. }
+        | Message::Reply { .. }
+        | Message::Emit { .. }
+        | Message::Lock { .. }
+        | Message::Unlock { .. }
+        | Message::Granted { .. }
     )
   }
 
-  /// Became host: serves calls and events from now on. Events emitted while offline reached
-  /// this process's listeners already and nobody else is connected yet: they are dropped.
-  pub fn become_host(&mut self) {
+  /// Became host: serves calls, events and locks from now on, granting no lock before
+  /// `grace_until` (epoch ms) except those re-announced as held. Events emitted while offline
+  /// reached this process's listeners already and nobody else is connected yet: they are
+  /// dropped.
+  pub fn become_host(&mut self, grace_until: u64) {
     self.link = Link::Host;
     self.admitted = true;
     self.offline_emits.clear();
     self.offline_bytes = 0;
+    self.locks = LockTable::new(grace_until);
+    for (&id, lock) in &self.own_locks {
+      let ticket = Ticket { owner: HOST, id };
+      if lock.held {
+        self.locks.claim(ticket, &lock.key, lock.since, 0);
+      } else {
+        // Before `grace_until`: nothing is granted yet.
+        self.locks.request(ticket, &lock.key, lock.since, 0);
+      }
+    }
+  }
+
+  /// Host: the grace period after the election is over: grants what waited for free keys.
+  pub fn end_grace(&mut self, now: u64) -> Effects {
+    let mut effects = Effects::default();
+    if matches!(self.link, Link::Host) {
+      let grants = self.locks.end_grace(now);
+      self.deliver_grants(grants, &mut effects);
+    }
+    effects
+  }
+
+  /// JS asks for lock `key` under its id `id`, stamped `since`.
+  pub fn lock(&mut self, id: u64, key: String, since: Hlc, now: u64) -> Effects {
+    let mut effects = Effects::default();
+    match &self.link {
+      Link::Client(to_host) => {
+        let to_host = to_host.clone();
+        let message = Message::Lock {
+          id,
+          key: key.clone(),
+          since,
+          held: false,
+        };
+        effects.send(&to_host, &message);
+      }
+      Link::Host => {
+        let grants = self
+          .locks
+          .request(Ticket { owner: HOST, id }, &key, since, now);
+        self.own_locks.insert(
+          id,
+          OwnLock {
+            key,
+            since,
+            held: false,
+          },
+        );
+        self.deliver_grants(grants, &mut effects);
+        return effects;
+      }
+      // Sent to the next host when it welcomes us.
+      Link::Offline => {}
+    }
+    self.own_locks.insert(
+      id,
+      OwnLock {
+        key,
+        since,
+        held: false,
+      },
+    );
+    effects
+  }
+
+  /// JS releases its lock `id`, or gives up waiting for it.
+  pub fn unlock(&mut self, id: u64, now: u64) -> Effects {
+    let mut effects = Effects::default();
+    if self.own_locks.remove(&id).is_none() {
+      return effects;
+    }
+    match &self.link {
+      Link::Client(to_host) => {
+        let to_host = to_host.clone();
+        effects.send(&to_host, &Message::Unlock { id });
+      }
+      Link::Host => {
+        let grants = self.locks.release(Ticket { owner: HOST, id }, now);
+        self.deliver_grants(grants, &mut effects);
+      }
+      // The host that knew of it is gone; the next one never hears of it.
+      Link::Offline => {}
+    }
+    effects
+  }
+
+  /// Tells each granted owner: JS for the host's own requests, else the client.
+  fn deliver_grants(&mut self, grants: Vec<Ticket>, effects: &mut Effects) {
+    for ticket in grants {
+      if ticket.owner == HOST {
+        if let Some(lock) = self.own_locks.get_mut(&ticket.id) {
+          lock.held = true;
+          effects.events.push(grant_event(ticket.id));
+        }
+      } else if let Some(outbox) = self
+        .clients
+        .get(&ticket.owner)
+        .and_then(|client| client.outbox.clone())
+      {
+        effects.send(&outbox, &Message::Granted { id: ticket.id });
+      }
+    }
   }
 
   /// Welcomed by a host: sends it the events emitted while offline.
   pub fn client_connected(&mut self, to_host: Arc<Outbox>) -> Effects {
     let mut effects = Effects::default();
+    // Own locks first, held ones re-announced as held, each with its original request time.
+    for (&id, lock) in &self.own_locks {
+      to_host.queue(&encode(&Message::Lock {
+        id,
+        key: lock.key.clone(),
+        since: lock.since,
+        held: lock.held,
+      }));
+    }
     for frame in self.offline_emits.drain(..) {
       to_host.queue(&frame);
     }
@@ -213,10 +357,13 @@ impl Services {
   }
 
   /// Host: a client's connection ended. Every call routed to it fails at once; calls it made
-  /// are forgotten (their replies go nowhere).
+  /// are forgotten (their replies go nowhere); its locks are released and its requests
+  /// cancelled.
   pub fn detach(&mut self, conn: u64) -> Effects {
     let mut effects = Effects::default();
     self.clients.remove(&conn);
+    let grants = self.locks.drop_owner(conn, crate::state::now_ms());
+    self.deliver_grants(grants, &mut effects);
     let lost: Vec<u64> = self
       .routes
       .iter()
@@ -329,6 +476,26 @@ impl Services {
           }
         }
       }
+      Message::Lock {
+        id,
+        key,
+        since,
+        held,
+      } => {
+        let ticket = Ticket { owner: conn, id };
+        let now = crate::state::now_ms();
+        if held {
+          self.locks.claim(ticket, &key, since, now);
+        } else {
+          let grants = self.locks.request(ticket, &key, since, now);
+          self.deliver_grants(grants, &mut effects);
+        }
+      }
+      Message::Unlock { id } => {
+        let now = crate::state::now_ms();
+        let grants = self.locks.release(Ticket { owner: conn, id }, now);
+        self.deliver_grants(grants, &mut effects);
+      }
       Message::Emit { event, args } => {
         effects.events.push(emit_event(&event, &args));
         let message = Message::Emit { event, args };
@@ -354,6 +521,13 @@ impl Services {
           .push(reply_event(id, error.as_ref(), result.as_ref()));
       }
       Message::Emit { event, args } => effects.events.push(emit_event(&event, &args)),
+      Message::Granted { id } => {
+        // Not found: JS gave up on it and its `Unlock` is on its way to the host.
+        if let Some(lock) = self.own_locks.get_mut(&id) {
+          lock.held = true;
+          effects.events.push(grant_event(id));
+        }
+      }
       _ => {}
     }
     effects
@@ -458,6 +632,10 @@ fn reply_event(id: u64, error: Option<&RemoteError>, result: Option<&RawJson>) -
   }
 }
 
+fn grant_event(id: u64) -> String {
+  format!(r#"["g",{id}]"#)
+}
+
 fn emit_event(event: &str, args: &RawJson) -> String {
   format!(r#"["e",{},{}]"#, json_string(event), args.get())
 }
@@ -503,7 +681,7 @@ mod tests {
   fn host(own: &[&str], clients: &[&[&str]]) -> (Services, Vec<Arc<Outbox>>) {
     let mut services = Services::new();
     services.configure(info(own));
-    services.become_host();
+    services.become_host(0);
     let mut outboxes = Vec::new();
     for (i, methods) in clients.iter().enumerate() {
       let conn = i as u64 + 1;
@@ -701,7 +879,7 @@ mod tests {
       max_writers: Some(3),
       ..writer(None)
     });
-    services.become_host();
+    services.become_host(0);
     // The host is a writer: one slot left under a client's limit of 2.
     assert!(services.admit(1, writer(Some(2))).is_ok());
     let (code, _) = services.admit(2, writer(Some(2))).unwrap_err();
@@ -723,9 +901,73 @@ mod tests {
   #[test]
   fn without_a_limit_every_writer_is_admitted() {
     let mut services = Services::new();
-    services.become_host();
+    services.become_host(0);
     for conn in 1..10 {
       assert!(services.admit(conn, writer(None)).is_ok());
     }
+  }
+
+  #[test]
+  fn the_hosts_own_lock_and_a_clients_take_turns() {
+    let (mut services, outboxes) = host(&[], &[&[]]);
+    let since = Hlc { ms: 1, counter: 0 };
+    let effects = services.lock(1, "k".into(), since, 10);
+    assert_eq!(effects.events, vec![r#"["g",1]"#.to_owned()]);
+    services.from_client(
+      1,
+      Message::Lock {
+        id: 9,
+        key: "k".into(),
+        since: Hlc { ms: 2, counter: 0 },
+        held: false,
+      },
+    );
+    assert!(decode_all(&outboxes[0]).is_empty(), "held by the host");
+    services.unlock(1, 11);
+    assert_eq!(decode_all(&outboxes[0]), vec![Message::Granted { id: 9 }]);
+    // The holder's connection ends: the host's next request is granted at once.
+    services.lock(2, "k".into(), Hlc { ms: 3, counter: 0 }, 12);
+    let effects = services.detach(1);
+    assert_eq!(effects.events, vec![r#"["g",2]"#.to_owned()]);
+  }
+
+  #[test]
+  fn a_client_re_announces_its_locks_to_a_new_host_and_a_new_host_its_own() {
+    let mut client = Services::new();
+    let first = Outbox::new(None, usize::MAX);
+    client.client_connected(first.clone());
+    client.lock(1, "held".into(), Hlc { ms: 5, counter: 0 }, 5);
+    client.lock(2, "waiting".into(), Hlc { ms: 6, counter: 0 }, 6);
+    decode_all(&first);
+    client.from_host(Message::Granted { id: 1 });
+    client.go_offline();
+    let second = Outbox::new(None, usize::MAX);
+    client.client_connected(second.clone());
+    assert_eq!(
+      decode_all(&second),
+      vec![
+        Message::Lock {
+          id: 1,
+          key: "held".into(),
+          since: Hlc { ms: 5, counter: 0 },
+          held: true
+        },
+        Message::Lock {
+          id: 2,
+          key: "waiting".into(),
+          since: Hlc { ms: 6, counter: 0 },
+          held: false
+        },
+      ]
+    );
+    // Or it becomes host itself: it keeps the held lock, and the wait is granted after the grace.
+    client.go_offline();
+    client.become_host(1000);
+    assert_eq!(
+      client.locks.holder("held"),
+      Some(Ticket { owner: HOST, id: 1 })
+    );
+    assert_eq!(client.locks.holder("waiting"), None);
+    assert_eq!(client.end_grace(1000).events, vec![r#"["g",2]"#.to_owned()]);
   }
 }

@@ -33,7 +33,7 @@ use crate::connection::Outbox;
 use crate::error::{Error, Result};
 use crate::patch::{apply_changes, compact, Change, Context, PatchError, Update};
 use crate::protocol::{self, Clock, Hlc, LogEntry, Message, RawJson, PROTOCOL_VERSION};
-use crate::services::{Effects, Services};
+use crate::services::{Effects, Services, LOCK_GRACE};
 
 /// The longest accepted object name; it becomes part of a file name.
 const MAX_NAME_LEN: usize = 100;
@@ -207,6 +207,11 @@ impl Replica {
     &self.name
   }
 
+  /// A fresh timestamp of this instance's hybrid clock (lock requests are ordered by it).
+  pub fn stamp(&self) -> Hlc {
+    self.inner.lock().clock.now(now_ms())
+  }
+
   /// The version of the ordered document.
   pub fn version(&self) -> u64 {
     self.inner.lock().history.version
@@ -346,7 +351,8 @@ impl Replica {
     }
     inner.push_event(role_event(Role::Host));
     drop(inner);
-    self.services.lock().become_host();
+    let grace_until = now_ms() + LOCK_GRACE.as_millis() as u64;
+    self.services.lock().become_host(grace_until);
     self.wake();
   }
 
