@@ -202,6 +202,21 @@ export interface MemSyncStatus {
   name: string
   version: number
   host: { started: boolean; connections: number }
+  /** This process's `peer.roles`. */
+  roles: string[]
+  /** The processes this one is connected to: a host's clients, or a client's host. */
+  peers: PeerStatus[]
+}
+
+/** Another process of the object, as `getStatus()` reports it. */
+export interface PeerStatus {
+  pid: number
+  /** Whether it is the host. */
+  host: boolean
+  /** Its `peer.roles`. */
+  roles: string[]
+  /** The dotted names of the RPC functions it registered. */
+  methods: string[]
 }
 
 /** The cross-process event bus of an object: `emit` reaches the listeners of every process, this one included. */
@@ -272,10 +287,10 @@ export declare class MemSync<
 
   /** Where this instance stands. */
   getStatus(): Promise<MemSyncStatus>
-  /** Round-trip times to the host and the clients, in ms. */
+  /** Round-trip times to the host (client) or to each client (host), in ms. */
   ping(): Promise<
-    | { connection: 'host'; host: { time: number }; clients: Array<{ time: number } | { error: string }> }
-    | { connection: 'client' | null; host: { time: number } | null }
+    | { connection: 'host'; host: { time: number }; clients: Array<{ pid: number; time: number } | { pid: number; error: string }> }
+    | { connection: 'client' | null; host: { pid: number; time: number } | { pid: number; error: string } | null }
   >
   /**
    * Runs `fn` while no other process of this object (nor another `lock()` of this one) holds

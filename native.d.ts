@@ -56,6 +56,12 @@ export declare function lock(instance: ExternalObject<Instance>, id: number, key
  */
 export declare function patch(instance: ExternalObject<Instance>, updateJson: string): string
 
+/**
+ * Pings the host (client) or every client (host) under `id`; returns the pids pinged as a JSON
+ * array. Each answer arrives as a `["pong", id, pid]` event.
+ */
+export declare function ping(instance: ExternalObject<Instance>, id: number): string
+
 /** Releases the waker of a stopped instance (the JS side calls it once `stop()` resolved). */
 export declare function release(instance: ExternalObject<Instance>): void
 
@@ -84,7 +90,10 @@ export declare function setWantsReceived(instance: ExternalObject<Instance>, wan
  */
 export declare function start(instance: ExternalObject<Instance>, onWake: () => void, clientOnly: boolean, serverOnly: boolean): void
 
-/** The instance's status: role, version and (host) connected clients, as JSON text. */
+/**
+ * The instance's status: role, version, (host) connected clients, its roles and the peers it
+ * knows (`{ pid, host, roles, methods }`), as JSON text.
+ */
 export declare function status(instance: ExternalObject<Instance>): string
 
 /**

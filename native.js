@@ -842,6 +842,7 @@ module.exports.emit = nativeBinding.emit
 module.exports.flush = nativeBinding.flush
 module.exports.lock = nativeBinding.lock
 module.exports.patch = nativeBinding.patch
+module.exports.ping = nativeBinding.ping
 module.exports.release = nativeBinding.release
 module.exports.reply = nativeBinding.reply
 module.exports.setPeer = nativeBinding.setPeer

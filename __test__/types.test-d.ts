@@ -70,6 +70,9 @@ async function main (): Promise<void> {
   void callId
 
   const status = await mem.getStatus()
+  for (const peer of status.peers) { const methods: string[] = peer.methods; void methods; void peer.pid }
+  const pong = await mem.ping()
+  if (pong.connection === 'host') void pong.clients.length
   void status.version
   mem.unref().ref()
   await mem.stop()

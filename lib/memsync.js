@@ -137,6 +137,9 @@ class MemSync {
   /** Own lock requests not granted yet, by id: `{ resolve, reject, timer }`. */
   #lockWaits = new Map()
   #nextLock = 1
+  /** Pings in flight: id -> `answered(pid)`. */
+  #pings = new Map()
+  #nextPing = 1
   #observers = []
   /** 'host' or 'client' while connected, else null. */
   #role = null
@@ -340,23 +343,54 @@ class MemSync {
     return new Promise((resolve) => this.#emitter.once(event, resolve))
   }
 
-  /** Where this instance stands. */
+  /**
+   * Where this instance stands, with its `roles` and the `peers` it knows: a host's clients, or
+   * a client's host, each `{ pid, host, roles, methods }`.
+   */
   async getStatus () {
-    const { role, version, connections } = JSON.parse(native.status(this.#native))
+    const { role, version, connections, roles, peers } = JSON.parse(native.status(this.#native))
     const connected = role !== 'offline'
     return {
       status: connected ? role : (this.#started ? 'connecting' : 'stopped'),
       channel: connected ? role : null,
       name: this.name,
       version,
-      host: { started: role === 'host', connections }
+      host: { started: role === 'host', connections },
+      roles,
+      peers
     }
   }
 
-  /** Round-trip times to the host and clients, in ms. */
+  /**
+   * Round-trip times in ms, measured from this JS thread: a client's to its host
+   * (`host: { pid, time }`), a host's to each client (`clients: [{ pid, time } | { pid, error }]`,
+   * `error` when no answer came within `timeout`).
+   */
   async ping () {
-    if (this.#role === 'host') return { connection: 'host', host: { time: 0 }, clients: [] }
-    return { connection: this.#role, host: null }
+    const role = this.#role
+    if (role === null) return { connection: null, host: null }
+    const id = this.#nextPing++
+    const began = performance.now()
+    // One slot per process pinged; two instances of one process share a pid, hence slots.
+    const slots = JSON.parse(native.ping(this.#native, id)).map((pid) => ({ pid }))
+    const timeoutMs = this.options.timeout ?? DEFAULT_TIMEOUT_MS
+    if (slots.length > 0) {
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, timeoutMs)
+        this.#pings.set(id, (pid) => {
+          const slot = slots.find((s) => s.pid === pid && s.time === undefined)
+          if (slot !== undefined) slot.time = performance.now() - began
+          if (slots.every((s) => s.time !== undefined)) {
+            clearTimeout(timer)
+            resolve()
+          }
+        })
+      })
+      this.#pings.delete(id)
+    }
+    const result = ({ pid, time }) => time !== undefined ? { pid, time } : { pid, error: `no answer within ${timeoutMs} ms` }
+    if (role === 'host') return { connection: 'host', host: { time: 0 }, clients: slots.map(result) }
+    return { connection: 'client', host: slots.length > 0 ? result(slots[0]) : null }
   }
 
   /**
@@ -544,6 +578,9 @@ class MemSync {
         break
       case 'reply':
         this.#settleCall(event[1], event[2], event.length > 3, event[3])
+        break
+      case 'pong':
+        this.#pings.get(event[1])?.(event[2])
         break
       case 'g': {
         const waiter = this.#lockWaits.get(event[1])

@@ -319,14 +319,27 @@ fn raw_json(text: String, what: &str) -> Result<RawJson> {
     .map_err(|err| into_js_error(Error::BadValue(format!("{what}: not JSON: {err}"))))
 }
 
-/// The instance's status: role, version and (host) connected clients, as JSON text.
+/// The instance's status: role, version, (host) connected clients, its roles and the peers it
+/// knows (`{ pid, host, roles, methods }`), as JSON text.
 #[napi]
 pub fn status(instance: &External<Instance>) -> String {
   let (role, version, connections) = instance.replica.status();
+  let services = instance.replica.services();
+  let (peers, roles) = (services.peers_json(), services.roles_json());
+  drop(services);
   format!(
-    r#"{{"role":"{}","version":{version},"connections":{connections}}}"#,
+    r#"{{"role":"{}","version":{version},"connections":{connections},"roles":{roles},"peers":{peers}}}"#,
     role.name()
   )
+}
+
+/// Pings the host (client) or every client (host) under `id`; returns the pids pinged as a JSON
+/// array. Each answer arrives as a `["pong", id, pid]` event.
+#[napi]
+pub fn ping(instance: &External<Instance>, id: i64) -> String {
+  let (pids, effects) = instance.replica.services().ping(id as u64);
+  instance.replica.apply(effects, true);
+  pids
 }
 
 // Node-API's own ref/unref of a threadsafe function is exactly net.Server's ref()/unref(); napi-rs

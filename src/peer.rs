@@ -215,12 +215,13 @@ async fn handle_client(
     Ok(Ok(Some(Message::Hello {
       protocol,
       origin,
+      pid,
       peer,
       ..
     })))
       if protocol == PROTOCOL_VERSION =>
     {
-      let admitted = replica.services().admit(id, peer);
+      let admitted = replica.services().admit(id, pid, peer);
       match admitted {
         Ok(()) => Some(origin),
         Err((code, reason)) => {

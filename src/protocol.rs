@@ -304,6 +304,23 @@ pub enum Message {
     /// The client's id of the request.
     id: u64,
   },
+  /// Host to client, right after `Welcome`: what the host offers and is, for `getStatus()`.
+  About {
+    /// The host's process id.
+    pid: u32,
+    /// The host's RPC methods and roles.
+    peer: PeerInfo,
+  },
+  /// Either way: asks for a [`Message::Pong`] with the same `id` (`ping()`).
+  Ping {
+    /// The sender's id of the ping.
+    id: u64,
+  },
+  /// The answer to [`Message::Ping`].
+  Pong {
+    /// The `id` of the ping.
+    id: u64,
+  },
 }
 
 /// What a client tells the host about itself in [`Message::Hello`].
@@ -510,6 +527,12 @@ mod tests {
       },
       Message::Unlock { id: 1 },
       Message::Granted { id: u64::MAX },
+      Message::About {
+        pid: 7,
+        peer: PeerInfo::default(),
+      },
+      Message::Ping { id: 1 },
+      Message::Pong { id: 1 },
       Message::Welcome {
         protocol: PROTOCOL_VERSION,
         host_pid: 1,

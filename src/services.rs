@@ -17,7 +17,7 @@
 //! connections' [`Outbox`]es, and what JS must hear comes back as [`Effects`]. Events for JS are
 //! JSON arrays: `["call", id, method, args]` (run a function, answer with `reply`),
 //! `["reply", id, error, result?]` (the outcome of an own call), `["e", event, args]` and
-//! `["g", id]` (an own lock request is granted).
+//! `["g", id]` (an own lock request is granted) and `["pong", id, pid]` (a ping's answer).
 //!
 //! Locks: every process keeps its own requests (held or waiting) so that it can re-announce
 //! them to a new host after a failover, with their original request time; the host's table is
@@ -91,6 +91,7 @@ struct Route {
 
 /// A connected client, as the host knows it.
 struct Client {
+  pid: u32,
   info: PeerInfo,
   /// `None` until its welcome is queued: nothing may reach it before that.
   outbox: Option<Arc<Outbox>>,
@@ -127,6 +128,8 @@ pub struct Services {
   own_locks: BTreeMap<u64, OwnLock>,
   /// Host: every process's locks.
   locks: LockTable,
+  /// Client: the host's process id and what it offers, once it said.
+  host: Option<(u32, PeerInfo)>,
 }
 
 impl Default for Services {
@@ -149,6 +152,7 @@ impl Services {
       offline_bytes: 0,
       own_locks: BTreeMap::new(),
       locks: LockTable::new(0),
+      host: None,
     }
   }
 
@@ -180,6 +184,9 @@ impl Services {
         | Message::Lock { .. }
         | Message::Unlock { .. }
         | Message::Granted { .. }
+        | Message::About { .. }
+        | Message::Ping { .. }
+        | Message::Pong { .. }
     )
   }
 
@@ -322,6 +329,7 @@ impl Services {
   /// calls in flight itself when it hears that the instance went offline.
   pub fn go_offline(&mut self) {
     self.link = Link::Offline;
+    self.host = None;
     self.clients.clear();
     self.routes.clear();
   }
@@ -330,7 +338,12 @@ impl Services {
   /// is refused (`Err` with the code and reason) when the network already has as many writers
   /// as the smaller of the host's and its own `maxWriters` allows, the host counting itself when
   /// it is a writer; a writer reconnecting after a failover (`rejoining`) keeps its slot.
-  pub fn admit(&mut self, conn: u64, info: PeerInfo) -> Result<(), (&'static str, String)> {
+  pub fn admit(
+    &mut self,
+    conn: u64,
+    pid: u32,
+    info: PeerInfo,
+  ) -> Result<(), (&'static str, String)> {
     if is_writer(&info) && !info.rejoining {
       let limit = match (self.own.max_writers, info.max_writers) {
         (Some(host), Some(client)) => Some(host.min(client)),
@@ -345,15 +358,79 @@ impl Services {
         ));
       }
     }
-    self.clients.insert(conn, Client { info, outbox: None });
+    self.clients.insert(
+      conn,
+      Client {
+        pid,
+        info,
+        outbox: None,
+      },
+    );
     Ok(())
   }
 
-  /// Host: the client's welcome is queued; it may be sent calls and events from now on.
+  /// Host: the client's welcome is queued; it is told about the host, and may be sent calls and
+  /// events from now on.
   pub fn attached(&mut self, conn: u64, outbox: Arc<Outbox>) {
     if let Some(client) = self.clients.get_mut(&conn) {
+      outbox.queue(&encode(&Message::About {
+        pid: std::process::id(),
+        peer: self.own.clone(),
+      }));
       client.outbox = Some(outbox);
     }
+  }
+
+  /// The other processes this one knows, as a JSON array of `{ pid, host, roles, methods }`:
+  /// a host's clients, or a client's host.
+  pub fn peers_json(&self) -> String {
+    let peer = |pid: u32, host: bool, info: &PeerInfo| serde_json::json!({ "pid": pid, "host": host, "roles": info.roles, "methods": info.methods });
+    let peers: Vec<serde_json::Value> = match &self.link {
+      Link::Host => self
+        .clients
+        .values()
+        .filter(|client| client.outbox.is_some())
+        .map(|client| peer(client.pid, false, &client.info))
+        .collect(),
+      Link::Client(_) => self
+        .host
+        .iter()
+        .map(|(pid, info)| peer(*pid, true, info))
+        .collect(),
+      Link::Offline => Vec::new(),
+    };
+    serde_json::Value::from(peers).to_string()
+  }
+
+  /// This process's roles, as a JSON array.
+  pub fn roles_json(&self) -> String {
+    serde_json::Value::from(self.own.roles.clone()).to_string()
+  }
+
+  /// JS pings under `id`: the host, or every client. Returns the pids asked, as a JSON array;
+  /// each answer arrives as `["pong", id, pid]`.
+  pub fn ping(&mut self, id: u64) -> (String, Effects) {
+    let mut effects = Effects::default();
+    let mut pids = Vec::new();
+    match &self.link {
+      Link::Client(to_host) => {
+        if let Some((pid, _)) = &self.host {
+          pids.push(*pid);
+          let to_host = to_host.clone();
+          effects.send(&to_host, &Message::Ping { id });
+        }
+      }
+      Link::Host => {
+        for client in self.clients.values() {
+          if let Some(outbox) = &client.outbox {
+            pids.push(client.pid);
+            effects.send(outbox, &Message::Ping { id });
+          }
+        }
+      }
+      Link::Offline => {}
+    }
+    (serde_json::Value::from(pids).to_string(), effects)
   }
 
   /// Host: a client's connection ended. Every call routed to it fails at once; calls it made
@@ -496,6 +573,16 @@ impl Services {
         let grants = self.locks.release(Ticket { owner: conn, id }, now);
         self.deliver_grants(grants, &mut effects);
       }
+      Message::Ping { id } => {
+        if let Some(outbox) = self.clients.get(&conn).and_then(|c| c.outbox.clone()) {
+          effects.send(&outbox, &Message::Pong { id });
+        }
+      }
+      Message::Pong { id } => {
+        if let Some(client) = self.clients.get(&conn) {
+          effects.events.push(pong_event(id, client.pid));
+        }
+      }
       Message::Emit { event, args } => {
         effects.events.push(emit_event(&event, &args));
         let message = Message::Emit { event, args };
@@ -521,6 +608,18 @@ impl Services {
           .push(reply_event(id, error.as_ref(), result.as_ref()));
       }
       Message::Emit { event, args } => effects.events.push(emit_event(&event, &args)),
+      Message::About { pid, peer } => self.host = Some((pid, peer)),
+      Message::Ping { id } => {
+        if let Link::Client(to_host) = &self.link {
+          let to_host = to_host.clone();
+          effects.send(&to_host, &Message::Pong { id });
+        }
+      }
+      Message::Pong { id } => {
+        if let Some((pid, _)) = &self.host {
+          effects.events.push(pong_event(id, *pid));
+        }
+      }
       Message::Granted { id } => {
         // Not found: JS gave up on it and its `Unlock` is on its way to the host.
         if let Some(lock) = self.own_locks.get_mut(&id) {
@@ -632,6 +731,10 @@ fn reply_event(id: u64, error: Option<&RemoteError>, result: Option<&RawJson>) -
   }
 }
 
+fn pong_event(id: u64, pid: u32) -> String {
+  format!(r#"["pong",{id},{pid}]"#)
+}
+
 fn grant_event(id: u64) -> String {
   format!(r#"["g",{id}]"#)
 }
@@ -686,8 +789,17 @@ mod tests {
     for (i, methods) in clients.iter().enumerate() {
       let conn = i as u64 + 1;
       let outbox = Outbox::new(None, usize::MAX);
-      services.admit(conn, info(methods)).unwrap();
+      services
+        .admit(conn, 100 + conn as u32, info(methods))
+        .unwrap();
       services.attached(conn, outbox.clone());
+      assert_eq!(
+        decode_all(&outbox),
+        vec![Message::About {
+          pid: std::process::id(),
+          peer: services.own.clone()
+        }]
+      );
       outboxes.push(outbox);
     }
     (services, outboxes)
@@ -881,21 +993,21 @@ mod tests {
     });
     services.become_host(0);
     // The host is a writer: one slot left under a client's limit of 2.
-    assert!(services.admit(1, writer(Some(2))).is_ok());
-    let (code, _) = services.admit(2, writer(Some(2))).unwrap_err();
+    assert!(services.admit(1, 0, writer(Some(2))).is_ok());
+    let (code, _) = services.admit(2, 0, writer(Some(2))).unwrap_err();
     assert_eq!(code, ERR_MAX_WRITERS);
     // Readers are not counted; the host's own limit (3) applies to a client without one.
-    assert!(services.admit(3, info(&[])).is_ok());
-    assert!(services.admit(4, writer(None)).is_ok());
-    assert!(services.admit(5, writer(None)).is_err());
+    assert!(services.admit(3, 0, info(&[])).is_ok());
+    assert!(services.admit(4, 0, writer(None)).is_ok());
+    assert!(services.admit(5, 0, writer(None)).is_err());
     services.detach(4);
-    assert!(services.admit(5, writer(None)).is_ok());
+    assert!(services.admit(5, 0, writer(None)).is_ok());
     // A writer reconnecting after a failover keeps its slot.
     let rejoining = PeerInfo {
       rejoining: true,
       ..writer(None)
     };
-    assert!(services.admit(6, rejoining).is_ok());
+    assert!(services.admit(6, 0, rejoining).is_ok());
   }
 
   #[test]
@@ -903,7 +1015,7 @@ mod tests {
     let mut services = Services::new();
     services.become_host(0);
     for conn in 1..10 {
-      assert!(services.admit(conn, writer(None)).is_ok());
+      assert!(services.admit(conn, 0, writer(None)).is_ok());
     }
   }
 
@@ -969,5 +1081,35 @@ mod tests {
     );
     assert_eq!(client.locks.holder("waiting"), None);
     assert_eq!(client.end_grace(1000).events, vec![r#"["g",2]"#.to_owned()]);
+  }
+
+  #[test]
+  fn peers_and_pings_name_the_processes_they_reach() {
+    let (mut services, outboxes) = host(&["f"], &[&["g"], &[]]);
+    assert_eq!(
+      services.peers_json(),
+      r#"[{"pid":101,"host":false,"roles":[],"methods":["g"]},{"pid":102,"host":false,"roles":[],"methods":[]}]"#
+    );
+    let (pids, _) = services.ping(4);
+    assert_eq!(pids, "[101,102]");
+    for outbox in &outboxes {
+      assert_eq!(decode_all(outbox), vec![Message::Ping { id: 4 }]);
+    }
+    let effects = services.from_client(2, Message::Pong { id: 4 });
+    assert_eq!(effects.events, vec![r#"["pong",4,102]"#.to_owned()]);
+    // A client answers the host's ping, and knows the host from its `About`.
+    let mut client = Services::new();
+    let to_host = Outbox::new(None, usize::MAX);
+    client.client_connected(to_host.clone());
+    client.from_host(Message::About {
+      pid: 9,
+      peer: info(&["f"]),
+    });
+    client.from_host(Message::Ping { id: 3 });
+    assert_eq!(decode_all(&to_host), vec![Message::Pong { id: 3 }]);
+    assert_eq!(
+      client.peers_json(),
+      r#"[{"pid":9,"host":true,"roles":[],"methods":["f"]}]"#
+    );
   }
 }
