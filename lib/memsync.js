@@ -604,7 +604,8 @@ class MemSync {
     if (role === 'offline') {
       this.#epoch++
       // Calls in flight went through the host that is gone, or to clients that left with it.
-      this.#failCalls(MemErrors.ERR_RPC_PEER_LOST, `The connection of '${this.name}' was lost before the RPC call was answered`)
+      if (this.#started) this.#failCalls(MemErrors.ERR_RPC_PEER_LOST, `The connection of '${this.name}' was lost before the RPC call was answered`)
+      else this.#failCalls(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before the RPC call was answered`)
       const previous = this.#role
       if (previous === null) return
       this.#role = null
