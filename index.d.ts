@@ -117,6 +117,7 @@ export declare const MemErrors: {
   readonly ERR_TIMEOUT: 'ERR_TIMEOUT'
   readonly ERR_RPC_NOT_FOUND: 'ERR_RPC_NOT_FOUND'
   readonly ERR_RPC_PEER_LOST: 'ERR_RPC_PEER_LOST'
+  readonly ERR_EVENTS_DROPPED: 'ERR_EVENTS_DROPPED'
   readonly ERR_NO_STORAGE: 'ERR_NO_STORAGE'
   readonly ERR_STALE_WRITE: 'ERR_STALE_WRITE'
   readonly ERR_STOPPED: 'ERR_STOPPED'

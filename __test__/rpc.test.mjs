@@ -3,6 +3,8 @@
 // per-sender order.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
 import { rendezvousDir, spawnPeer, uniqueName } from './support/peers.mjs'
 
 const OPTIONS = { timeout: 10000 }
@@ -186,4 +188,34 @@ test('getStatus() reports the peers with pid, roles and RPC methods; ping() meas
   assert.equal(fromClient.connection, 'client')
   assert.equal(fromClient.host.pid, host.pid)
   assert.ok(fromClient.host.time > 0 && fromClient.host.time < 5000, JSON.stringify(fromClient))
+})
+
+test('a process whose event loop is stuck keeps 16 MiB of events, drops the rest and reports ERR_EVENTS_DROPPED', { timeout: 60000 }, async (t) => {
+  const dir = rendezvousDir(t)
+  const name = uniqueName('events-stuck')
+  const host = await spawnPeer(t, name, dir, { options: OPTIONS }, 'host')
+  await host.request('start')
+  const stuck = await spawnPeer(t, name, dir, { options: OPTIONS }, 'stuck')
+  await stuck.request('start')
+  await stuck.request('listen', { event: 'flood' })
+  await stuck.request('listen', { event: 'after' })
+  const release = path.join(path.dirname(dir), 'release')
+  const blocked = stuck.request('block', { until: release, ms: 50000 }, 55000)
+  const COUNT = 400
+  await host.request('emit', { event: 'flood', args: ['x'.repeat(64 * 1024)], count: COUNT }, 30000)
+  // Answered by the stuck process's native side, on the same connection after the flood: by
+  // then it holds every event it will deliver.
+  const pinged = await host.request('ping', {}, 30000)
+  assert.ok(pinged.clients[0].time > 0, JSON.stringify(pinged.clients))
+  fs.writeFileSync(release, '')
+  assert.deepEqual(await blocked, { released: true })
+  await host.request('emit', { event: 'after' })
+  await stuck.waitEvent('bus', { predicate: (m) => m.name === 'after', timeoutMs: 20000 })
+  const report = stuck.history.find((m) => m.event === 'error')
+  assert.match(report?.message ?? '', /(\d+) events from other processes were dropped/)
+  const dropped = Number(report.message.match(/(\d+) events from other processes were dropped/)[1])
+  const kept = stuck.history.filter((m) => m.event === 'bus' && m.name === 'flood').length
+  assert.ok(kept > 0 && dropped > 0, `kept ${kept}, dropped ${dropped}`)
+  assert.equal(kept + dropped, COUNT)
+  assert.ok(kept * 64 * 1024 <= 16 * 1024 * 1024, `kept ${kept} events of 64 KiB`)
 })

@@ -590,6 +590,9 @@ class MemSync {
         waiter.resolve()
         break
       }
+      case 'edrop':
+        this.#reportError(codedError(MemErrors.ERR_EVENTS_DROPPED, `'${this.name}': ${event[1]} events from other processes were dropped: this process's event loop did not take them while 16 MiB of them waited`))
+        break
       case 'e':
         try {
           this.#bus.emit(event[1], ...event[2])

@@ -49,6 +49,10 @@ const WRITE_TIME_WINDOW_MS: u64 = 60_000;
 /// Bytes of document events queued for a JS thread that does not drain them (a stuck event
 /// loop) before they are replaced by one snapshot taken when it drains again.
 const MAX_EVENT_BACKLOG: usize = 16 * 1024 * 1024;
+/// Bytes of `mem.events` events from other processes queued for a JS thread that does not
+/// drain them, past which further ones are dropped (and counted): unlike document events, they
+/// have no snapshot to be replaced by, and a stuck process must not grow without bound.
+const MAX_BUS_BACKLOG: usize = 16 * 1024 * 1024;
 
 /// What this instance is in its network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +104,10 @@ struct Inner {
   events: Vec<String>,
   /// Bytes of the document events (changes, snapshots) in `events`.
   backlog: usize,
+  /// Bytes of the bus events (`["e", ...]`) in `events`.
+  bus_backlog: usize,
+  /// Bus events dropped past [`MAX_BUS_BACKLOG`] since the last drain.
+  bus_dropped: u64,
   /// The document events were dropped for the backlog: the next drain starts with a snapshot,
   /// and no document event is queued until then.
   resync: bool,
@@ -192,6 +200,8 @@ impl Replica {
         last_received: None,
         events: Vec::new(),
         backlog: 0,
+        bus_backlog: 0,
+        bus_dropped: 0,
         resync: false,
         wants_received: false,
         to_host: None,
@@ -368,6 +378,13 @@ impl Replica {
     if !effects.events.is_empty() {
       let mut inner = self.inner.lock();
       for event in effects.events {
+        if event.starts_with(r#"["e","#) {
+          if inner.bus_backlog + event.len() > MAX_BUS_BACKLOG {
+            inner.bus_dropped += 1;
+            continue;
+          }
+          inner.bus_backlog += event.len();
+        }
         inner.push_event(event);
       }
       drop(inner);
@@ -811,6 +828,12 @@ impl Inner {
     let mut out = String::with_capacity(2 + last.len());
     out.push('[');
     self.backlog = 0;
+    self.bus_backlog = 0;
+    if self.bus_dropped > 0 {
+      // First, so that JS reports the loss as soon as it drains.
+      out.push_str(&json(&("edrop", std::mem::take(&mut self.bus_dropped))));
+      out.push(',');
+    }
     for event in self.events.drain(..) {
       out.push_str(&event);
       out.push(',');
@@ -1404,5 +1427,28 @@ mod tests {
     network.deliver_to_client();
     network.assert_converged();
     assert_eq!(data(&network.client)["n"], json!(119));
+  }
+
+  #[test]
+  fn bus_events_js_does_not_drain_are_bounded_and_their_loss_reported() {
+    let replica = Replica::new("a", json!({}), HOST).unwrap();
+    let args = RawJson::to(&json!(["x".repeat(1024 * 1024)])).unwrap();
+    let effects = Effects {
+      events: (0..20)
+        .map(|_| format!(r#"["e","big",{}]"#, args.get()))
+        .collect(),
+      flush: Vec::new(),
+    };
+    replica.apply(effects, false);
+    let events: Vec<Value> = serde_json::from_str(&replica.drain()).unwrap();
+    assert_eq!(events[0], json!(["edrop", 5]));
+    assert_eq!(events.len(), 16);
+    // Drained: room again.
+    let effects = Effects {
+      events: vec![r#"["e","small",[]]"#.to_owned()],
+      flush: Vec::new(),
+    };
+    replica.apply(effects, false);
+    assert_eq!(replica.drain(), r#"[["e","small",[]]]"#);
   }
 }
