@@ -178,7 +178,7 @@ pub fn start(
         format!("memsync '{}': {err}", instance.replica.name()),
       )
     })?;
-  instance.replica.services().starting();
+  instance.replica.exchange().starting();
   let (stop, stopped) = watch::channel(false);
   let replica = instance.replica.clone();
   let failed = instance.replica.clone();
@@ -239,7 +239,7 @@ pub fn set_ref(env: Env, instance: &External<Instance>, referenced: bool) -> Res
 pub fn set_peer(instance: &External<Instance>, peer_json: String) -> Result<()> {
   let peer: PeerInfo = serde_json::from_str(&peer_json)
     .map_err(|err| into_js_error(Error::BadValue(format!("Bad peer options: {err}"))))?;
-  instance.replica.services().configure(peer);
+  instance.replica.exchange().configure(peer);
   Ok(())
 }
 
@@ -253,7 +253,7 @@ pub fn call(
   args_json: String,
 ) -> Result<()> {
   let args = raw_json(args_json, "The RPC arguments")?;
-  let effects = instance.replica.services().call(id as u64, method, args);
+  let effects = instance.replica.exchange().call(id as u64, method, args);
   instance.replica.apply(effects, true);
   Ok(())
 }
@@ -277,7 +277,7 @@ pub fn reply(
     ),
     None => None,
   };
-  let effects = instance.replica.services().reply(id as u64, result, error);
+  let effects = instance.replica.exchange().reply(id as u64, result, error);
   instance.replica.apply(effects, true);
   Ok(())
 }
@@ -287,7 +287,7 @@ pub fn reply(
 #[napi]
 pub fn emit(instance: &External<Instance>, event: String, args_json: String) -> Result<()> {
   let args = raw_json(args_json, "The event arguments")?;
-  let effects = instance.replica.services().emit(event, args);
+  let effects = instance.replica.exchange().emit(event, args);
   instance.replica.apply(effects, false);
   Ok(())
 }
@@ -299,7 +299,7 @@ pub fn lock(instance: &External<Instance>, id: i64, key: String) {
   let since = instance.replica.stamp();
   let effects = instance
     .replica
-    .services()
+    .exchange()
     .lock(id as u64, key, since, crate::state::now_ms());
   instance.replica.apply(effects, true);
 }
@@ -309,7 +309,7 @@ pub fn lock(instance: &External<Instance>, id: i64, key: String) {
 pub fn unlock(instance: &External<Instance>, id: i64) {
   let effects = instance
     .replica
-    .services()
+    .exchange()
     .unlock(id as u64, crate::state::now_ms());
   instance.replica.apply(effects, true);
 }
@@ -324,9 +324,9 @@ fn raw_json(text: String, what: &str) -> Result<RawJson> {
 #[napi]
 pub fn status(instance: &External<Instance>) -> String {
   let (role, version, connections) = instance.replica.status();
-  let services = instance.replica.services();
-  let (peers, roles) = (services.peers_json(), services.roles_json());
-  drop(services);
+  let exchange = instance.replica.exchange();
+  let (peers, roles) = (exchange.peers_json(), exchange.roles_json());
+  drop(exchange);
   format!(
     r#"{{"role":"{}","version":{version},"connections":{connections},"roles":{roles},"peers":{peers}}}"#,
     role.name()
@@ -337,7 +337,7 @@ pub fn status(instance: &External<Instance>) -> String {
 /// array. Each answer arrives as a `["pong", id, pid]` event.
 #[napi]
 pub fn ping(instance: &External<Instance>, id: i64) -> String {
-  let (pids, effects) = instance.replica.services().ping(id as u64);
+  let (pids, effects) = instance.replica.exchange().ping(id as u64);
   instance.replica.apply(effects, true);
   pids
 }

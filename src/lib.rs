@@ -9,7 +9,7 @@
 //! - `rendezvous`: the private directory, the host election by file lock, the socket path.
 //! - `state`: an instance's replica: ordering (host), pending patches and rebases (client),
 //!   failover hand-over, and the events for the JS side. No I/O beyond channel sends.
-//! - `services`: RPC routing, the event bus, writer limits and locks beside the document: what a
+//! - `exchange`: RPC routing, the event bus, writer limits and locks beside the document: what a
 //!   client sends, how the host routes calls and replies, forwards events, admits writers.
 //! - `locks`: the host's lock table, a pure state machine (holders, waiters in request order, the
 //!   grace period after a failover).
@@ -23,12 +23,12 @@
 mod binding;
 pub mod connection;
 pub mod error;
+pub mod exchange;
 pub mod locks;
 pub mod patch;
 pub mod peer;
 pub mod protocol;
 pub mod rendezvous;
-pub mod services;
 pub mod state;
 
 pub use error::{Error, Result};

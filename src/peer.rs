@@ -17,9 +17,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::connection::{write_outbox, ConnectionError, DirectWrite, FrameReader, Outbox, Shared};
+use crate::exchange::{Exchange, ERR_MAX_WRITERS, LOCK_GRACE};
 use crate::protocol::{Message, MAX_FRAME, PROTOCOL_VERSION};
 use crate::rendezvous::{HostLock, Rendezvous};
-use crate::services::{Services, ERR_MAX_WRITERS, LOCK_GRACE};
 use crate::state::Replica;
 
 /// How long a new connection may take to say hello, and a client to be welcomed.
@@ -144,7 +144,7 @@ async fn serve_as_host(
   let grace_replica = replica.clone();
   let grace = tokio::spawn(async move {
     tokio::time::sleep(LOCK_GRACE).await;
-    let effects = grace_replica.services().end_grace(crate::state::now_ms());
+    let effects = grace_replica.exchange().end_grace(crate::state::now_ms());
     grace_replica.apply(effects, true);
   });
   let mut handlers = Vec::new();
@@ -221,7 +221,7 @@ async fn handle_client(
     })))
       if protocol == PROTOCOL_VERSION =>
     {
-      let admitted = replica.services().admit(id, pid, peer);
+      let admitted = replica.exchange().admit(id, pid, peer);
       match admitted {
         Ok(()) => Some(origin),
         Err((code, reason)) => {
@@ -243,13 +243,13 @@ async fn handle_client(
     _ => None,
   };
   let Some(origin) = origin.filter(|_| replica.attach_client(id, outbox.clone())) else {
-    let effects = replica.services().detach(id);
+    let effects = replica.exchange().detach(id);
     replica.apply(effects, true);
     outbox.close();
     let _ = writer.await;
     return;
   };
-  replica.services().attached(id, outbox.clone());
+  replica.exchange().attached(id, outbox.clone());
   loop {
     let first = tokio::select! {
       message = reader.read_message() => message,
@@ -278,7 +278,7 @@ async fn handle_client(
     }
   }
   replica.detach_client(id);
-  let effects = replica.services().detach(id);
+  let effects = replica.exchange().detach(id);
   replica.apply(effects, true);
   outbox.close();
   if !writer.is_finished() {
@@ -287,7 +287,7 @@ async fn handle_client(
 }
 
 /// Host: a burst from client `conn`, in order: runs of document messages go to the replica,
-/// the others to the services.
+/// the others to the exchange.
 fn host_receive(
   replica: &Replica,
   conn: u64,
@@ -297,14 +297,14 @@ fn host_receive(
 ) -> Result<(), Message> {
   let mut documents = Vec::new();
   for message in batch {
-    if !Services::handles(&message) {
+    if !Exchange::handles(&message) {
       documents.push(message);
       continue;
     }
     if !documents.is_empty() {
       replica.host_receive(origin, std::mem::take(&mut documents), outbox)?;
     }
-    let effects = replica.services().from_client(conn, message);
+    let effects = replica.exchange().from_client(conn, message);
     replica.apply(effects, true);
   }
   if documents.is_empty() {
@@ -317,14 +317,14 @@ fn host_receive(
 fn client_receive(replica: &Replica, batch: Vec<Message>) -> Result<(), String> {
   let mut documents = Vec::new();
   for message in batch {
-    if !Services::handles(&message) {
+    if !Exchange::handles(&message) {
       documents.push(message);
       continue;
     }
     if !documents.is_empty() {
       replica.client_receive(std::mem::take(&mut documents))?;
     }
-    let effects = replica.services().from_host(message);
+    let effects = replica.exchange().from_host(message);
     replica.apply(effects, true);
   }
   if documents.is_empty() {

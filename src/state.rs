@@ -31,9 +31,9 @@ use serde_json::Value;
 
 use crate::connection::Outbox;
 use crate::error::{Error, Result};
+use crate::exchange::{Effects, Exchange, LOCK_GRACE};
 use crate::patch::{apply_changes, compact, Change, Context, PatchError, Update};
 use crate::protocol::{self, Clock, Hlc, LogEntry, Message, RawJson, PROTOCOL_VERSION};
-use crate::services::{Effects, Services, LOCK_GRACE};
 
 /// The longest accepted object name; it becomes part of a file name.
 const MAX_NAME_LEN: usize = 100;
@@ -87,7 +87,7 @@ pub struct Replica {
   woken: AtomicBool,
   /// RPC, events, writer slots and locks. A lock of its own: never taken while `inner` is held,
   /// nor `inner` while it is held, so the two never wait on each other.
-  services: Mutex<Services>,
+  exchange: Mutex<Exchange>,
 }
 
 struct Inner {
@@ -208,7 +208,7 @@ impl Replica {
       }),
       waker: Mutex::new(None),
       woken: AtomicBool::new(false),
-      services: Mutex::new(Services::new()),
+      exchange: Mutex::new(Exchange::new()),
     })
   }
 
@@ -362,17 +362,17 @@ impl Replica {
     inner.push_event(role_event(Role::Host));
     drop(inner);
     let grace_until = now_ms() + LOCK_GRACE.as_millis() as u64;
-    self.services.lock().become_host(grace_until);
+    self.exchange.lock().become_host(grace_until);
     self.wake();
   }
 
-  /// The RPC and event state (see [`Services`]); hand what an operation returns to
+  /// The RPC and event state (see [`Exchange`]); hand what an operation returns to
   /// [`Replica::apply`]. Never call with the guard of another replica lock held.
-  pub fn services(&self) -> parking_lot::MutexGuard<'_, Services> {
-    self.services.lock()
+  pub fn exchange(&self) -> parking_lot::MutexGuard<'_, Exchange> {
+    self.exchange.lock()
   }
 
-  /// Hands JS the events of a services operation and, with `flush`, sends the frames it queued
+  /// Hands JS the events of an exchange operation and, with `flush`, sends the frames it queued
   /// (without: JS flushes at the end of its task, as for patches).
   pub fn apply(&self, effects: Effects, flush: bool) {
     if !effects.events.is_empty() {
@@ -414,7 +414,7 @@ impl Replica {
     }
     inner.push_event(role_event(Role::Offline));
     drop(inner);
-    self.services.lock().go_offline();
+    self.exchange.lock().go_offline();
     self.wake();
   }
 
@@ -520,7 +520,7 @@ impl Replica {
       pid: std::process::id(),
       origin: self.origin,
       version: self.version(),
-      peer: self.services.lock().peer_info(),
+      peer: self.exchange.lock().peer_info(),
     }
   }
 
@@ -587,8 +587,8 @@ impl Replica {
     inner.to_host = Some(to_host.clone());
     inner.push_event(role_event(Role::Client));
     drop(guard);
-    // After the document's frames: what the services send depends on being welcomed.
-    let effects = self.services.lock().client_connected(to_host.clone());
+    // After the document's frames: what the exchange sends depends on being welcomed.
+    let effects = self.exchange.lock().client_connected(to_host.clone());
     self.apply(effects, false);
     to_host.flush();
     self.wake();

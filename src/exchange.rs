@@ -2,7 +2,7 @@
 //! events of `mem.events`, the writer limit (`peer.roles`, `network.maxWriters`) and
 //! cross-process locks (`mem.lock`).
 //!
-//! [`Services`] is one instance's part of it. As a client it sends to the host and hands JS what
+//! [`Exchange`] is one instance's part of it. As a client it sends to the host and hands JS what
 //! the host sends. As host it is the switchboard: it knows what each client offers (from its
 //! `Hello`), routes a call to the process that registered the method and the reply back to the
 //! caller, and forwards events to every other client.
@@ -16,7 +16,7 @@
 //! No I/O and no lock of its own: the replica keeps it behind a mutex, frames are queued in the
 //! connections' [`Outbox`]es, and what JS must hear comes back as [`Effects`]. Events for JS are
 //! JSON arrays: `["call", id, method, args]` (run a function, answer with `reply`),
-//! `["reply", id, error, result?]` (the outcome of an own call), `["e", event, args]` and
+//! `["reply", id, error, result?]` (the outcome of an own call), `["e", event, args]`,
 //! `["g", id]` (an own lock request is granted) and `["pong", id, pid]` (a ping's answer).
 //!
 //! Locks: every process keeps its own requests (held or waiting) so that it can re-announce
@@ -25,7 +25,6 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use crate::connection::Outbox;
@@ -111,7 +110,7 @@ struct OwnLock {
 }
 
 /// One instance's RPC and event state.
-pub struct Services {
+pub struct Exchange {
   own: PeerInfo,
   /// Whether a host admitted this process (or it became host) since its `start()`.
   admitted: bool,
@@ -132,16 +131,16 @@ pub struct Services {
   host: Option<(u32, PeerInfo)>,
 }
 
-impl Default for Services {
+impl Default for Exchange {
   fn default() -> Self {
-    Services::new()
+    Exchange::new()
   }
 }
 
-impl Services {
+impl Exchange {
   /// Offline, offering nothing.
-  pub fn new() -> Services {
-    Services {
+  pub fn new() -> Exchange {
+    Exchange {
       own: PeerInfo::default(),
       admitted: false,
       link: Link::Offline,
@@ -334,7 +333,7 @@ impl Services {
     self.routes.clear();
   }
 
-  /// Host: a client said hello; it is not sent anything until [`Services::attached`]. A writer
+  /// Host: a client said hello; it is not sent anything until [`Exchange::attached`]. A writer
   /// is refused (`Err` with the code and reason) when the network already has as many writers
   /// as the smaller of the host's and its own `maxWriters` allows, the host counting itself when
   /// it is a writer; a writer reconnecting after a failover (`rejoining`) keeps its slot.
@@ -534,7 +533,7 @@ impl Services {
     effects
   }
 
-  /// Host: a message from client `conn` (one that [`Services::handles`]).
+  /// Host: a message from client `conn` (one that [`Exchange::handles`]).
   pub fn from_client(&mut self, conn: u64, message: Message) -> Effects {
     let mut effects = Effects::default();
     match message {
@@ -597,7 +596,7 @@ impl Services {
     effects
   }
 
-  /// Client: a message from the host (one that [`Services::handles`]).
+  /// Client: a message from the host (one that [`Exchange::handles`]).
   pub fn from_host(&mut self, message: Message) -> Effects {
     let mut effects = Effects::default();
     match message {
@@ -781,28 +780,28 @@ mod tests {
   }
 
   /// A host offering `own`, with clients 1, 2, 3 offering what `clients` lists.
-  fn host(own: &[&str], clients: &[&[&str]]) -> (Services, Vec<Arc<Outbox>>) {
-    let mut services = Services::new();
-    services.configure(info(own));
-    services.become_host(0);
+  fn host(own: &[&str], clients: &[&[&str]]) -> (Exchange, Vec<Arc<Outbox>>) {
+    let mut exchange = Exchange::new();
+    exchange.configure(info(own));
+    exchange.become_host(0);
     let mut outboxes = Vec::new();
     for (i, methods) in clients.iter().enumerate() {
       let conn = i as u64 + 1;
       let outbox = Outbox::new(None, usize::MAX);
-      services
+      exchange
         .admit(conn, 100 + conn as u32, info(methods))
         .unwrap();
-      services.attached(conn, outbox.clone());
+      exchange.attached(conn, outbox.clone());
       assert_eq!(
         decode_all(&outbox),
         vec![Message::About {
           pid: std::process::id(),
-          peer: services.own.clone()
+          peer: exchange.own.clone()
         }]
       );
       outboxes.push(outbox);
     }
-    (services, outboxes)
+    (exchange, outboxes)
   }
 
   fn call(id: u64, method: &str) -> Message {
@@ -815,8 +814,8 @@ mod tests {
 
   #[test]
   fn the_host_answers_from_its_own_table_before_any_client() {
-    let (mut services, outboxes) = host(&["f"], &[&[], &["f"]]);
-    let effects = services.from_client(1, call(7, "f"));
+    let (mut exchange, outboxes) = host(&["f"], &[&[], &["f"]]);
+    let effects = exchange.from_client(1, call(7, "f"));
     assert_eq!(effects.events.len(), 1);
     assert!(effects.events[0].starts_with(r#"["call",1,"f",[1]]"#));
     assert!(
@@ -824,7 +823,7 @@ mod tests {
       "the client offering f is not asked"
     );
     // The host's JS answers under the host's id; the caller gets its own id back.
-    services.reply(1, Some(raw(json!("r"))), None);
+    exchange.reply(1, Some(raw(json!("r"))), None);
     assert_eq!(
       decode_all(&outboxes[0]),
       vec![Message::Reply {
@@ -837,15 +836,15 @@ mod tests {
 
   #[test]
   fn a_call_goes_to_a_client_that_registered_it_never_back_to_the_caller() {
-    let (mut services, outboxes) = host(&[], &[&["f"], &["f"], &["g"]]);
-    services.from_client(1, call(5, "f"));
+    let (mut exchange, outboxes) = host(&[], &[&["f"], &["f"], &["g"]]);
+    exchange.from_client(1, call(5, "f"));
     assert!(decode_all(&outboxes[0]).is_empty());
     let forwarded = decode_all(&outboxes[1]);
     let [Message::Call { id: routed, .. }] = forwarded.as_slice() else {
       panic!("{forwarded:?}");
     };
     // Only the callee may answer the route.
-    services.from_client(
+    exchange.from_client(
       3,
       Message::Reply {
         id: *routed,
@@ -854,7 +853,7 @@ mod tests {
       },
     );
     assert!(decode_all(&outboxes[0]).is_empty());
-    services.from_client(
+    exchange.from_client(
       2,
       Message::Reply {
         id: *routed,
@@ -874,8 +873,8 @@ mod tests {
 
   #[test]
   fn an_unknown_method_is_not_found_with_the_js_packages_message() {
-    let (mut services, outboxes) = host(&[], &[&[]]);
-    services.from_client(1, call(2, "a.b"));
+    let (mut exchange, outboxes) = host(&[], &[&[]]);
+    exchange.from_client(1, call(2, "a.b"));
     let replies = decode_all(&outboxes[0]);
     let [Message::Reply {
       id: 2,
@@ -890,17 +889,17 @@ mod tests {
       error.message,
       r#"The handler for "a.b" RPC call was not found"#
     );
-    let effects = services.call(9, "a.b".into(), raw(json!([])));
+    let effects = exchange.call(9, "a.b".into(), raw(json!([])));
     assert!(effects.events[0].starts_with(r#"["reply",9,{"code":"ERR_RPC_NOT_FOUND""#));
   }
 
   #[test]
   fn a_callee_that_leaves_fails_every_call_routed_to_it() {
-    let (mut services, outboxes) = host(&[], &[&[], &["slow"]]);
-    services.from_client(1, call(1, "slow"));
-    services.from_client(1, call(2, "slow"));
-    services.call(3, "slow".into(), raw(json!([])));
-    let effects = services.detach(2);
+    let (mut exchange, outboxes) = host(&[], &[&[], &["slow"]]);
+    exchange.from_client(1, call(1, "slow"));
+    exchange.from_client(1, call(2, "slow"));
+    exchange.call(3, "slow".into(), raw(json!([])));
+    let effects = exchange.detach(2);
     let replies = decode_all(&outboxes[0]);
     assert_eq!(replies.len(), 2);
     for reply in replies {
@@ -914,17 +913,17 @@ mod tests {
     }
     assert_eq!(effects.events.len(), 1);
     assert!(effects.events[0].starts_with(r#"["reply",3,{"code":"ERR_RPC_PEER_LOST""#));
-    assert!(services.routes.is_empty());
+    assert!(exchange.routes.is_empty());
   }
 
   #[test]
   fn a_caller_that_leaves_drops_its_routes() {
-    let (mut services, outboxes) = host(&[], &[&[], &["f"]]);
-    services.from_client(1, call(1, "f"));
-    services.detach(1);
-    assert!(services.routes.is_empty());
+    let (mut exchange, outboxes) = host(&[], &[&[], &["f"]]);
+    exchange.from_client(1, call(1, "f"));
+    exchange.detach(1);
+    assert!(exchange.routes.is_empty());
     decode_all(&outboxes[1]);
-    services.from_client(
+    exchange.from_client(
       2,
       Message::Reply {
         id: 1,
@@ -937,9 +936,9 @@ mod tests {
 
   #[test]
   fn events_reach_the_host_and_every_other_client_in_order() {
-    let (mut services, outboxes) = host(&[], &[&[], &[], &[]]);
+    let (mut exchange, outboxes) = host(&[], &[&[], &[], &[]]);
     for n in 0..3 {
-      let effects = services.from_client(
+      let effects = exchange.from_client(
         2,
         Message::Emit {
           event: "tick".into(),
@@ -966,13 +965,13 @@ mod tests {
 
   #[test]
   fn emits_while_offline_are_bounded_and_sent_after_the_welcome() {
-    let mut services = Services::new();
+    let mut exchange = Exchange::new();
     let big = "x".repeat(1024 * 1024);
     for n in 0..6 {
-      services.emit(format!("e{n}"), raw(json!([big])));
+      exchange.emit(format!("e{n}"), raw(json!([big])));
     }
     let to_host = Outbox::new(None, usize::MAX);
-    services.client_connected(to_host.clone());
+    exchange.client_connected(to_host.clone());
     let events: Vec<String> = decode_all(&to_host)
       .into_iter()
       .map(|m| match m {
@@ -986,46 +985,46 @@ mod tests {
 
   #[test]
   fn writers_past_the_smaller_limit_are_refused_and_a_slot_frees_when_one_leaves() {
-    let mut services = Services::new();
-    services.configure(PeerInfo {
+    let mut exchange = Exchange::new();
+    exchange.configure(PeerInfo {
       max_writers: Some(3),
       ..writer(None)
     });
-    services.become_host(0);
+    exchange.become_host(0);
     // The host is a writer: one slot left under a client's limit of 2.
-    assert!(services.admit(1, 0, writer(Some(2))).is_ok());
-    let (code, _) = services.admit(2, 0, writer(Some(2))).unwrap_err();
+    assert!(exchange.admit(1, 0, writer(Some(2))).is_ok());
+    let (code, _) = exchange.admit(2, 0, writer(Some(2))).unwrap_err();
     assert_eq!(code, ERR_MAX_WRITERS);
     // Readers are not counted; the host's own limit (3) applies to a client without one.
-    assert!(services.admit(3, 0, info(&[])).is_ok());
-    assert!(services.admit(4, 0, writer(None)).is_ok());
-    assert!(services.admit(5, 0, writer(None)).is_err());
-    services.detach(4);
-    assert!(services.admit(5, 0, writer(None)).is_ok());
+    assert!(exchange.admit(3, 0, info(&[])).is_ok());
+    assert!(exchange.admit(4, 0, writer(None)).is_ok());
+    assert!(exchange.admit(5, 0, writer(None)).is_err());
+    exchange.detach(4);
+    assert!(exchange.admit(5, 0, writer(None)).is_ok());
     // A writer reconnecting after a failover keeps its slot.
     let rejoining = PeerInfo {
       rejoining: true,
       ..writer(None)
     };
-    assert!(services.admit(6, 0, rejoining).is_ok());
+    assert!(exchange.admit(6, 0, rejoining).is_ok());
   }
 
   #[test]
   fn without_a_limit_every_writer_is_admitted() {
-    let mut services = Services::new();
-    services.become_host(0);
+    let mut exchange = Exchange::new();
+    exchange.become_host(0);
     for conn in 1..10 {
-      assert!(services.admit(conn, 0, writer(None)).is_ok());
+      assert!(exchange.admit(conn, 0, writer(None)).is_ok());
     }
   }
 
   #[test]
   fn the_hosts_own_lock_and_a_clients_take_turns() {
-    let (mut services, outboxes) = host(&[], &[&[]]);
+    let (mut exchange, outboxes) = host(&[], &[&[]]);
     let since = Hlc { ms: 1, counter: 0 };
-    let effects = services.lock(1, "k".into(), since, 10);
+    let effects = exchange.lock(1, "k".into(), since, 10);
     assert_eq!(effects.events, vec![r#"["g",1]"#.to_owned()]);
-    services.from_client(
+    exchange.from_client(
       1,
       Message::Lock {
         id: 9,
@@ -1035,17 +1034,17 @@ mod tests {
       },
     );
     assert!(decode_all(&outboxes[0]).is_empty(), "held by the host");
-    services.unlock(1, 11);
+    exchange.unlock(1, 11);
     assert_eq!(decode_all(&outboxes[0]), vec![Message::Granted { id: 9 }]);
     // The holder's connection ends: the host's next request is granted at once.
-    services.lock(2, "k".into(), Hlc { ms: 3, counter: 0 }, 12);
-    let effects = services.detach(1);
+    exchange.lock(2, "k".into(), Hlc { ms: 3, counter: 0 }, 12);
+    let effects = exchange.detach(1);
     assert_eq!(effects.events, vec![r#"["g",2]"#.to_owned()]);
   }
 
   #[test]
   fn a_client_re_announces_its_locks_to_a_new_host_and_a_new_host_its_own() {
-    let mut client = Services::new();
+    let mut client = Exchange::new();
     let first = Outbox::new(None, usize::MAX);
     client.client_connected(first.clone());
     client.lock(1, "held".into(), Hlc { ms: 5, counter: 0 }, 5);
@@ -1085,20 +1084,20 @@ mod tests {
 
   #[test]
   fn peers_and_pings_name_the_processes_they_reach() {
-    let (mut services, outboxes) = host(&["f"], &[&["g"], &[]]);
+    let (mut exchange, outboxes) = host(&["f"], &[&["g"], &[]]);
     assert_eq!(
-      services.peers_json(),
+      exchange.peers_json(),
       r#"[{"pid":101,"host":false,"roles":[],"methods":["g"]},{"pid":102,"host":false,"roles":[],"methods":[]}]"#
     );
-    let (pids, _) = services.ping(4);
+    let (pids, _) = exchange.ping(4);
     assert_eq!(pids, "[101,102]");
     for outbox in &outboxes {
       assert_eq!(decode_all(outbox), vec![Message::Ping { id: 4 }]);
     }
-    let effects = services.from_client(2, Message::Pong { id: 4 });
+    let effects = exchange.from_client(2, Message::Pong { id: 4 });
     assert_eq!(effects.events, vec![r#"["pong",4,102]"#.to_owned()]);
     // A client answers the host's ping, and knows the host from its `About`.
-    let mut client = Services::new();
+    let mut client = Exchange::new();
     let to_host = Outbox::new(None, usize::MAX);
     client.client_connected(to_host.clone());
     client.from_host(Message::About {
