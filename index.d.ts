@@ -122,6 +122,8 @@ export declare const MemErrors: {
   readonly ERR_STALE_WRITE: 'ERR_STALE_WRITE'
   readonly ERR_STOPPED: 'ERR_STOPPED'
   readonly ERR_RENDEZVOUS: 'ERR_RENDEZVOUS'
+  readonly ERR_STORAGE: 'ERR_STORAGE'
+  readonly ERR_HTTP: 'ERR_HTTP'
 }
 
 /** One of the `MemErrors` codes. */
@@ -148,7 +150,16 @@ export interface MemSyncOptions {
   peer?: { roles?: Array<'writer' | 'reader' | 'rpc'> }
   /** The most processes with role `'writer'` at once; one more is refused with `ERR_MAX_WRITERS`. */
   network?: { maxWriters?: number }
+  /**
+   * The host saves the object to `path` as `{ data, version, timestamp }` (memsync 0.5's file):
+   * at most 100 ms after a change, on `flush()` and when it stops. The process that starts the
+   * network loads it at `start()`; a corrupt file makes `start()` reject with `ERR_STORAGE`.
+   */
   file?: { path: string }
+  /**
+   * The host serves `GET /<name>`, `/<name>/<dotted.path>`, `/<name>/status` and
+   * `/<name>/events` (Server-Sent Events) on `host` (default `127.0.0.1`) and `port`.
+   */
   server?: { port: number; host?: string }
 }
 
@@ -298,12 +309,20 @@ export declare class MemSync<
    * `key`, and settles with its outcome. `timeout` bounds the wait for the lock (`ERR_TIMEOUT`).
    */
   lock<R>(key: string, fn: () => R | PromiseLike<R>, options?: { timeout?: number }): Promise<Awaited<R>>
+  /**
+   * Whether another instance of this name is live: for a host, whether clients are connected; for
+   * a client, true; for an instance that is not connected, whether a host accepts connections.
+   */
+  hasPeers(): Promise<boolean>
   /** Runs an RPC method registered by a process of this object. */
   call<M extends RpcMethod<TRpc>>(
     method: M,
     ...args: Parameters<Extract<RpcFunction<TRpc, M>, (...args: any[]) => unknown>>
   ): Promise<RpcResult<ReturnType<Extract<RpcFunction<TRpc, M>, (...args: any[]) => unknown>>>>
-  /** Saves the object to `options.file.path`; rejects with `ERR_NO_STORAGE` without one. */
+  /**
+   * Saves the object to `options.file.path` now if this instance is host (elsewhere the host
+   * saves); rejects with `ERR_NO_STORAGE` without a file, `ERR_STORAGE` when the write fails.
+   */
   flush(): Promise<void>
   /** Accepted for memsync 0.5 compatibility; does nothing. */
   setOptions(options: MemSyncOptions): void

@@ -26,7 +26,10 @@ export declare function call(instance: ExternalObject<Instance>, id: number, met
  * Creates the replica of `name`, seeded with the JSON text `dataJson` (an object). `dir` is the
  * rendezvous directory (default: per-user runtime directory).
  */
-export declare function createInstance(name: string, dataJson: string, dir?: string | undefined | null): ExternalObject<Instance>
+export declare function createInstance(name: string, dataJson: string, dir?: string | undefined | null, services?: HostServices | undefined | null): ExternalObject<Instance>
+
+/** The rendezvous directory used when none is given. */
+export declare function defaultDir(): string
 
 /** The events that arrived from the network, as a JSON array. */
 export declare function drain(instance: ExternalObject<Instance>): string
@@ -42,6 +45,16 @@ export declare function emit(instance: ExternalObject<Instance>, event: string, 
  * patches costs one write.
  */
 export declare function flush(instance: ExternalObject<Instance>): void
+
+/** What an instance does while it is host, besides ordering patches. */
+export interface HostServices {
+  /** Saves the object to this file (`options.file.path`, absolute). */
+  file?: string
+  /** Serves the HTTP view on this address (`options.server.host`, default 127.0.0.1)... */
+  host?: string
+  /** ...and port (`options.server.port`). */
+  port?: number
+}
 
 /**
  * Asks for the cross-process lock `key` under JS's id `id`; a `["g", id]` event says it is held.
@@ -62,6 +75,18 @@ export declare function patch(instance: ExternalObject<Instance>, updateJson: st
  */
 export declare function ping(instance: ExternalObject<Instance>, id: number): string
 
+/**
+ * Whether a host of this instance's name accepts connections (memsync 0.5's `hasPeers()` for an
+ * instance that is not connected).
+ */
+export declare function probe(instance: ExternalObject<Instance>): Promise<boolean>
+
+/**
+ * Asks the host of `name` for `{ hostPid, version, clients }` without joining; resolves with an
+ * outcome (see `outcome`).
+ */
+export declare function queryHost(dir: string | undefined | null, name: string): Promise<string>
+
 /** Releases the waker of a stopped instance (the JS side calls it once `stop()` resolved). */
 export declare function release(instance: ExternalObject<Instance>): void
 
@@ -70,6 +95,12 @@ export declare function release(instance: ExternalObject<Instance>): void
  * or `errorJson`, the JSON of `{ code?, message }`.
  */
 export declare function reply(instance: ExternalObject<Instance>, id: number, resultJson?: string | undefined | null, errorJson?: string | undefined | null): void
+
+/**
+ * Saves the object to its file now if this instance is host, and resolves once it is written
+ * (elsewhere the host saves): `flush()` in JS. Resolves with an outcome (see `outcome`).
+ */
+export declare function save(instance: ExternalObject<Instance>): Promise<string>
 
 /**
  * Sets what the instance offers and is, as the JSON of `{ methods, roles, maxWriters }` (the

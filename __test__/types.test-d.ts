@@ -80,10 +80,16 @@ async function main (): Promise<void> {
 
 const update: UpdateQuery<Jobs> = { $unset: { owner: '' } }
 const code: string = MemErrors.ERR_MAX_WRITERS
+const storage: 'ERR_STORAGE' = MemErrors.ERR_STORAGE
+const persisted = new MemSync('persisted', { n: 0 }, { file: { path: 'n.json' }, server: { port: 8080, host: '127.0.0.1' } })
+// @ts-expect-error server.port is a number
+void new MemSync('bad', {}, { server: { port: '8080' } })
 function isMemError (error: unknown): error is MemSyncError {
   return error instanceof Error && 'code' in error
 }
 void update
 void code
+void storage
+void persisted.flush()
 void isMemError
 void main

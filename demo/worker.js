@@ -1,13 +1,20 @@
 'use strict'
 // One process of the demo: joins the shared object, counts and logs its work, reports its role.
+// While it is host it saves the object to the demo's file and serves the HTTP view.
 const { MemSync } = require('..')
 
 async function main () {
-  const [name, dir, label] = process.argv.slice(2)
-  const mem = new MemSync(name, { done: 0, log: [] }, { dir })
-  const role = await mem.start()
-  process.send({ label, role, pid: process.pid })
-  mem.on('connected', (newRole) => process.send({ label, role: newRole, pid: process.pid }))
+  const [name, dir, label, file, port] = process.argv.slice(2)
+  const mem = new MemSync(name, { done: 0, log: [] }, { dir, file: { path: file }, server: { port: Number(port) } })
+  const announce = (role) => {
+    if (!process.connected) return
+    process.send({ label, role, pid: process.pid })
+    if (role === 'host') mem.patch({ $set: { host: `worker ${label} (pid ${process.pid})` } })
+  }
+  announce(await mem.start())
+  mem.on('connected', announce)
+  // The demo ended (or failed): nothing left to show.
+  process.on('disconnect', () => process.exit(0))
   process.on('message', async (message) => {
     if (message === 'stop') {
       await mem.stop()

@@ -23,7 +23,9 @@ const MemErrors = Object.freeze({
   ERR_NO_STORAGE: 'ERR_NO_STORAGE',
   ERR_STALE_WRITE: 'ERR_STALE_WRITE',
   ERR_STOPPED: 'ERR_STOPPED',
-  ERR_RENDEZVOUS: 'ERR_RENDEZVOUS'
+  ERR_RENDEZVOUS: 'ERR_RENDEZVOUS',
+  ERR_STORAGE: 'ERR_STORAGE',
+  ERR_HTTP: 'ERR_HTTP'
 })
 
 function codedError (code, message) {
@@ -32,4 +34,14 @@ function codedError (code, message) {
   return error
 }
 
-module.exports = { MemErrors, codedError }
+/**
+ * The value of a native async call's outcome, `{"ok":value}`, or throws the coded error of
+ * `{"code","message"}` (napi-rs loses custom codes on async rejections; see src/binding.rs).
+ */
+function settle (outcomeJson) {
+  const outcome = JSON.parse(outcomeJson)
+  if (outcome.code !== undefined) throw codedError(outcome.code, outcome.message)
+  return outcome.ok
+}
+
+module.exports = { MemErrors, codedError, settle }

@@ -4,9 +4,10 @@
 // native replica (src/binding.rs), which runs the patch engine.
 
 const { EventEmitter } = require('node:events')
+const path = require('node:path')
 const native = require('../native.js')
 const { applyChanges, getAt, replaceContents, touches } = require('./changes.js')
-const { MemErrors, codedError } = require('./errors.js')
+const { MemErrors, codedError, settle } = require('./errors.js')
 const { toJson } = require('./json.js')
 
 const RESOLVED = Promise.resolve()
@@ -46,6 +47,7 @@ function checkOptions (options) {
   if (options.clientOnly && options.serverOnly) {
     throw codedError(MemErrors.ERR_INVALID_ARG, 'options.clientOnly and options.serverOnly exclude each other')
   }
+  checkServiceOptions(options)
   return options
 }
 
@@ -54,6 +56,31 @@ function raceTimeout (promise, ms, error) {
   let timer
   const timeout = new Promise((resolve, reject) => { timer = setTimeout(() => reject(error()), ms) })
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+// `file` and `server`: what the instance does while it is host (src/services.rs).
+function checkServiceOptions ({ file, server }) {
+  if (file !== undefined && !(isPlainObject(file) && typeof file.path === 'string' && file.path !== '')) {
+    throw codedError(MemErrors.ERR_INVALID_ARG, 'options.file must be { path: string }')
+  }
+  if (server !== undefined) {
+    if (!isPlainObject(server) || !(Number.isInteger(server.port) && server.port >= 1 && server.port <= 65535)) {
+      throw codedError(MemErrors.ERR_INVALID_ARG, 'options.server must be { port: 1 to 65535, host?: string }')
+    }
+    if (server.host !== undefined && (typeof server.host !== 'string' || server.host === '')) {
+      throw codedError(MemErrors.ERR_INVALID_ARG, 'options.server.host must be a host name or IP address')
+    }
+  }
+}
+
+/** The native layer's `HostServices`; the file path is made absolute now, against this cwd. */
+function hostServices ({ file, server }) {
+  if (file === undefined && server === undefined) return null
+  return {
+    file: file === undefined ? undefined : path.resolve(file.path),
+    host: server?.host,
+    port: server?.port
+  }
 }
 
 function deferred () {
@@ -191,7 +218,7 @@ class MemSync {
       this.#scheduleFlush()
     })
     const text = toJson(data, 'The default object')
-    this.#native = native.createInstance(name, text, this.options.dir ?? null)
+    this.#native = native.createInstance(name, text, this.options.dir ?? null, hostServices(this.options))
     // A copy, not the caller's object: the replica and `data` must start identical.
     this.data = JSON.parse(text)
     this.connection = this.#connected.promise
@@ -311,11 +338,11 @@ class MemSync {
     // The last event is this patch's; events that arrived from the network come before it, as the
     // replica applied them first.
     const own = events[events.length - 1]
-    const [, seq, version, changes] = own
-    own.push(update)
+    const [, seq, version, changes, queued] = own
+    own[4] = update
     const accepted = changes !== null && version === 0 ? this.#waitForOrder(seq) : RESOLVED
     // Other processes get the patch at the end of this task: a loop of patches is one write.
-    if (changes !== null) this.#scheduleFlush()
+    if (queued === 1) this.#scheduleFlush()
     this.#handle(events)
     return accepted
   }
@@ -394,6 +421,17 @@ class MemSync {
   }
 
   /**
+   * Whether another instance of this name is live: for a host, whether clients are connected; for
+   * a client, true; otherwise, whether a host accepts connections.
+   */
+  async hasPeers () {
+    const { role, connections } = JSON.parse(native.status(this.#native))
+    if (role === 'host') return connections > 0
+    if (role === 'client') return true
+    return native.probe(this.#native)
+  }
+
+  /**
    * Runs RPC `method` in the process that registered it: this one first, then the host, then
    * a client. Resolves to `{ id, type: 'rpc', status: 'ok', params, result }` (memsync 0.5's
    * shape); rejects with the remote error's message and `code`, `ERR_RPC_NOT_FOUND`,
@@ -424,9 +462,10 @@ class MemSync {
     })
   }
 
-  /** Saves the object to `options.file.path`. */
+  /** Saves the object to `options.file.path` now if this instance is host (elsewhere, the host saves). */
   async flush () {
     if (this.options.file?.path === undefined) throw codedError(MemErrors.ERR_NO_STORAGE, 'Storage not defined')
+    settle(await native.save(this.#native))
   }
 
   /** Accepted for memsync 0.5 compatibility; options are fixed at construction. */
@@ -599,6 +638,9 @@ class MemSync {
         } catch (error) {
           this.#reportError(error)
         }
+        break
+      case 'error':
+        this.#reportError(codedError(event[1], event[2]))
         break
     }
   }

@@ -23,9 +23,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
+use crate::http::Address;
 use crate::peer;
+use crate::probe;
 use crate::protocol::{PeerInfo, RawJson, RemoteError};
-use crate::rendezvous::Rendezvous;
+use crate::rendezvous::{self, Rendezvous};
+use crate::services::Services;
 use crate::state::Replica;
 
 /// The `code` of a JS error, e.g. `ERR_TYPE_MISMATCH`.
@@ -65,6 +68,7 @@ type Waker = ThreadsafeFunction<(), (), (), Status, false>;
 pub struct Instance {
   replica: Arc<Replica>,
   dir: Option<PathBuf>,
+  services: Arc<Services>,
   link: Mutex<Link>,
 }
 
@@ -75,6 +79,17 @@ struct Link {
   peer: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
+/// What an instance does while it is host, besides ordering patches.
+#[napi(object)]
+pub struct HostServices {
+  /// Saves the object to this file (`options.file.path`, absolute).
+  pub file: Option<String>,
+  /// Serves the HTTP view on this address (`options.server.host`, default 127.0.0.1)...
+  pub host: Option<String>,
+  /// ...and port (`options.server.port`).
+  pub port: Option<u32>,
+}
+
 /// Creates the replica of `name`, seeded with the JSON text `dataJson` (an object). `dir` is the
 /// rendezvous directory (default: per-user runtime directory).
 #[napi]
@@ -82,6 +97,7 @@ pub fn create_instance(
   name: String,
   data_json: String,
   dir: Option<String>,
+  services: Option<HostServices>,
 ) -> Result<External<Instance>> {
   let data = serde_json::from_str(&data_json).map_err(|err| {
     into_js_error(Error::BadValue(format!(
@@ -89,15 +105,39 @@ pub fn create_instance(
     )))
   })?;
   let replica = Replica::new(&name, data, new_origin()).map_err(into_js_error)?;
+  let services = match services {
+    Some(services) => host_services(services)?,
+    None => Services::default(),
+  };
   Ok(External::new(Instance {
     replica: Arc::new(replica),
     dir: dir.map(PathBuf::from),
+    services: Arc::new(services),
     link: Mutex::new(Link {
       waker: None,
       referenced: true,
       peer: None,
     }),
   }))
+}
+
+fn host_services(options: HostServices) -> Result<Services> {
+  let http = match options.port {
+    Some(port) => {
+      let port = u16::try_from(port).map_err(|_| {
+        napi::Error::new(
+          ErrorCode::from(Status::InvalidArg),
+          format!("server.port must be a TCP port, not {port}"),
+        )
+      })?;
+      Some(Address {
+        host: options.host.unwrap_or_else(|| "127.0.0.1".to_owned()),
+        port,
+      })
+    }
+    None => None,
+  };
+  Ok(Services::new(options.file.map(PathBuf::from), http))
 }
 
 /// A random-enough id for this instance's patches: unique across the processes and instances
@@ -181,15 +221,21 @@ pub fn start(
   instance.replica.exchange().starting();
   let (stop, stopped) = watch::channel(false);
   let replica = instance.replica.clone();
+  let services = instance.services.clone();
   let failed = instance.replica.clone();
   let options = peer::Options {
     client_only,
     server_only,
   };
   let task = spawn(async move {
-    peer::run(replica, rendezvous, options, stopped, move |failure| {
-      failed.report_failure(failure.code, &failure.message)
-    })
+    peer::run(
+      replica,
+      rendezvous,
+      options,
+      services,
+      stopped,
+      move |failure| failed.report_failure(failure.code, &failure.message),
+    )
     .await
   });
   link.peer = Some((stop, task));
@@ -211,6 +257,24 @@ pub fn stop<'env>(env: &'env Env, instance: &External<Instance>) -> Result<Promi
       }
       replica.set_waker(None);
       Ok(())
+    })
+    .map_err(from_napi_error)
+}
+
+/// Whether a host of this instance's name accepts connections (memsync 0.5's `hasPeers()` for an
+/// instance that is not connected).
+#[napi(ts_return_type = "Promise<boolean>")]
+pub fn probe<'env>(
+  env: &'env Env,
+  instance: &External<Instance>,
+) -> Result<PromiseRaw<'env, bool>> {
+  let rendezvous = Rendezvous::new(instance.dir.clone(), instance.replica.name());
+  env
+    .spawn_future(async move {
+      Ok(match rendezvous {
+        Ok(rendezvous) => rendezvous.connect().await.is_ok(),
+        Err(_) => false,
+      })
     })
     .map_err(from_napi_error)
 }
@@ -366,4 +430,62 @@ fn init() {
   {
     napi::bindgen_prelude::create_custom_tokio_runtime(runtime);
   }
+}
+
+// An async function's rejection loses a custom error code on its way through napi-rs, so these
+// resolve with an outcome instead, `{"ok":value}` or `{"code":"ERR_...","message":...}`, and the
+// JS side throws (lib/errors.js `settle`).
+fn outcome<T: serde::Serialize>(result: std::result::Result<T, (&str, String)>) -> String {
+  let text = match result {
+    Ok(value) => serde_json::to_string(&serde_json::json!({ "ok": value })),
+    Err((code, message)) => {
+      serde_json::to_string(&serde_json::json!({ "code": code, "message": message }))
+    }
+  };
+  text.unwrap_or_else(|err| format!(r#"{{"code":"ERR_INTERNAL","message":"{err}"}}"#))
+}
+
+/// Saves the object to its file now if this instance is host, and resolves once it is written
+/// (elsewhere the host saves): `flush()` in JS. Resolves with an outcome (see `outcome`).
+#[napi(ts_return_type = "Promise<string>")]
+pub fn save<'env>(
+  env: &'env Env,
+  instance: &External<Instance>,
+) -> Result<PromiseRaw<'env, String>> {
+  let services = instance.services.clone();
+  env
+    .spawn_future(async move {
+      let saved = services.flush().await;
+      Ok(outcome(saved.map_err(|message| ("ERR_STORAGE", message))))
+    })
+    .map_err(from_napi_error)
+}
+
+/// The rendezvous directory used when none is given.
+#[napi]
+pub fn default_dir() -> Result<String> {
+  rendezvous::default_dir()
+    .map(|dir| dir.to_string_lossy().into_owned())
+    .map_err(|err| napi::Error::new(ErrorCode("ERR_RENDEZVOUS"), err.to_string()))
+}
+
+/// Asks the host of `name` for `{ hostPid, version, clients }` without joining; resolves with an
+/// outcome (see `outcome`).
+#[napi(ts_return_type = "Promise<string>")]
+pub fn query_host<'env>(
+  env: &'env Env,
+  dir: Option<String>,
+  name: String,
+) -> Result<PromiseRaw<'env, String>> {
+  env
+    .spawn_future(async move {
+      let answer = match Rendezvous::new(dir.map(PathBuf::from), &name) {
+        Ok(rendezvous) => probe::query(&rendezvous).await,
+        Err(err) => Err(err),
+      };
+      Ok(outcome(answer.map_err(|err| {
+        ("ERR_RENDEZVOUS", format!("memsync '{name}': {err}"))
+      })))
+    })
+    .map_err(from_napi_error)
 }

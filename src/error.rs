@@ -14,6 +14,8 @@ pub enum Error {
   InvalidName(String),
   /// A value that JSON cannot carry, or text that is not JSON.
   BadValue(String),
+  /// The file of `options.file.path` cannot be read, parsed or written.
+  Storage(String),
 }
 
 /// The crate's result alias.
@@ -26,6 +28,7 @@ impl Error {
       Error::Patch(err) => err.kind.code(),
       Error::InvalidName(_) => "ERR_INVALID_NAME",
       Error::BadValue(_) => "ERR_BAD_VALUE",
+      Error::Storage(_) => "ERR_STORAGE",
     }
   }
 }
@@ -34,7 +37,9 @@ impl fmt::Display for Error {
   fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     match self {
       Error::Patch(err) => write!(f, "{err}"),
-      Error::InvalidName(message) | Error::BadValue(message) => f.write_str(message),
+      Error::InvalidName(message) | Error::BadValue(message) | Error::Storage(message) => {
+        f.write_str(message)
+      }
     }
   }
 }

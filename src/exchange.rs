@@ -183,7 +183,6 @@ impl Exchange {
         | Message::Lock { .. }
         | Message::Unlock { .. }
         | Message::Granted { .. }
-        | Message::About { .. }
         | Message::Ping { .. }
         | Message::Pong { .. }
     )
@@ -368,16 +367,25 @@ impl Exchange {
     Ok(())
   }
 
-  /// Host: the client's welcome is queued; it is told about the host, and may be sent calls and
-  /// events from now on.
+  /// Host: the client's welcome is queued; it may be sent calls and events from now on.
   pub fn attached(&mut self, conn: u64, outbox: Arc<Outbox>) {
     if let Some(client) = self.clients.get_mut(&conn) {
-      outbox.queue(&encode(&Message::About {
-        pid: std::process::id(),
-        peer: self.own.clone(),
-      }));
       client.outbox = Some(outbox);
     }
+  }
+
+  /// Host: what it tells an admitted client about itself, before the welcome.
+  pub fn about(&self) -> Message {
+    Message::About {
+      pid: std::process::id(),
+      peer: self.own.clone(),
+    }
+  }
+
+  /// Client: the host's `About`, received before its welcome, so that the host is known as soon
+  /// as `start()` resolves.
+  pub fn set_host(&mut self, pid: u32, peer: PeerInfo) {
+    self.host = Some((pid, peer));
   }
 
   /// The other processes this one knows, as a JSON array of `{ pid, host, roles, methods }`:
@@ -607,7 +615,6 @@ impl Exchange {
           .push(reply_event(id, error.as_ref(), result.as_ref()));
       }
       Message::Emit { event, args } => effects.events.push(emit_event(&event, &args)),
-      Message::About { pid, peer } => self.host = Some((pid, peer)),
       Message::Ping { id } => {
         if let Link::Client(to_host) = &self.link {
           let to_host = to_host.clone();
@@ -792,13 +799,6 @@ mod tests {
         .admit(conn, 100 + conn as u32, info(methods))
         .unwrap();
       exchange.attached(conn, outbox.clone());
-      assert_eq!(
-        decode_all(&outbox),
-        vec![Message::About {
-          pid: std::process::id(),
-          peer: exchange.own.clone()
-        }]
-      );
       outboxes.push(outbox);
     }
     (exchange, outboxes)
@@ -1099,11 +1099,8 @@ mod tests {
     // A client answers the host's ping, and knows the host from its `About`.
     let mut client = Exchange::new();
     let to_host = Outbox::new(None, usize::MAX);
+    client.set_host(9, info(&["f"]));
     client.client_connected(to_host.clone());
-    client.from_host(Message::About {
-      pid: 9,
-      peer: info(&["f"]),
-    });
     client.from_host(Message::Ping { id: 3 });
     assert_eq!(decode_all(&to_host), vec![Message::Pong { id: 3 }]);
     assert_eq!(

@@ -15,6 +15,10 @@
 //!   grace period after a failover).
 //! - `peer`: the tokio tasks of an instance: election, host listener and handlers, client
 //!   connection, failover.
+//! - `services`: what a host runs besides ordering, following the role: `persist` (the file of
+//!   `options.file`: load, atomic saves, the debounced saver) and `http` (the HTTP view of
+//!   `options.server`, with its event stream).
+//! - `probe`: asks a name's host for its status without joining (`memsync status`, `ls`).
 //! - `binding` (feature `napi`): functions over an `External` instance; converts, calls, converts
 //!   back. The JS facade (`lib/memsync.js`) builds the drop-in `MemSync` class on top of it.
 #![deny(clippy::all)]
@@ -24,11 +28,15 @@ mod binding;
 pub mod connection;
 pub mod error;
 pub mod exchange;
+pub mod http;
 pub mod locks;
 pub mod patch;
 pub mod peer;
+pub mod persist;
+pub mod probe;
 pub mod protocol;
 pub mod rendezvous;
+pub mod services;
 pub mod state;
 
 pub use error::{Error, Result};

@@ -304,7 +304,8 @@ pub enum Message {
     /// The client's id of the request.
     id: u64,
   },
-  /// Host to client, right after `Welcome`: what the host offers and is, for `getStatus()`.
+  /// Host to an admitted client, right before `Welcome`: what the host offers and is, for
+  /// `getStatus()`.
   About {
     /// The host's process id.
     pid: u32,
@@ -320,6 +321,18 @@ pub enum Message {
   Pong {
     /// The `id` of the ping.
     id: u64,
+  },
+  /// The first frame of a one-off connection instead of `Hello` (`memsync status`): the host
+  /// answers with `Status` and closes, without admitting a client.
+  Query,
+  /// Host to a `Query`: who serves the object and how far it is.
+  Status {
+    /// The host's process id.
+    host_pid: u32,
+    /// The version of the document.
+    version: u64,
+    /// How many clients are connected.
+    clients: u64,
   },
 }
 
@@ -584,6 +597,12 @@ mod tests {
             update: raw(json!({})),
           },
         ],
+      },
+      Message::Query,
+      Message::Status {
+        host_pid: 7,
+        version: 8,
+        clients: 9,
       },
     ]
   }

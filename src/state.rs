@@ -25,9 +25,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::{mpsc, Notify};
 
 use crate::connection::Outbox;
 use crate::error::{Error, Result};
@@ -88,6 +89,8 @@ pub struct Replica {
   /// RPC, events, writer slots and locks. A lock of its own: never taken while `inner` is held,
   /// nor `inner` while it is held, so the two never wait on each other.
   exchange: Mutex<Exchange>,
+  /// Signalled when a joining replica holds the host's snapshot (`Inner::joining` turns false).
+  joined: Condvar,
 }
 
 struct Inner {
@@ -116,6 +119,8 @@ struct Inner {
   wants_received: bool,
   /// Client only: the connection to the host.
   to_host: Option<Arc<Outbox>>,
+  /// JS already has the host's snapshot but the replica is still parsing it.
+  joining: bool,
 }
 
 /// What the order has produced so far; apart from `data` so that ordering can borrow it while
@@ -134,6 +139,19 @@ struct History {
   /// Host only: `Ordered` frames not yet queued to the clients; a burst of patches reaches
   /// every client as one append.
   broadcast: Vec<u8>,
+  /// Host only: what the file saver and the HTTP event streams hear of each ordered patch.
+  taps: Taps,
+}
+
+/// Host only: the listeners of the host's services (`services.rs`) on the order.
+#[derive(Default)]
+struct Taps {
+  /// Woken after each ordered patch: the file saver, which then saves within its debounce.
+  saver: Option<Arc<Notify>>,
+  /// The record `{ version, timestamp, patch }` of each ordered patch, for the HTTP event
+  /// streams. A stream whose buffer is full is dropped: a reader that falls behind is cut off
+  /// rather than let the host's memory grow.
+  streams: Vec<mpsc::Sender<Arc<str>>>,
 }
 
 /// An own patch that the host has not ordered yet.
@@ -195,6 +213,7 @@ impl Replica {
           write_times: BTreeMap::new(),
           clients: Vec::new(),
           broadcast: Vec::new(),
+          taps: Taps::default(),
         },
         last_update: ParsedUpdate::parse("{}")?,
         last_received: None,
@@ -205,10 +224,12 @@ impl Replica {
         resync: false,
         wants_received: false,
         to_host: None,
+        joining: false,
       }),
       waker: Mutex::new(None),
       woken: AtomicBool::new(false),
       exchange: Mutex::new(Exchange::new()),
+      joined: Condvar::new(),
     })
   }
 
@@ -260,11 +281,14 @@ impl Replica {
   }
 
   /// Applies an update given as JSON text and returns the queued events as a JSON array, the last
-  /// one `["o", seq, version, changes]` for this patch (`version` 0: not ordered yet; `changes`
+  /// one `["o", seq, version, changes, queued]` for this patch (`version` 0: not ordered yet; `changes`
   /// null: nothing changed). On error the document is exactly as it was.
   pub fn patch(&self, update_text: &str) -> Result<String> {
     let now = now_ms();
     let mut guard = self.inner.lock();
+    while guard.joining {
+      self.joined.wait(&mut guard);
+    }
     let inner = &mut *guard;
     inner.resync_events();
     if inner.last_update.text.get() != update_text {
@@ -272,7 +296,7 @@ impl Replica {
     }
     let update = &inner.last_update.update;
     if update.is_empty() {
-      return Ok(inner.drain_with(r#"["o",0,0,null]"#));
+      return Ok(inner.drain_with(r#"["o",0,0,null,0]"#));
     }
     let hlc = inner.clock.now(now);
     let context = Context {
@@ -282,27 +306,29 @@ impl Replica {
     let own = if inner.role == Role::Host {
       let changes = update.apply(&mut inner.data, &context)?;
       if changes.is_empty() {
-        r#"["o",0,0,null]"#.to_owned()
+        r#"["o",0,0,null,0]"#.to_owned()
       } else {
         inner.next_seq += 1;
         let text = &inner.last_update.text;
         let version = inner
           .history
           .order(self.origin, seq, hlc, text, update, &changes);
+        let queued = !inner.history.clients.is_empty();
         inner.history.publish(false);
-        own_event(seq, version, &changes)
+        own_event(seq, version, &changes, queued)
       }
     } else {
       let (changes, undo) = update.apply_with_undo(&mut inner.data, &context)?;
       if changes.is_empty() {
-        r#"["o",0,0,null]"#.to_owned()
+        r#"["o",0,0,null,0]"#.to_owned()
       } else {
         inner.next_seq += 1;
         let update_text = inner.last_update.text.clone();
-        if let Some(to_host) = &inner.to_host {
-          to_host.queue(&encode(&patch_message(seq, hlc, &update_text)));
-        }
-        let event = own_event(seq, 0, &changes);
+        let queued = inner
+          .to_host
+          .as_ref()
+          .is_some_and(|to_host| to_host.queue(&encode(&patch_message(seq, hlc, &update_text))));
+        let event = own_event(seq, 0, &changes, queued);
         inner.pending.push_back(Pending {
           seq,
           hlc,
@@ -412,6 +438,7 @@ impl Replica {
     for (_, outbox) in inner.history.clients.drain(..) {
       outbox.close();
     }
+    inner.history.taps = Taps::default();
     inner.push_event(role_event(Role::Offline));
     drop(inner);
     self.exchange.lock().go_offline();
@@ -534,12 +561,25 @@ impl Replica {
     applied: Vec<(u64, u64)>,
     to_host: Arc<Outbox>,
   ) -> std::result::Result<(), String> {
-    let parsed: Value = serde_json::from_str(data.get()).map_err(|err| err.to_string())?;
-    if !parsed.is_object() {
-      return Err(format!("the host's data is {}", type_name(&parsed)));
+    if !data.get().trim_start().starts_with('{') {
+      return Err("the host's data is not an object".to_owned());
     }
+    // JS gets the snapshot's text first and parses it while this thread parses it too: a join
+    // costs one parse, not two in a row. Until the replica holds it, `patch()` waits.
+    {
+      let mut inner = self.inner.lock();
+      inner.drop_document_events();
+      inner.push_document_event(format!(r#"["r",{version},{}]"#, data.get()));
+      inner.joining = true;
+    }
+    self.wake();
+    let parsed = serde_json::from_str::<Value>(data.get());
+    drop(data);
     let mut guard = self.inner.lock();
     let inner = &mut *guard;
+    inner.joining = false;
+    self.joined.notify_all();
+    let parsed = parsed.map_err(|err| err.to_string())?;
     let applied: HashMap<u64, u64> = applied.into_iter().collect();
     let covered = |origin: u64, seq: u64| applied.get(&origin).is_some_and(|&done| done >= seq);
     let missed: Vec<LogEntry> = inner
@@ -563,9 +603,6 @@ impl Replica {
     inner.history.log.clear();
     inner.history.log_bytes = 0;
     inner.role = Role::Client;
-    // JS gets the text as it arrived: no second serialization of a large document.
-    inner.push_document_event(format!(r#"["r",{version},{}]"#, data.get()));
-    drop(data);
     let mut redone = Vec::new();
     inner.redo_pending(&mut redone);
     if !redone.is_empty() {
@@ -708,12 +745,18 @@ impl Inner {
     self.backlog += event.len();
     self.events.push(event);
     if self.backlog > MAX_EVENT_BACKLOG {
-      self
-        .events
-        .retain(|event| !(event.starts_with(r#"["c","#) || event.starts_with(r#"["r","#)));
-      self.backlog = 0;
+      self.drop_document_events();
       self.resync = true;
     }
+  }
+
+  /// Drops the queued changes and snapshots (a snapshot supersedes them).
+  fn drop_document_events(&mut self) {
+    self
+      .events
+      .retain(|event| !(event.starts_with(r#"["c","#) || event.starts_with(r#"["r","#)));
+    self.backlog = 0;
+    self.resync = false;
   }
 
   /// Host: orders one client patch, adding its changes to `all` and its record to `received`
@@ -917,6 +960,7 @@ impl History {
     for target in parsed.targets() {
       self.note_write(target.path, hlc);
     }
+    self.taps.ordered(version, hlc, update);
     self.version = version;
     self.mark_ordered(origin, seq);
     version
@@ -1007,6 +1051,89 @@ impl History {
   }
 }
 
+/// What the host's services (`services.rs`: the file and the HTTP view) need of the replica.
+/// Each method holds the lock only to copy out or to register; serializing and I/O happen
+/// outside it.
+impl Replica {
+  /// Replaces the document with `data` at `version`, loaded from the file by the process that
+  /// starts the network. The pending patches stay on top, as with a host's snapshot.
+  pub fn seed(&self, data: Value, version: u64) {
+    let mut guard = self.inner.lock();
+    let inner = &mut *guard;
+    let snapshot = format!(r#"["r",{version},{}]"#, json(&data));
+    inner.data = data;
+    inner.history.version = version;
+    inner.push_document_event(snapshot);
+    let mut redone = Vec::new();
+    inner.redo_pending(&mut redone);
+    if !redone.is_empty() {
+      inner.push_document_event(changes_event(version, redone, "[]"));
+    }
+    drop(guard);
+    self.wake();
+  }
+
+  /// A copy of the ordered document, without the pending patches, and its version: what the
+  /// file holds. (A host has pending patches only once it has stopped ordering.)
+  pub fn ordered_snapshot(&self) -> std::result::Result<(Value, u64), String> {
+    let inner = self.inner.lock();
+    let mut data = inner.data.clone();
+    for patch in inner.pending.iter().rev() {
+      if let Some(undo) = &patch.undo {
+        apply_changes(&mut data, undo)?;
+      }
+    }
+    Ok((data, inner.history.version))
+  }
+
+  /// A copy of the value at the dotted `path` (`""`: the whole document), `None` when nothing
+  /// is there.
+  pub fn read(&self, path: &str) -> Option<Value> {
+    crate::patch::value_at(&self.inner.lock().data, path).cloned()
+  }
+
+  /// Wakes `saver` after each patch this host orders, until it stops being host.
+  pub fn notify_orders(&self, saver: Arc<Notify>) {
+    self.inner.lock().history.taps.saver = Some(saver);
+  }
+
+  /// The records `{ version, timestamp, patch }` (JSON) of the patches this host orders from now
+  /// on, until it stops being host; `None` when it is not host. The stream ends when it falls
+  /// `capacity` records behind.
+  pub fn subscribe(&self, capacity: usize) -> Option<mpsc::Receiver<Arc<str>>> {
+    let mut inner = self.inner.lock();
+    if inner.role != Role::Host {
+      return None;
+    }
+    let (sender, receiver) = mpsc::channel(capacity);
+    inner.history.taps.streams.push(sender);
+    Some(receiver)
+  }
+
+  /// Reports a failure that does not stop the instance (JS: an `error` event with `code`).
+  pub fn report_error(&self, code: &str, message: &str) {
+    self
+      .inner
+      .lock()
+      .push_event(json(&("error", code, message)));
+    self.wake();
+  }
+}
+
+impl Taps {
+  fn ordered(&mut self, version: u64, hlc: Hlc, update: &RawJson) {
+    if let Some(saver) = &self.saver {
+      saver.notify_one();
+    }
+    if !self.streams.is_empty() {
+      let record: Arc<str> = received_json(version, hlc, update).into();
+      self
+        .streams
+        .retain(|stream| stream.try_send(Arc::clone(&record)).is_ok());
+    }
+  }
+}
+
 /// The part of a path the stale-write check compares: everything before the first `$[]`, which
 /// may touch any element.
 fn comparable_path(path: &str) -> &str {
@@ -1036,8 +1163,10 @@ fn json(value: &impl Serialize) -> String {
   serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
-fn own_event(seq: u64, version: u64, changes: &[Change]) -> String {
-  json(&("o", seq, version, changes))
+/// `["o", seq, version, changes, queued]`: `queued` (0 or 1) says whether frames for other
+/// processes wait for JS to flush.
+fn own_event(seq: u64, version: u64, changes: &[Change], queued: bool) -> String {
+  json(&("o", seq, version, changes, u8::from(queued)))
 }
 
 fn ack_event(seq: u64, version: u64) -> String {
@@ -1212,10 +1341,10 @@ mod tests {
     let replica = Replica::new("a", json!({ "n": 1 }), HOST).unwrap();
     replica.become_host();
     assert_eq!(replica.drain(), r#"[["role","host"]]"#);
-    assert_eq!(replica.patch("{}").unwrap(), r#"[["o",0,0,null]]"#);
+    assert_eq!(replica.patch("{}").unwrap(), r#"[["o",0,0,null,0]]"#);
     assert_eq!(
       replica.patch(r#"{"$inc":{"n":2}}"#).unwrap(),
-      r#"[["o",1,1,[["s",["n"],3]]]]"#
+      r#"[["o",1,1,[["s",["n"],3]],0]]"#
     );
     assert_eq!(snapshot(&replica), r#"[1,{"n":3}]"#);
   }
@@ -1233,7 +1362,7 @@ mod tests {
     let replica = Replica::new("a", json!({ "n": 0 }), HOST).unwrap();
     assert_eq!(
       replica.patch(r#"{"$inc":{"n":1}}"#).unwrap(),
-      r#"[["o",1,0,[["s",["n"],1]]]]"#
+      r#"[["o",1,0,[["s",["n"],1]],0]]"#
     );
     assert_eq!(replica.version(), 0);
     replica.become_host();
@@ -1450,5 +1579,81 @@ mod tests {
     };
     replica.apply(effects, false);
     assert_eq!(replica.drain(), r#"[["e","small",[]]]"#);
+  }
+
+  #[test]
+  fn a_seed_replaces_the_data_and_keeps_pending_patches_on_top() {
+    let replica = Replica::new("a", json!({ "n": 0 }), HOST).unwrap();
+    replica.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+    replica.seed(json!({ "n": 10, "from": "file" }), 7);
+    assert_eq!(data(&replica), json!({ "n": 11, "from": "file" }));
+    assert_eq!(
+      replica.ordered_snapshot().unwrap(),
+      (json!({ "n": 10, "from": "file" }), 7)
+    );
+    let events = replica.drain();
+    assert!(
+      events.starts_with(r#"[["r",7,{"n":10,"from":"file"}],["c",7,[["s",["n"],11]],[]]"#),
+      "{events}"
+    );
+    replica.become_host();
+    assert_eq!(snapshot(&replica), r#"[8,{"n":11,"from":"file"}]"#);
+    assert_eq!(replica.ordered_snapshot().unwrap().1, 8);
+  }
+
+  #[test]
+  fn event_streams_and_the_saver_hear_every_ordered_patch_until_the_role_ends() {
+    let mut network = Network::new(json!({ "n": 0 }));
+    let saver = Arc::new(Notify::new());
+    network.host.notify_orders(saver.clone());
+    let mut stream = network.host.subscribe(16).unwrap();
+    network.host.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+    network.client.patch(r#"{"$set":{"by":"client"}}"#).unwrap();
+    network.deliver_to_host();
+    let first = stream.try_recv().unwrap();
+    assert!(first.starts_with(r#"{"version":1,"timestamp":"#), "{first}");
+    assert!(first.ends_with(r#","patch":{"$inc":{"n":1}}}"#), "{first}");
+    let second = stream.try_recv().unwrap();
+    assert!(second.starts_with(r#"{"version":2,"#), "{second}");
+    assert!(
+      second.ends_with(r#""patch":{"$set":{"by":"client"}}}"#),
+      "{second}"
+    );
+    // One stored wake-up however many patches: the saver coalesces them.
+    let woken = saver.notified();
+    tokio::pin!(woken);
+    assert!(woken.as_mut().enable());
+    network.host.go_offline();
+    assert!(stream.try_recv().is_err());
+    assert!(network.host.subscribe(16).is_none(), "only a host streams");
+  }
+
+  #[test]
+  fn a_stream_that_falls_behind_is_dropped() {
+    let host = Replica::new("a", json!({ "n": 0 }), HOST).unwrap();
+    host.become_host();
+    let mut slow = host.subscribe(2).unwrap();
+    for _ in 0..3 {
+      host.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+    }
+    assert!(slow.try_recv().is_ok());
+    assert!(slow.try_recv().is_ok());
+    assert_eq!(
+      slow.try_recv(),
+      Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)
+    );
+  }
+
+  #[test]
+  fn reads_follow_dotted_paths() {
+    let replica = Replica::new("a", json!({ "a": { "list": [1, { "b": 2 }] } }), HOST).unwrap();
+    assert_eq!(replica.read("a.list.1.b"), Some(json!(2)));
+    assert_eq!(
+      replica.read(""),
+      Some(json!({ "a": { "list": [1, { "b": 2 }] } }))
+    );
+    assert_eq!(replica.read("a.list.01"), None);
+    assert_eq!(replica.read("a.missing"), None);
+    assert_eq!(replica.read("a.list.0.x"), None);
   }
 }

@@ -175,3 +175,17 @@ impl Update {
 pub fn apply(doc: &mut Value, update: &Value, ctx: &Context) -> Result<Vec<Change>, PatchError> {
   Update::parse(update)?.apply(doc, ctx)
 }
+
+/// The value at a dotted `path` of `doc` (`""`: the whole document), read with the engine's
+/// rules: a numeric component indexes an array only in canonical form (`a.1`, not `a.01`).
+/// `None` when nothing is there.
+pub fn value_at<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+  if path.is_empty() {
+    return Some(doc);
+  }
+  path.split('.').try_fold(doc, |node, part| match node {
+    Value::Object(fields) => fields.get(part),
+    Value::Array(items) => path::parse_index(part).and_then(|index| items.get(index)),
+    _ => None,
+  })
+}

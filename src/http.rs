@@ -1,0 +1,386 @@
+//! The HTTP view of the object, served by its host (`options.server`):
+//!
+//! - `GET /<name>`: the object, as JSON indented by two spaces (memsync 0.5's answer);
+//! - `GET /<name>/<dotted.path>`: the value at that path, 404 when there is none;
+//! - `GET /<name>/status`: who hosts the object and how far it is;
+//! - `GET /<name>/events`: Server-Sent Events, one `data:` line `{ version, timestamp, patch }`
+//!   per patch as the host orders it.
+//!
+//! Everything else is 404 (405 for another method). It runs on the addon's tokio runtime and
+//! reads the replica under its lock only to copy a value out, so it keeps answering while the
+//! host's JS thread is busy.
+//!
+//! Built on hyper 1 (HTTP/1.1 only): four GET routes need no router or middleware.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use percent_encoding::percent_decode_str;
+use serde::Serialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Interval;
+
+use crate::state::Replica;
+
+/// How long a new host keeps trying a port that is still taken (a killed host's listening socket
+/// may close a moment after its lock is freed) before it reports the failure and retries slowly.
+const BIND_GRACE: Duration = Duration::from_millis(500);
+/// The pause between two attempts to bind.
+const BIND_RETRY: Duration = Duration::from_millis(10);
+/// The pause between attempts once the failure is reported.
+const SLOW_BIND_RETRY: Duration = Duration::from_secs(1);
+/// Records an event stream may fall behind before it is closed.
+const STREAM_CAPACITY: usize = 4096;
+/// A comment line on an idle event stream, so that clients and proxies do not time it out.
+const HEARTBEAT: Duration = Duration::from_secs(15);
+/// How long a stopping host lets its connections finish their responses.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// The most bytes of queued records one chunk of an event stream carries.
+const MAX_CHUNK: usize = 64 * 1024;
+
+/// Where the view listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+  /// A host name or IP address (default `127.0.0.1`).
+  pub host: String,
+  /// The TCP port.
+  pub port: u16,
+}
+
+impl fmt::Display for Address {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    if self.host.contains(':') {
+      write!(f, "[{}]:{}", self.host, self.port)
+    } else {
+      write!(f, "{}:{}", self.host, self.port)
+    }
+  }
+}
+
+/// Binds `address`, retrying for [`BIND_GRACE`] while the port is taken.
+pub async fn bind(address: &Address) -> io::Result<TcpListener> {
+  let deadline = Instant::now() + BIND_GRACE;
+  loop {
+    match TcpListener::bind((address.host.as_str(), address.port)).await {
+      Err(err) if err.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+        tokio::time::sleep(BIND_RETRY).await
+      }
+      bound => return bound,
+    }
+  }
+}
+
+/// Serves the view on `listener` (or, when binding failed, reports it and keeps trying) until
+/// `shutdown` turns true; returns once the port is closed and every connection has ended.
+pub async fn run(
+  replica: Arc<Replica>,
+  address: Address,
+  listener: io::Result<TcpListener>,
+  mut shutdown: watch::Receiver<bool>,
+) {
+  let listener = match listener {
+    Ok(listener) => listener,
+    Err(err) => {
+      replica.report_error(
+        "ERR_HTTP",
+        &format!(
+          "memsync '{}' cannot serve HTTP on {address}: {err}; retrying every {} s",
+          replica.name(),
+          SLOW_BIND_RETRY.as_secs()
+        ),
+      );
+      loop {
+        tokio::select! {
+          _ = tokio::time::sleep(SLOW_BIND_RETRY) => {}
+          _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        if let Ok(listener) = TcpListener::bind((address.host.as_str(), address.port)).await {
+          break listener;
+        }
+      }
+    }
+  };
+  let mut connections = JoinSet::new();
+  let stopping = shutdown.clone();
+  loop {
+    let accepted = tokio::select! {
+      accepted = listener.accept() => accepted,
+      Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+      _ = shutdown.wait_for(|stop| *stop) => break,
+    };
+    match accepted {
+      Ok((stream, _)) => {
+        connections.spawn(serve_connection(replica.clone(), stream, stopping.clone()));
+      }
+      // Out of file descriptors and the like: pause rather than spin.
+      Err(_) => tokio::time::sleep(BIND_RETRY).await,
+    }
+  }
+  // The port is free for the next host at once; the connections close on their own shutdown.
+  drop(listener);
+  while connections.join_next().await.is_some() {}
+}
+
+async fn serve_connection(
+  replica: Arc<Replica>,
+  stream: TcpStream,
+  mut shutdown: watch::Receiver<bool>,
+) {
+  // Event records are small writes that must not wait for Nagle's algorithm.
+  let _ = stream.set_nodelay(true);
+  let service = service_fn(move |request: Request<Incoming>| {
+    let replica = replica.clone();
+    async move { Ok::<_, Infallible>(respond(replica, request).await) }
+  });
+  let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+  tokio::pin!(connection);
+  tokio::select! {
+    _ = connection.as_mut() => return,
+    _ = shutdown.wait_for(|stop| *stop) => {}
+  }
+  connection.as_mut().graceful_shutdown();
+  let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
+}
+
+/// What a request path asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+  /// The value at a dotted path (`""`: the whole object).
+  Value(String),
+  Status,
+  Events,
+  NotFound,
+}
+
+/// Routes `path` (the URI path, percent-encoded) for the object `name`.
+fn route(name: &str, path: &str) -> Route {
+  let Some(path) = path.strip_prefix('/') else {
+    return Route::NotFound;
+  };
+  let (first, rest) = match path.split_once('/') {
+    Some((first, rest)) => (first, rest),
+    None => (path, ""),
+  };
+  fn decode(part: &str) -> Option<std::borrow::Cow<'_, str>> {
+    percent_decode_str(part).decode_utf8().ok()
+  }
+  if decode(first).as_deref() != Some(name) {
+    return Route::NotFound;
+  }
+  match rest {
+    "status" => Route::Status,
+    "events" => Route::Events,
+    _ => match decode(rest) {
+      Some(dotted) => Route::Value(dotted.into_owned()),
+      None => Route::NotFound,
+    },
+  }
+}
+
+type ResponseBody = Either<Full<Bytes>, EventStream>;
+
+async fn respond(replica: Arc<Replica>, request: Request<Incoming>) -> Response<ResponseBody> {
+  if request.method() != Method::GET {
+    let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "Only GET is served");
+    response
+      .headers_mut()
+      .insert(ALLOW, HeaderValue::from_static("GET"));
+    return response;
+  }
+  match route(replica.name(), request.uri().path()) {
+    // Copying and encoding a whole document is long: it runs on the blocking pool, not on the
+    // worker that relays patches.
+    Route::Value(path) => tokio::task::spawn_blocking(move || match replica.read(&path) {
+      Some(value) => json(StatusCode::OK, &value),
+      None => error(
+        StatusCode::NOT_FOUND,
+        &format!("'{}' has no value at '{path}'", replica.name()),
+      ),
+    })
+    .await
+    .unwrap_or_else(|err| error(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string())),
+    Route::Status => {
+      let (role, version, clients) = replica.status();
+      json(
+        StatusCode::OK,
+        &Status {
+          name: replica.name(),
+          role: role.name(),
+          host_pid: std::process::id(),
+          version,
+          clients,
+        },
+      )
+    }
+    Route::Events => match replica.subscribe(STREAM_CAPACITY) {
+      Some(records) => {
+        let mut response = Response::new(Either::Right(EventStream::new(records)));
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        response
+      }
+      None => error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "This process is no longer the host; retry to reach the new one",
+      ),
+    },
+    Route::NotFound => error(StatusCode::NOT_FOUND, "Not found"),
+  }
+}
+
+/// `GET /<name>/status`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Status<'a> {
+  name: &'a str,
+  role: &'static str,
+  host_pid: u32,
+  version: u64,
+  clients: usize,
+}
+
+fn json(status: StatusCode, value: &impl Serialize) -> Response<ResponseBody> {
+  match serde_json::to_vec_pretty(value) {
+    Ok(body) => {
+      let mut response = Response::new(Either::Left(Full::new(Bytes::from(body))));
+      *response.status_mut() = status;
+      response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+      response
+    }
+    Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string()),
+  }
+}
+
+fn error(status: StatusCode, message: &str) -> Response<ResponseBody> {
+  let body = serde_json::json!({ "error": message }).to_string();
+  let mut response = Response::new(Either::Left(Full::new(Bytes::from(body))));
+  *response.status_mut() = status;
+  response
+    .headers_mut()
+    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+  response
+}
+
+/// The body of `GET /<name>/events`: the records the host orders, as SSE events; it ends when
+/// the host stops being host or the reader falls too far behind.
+struct EventStream {
+  records: mpsc::Receiver<Arc<str>>,
+  heartbeat: Interval,
+  /// Sent first: how long an `EventSource` waits before reconnecting (to the next host).
+  preamble: Option<Bytes>,
+}
+
+impl EventStream {
+  fn new(records: mpsc::Receiver<Arc<str>>) -> EventStream {
+    let start = tokio::time::Instant::now() + HEARTBEAT;
+    EventStream {
+      records,
+      heartbeat: tokio::time::interval_at(start, HEARTBEAT),
+      preamble: Some(Bytes::from_static(b"retry: 500\n\n")),
+    }
+  }
+}
+
+fn push_event(chunk: &mut BytesMut, record: &str) {
+  chunk.put_slice(b"data: ");
+  chunk.put_slice(record.as_bytes());
+  chunk.put_slice(b"\n\n");
+}
+
+impl Body for EventStream {
+  type Data = Bytes;
+  type Error = Infallible;
+
+  fn poll_frame(
+    mut self: Pin<&mut Self>,
+    cx: &mut Context<'_>,
+  ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    let stream = &mut *self;
+    if let Some(preamble) = stream.preamble.take() {
+      return Poll::Ready(Some(Ok(Frame::data(preamble))));
+    }
+    match stream.records.poll_recv(cx) {
+      Poll::Ready(Some(record)) => {
+        // Whatever else is queued goes in the same chunk: one write for a burst.
+        let mut chunk = BytesMut::new();
+        push_event(&mut chunk, &record);
+        while chunk.len() < MAX_CHUNK {
+          match stream.records.try_recv() {
+            Ok(record) => push_event(&mut chunk, &record),
+            Err(_) => break,
+          }
+        }
+        return Poll::Ready(Some(Ok(Frame::data(chunk.freeze()))));
+      }
+      Poll::Ready(None) => return Poll::Ready(None),
+      Poll::Pending => {}
+    }
+    match stream.heartbeat.poll_tick(cx) {
+      Poll::Ready(_) => Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b":\n\n"))))),
+      Poll::Pending => Poll::Pending,
+    }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn routes() {
+    let cases = [
+      ("/jobs", Route::Value(String::new())),
+      ("/jobs/", Route::Value(String::new())),
+      ("/jobs/a.b.0", Route::Value("a.b.0".into())),
+      ("/jobs/status", Route::Status),
+      ("/jobs/events", Route::Events),
+      ("/jobs/status.code", Route::Value("status.code".into())),
+      (
+        "/jobs/with%20space.%C3%A9",
+        Route::Value("with space.é".into()),
+      ),
+      ("/j%6Fbs/a", Route::Value("a".into())),
+      ("/jobs/%FF", Route::NotFound),
+      ("/other", Route::NotFound),
+      ("/other/status", Route::NotFound),
+      ("/", Route::NotFound),
+      ("", Route::NotFound),
+      ("/jobsx", Route::NotFound),
+    ];
+    for (path, expected) in cases {
+      assert_eq!(route("jobs", path), expected, "{path}");
+    }
+  }
+
+  #[test]
+  fn addresses_display_as_socket_addresses() {
+    let v4 = Address {
+      host: "127.0.0.1".into(),
+      port: 80,
+    };
+    let v6 = Address {
+      host: "::1".into(),
+      port: 8080,
+    };
+    assert_eq!(v4.to_string(), "127.0.0.1:80");
+    assert_eq!(v6.to_string(), "[::1]:8080");
+  }
+}
