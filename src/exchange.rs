@@ -13,8 +13,9 @@
 //! `host id -> (caller and its id, callee)`. A callee whose connection ends fails every call
 //! routed to it at once, with [`ERR_RPC_PEER_LOST`].
 //!
-//! No I/O and no lock of its own: the replica keeps it behind a mutex, frames are queued in the
-//! connections' [`Outbox`]es, and what JS must hear comes back as [`Effects`]. Events for JS are
+//! No sockets and no lock of its own: the replica keeps it behind a mutex, frames are queued in
+//! the connections' [`Outbox`]es (the caller flushes them), and what JS must hear comes back as
+//! [`Effects`]. Events for JS are
 //! JSON arrays: `["call", id, method, args]` (run a function, answer with `reply`),
 //! `["reply", id, error, result?]` (the outcome of an own call), `["e", event, args]`,
 //! `["g", id]` (an own lock request is granted) and `["pong", id, pid]` (a ping's answer).
@@ -109,7 +110,8 @@ struct OwnLock {
   held: bool,
 }
 
-/// One instance's RPC and event state.
+/// One instance's part in the exchange: its offer, its link, its own calls' routes and lock
+/// requests, and (host) the clients, routes and lock table of the network.
 pub struct Exchange {
   own: PeerInfo,
   /// Whether a host admitted this process (or it became host) since its `start()`.
