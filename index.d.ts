@@ -116,6 +116,8 @@ export declare const MemErrors: {
   readonly ERR_INVALID_ARG: 'ERR_INVALID_ARG'
   readonly ERR_TIMEOUT: 'ERR_TIMEOUT'
   readonly ERR_RPC_NOT_FOUND: 'ERR_RPC_NOT_FOUND'
+  readonly ERR_RPC_PEER_LOST: 'ERR_RPC_PEER_LOST'
+  readonly ERR_EVENTS_DROPPED: 'ERR_EVENTS_DROPPED'
   readonly ERR_NO_STORAGE: 'ERR_NO_STORAGE'
   readonly ERR_STALE_WRITE: 'ERR_STALE_WRITE'
   readonly ERR_STOPPED: 'ERR_STOPPED'
@@ -144,7 +146,9 @@ export interface MemSyncOptions {
   timeout?: number
   /** The rendezvous directory (default: `$XDG_RUNTIME_DIR/memsync`, else `<tmp>/memsync-<uid>`). */
   dir?: string
+  /** This process's roles; `network.maxWriters` counts those with `'writer'`. */
   peer?: { roles?: Array<'writer' | 'reader' | 'rpc'> }
+  /** The most processes with role `'writer'` at once; one more is refused with `ERR_MAX_WRITERS`. */
   network?: { maxWriters?: number }
   /**
    * The host saves the object to `path` as `{ data, version, timestamp }` (memsync 0.5's file):
@@ -194,6 +198,8 @@ export interface MemSyncEvents<T> {
 
 /** The result of `call()`: the value is on `result` (memsync 0.5's shape). */
 export interface RpcResult<R> {
+  /** The call's id in the calling process. */
+  id: number
   type: 'rpc'
   status: 'ok'
   params: unknown[]
@@ -208,9 +214,24 @@ export interface MemSyncStatus {
   name: string
   version: number
   host: { started: boolean; connections: number }
+  /** This process's `peer.roles`. */
+  roles: string[]
+  /** The processes this one is connected to: a host's clients, or a client's host. */
+  peers: PeerStatus[]
 }
 
-/** The cross-process event bus of an object. */
+/** Another process of the object, as `getStatus()` reports it. */
+export interface PeerStatus {
+  pid: number
+  /** Whether it is the host. */
+  host: boolean
+  /** Its `peer.roles`. */
+  roles: string[]
+  /** The dotted names of the RPC functions it registered. */
+  methods: string[]
+}
+
+/** The cross-process event bus of an object: `emit` reaches the listeners of every process, this one included. */
 export interface EventBus<E extends Record<string, unknown[]>> {
   on<K extends keyof E & string>(event: K, listener: (...args: E[K]) => void): this
   once<K extends keyof E & string>(event: K, listener: (...args: E[K]) => void): this
@@ -278,11 +299,16 @@ export declare class MemSync<
 
   /** Where this instance stands. */
   getStatus(): Promise<MemSyncStatus>
-  /** Round-trip times to the host and the clients, in ms. */
+  /** Round-trip times to the host (client) or to each client (host), in ms. */
   ping(): Promise<
-    | { connection: 'host'; host: { time: number }; clients: Array<{ time: number } | { error: string }> }
-    | { connection: 'client' | null; host: { time: number } | null }
+    | { connection: 'host'; host: { time: number }; clients: Array<{ pid: number; time: number } | { pid: number; error: string }> }
+    | { connection: 'client' | null; host: { pid: number; time: number } | { pid: number; error: string } | null }
   >
+  /**
+   * Runs `fn` while no other process of this object (nor another `lock()` of this one) holds
+   * `key`, and settles with its outcome. `timeout` bounds the wait for the lock (`ERR_TIMEOUT`).
+   */
+  lock<R>(key: string, fn: () => R | PromiseLike<R>, options?: { timeout?: number }): Promise<Awaited<R>>
   /**
    * Whether another instance of this name is live: for a host, whether clients are connected; for
    * a client, true; for an instance that is not connected, whether a host accepts connections.

@@ -17,6 +17,12 @@ export declare class ExternalObject<T> {
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
+ * Calls RPC `method` in another process under JS's id `id`, with `argsJson` (a JSON array). The
+ * outcome arrives as a `["reply", id, error, result?]` event.
+ */
+export declare function call(instance: ExternalObject<Instance>, id: number, method: string, argsJson: string): void
+
+/**
  * Creates the replica of `name`, seeded with the JSON text `dataJson` (an object). `dir` is the
  * rendezvous directory (default: per-user runtime directory).
  */
@@ -27,6 +33,12 @@ export declare function defaultDir(): string
 
 /** The events that arrived from the network, as a JSON array. */
 export declare function drain(instance: ExternalObject<Instance>): string
+
+/**
+ * Sends `event` with `argsJson` (a JSON array) to every other process. Queued like a patch:
+ * JS flushes at the end of its task, so a loop of emits is one write.
+ */
+export declare function emit(instance: ExternalObject<Instance>, event: string, argsJson: string): void
 
 /**
  * Sends what `patch()` queued for other processes; JS calls it once per task, so a loop of
@@ -45,11 +57,23 @@ export interface HostServices {
 }
 
 /**
+ * Asks for the cross-process lock `key` under JS's id `id`; a `["g", id]` event says it is held.
+ * Offline, the request waits and is sent to the next host.
+ */
+export declare function lock(instance: ExternalObject<Instance>, id: number, key: string): void
+
+/**
  * Applies the update given as JSON text. Returns the events queued for JS as a JSON array, the
  * last one for this patch. Throws with the engine's `code` and leaves the document untouched on
  * error.
  */
 export declare function patch(instance: ExternalObject<Instance>, updateJson: string): string
+
+/**
+ * Pings the host (client) or every client (host) under `id`; returns the pids pinged as a JSON
+ * array. Each answer arrives as a `["pong", id, pid]` event.
+ */
+export declare function ping(instance: ExternalObject<Instance>, id: number): string
 
 /**
  * Whether a host of this instance's name accepts connections (memsync 0.5's `hasPeers()` for an
@@ -67,10 +91,23 @@ export declare function queryHost(dir: string | undefined | null, name: string):
 export declare function release(instance: ExternalObject<Instance>): void
 
 /**
+ * Answers the call handed to JS as `["call", id, ...]`: `resultJson` (absent for `undefined`),
+ * or `errorJson`, the JSON of `{ code?, message }`.
+ */
+export declare function reply(instance: ExternalObject<Instance>, id: number, resultJson?: string | undefined | null, errorJson?: string | undefined | null): void
+
+/**
  * Saves the object to its file now if this instance is host, and resolves once it is written
  * (elsewhere the host saves): `flush()` in JS. Resolves with an outcome (see `outcome`).
  */
 export declare function save(instance: ExternalObject<Instance>): Promise<string>
+
+/**
+ * Sets what the instance offers and is, as the JSON of `{ methods, roles, maxWriters }` (the
+ * dotted paths of its RPC functions, `peer.roles`, `network.maxWriters`); announced when it
+ * connects.
+ */
+export declare function setPeer(instance: ExternalObject<Instance>, peerJson: string): void
 
 /** Like `ref()`/`unref()` on `net.Server`: whether a started instance keeps the process alive. */
 export declare function setRef(instance: ExternalObject<Instance>, referenced: boolean): void
@@ -84,7 +121,10 @@ export declare function setWantsReceived(instance: ExternalObject<Instance>, wan
  */
 export declare function start(instance: ExternalObject<Instance>, onWake: () => void, clientOnly: boolean, serverOnly: boolean): void
 
-/** The instance's status: role, version and (host) connected clients, as JSON text. */
+/**
+ * The instance's status: role, version, (host) connected clients, its roles and the peers it
+ * knows (`{ pid, host, roles, methods }`), as JSON text.
+ */
 export declare function status(instance: ExternalObject<Instance>): string
 
 /**
@@ -93,3 +133,6 @@ export declare function status(instance: ExternalObject<Instance>): string
  * process alive.
  */
 export declare function stop(instance: ExternalObject<Instance>): Promise<void>
+
+/** Releases the lock of request `id`, or cancels the request. */
+export declare function unlock(instance: ExternalObject<Instance>, id: number): void

@@ -835,17 +835,24 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.call = nativeBinding.call
 module.exports.createInstance = nativeBinding.createInstance
 module.exports.defaultDir = nativeBinding.defaultDir
 module.exports.drain = nativeBinding.drain
+module.exports.emit = nativeBinding.emit
 module.exports.flush = nativeBinding.flush
+module.exports.lock = nativeBinding.lock
 module.exports.patch = nativeBinding.patch
+module.exports.ping = nativeBinding.ping
 module.exports.probe = nativeBinding.probe
 module.exports.queryHost = nativeBinding.queryHost
 module.exports.release = nativeBinding.release
+module.exports.reply = nativeBinding.reply
 module.exports.save = nativeBinding.save
+module.exports.setPeer = nativeBinding.setPeer
 module.exports.setRef = nativeBinding.setRef
 module.exports.setWantsReceived = nativeBinding.setWantsReceived
 module.exports.start = nativeBinding.start
 module.exports.status = nativeBinding.status
 module.exports.stop = nativeBinding.stop
+module.exports.unlock = nativeBinding.unlock

@@ -53,7 +53,26 @@ async function main (): Promise<void> {
   // @ts-expect-error not a registered method
   await fromConfig.call('subtract', 1, 2)
 
+  const counted: number = await mem.lock('jobs', async () => mem.data.done)
+  void counted
+  await mem.lock('jobs', () => {}, { timeout: 100 })
+  // @ts-expect-error the key is a string
+  await mem.lock(1, () => {})
+  const writer = new MemSync('w', {}, { peer: { roles: ['writer'] }, network: { maxWriters: 1 } })
+  void writer
+  const bus = new MemSync<object, any, { tick: [n: number] }>('bus')
+  bus.events.on('tick', (n) => { const count: number = n; void count })
+  bus.events.emit('tick', 1)
+  // @ts-expect-error tick carries a number
+  bus.events.emit('tick', 'one')
+  const called = await fromConfig.call('add', 1, 2)
+  const callId: number = called.id
+  void callId
+
   const status = await mem.getStatus()
+  for (const peer of status.peers) { const methods: string[] = peer.methods; void methods; void peer.pid }
+  const pong = await mem.ping()
+  if (pong.connection === 'host') void pong.clients.length
   void status.version
   mem.unref().ref()
   await mem.stop()

@@ -38,12 +38,27 @@ function checkOptions (options) {
   if (options.dir !== undefined && (typeof options.dir !== 'string' || options.dir === '')) {
     throw codedError(MemErrors.ERR_INVALID_ARG, 'options.dir must be a directory path')
   }
+  const roles = options.peer?.roles
+  if (roles !== undefined && !(Array.isArray(roles) && roles.every((role) => typeof role === 'string'))) {
+    throw codedError(MemErrors.ERR_INVALID_ARG, 'options.peer.roles must be an array of strings such as [\'writer\']')
+  }
+  const maxWriters = options.network?.maxWriters
+  if (maxWriters !== undefined && !(Number.isInteger(maxWriters) && maxWriters > 0 && maxWriters < 2 ** 32)) {
+    throw codedError(MemErrors.ERR_INVALID_ARG, `options.network.maxWriters must be a positive integer, not ${maxWriters}`)
+  }
   if (options.clientOnly && options.serverOnly) {
     throw codedError(MemErrors.ERR_INVALID_ARG, 'options.clientOnly and options.serverOnly exclude each other')
   }
   checkNestedOptions(options)
   checkServiceOptions(options)
   return options
+}
+
+/** `promise`, or a rejection with `error()` after `ms`. */
+function raceTimeout (promise, ms, error) {
+  let timer
+  const timeout = new Promise((resolve, reject) => { timer = setTimeout(() => reject(error()), ms) })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
 // `file` and `server`: what the instance does while it is host (src/services.rs).
@@ -82,17 +97,52 @@ function checkListenerArgs (event, listener, method) {
   checkListener(listener, `${method}(event, listener)`)
 }
 
-/** The process-wide event bus of one object (`mem.events`). */
+/** The function at dotted `method` of an RPC table, through own properties only (so that
+ * 'constructor' or '__proto__' never reach Object's). */
+function rpcFunction (table, method) {
+  let node = table
+  for (const part of method.split('.')) {
+    if (node === null || typeof node !== 'object' || !Object.hasOwn(node, part)) return undefined
+    node = node[part]
+  }
+  return typeof node === 'function' ? node : undefined
+}
+
+/** The dotted paths of every function of an RPC table: what this process offers others. */
+function rpcMethods (table, prefix = '', out = []) {
+  for (const [key, value] of Object.entries(table)) {
+    if (typeof value === 'function') out.push(prefix + key)
+    else if (isPlainObject(value)) rpcMethods(value, `${prefix}${key}.`, out)
+  }
+  return out
+}
+
+/** What a thrown value tells the caller of an RPC function: `{ code?, message }`. */
+function remoteError (error) {
+  const code = typeof error?.code === 'string' ? error.code : undefined
+  return { code, message: String(error instanceof Error ? error.message : error) }
+}
+
+/**
+ * The event bus of one object (`mem.events`): `emit` reaches the listeners of every process of
+ * the object, this one included (at once, as memsync 0.5 did).
+ */
 class EventBus {
-  #emitter = new EventEmitter()
+  #emitter
+  #send
+
+  constructor (emitter, send) {
+    this.#emitter = emitter
+    this.#send = send
+  }
 
   on (event, listener) { checkListenerArgs(event, listener, 'events.on'); this.#emitter.on(event, listener); return this }
   once (event, listener) { checkListenerArgs(event, listener, 'events.once'); this.#emitter.once(event, listener); return this }
   off (event, listener) { checkListenerArgs(event, listener, 'events.off'); this.#emitter.off(event, listener); return this }
   emit (event, ...args) {
     checkEventName(event, 'events.emit(event, ...args)')
-    // Event arguments travel as JSON between processes.
-    toJson(args, 'The argument list of the event')
+    // Sent first: a listener here that throws must not keep the event from the other processes.
+    this.#send(event, toJson(args, `The arguments of event '${event}'`))
     return this.#emitter.emit(event, ...args)
   }
 }
@@ -105,13 +155,26 @@ class MemSync {
   /** The live shared object: a plain object, changed in place by patches. */
   data
   /** Events exchanged between the processes of this object. */
-  events = new EventBus()
+  events
   /** Resolves with `{ type }` once connected; renewed on disconnect (memsync 0.5). */
   connection
 
   #native
   #rpc
   #emitter = new EventEmitter()
+  /** The listeners of `events`. */
+  #bus = new EventEmitter()
+  /** Own RPC calls in other processes, by id: `{ resolve, reject, params, timer }`. */
+  #calls = new Map()
+  #nextCall = 1
+  /** Counts connections: a call handed to JS by a host answers only that host. */
+  #epoch = 0
+  /** Own lock requests not granted yet, by id: `{ resolve, reject, timer }`. */
+  #lockWaits = new Map()
+  #nextLock = 1
+  /** Pings in flight: id -> `answered(pid)`. */
+  #pings = new Map()
+  #nextPing = 1
   #observers = []
   /** 'host' or 'client' while connected, else null. */
   #role = null
@@ -156,11 +219,20 @@ class MemSync {
     this.name = name
     this.options = checkOptions(options)
     this.#rpc = rpc ?? {}
+    this.events = new EventBus(this.#bus, (event, argsJson) => {
+      native.emit(this.#native, event, argsJson)
+      this.#scheduleFlush()
+    })
     const text = toJson(data, 'The default object')
     this.#native = native.createInstance(name, text, this.options.dir ?? null, hostServices(this.options))
     // A copy, not the caller's object: the replica and `data` must start identical.
     this.data = JSON.parse(text)
     this.connection = this.#connected.promise
+    native.setPeer(this.#native, JSON.stringify({
+      methods: rpcMethods(this.#rpc),
+      roles: this.options.peer?.roles ?? [],
+      maxWriters: this.options.network?.maxWriters
+    }))
     this.#trackReceivedListeners()
     if (this.options.logEvents) this.#logEvents()
   }
@@ -203,6 +275,47 @@ class MemSync {
     for (const seq of [...this.#waiting.keys()]) {
       this.#settle(seq, codedError(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before the host accepted the patch; it stays queued and is sent if the instance starts again`))
     }
+    this.#failCalls(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before the RPC call was answered`)
+    for (const [id, waiter] of [...this.#lockWaits]) {
+      this.#lockWaits.delete(id)
+      clearTimeout(waiter.timer)
+      native.unlock(this.#native, id)
+      waiter.reject(codedError(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before the lock was acquired`))
+    }
+  }
+
+  /**
+   * Runs `fn` while no other process (nor another `lock()` of this one) holds `key`, and
+   * settles with its outcome. The lock is released when `fn` settles or the process dies;
+   * waiters are served in request order. `options.timeout` (ms) bounds the wait for the lock
+   * (`ERR_TIMEOUT`), not `fn`.
+   */
+  async lock (key, fn, options) {
+    if (typeof key !== 'string') throw codedError(MemErrors.ERR_INVALID_ARG, 'lock(key, fn): key must be a string')
+    if (typeof fn !== 'function') throw codedError(MemErrors.ERR_INVALID_ARG, 'lock(key, fn): fn must be a function')
+    const timeoutMs = options?.timeout
+    if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= 2 ** 31 - 1)) {
+      throw codedError(MemErrors.ERR_INVALID_ARG, `lock(key, fn, { timeout }): timeout must be a positive number of milliseconds, not ${timeoutMs}`)
+    }
+    const id = this.#nextLock++
+    await new Promise((resolve, reject) => {
+      const waiter = { resolve, reject, timer: undefined }
+      if (timeoutMs !== undefined) {
+        waiter.timer = setTimeout(() => {
+          this.#lockWaits.delete(id)
+          // Cancels the request, or releases the lock if it was granted meanwhile.
+          native.unlock(this.#native, id)
+          reject(codedError(MemErrors.ERR_TIMEOUT, `The lock '${key}' of '${this.name}' was not acquired within ${timeoutMs} ms`))
+        }, timeoutMs)
+      }
+      this.#lockWaits.set(id, waiter)
+      native.lock(this.#native, id, key)
+    })
+    try {
+      return await fn()
+    } finally {
+      native.unlock(this.#native, id)
+    }
   }
 
   /** Keeps the process alive while started (the default), as `net.Server#ref`. */
@@ -238,10 +351,7 @@ class MemSync {
     own[4] = update
     const accepted = changes !== null && version === 0 ? this.#waitForOrder(seq) : RESOLVED
     // Other processes get the patch at the end of this task: a loop of patches is one write.
-    if (queued === 1 && !this.#flushScheduled) {
-      this.#flushScheduled = true
-      queueMicrotask(this.#flush)
-    }
+    if (queued === 1) this.#scheduleFlush()
     this.#handle(events)
     return accepted
   }
@@ -278,23 +388,54 @@ class MemSync {
     return new Promise((resolve) => this.#emitter.once(event, resolve))
   }
 
-  /** Where this instance stands. */
+  /**
+   * Where this instance stands, with its `roles` and the `peers` it knows: a host's clients, or
+   * a client's host, each `{ pid, host, roles, methods }`.
+   */
   async getStatus () {
-    const { role, version, connections } = JSON.parse(native.status(this.#native))
+    const { role, version, connections, roles, peers } = JSON.parse(native.status(this.#native))
     const connected = role !== 'offline'
     return {
       status: connected ? role : (this.#started ? 'connecting' : 'stopped'),
       channel: connected ? role : null,
       name: this.name,
       version,
-      host: { started: role === 'host', connections }
+      host: { started: role === 'host', connections },
+      roles,
+      peers
     }
   }
 
-  /** Round-trip times to the host and clients, in ms. */
+  /**
+   * Round-trip times in ms, measured from this JS thread: a client's to its host
+   * (`host: { pid, time }`), a host's to each client (`clients: [{ pid, time } | { pid, error }]`,
+   * `error` when no answer came within `timeout`).
+   */
   async ping () {
-    if (this.#role === 'host') return { connection: 'host', host: { time: 0 }, clients: [] }
-    return { connection: this.#role, host: null }
+    const role = this.#role
+    if (role === null) return { connection: null, host: null }
+    const id = this.#nextPing++
+    const began = performance.now()
+    // One slot per process pinged; two instances of one process share a pid, hence slots.
+    const slots = JSON.parse(native.ping(this.#native, id)).map((pid) => ({ pid }))
+    const timeoutMs = this.options.timeout ?? DEFAULT_TIMEOUT_MS
+    if (slots.length > 0) {
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, timeoutMs)
+        this.#pings.set(id, (pid) => {
+          const slot = slots.find((s) => s.pid === pid && s.time === undefined)
+          if (slot !== undefined) slot.time = performance.now() - began
+          if (slots.every((s) => s.time !== undefined)) {
+            clearTimeout(timer)
+            resolve()
+          }
+        })
+      })
+      this.#pings.delete(id)
+    }
+    const result = ({ pid, time }) => time !== undefined ? { pid, time } : { pid, error: `no answer within ${timeoutMs} ms` }
+    if (role === 'host') return { connection: 'host', host: { time: 0 }, clients: slots.map(result) }
+    return { connection: 'client', host: slots.length > 0 ? result(slots[0]) : null }
   }
 
   /**
@@ -308,17 +449,35 @@ class MemSync {
     return native.probe(this.#native)
   }
 
-  /** Runs an RPC method registered by a process of this object; resolves to `{ result }`. */
+  /**
+   * Runs RPC `method` in the process that registered it: this one first, then the host, then
+   * a client. Resolves to `{ id, type: 'rpc', status: 'ok', params, result }` (memsync 0.5's
+   * shape); rejects with the remote error's message and `code`, `ERR_RPC_NOT_FOUND`,
+   * `ERR_RPC_PEER_LOST` (the callee or the host went away first) or `ERR_TIMEOUT`.
+   */
   async call (method, ...args) {
     checkMethod(method)
-    // RPC arguments travel as JSON between processes.
-    toJson(args, 'The argument list of the call')
-    const fn = getAt(this.#rpc, method.split('.'))
-    if (typeof fn !== 'function') {
-      throw codedError(MemErrors.ERR_RPC_NOT_FOUND, `The handler for "${method}" RPC call was not found`)
+    const id = this.#nextCall++
+    const fn = rpcFunction(this.#rpc, method)
+    if (fn !== undefined) {
+      const result = await fn(...args)
+      return { id, type: 'rpc', status: 'ok', params: args, result }
     }
-    const result = await fn(...args)
-    return { type: 'rpc', status: 'ok', params: args, result }
+    const argsJson = toJson(args, `The arguments of RPC call "${method}"`)
+    const timeoutMs = this.options.timeout ?? DEFAULT_TIMEOUT_MS
+    const deadline = performance.now() + timeoutMs
+    const expired = () => codedError(MemErrors.ERR_TIMEOUT, `The RPC call "${method}" was not answered within ${timeoutMs} ms`)
+    // Between hosts (or before start()), the call waits for a connection within its timeout.
+    if (this.#role === null) await raceTimeout(this.connection, timeoutMs, expired)
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        // A reply arriving later finds no call and is ignored.
+        this.#calls.delete(id)
+        reject(expired())
+      }, Math.max(0, deadline - performance.now()))
+      this.#calls.set(id, { resolve, reject, params: args, timer })
+      native.call(this.#native, id, method, argsJson)
+    })
   }
 
   /** Saves the object to `options.file.path` now if this instance is host (elsewhere, the host saves). */
@@ -329,6 +488,53 @@ class MemSync {
 
   /** Accepted for memsync 0.5 compatibility; options are fixed at construction. */
   setOptions () {}
+
+  #scheduleFlush () {
+    if (this.#flushScheduled) return
+    this.#flushScheduled = true
+    queueMicrotask(this.#flush)
+  }
+
+  #settleCall (id, error, hasResult, result) {
+    const call = this.#calls.get(id)
+    if (call === undefined) return
+    this.#calls.delete(id)
+    clearTimeout(call.timer)
+    if (error !== null) {
+      call.reject(Object.assign(new Error(error.message), error.code === undefined ? {} : { code: error.code }))
+    } else {
+      call.resolve({ id, type: 'rpc', status: 'ok', params: call.params, result: hasResult ? result : undefined })
+    }
+  }
+
+  #failCalls (code, message) {
+    for (const id of [...this.#calls.keys()]) this.#settleCall(id, { code, message }, false)
+  }
+
+  // A call another process routed here: runs the function and answers, unless the host that
+  // asked was lost meanwhile (the answer would reach a new host that never asked).
+  async #runCall (id, method, args) {
+    const epoch = this.#epoch
+    let result
+    let error = null
+    try {
+      const fn = rpcFunction(this.#rpc, method)
+      if (fn === undefined) throw codedError(MemErrors.ERR_RPC_NOT_FOUND, `The handler for "${method}" RPC call was not found`)
+      result = await fn(...args)
+    } catch (thrown) {
+      error = remoteError(thrown)
+    }
+    if (epoch !== this.#epoch || !this.#started) return
+    let resultJson = null
+    if (error === null && result !== undefined) {
+      try {
+        resultJson = toJson(result, `The result of RPC call "${method}"`)
+      } catch (bad) {
+        error = remoteError(bad)
+      }
+    }
+    native.reply(this.#native, id, resultJson, error === null ? null : JSON.stringify(error))
+  }
 
   #waitForOrder (seq) {
     return new Promise((resolve, reject) => {
@@ -424,6 +630,33 @@ class MemSync {
       case 'fail':
         this.#starting?.reject(codedError(event[1], event[2]))
         break
+      case 'call':
+        this.#runCall(event[1], event[2], event[3])
+        break
+      case 'reply':
+        this.#settleCall(event[1], event[2], event.length > 3, event[3])
+        break
+      case 'pong':
+        this.#pings.get(event[1])?.(event[2])
+        break
+      case 'g': {
+        const waiter = this.#lockWaits.get(event[1])
+        if (waiter === undefined) break
+        this.#lockWaits.delete(event[1])
+        clearTimeout(waiter.timer)
+        waiter.resolve()
+        break
+      }
+      case 'edrop':
+        this.#reportError(codedError(MemErrors.ERR_EVENTS_DROPPED, `'${this.name}': ${event[1]} events from other processes were dropped: this process's event loop did not take them while 16 MiB of them waited`))
+        break
+      case 'e':
+        try {
+          this.#bus.emit(event[1], ...event[2])
+        } catch (error) {
+          this.#reportError(error)
+        }
+        break
       case 'error':
         this.#reportError(codedError(event[1], event[2]))
         break
@@ -432,6 +665,10 @@ class MemSync {
 
   #onRole (role) {
     if (role === 'offline') {
+      this.#epoch++
+      // Calls in flight went through the host that is gone, or to clients that left with it.
+      if (this.#started) this.#failCalls(MemErrors.ERR_RPC_PEER_LOST, `The connection of '${this.name}' was lost before the RPC call was answered`)
+      else this.#failCalls(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before the RPC call was answered`)
       const previous = this.#role
       if (previous === null) return
       this.#role = null

@@ -26,6 +26,7 @@ use crate::error::Error;
 use crate::http::Address;
 use crate::peer;
 use crate::probe;
+use crate::protocol::{PeerInfo, RawJson, RemoteError};
 use crate::rendezvous::{self, Rendezvous};
 use crate::services::Services;
 use crate::state::Replica;
@@ -217,6 +218,7 @@ pub fn start(
         format!("memsync '{}': {err}", instance.replica.name()),
       )
     })?;
+  instance.replica.exchange().starting();
   let (stop, stopped) = watch::channel(false);
   let replica = instance.replica.clone();
   let services = instance.services.clone();
@@ -294,14 +296,114 @@ pub fn set_ref(env: Env, instance: &External<Instance>, referenced: bool) -> Res
   }
 }
 
-/// The instance's status: role, version and (host) connected clients, as JSON text.
+/// Sets what the instance offers and is, as the JSON of `{ methods, roles, maxWriters }` (the
+/// dotted paths of its RPC functions, `peer.roles`, `network.maxWriters`); announced when it
+/// connects.
+#[napi]
+pub fn set_peer(instance: &External<Instance>, peer_json: String) -> Result<()> {
+  let peer: PeerInfo = serde_json::from_str(&peer_json)
+    .map_err(|err| into_js_error(Error::BadValue(format!("Bad peer options: {err}"))))?;
+  instance.replica.exchange().configure(peer);
+  Ok(())
+}
+
+/// Calls RPC `method` in another process under JS's id `id`, with `argsJson` (a JSON array). The
+/// outcome arrives as a `["reply", id, error, result?]` event.
+#[napi]
+pub fn call(
+  instance: &External<Instance>,
+  id: i64,
+  method: String,
+  args_json: String,
+) -> Result<()> {
+  let args = raw_json(args_json, "The RPC arguments")?;
+  let effects = instance.replica.exchange().call(id as u64, method, args);
+  instance.replica.apply(effects, true);
+  Ok(())
+}
+
+/// Answers the call handed to JS as `["call", id, ...]`: `resultJson` (absent for `undefined`),
+/// or `errorJson`, the JSON of `{ code?, message }`.
+#[napi]
+pub fn reply(
+  instance: &External<Instance>,
+  id: i64,
+  result_json: Option<String>,
+  error_json: Option<String>,
+) -> Result<()> {
+  let result = result_json
+    .map(|text| raw_json(text, "The RPC result"))
+    .transpose()?;
+  let error = match error_json {
+    Some(text) => Some(
+      serde_json::from_str::<RemoteError>(&text)
+        .map_err(|err| into_js_error(Error::BadValue(format!("Bad RPC error: {err}"))))?,
+    ),
+    None => None,
+  };
+  let effects = instance.replica.exchange().reply(id as u64, result, error);
+  instance.replica.apply(effects, true);
+  Ok(())
+}
+
+/// Sends `event` with `argsJson` (a JSON array) to every other process. Queued like a patch:
+/// JS flushes at the end of its task, so a loop of emits is one write.
+#[napi]
+pub fn emit(instance: &External<Instance>, event: String, args_json: String) -> Result<()> {
+  let args = raw_json(args_json, "The event arguments")?;
+  let effects = instance.replica.exchange().emit(event, args);
+  instance.replica.apply(effects, false);
+  Ok(())
+}
+
+/// Asks for the cross-process lock `key` under JS's id `id`; a `["g", id]` event says it is held.
+/// Offline, the request waits and is sent to the next host.
+#[napi]
+pub fn lock(instance: &External<Instance>, id: i64, key: String) {
+  let since = instance.replica.stamp();
+  let effects = instance
+    .replica
+    .exchange()
+    .lock(id as u64, key, since, crate::state::now_ms());
+  instance.replica.apply(effects, true);
+}
+
+/// Releases the lock of request `id`, or cancels the request.
+#[napi]
+pub fn unlock(instance: &External<Instance>, id: i64) {
+  let effects = instance
+    .replica
+    .exchange()
+    .unlock(id as u64, crate::state::now_ms());
+  instance.replica.apply(effects, true);
+}
+
+fn raw_json(text: String, what: &str) -> Result<RawJson> {
+  RawJson::parse(text)
+    .map_err(|err| into_js_error(Error::BadValue(format!("{what}: not JSON: {err}"))))
+}
+
+/// The instance's status: role, version, (host) connected clients, its roles and the peers it
+/// knows (`{ pid, host, roles, methods }`), as JSON text.
 #[napi]
 pub fn status(instance: &External<Instance>) -> String {
   let (role, version, connections) = instance.replica.status();
+  let exchange = instance.replica.exchange();
+  let (peers, roles) = (exchange.peers_json(), exchange.roles_json());
+  drop(exchange);
   format!(
-    r#"{{"role":"{}","version":{version},"connections":{connections}}}"#,
+    r#"{{"role":"{}","version":{version},"connections":{connections},"roles":{roles},"peers":{peers}}}"#,
     role.name()
   )
+}
+
+/// Pings the host (client) or every client (host) under `id`; returns the pids pinged as a JSON
+/// array. Each answer arrives as a `["pong", id, pid]` event.
+#[napi]
+pub fn ping(instance: &External<Instance>, id: i64) -> String {
+  let (pids, effects) = instance.replica.exchange().ping(id as u64);
+  instance.replica.apply(effects, true);
+  pids
 }
 
 // Node-API's own ref/unref of a threadsafe function is exactly net.Server's ref()/unref(); napi-rs

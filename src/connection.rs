@@ -459,6 +459,7 @@ mod tests {
       pid: 2,
       origin: 3,
       version: 4,
+      peer: Default::default(),
     };
     send(&mut a, &hello).await;
     assert_eq!(b.read_message().await.unwrap(), Some(hello));

@@ -9,6 +9,10 @@
 //! - `rendezvous`: the private directory, the host election by file lock, the socket path.
 //! - `state`: an instance's replica: ordering (host), pending patches and rebases (client),
 //!   failover hand-over, and the events for the JS side. No I/O beyond channel sends.
+//! - `exchange`: RPC routing, the event bus, writer limits and locks beside the document: what a
+//!   client sends, how the host routes calls and replies, forwards events, admits writers.
+//! - `locks`: the host's lock table, a pure state machine (holders, waiters in request order, the
+//!   grace period after a failover).
 //! - `peer`: the tokio tasks of an instance: election, host listener and handlers, client
 //!   connection, failover.
 //! - `services`: what a host runs besides ordering, following the role: `persist` (the file of
@@ -23,7 +27,9 @@
 mod binding;
 pub mod connection;
 pub mod error;
+pub mod exchange;
 pub mod http;
+pub mod locks;
 pub mod patch;
 pub mod peer;
 pub mod persist;

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::connection::{write_outbox, ConnectionError, DirectWrite, FrameReader, Outbox, Shared};
+use crate::exchange::{Exchange, ERR_MAX_WRITERS, LOCK_GRACE};
 use crate::protocol::{Message, MAX_FRAME, PROTOCOL_VERSION};
 use crate::rendezvous::{HostLock, Rendezvous};
 use crate::services::Services;
@@ -123,6 +124,11 @@ pub async fn run(
         }
         match ended {
           Ended::Shutdown => return,
+          // Final: trying again would only be refused again (and never stop).
+          Ended::Refused(failure) => {
+            fail(failure);
+            return;
+          }
           Ended::HostLost => failed_backoff = FAILED_BACKOFF,
           Ended::NotWelcomed | Ended::Failed => {
             tokio::select! {
@@ -189,9 +195,17 @@ async fn serve_as_host(
   // Before the role is announced: once start() resolves as host, the port is served.
   let services = services.start(replica, saved).await;
   replica.become_host();
+  // Locks are granted again once the grace period after the election is over.
+  let grace_replica = replica.clone();
+  let grace = tokio::spawn(async move {
+    tokio::time::sleep(LOCK_GRACE).await;
+    let effects = grace_replica.exchange().end_grace(crate::state::now_ms());
+    grace_replica.apply(effects, true);
+  });
   let mut handlers = Vec::new();
   let next_id = AtomicU64::new(1);
   accept_clients(replica, &listener, &mut handlers, &next_id, shutdown).await;
+  grace.abort();
   // Handing over cleanly: clients are detached (their writers then drain what is queued and
   // close), the socket file goes, and only then the lock, so the next host starts from a state
   // every client has received.
@@ -262,16 +276,35 @@ async fn handle_client(
   };
   let origin = match hello {
     Some(Ok(Ok(Some(Message::Hello {
-      protocol, origin, ..
+      protocol,
+      origin,
+      pid,
+      peer,
+      ..
     }))))
       if protocol == PROTOCOL_VERSION =>
     {
-      Some(origin)
+      let admitted = replica.exchange().admit(id, pid, peer);
+      match admitted {
+        Ok(()) => {
+          // Before the welcome: the client knows its host when its start() resolves.
+          let about = replica.exchange().about();
+          outbox.queue(&encoded(&about));
+          Some(origin)
+        }
+        Err((code, reason)) => {
+          outbox.send(&encoded(&Message::Refused {
+            reason,
+            code: Some(code.to_owned()),
+          }));
+          None
+        }
+      }
     }
     Some(Ok(Ok(Some(Message::Hello { protocol, .. })))) => {
       let reason = format!("protocol {protocol} is not {PROTOCOL_VERSION}");
       eprintln!("memsync '{}': refusing a client: {reason}", replica.name());
-      outbox.send(&encoded(&Message::Refused { reason }));
+      outbox.send(&encoded(&Message::Refused { reason, code: None }));
       None
     }
     // `memsync status`: answered, and the connection closes without a client being admitted.
@@ -296,10 +329,13 @@ async fn handle_client(
     }
   };
   let Some(origin) = origin.filter(|_| replica.attach_client(id, outbox.clone())) else {
+    let effects = replica.exchange().detach(id);
+    replica.apply(effects, true);
     outbox.close();
     let _ = writer.await;
     return;
   };
+  replica.exchange().attached(id, outbox.clone());
   loop {
     let first = tokio::select! {
       message = reader.read_message() => message,
@@ -312,7 +348,7 @@ async fn handle_client(
       Ok(None) => break,
       Err(err) => (Vec::new(), Some(err)),
     };
-    if let Err(unexpected) = replica.host_receive(origin, batch, &outbox) {
+    if let Err(unexpected) = host_receive(&replica, id, origin, batch, &outbox) {
       // The kind only: the message may be a whole document.
       eprintln!(
         "memsync '{}': unexpected {} message from a client, disconnecting it",
@@ -330,10 +366,59 @@ async fn handle_client(
     }
   }
   replica.detach_client(id);
+  let effects = replica.exchange().detach(id);
+  replica.apply(effects, true);
   outbox.close();
   if !writer.is_finished() {
     let _ = writer.await;
   }
+}
+
+/// Host: a burst from client `conn`, in order: runs of document messages go to the replica,
+/// the others to the exchange.
+fn host_receive(
+  replica: &Replica,
+  conn: u64,
+  origin: u64,
+  batch: Vec<Message>,
+  outbox: &Outbox,
+) -> Result<(), Message> {
+  let mut documents = Vec::new();
+  for message in batch {
+    if !Exchange::handles(&message) {
+      documents.push(message);
+      continue;
+    }
+    if !documents.is_empty() {
+      replica.host_receive(origin, std::mem::take(&mut documents), outbox)?;
+    }
+    let effects = replica.exchange().from_client(conn, message);
+    replica.apply(effects, true);
+  }
+  if documents.is_empty() {
+    return Ok(());
+  }
+  replica.host_receive(origin, documents, outbox)
+}
+
+/// Client: a burst from the host, in order, as [`host_receive`] splits it.
+fn client_receive(replica: &Replica, batch: Vec<Message>) -> Result<(), String> {
+  let mut documents = Vec::new();
+  for message in batch {
+    if !Exchange::handles(&message) {
+      documents.push(message);
+      continue;
+    }
+    if !documents.is_empty() {
+      replica.client_receive(std::mem::take(&mut documents))?;
+    }
+    let effects = replica.exchange().from_host(message);
+    replica.apply(effects, true);
+  }
+  if documents.is_empty() {
+    return Ok(());
+  }
+  replica.client_receive(documents)
 }
 
 /// `first` and every message that already arrived behind it, handled as one batch; and the
@@ -386,7 +471,7 @@ fn status_message(replica: &Replica) -> Message {
   }
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Ended {
   Shutdown,
   /// The host closed the connection after welcoming us: elect again at once (the failover
@@ -398,6 +483,8 @@ enum Ended {
   NotWelcomed,
   /// The host welcomed us, then sent something invalid: try again after the same growing pause.
   Failed,
+  /// The host refused us for good (`ERR_MAX_WRITERS`).
+  Refused(Failure),
 }
 
 async fn serve_as_client(
@@ -411,13 +498,31 @@ async fn serve_as_client(
   let outbox = Outbox::new(direct_write(&stream), usize::MAX);
   let writer = tokio::spawn(write_outbox(Shared(stream), outbox.clone()));
   outbox.send(&encoded(&replica.hello()));
-  // `stop()` does not wait for a hung host's welcome.
-  let welcome = tokio::select! {
-    welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_message()) => welcome,
-    _ = shutdown.wait_for(|stop| *stop) => {
-      writer.abort();
-      return Ended::Shutdown;
+  // `stop()` does not wait for a hung host's welcome. `about` comes first: the host's pid and
+  // what it offers.
+  let mut welcome = None;
+  for _ in 0..2 {
+    let message = tokio::select! {
+      message = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_message()) => message,
+      _ = shutdown.wait_for(|stop| *stop) => {
+        writer.abort();
+        return Ended::Shutdown;
+      }
+    };
+    if let Ok(Ok(Some(Message::About { pid, peer }))) = message {
+      replica.exchange().set_host(pid, peer);
+      continue;
     }
+    welcome = Some(message);
+    break;
+  }
+  let Some(welcome) = welcome else {
+    eprintln!(
+      "memsync '{}': cannot join the host: two about messages",
+      replica.name()
+    );
+    writer.abort();
+    return Ended::NotWelcomed;
   };
   let welcomed = match welcome {
     Ok(Ok(Some(Message::Welcome {
@@ -428,7 +533,19 @@ async fn serve_as_client(
     }))) => replica
       .client_welcome(version, data, applied, outbox.clone())
       .map_err(|err| Some(format!("the host's welcome is unusable: {err}"))),
-    Ok(Ok(Some(Message::Refused { reason }))) => {
+    Ok(Ok(Some(Message::Refused {
+      reason,
+      code: Some(code),
+    })))
+      if code == ERR_MAX_WRITERS =>
+    {
+      writer.abort();
+      return Ended::Refused(Failure {
+        code: ERR_MAX_WRITERS,
+        message: format!("memsync '{}': {reason}", replica.name()),
+      });
+    }
+    Ok(Ok(Some(Message::Refused { reason, .. }))) => {
       Err(Some(format!("the host refused us: {reason}")))
     }
     Ok(Ok(Some(message))) => Err(Some(format!(
@@ -459,7 +576,7 @@ async fn serve_as_client(
       Err(err) => (Vec::new(), Some(err)),
     };
     // Whatever else has already arrived is handled with it: one rebase per burst.
-    if let Err(err) = replica.client_receive(batch) {
+    if let Err(err) = client_receive(replica, batch) {
       eprintln!("memsync '{}': {err}; reconnecting", replica.name());
       break Ended::Failed;
     }

@@ -188,6 +188,10 @@ pub enum Message {
     origin: u64,
     /// The highest document version the client holds (0 if none).
     version: u64,
+    /// What the client offers and is: its RPC methods, roles and writer limit. Absent (empty)
+    /// from a client that offers nothing.
+    #[serde(default)]
+    peer: PeerInfo,
   },
   /// Host to client, the answer to `Hello`: a snapshot of the document.
   Welcome {
@@ -207,6 +211,10 @@ pub enum Message {
   Refused {
     /// Why, for the client's error message.
     reason: String,
+    /// The `ERR_*` code when the refusal is final (`ERR_MAX_WRITERS`): the client stops trying
+    /// and its `start()` rejects with it. Absent: the client tries again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
   },
   /// Client to host: a proposed update.
   Patch {
@@ -246,6 +254,74 @@ pub enum Message {
     /// The entries, in version order.
     entries: Vec<LogEntry>,
   },
+  /// Either way: run RPC `method`. From a client, `id` is the caller's; from the host, it is the
+  /// host's own id for the route, which the callee's [`Message::Reply`] names.
+  Call {
+    /// Names the call in the sender's id space.
+    id: u64,
+    /// The dotted path of the function, e.g. `getFoo` or `nested.fn`.
+    method: String,
+    /// The arguments, a JSON array.
+    args: RawJson,
+  },
+  /// Either way: the outcome of the [`Message::Call`] with the same `id`.
+  Reply {
+    /// The `id` of the call.
+    id: u64,
+    /// What the function returned; absent for `undefined`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    result: Option<RawJson>,
+    /// Set when the function threw, or the call could not be routed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<RemoteError>,
+  },
+  /// Either way: an event of `mem.events`; the host forwards a client's to every other client.
+  Emit {
+    /// The event name.
+    event: String,
+    /// The listener arguments, a JSON array.
+    args: RawJson,
+  },
+  /// Client to host: asks for lock `key` (or, `held`, re-announces it to a new host).
+  Lock {
+    /// The client's id of the request.
+    id: u64,
+    /// The lock's name.
+    key: String,
+    /// When the client first asked: waiters are served in this order, across failovers too.
+    since: Hlc,
+    /// The client holds it already (granted by a previous host).
+    #[serde(default)]
+    held: bool,
+  },
+  /// Client to host: releases the lock of request `id`, or cancels the request.
+  Unlock {
+    /// The client's id of the request.
+    id: u64,
+  },
+  /// Host to client: the lock of request `id` is the client's until it sends `Unlock`.
+  Granted {
+    /// The client's id of the request.
+    id: u64,
+  },
+  /// Host to an admitted client, right before `Welcome`: what the host offers and is, for
+  /// `getStatus()`.
+  About {
+    /// The host's process id.
+    pid: u32,
+    /// The host's RPC methods and roles.
+    peer: PeerInfo,
+  },
+  /// Either way: asks for a [`Message::Pong`] with the same `id` (`ping()`).
+  Ping {
+    /// The sender's id of the ping.
+    id: u64,
+  },
+  /// The answer to [`Message::Ping`].
+  Pong {
+    /// The `id` of the ping.
+    id: u64,
+  },
   /// The first frame of a one-off connection instead of `Hello` (`memsync status`): the host
   /// answers with `Status` and closes, without admitting a client.
   Query,
@@ -272,10 +348,48 @@ impl Message {
       Message::Ordered { .. } => "ordered",
       Message::Rejected { .. } => "rejected",
       Message::Catchup { .. } => "catchup",
+      Message::Call { .. } => "call",
+      Message::Reply { .. } => "reply",
+      Message::Emit { .. } => "emit",
+      Message::Lock { .. } => "lock",
+      Message::Unlock { .. } => "unlock",
+      Message::Granted { .. } => "granted",
+      Message::About { .. } => "about",
+      Message::Ping { .. } => "ping",
+      Message::Pong { .. } => "pong",
       Message::Query => "query",
       Message::Status { .. } => "status",
     }
   }
+}
+
+/// What a client tells the host about itself in [`Message::Hello`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerInfo {
+  /// The dotted paths of the RPC functions the process registered.
+  #[serde(default)]
+  pub methods: Vec<String>,
+  /// Its `peer.roles` (`writer`, `reader`, `rpc`).
+  #[serde(default)]
+  pub roles: Vec<String>,
+  /// Its `network.maxWriters`, if set.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub max_writers: Option<u32>,
+  /// Whether a host admitted it since its `start()`: it reconnects after a failover and keeps
+  /// its writer slot.
+  #[serde(default)]
+  pub rejoining: bool,
+}
+
+/// Why an RPC call failed, as the caller's error sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteError {
+  /// The thrown error's `code`, when it had one.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub code: Option<String>,
+  /// The thrown error's message.
+  pub message: String,
 }
 
 /// Why bytes received are not a valid frame, or a message cannot be sent as one.
@@ -409,7 +523,56 @@ mod tests {
         pid: 4242,
         origin: u64::MAX,
         version: 7,
+        peer: PeerInfo::default(),
       },
+      Message::Hello {
+        protocol: PROTOCOL_VERSION,
+        pid: 1,
+        origin: 2,
+        version: 0,
+        peer: PeerInfo {
+          methods: vec!["getFoo".into(), "nested.fn".into()],
+          roles: vec!["writer".into()],
+          max_writers: Some(2),
+          rejoining: true,
+        },
+      },
+      Message::Call {
+        id: 3,
+        method: "nested.fn".into(),
+        args: raw(json!([1, { "a": null }])),
+      },
+      Message::Reply {
+        id: 3,
+        result: Some(raw(json!({ "ok": [1] }))),
+        error: None,
+      },
+      Message::Reply {
+        id: 4,
+        result: None,
+        error: Some(RemoteError {
+          code: Some("ERR_X".into()),
+          message: "no".into(),
+        }),
+      },
+      Message::Emit {
+        event: "tick".into(),
+        args: raw(json!(["a", 2])),
+      },
+      Message::Lock {
+        id: 1,
+        key: "jobs".into(),
+        since: hlc(5, 1),
+        held: true,
+      },
+      Message::Unlock { id: 1 },
+      Message::Granted { id: u64::MAX },
+      Message::About {
+        pid: 7,
+        peer: PeerInfo::default(),
+      },
+      Message::Ping { id: 1 },
+      Message::Pong { id: 1 },
       Message::Welcome {
         protocol: PROTOCOL_VERSION,
         host_pid: 1,
@@ -419,6 +582,11 @@ mod tests {
       },
       Message::Refused {
         reason: "protocol 2 is not supported".into(),
+        code: None,
+      },
+      Message::Refused {
+        reason: "2 writers already".into(),
+        code: Some("ERR_MAX_WRITERS".into()),
       },
       Message::Patch {
         seq: 1,
@@ -569,6 +737,7 @@ mod tests {
     let mut out = vec![1, 2, 3];
     let message = Message::Refused {
       reason: "x".repeat(MAX_FRAME),
+      code: None,
     };
     assert!(matches!(
       encode(&message, &mut out),

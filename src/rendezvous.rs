@@ -372,6 +372,7 @@ mod tests {
         pid: std::process::id(),
         origin: 1,
         version: 0,
+        peer: Default::default(),
       };
       send(&stream, &hello).await;
       FrameReader::new(&stream).read_message().await.unwrap()
@@ -384,6 +385,7 @@ mod tests {
     };
     let refused = Message::Refused {
       reason: "test".into(),
+      code: None,
     };
     send(&stream, &refused).await;
     assert_eq!(client.await.unwrap(), Some(refused));

@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::connection::Outbox;
 use crate::error::{Error, Result};
+use crate::exchange::{Effects, Exchange, LOCK_GRACE};
 use crate::patch::{apply_changes, compact, depth, Change, Context, PatchError, Update, MAX_DEPTH};
 use crate::protocol::{self, Clock, Hlc, LogEntry, Message, RawJson, PROTOCOL_VERSION};
 
@@ -49,6 +50,10 @@ const WRITE_TIME_WINDOW_MS: u64 = 60_000;
 /// Bytes of document events queued for a JS thread that does not drain them (a stuck event
 /// loop) before they are replaced by one snapshot taken when it drains again.
 const MAX_EVENT_BACKLOG: usize = 16 * 1024 * 1024;
+/// Bytes of `mem.events` events from other processes queued for a JS thread that does not
+/// drain them, past which further ones are dropped (and counted): unlike document events, they
+/// have no snapshot to be replaced by, and a stuck process must not grow without bound.
+const MAX_BUS_BACKLOG: usize = 16 * 1024 * 1024;
 
 /// What this instance is in its network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +86,9 @@ pub struct Replica {
   waker: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
   /// Whether a wake-up is already on its way, so a burst of events costs one.
   woken: AtomicBool,
+  /// RPC, events, writer slots and locks. A lock of its own: never taken while `inner` is held,
+  /// nor `inner` while it is held, so the two never wait on each other.
+  exchange: Mutex<Exchange>,
   /// Signalled when a joining replica holds the host's snapshot (`Inner::joining` turns false).
   joined: Condvar,
 }
@@ -99,6 +107,10 @@ struct Inner {
   events: Vec<String>,
   /// Bytes of the document events (changes, snapshots) in `events`.
   backlog: usize,
+  /// Bytes of the bus events (`["e", ...]`) in `events`.
+  bus_backlog: usize,
+  /// Bus events dropped past [`MAX_BUS_BACKLOG`] since the last drain.
+  bus_dropped: u64,
   /// The document events were dropped for the backlog: the next drain starts with a snapshot,
   /// and no document event is queued until then.
   resync: bool,
@@ -214,6 +226,8 @@ impl Replica {
         last_received: None,
         events: Vec::new(),
         backlog: 0,
+        bus_backlog: 0,
+        bus_dropped: 0,
         resync: false,
         wants_received: false,
         to_host: None,
@@ -221,6 +235,7 @@ impl Replica {
       }),
       waker: Mutex::new(None),
       woken: AtomicBool::new(false),
+      exchange: Mutex::new(Exchange::new()),
       joined: Condvar::new(),
     })
   }
@@ -228,6 +243,11 @@ impl Replica {
   /// The object's name.
   pub fn name(&self) -> &str {
     &self.name
+  }
+
+  /// A fresh timestamp of this instance's hybrid clock (lock requests are ordered by it).
+  pub fn stamp(&self) -> Hlc {
+    self.inner.lock().clock.now(now_ms())
   }
 
   /// The version of the ordered document.
@@ -374,7 +394,40 @@ impl Replica {
     }
     inner.push_event(role_event(Role::Host));
     drop(inner);
+    let grace_until = now_ms() + LOCK_GRACE.as_millis() as u64;
+    self.exchange.lock().become_host(grace_until);
     self.wake();
+  }
+
+  /// The RPC and event state (see [`Exchange`]); hand what an operation returns to
+  /// [`Replica::apply`]. Never call with the guard of another replica lock held.
+  pub fn exchange(&self) -> parking_lot::MutexGuard<'_, Exchange> {
+    self.exchange.lock()
+  }
+
+  /// Hands JS the events of an exchange operation and, with `flush`, sends the frames it queued
+  /// (without: JS flushes at the end of its task, as for patches).
+  pub fn apply(&self, effects: Effects, flush: bool) {
+    if !effects.events.is_empty() {
+      let mut inner = self.inner.lock();
+      for event in effects.events {
+        if event.starts_with(r#"["e","#) {
+          if inner.bus_backlog + event.len() > MAX_BUS_BACKLOG {
+            inner.bus_dropped += 1;
+            continue;
+          }
+          inner.bus_backlog += event.len();
+        }
+        inner.push_event(event);
+      }
+      drop(inner);
+      self.wake();
+    }
+    if flush {
+      for outbox in effects.flush {
+        outbox.flush();
+      }
+    }
   }
 
   /// Reports that the instance cannot join its network (JS: `start()` rejects).
@@ -395,6 +448,7 @@ impl Replica {
     inner.history.taps = Taps::default();
     inner.push_event(role_event(Role::Offline));
     drop(inner);
+    self.exchange.lock().go_offline();
     self.wake();
   }
 
@@ -505,6 +559,7 @@ impl Replica {
       pid: std::process::id(),
       origin: self.origin,
       version: self.version(),
+      peer: self.exchange.lock().peer_info(),
     }
   }
 
@@ -581,6 +636,9 @@ impl Replica {
     inner.to_host = Some(to_host.clone());
     inner.push_event(role_event(Role::Client));
     drop(guard);
+    // After the document's frames: what the exchange sends depends on being welcomed.
+    let effects = self.exchange.lock().client_connected(to_host.clone());
+    self.apply(effects, false);
     to_host.flush();
     self.wake();
     Ok(())
@@ -825,6 +883,12 @@ impl Inner {
     let mut out = String::with_capacity(2 + last.len());
     out.push('[');
     self.backlog = 0;
+    self.bus_backlog = 0;
+    if self.bus_dropped > 0 {
+      // First, so that JS reports the loss as soon as it drains.
+      out.push_str(&json(&("edrop", std::mem::take(&mut self.bus_dropped))));
+      out.push(',');
+    }
     for event in self.events.drain(..) {
       out.push_str(&event);
       out.push(',');
@@ -1520,6 +1584,29 @@ mod tests {
     network.deliver_to_client();
     network.assert_converged();
     assert_eq!(data(&network.client)["n"], json!(119));
+  }
+
+  #[test]
+  fn bus_events_js_does_not_drain_are_bounded_and_their_loss_reported() {
+    let replica = Replica::new("a", json!({}), HOST).unwrap();
+    let args = RawJson::to(&json!(["x".repeat(1024 * 1024)])).unwrap();
+    let effects = Effects {
+      events: (0..20)
+        .map(|_| format!(r#"["e","big",{}]"#, args.get()))
+        .collect(),
+      flush: Vec::new(),
+    };
+    replica.apply(effects, false);
+    let events: Vec<Value> = serde_json::from_str(&replica.drain()).unwrap();
+    assert_eq!(events[0], json!(["edrop", 5]));
+    assert_eq!(events.len(), 16);
+    // Drained: room again.
+    let effects = Effects {
+      events: vec![r#"["e","small",[]]"#.to_owned()],
+      flush: Vec::new(),
+    };
+    replica.apply(effects, false);
+    assert_eq!(replica.drain(), r#"[["e","small",[]]]"#);
   }
 
   #[test]

@@ -318,7 +318,8 @@ fn message() -> impl Strategy<Value = Message> {
         protocol,
         pid,
         origin,
-        version
+        version,
+        peer: Default::default()
       }
     ),
     (
@@ -333,7 +334,7 @@ fn message() -> impl Strategy<Value = Message> {
         data: raw(&data),
         applied
       }),
-    ".*".prop_map(|reason| Message::Refused { reason }),
+    ".*".prop_map(|reason| Message::Refused { reason, code: None }),
     (0u64..6, hlc(), update()).prop_map(|(seq, hlc, update)| Message::Patch {
       seq,
       hlc,

@@ -1,0 +1,1113 @@
+//! What processes say to each other beside the document: RPC calls and their replies, the
+//! events of `mem.events`, the writer limit (`peer.roles`, `network.maxWriters`) and
+//! cross-process locks (`mem.lock`).
+//!
+//! [`Exchange`] is one instance's part of it. As a client it sends to the host and hands JS what
+//! the host sends. As host it is the switchboard: it knows what each client offers (from its
+//! `Hello`), routes a call to the process that registered the method and the reply back to the
+//! caller, and forwards events to every other client.
+//!
+//! Routing: a caller's own process first (JS does that without coming here), then the host's
+//! own table, then the oldest connected client that registered the method (never the caller).
+//! The host gives every routed call its own id, so callers' ids never meet: a route is
+//! `host id -> (caller and its id, callee)`. A callee whose connection ends fails every call
+//! routed to it at once, with [`ERR_RPC_PEER_LOST`].
+//!
+//! No sockets and no lock of its own: the replica keeps it behind a mutex, frames are queued in
+//! the connections' [`Outbox`]es (the caller flushes them), and what JS must hear comes back as
+//! [`Effects`]. Events for JS are
+//! JSON arrays: `["call", id, method, args]` (run a function, answer with `reply`),
+//! `["reply", id, error, result?]` (the outcome of an own call), `["e", event, args]`,
+//! `["g", id]` (an own lock request is granted) and `["pong", id, pid]` (a ping's answer).
+//!
+//! Locks: every process keeps its own requests (held or waiting) so that it can re-announce
+//! them to a new host after a failover, with their original request time; the host's table is
+//! [`LockTable`], its own process being the owner [`HOST`].
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::connection::Outbox;
+use crate::locks::{LockTable, Ticket, HOST};
+use crate::protocol::{self, Hlc, Message, PeerInfo, RawJson, RemoteError};
+
+/// The code of a call whose callee's connection ended before it answered.
+pub const ERR_RPC_PEER_LOST: &str = "ERR_RPC_PEER_LOST";
+/// The code of a call to a method no process registered.
+pub const ERR_RPC_NOT_FOUND: &str = "ERR_RPC_NOT_FOUND";
+/// The code of a writer refused because the network has as many writers as it allows.
+pub const ERR_MAX_WRITERS: &str = "ERR_MAX_WRITERS";
+/// The role that `network.maxWriters` counts.
+const WRITER: &str = "writer";
+/// How long a new host grants no lock, so that holders reconnecting after a failover re-announce
+/// theirs before anyone else is served. A failover takes a few milliseconds; this leaves room
+/// for a loaded machine.
+pub const LOCK_GRACE: Duration = Duration::from_millis(300);
+/// Bytes of events emitted while no host is reachable that are kept to send after the next
+/// welcome; past it the oldest are dropped, so a process cut off for long cannot grow without
+/// bound.
+const OFFLINE_EMIT_BYTES: usize = 4 * 1024 * 1024;
+
+/// What one operation leaves to do once the lock is released: events for JS, and connections
+/// to flush.
+#[derive(Default)]
+pub struct Effects {
+  /// JSON texts of events for the JS side, in order.
+  pub events: Vec<String>,
+  /// Connections with frames queued.
+  pub flush: Vec<Arc<Outbox>>,
+}
+
+impl Effects {
+  fn send(&mut self, outbox: &Arc<Outbox>, message: &Message) {
+    if outbox.queue(&encode(message)) && !self.flush.iter().any(|o| Arc::ptr_eq(o, outbox)) {
+      self.flush.push(outbox.clone());
+    }
+  }
+}
+
+/// Who is waiting for a routed call's reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+  /// The host's own JS, under its own id.
+  Local(u64),
+  /// A client connection, under the client's id.
+  Client { conn: u64, id: u64 },
+}
+
+/// Who runs a routed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Callee {
+  Local,
+  Client(u64),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Route {
+  caller: Caller,
+  callee: Callee,
+}
+
+/// A connected client, as the host knows it.
+struct Client {
+  pid: u32,
+  info: PeerInfo,
+  /// `None` until its welcome is queued: nothing may reach it before that.
+  outbox: Option<Arc<Outbox>>,
+}
+
+enum Link {
+  Offline,
+  Client(Arc<Outbox>),
+  Host,
+}
+
+/// An own lock request.
+struct OwnLock {
+  key: String,
+  since: Hlc,
+  held: bool,
+}
+
+/// One instance's part in the exchange: its offer, its link, its own calls' routes and lock
+/// requests, and (host) the clients, routes and lock table of the network.
+pub struct Exchange {
+  own: PeerInfo,
+  /// Whether a host admitted this process (or it became host) since its `start()`.
+  admitted: bool,
+  link: Link,
+  /// Host: the clients by connection id; the oldest first.
+  clients: BTreeMap<u64, Client>,
+  /// Host: calls in flight, by the host's id.
+  routes: HashMap<u64, Route>,
+  next_route: u64,
+  /// Frames of events emitted while offline, sent after the next welcome.
+  offline_emits: VecDeque<Vec<u8>>,
+  offline_bytes: usize,
+  /// Own lock requests, held or waiting, by JS's id.
+  own_locks: BTreeMap<u64, OwnLock>,
+  /// Host: every process's locks.
+  locks: LockTable,
+  /// Client: the host's process id and what it offers, once it said.
+  host: Option<(u32, PeerInfo)>,
+}
+
+impl Default for Exchange {
+  fn default() -> Self {
+    Exchange::new()
+  }
+}
+
+impl Exchange {
+  /// Offline, offering nothing.
+  pub fn new() -> Exchange {
+    Exchange {
+      own: PeerInfo::default(),
+      admitted: false,
+      link: Link::Offline,
+      clients: BTreeMap::new(),
+      routes: HashMap::new(),
+      next_route: 1,
+      offline_emits: VecDeque::new(),
+      offline_bytes: 0,
+      own_locks: BTreeMap::new(),
+      locks: LockTable::new(0),
+      host: None,
+    }
+  }
+
+  /// Sets what this process offers (its RPC methods), announced in every `Hello`.
+  pub fn configure(&mut self, own: PeerInfo) {
+    self.own = own;
+  }
+
+  /// What this process offers, for its `Hello`.
+  pub fn peer_info(&self) -> PeerInfo {
+    PeerInfo {
+      rejoining: self.admitted,
+      ..self.own.clone()
+    }
+  }
+
+  /// `start()` was called: the next host checks the writer limit afresh.
+  pub fn starting(&mut self) {
+    self.admitted = false;
+  }
+
+  /// Whether `message` is for this module rather than for the document.
+  pub fn handles(message: &Message) -> bool {
+    matches!(
+      message,
+      Message::Call { .. }
+        | Message::Reply { .. }
+        | Message::Emit { .. }
+        | Message::Lock { .. }
+        | Message::Unlock { .. }
+        | Message::Granted { .. }
+        | Message::Ping { .. }
+        | Message::Pong { .. }
+    )
+  }
+
+  /// Became host: serves calls, events and locks from now on, granting no lock before
+  /// `grace_until` (epoch ms) except those re-announced as held. Events emitted while offline
+  /// reached this process's listeners already and nobody else is connected yet: they are
+  /// dropped.
+  pub fn become_host(&mut self, grace_until: u64) {
+    self.link = Link::Host;
+    self.admitted = true;
+    self.offline_emits.clear();
+    self.offline_bytes = 0;
+    self.locks = LockTable::new(grace_until);
+    for (&id, lock) in &self.own_locks {
+      let ticket = Ticket { owner: HOST, id };
+      if lock.held {
+        self.locks.claim(ticket, &lock.key, lock.since, 0);
+      } else {
+        // Before `grace_until`: nothing is granted yet.
+        self.locks.request(ticket, &lock.key, lock.since, 0);
+      }
+    }
+  }
+
+  /// Host: the grace period after the election is over: grants what waited for free keys.
+  pub fn end_grace(&mut self, now: u64) -> Effects {
+    let mut effects = Effects::default();
+    if matches!(self.link, Link::Host) {
+      let grants = self.locks.end_grace(now);
+      self.deliver_grants(grants, &mut effects);
+    }
+    effects
+  }
+
+  /// JS asks for lock `key` under its id `id`, stamped `since`.
+  pub fn lock(&mut self, id: u64, key: String, since: Hlc, now: u64) -> Effects {
+    let mut effects = Effects::default();
+    match &self.link {
+      Link::Client(to_host) => {
+        let to_host = to_host.clone();
+        let message = Message::Lock {
+          id,
+          key: key.clone(),
+          since,
+          held: false,
+        };
+        effects.send(&to_host, &message);
+      }
+      Link::Host => {
+        let grants = self
+          .locks
+          .request(Ticket { owner: HOST, id }, &key, since, now);
+        self.own_locks.insert(
+          id,
+          OwnLock {
+            key,
+            since,
+            held: false,
+          },
+        );
+        self.deliver_grants(grants, &mut effects);
+        return effects;
+      }
+      // Sent to the next host when it welcomes us.
+      Link::Offline => {}
+    }
+    self.own_locks.insert(
+      id,
+      OwnLock {
+        key,
+        since,
+        held: false,
+      },
+    );
+    effects
+  }
+
+  /// JS releases its lock `id`, or gives up waiting for it.
+  pub fn unlock(&mut self, id: u64, now: u64) -> Effects {
+    let mut effects = Effects::default();
+    if self.own_locks.remove(&id).is_none() {
+      return effects;
+    }
+    match &self.link {
+      Link::Client(to_host) => {
+        let to_host = to_host.clone();
+        effects.send(&to_host, &Message::Unlock { id });
+      }
+      Link::Host => {
+        let grants = self.locks.release(Ticket { owner: HOST, id }, now);
+        self.deliver_grants(grants, &mut effects);
+      }
+      // The host that knew of it is gone; the next one never hears of it.
+      Link::Offline => {}
+    }
+    effects
+  }
+
+  /// Tells each granted owner: JS for the host's own requests, else the client.
+  fn deliver_grants(&mut self, grants: Vec<Ticket>, effects: &mut Effects) {
+    for ticket in grants {
+      if ticket.owner == HOST {
+        if let Some(lock) = self.own_locks.get_mut(&ticket.id) {
+          lock.held = true;
+          effects.events.push(grant_event(ticket.id));
+        }
+      } else if let Some(outbox) = self
+        .clients
+        .get(&ticket.owner)
+        .and_then(|client| client.outbox.clone())
+      {
+        effects.send(&outbox, &Message::Granted { id: ticket.id });
+      }
+    }
+  }
+
+  /// Welcomed by a host: sends it the events emitted while offline.
+  pub fn client_connected(&mut self, to_host: Arc<Outbox>) -> Effects {
+    let mut effects = Effects::default();
+    // Own locks first, held ones re-announced as held, each with its original request time.
+    for (&id, lock) in &self.own_locks {
+      to_host.queue(&encode(&Message::Lock {
+        id,
+        key: lock.key.clone(),
+        since: lock.since,
+        held: lock.held,
+      }));
+    }
+    for frame in self.offline_emits.drain(..) {
+      to_host.queue(&frame);
+    }
+    self.offline_bytes = 0;
+    effects.flush.push(to_host.clone());
+    self.link = Link::Client(to_host);
+    self.admitted = true;
+    effects
+  }
+
+  /// Lost the host, or stopped being host: forgets every client and route. JS fails its own
+  /// calls in flight itself when it hears that the instance went offline.
+  pub fn go_offline(&mut self) {
+    self.link = Link::Offline;
+    self.host = None;
+    self.clients.clear();
+    self.routes.clear();
+  }
+
+  /// Host: a client said hello; it is not sent anything until [`Exchange::attached`]. A writer
+  /// is refused (`Err` with the code and reason) when the network already has as many writers
+  /// as the smaller of the host's and its own `maxWriters` allows, the host counting itself when
+  /// it is a writer; a writer reconnecting after a failover (`rejoining`) keeps its slot.
+  pub fn admit(
+    &mut self,
+    conn: u64,
+    pid: u32,
+    info: PeerInfo,
+  ) -> Result<(), (&'static str, String)> {
+    if is_writer(&info) && !info.rejoining {
+      let limit = match (self.own.max_writers, info.max_writers) {
+        (Some(host), Some(client)) => Some(host.min(client)),
+        (one, other) => one.or(other),
+      };
+      let writers = usize::from(is_writer(&self.own))
+        + self.clients.values().filter(|c| is_writer(&c.info)).count();
+      if let Some(limit) = limit.filter(|&limit| writers >= limit as usize) {
+        return Err((
+          ERR_MAX_WRITERS,
+          format!("The network already has {writers} writers, the most it allows ({limit})"),
+        ));
+      }
+    }
+    self.clients.insert(
+      conn,
+      Client {
+        pid,
+        info,
+        outbox: None,
+      },
+    );
+    Ok(())
+  }
+
+  /// Host: the client's welcome is queued; it may be sent calls and events from now on.
+  pub fn attached(&mut self, conn: u64, outbox: Arc<Outbox>) {
+    if let Some(client) = self.clients.get_mut(&conn) {
+      client.outbox = Some(outbox);
+    }
+  }
+
+  /// Host: what it tells an admitted client about itself, before the welcome.
+  pub fn about(&self) -> Message {
+    Message::About {
+      pid: std::process::id(),
+      peer: self.own.clone(),
+    }
+  }
+
+  /// Client: the host's `About`, received before its welcome, so that the host is known as soon
+  /// as `start()` resolves.
+  pub fn set_host(&mut self, pid: u32, peer: PeerInfo) {
+    self.host = Some((pid, peer));
+  }
+
+  /// The other processes this one knows, as a JSON array of `{ pid, host, roles, methods }`:
+  /// a host's clients, or a client's host.
+  pub fn peers_json(&self) -> String {
+    let peer = |pid: u32, host: bool, info: &PeerInfo| serde_json::json!({ "pid": pid, "host": host, "roles": info.roles, "methods": info.methods });
+    let peers: Vec<serde_json::Value> = match &self.link {
+      Link::Host => self
+        .clients
+        .values()
+        .filter(|client| client.outbox.is_some())
+        .map(|client| peer(client.pid, false, &client.info))
+        .collect(),
+      Link::Client(_) => self
+        .host
+        .iter()
+        .map(|(pid, info)| peer(*pid, true, info))
+        .collect(),
+      Link::Offline => Vec::new(),
+    };
+    serde_json::Value::from(peers).to_string()
+  }
+
+  /// This process's roles, as a JSON array.
+  pub fn roles_json(&self) -> String {
+    serde_json::Value::from(self.own.roles.clone()).to_string()
+  }
+
+  /// JS pings under `id`: the host, or every client. Returns the pids asked, as a JSON array;
+  /// each answer arrives as `["pong", id, pid]`.
+  pub fn ping(&mut self, id: u64) -> (String, Effects) {
+    let mut effects = Effects::default();
+    let mut pids = Vec::new();
+    match &self.link {
+      Link::Client(to_host) => {
+        if let Some((pid, _)) = &self.host {
+          pids.push(*pid);
+          let to_host = to_host.clone();
+          effects.send(&to_host, &Message::Ping { id });
+        }
+      }
+      Link::Host => {
+        for client in self.clients.values() {
+          if let Some(outbox) = &client.outbox {
+            pids.push(client.pid);
+            effects.send(outbox, &Message::Ping { id });
+          }
+        }
+      }
+      Link::Offline => {}
+    }
+    (serde_json::Value::from(pids).to_string(), effects)
+  }
+
+  /// Host: a client's connection ended. Every call routed to it fails at once; calls it made
+  /// are forgotten (their replies go nowhere); its locks are released and its requests
+  /// cancelled.
+  pub fn detach(&mut self, conn: u64) -> Effects {
+    let mut effects = Effects::default();
+    self.clients.remove(&conn);
+    let grants = self.locks.drop_owner(conn, crate::state::now_ms());
+    self.deliver_grants(grants, &mut effects);
+    let lost: Vec<u64> = self
+      .routes
+      .iter()
+      .filter(|(_, route)| route.callee == Callee::Client(conn))
+      .map(|(&id, _)| id)
+      .collect();
+    for id in lost {
+      let Some(route) = self.routes.remove(&id) else {
+        continue;
+      };
+      let error = RemoteError {
+        code: Some(ERR_RPC_PEER_LOST.into()),
+        message: "The process running the RPC call exited or disconnected before it answered"
+          .into(),
+      };
+      self.answer(route.caller, None, Some(error), &mut effects);
+    }
+    self.routes.retain(|_, route| match route.caller {
+      Caller::Client { conn: caller, .. } => caller != conn,
+      Caller::Local(_) => true,
+    });
+    effects
+  }
+
+  /// JS calls `method` (not in its own table) under its id `id`. Offline, the call is not sent:
+  /// JS waits for a connection before calling.
+  pub fn call(&mut self, id: u64, method: String, args: RawJson) -> Effects {
+    let mut effects = Effects::default();
+    match &self.link {
+      Link::Client(to_host) => {
+        let to_host = to_host.clone();
+        effects.send(&to_host, &Message::Call { id, method, args });
+      }
+      Link::Host => self.route(Caller::Local(id), method, args, &mut effects),
+      Link::Offline => {
+        let error = not_connected();
+        effects.events.push(reply_event(id, Some(&error), None));
+      }
+    }
+    effects
+  }
+
+  /// JS answers the call it was handed as `["call", id, ...]`.
+  pub fn reply(&mut self, id: u64, result: Option<RawJson>, error: Option<RemoteError>) -> Effects {
+    let mut effects = Effects::default();
+    match &self.link {
+      Link::Client(to_host) => {
+        let to_host = to_host.clone();
+        effects.send(&to_host, &Message::Reply { id, result, error });
+      }
+      Link::Host => {
+        // A route that is gone: the caller disconnected, or this host restarted its tables.
+        if let Some(route) = self.routes.remove(&id) {
+          self.answer(route.caller, result, error, &mut effects);
+        }
+      }
+      // The host that asked is gone; so is its caller's wait.
+      Link::Offline => {}
+    }
+    effects
+  }
+
+  /// JS emitted `event` (its own listeners heard it already): to every other process.
+  pub fn emit(&mut self, event: String, args: RawJson) -> Effects {
+    let mut effects = Effects::default();
+    let message = Message::Emit { event, args };
+    match &self.link {
+      Link::Client(to_host) => {
+        let to_host = to_host.clone();
+        effects.send(&to_host, &message);
+      }
+      Link::Host => {
+        for client in self.clients.values() {
+          if let Some(outbox) = &client.outbox {
+            effects.send(outbox, &message);
+          }
+        }
+      }
+      Link::Offline => {
+        let frame = encode(&message);
+        self.offline_bytes += frame.len();
+        self.offline_emits.push_back(frame);
+        while self.offline_bytes > OFFLINE_EMIT_BYTES {
+          let Some(oldest) = self.offline_emits.pop_front() else {
+            break;
+          };
+          self.offline_bytes -= oldest.len();
+        }
+      }
+    }
+    effects
+  }
+
+  /// Host: a message from client `conn` (one that [`Exchange::handles`]).
+  pub fn from_client(&mut self, conn: u64, message: Message) -> Effects {
+    let mut effects = Effects::default();
+    match message {
+      Message::Call { id, method, args } => {
+        self.route(Caller::Client { conn, id }, method, args, &mut effects)
+      }
+      Message::Reply { id, result, error } => {
+        // Only the callee may answer, and only once.
+        let from_callee = self
+          .routes
+          .get(&id)
+          .is_some_and(|route| route.callee == Callee::Client(conn));
+        if from_callee {
+          if let Some(route) = self.routes.remove(&id) {
+            self.answer(route.caller, result, error, &mut effects);
+          }
+        }
+      }
+      Message::Lock {
+        id,
+        key,
+        since,
+        held,
+      } => {
+        let ticket = Ticket { owner: conn, id };
+        let now = crate::state::now_ms();
+        if held {
+          self.locks.claim(ticket, &key, since, now);
+        } else {
+          let grants = self.locks.request(ticket, &key, since, now);
+          self.deliver_grants(grants, &mut effects);
+        }
+      }
+      Message::Unlock { id } => {
+        let now = crate::state::now_ms();
+        let grants = self.locks.release(Ticket { owner: conn, id }, now);
+        self.deliver_grants(grants, &mut effects);
+      }
+      Message::Ping { id } => {
+        if let Some(outbox) = self.clients.get(&conn).and_then(|c| c.outbox.clone()) {
+          effects.send(&outbox, &Message::Pong { id });
+        }
+      }
+      Message::Pong { id } => {
+        if let Some(client) = self.clients.get(&conn) {
+          effects.events.push(pong_event(id, client.pid));
+        }
+      }
+      Message::Emit { event, args } => {
+        effects.events.push(emit_event(&event, &args));
+        let message = Message::Emit { event, args };
+        for (&other, client) in &self.clients {
+          if let (true, Some(outbox)) = (other != conn, &client.outbox) {
+            effects.send(outbox, &message);
+          }
+        }
+      }
+      _ => {}
+    }
+    effects
+  }
+
+  /// Client: a message from the host (one that [`Exchange::handles`]).
+  pub fn from_host(&mut self, message: Message) -> Effects {
+    let mut effects = Effects::default();
+    match message {
+      Message::Call { id, method, args } => effects.events.push(call_event(id, &method, &args)),
+      Message::Reply { id, result, error } => {
+        effects
+          .events
+          .push(reply_event(id, error.as_ref(), result.as_ref()));
+      }
+      Message::Emit { event, args } => effects.events.push(emit_event(&event, &args)),
+      Message::Ping { id } => {
+        if let Link::Client(to_host) = &self.link {
+          let to_host = to_host.clone();
+          effects.send(&to_host, &Message::Pong { id });
+        }
+      }
+      Message::Pong { id } => {
+        if let Some((pid, _)) = &self.host {
+          effects.events.push(pong_event(id, *pid));
+        }
+      }
+      Message::Granted { id } => {
+        // Not found: JS gave up on it and its `Unlock` is on its way to the host.
+        if let Some(lock) = self.own_locks.get_mut(&id) {
+          lock.held = true;
+          effects.events.push(grant_event(id));
+        }
+      }
+      _ => {}
+    }
+    effects
+  }
+
+  /// Host: hands a call to the host's own JS or to a client that registered `method`, or fails
+  /// it as not found.
+  fn route(&mut self, caller: Caller, method: String, args: RawJson, effects: &mut Effects) {
+    let offers = |info: &PeerInfo| info.methods.contains(&method);
+    // The host's own JS checked its own table before calling.
+    let callee = if matches!(caller, Caller::Client { .. }) && offers(&self.own) {
+      Some(Callee::Local)
+    } else {
+      self
+        .clients
+        .iter()
+        .find(|(&conn, client)| {
+          client.outbox.is_some()
+            && offers(&client.info)
+            && !matches!(caller, Caller::Client { conn: c, .. } if c == conn)
+        })
+        .map(|(&conn, _)| Callee::Client(conn))
+    };
+    let Some(callee) = callee else {
+      let error = RemoteError {
+        code: Some(ERR_RPC_NOT_FOUND.into()),
+        message: format!("The handler for \"{method}\" RPC call was not found"),
+      };
+      self.answer(caller, None, Some(error), effects);
+      return;
+    };
+    let id = self.next_route;
+    self.next_route += 1;
+    self.routes.insert(id, Route { caller, callee });
+    match callee {
+      Callee::Local => effects.events.push(call_event(id, &method, &args)),
+      Callee::Client(conn) => {
+        if let Some(outbox) = self.clients.get(&conn).and_then(|c| c.outbox.clone()) {
+          effects.send(&outbox, &Message::Call { id, method, args });
+        }
+      }
+    }
+  }
+
+  /// Host: delivers a call's outcome to its caller.
+  fn answer(
+    &self,
+    caller: Caller,
+    result: Option<RawJson>,
+    error: Option<RemoteError>,
+    effects: &mut Effects,
+  ) {
+    match caller {
+      Caller::Local(id) => {
+        effects
+          .events
+          .push(reply_event(id, error.as_ref(), result.as_ref()));
+      }
+      Caller::Client { conn, id } => {
+        if let Some(outbox) = self.clients.get(&conn).and_then(|c| c.outbox.clone()) {
+          effects.send(&outbox, &Message::Reply { id, result, error });
+        }
+      }
+    }
+  }
+}
+
+fn is_writer(info: &PeerInfo) -> bool {
+  info.roles.iter().any(|role| role == WRITER)
+}
+
+fn not_connected() -> RemoteError {
+  RemoteError {
+    code: Some(ERR_RPC_PEER_LOST.into()),
+    message: "Not connected to a host".into(),
+  }
+}
+
+fn encode(message: &Message) -> Vec<u8> {
+  let mut frame = Vec::new();
+  // Only a message over MAX_FRAME fails to encode; it is then not sent (JS checks sizes first).
+  let _ = protocol::encode(message, &mut frame);
+  frame
+}
+
+fn json_string(text: &str) -> String {
+  serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
+fn call_event(id: u64, method: &str, args: &RawJson) -> String {
+  format!(r#"["call",{id},{},{}]"#, json_string(method), args.get())
+}
+
+fn reply_event(id: u64, error: Option<&RemoteError>, result: Option<&RawJson>) -> String {
+  let error = match error {
+    Some(error) => serde_json::to_string(error).unwrap_or_else(|_| "null".to_owned()),
+    None => "null".to_owned(),
+  };
+  match result {
+    Some(result) => format!(r#"["reply",{id},{error},{}]"#, result.get()),
+    None => format!(r#"["reply",{id},{error}]"#),
+  }
+}
+
+fn pong_event(id: u64, pid: u32) -> String {
+  format!(r#"["pong",{id},{pid}]"#)
+}
+
+fn grant_event(id: u64) -> String {
+  format!(r#"["g",{id}]"#)
+}
+
+fn emit_event(event: &str, args: &RawJson) -> String {
+  format!(r#"["e",{},{}]"#, json_string(event), args.get())
+}
+
+#[cfg(test)]
+mod tests {
+  use serde_json::json;
+
+  use super::*;
+
+  fn raw(value: serde_json::Value) -> RawJson {
+    RawJson::to(&value).unwrap()
+  }
+
+  fn info(methods: &[&str]) -> PeerInfo {
+    PeerInfo {
+      methods: methods.iter().map(|m| m.to_string()).collect(),
+      ..PeerInfo::default()
+    }
+  }
+
+  fn writer(max_writers: Option<u32>) -> PeerInfo {
+    PeerInfo {
+      roles: vec![WRITER.into()],
+      max_writers,
+      ..PeerInfo::default()
+    }
+  }
+
+  fn decode_all(outbox: &Outbox) -> Vec<Message> {
+    let bytes = outbox.take_queued();
+    let mut messages = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+      let (message, used) = protocol::decode(&bytes[at..]).unwrap().unwrap();
+      messages.push(message);
+      at += used;
+    }
+    messages
+  }
+
+  /// A host offering `own`, with clients 1, 2, 3 offering what `clients` lists.
+  fn host(own: &[&str], clients: &[&[&str]]) -> (Exchange, Vec<Arc<Outbox>>) {
+    let mut exchange = Exchange::new();
+    exchange.configure(info(own));
+    exchange.become_host(0);
+    let mut outboxes = Vec::new();
+    for (i, methods) in clients.iter().enumerate() {
+      let conn = i as u64 + 1;
+      let outbox = Outbox::new(None, usize::MAX);
+      exchange
+        .admit(conn, 100 + conn as u32, info(methods))
+        .unwrap();
+      exchange.attached(conn, outbox.clone());
+      outboxes.push(outbox);
+    }
+    (exchange, outboxes)
+  }
+
+  fn call(id: u64, method: &str) -> Message {
+    Message::Call {
+      id,
+      method: method.into(),
+      args: raw(json!([1])),
+    }
+  }
+
+  #[test]
+  fn the_host_answers_from_its_own_table_before_any_client() {
+    let (mut exchange, outboxes) = host(&["f"], &[&[], &["f"]]);
+    let effects = exchange.from_client(1, call(7, "f"));
+    assert_eq!(effects.events.len(), 1);
+    assert!(effects.events[0].starts_with(r#"["call",1,"f",[1]]"#));
+    assert!(
+      decode_all(&outboxes[1]).is_empty(),
+      "the client offering f is not asked"
+    );
+    // The host's JS answers under the host's id; the caller gets its own id back.
+    exchange.reply(1, Some(raw(json!("r"))), None);
+    assert_eq!(
+      decode_all(&outboxes[0]),
+      vec![Message::Reply {
+        id: 7,
+        result: Some(raw(json!("r"))),
+        error: None
+      }]
+    );
+  }
+
+  #[test]
+  fn a_call_goes_to_a_client_that_registered_it_never_back_to_the_caller() {
+    let (mut exchange, outboxes) = host(&[], &[&["f"], &["f"], &["g"]]);
+    exchange.from_client(1, call(5, "f"));
+    assert!(decode_all(&outboxes[0]).is_empty());
+    let forwarded = decode_all(&outboxes[1]);
+    let [Message::Call { id: routed, .. }] = forwarded.as_slice() else {
+      panic!("{forwarded:?}");
+    };
+    // Only the callee may answer the route.
+    exchange.from_client(
+      3,
+      Message::Reply {
+        id: *routed,
+        result: Some(raw(json!(0))),
+        error: None,
+      },
+    );
+    assert!(decode_all(&outboxes[0]).is_empty());
+    exchange.from_client(
+      2,
+      Message::Reply {
+        id: *routed,
+        result: None,
+        error: None,
+      },
+    );
+    assert_eq!(
+      decode_all(&outboxes[0]),
+      vec![Message::Reply {
+        id: 5,
+        result: None,
+        error: None
+      }]
+    );
+  }
+
+  #[test]
+  fn an_unknown_method_is_not_found_with_the_js_packages_message() {
+    let (mut exchange, outboxes) = host(&[], &[&[]]);
+    exchange.from_client(1, call(2, "a.b"));
+    let replies = decode_all(&outboxes[0]);
+    let [Message::Reply {
+      id: 2,
+      error: Some(error),
+      ..
+    }] = replies.as_slice()
+    else {
+      panic!("no reply");
+    };
+    assert_eq!(error.code.as_deref(), Some(ERR_RPC_NOT_FOUND));
+    assert_eq!(
+      error.message,
+      r#"The handler for "a.b" RPC call was not found"#
+    );
+    let effects = exchange.call(9, "a.b".into(), raw(json!([])));
+    assert!(effects.events[0].starts_with(r#"["reply",9,{"code":"ERR_RPC_NOT_FOUND""#));
+  }
+
+  #[test]
+  fn a_callee_that_leaves_fails_every_call_routed_to_it() {
+    let (mut exchange, outboxes) = host(&[], &[&[], &["slow"]]);
+    exchange.from_client(1, call(1, "slow"));
+    exchange.from_client(1, call(2, "slow"));
+    exchange.call(3, "slow".into(), raw(json!([])));
+    let effects = exchange.detach(2);
+    let replies = decode_all(&outboxes[0]);
+    assert_eq!(replies.len(), 2);
+    for reply in replies {
+      let Message::Reply {
+        error: Some(error), ..
+      } = reply
+      else {
+        panic!("{reply:?}");
+      };
+      assert_eq!(error.code.as_deref(), Some(ERR_RPC_PEER_LOST));
+    }
+    assert_eq!(effects.events.len(), 1);
+    assert!(effects.events[0].starts_with(r#"["reply",3,{"code":"ERR_RPC_PEER_LOST""#));
+    assert!(exchange.routes.is_empty());
+  }
+
+  #[test]
+  fn a_caller_that_leaves_drops_its_routes() {
+    let (mut exchange, outboxes) = host(&[], &[&[], &["f"]]);
+    exchange.from_client(1, call(1, "f"));
+    exchange.detach(1);
+    assert!(exchange.routes.is_empty());
+    decode_all(&outboxes[1]);
+    exchange.from_client(
+      2,
+      Message::Reply {
+        id: 1,
+        result: None,
+        error: None,
+      },
+    );
+    assert!(decode_all(&outboxes[0]).is_empty());
+  }
+
+  #[test]
+  fn events_reach_the_host_and_every_other_client_in_order() {
+    let (mut exchange, outboxes) = host(&[], &[&[], &[], &[]]);
+    for n in 0..3 {
+      let effects = exchange.from_client(
+        2,
+        Message::Emit {
+          event: "tick".into(),
+          args: raw(json!([n])),
+        },
+      );
+      assert_eq!(effects.events, vec![format!(r#"["e","tick",[{n}]]"#)]);
+    }
+    assert!(
+      decode_all(&outboxes[1]).is_empty(),
+      "not back to the sender"
+    );
+    for outbox in [&outboxes[0], &outboxes[2]] {
+      let args: Vec<String> = decode_all(outbox)
+        .into_iter()
+        .map(|m| match m {
+          Message::Emit { args, .. } => args.get().to_owned(),
+          other => panic!("{other:?}"),
+        })
+        .collect();
+      assert_eq!(args, ["[0]", "[1]", "[2]"]);
+    }
+  }
+
+  #[test]
+  fn emits_while_offline_are_bounded_and_sent_after_the_welcome() {
+    let mut exchange = Exchange::new();
+    let big = "x".repeat(1024 * 1024);
+    for n in 0..6 {
+      exchange.emit(format!("e{n}"), raw(json!([big])));
+    }
+    let to_host = Outbox::new(None, usize::MAX);
+    exchange.client_connected(to_host.clone());
+    let events: Vec<String> = decode_all(&to_host)
+      .into_iter()
+      .map(|m| match m {
+        Message::Emit { event, .. } => event,
+        other => panic!("{other:?}"),
+      })
+      .collect();
+    // The oldest went past the bound; the newest are kept, in order.
+    assert_eq!(events, ["e3", "e4", "e5"]);
+  }
+
+  #[test]
+  fn writers_past_the_smaller_limit_are_refused_and_a_slot_frees_when_one_leaves() {
+    let mut exchange = Exchange::new();
+    exchange.configure(PeerInfo {
+      max_writers: Some(3),
+      ..writer(None)
+    });
+    exchange.become_host(0);
+    // The host is a writer: one slot left under a client's limit of 2.
+    assert!(exchange.admit(1, 0, writer(Some(2))).is_ok());
+    let (code, _) = exchange.admit(2, 0, writer(Some(2))).unwrap_err();
+    assert_eq!(code, ERR_MAX_WRITERS);
+    // Readers are not counted; the host's own limit (3) applies to a client without one.
+    assert!(exchange.admit(3, 0, info(&[])).is_ok());
+    assert!(exchange.admit(4, 0, writer(None)).is_ok());
+    assert!(exchange.admit(5, 0, writer(None)).is_err());
+    exchange.detach(4);
+    assert!(exchange.admit(5, 0, writer(None)).is_ok());
+    // A writer reconnecting after a failover keeps its slot.
+    let rejoining = PeerInfo {
+      rejoining: true,
+      ..writer(None)
+    };
+    assert!(exchange.admit(6, 0, rejoining).is_ok());
+  }
+
+  #[test]
+  fn without_a_limit_every_writer_is_admitted() {
+    let mut exchange = Exchange::new();
+    exchange.become_host(0);
+    for conn in 1..10 {
+      assert!(exchange.admit(conn, 0, writer(None)).is_ok());
+    }
+  }
+
+  #[test]
+  fn the_hosts_own_lock_and_a_clients_take_turns() {
+    let (mut exchange, outboxes) = host(&[], &[&[]]);
+    let since = Hlc { ms: 1, counter: 0 };
+    let effects = exchange.lock(1, "k".into(), since, 10);
+    assert_eq!(effects.events, vec![r#"["g",1]"#.to_owned()]);
+    exchange.from_client(
+      1,
+      Message::Lock {
+        id: 9,
+        key: "k".into(),
+        since: Hlc { ms: 2, counter: 0 },
+        held: false,
+      },
+    );
+    assert!(decode_all(&outboxes[0]).is_empty(), "held by the host");
+    exchange.unlock(1, 11);
+    assert_eq!(decode_all(&outboxes[0]), vec![Message::Granted { id: 9 }]);
+    // The holder's connection ends: the host's next request is granted at once.
+    exchange.lock(2, "k".into(), Hlc { ms: 3, counter: 0 }, 12);
+    let effects = exchange.detach(1);
+    assert_eq!(effects.events, vec![r#"["g",2]"#.to_owned()]);
+  }
+
+  #[test]
+  fn a_client_re_announces_its_locks_to_a_new_host_and_a_new_host_its_own() {
+    let mut client = Exchange::new();
+    let first = Outbox::new(None, usize::MAX);
+    client.client_connected(first.clone());
+    client.lock(1, "held".into(), Hlc { ms: 5, counter: 0 }, 5);
+    client.lock(2, "waiting".into(), Hlc { ms: 6, counter: 0 }, 6);
+    decode_all(&first);
+    client.from_host(Message::Granted { id: 1 });
+    client.go_offline();
+    let second = Outbox::new(None, usize::MAX);
+    client.client_connected(second.clone());
+    assert_eq!(
+      decode_all(&second),
+      vec![
+        Message::Lock {
+          id: 1,
+          key: "held".into(),
+          since: Hlc { ms: 5, counter: 0 },
+          held: true
+        },
+        Message::Lock {
+          id: 2,
+          key: "waiting".into(),
+          since: Hlc { ms: 6, counter: 0 },
+          held: false
+        },
+      ]
+    );
+    // Or it becomes host itself: it keeps the held lock, and the wait is granted after the grace.
+    client.go_offline();
+    client.become_host(1000);
+    assert_eq!(
+      client.locks.holder("held"),
+      Some(Ticket { owner: HOST, id: 1 })
+    );
+    assert_eq!(client.locks.holder("waiting"), None);
+    assert_eq!(client.end_grace(1000).events, vec![r#"["g",2]"#.to_owned()]);
+  }
+
+  #[test]
+  fn peers_and_pings_name_the_processes_they_reach() {
+    let (mut exchange, outboxes) = host(&["f"], &[&["g"], &[]]);
+    assert_eq!(
+      exchange.peers_json(),
+      r#"[{"pid":101,"host":false,"roles":[],"methods":["g"]},{"pid":102,"host":false,"roles":[],"methods":[]}]"#
+    );
+    let (pids, _) = exchange.ping(4);
+    assert_eq!(pids, "[101,102]");
+    for outbox in &outboxes {
+      assert_eq!(decode_all(outbox), vec![Message::Ping { id: 4 }]);
+    }
+    let effects = exchange.from_client(2, Message::Pong { id: 4 });
+    assert_eq!(effects.events, vec![r#"["pong",4,102]"#.to_owned()]);
+    // A client answers the host's ping, and knows the host from its `About`.
+    let mut client = Exchange::new();
+    let to_host = Outbox::new(None, usize::MAX);
+    client.set_host(9, info(&["f"]));
+    client.client_connected(to_host.clone());
+    client.from_host(Message::Ping { id: 3 });
+    assert_eq!(decode_all(&to_host), vec![Message::Pong { id: 3 }]);
+    assert_eq!(
+      client.peers_json(),
+      r#"[{"pid":9,"host":true,"roles":[],"methods":["f"]}]"#
+    );
+  }
+}
