@@ -14,6 +14,14 @@ import { MAX_FRAME, PROTOCOL_VERSION, StderrLog, connectRaw, frame, hello, holdL
 const OPTIONS = { timeout: 5000 }
 
 const ordered = (fields = {}) => ({ t: 'ordered', c: { version: 1, origin: 1, seq: 1, hlc: [1, 0], update: { $set: { n: -1 } }, changes: [['s', ['n'], -1]], ...fields } })
+/** The host's answer to a valid hello: `about` (who it is), then `welcome`, returned. */
+async function welcomeAfterHello (raw) {
+  assert.equal((await raw.message(1)).t, 'about')
+  const welcomed = await raw.message(2)
+  assert.equal(welcomed.t, 'welcome')
+  return welcomed
+}
+
 const welcome = (data = { n: -1 }) => ({ t: 'welcome', c: { protocol: PROTOCOL_VERSION, hostPid: 1, version: 99, data, applied: [] } })
 const patchMessage = (update, seq = 1) => ({ t: 'patch', c: { seq, hlc: [Date.now(), 0], update } })
 const deeplyNested = (levels) => `{"t":"patch","c":{"seq":1,"hlc":[1,0],"update":${'['.repeat(levels)}${']'.repeat(levels)}}}`
@@ -112,8 +120,7 @@ test('a host disconnects every peer that sends bad input, says why on stderr, an
       const since = hostLog.mark()
       const raw = await connectRaw(socketPath, t)
       await raw.send(frame(hello()))
-      const welcomed = await raw.message(1)
-      assert.equal(welcomed.t, 'welcome')
+      const welcomed = await welcomeAfterHello(raw)
       assert.deepEqual(welcomed.c.data, { n })
       await expectDisconnected(raw, bad, since)
     })
@@ -122,7 +129,7 @@ test('a host disconnects every peer that sends bad input, says why on stderr, an
   await t.test('after hello, invalid patches are rejected one by one without a disconnect, and a bad catch-up is ignored', async (t) => {
     const raw = await connectRaw(socketPath, t)
     await raw.send(frame(hello({ origin: 777 })))
-    assert.equal((await raw.message(1)).t, 'welcome')
+    await welcomeAfterHello(raw)
     let nested = 1
     for (let i = 0; i < 101; i++) nested = { x: nested }
     const invalid = [
@@ -141,13 +148,14 @@ test('a host disconnects every peer that sends bad input, says why on stderr, an
     // Entries whose updates do not apply are skipped.
     await raw.send(frame({ t: 'catchup', c: { entries: [{ version: 1, origin: 778, seq: 1, hlc: [1, 0], update: { $nope: 1 } }, { version: 2, origin: 778, seq: 2, hlc: [1, 1], update: { $inc: { n: 'x' } } }] } }))
     for (const [i, [update, code]] of invalid.entries()) {
-      const reply = await raw.message(i + 2)
+      // After `about` and `welcome`.
+      const reply = await raw.message(i + 3)
       assert.equal(reply.t, 'rejected', JSON.stringify(update))
       assert.equal(reply.c.seq, i + 1)
       assert.equal(reply.c.code, code, `${JSON.stringify(update).slice(0, 100)}: ${reply.c.message}`)
     }
     await healthy()
-    assert.equal((await raw.message(invalid.length + 2)).t, 'ordered', 'the connection still receives the order')
+    assert.equal((await raw.message(invalid.length + 3)).t, 'ordered', 'the connection still receives the order')
     raw.socket.end()
     await withTimeout(raw.closed, 5000, 'a clean close')
   })

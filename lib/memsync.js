@@ -38,14 +38,6 @@ function checkOptions (options) {
   if (options.dir !== undefined && (typeof options.dir !== 'string' || options.dir === '')) {
     throw codedError(MemErrors.ERR_INVALID_ARG, 'options.dir must be a directory path')
   }
-  const roles = options.peer?.roles
-  if (roles !== undefined && !(Array.isArray(roles) && roles.every((role) => typeof role === 'string'))) {
-    throw codedError(MemErrors.ERR_INVALID_ARG, 'options.peer.roles must be an array of strings such as [\'writer\']')
-  }
-  const maxWriters = options.network?.maxWriters
-  if (maxWriters !== undefined && !(Number.isInteger(maxWriters) && maxWriters > 0 && maxWriters < 2 ** 32)) {
-    throw codedError(MemErrors.ERR_INVALID_ARG, `options.network.maxWriters must be a positive integer, not ${maxWriters}`)
-  }
   if (options.clientOnly && options.serverOnly) {
     throw codedError(MemErrors.ERR_INVALID_ARG, 'options.clientOnly and options.serverOnly exclude each other')
   }
@@ -457,13 +449,14 @@ class MemSync {
    */
   async call (method, ...args) {
     checkMethod(method)
+    // Checked even for a local call: a call behaves the same wherever its function runs.
+    const argsJson = toJson(args, `The arguments of RPC call "${method}"`)
     const id = this.#nextCall++
     const fn = rpcFunction(this.#rpc, method)
     if (fn !== undefined) {
       const result = await fn(...args)
       return { id, type: 'rpc', status: 'ok', params: args, result }
     }
-    const argsJson = toJson(args, `The arguments of RPC call "${method}"`)
     const timeoutMs = this.options.timeout ?? DEFAULT_TIMEOUT_MS
     const deadline = performance.now() + timeoutMs
     const expired = () => codedError(MemErrors.ERR_TIMEOUT, `The RPC call "${method}" was not answered within ${timeoutMs} ms`)

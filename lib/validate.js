@@ -84,7 +84,8 @@ function checkNestedOptions (options) {
     ['roles', (roles) => Array.isArray(roles) && roles.every((role) => typeof role === 'string'), 'an array of strings']
   ])
   checkSection(options, 'network', [
-    ['maxWriters', (n) => Number.isSafeInteger(n) && n > 0, 'a positive integer']
+    // Sent as a 32-bit count.
+    ['maxWriters', (n) => Number.isSafeInteger(n) && n > 0 && n < 2 ** 32, 'a positive integer']
   ])
 }
 
