@@ -322,6 +322,20 @@ impl Outbox {
   pub fn take_queued(&self) -> Vec<u8> {
     std::mem::take(&mut self.state.lock().queued)
   }
+
+  /// Takes what is queued, decoded (tests drive replicas without sockets).
+  #[cfg(test)]
+  pub fn take_messages(&self) -> Vec<Message> {
+    let bytes = self.take_queued();
+    let mut messages = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+      let (message, used) = protocol::decode(&bytes[at..]).unwrap().unwrap();
+      messages.push(message);
+      at += used;
+    }
+    messages
+  }
 }
 
 /// The writing task of a connection: writes what `outbox` hands over, in order, until the outbox

@@ -776,18 +776,6 @@ mod tests {
     }
   }
 
-  fn decode_all(outbox: &Outbox) -> Vec<Message> {
-    let bytes = outbox.take_queued();
-    let mut messages = Vec::new();
-    let mut at = 0;
-    while at < bytes.len() {
-      let (message, used) = protocol::decode(&bytes[at..]).unwrap().unwrap();
-      messages.push(message);
-      at += used;
-    }
-    messages
-  }
-
   /// A host offering `own`, with clients 1, 2, 3 offering what `clients` lists.
   fn host(own: &[&str], clients: &[&[&str]]) -> (Exchange, Vec<Arc<Outbox>>) {
     let mut exchange = Exchange::new();
@@ -821,13 +809,13 @@ mod tests {
     assert_eq!(effects.events.len(), 1);
     assert!(effects.events[0].starts_with(r#"["call",1,"f",[1]]"#));
     assert!(
-      decode_all(&outboxes[1]).is_empty(),
+      outboxes[1].take_messages().is_empty(),
       "the client offering f is not asked"
     );
     // The host's JS answers under the host's id; the caller gets its own id back.
     exchange.reply(1, Some(raw(json!("r"))), None);
     assert_eq!(
-      decode_all(&outboxes[0]),
+      outboxes[0].take_messages(),
       vec![Message::Reply {
         id: 7,
         result: Some(raw(json!("r"))),
@@ -840,8 +828,8 @@ mod tests {
   fn a_call_goes_to_a_client_that_registered_it_never_back_to_the_caller() {
     let (mut exchange, outboxes) = host(&[], &[&["f"], &["f"], &["g"]]);
     exchange.from_client(1, call(5, "f"));
-    assert!(decode_all(&outboxes[0]).is_empty());
-    let forwarded = decode_all(&outboxes[1]);
+    assert!(outboxes[0].take_messages().is_empty());
+    let forwarded = outboxes[1].take_messages();
     let [Message::Call { id: routed, .. }] = forwarded.as_slice() else {
       panic!("{forwarded:?}");
     };
@@ -854,7 +842,7 @@ mod tests {
         error: None,
       },
     );
-    assert!(decode_all(&outboxes[0]).is_empty());
+    assert!(outboxes[0].take_messages().is_empty());
     exchange.from_client(
       2,
       Message::Reply {
@@ -864,7 +852,7 @@ mod tests {
       },
     );
     assert_eq!(
-      decode_all(&outboxes[0]),
+      outboxes[0].take_messages(),
       vec![Message::Reply {
         id: 5,
         result: None,
@@ -877,7 +865,7 @@ mod tests {
   fn an_unknown_method_is_not_found_with_the_js_packages_message() {
     let (mut exchange, outboxes) = host(&[], &[&[]]);
     exchange.from_client(1, call(2, "a.b"));
-    let replies = decode_all(&outboxes[0]);
+    let replies = outboxes[0].take_messages();
     let [Message::Reply {
       id: 2,
       error: Some(error),
@@ -902,7 +890,7 @@ mod tests {
     exchange.from_client(1, call(2, "slow"));
     exchange.call(3, "slow".into(), raw(json!([])));
     let effects = exchange.detach(2);
-    let replies = decode_all(&outboxes[0]);
+    let replies = outboxes[0].take_messages();
     assert_eq!(replies.len(), 2);
     for reply in replies {
       let Message::Reply {
@@ -924,7 +912,7 @@ mod tests {
     exchange.from_client(1, call(1, "f"));
     exchange.detach(1);
     assert!(exchange.routes.is_empty());
-    decode_all(&outboxes[1]);
+    outboxes[1].take_messages();
     exchange.from_client(
       2,
       Message::Reply {
@@ -933,7 +921,7 @@ mod tests {
         error: None,
       },
     );
-    assert!(decode_all(&outboxes[0]).is_empty());
+    assert!(outboxes[0].take_messages().is_empty());
   }
 
   #[test]
@@ -950,11 +938,12 @@ mod tests {
       assert_eq!(effects.events, vec![format!(r#"["e","tick",[{n}]]"#)]);
     }
     assert!(
-      decode_all(&outboxes[1]).is_empty(),
+      outboxes[1].take_messages().is_empty(),
       "not back to the sender"
     );
     for outbox in [&outboxes[0], &outboxes[2]] {
-      let args: Vec<String> = decode_all(outbox)
+      let args: Vec<String> = outbox
+        .take_messages()
         .into_iter()
         .map(|m| match m {
           Message::Emit { args, .. } => args.get().to_owned(),
@@ -974,7 +963,8 @@ mod tests {
     }
     let to_host = Outbox::new(None, usize::MAX);
     exchange.client_connected(to_host.clone());
-    let events: Vec<String> = decode_all(&to_host)
+    let events: Vec<String> = to_host
+      .take_messages()
       .into_iter()
       .map(|m| match m {
         Message::Emit { event, .. } => event,
@@ -1035,9 +1025,12 @@ mod tests {
         held: false,
       },
     );
-    assert!(decode_all(&outboxes[0]).is_empty(), "held by the host");
+    assert!(outboxes[0].take_messages().is_empty(), "held by the host");
     exchange.unlock(1, 11);
-    assert_eq!(decode_all(&outboxes[0]), vec![Message::Granted { id: 9 }]);
+    assert_eq!(
+      outboxes[0].take_messages(),
+      vec![Message::Granted { id: 9 }]
+    );
     // The holder's connection ends: the host's next request is granted at once.
     exchange.lock(2, "k".into(), Hlc { ms: 3, counter: 0 }, 12);
     let effects = exchange.detach(1);
@@ -1051,13 +1044,13 @@ mod tests {
     client.client_connected(first.clone());
     client.lock(1, "held".into(), Hlc { ms: 5, counter: 0 }, 5);
     client.lock(2, "waiting".into(), Hlc { ms: 6, counter: 0 }, 6);
-    decode_all(&first);
+    first.take_messages();
     client.from_host(Message::Granted { id: 1 });
     client.go_offline();
     let second = Outbox::new(None, usize::MAX);
     client.client_connected(second.clone());
     assert_eq!(
-      decode_all(&second),
+      second.take_messages(),
       vec![
         Message::Lock {
           id: 1,
@@ -1094,7 +1087,7 @@ mod tests {
     let (pids, _) = exchange.ping(4);
     assert_eq!(pids, "[101,102]");
     for outbox in &outboxes {
-      assert_eq!(decode_all(outbox), vec![Message::Ping { id: 4 }]);
+      assert_eq!(outbox.take_messages(), vec![Message::Ping { id: 4 }]);
     }
     let effects = exchange.from_client(2, Message::Pong { id: 4 });
     assert_eq!(effects.events, vec![r#"["pong",4,102]"#.to_owned()]);
@@ -1104,7 +1097,7 @@ mod tests {
     client.set_host(9, info(&["f"]));
     client.client_connected(to_host.clone());
     client.from_host(Message::Ping { id: 3 });
-    assert_eq!(decode_all(&to_host), vec![Message::Pong { id: 3 }]);
+    assert_eq!(to_host.take_messages(), vec![Message::Pong { id: 3 }]);
     assert_eq!(
       client.peers_json(),
       r#"[{"pid":9,"host":true,"roles":[],"methods":["f"]}]"#

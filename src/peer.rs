@@ -71,13 +71,14 @@ pub async fn run(
 ) {
   // Read before the election, so that a corrupt file fails start() whatever the role; kept only
   // until this instance joins a host, whose object is newer than any file.
+  let storage_failure = |err: crate::error::Error| Failure {
+    code: err.code(),
+    message: format!("memsync '{}': {err}", replica.name()),
+  };
   let mut loaded = match services.load().await {
     Ok(loaded) => Some(loaded),
     Err(err) => {
-      fail(Failure {
-        code: err.code(),
-        message: format!("memsync '{}': {err}", replica.name()),
-      });
+      fail(storage_failure(err));
       return;
     }
   };
@@ -102,10 +103,7 @@ pub async fn run(
           Some(loaded) => match services.seed(&replica, loaded).await {
             Ok(version) => Some(version),
             Err(err) => {
-              fail(Failure {
-                code: err.code(),
-                message: format!("memsync '{}': {err}", replica.name()),
-              });
+              fail(storage_failure(err));
               return;
             }
           },

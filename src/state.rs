@@ -1272,18 +1272,6 @@ mod tests {
   const HOST: u64 = 1;
   const CLIENT: u64 = 2;
 
-  fn decode_all(outbox: &Outbox) -> Vec<Message> {
-    let bytes = outbox.take_queued();
-    let mut messages = Vec::new();
-    let mut at = 0;
-    while at < bytes.len() {
-      let (message, used) = protocol::decode(&bytes[at..]).unwrap().unwrap();
-      messages.push(message);
-      at += used;
-    }
-    messages
-  }
-
   impl Network {
     fn new(data: Value) -> Network {
       let host = Replica::new("t", data, HOST).unwrap();
@@ -1296,7 +1284,7 @@ mod tests {
         to_host: Outbox::new(None, usize::MAX),
       };
       assert!(network.host.attach_client(7, network.to_client.clone()));
-      let mut frames = decode_all(&network.to_client).into_iter();
+      let mut frames = network.to_client.take_messages().into_iter();
       let Some(Message::Welcome {
         version,
         data,
@@ -1315,7 +1303,7 @@ mod tests {
 
     /// Delivers everything the client sent to the host, as one burst.
     fn deliver_to_host(&mut self) {
-      let burst = decode_all(&self.to_host);
+      let burst = self.to_host.take_messages();
       self
         .host
         .host_receive(CLIENT, burst, &self.to_client)
@@ -1324,7 +1312,7 @@ mod tests {
 
     /// Delivers everything the host sent to the client.
     fn deliver_to_client(&mut self) {
-      let batch = decode_all(&self.to_client);
+      let batch = self.to_client.take_messages();
       self.client.client_receive(batch).unwrap();
     }
 
@@ -1528,7 +1516,7 @@ mod tests {
       data: welcome_data,
       applied,
       ..
-    }) = decode_all(&to_client).into_iter().next()
+    }) = to_client.take_messages().into_iter().next()
     else {
       panic!("not a welcome");
     };
@@ -1538,11 +1526,11 @@ mod tests {
       .client_welcome(version, welcome_data, applied, to_new_host.clone())
       .unwrap();
     new_host
-      .host_receive(CLIENT, decode_all(&to_new_host), &to_client)
+      .host_receive(CLIENT, to_new_host.take_messages(), &to_client)
       .unwrap();
     network
       .client
-      .client_receive(decode_all(&to_client))
+      .client_receive(to_client.take_messages())
       .unwrap();
     assert_eq!(data(&new_host), json!({ "list": ["c1"] }));
     assert_eq!(snapshot(&new_host), snapshot(&network.client));
