@@ -57,3 +57,26 @@ export function formatNs (ns) {
 export const formatRate = (n) => `${Math.round(n).toLocaleString('en')}/s`
 export const formatMs = (ns) => `${(ns / 1e6).toFixed(2)} ms`
 export const formatMb = (bytes) => `${(bytes / 2 ** 20).toFixed(1)} MB`
+
+/**
+ * Runs `send()` (a promise) `count` times with at most `limit` unsettled at once; resolves with
+ * the time the last one settled.
+ */
+export function keepInFlight (count, limit, send) {
+  return new Promise((resolve, reject) => {
+    let sent = 0
+    let done = 0
+    const onDone = () => {
+      done++
+      if (done === count) resolve(now())
+      else fire()
+    }
+    const fire = () => {
+      while (sent - done < limit && sent < count) {
+        sent++
+        send().then(onDone, reject)
+      }
+    }
+    fire()
+  })
+}
