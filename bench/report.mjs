@@ -113,7 +113,7 @@ function localTables ({ engine, api }) {
 }
 
 function syncTable (results, list) {
-  const { latency, roundTrip, throughput, relay } = results
+  const { latency, roundTrip, rpc, events, throughput, relay } = results
   const redis = results.redis ?? {}
   const redisPart = (key) => usable(redis) ? redis[key] : redis
   const lines = []
@@ -129,6 +129,8 @@ function syncTable (results, list) {
   latencyRow('round trip A → B → A / 2, p50', 'rttHalfP50', [])
   lines.push(`| a client's await patch(): round trip to the host, p50 (Redis: HINCRBY) | ${cell(roundTrip, (r) => r.p50, formatNs)} | – | ${cell(redisPart('roundTrip'), (r) => r.p50, formatNs)} | | |`)
   lines.push(`| a client's await patch(), p99 (Redis: HINCRBY) | ${cell(roundTrip, (r) => r.p99, formatNs)} | – | ${cell(redisPart('roundTrip'), (r) => r.p99, formatNs)} | | |`)
+  lines.push(`| await call() of a function another client registered, p50 / p99 | ${cell(rpc, (r) => r.p50, formatNs)} / ${cell(rpc, (r) => r.p99, formatNs)} | – | – | | |`)
+  lines.push(`| events.emit() from one client to another (events/s) | ${cell(events, (r) => r, formatRate)} | – | – | | |`)
   for (const writers of [1, 2, 4]) {
     const own = usable(throughput) ? throughput.find((t) => t.writers === writers && t.processes === writers + 2) : throughput
     const raw = usable(relay) ? relay.throughput.find((t) => t.writers === writers) : relay

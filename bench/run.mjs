@@ -16,7 +16,7 @@ import { benchEngine } from './engine.mjs'
 import { benchRedisLatency, benchRedisRoundTrip, benchRedisThroughput, redisVersion, startRedis } from './redis.mjs'
 import { benchRelay, buildRelay } from './relay.mjs'
 import { report, targets } from './report.mjs'
-import { benchFailover, benchJoin, benchLatency, benchRoundTrip, benchStartup, benchThroughput } from './sync.mjs'
+import { benchEvents, benchFailover, benchJoin, benchLatency, benchRoundTrip, benchRpc, benchStartup, benchThroughput } from './sync.mjs'
 
 const quick = process.argv.includes('--quick')
 
@@ -27,6 +27,7 @@ const settings = quick
       latency: { runs: 3, warmup: 300, samples: 1500 },
       roundTrip: { runs: 3, warmup: 300, samples: 2000 },
       throughput: { runs: 3, patches: 30000, writers: [1, 2, 4], processes: [1, 2, 4, 8] },
+      events: { runs: 3, count: 50000 },
       messages: 100000, // per relay writer: the relay is too fast for memsync's counts
       join: { runs: 3, sizes: [1e6, 10e6] },
       failover: { rounds: 5 },
@@ -36,6 +37,7 @@ const settings = quick
       latency: { runs: 5, warmup: 1000, samples: 5000 },
       roundTrip: { runs: 5, warmup: 1000, samples: 5000 },
       throughput: { runs: 5, patches: 100000, writers: [1, 2, 4], processes: [1, 2, 4, 8] },
+      events: { runs: 5, count: 200000 },
       messages: 200000,
       join: { runs: 5, sizes: [1e6, 10e6] },
       failover: { rounds: 10 },
@@ -101,6 +103,8 @@ const relay = await timed('relayBuild', buildRelay)
 results.relay = relay.error === undefined ? await timed('relay', () => benchRelay(relay, settings)) : relay
 results.latency = await timed('latency', () => benchLatency(dir, settings.latency))
 results.roundTrip = await timed('roundTrip', () => benchRoundTrip(dir, settings.roundTrip))
+results.rpc = await timed('rpc', () => benchRpc(dir, settings.roundTrip))
+results.events = await timed('events', () => benchEvents(dir, settings.events))
 results.throughput = await timed('throughput', () => benchThroughput(dir, settings.throughput))
 results.redis = await benchRedis(base)
 results.join = await timed('join', () => benchJoin(dir, settings.join))

@@ -75,6 +75,44 @@ export async function benchRoundTrip (dir, settings) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// RPC and events between two clients, through the host (which registers nothing itself).
+
+/** `await mem.call()` in client A of a function that client B registered. */
+export async function benchRpc (dir, settings) {
+  const name = uniqueName('rpc')
+  const peers = []
+  try {
+    peers.push(await startPeer(name, dir, 'rpc host', 'host', { data: {} }))
+    peers.push(await startPeer(name, dir, 'rpc callee', 'client', { rpc: true }))
+    peers.push(await startPeer(name, dir, 'rpc caller', 'client'))
+    return await roundTrips(peers[2], 'rpcRoundTrips', settings)
+  } finally {
+    await killAll(peers)
+  }
+}
+
+/** Events/s: client A emits `count` events in one go; until the last reached client B. */
+export async function benchEvents (dir, { runs, count }) {
+  const name = uniqueName('events')
+  const peers = []
+  try {
+    peers.push(await startPeer(name, dir, 'events host', 'host', { data: {} }))
+    const [receiver, emitter] = [await startPeer(name, dir, 'events receiver', 'client'), await startPeer(name, dir, 'events emitter', 'client')]
+    peers.push(receiver, emitter)
+    const rates = []
+    for (let run = 0; run < runs; run++) {
+      await receiver.request('countEvents', { count })
+      const { start } = await emitter.request('emitMany', { count }, 60000)
+      const { t } = await receiver.request('counted', {}, 60000)
+      rates.push(count / ((t - start) / 1e9))
+    }
+    return { count, runs: rates, ...summarize(rates) }
+  } finally {
+    await killAll(peers)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Throughput: `processes` peers (the host first), of which the last `writers` write. With two
 // more processes than writers (a host and an observer that do not write) the shape is the
 // relay's and Redis's: a hub, a reader, W writers.
