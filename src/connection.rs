@@ -253,12 +253,32 @@ impl Outbox {
   /// Queues a frame for the next [`Outbox::flush`]. `false` once the connection is closed or
   /// dropped: the frame will never be sent.
   pub fn queue(&self, frame: &[u8]) -> bool {
+    self.append(|queued| {
+      queued.extend_from_slice(frame);
+      true
+    })
+  }
+
+  /// Encodes `message` straight into the queue, without a frame of its own. `false` once the
+  /// connection is closed or dropped, or when the message is too large for a frame (it is then
+  /// not sent).
+  pub fn queue_message(&self, message: &Message) -> bool {
+    self.append(|queued| protocol::encode(message, queued).is_ok())
+  }
+
+  /// Appends to the queue with `write` (which leaves it as it was when it returns `false`),
+  /// then drops the connection if the queue outgrew the limit.
+  fn append(&self, write: impl FnOnce(&mut Vec<u8>) -> bool) -> bool {
     let mut state = self.state.lock();
     if state.closed || state.dropped {
       return false;
     }
+    let waiting = state.queued.len();
+    if !write(&mut state.queued) {
+      return false;
+    }
     // A single frame larger than the limit (a big snapshot) still goes when nothing is waiting.
-    if !state.queued.is_empty() && state.queued.len() + frame.len() > self.limit {
+    if waiting > 0 && state.queued.len() > self.limit {
       state.dropped = true;
       state.queued = Vec::new();
       drop(state);
@@ -266,7 +286,6 @@ impl Outbox {
       self.abort_write.notify_one();
       return false;
     }
-    state.queued.extend_from_slice(frame);
     true
   }
 
@@ -302,6 +321,13 @@ impl Outbox {
   /// Queues a frame and flushes. `false` when the connection is closed or dropped.
   pub fn send(&self, frame: &[u8]) -> bool {
     let queued = self.queue(frame);
+    self.flush();
+    queued
+  }
+
+  /// Queues a message ([`Outbox::queue_message`]) and flushes.
+  pub fn send_message(&self, message: &Message) -> bool {
+    let queued = self.queue_message(message);
     self.flush();
     queued
   }
@@ -644,6 +670,23 @@ mod tests {
     let mut b = b;
     b.read_to_end(&mut received).await.unwrap();
     assert_eq!(received, frames.concat());
+  }
+
+  #[test]
+  fn a_message_is_encoded_into_the_queue_and_one_too_large_is_refused() {
+    let outbox = Outbox::new(None, usize::MAX);
+    assert!(outbox.queue_message(&patch(1)));
+    let too_large = Message::Patch {
+      seq: 2,
+      hlc: Hlc::default(),
+      update: RawJson::to(&"x".repeat(MAX_FRAME)).unwrap(),
+    };
+    assert!(!outbox.queue_message(&too_large));
+    assert_eq!(
+      outbox.take_queued(),
+      encoded(&patch(1)),
+      "the queue is as it was"
+    );
   }
 
   #[tokio::test]

@@ -61,7 +61,7 @@ pub struct Effects {
 
 impl Effects {
   fn send(&mut self, outbox: &Arc<Outbox>, message: &Message) {
-    if outbox.queue(&encode(message)) && !self.flush.iter().any(|o| Arc::ptr_eq(o, outbox)) {
+    if outbox.queue_message(message) && !self.flush.iter().any(|o| Arc::ptr_eq(o, outbox)) {
       self.flush.push(outbox.clone());
     }
   }
@@ -308,12 +308,12 @@ impl Exchange {
     let mut effects = Effects::default();
     // Own locks first, held ones re-announced as held, each with its original request time.
     for (&id, lock) in &self.own_locks {
-      to_host.queue(&encode(&Message::Lock {
+      to_host.queue_message(&Message::Lock {
         id,
         key: lock.key.clone(),
         since: lock.since,
         held: lock.held,
-      }));
+      });
     }
     for frame in self.offline_emits.drain(..) {
       to_host.queue(&frame);

@@ -287,14 +287,14 @@ async fn handle_client(
         Ok(()) => {
           // Before the welcome: the client knows its host when its start() resolves.
           let about = replica.exchange().about();
-          outbox.queue(&encoded(&about));
+          outbox.queue_message(&about);
           Some(origin)
         }
         Err((code, reason)) => {
-          outbox.send(&encoded(&Message::Refused {
+          outbox.send_message(&Message::Refused {
             reason,
             code: Some(code.to_owned()),
-          }));
+          });
           None
         }
       }
@@ -302,12 +302,12 @@ async fn handle_client(
     Some(Ok(Ok(Some(Message::Hello { protocol, .. })))) => {
       let reason = format!("protocol {protocol} is not {PROTOCOL_VERSION}");
       eprintln!("memsync '{}': refusing a client: {reason}", replica.name());
-      outbox.send(&encoded(&Message::Refused { reason, code: None }));
+      outbox.send_message(&Message::Refused { reason, code: None });
       None
     }
     // `memsync status`: answered, and the connection closes without a client being admitted.
     Some(Ok(Ok(Some(Message::Query)))) => {
-      outbox.send(&encoded(&status_message(&replica)));
+      outbox.send_message(&status_message(&replica));
       None
     }
     // A client that closes before saying anything is no error: it stopped or died while
@@ -381,42 +381,52 @@ fn host_receive(
   batch: Vec<Message>,
   outbox: &Outbox,
 ) -> Result<(), Message> {
-  let mut documents = Vec::new();
-  for message in batch {
-    if !Exchange::handles(&message) {
-      documents.push(message);
-      continue;
-    }
-    if !documents.is_empty() {
-      replica.host_receive(origin, std::mem::take(&mut documents), outbox)?;
-    }
-    let effects = replica.exchange().from_client(conn, message);
-    replica.apply(effects, true);
-  }
-  if documents.is_empty() {
-    return Ok(());
-  }
-  replica.host_receive(origin, documents, outbox)
+  split_burst(
+    batch,
+    |documents| replica.host_receive(origin, documents, outbox),
+    |message| {
+      // Two statements: the exchange's lock must be released before `apply`.
+      let effects = replica.exchange().from_client(conn, message);
+      replica.apply(effects, true);
+    },
+  )
 }
 
 /// Client: a burst from the host, in order, as [`host_receive`] splits it.
 fn client_receive(replica: &Replica, batch: Vec<Message>) -> Result<(), String> {
-  let mut documents = Vec::new();
+  split_burst(
+    batch,
+    |documents| replica.client_receive(documents),
+    |message| {
+      // Two statements: the exchange's lock must be released before `apply`.
+      let effects = replica.exchange().from_host(message);
+      replica.apply(effects, true);
+    },
+  )
+}
+
+/// Hands a burst over in order: each run of document messages (patches and what orders them) to
+/// `documents` as one batch, every other message to `exchange`.
+fn split_burst<E>(
+  batch: Vec<Message>,
+  mut documents: impl FnMut(Vec<Message>) -> Result<(), E>,
+  mut exchange: impl FnMut(Message),
+) -> Result<(), E> {
+  let mut run = Vec::new();
   for message in batch {
     if !Exchange::handles(&message) {
-      documents.push(message);
+      run.push(message);
       continue;
     }
-    if !documents.is_empty() {
-      replica.client_receive(std::mem::take(&mut documents))?;
+    if !run.is_empty() {
+      documents(std::mem::take(&mut run))?;
     }
-    let effects = replica.exchange().from_host(message);
-    replica.apply(effects, true);
+    exchange(message);
   }
-  if documents.is_empty() {
+  if run.is_empty() {
     return Ok(());
   }
-  replica.client_receive(documents)
+  documents(run)
 }
 
 /// `first` and every message that already arrived behind it, handled as one batch; and the
@@ -450,13 +460,6 @@ fn direct_write(stream: &Stream) -> Option<DirectWrite> {
 #[cfg(not(unix))]
 fn direct_write(_: &Stream) -> Option<DirectWrite> {
   None
-}
-
-fn encoded(message: &Message) -> Vec<u8> {
-  let mut frame = Vec::new();
-  // Only a message over MAX_FRAME fails to encode; handshake messages are small.
-  let _ = crate::protocol::encode(message, &mut frame);
-  frame
 }
 
 /// The answer to a `Query` (`memsync status`).
@@ -495,7 +498,7 @@ async fn serve_as_client(
   // The host reads whatever we send: a client's own backlog is bounded by its pending patches.
   let outbox = Outbox::new(direct_write(&stream), usize::MAX);
   let writer = tokio::spawn(write_outbox(Shared(stream), outbox.clone()));
-  outbox.send(&encoded(&replica.hello()));
+  outbox.send_message(&replica.hello());
   // `stop()` does not wait for a hung host's welcome. `about` comes first: the host's pid and
   // what it offers.
   let mut welcome = None;

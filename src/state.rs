@@ -334,7 +334,7 @@ impl Replica {
         let queued = inner
           .to_host
           .as_ref()
-          .is_some_and(|to_host| to_host.queue(&encode(&patch_message(seq, hlc, &update_text))));
+          .is_some_and(|to_host| to_host.queue_message(&patch_message(seq, hlc, &update_text)));
         let event = own_event(seq, 0, &changes, queued);
         inner.pending.push_back(Pending {
           seq,
@@ -523,11 +523,11 @@ impl Replica {
           if let Err((code, message)) =
             inner.order_received(origin, seq, hlc, update, now, &mut all, &mut received)
           {
-            reply.queue(&encode(&Message::Rejected {
+            reply.queue_message(&Message::Rejected {
               seq,
               code: code.to_owned(),
               message,
-            }));
+            });
           }
         }
         Message::Catchup { entries } => inner.catch_up(entries, &mut all, &mut received),
@@ -624,14 +624,10 @@ impl Replica {
       inner.push_event(event);
     }
     if !missed.is_empty() {
-      to_host.queue(&encode(&Message::Catchup { entries: missed }));
+      to_host.queue_message(&Message::Catchup { entries: missed });
     }
     for patch in &inner.pending {
-      to_host.queue(&encode(&patch_message(
-        patch.seq,
-        patch.hlc,
-        &patch.update_text,
-      )));
+      to_host.queue_message(&patch_message(patch.seq, patch.hlc, &patch.update_text));
     }
     inner.to_host = Some(to_host.clone());
     inner.push_event(role_event(Role::Client));
@@ -1160,14 +1156,6 @@ fn comparable_path(path: &str) -> &str {
     Some(index) => &path[..index],
     None => path,
   }
-}
-
-fn encode(message: &Message) -> Vec<u8> {
-  let mut frame = Vec::new();
-  // Only a message over MAX_FRAME fails to encode; it is then not sent and the receiver, which
-  // never gets it, resyncs when it notices the gap at its next connection.
-  let _ = protocol::encode(message, &mut frame);
-  frame
 }
 
 fn patch_message(seq: u64, hlc: Hlc, update: &RawJson) -> Message {
