@@ -1,9 +1,12 @@
-// Runs a fixture in a child Node process and resolves when it exits by itself, with its output.
+// Runs a Node script in a child process and resolves when it exits by itself, with its output.
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
-export function runFixture (name, args = [], { timeoutMs = 20000 } = {}) {
-  const file = fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url))
+/**
+ * Runs `file` with `args` to its end; resolves with `{ code, signal, stdout, stderr }`, or rejects
+ * (after killing it) when it is still running after `timeoutMs`. `label` names it in that error.
+ */
+export function runScript (file, args, { timeoutMs, label }) {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [file, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
@@ -12,11 +15,17 @@ export function runFixture (name, args = [], { timeoutMs = 20000 } = {}) {
     child.stderr.on('data', (chunk) => { stderr += chunk })
     const timer = setTimeout(() => {
       child.kill('SIGKILL')
-      reject(new Error(`${name} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`))
+      reject(new Error(`${label} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`))
     }, timeoutMs)
     child.on('exit', (code, signal) => {
       clearTimeout(timer)
       resolve({ code, signal, stdout, stderr })
     })
   })
+}
+
+/** Runs `fixtures/<name>` with runScript. */
+export function runFixture (name, args = [], { timeoutMs = 20000 } = {}) {
+  const file = fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url))
+  return runScript(file, args, { timeoutMs, label: name })
 }

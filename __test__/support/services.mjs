@@ -7,6 +7,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { runScript } from './child.mjs'
 import { withTimeout } from './peers.mjs'
 
 export const BIN = fileURLToPath(new URL('../../bin/memsync.js', import.meta.url))
@@ -98,21 +99,7 @@ export async function openEvents (t, url) {
  * pipe, so its output is JSON.
  */
 export function runCli (args, { timeoutMs = 10000 } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk) => { stdout += chunk })
-    child.stderr.on('data', (chunk) => { stderr += chunk })
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL')
-      reject(new Error(`memsync ${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`))
-    }, timeoutMs)
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer)
-      resolve({ code, signal, stdout, stderr })
-    })
-  })
+  return runScript(BIN, args, { timeoutMs, label: `memsync ${args.join(' ')}` })
 }
 
 /**
