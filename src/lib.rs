@@ -5,10 +5,11 @@
 //!   all-or-nothing, undo, and the change list another replica applies. No I/O.
 //! - `error`: the crate's `Error` with a stable `ERR_*` code per variant.
 //! - `protocol`: the wire format: length-prefixed JSON frames of `Message`, and the hybrid clock.
-//! - `connection`: `FrameReader` decodes bursts of frames; `write_frames` coalesces writes.
+//! - `connection`: `FrameReader` decodes bursts of frames; an `Outbox` queues frames and writes
+//!   them straight from the sending thread, or through the connection's writer task.
 //! - `rendezvous`: the private directory, the host election by file lock, the socket path.
 //! - `state`: an instance's replica: ordering (host), pending patches and rebases (client),
-//!   failover hand-over, and the events for the JS side. No I/O beyond channel sends.
+//!   failover hand-over, and the events for the JS side. Its only I/O is through `Outbox`es.
 //! - `exchange`: RPC routing, the event bus, writer limits and locks beside the document: what a
 //!   client sends, how the host routes calls and replies, forwards events, admits writers.
 //! - `locks`: the host's lock table, a pure state machine (holders, waiters in request order, the
