@@ -31,7 +31,11 @@ export declare function createInstance(name: string, dataJson: string, dir?: str
 /** The rendezvous directory used when none is given. */
 export declare function defaultDir(): string
 
-/** The events that arrived from the network, as a JSON array. */
+/**
+ * The events that arrived from the network, as a JSON array. Also where the JS thread takes
+ * up polling a new client socket, lets go of one that ended, and claims back one that the tokio
+ * task read while this thread was busy.
+ */
 export declare function drain(instance: ExternalObject<Instance>): string
 
 /**

@@ -8,6 +8,8 @@
 //! `JSON.stringify` plus `serde_json::from_str` is several times cheaper than napi's
 //! per-property object conversion.
 
+#[cfg(unix)]
+use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
@@ -24,6 +26,8 @@ use tokio::task::JoinHandle;
 
 use crate::error::Error;
 use crate::http::Address;
+#[cfg(unix)]
+use crate::js_poll::JsPoll;
 use crate::peer;
 use crate::probe;
 use crate::protocol::{PeerInfo, RawJson, RemoteError};
@@ -70,6 +74,10 @@ pub struct Instance {
   dir: Option<PathBuf>,
   services: Arc<Services>,
   link: Mutex<Link>,
+  /// The client socket this thread's event loop polls (see `inbox`). Touched on the JS thread
+  /// only.
+  #[cfg(unix)]
+  js_poll: RefCell<Option<JsPoll>>,
 }
 
 /// What a started instance holds.
@@ -118,6 +126,8 @@ pub fn create_instance(
       referenced: true,
       peer: None,
     }),
+    #[cfg(unix)]
+    js_poll: RefCell::new(None),
   }))
 }
 
@@ -172,10 +182,31 @@ pub fn set_wants_received(instance: &External<Instance>, wanted: bool) {
   instance.replica.set_wants_received(wanted);
 }
 
-/// The events that arrived from the network, as a JSON array.
+/// The events that arrived from the network, as a JSON array. Also where the JS thread takes
+/// up polling a new client socket, lets go of one that ended, and claims back one that the tokio
+/// task read while this thread was busy.
 #[napi]
-pub fn drain(instance: &External<Instance>) -> String {
+pub fn drain(env: Env, instance: &External<Instance>) -> String {
+  #[cfg(unix)]
+  poll_inbox(&env, instance);
   instance.replica.drain()
+}
+
+#[cfg(unix)]
+fn poll_inbox(env: &Env, instance: &Instance) {
+  let mut js_poll = instance.js_poll.borrow_mut();
+  if let Some(inbox) = instance.replica.take_offered_inbox() {
+    // The tokio task keeps reading if the poll cannot start.
+    *js_poll = JsPoll::start(env, inbox).ok();
+  }
+  let Some(poll) = js_poll.as_ref() else {
+    return;
+  };
+  if poll.inbox().has_ended() {
+    *js_poll = None;
+  } else if !poll.inbox().polled_by_js() {
+    poll.inbox().claim_for_js();
+  }
 }
 
 /// Joins the network of the instance's name in the background; the outcome arrives as an event.
@@ -283,6 +314,8 @@ pub fn probe<'env>(
 #[napi]
 pub fn release(instance: &External<Instance>) {
   instance.link.lock().waker = None;
+  #[cfg(unix)]
+  instance.js_poll.borrow_mut().take();
 }
 
 /// Like `ref()`/`unref()` on `net.Server`: whether a started instance keeps the process alive.

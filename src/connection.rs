@@ -82,7 +82,7 @@ impl From<ProtocolError> for ConnectionError {
 /// the unread tail moves to the front only when more bytes are needed, so a burst of frames is
 /// decoded without copying.
 #[derive(Debug, Default)]
-struct ReadBuffer {
+pub(crate) struct ReadBuffer {
   bytes: Vec<u8>,
   start: usize,
 }
@@ -96,13 +96,7 @@ impl ReadBuffer {
       if let Some(message) = self.buffered_message()? {
         return Ok(Some(message));
       }
-      if self.start > 0 {
-        self.bytes.drain(..self.start);
-        self.start = 0;
-      }
-      if self.bytes.capacity() - self.bytes.len() < READ_CHUNK {
-        self.bytes.reserve(READ_CHUNK);
-      }
+      self.make_room();
       // `read_buf` is cancel-safe: bytes it returns are already in `self.bytes`, so a caller may
       // drop this future in a `select!` without losing data.
       if stream.read_buf(&mut self.bytes).await? == 0 {
@@ -117,8 +111,41 @@ impl ReadBuffer {
     }
   }
 
+  /// Reads once from the non-blocking socket `fd`: the number of bytes read, 0 at its end.
+  #[cfg(unix)]
+  pub(crate) fn read_fd(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    self.make_room();
+    let spare = self.bytes.spare_capacity_mut();
+    // SAFETY: `read` writes at most `spare.len()` bytes into `spare`, which `bytes` owns; the
+    // bytes it reports are initialised before `set_len` exposes them.
+    let read = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+    let Ok(read) = usize::try_from(read) else {
+      return Err(io::Error::last_os_error());
+    };
+    // SAFETY: see above.
+    unsafe { self.bytes.set_len(self.bytes.len() + read) };
+    Ok(read)
+  }
+
+  /// Moves the unread tail to the front and offers at least [`READ_CHUNK`] bytes to the next read.
+  fn make_room(&mut self) {
+    if self.start > 0 {
+      self.bytes.drain(..self.start);
+      self.start = 0;
+    }
+    if self.bytes.capacity() - self.bytes.len() < READ_CHUNK {
+      self.bytes.reserve(READ_CHUNK);
+    }
+  }
+
+  /// The bytes of a frame still waiting for the rest.
+  pub(crate) fn partial_frame(&self) -> usize {
+    self.bytes.len() - self.start
+  }
+
   /// The next message if it is already received in full; never reads.
-  fn buffered_message(&mut self) -> Result<Option<Message>, ConnectionError> {
+  pub(crate) fn buffered_message(&mut self) -> Result<Option<Message>, ConnectionError> {
     let Some((message, consumed)) = protocol::decode(&self.bytes[self.start..])? else {
       return Ok(None);
     };
@@ -165,6 +192,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
   /// burst of messages as one batch.
   pub fn buffered_message(&mut self) -> Result<Option<Message>, ConnectionError> {
     self.read.buffered_message()
+  }
+
+  /// What was received but not decoded yet, for whoever reads the stream next.
+  pub(crate) fn into_buffer(self) -> ReadBuffer {
+    self.read
   }
 }
 

@@ -7,6 +7,10 @@
 //! - `protocol`: the wire format: length-prefixed JSON frames of `Message`, and the hybrid clock.
 //! - `connection`: `FrameReader` decodes bursts of frames; an `Outbox` queues frames and writes
 //!   them straight from the sending thread, or through the connection's writer task.
+//! - `socket` (Unix): a connection's socket split for tokio, so that a thread is woken only for
+//!   what it waits for: the reader for incoming data, the writer only while the socket is full.
+//! - `inbox` (Unix): a client's incoming frames, read by its JS thread's event loop while that
+//!   thread is responsive (one wake-up per message instead of two), else by the tokio task.
 //! - `rendezvous`: the private directory, the host election by file lock, the socket path.
 //! - `state`: an instance's replica: ordering (host), pending patches and rebases (client),
 //!   failover hand-over, and the events for the JS side. Its only I/O is through `Outbox`es.
@@ -22,6 +26,8 @@
 //! - `probe`: asks a name's host for its status without joining (`memsync status`, `ls`).
 //! - `binding` (feature `napi`): functions over an `External` instance; converts, calls, converts
 //!   back. The JS facade (`lib/memsync.js`) builds the drop-in `MemSync` class on top of it.
+//! - `js_poll` (feature `napi`, Unix): the libuv poll handle through which the JS thread's event
+//!   loop reads an inbox.
 #![deny(clippy::all)]
 
 #[cfg(feature = "napi")]
@@ -30,6 +36,10 @@ pub mod connection;
 pub mod error;
 pub mod exchange;
 pub mod http;
+#[cfg(unix)]
+pub mod inbox;
+#[cfg(all(feature = "napi", unix))]
+mod js_poll;
 pub mod locks;
 pub mod patch;
 pub mod peer;
@@ -38,6 +48,8 @@ pub mod probe;
 pub mod protocol;
 pub mod rendezvous;
 pub mod services;
+#[cfg(unix)]
+pub mod socket;
 pub mod state;
 
 pub use error::{Error, Result};

@@ -16,11 +16,17 @@ use interprocess::local_socket::traits::tokio::Listener as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::connection::{write_outbox, ConnectionError, DirectWrite, FrameReader, Outbox, Shared};
+#[cfg(not(unix))]
+use crate::connection::Shared;
+use crate::connection::{write_outbox, ConnectionError, DirectWrite, FrameReader, Outbox};
 use crate::exchange::{Exchange, ERR_MAX_WRITERS, LOCK_GRACE};
+#[cfg(unix)]
+use crate::inbox::{Inbox, InboxEnd};
 use crate::protocol::{Message, MAX_FRAME, PROTOCOL_VERSION};
 use crate::rendezvous::{HostLock, Rendezvous};
 use crate::services::Services;
+#[cfg(unix)]
+use crate::socket::{SocketReader, SocketWriter};
 use crate::state::Replica;
 
 /// How long a new connection may take to say hello, and a client to be welcomed.
@@ -39,6 +45,11 @@ const CLIENT_BACKLOG: usize = MAX_FRAME / 2;
 const FAILED_BACKOFF: Duration = Duration::from_millis(1);
 /// The longest pause between attempts to join a host that keeps failing.
 const MAX_FAILED_BACKOFF: Duration = Duration::from_secs(1);
+/// How long frames may wait unread while the JS thread polls the client socket before the tokio
+/// task reads them itself (a stalled event loop): bounds how late a blocked process notices that
+/// its host is gone.
+#[cfg(unix)]
+const JS_PATIENCE: Duration = Duration::from_millis(20);
 
 /// Which roles an instance may take (memsync 0.5's `clientOnly` / `serverOnly`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -263,10 +274,19 @@ async fn handle_client(
   id: u64,
   mut shutdown: watch::Receiver<bool>,
 ) {
-  let stream = Arc::new(stream);
-  let mut reader = FrameReader::new(Shared(stream.clone()));
-  let outbox = Outbox::new(direct_write(&stream), CLIENT_BACKLOG);
-  let mut writer = tokio::spawn(write_outbox(Shared(stream), outbox.clone()));
+  let (reader, writer, direct) = match split(stream) {
+    Ok(halves) => halves,
+    Err(err) => {
+      eprintln!(
+        "memsync '{}': cannot use a client connection: {err}",
+        replica.name()
+      );
+      return;
+    }
+  };
+  let mut reader = FrameReader::new(reader);
+  let outbox = Outbox::new(direct, CLIENT_BACKLOG);
+  let mut writer = tokio::spawn(write_outbox(writer, outbox.clone()));
   // A stopping host does not wait for a silent connection to say hello.
   let hello = tokio::select! {
     hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_message()) => Some(hello),
@@ -445,15 +465,36 @@ where
   }
 }
 
-/// Writing to the socket from whichever thread flushes, without waiting (Unix domain sockets):
-/// through a second descriptor of the same socket, which shares its non-blocking mode.
+/// A connection's reading half, writing half (for the writer task) and the writes from the
+/// sending thread: see `socket` (Unix domain sockets).
 #[cfg(unix)]
-fn direct_write(stream: &Stream) -> Option<DirectWrite> {
-  use std::io::Write;
-  use std::os::fd::AsFd;
+fn split(stream: Stream) -> io::Result<(SocketReader, SocketWriter, Option<DirectWrite>)> {
   let Stream::UdSocket(socket) = stream;
-  let socket = std::os::unix::net::UnixStream::from(socket.as_fd().try_clone_to_owned().ok()?);
-  Some(Box::new(move |bytes: &[u8]| (&socket).write(bytes)))
+  let (reader, writer, direct) = crate::socket::split(socket.try_into()?)?;
+  Ok((reader, writer, Some(direct)))
+}
+
+/// Named pipes: both halves share the stream, and the writer task does every write.
+#[cfg(not(unix))]
+fn split(stream: Stream) -> io::Result<(Shared<Stream>, Shared<Stream>, Option<DirectWrite>)> {
+  let stream = Arc::new(stream);
+  Ok((Shared(stream.clone()), Shared(stream), None))
+}
+
+/// The incoming side of a welcomed client connection, with what the handshake's reader had
+/// received beyond the welcome.
+#[cfg(unix)]
+fn client_inbox(
+  socket: io::Result<std::os::fd::OwnedFd>,
+  reader: FrameReader<SocketReader>,
+  replica: &Arc<Replica>,
+) -> io::Result<Arc<Inbox>> {
+  let receiving = replica.clone();
+  Ok(Arc::new(Inbox::new(
+    socket?,
+    reader.into_buffer(),
+    Box::new(move |batch| client_receive(&receiving, batch)),
+  )))
 }
 
 /// Named pipes are written by the writer task only.
@@ -493,11 +534,22 @@ async fn serve_as_client(
   stream: Stream,
   shutdown: &mut watch::Receiver<bool>,
 ) -> Ended {
-  let stream = Arc::new(stream);
-  let mut reader = FrameReader::new(Shared(stream.clone()));
+  let (reader, writer, direct) = match split(stream) {
+    Ok(halves) => halves,
+    Err(err) => {
+      eprintln!(
+        "memsync '{}': cannot use the host connection: {err}",
+        replica.name()
+      );
+      return Ended::NotWelcomed;
+    }
+  };
+  #[cfg(unix)]
+  let socket = reader.duplicate();
+  let mut reader = FrameReader::new(reader);
   // The host reads whatever we send: a client's own backlog is bounded by its pending patches.
-  let outbox = Outbox::new(direct_write(&stream), usize::MAX);
-  let writer = tokio::spawn(write_outbox(Shared(stream), outbox.clone()));
+  let outbox = Outbox::new(direct, usize::MAX);
+  let writer = tokio::spawn(write_outbox(writer, outbox.clone()));
   outbox.send_message(&replica.hello());
   // `stop()` does not wait for a hung host's welcome. `about` comes first: the host's pid and
   // what it offers.
@@ -566,7 +618,66 @@ async fn serve_as_client(
     writer.abort();
     return Ended::NotWelcomed;
   }
+  #[cfg(unix)]
+  let ended = match client_inbox(socket, reader, replica) {
+    Ok(inbox) => read_through_inbox(replica, inbox, shutdown).await,
+    Err(err) => host_loss(replica, &ConnectionError::Io(err)),
+  };
+  #[cfg(not(unix))]
+  let ended = read_in_task(replica, reader, shutdown).await;
+  replica.go_offline();
+  writer.abort();
+  ended
+}
+
+/// Reads the host's messages as the JS thread and the tokio task take turns (see `inbox`) until
+/// the connection ends.
+#[cfg(unix)]
+async fn read_through_inbox(
+  replica: &Arc<Replica>,
+  inbox: Arc<Inbox>,
+  shutdown: &mut watch::Receiver<bool>,
+) -> Ended {
+  inbox.receive();
+  replica.offer_inbox(inbox.clone());
   let ended = loop {
+    let turn = async {
+      if inbox.polled_by_js() {
+        inbox.watch_js(JS_PATIENCE).await;
+        Ok(())
+      } else {
+        inbox.read_in_tokio().await
+      }
+    };
+    let turned = tokio::select! {
+      turned = turn => turned,
+      _ = shutdown.wait_for(|stop| *stop) => break Ended::Shutdown,
+    };
+    if let Err(err) = turned {
+      break host_loss(replica, &ConnectionError::Io(err));
+    }
+    match inbox.take_end() {
+      Some(InboxEnd::Lost(err)) => break host_loss(replica, &err),
+      Some(InboxEnd::Failed(err)) => {
+        eprintln!("memsync '{}': {err}; reconnecting", replica.name());
+        break Ended::Failed;
+      }
+      None => {}
+    }
+  };
+  // Before going offline: a batch the JS thread is handling completes first.
+  inbox.close();
+  ended
+}
+
+/// Reads the host's messages in this task until the connection ends.
+#[cfg(not(unix))]
+async fn read_in_task(
+  replica: &Replica,
+  mut reader: FrameReader<Shared<Stream>>,
+  shutdown: &mut watch::Receiver<bool>,
+) -> Ended {
+  loop {
     let first = tokio::select! {
       message = reader.read_message() => message,
       _ = shutdown.wait_for(|stop| *stop) => break Ended::Shutdown,
@@ -584,10 +695,7 @@ async fn serve_as_client(
     if let Some(err) = failed {
       break host_loss(replica, &err);
     }
-  };
-  replica.go_offline();
-  writer.abort();
-  ended
+  }
 }
 
 /// A host that dies resets its connections: that is the failover's ordinary start, not worth a

@@ -91,6 +91,10 @@ pub struct Replica {
   exchange: Mutex<Exchange>,
   /// Signalled when a joining replica holds the host's snapshot (`Inner::joining` turns false).
   joined: Condvar,
+  /// A client connection's socket offered to the JS thread's event loop (see `inbox`), until
+  /// the JS side takes it.
+  #[cfg(unix)]
+  offered_inbox: Mutex<Option<Arc<crate::inbox::Inbox>>>,
 }
 
 struct Inner {
@@ -235,6 +239,8 @@ impl Replica {
       }),
       waker: Mutex::new(None),
       woken: AtomicBool::new(false),
+      #[cfg(unix)]
+      offered_inbox: Mutex::new(None),
       exchange: Mutex::new(Exchange::new()),
       joined: Condvar::new(),
     })
@@ -268,6 +274,22 @@ impl Replica {
   /// Sets what wakes the JS thread when events arrive from the network.
   pub fn set_waker(&self, waker: Option<Box<dyn Fn() + Send + Sync>>) {
     *self.waker.lock() = waker;
+  }
+
+  /// Offers a client connection's socket to the JS thread, and wakes it to take it.
+  #[cfg(unix)]
+  pub fn offer_inbox(&self, inbox: Arc<crate::inbox::Inbox>) {
+    *self.offered_inbox.lock() = Some(inbox);
+    self.woken.store(true, Ordering::Release);
+    if let Some(waker) = self.waker.lock().as_ref() {
+      waker();
+    }
+  }
+
+  /// The socket offered to the JS thread, once.
+  #[cfg(unix)]
+  pub fn take_offered_inbox(&self) -> Option<Arc<crate::inbox::Inbox>> {
+    self.offered_inbox.lock().take()
   }
 
   /// Whether JS wants the update of every patch ordered elsewhere (`receivedPatches`, `change`).
@@ -542,7 +564,7 @@ impl Replica {
       let event = changes_event(version, all, &format!("[{}]", received.join(",")));
       inner.push_document_event(event);
     }
-    inner.history.publish(true);
+    inner.history.publish_except(true, Some(reply));
     drop(guard);
     reply.flush();
     self.wake();
@@ -985,13 +1007,20 @@ impl History {
   /// whose connection is gone. `flush` sends them at once (a tokio worker); otherwise JS flushes
   /// at the end of its task.
   fn publish(&mut self, flush: bool) {
+    self.publish_except(flush, None);
+  }
+
+  /// [`History::publish`], leaving the flush of `origin` (the clients whose patches these
+  /// are) to the caller: the other clients' readers get the CPU first, the origin only needs
+  /// its acknowledgement.
+  fn publish_except(&mut self, flush: bool, origin: Option<&Outbox>) {
     if self.broadcast.is_empty() {
       return;
     }
     let broadcast = &self.broadcast;
     self.clients.retain(|(_, outbox)| {
       let queued = outbox.queue(broadcast);
-      if queued && flush {
+      if queued && flush && !origin.is_some_and(|origin| std::ptr::eq(origin, &**outbox)) {
         outbox.flush();
       }
       queued

@@ -18,7 +18,9 @@ export const uniqueName = (label) => `${label}-${process.pid}-${names++}`
 /** A fresh rendezvous directory (memsync creates it, 0700), removed when the test ends. */
 export function rendezvousDir (t) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memsync-test-'))
-  t.after(() => fs.rmSync(tmp, { recursive: true, force: true }))
+  // Retried: this hook may run before the peers' kill hooks, while a survivor is still taking
+  // the host role and creating its files.
+  t.after(() => fs.rmSync(tmp, { recursive: true, force: true, maxRetries: 10 }))
   return path.join(tmp, 'rdv')
 }
 
