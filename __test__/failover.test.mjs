@@ -109,3 +109,30 @@ test('8 processes started at once elect exactly one host; after kill -9 of all, 
   assert.equal((await joiner.request('start', {}, 2000)).role, 'client', 'and it accepts clients on a fresh socket')
   assert.deepEqual((await joiner.request('state')).data, { fresh: true })
 })
+
+test('a client whose JS thread is blocked still notices its host go and takes the role over', { timeout: 20000 }, async (t) => {
+  const dir = rendezvousDir(t)
+  const name = uniqueName('blocked')
+  const host = await spawnPeer(t, name, dir, { data: { n: 0 }, options: OPTIONS }, 'host')
+  assert.equal((await host.request('start')).role, 'host')
+  const blocked = await spawnPeer(t, name, dir, { options: OPTIONS }, 'blocked client')
+  assert.equal((await blocked.request('start')).role, 'client')
+  assert.deepEqual(await host.request('patch', { update: { $inc: { n: 5 } } }), { ok: true })
+  await blocked.request('waitFor', { path: 'n', value: 5 })
+
+  const mark = blocked.mark()
+  let busyEnded = false
+  const busy = blocked.request('busy', { ms: 5000 }, 10000).then((reply) => { busyEnded = true; return reply })
+  await blocked.waitEvent('busy', { since: mark })
+  // While its JS thread spins, the client's socket is read by its tokio task: it sees the host
+  // leave, becomes host and welcomes a newcomer with the data.
+  await host.request('stop')
+  const newcomer = await spawnPeer(t, name, dir, { options: { ...OPTIONS, clientOnly: true } }, 'newcomer')
+  assert.equal((await newcomer.request('start')).role, 'client')
+  const status = await newcomer.request('status')
+  assert.equal(busyEnded, false, 'the blocked client took over while its JS thread was blocked')
+  assert.equal(status.peers.find((peer) => peer.host)?.pid, blocked.pid, 'the blocked client is the new host')
+  assert.deepEqual((await newcomer.request('state')).data, { n: 5 })
+  await busy
+  assert.equal((await blocked.request('status')).status, 'host')
+})
