@@ -497,12 +497,6 @@ fn client_inbox(
   )))
 }
 
-/// Named pipes are written by the writer task only.
-#[cfg(not(unix))]
-fn direct_write(_: &Stream) -> Option<DirectWrite> {
-  None
-}
-
 /// The answer to a `Query` (`memsync status`).
 fn status_message(replica: &Replica) -> Message {
   let (_, version, clients) = replica.status();
