@@ -5,7 +5,7 @@ import { EventEmitter, once } from 'node:events'
 import net from 'node:net'
 import { withTimeout } from './peers.mjs'
 
-export const PROTOCOL_VERSION = 1
+export const PROTOCOL_VERSION = 2
 export const MAX_FRAME = 64 * 1024 * 1024
 
 /** A frame: the 4-byte big-endian length of `payload` (an object, sent as JSON, or raw bytes), then it. */
@@ -16,6 +16,25 @@ export function frame (payload) {
   return Buffer.concat([header, body])
 }
 
+/**
+ * A payload as the message it carries: JSON, or the binary form of `ordered` (tag 1) and `patch`
+ * (tag 2) that src/protocol.rs sends. Numbers above 2^53 lose precision (the tests only read
+ * types and small values).
+ */
+function decodePayload (payload) {
+  const u64 = (at) => Number(payload.readBigUInt64LE(at))
+  const json = (start, end) => JSON.parse(payload.subarray(start, end).toString('utf8'))
+  if (payload[0] === 1) {
+    const updateEnd = 41 + payload.readUInt32LE(37)
+    return {
+      t: 'ordered',
+      c: { version: u64(1), origin: u64(9), seq: u64(17), hlc: [u64(25), payload.readUInt32LE(33)], update: json(41, updateEnd), changes: json(updateEnd) }
+    }
+  }
+  if (payload[0] === 2) return { t: 'patch', c: { seq: u64(1), hlc: [u64(9), payload.readUInt32LE(17)], update: json(21) } }
+  return JSON.parse(payload.toString('utf8'))
+}
+
 /** The messages in `bytes` (complete frames only). */
 export function decodeFrames (bytes) {
   const messages = []
@@ -23,7 +42,7 @@ export function decodeFrames (bytes) {
   while (offset + 4 <= bytes.length) {
     const length = bytes.readUInt32BE(offset)
     if (offset + 4 + length > bytes.length) break
-    messages.push(JSON.parse(bytes.subarray(offset + 4, offset + 4 + length).toString('utf8')))
+    messages.push(decodePayload(bytes.subarray(offset + 4, offset + 4 + length)))
     offset += 4 + length
   }
   return messages
