@@ -599,10 +599,11 @@ async fn serve_as_client(
       "its first message is {}, not welcome",
       message.kind()
     ))),
-    Ok(Err(err)) => Err(Some(err.to_string())),
-    // A host that stops while we join closes without a welcome: nothing to report, the next host
-    // will welcome us.
+    // A host that stops while we join closes without a welcome (or resets the connection, our
+    // hello unread): nothing to report, the next host will welcome us.
     Ok(Ok(None)) => Err(None),
+    Ok(Err(err)) if is_reset(&err) => Err(None),
+    Ok(Err(err)) => Err(Some(err.to_string())),
     Err(_) => Err(Some(format!("no welcome within {HANDSHAKE_TIMEOUT:?}"))),
   };
   if let Err(why) = welcomed {
@@ -692,15 +693,19 @@ async fn read_in_task(
   }
 }
 
+/// Whether the connection ended the way a host that stops or dies ends it.
+fn is_reset(err: &ConnectionError) -> bool {
+  matches!(err, ConnectionError::Io(io) if matches!(
+    io.kind(),
+    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof
+  ))
+}
+
 /// A host that dies resets its connections: that is the failover's ordinary start, not worth a
 /// line on stderr. Anything else is; bytes that are not a valid frame mean a broken host, which
 /// is retried after a pause rather than at once.
 fn host_loss(replica: &Replica, err: &ConnectionError) -> Ended {
-  let reset = matches!(err, ConnectionError::Io(io) if matches!(
-    io.kind(),
-    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof
-  ));
-  if !reset {
+  if !is_reset(err) {
     eprintln!(
       "memsync '{}': host connection failed: {err}",
       replica.name()

@@ -709,7 +709,7 @@ impl Replica {
             if !own_front {
               inner.pending.retain(|patch| patch.seq != seq);
             }
-            settled.push(ack_event(seq, version));
+            settled.push(Settled::Accepted(seq));
           } else if inner.wants_received {
             received.push(received_json(version, hlc, &update));
           }
@@ -721,7 +721,7 @@ impl Replica {
             undone = true;
           }
           inner.pending.retain(|patch| patch.seq != seq);
-          settled.push(reject_event(seq, &code, &message));
+          settled.push(Settled::Rejected(reject_event(seq, &code, &message)));
         }
         other => return Err(format!("unexpected message from the host: {other:?}")),
       }
@@ -734,9 +734,7 @@ impl Replica {
       let event = changes_event(version, all, &format!("[{}]", received.join(",")));
       inner.push_document_event(event);
     }
-    for event in settled {
-      inner.push_event(event);
-    }
+    push_settled(inner, settled);
     drop(guard);
     self.wake();
     Ok(())
@@ -1209,6 +1207,33 @@ fn ack_event(seq: u64, version: u64) -> String {
   json(&("a", seq, version))
 }
 
+/// How the host settled one of this replica's patches, in the order it did.
+enum Settled {
+  Accepted(u64),
+  /// The `x` event.
+  Rejected(String),
+}
+
+/// Queues the settlements in order, each run of acceptances as one `["A", [seq, ...]]` event: a
+/// writer's burst of acknowledgements costs JS one small array, not one per patch.
+fn push_settled(inner: &mut Inner, settled: Vec<Settled>) {
+  let mut accepted = Vec::new();
+  for settlement in settled {
+    match settlement {
+      Settled::Accepted(seq) => accepted.push(seq),
+      Settled::Rejected(event) => {
+        if !accepted.is_empty() {
+          inner.push_event(json(&("A", std::mem::take(&mut accepted))));
+        }
+        inner.push_event(event);
+      }
+    }
+  }
+  if !accepted.is_empty() {
+    inner.push_event(json(&("A", accepted)));
+  }
+}
+
 fn reject_event(seq: u64, code: &str, message: &str) -> String {
   json(&("x", seq, code, message))
 }
@@ -1413,13 +1438,31 @@ mod tests {
   }
 
   #[test]
+  fn settlements_keep_their_order_with_acceptances_in_runs() {
+    let replica = Replica::new("a", json!({}), HOST).unwrap();
+    let mut inner = replica.inner.lock();
+    let rejected = || Settled::Rejected(reject_event(3, "ERR_STALE_WRITE", "stale"));
+    let settled = vec![
+      Settled::Accepted(1),
+      Settled::Accepted(2),
+      rejected(),
+      Settled::Accepted(4),
+    ];
+    push_settled(&mut inner, settled);
+    assert_eq!(
+      inner.drain_with(""),
+      r#"[["A",[1,2]],["x",3,"ERR_STALE_WRITE","stale"],["A",[4]]]"#
+    );
+  }
+
+  #[test]
   fn an_own_patch_ordered_first_needs_no_rebase() {
     let mut network = Network::new(json!({ "list": [] }));
     network.client.drain();
     network.client.patch(r#"{"$push":{"list":"b"}}"#).unwrap();
     network.deliver_to_host();
     network.deliver_to_client();
-    assert_eq!(network.client.drain(), r#"[["a",1,1]]"#);
+    assert_eq!(network.client.drain(), r#"[["A",[1]]]"#);
     network.assert_converged();
   }
 
@@ -1438,7 +1481,7 @@ mod tests {
     let rebase =
       r#"[["c",2,[["p",["list"],0,1,[]],["p",["list"],0,0,["a"]],["p",["list"],1,0,["b"]]],"#;
     assert!(events.starts_with(rebase), "{events}");
-    assert!(events.ends_with(r#"["a",1,2]]"#), "{events}");
+    assert!(events.ends_with(r#"["A",[1]]]"#), "{events}");
     network.assert_converged();
   }
 
