@@ -114,16 +114,11 @@ impl ReadBuffer {
   /// Reads once from the non-blocking socket `fd`: the number of bytes read, 0 at its end.
   #[cfg(unix)]
   pub(crate) fn read_fd(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
     self.make_room();
-    let spare = self.bytes.spare_capacity_mut();
-    // SAFETY: `read` writes at most `spare.len()` bytes into `spare`, which `bytes` owns; the
-    // bytes it reports are initialised before `set_len` exposes them.
-    let read = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
-    let Ok(read) = usize::try_from(read) else {
-      return Err(io::Error::last_os_error());
-    };
-    // SAFETY: see above.
+    let mut spare = ReadBuf::uninit(self.bytes.spare_capacity_mut());
+    crate::socket::read_into(fd, &mut spare)?;
+    let read = spare.filled().len();
+    // SAFETY: `read_into` initialised the first `read` bytes of the spare capacity.
     unsafe { self.bytes.set_len(self.bytes.len() + read) };
     Ok(read)
   }
@@ -194,9 +189,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     self.read.buffered_message()
   }
 
-  /// What was received but not decoded yet, for whoever reads the stream next.
-  pub(crate) fn into_buffer(self) -> ReadBuffer {
-    self.read
+  /// The stream, and what was received from it but not decoded yet: for whoever reads it next.
+  pub(crate) fn into_parts(self) -> (R, ReadBuffer) {
+    (self.stream, self.read)
   }
 }
 

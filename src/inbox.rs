@@ -11,11 +11,12 @@
 //! in arrival order, so who listens decides only who is woken.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::net::Shutdown;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::Notify;
 
@@ -36,8 +37,8 @@ pub enum InboxEnd {
 
 /// The incoming side of a client's connection to its host.
 pub struct Inbox {
-  /// A non-blocking descriptor of the connection's socket.
-  socket: OwnedFd,
+  /// The connection's socket, non-blocking.
+  socket: UnixStream,
   handle: Handler,
   reading: Mutex<Reading>,
   /// Whether the JS thread's event loop polls the socket (the tokio task then does not).
@@ -59,7 +60,7 @@ struct Reading {
 impl Inbox {
   /// Takes over the socket `socket` (non-blocking) after the handshake, with the bytes the
   /// handshake's reader had already received.
-  pub(crate) fn new(socket: OwnedFd, received: ReadBuffer, handle: Handler) -> Inbox {
+  pub(crate) fn new(socket: UnixStream, received: ReadBuffer, handle: Handler) -> Inbox {
     Inbox {
       socket,
       handle,
@@ -75,7 +76,7 @@ impl Inbox {
   }
 
   /// The socket, for the JS thread's poll.
-  pub fn socket(&self) -> std::os::fd::BorrowedFd<'_> {
+  pub fn socket(&self) -> BorrowedFd<'_> {
     self.socket.as_fd()
   }
 
@@ -162,13 +163,7 @@ impl Inbox {
   /// host and the JS thread's poll both see.
   pub fn close(&self) {
     self.reading.lock().closed = true;
-    // SAFETY: shutting down an open socket descriptor.
-    unsafe {
-      libc::shutdown(
-        std::os::fd::AsRawFd::as_raw_fd(&self.socket),
-        libc::SHUT_RDWR,
-      )
-    };
+    let _ = self.socket.shutdown(Shutdown::Both);
   }
 
   /// Why the connection ended, once it has.
@@ -179,9 +174,7 @@ impl Inbox {
   /// Reads as the tokio task until the connection ends or the JS thread claims the socket.
   pub async fn read_in_tokio(&self) -> io::Result<()> {
     // Readable only: the connection's writer has its own registration for writability.
-    // SAFETY: an `OwnedFd` stays open, on the same socket, for the `AsyncFd`'s life.
-    let socket =
-      unsafe { AsyncFd::register_with_interest(self.socket.try_clone()?, Interest::READABLE) }?;
+    let socket = crate::socket::register(self.socket.try_clone()?, Interest::READABLE)?;
     loop {
       if self.polled_by_js() {
         return Ok(());
@@ -229,7 +222,7 @@ impl Inbox {
   /// Whether the socket holds bytes (or its end) nobody has read.
   fn has_unread(&self) -> bool {
     let mut byte = [0u8; 1];
-    // SAFETY: `recv` writes at most one byte into `byte`.
+    // SAFETY: `recv` writes at most one byte into `byte`. (std's `UnixStream::peek` is unstable.)
     let peeked = unsafe {
       libc::recv(
         std::os::fd::AsRawFd::as_raw_fd(&self.socket),

@@ -484,17 +484,14 @@ fn split(stream: Stream) -> io::Result<(Shared<Stream>, Shared<Stream>, Option<D
 /// The incoming side of a welcomed client connection, with what the handshake's reader had
 /// received beyond the welcome.
 #[cfg(unix)]
-fn client_inbox(
-  socket: io::Result<std::os::fd::OwnedFd>,
-  reader: FrameReader<SocketReader>,
-  replica: &Arc<Replica>,
-) -> io::Result<Arc<Inbox>> {
+fn client_inbox(reader: FrameReader<SocketReader>, replica: &Arc<Replica>) -> Arc<Inbox> {
   let receiving = replica.clone();
-  Ok(Arc::new(Inbox::new(
-    socket?,
-    reader.into_buffer(),
+  let (socket, received) = reader.into_parts();
+  Arc::new(Inbox::new(
+    socket.into_socket(),
+    received,
     Box::new(move |batch| client_receive(&receiving, batch)),
-  )))
+  ))
 }
 
 /// The answer to a `Query` (`memsync status`).
@@ -538,8 +535,6 @@ async fn serve_as_client(
       return Ended::NotWelcomed;
     }
   };
-  #[cfg(unix)]
-  let socket = reader.duplicate();
   let mut reader = FrameReader::new(reader);
   // The host reads whatever we send: a client's own backlog is bounded by its pending patches.
   let outbox = Outbox::new(direct, usize::MAX);
@@ -614,10 +609,7 @@ async fn serve_as_client(
     return Ended::NotWelcomed;
   }
   #[cfg(unix)]
-  let ended = match client_inbox(socket, reader, replica) {
-    Ok(inbox) => read_through_inbox(replica, inbox, shutdown).await,
-    Err(err) => host_loss(replica, &ConnectionError::Io(err)),
-  };
+  let ended = read_through_inbox(replica, client_inbox(reader, replica), shutdown).await;
   #[cfg(not(unix))]
   let ended = read_in_task(replica, reader, shutdown).await;
   replica.go_offline();

@@ -10,7 +10,7 @@
 
 use std::io::{self, Write};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -21,14 +21,14 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use crate::connection::DirectWrite;
 
 /// Registers `fd` with the current runtime for `interest` only.
-fn register<T: AsRawFd>(fd: T, interest: Interest) -> io::Result<AsyncFd<T>> {
+pub(crate) fn register<T: AsRawFd>(fd: T, interest: Interest) -> io::Result<AsyncFd<T>> {
   // SAFETY: our callers pass owned descriptors (`OwnedFd`, `UnixStream`), which stay open, on
   // the same socket, for the `AsyncFd`'s life.
   Ok(unsafe { AsyncFd::register_with_interest(fd, interest) }?)
 }
 
-/// `read(2)` into `buf`'s unfilled part.
-fn read_into(fd: &OwnedFd, buf: &mut ReadBuf<'_>) -> io::Result<()> {
+/// `read(2)` from the non-blocking `fd` into `buf`'s unfilled part (which may be uninitialised).
+pub(crate) fn read_into(fd: BorrowedFd<'_>, buf: &mut ReadBuf<'_>) -> io::Result<()> {
   // SAFETY: `read` writes at most `unfilled.len()` bytes into `unfilled`; the bytes it reports
   // are initialised before `assume_init` and `advance` expose them.
   unsafe {
@@ -57,7 +57,7 @@ impl AsyncRead for SocketReader {
   ) -> Poll<io::Result<()>> {
     loop {
       let mut ready = ready!(self.0.poll_read_ready(cx))?;
-      if let Ok(read) = ready.try_io(|fd| read_into(fd.get_ref(), buf)) {
+      if let Ok(read) = ready.try_io(|fd| read_into(fd.get_ref().as_fd(), buf)) {
         return Poll::Ready(read);
       }
     }
@@ -121,8 +121,8 @@ pub fn split(socket: OwnedFd) -> io::Result<(SocketReader, SocketWriter, DirectW
 }
 
 impl SocketReader {
-  /// Another descriptor of the socket.
-  pub fn duplicate(&self) -> io::Result<OwnedFd> {
-    self.0.get_ref().as_fd().try_clone_to_owned()
+  /// The socket, no longer registered with tokio.
+  pub fn into_socket(self) -> UnixStream {
+    UnixStream::from(self.0.into_inner())
   }
 }
