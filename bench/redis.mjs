@@ -3,8 +3,8 @@
 // processes (fixtures/redis-peer.mjs, ioredis) running memsync's workloads: pub/sub propagation
 // latency and end-to-end throughput, and a HINCRBY round trip.
 import { spawn, spawnSync } from 'node:child_process'
-import net from 'node:net'
 import { fileURLToPath } from 'node:url'
+import { freePort } from '../__test__/support/services.mjs'
 import { killAll, spawnPeer, track } from './children.mjs'
 import { withTimeout } from './measure.mjs'
 import { driveThroughput, pingPong, roundTrips } from './workloads.mjs'
@@ -16,18 +16,6 @@ export function redisVersion () {
   const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8', timeout: 10000 })
   if (probe.error !== undefined || probe.status !== 0) return null
   return /v=(\S+)/.exec(probe.stdout)?.[1] ?? probe.stdout.trim()
-}
-
-/** A loopback port free right now (the kernel's pick). */
-function freePort () {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.on('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 // With setpriv (util-linux), redis-server gets SIGKILL as soon as this process dies, even by
