@@ -100,8 +100,14 @@ impl JsPoll {
       handle.close();
       return Err(napi::Error::from_reason("cannot poll the host socket"));
     }
-    let cleanup = handle.clone();
-    let cleanup = env.add_env_cleanup_hook((), move |()| cleanup.close())?;
+    let closer = handle.clone();
+    let cleanup = match env.add_env_cleanup_hook((), move |()| closer.close()) {
+      Ok(cleanup) => cleanup,
+      Err(err) => {
+        handle.close();
+        return Err(err);
+      }
+    };
     inbox.claim_for_js();
     Ok(JsPoll {
       inbox,
