@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`patch`]: the pure MongoDB update engine over `serde_json::Value`: parse, plan, apply
 //!   all-or-nothing, undo, and the change list another replica applies. No I/O.
+//! - `diagnostics`: `report!`, the crate's one way to write a line to stderr.
 //! - `error`: the crate's `Error` with a stable `ERR_*` code per variant.
 //! - `protocol`: the wire format: length-prefixed JSON frames of `Message`, and the hybrid clock.
 //! - `connection`: `FrameReader` decodes bursts of frames; an `Outbox` queues frames and writes
@@ -30,9 +31,18 @@
 //!   loop reads an inbox.
 #![deny(clippy::all)]
 
+/// Writes one diagnostic line to stderr, like `eprintln!`, but never panics (see
+/// [`diagnostics::report_line`]).
+macro_rules! report {
+  ($($arg:tt)*) => {
+    $crate::diagnostics::report_line(format_args!($($arg)*))
+  };
+}
+
 #[cfg(feature = "napi")]
 mod binding;
 pub mod connection;
+pub mod diagnostics;
 pub mod error;
 pub mod exchange;
 pub mod http;

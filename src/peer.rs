@@ -233,7 +233,7 @@ async fn serve_as_host(
   services.stop().await;
   drop(listener);
   if let Err(err) = lock.release() {
-    eprintln!("memsync '{}': {err}", replica.name());
+    report!("memsync '{}': {err}", replica.name());
   }
   Ok(())
 }
@@ -262,7 +262,7 @@ async fn accept_clients(
           shutdown.clone(),
         )));
       }
-      Err(err) => eprintln!("memsync '{}': accept failed: {err}", replica.name()),
+      Err(err) => report!("memsync '{}': accept failed: {err}", replica.name()),
     }
   }
 }
@@ -277,7 +277,7 @@ async fn handle_client(
   let (reader, writer, direct) = match split(stream) {
     Ok(halves) => halves,
     Err(err) => {
-      eprintln!(
+      report!(
         "memsync '{}': cannot use a client connection: {err}",
         replica.name()
       );
@@ -321,7 +321,7 @@ async fn handle_client(
     }
     Some(Ok(Ok(Some(Message::Hello { protocol, .. })))) => {
       let reason = format!("protocol {protocol} is not {PROTOCOL_VERSION}");
-      eprintln!("memsync '{}': refusing a client: {reason}", replica.name());
+      report!("memsync '{}': refusing a client: {reason}", replica.name());
       outbox.send_message(&Message::Refused { reason, code: None });
       None
     }
@@ -339,7 +339,7 @@ async fn handle_client(
         Ok(Err(err)) => err.to_string(),
         _ => format!("no hello within {HANDSHAKE_TIMEOUT:?}"),
       };
-      eprintln!(
+      report!(
         "memsync '{}': disconnecting a client before its hello: {why}",
         replica.name()
       );
@@ -368,7 +368,7 @@ async fn handle_client(
     };
     if let Err(unexpected) = host_receive(&replica, id, origin, batch, &outbox) {
       // The kind only: the message may be a whole document.
-      eprintln!(
+      report!(
         "memsync '{}': unexpected {} message from a client, disconnecting it",
         replica.name(),
         unexpected.kind()
@@ -376,7 +376,7 @@ async fn handle_client(
       break;
     }
     if let Some(err) = failed {
-      eprintln!(
+      report!(
         "memsync '{}': client connection failed: {err}",
         replica.name()
       );
@@ -528,7 +528,7 @@ async fn serve_as_client(
   let (reader, writer, direct) = match split(stream) {
     Ok(halves) => halves,
     Err(err) => {
-      eprintln!(
+      report!(
         "memsync '{}': cannot use the host connection: {err}",
         replica.name()
       );
@@ -559,7 +559,7 @@ async fn serve_as_client(
     break;
   }
   let Some(welcome) = welcome else {
-    eprintln!(
+    report!(
       "memsync '{}': cannot join the host: two about messages",
       replica.name()
     );
@@ -603,7 +603,7 @@ async fn serve_as_client(
   };
   if let Err(why) = welcomed {
     if let Some(why) = why {
-      eprintln!("memsync '{}': cannot join the host: {why}", replica.name());
+      report!("memsync '{}': cannot join the host: {why}", replica.name());
     }
     writer.abort();
     return Ended::NotWelcomed;
@@ -646,7 +646,7 @@ async fn read_through_inbox(
     match inbox.take_end() {
       Some(InboxEnd::Lost(err)) => break host_loss(replica, &err),
       Some(InboxEnd::Failed(err)) => {
-        eprintln!("memsync '{}': {err}; reconnecting", replica.name());
+        report!("memsync '{}': {err}; reconnecting", replica.name());
         break Ended::Failed;
       }
       None => {}
@@ -676,7 +676,7 @@ async fn read_in_task(
     };
     // Whatever else has already arrived is handled with it: one rebase per burst.
     if let Err(err) = client_receive(replica, batch) {
-      eprintln!("memsync '{}': {err}; reconnecting", replica.name());
+      report!("memsync '{}': {err}; reconnecting", replica.name());
       break Ended::Failed;
     }
     if let Some(err) = failed {
@@ -698,7 +698,7 @@ fn is_reset(err: &ConnectionError) -> bool {
 /// is retried after a pause rather than at once.
 fn host_loss(replica: &Replica, err: &ConnectionError) -> Ended {
   if !is_reset(err) {
-    eprintln!(
+    report!(
       "memsync '{}': host connection failed: {err}",
       replica.name()
     );

@@ -502,7 +502,7 @@ impl Replica {
     };
     let mut frame = Vec::new();
     if let Err(err) = protocol::encode(&welcome, &mut frame) {
-      eprintln!("memsync '{}': cannot welcome a client: {err}", self.name);
+      report!("memsync '{}': cannot welcome a client: {err}", self.name);
       return false;
     }
     // Ordered frames still waiting for the clients already include this document's patches.
@@ -985,7 +985,7 @@ impl History {
       // Too large for a frame: no client may miss a version, so every client is dropped and
       // resyncs from a snapshot when it reconnects.
       if let Err(err) = encoded {
-        eprintln!("memsync: patch {version} cannot be sent ({err}); clients resync");
+        report!("memsync: patch {version} cannot be sent ({err}); clients resync");
         self.publish(true);
         for (_, outbox) in self.clients.drain(..) {
           outbox.close();
