@@ -7,4 +7,4 @@ npm run build --silent
 # The napi binding is a default feature; the core's tests link without Node (napi-rs#1099).
 cargo test --no-default-features
 npx tsc -p __test__
-node --test --test-concurrency=1 __test__/
+node --test --test-concurrency=1 __test__/*.test.mjs

@@ -5,10 +5,11 @@ import { fileURLToPath } from 'node:url'
 /**
  * Runs `file` with `args` to its end; resolves with `{ code, signal, stdout, stderr }`, or rejects
  * (after killing it) when it is still running after `timeoutMs`. `label` names it in that error.
+ * `node` is the Node.js binary that runs it (this one by default); `cwd` and `env` are spawn's.
  */
-export function runScript (file, args, { timeoutMs, label }) {
+export function runScript (file, args, { timeoutMs, label, node = process.execPath, cwd, env }) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [file, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(node, [file, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd, env })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (chunk) => { stdout += chunk })
