@@ -158,7 +158,10 @@ test('a corrupt or unreadable file makes start() reject with ERR_STORAGE and is 
 
 test('a file that cannot be written is reported through error (ERR_STORAGE) and by flush()', { timeout: 20000 }, async (t) => {
   const dir = rendezvousDir(t)
-  const file = path.join(dataDir(t), 'missing-dir', 'jobs.json')
+  // Under a dangling symlink: there is no file to load, and no directory can be made there.
+  const plain = path.join(dataDir(t), 'plain')
+  fs.symlinkSync(path.join(dataDir(t), 'nowhere'), plain)
+  const file = path.join(plain, 'jobs.json')
   const mem = new MemSync(uniqueName('unwritable'), { a: 1 }, { dir, file: { path: file } })
   t.after(() => mem.stop())
   assert.equal(await mem.start(), 'host')
@@ -166,8 +169,22 @@ test('a file that cannot be written is reported through error (ERR_STORAGE) and 
   await mem.patch({ $inc: { a: 1 } })
   const error = await reported
   assert.equal(error.code, 'ERR_STORAGE')
-  assert.match(error.message, /cannot save .*missing-dir/)
+  assert.match(error.message, /cannot save .*plain/)
   await assert.rejects(mem.flush(), { code: 'ERR_STORAGE' })
+})
+
+test('flush() and saves create the missing directories of file.path (umask mode), as memsync 0.5 did', { timeout: 20000 }, async (t) => {
+  const dir = rendezvousDir(t)
+  const root = dataDir(t)
+  const file = path.join(root, 'new', 'deeper', 'jobs.json')
+  const mem = new MemSync(uniqueName('mkdir'), { a: 1 }, { dir, file: { path: file } })
+  t.after(() => mem.stop())
+  assert.equal(await mem.start(), 'host')
+  await mem.patch({ $inc: { a: 1 } })
+  await mem.flush()
+  assert.deepEqual(readJsonFile(file).data, { a: 2 })
+  const umask = process.umask()
+  assert.equal(fs.statSync(path.join(root, 'new')).mode & 0o777, 0o777 & ~umask)
 })
 
 test('kill -9 of a host at random moments of back-to-back saves never leaves a torn file', { timeout: 60000 }, async (t) => {

@@ -153,7 +153,15 @@ pub fn save(path: &Path, contents: &[u8]) -> io::Result<()> {
   temp_name.push(name);
   temp_name.push(".memsync-tmp");
   let temp = dir.join(temp_name);
-  let written = write_synced(&temp, path, contents).and_then(|()| fs::rename(&temp, path));
+  let written = match write_synced(&temp, path, contents) {
+    // memsync 0.5 created the missing directories (its file library did). They get mkdir -p's
+    // mode, 0777 less the umask, as the file gets 0666 less the umask: the umask decides.
+    Err(err) if err.kind() == io::ErrorKind::NotFound && !dir.exists() => {
+      fs::create_dir_all(dir).and_then(|()| write_synced(&temp, path, contents))
+    }
+    other => other,
+  }
+  .and_then(|()| fs::rename(&temp, path));
   if written.is_err() {
     // Best effort: a leftover is overwritten by the next save anyway.
     let _ = fs::remove_file(&temp);
@@ -402,12 +410,24 @@ mod tests {
   }
 
   #[test]
-  fn a_save_into_a_missing_directory_fails_and_touches_nothing() {
+  fn a_save_creates_missing_directories() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gone").join("jobs.json");
-    let err = save(&path, b"{}").unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::NotFound);
-    assert!(!dir.path().join("gone").exists());
+    let path = dir.path().join("new").join("deeper").join("jobs.json");
+    save(&path, b"{}").unwrap();
+    assert_eq!(fs::read(&path).unwrap(), b"{}");
+    assert!(!dir
+      .path()
+      .join("new/deeper/.jobs.json.memsync-tmp")
+      .exists());
+  }
+
+  #[test]
+  fn a_save_under_a_file_fails_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("plain"), b"x").unwrap();
+    let err = save(&dir.path().join("plain").join("jobs.json"), b"{}").unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotADirectory, "{err}");
+    assert_eq!(fs::read(dir.path().join("plain")).unwrap(), b"x");
   }
 
   #[test]
@@ -473,7 +493,8 @@ mod tests {
   #[tokio::test]
   async fn a_failing_save_is_reported_once_and_to_every_flush() {
     let dir = tempfile::tempdir().unwrap();
-    let host = Host::new(&dir.path().join("missing").join("s.json"));
+    fs::write(dir.path().join("plain"), b"x").unwrap();
+    let host = Host::new(&dir.path().join("plain").join("s.json"));
     host.replica.drain();
     for _ in 0..2 {
       let err = host.flush().await.unwrap_err();
