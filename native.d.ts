@@ -37,6 +37,12 @@ export declare function drain(instance: ExternalObject<Instance>): string
 export declare function emit(instance: ExternalObject<Instance>, event: string, argsJson: string): void
 
 /**
+ * The file stem of object `name` in the rendezvous directory (`<stem>.sock`, `<stem>.lock`):
+ * the one mapping, for the CLI too. Throws `ERR_INVALID_NAME` for a name `MemSync` refuses.
+ */
+export declare function fileStem(name: string): string
+
+/**
  * Sends what `patch()` queued for other processes; JS calls it once per task, so a loop of
  * patches costs one write.
  */
@@ -57,6 +63,12 @@ export interface HostServices {
  * Offline, the request waits and is sent to the next host.
  */
 export declare function lock(instance: ExternalObject<Instance>, id: number, key: string): void
+
+/**
+ * The name whose file stem is `stem`, or nothing for a hashed stem (a long name) or a file that
+ * no name makes.
+ */
+export declare function nameOfFileStem(stem: string): string | null
 
 /**
  * Applies the update given as JSON text. Returns the events queued for JS as a JSON array, the

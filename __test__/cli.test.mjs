@@ -58,7 +58,29 @@ test('get prints the object or a sub-value; a missing path or an unknown name fa
   const started = Date.now()
   assertFails(await cli(['get', 'no-such-object', '--dir', dir, '--timeout', '10000']), /no live object named 'no-such-object'/)
   assert.ok(Date.now() - started < 5000, 'an unknown name fails at once, without waiting for a host')
-  assertFails(await cli(['get', 'bad/name', '--dir', dir]), /ERR_INVALID_NAME/)
+  assertFails(await cli(['get', 'x'.repeat(1025), '--dir', dir]), /ERR_INVALID_NAME/)
+})
+
+test('any name works with ls, status and get: its file name comes from the native mapping', { timeout: 20000 }, async (t) => {
+  const dir = rendezvousDir(t)
+  const odd = `app:cache/../${uniqueName('my object')} ü`
+  const long = uniqueName('long').padEnd(200, 'x')
+  const hosts = {}
+  for (const name of [odd, long]) {
+    hosts[name] = await spawnPeer(t, name, dir, { data: { name } }, name.slice(0, 20))
+    assert.equal((await hosts[name].request('start')).role, 'host')
+  }
+  assert.deepEqual(fs.readdirSync(path.join(dir, '..')), ['rdv'], 'nothing escaped the rendezvous directory')
+  for (const name of [odd, long]) {
+    assert.deepEqual((await cli(['status', name, '--dir', dir])).json, { name, hostPid: hosts[name].pid, version: 0, clients: 0 })
+    assert.deepEqual((await cli(['get', name, 'name', '--dir', dir])).json, name)
+  }
+  const listed = (await cli(['ls', '--dir', dir])).json
+  assert.deepEqual(listed.find((o) => o.name === odd), { name: odd, hostPid: hosts[odd].pid, version: 0, clients: 0 })
+  // A long name is hashed into its file name: listed by that file.
+  const hashed = listed.filter((o) => o.name === null)
+  assert.equal(hashed.length, 1, JSON.stringify(listed))
+  assert.match(hashed[0].file, /^long-[^~]*~[0-9a-f]{32}\.sock$/)
 })
 
 test('patch applies an update through the host; bad JSON and a rejected update fail with exit code 1', { timeout: 20000 }, async (t) => {

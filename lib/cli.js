@@ -167,16 +167,21 @@ function pretty (value) {
   return JSON.stringify(value, null, 2)
 }
 
-/** Whether anything accepts connections on the socket of `name`. */
-function isLive (ctx, name) {
+/** Whether anything accepts connections on the socket `<stem>.sock`. */
+function isLiveFile (ctx, stem) {
   return new Promise((resolve) => {
-    const socket = net.connect(path.join(ctx.dir, `${name}.sock`))
+    const socket = net.connect(path.join(ctx.dir, `${stem}.sock`))
     socket.once('connect', () => {
       socket.destroy()
       resolve(true)
     })
     socket.once('error', () => resolve(false))
   })
+}
+
+/** Whether anything accepts connections on the socket of `name` (its file name: the native rule). */
+function isLive (ctx, name) {
+  return isLiveFile(ctx, native.fileStem(name))
 }
 
 /** Joins `name` as a client that never becomes host. */
@@ -237,9 +242,12 @@ async function ls (ctx) {
     if (error.code !== 'ENOENT') throw error
     files = []
   }
-  const names = files.filter((file) => file.endsWith('.sock')).map((file) => file.slice(0, -'.sock'.length)).sort()
-  const live = (await Promise.all(names.map(async (name) => (await isLive(ctx, name)) ? name : null))).filter((name) => name !== null)
-  const objects = await Promise.all(live.map(async (name) => {
+  const stems = files.filter((file) => file.endsWith('.sock')).map((file) => file.slice(0, -'.sock'.length))
+  const live = (await Promise.all(stems.map(async (stem) => (await isLiveFile(ctx, stem)) ? stem : null))).filter((stem) => stem !== null)
+  const objects = await Promise.all(live.map(async (stem) => {
+    const name = native.nameOfFileStem(stem)
+    // A long name is hashed into its file name and cannot be read back: listed by that file.
+    if (name === null) return { name: null, file: `${stem}.sock`, hostPid: null, version: null, clients: null }
     try {
       return { name, ...settle(await native.queryHost(ctx.dir, name)) }
     } catch {
@@ -247,9 +255,10 @@ async function ls (ctx) {
       return { name, hostPid: null, version: null, clients: null }
     }
   }))
+  objects.sort((a, b) => (a.name ?? a.file) < (b.name ?? b.file) ? -1 : 1)
   print(ctx, objects, (list) => {
     if (list.length === 0) return `no live objects in ${ctx.dir}`
-    const rows = [['NAME', 'HOST PID', 'CLIENTS', 'VERSION'], ...list.map((o) => [o.name, o.hostPid ?? '?', o.clients ?? '?', o.version ?? '?'].map(String))]
+    const rows = [['NAME', 'HOST PID', 'CLIENTS', 'VERSION'], ...list.map((o) => [o.name ?? `(file ${o.file})`, o.hostPid ?? '?', o.clients ?? '?', o.version ?? '?'].map(String))]
     const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)))
     return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd()).join('\n')
   })

@@ -502,6 +502,21 @@ pub fn default_dir() -> Result<String> {
     .map_err(|err| napi::Error::new(ErrorCode("ERR_RENDEZVOUS"), err.to_string()))
 }
 
+/// The file stem of object `name` in the rendezvous directory (`<stem>.sock`, `<stem>.lock`):
+/// the one mapping, for the CLI too. Throws `ERR_INVALID_NAME` for a name `MemSync` refuses.
+#[napi]
+pub fn file_stem(name: String) -> Result<String> {
+  crate::name::check(&name).map_err(|message| into_js_error(Error::InvalidName(message)))?;
+  Ok(crate::name::file_stem(&name))
+}
+
+/// The name whose file stem is `stem`, or nothing for a hashed stem (a long name) or a file that
+/// no name makes.
+#[napi]
+pub fn name_of_file_stem(stem: String) -> Option<String> {
+  crate::name::name_of_stem(&stem)
+}
+
 /// Asks the host of `name` for `{ hostPid, version, clients }` without joining; resolves with an
 /// outcome (see `outcome`).
 #[napi(ts_return_type = "Promise<string>")]

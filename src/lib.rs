@@ -12,6 +12,7 @@
 //!   what it waits for: the reader for incoming data, the writer only while the socket is full.
 //! - `inbox` (Unix): a client's incoming frames, read by its JS thread's event loop while that
 //!   thread is responsive (one wake-up per message instead of two), else by the tokio task.
+//! - `name`: object names and the safe, collision-free file names they become.
 //! - `rendezvous`: the private directory, the host election by file lock, the socket path.
 //! - `state`: an instance's replica: ordering (host), pending patches and rebases (client),
 //!   failover hand-over, and the events for the JS side. Its only I/O is through `Outbox`es.
@@ -51,6 +52,7 @@ pub mod inbox;
 #[cfg(all(feature = "napi", unix))]
 mod js_poll;
 pub mod locks;
+pub mod name;
 pub mod patch;
 pub mod peer;
 pub mod persist;

@@ -1,7 +1,8 @@
 //! Where the processes sharing a name meet, and which of them is host.
 //!
-//! Each name has two files in a private directory: `<name>.lock` and `<name>.sock`. The process
-//! that holds an exclusive lock on `<name>.lock` is the host and listens on `<name>.sock`; the
+//! Each name has two files in a private directory: `<stem>.lock` and `<stem>.sock`, where the stem
+//! is the name made a safe file name (`name::file_stem`). The process that holds an exclusive lock
+//! on `<stem>.lock` is the host and listens on `<stem>.sock`; the
 //! others connect to it. The lock is a `flock`, held for the host's whole life, and the kernel
 //! drops it when the process dies, even by `kill -9`, so a crashed host never blocks the election
 //! of the next one. The lock file itself is never deleted: unlinking it while another process
@@ -14,7 +15,7 @@ use std::fs::{self, DirBuilder, File, OpenOptions, Permissions, TryLockError};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::traits::tokio::Stream as _;
@@ -78,23 +79,6 @@ fn check_private_dir(dir: &Path, uid: u32) -> io::Result<()> {
   Ok(())
 }
 
-/// Refuses a name that is not one plain file-name component, since it is joined to the directory.
-fn check_name(name: &str) -> io::Result<()> {
-  let mut components = Path::new(name).components();
-  let single = matches!(
-    (components.next(), components.next()),
-    (Some(Component::Normal(part)), None) if part == name
-  );
-  if single && !name.contains('\0') {
-    Ok(())
-  } else {
-    Err(io::Error::new(
-      io::ErrorKind::InvalidInput,
-      format!("{name:?} cannot name a rendezvous file"),
-    ))
-  }
-}
-
 /// Removes `path`, treating "already gone" as success.
 fn remove_if_exists(path: &Path) -> io::Result<()> {
   match fs::remove_file(path) {
@@ -107,14 +91,16 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendezvous {
   dir: PathBuf,
-  name: String,
+  /// The name as a file name (`name::file_stem`).
+  stem: String,
 }
 
 impl Rendezvous {
   /// The rendezvous of `name` in `dir` (default: [`default_dir`]). Creates the directory with mode
   /// 0700 if needed, and refuses one that another user owns or could write to.
   pub fn new(dir: Option<PathBuf>, name: &str) -> io::Result<Rendezvous> {
-    check_name(name)?;
+    crate::name::check(name)
+      .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?;
     let dir = match dir {
       Some(dir) => dir,
       None => default_dir()?,
@@ -125,7 +111,7 @@ impl Rendezvous {
     check_private_dir(&dir, current_uid()?)?;
     Ok(Rendezvous {
       dir,
-      name: name.to_owned(),
+      stem: crate::name::file_stem(name),
     })
   }
 
@@ -134,14 +120,14 @@ impl Rendezvous {
     &self.dir
   }
 
-  /// `<dir>/<name>.lock`, locked by the host.
+  /// `<dir>/<stem>.lock`, locked by the host.
   pub fn lock_path(&self) -> PathBuf {
-    self.dir.join(format!("{}.lock", self.name))
+    self.dir.join(format!("{}.lock", self.stem))
   }
 
-  /// `<dir>/<name>.sock`, where the host listens.
+  /// `<dir>/<stem>.sock`, where the host listens.
   pub fn socket_path(&self) -> PathBuf {
-    self.dir.join(format!("{}.sock", self.name))
+    self.dir.join(format!("{}.sock", self.stem))
   }
 
   /// Tries to become host without waiting: `Ok(None)` when another holder has the lock.
@@ -305,13 +291,42 @@ mod tests {
   }
 
   #[test]
-  fn names_must_be_one_file_name() {
+  fn every_name_is_one_file_in_the_dir() {
     let tmp = TempDir::new("names");
-    for name in ["", ".", "..", "a/b", "/abs", "../up", "nul\0"] {
-      let err = Rendezvous::new(Some(tmp.0.clone()), name).unwrap_err();
-      assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{name:?}");
+    assert_eq!(
+      Rendezvous::new(Some(tmp.0.clone()), "").unwrap_err().kind(),
+      io::ErrorKind::InvalidInput
+    );
+    for name in [
+      ".",
+      "..",
+      "a/b",
+      "/abs",
+      "../up",
+      "nul\0",
+      "app:cache",
+      "my object",
+    ] {
+      let rendezvous = Rendezvous::new(Some(tmp.0.clone()), name).unwrap();
+      for path in [rendezvous.socket_path(), rendezvous.lock_path()] {
+        assert_eq!(path.parent(), Some(tmp.0.as_path()), "{name:?}");
+        assert!(
+          !path.file_name().unwrap().to_string_lossy().starts_with('.'),
+          "{name:?}"
+        );
+      }
     }
-    assert!(Rendezvous::new(Some(tmp.0.clone()), "my-doc.v2").is_ok());
+    let plain = Rendezvous::new(Some(tmp.0.clone()), "my-doc.v2").unwrap();
+    assert_eq!(plain.socket_path(), tmp.0.join("my-doc.v2.sock"));
+  }
+
+  #[tokio::test]
+  async fn a_long_name_binds() {
+    let tmp = TempDir::new("long");
+    let rendezvous = Rendezvous::new(Some(tmp.0.clone()), &"é".repeat(300)).unwrap();
+    let host = rendezvous.try_become_host().unwrap().unwrap();
+    let _listener = host.bind().unwrap();
+    rendezvous.connect().await.unwrap();
   }
 
   #[test]

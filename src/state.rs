@@ -36,8 +36,6 @@ use crate::exchange::{Effects, Exchange, LOCK_GRACE};
 use crate::patch::{apply_changes, compact, depth, Change, Context, PatchError, Update, MAX_DEPTH};
 use crate::protocol::{self, Clock, Hlc, LogEntry, Message, RawJson, PROTOCOL_VERSION};
 
-/// The longest accepted object name; it becomes part of a file name.
-const MAX_NAME_LEN: usize = 100;
 /// Ordered entries a client keeps to hand to a new host that missed them after a failover.
 const LOG_LEN: usize = 4096;
 /// Update bytes the log keeps at most, whatever the number of entries: the entries a new host
@@ -193,7 +191,7 @@ impl ParsedUpdate {
 impl Replica {
   /// A replica of `name` seeded with `data` (a JSON object); `origin` names its patches.
   pub fn new(name: &str, data: Value, origin: u64) -> Result<Replica> {
-    check_name(name)?;
+    crate::name::check(name).map_err(Error::InvalidName)?;
     if !data.is_object() {
       return Err(Error::BadValue(format!(
         "The data of '{name}' must be a plain object, not {}",
@@ -1254,22 +1252,6 @@ fn received_json(version: u64, hlc: Hlc, update: &RawJson) -> String {
     hlc.ms,
     update.get()
   )
-}
-
-/// Names become file names, so only a conservative, portable set is accepted.
-fn check_name(name: &str) -> Result<()> {
-  if name.is_empty() {
-    return Err(Error::InvalidName("Name not set for the MemSync".into()));
-  }
-  let portable = name
-    .chars()
-    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-  if !portable || name.starts_with('.') || name.len() > MAX_NAME_LEN {
-    return Err(Error::InvalidName(format!(
-      "Invalid MemSync name '{name}': use 1 to {MAX_NAME_LEN} letters, digits, '_', '-' or '.', not starting with '.'"
-    )));
-  }
-  Ok(())
 }
 
 fn type_name(value: &Value) -> &'static str {
