@@ -36,13 +36,13 @@ test('GET /<name>, /<name>/<path>, /<name>/status; other paths 404, other method
   assert.equal((await get(`${base}/`)).text, whole.text)
 
   for (const [sub, value] of [['title', 'jobs!'], ['list', [1, { deep: 'yes' }]], ['list.1.deep', 'yes'], ['list.0', 1],
-    ['nested.with%20space', true], ['nested.status', 'a key named status']]) {
+    ['list.01', { deep: 'yes' }], ['nested.with%20space', true], ['nested.status', 'a key named status']]) {
     const response = await get(`${base}/${sub}`)
     assert.equal(response.status, 200, sub)
     assert.equal(response.type, 'application/json')
     assert.deepEqual(JSON.parse(response.text), value, sub)
   }
-  for (const missing of ['nope', 'list.2', 'list.01', 'title.length', 'list.1.deep.x']) {
+  for (const missing of ['nope', 'list.2', 'list.-1', 'title.length', 'list.1.deep.x']) {
     const response = await get(`${base}/${missing}`)
     assert.equal(response.status, 404, missing)
     assert.match(JSON.parse(response.text).error, /has no value at/)

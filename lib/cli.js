@@ -210,7 +210,7 @@ function valueAt (data, dotted) {
   let node = data
   for (const part of dotted === '' ? [] : dotted.split('.')) {
     if (Array.isArray(node)) {
-      node = /^(0|[1-9][0-9]*)$/.test(part) ? node[Number(part)] : undefined
+      node = /^[0-9]+$/.test(part) ? node[Number(part)] : undefined
     } else if (node !== null && typeof node === 'object' && Object.hasOwn(node, part)) {
       node = node[part]
     } else {

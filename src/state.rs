@@ -1710,7 +1710,7 @@ mod tests {
       replica.read(""),
       Some(json!({ "a": { "list": [1, { "b": 2 }] } }))
     );
-    assert_eq!(replica.read("a.list.01"), None);
+    assert_eq!(replica.read("a.list.01.b"), Some(json!(2)));
     assert_eq!(replica.read("a.missing"), None);
     assert_eq!(replica.read("a.list.0.x"), None);
   }

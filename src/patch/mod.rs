@@ -111,8 +111,9 @@ pub struct Update {
   /// Indices into `ops` in MongoDB's field order, the order changes are applied in; empty when
   /// that is document order (always so for one operation), which saves an allocation.
   order: Vec<usize>,
-  /// Whether some path contains `$[]`.
-  expands: bool,
+  /// Whether the concrete paths must be checked for conflicts once resolved: some path contains
+  /// `$[]`, or an index with a leading zero, which conflict with other paths only as resolved.
+  check_concrete: bool,
 }
 
 impl Update {
@@ -137,11 +138,11 @@ impl Update {
       order.sort_by(|&a, &b| field_order(ops[a].written(), ops[b].written()));
       order
     };
-    let expands = ops.iter().any(|op| op.path.has_all());
+    let check_concrete = ops.iter().any(|op| op.path.has_all() || op.path.aliases());
     Ok(Update {
       ops,
       order,
-      expands,
+      check_concrete,
     })
   }
 
@@ -177,7 +178,7 @@ impl Update {
 
   /// Plans against `doc` and applies; on Err, `doc` is exactly as before.
   pub fn apply(&self, doc: &mut Value, ctx: &Context) -> Result<Vec<Change>, PatchError> {
-    let changes = plan::plan(&self.ops, &self.order, self.expands, doc, ctx.now_ms)?;
+    let changes = plan::plan(&self.ops, &self.order, self.check_concrete, doc, ctx.now_ms)?;
     // Planning checked every path against this document, so a change that does not apply
     // would be an engine bug; debug builds (and so the tests) stop on it.
     let committed = change::commit(doc, &changes);
@@ -202,7 +203,7 @@ pub fn apply(doc: &mut Value, update: &Value, ctx: &Context) -> Result<Vec<Chang
 }
 
 /// The value at a dotted `path` of `doc` (`""`: the whole document), read with the engine's
-/// rules: a numeric component indexes an array only in canonical form (`a.1`, not `a.01`).
+/// rules: a numeric component indexes an array, leading zeros allowed (`a.01` is `a.1`).
 /// `None` when nothing is there.
 pub fn value_at<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
   if path.is_empty() {

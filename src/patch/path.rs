@@ -24,7 +24,7 @@ pub(crate) struct Path {
 }
 
 /// Which `$rename` side a path is, for its messages.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RenameSide {
   Source,
   Destination,
@@ -80,7 +80,11 @@ impl Path {
           format!("The {side} field for $rename may not be dynamic: {text}"),
         ));
       }
-      check_first(text)?;
+      // Only creating a `$`-prefixed field is refused: moving one away is how a document is
+      // cleaned of it (MongoDB's rename tests do `{$rename: {'$a': 'a'}}`).
+      if side == RenameSide::Destination {
+        check_first(text)?;
+      }
     }
     Ok(Path {
       text: text.to_string(),
@@ -117,6 +121,12 @@ impl Path {
   /// Whether the path contains `$[]`.
   pub(crate) fn has_all(&self) -> bool {
     self.has_all
+  }
+
+  /// Whether a component is a number with a leading zero (`a.01`), which names the same array
+  /// element as its canonical spelling (`a.1`).
+  pub(crate) fn aliases(&self) -> bool {
+    self.components().any(non_canonical_index)
   }
 
   /// Whether `self` equals `other` or is a component-wise prefix of it (`a` of `a.b`, not of `ab`).
@@ -210,15 +220,20 @@ fn array_filter(part: &str) -> Option<&str> {
     .filter(|id| !id.is_empty())
 }
 
-/// A component as an array index: decimal digits only (no sign, no leading zero, as MongoDB
-/// requires), within `usize`. Without the leading-zero rule `a.01` and `a.1` would name one element
-/// while passing the conflict check as different paths.
+/// A component as an array index: decimal digits only, no sign, within `usize`; leading zeros
+/// are allowed (`a.01` is element 1), as MongoDB's `parseUnsignedBase10Integer` reads them. Two
+/// spellings of one element (`a.1`, `a.01`) pass the conflict check as different paths, so an
+/// update that has such a spelling checks its concrete paths too (see [`Path::aliases`]).
 pub(crate) fn parse_index(part: &str) -> Option<usize> {
-  let leading_zero = part.len() > 1 && part.starts_with('0');
-  if part.is_empty() || leading_zero || !part.bytes().all(|b| b.is_ascii_digit()) {
+  if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
     return None;
   }
   part.parse().ok()
+}
+
+/// Whether a component is a number with a leading zero: an index that another spelling may name.
+fn non_canonical_index(part: &str) -> bool {
+  part.len() > 1 && part.starts_with('0') && part.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// MongoDB's field order (since 5.0): numeric components compare as numbers, others as bytes.

@@ -17,12 +17,12 @@ use super::path::{parse_index, resolve, Path, Resolved, Slot, MAX_DEPTH};
 use super::undo::get;
 
 /// Plans `ops` (in `order`, MongoDB's field order, or as they are when `order` is empty) against
-/// `doc`. `expands` says whether some path has `$[]`, whose expansions must then be checked
-/// against the other paths.
+/// `doc`. `check_concrete` says whether some path has `$[]` or a leading-zero index, so that the
+/// concrete paths must then be checked against each other.
 pub(crate) fn plan(
   ops: &[Op],
   order: &[usize],
-  expands: bool,
+  check_concrete: bool,
   doc: &Value,
   now_ms: i64,
 ) -> Result<Vec<Change>, PatchError> {
@@ -31,7 +31,7 @@ pub(crate) fn plan(
     now_ms,
     // Most operations make one change.
     changes: Vec::with_capacity(ops.len()),
-    concrete: expands.then(Vec::new),
+    concrete: check_concrete.then(Vec::new),
   };
   for position in 0..ops.len() {
     let index = if order.is_empty() {
@@ -90,7 +90,8 @@ fn check_depth(doc: &Value, changes: &[Change]) -> Result<(), PatchError> {
 }
 
 /// `a.$[]` and `a.0` do not conflict as written, but do once `$[]` expands over a non-empty
-/// array: MongoDB reports that when it applies the update, so this runs after planning.
+/// array: MongoDB reports that when it applies the update, so this runs after planning. So do
+/// `a.01` and `a.1` where `a` is an array.
 fn check_expanded(mut concrete: Vec<(usize, Vec<Key>)>) -> Result<(), PatchError> {
   // Sorted, a path is directly followed by the paths it is a prefix of. One operation's
   // expansions all have the same length and differ, so they never cover each other.
@@ -110,7 +111,8 @@ struct Planner<'a> {
   doc: &'a Value,
   now_ms: i64,
   changes: Vec<Change>,
-  /// Every concrete path with its operation's index, kept only when some path has `$[]`.
+  /// Every concrete path with its operation's index, kept only when some path has `$[]` or a
+  /// leading-zero index.
   concrete: Option<Vec<(usize, Vec<Key>)>>,
 }
 

@@ -19,7 +19,7 @@ impl Update {
     doc: &mut Value,
     ctx: &Context,
   ) -> Result<(Vec<Change>, Vec<Change>), PatchError> {
-    let changes = plan::plan(&self.ops, &self.order, self.expands, doc, ctx.now_ms)?;
+    let changes = plan::plan(&self.ops, &self.order, self.check_concrete, doc, ctx.now_ms)?;
     let mut undo = Vec::new();
     let mut index = 0;
     while index < changes.len() {
