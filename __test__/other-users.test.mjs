@@ -11,6 +11,7 @@ import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
+import { createRequire } from 'node:module'
 import memsync from '../index.js'
 import { rendezvousDir, spawnPeer, uniqueName, withTimeout } from './support/peers.mjs'
 
@@ -18,7 +19,10 @@ const { MemSync } = memsync
 const NOBODY = 65534
 const IS_ROOT = process.getuid?.() === 0
 const NEEDS_ROOT = 'needs root, to run a process as another user (uid 65534)'
-const INDEX = new URL('../index.js', import.meta.url).pathname
+const ROOT = new URL('..', import.meta.url).pathname
+const INDEX = path.join(ROOT, 'index.js')
+const require = createRequire(import.meta.url)
+const { platformSuffix } = require('../lib/platform.js')
 const OPTIONS = { timeout: 2000 }
 
 /**
@@ -79,6 +83,26 @@ await attempt('plant a socket', () => new Promise((resolve, reject) => {
 console.log(JSON.stringify(results))
 `
 
+/**
+ * The package as another user can read it: the files it publishes, its binary and its dependencies,
+ * copied into a directory of mode 0755. The checkout itself may sit under a private (0700) home.
+ * Resolves to the copy's index.js.
+ */
+function readableCopy (t) {
+  const dir = tempDir(t, 0o755)
+  const { files, dependencies } = require('../package.json')
+  const entries = [...files, 'package.json', `memsync.${platformSuffix()}.node`,
+    ...Object.keys(dependencies).map((dependency) => path.join('node_modules', dependency))]
+  for (const entry of entries) fs.cpSync(path.join(ROOT, entry), path.join(dir, entry), { recursive: true })
+  const makeReadable = (file) => {
+    const directory = fs.statSync(file).isDirectory()
+    fs.chmodSync(file, directory ? 0o755 : 0o644)
+    if (directory) for (const child of fs.readdirSync(file)) makeReadable(path.join(file, child))
+  }
+  makeReadable(dir)
+  return path.join(dir, 'index.js')
+}
+
 /** `mkdtemp` under the system temp directory, with `mode`, removed when the test ends. */
 function tempDir (t, mode) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memsync-users-'))
@@ -116,7 +140,7 @@ test('the rendezvous directory and socket refuse a process of another user', { t
 
   // memsync itself, run by the other user on this directory, refuses it as not its own.
   const joined = await run(t, `
-    import memsync from ${JSON.stringify(INDEX)}
+    import memsync from ${JSON.stringify(readableCopy(t))}
     const mem = new memsync.MemSync(${JSON.stringify(name)}, {}, { dir: ${JSON.stringify(dir)}, timeout: 2000 })
     try { console.log(JSON.stringify({ role: await mem.start() })) } catch (error) { console.log(JSON.stringify({ code: error.code, message: error.message })) }
   `, { uid: NOBODY }).result
