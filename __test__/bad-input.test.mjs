@@ -60,6 +60,8 @@ function unsendable () {
   ]
 }
 
+const STORED_AS_NULL = ['undefined', 'undefined in an array', 'a hole in an array']
+
 /** Calls `fn`; checks that it throws synchronously (`how` 'throws') or returns a promise that rejects ('rejects'), with `code` and a message containing `includes`. */
 async function expectError (fn, { how, code, includes = '' }, label) {
   let result
@@ -87,13 +89,17 @@ function badCalls (mem, spy) {
   const badValue = (includes) => ({ how: 'rejects', code: 'ERR_BAD_VALUE', includes })
 
   for (const [what, value, at] of unsendable()) {
-    add(`patch $set of ${what}`, () => mem.patch({ $set: { 'a.b': value } }), badValue(`'$set.a.b${at}'`))
-    add(`patch shorthand of ${what}`, () => mem.patch({ v: value }), badValue(`'v${at}'`))
-    add(`patch $push $each of ${what}`, () => mem.patch({ $push: { list: { $each: [1, value] } } }), badValue(`'$push.list.$each.1${at}'`))
-    add(`patch $pull of ${what}`, () => mem.patch({ $pull: { list: { $in: [value] } } }), badValue(`'$pull.list.$in.0${at}'`))
+    // An update stores these as null, as the MongoDB Node driver sends them (compat/api.test.mjs).
+    if (!STORED_AS_NULL.includes(what)) {
+      add(`patch $set of ${what}`, () => mem.patch({ $set: { 'a.b': value } }), badValue(`'$set.a.b${at}'`))
+      add(`patch shorthand of ${what}`, () => mem.patch({ v: value }), badValue(`'v${at}'`))
+      add(`patch $push $each of ${what}`, () => mem.patch({ $push: { list: { $each: [1, value] } } }), badValue(`'$push.list.$each.1${at}'`))
+      add(`patch $pull of ${what}`, () => mem.patch({ $pull: { list: { $in: [value] } } }), badValue(`'$pull.list.$in.0${at}'`))
+    }
     add(`call with ${what}`, () => mem.call('spy', 1, value), badValue(`'1${at}'`))
     add(`events.emit of ${what}`, () => mem.events.emit('spy', { value }), { how: 'throws', code: 'ERR_BAD_VALUE', includes: `'0.value${at}'` })
   }
+  add('patch with an operator of undefined', () => mem.patch({ $set: undefined }), badValue("'$set'"))
   add('patch $inc by Infinity', () => mem.patch({ $inc: { n: Infinity } }), badValue("'$inc.n'"))
   add('patch nesting past the JSON check', () => mem.patch({ $set: { v: nested(150) } }), badValue('nests deeper than 102 levels'))
   add('patch nesting past the document limit', () => mem.patch({ $set: { 'a.b': nested(99) } }), badValue("101 levels deep at 'a.b'"))
@@ -120,7 +126,9 @@ function badCalls (mem, spy) {
       for (const [what, event] of [['a number', 5], ['undefined', undefined], ['null', null], ['an object', {}]]) {
         add(`${label} of ${what}`, () => target[method](event, spy), invalid('throws', `${label}(event, listener): the event name`))
       }
-      for (const [what, listener] of [['no listener', undefined], ['a number', 5], ['a string', 'spy'], ['an object', { handleEvent () {} }]]) {
+      // off(event) without a listener removes them all (memsync 0.5).
+      const listeners = [['a number', 5], ['a string', 'spy'], ['an object', { handleEvent () {} }], ...(method === 'off' ? [] : [['no listener', undefined]])]
+      for (const [what, listener] of listeners) {
         add(`${label} with ${what}`, () => target[method]('change', listener), invalid('throws', `${label}(event, listener): the listener`))
       }
     }
@@ -183,7 +191,7 @@ test('the constructor rejects bad names, default objects, rpc tables and options
       return true
     }, label)
   }
-  for (const name of [undefined, null, '', 5, true, {}, ['a'], '../up', 'a/b', '.hidden', 'a b', 'ü', 'x'.repeat(101), 'nul\0']) {
+  for (const name of [undefined, null, '', 5, true, {}, ['a'], 'x'.repeat(1025), 'lone \udc00']) {
     rejects([name], 'ERR_INVALID_NAME', '', `name ${String(name)}`)
   }
   for (const [what, value, at] of unsendable()) {

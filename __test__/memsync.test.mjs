@@ -59,7 +59,7 @@ test('a missing or invalid name throws a clear error', () => {
   for (const args of [[], [undefined], [''], [{ data: {} }]]) {
     assert.throws(() => new MemSync(...args), { code: 'ERR_INVALID_NAME', message: 'Name not set for the MemSync' })
   }
-  for (const name of ['a/b', '../x', 'with space', '.hidden', 'x'.repeat(101), 42]) {
+  for (const name of ['x'.repeat(1025), 'a\ud800', 42]) {
     assert.throws(() => new MemSync(name), (error) => error.code === 'ERR_INVALID_NAME' && /name/i.test(error.message))
   }
 })
@@ -170,11 +170,10 @@ test('values JSON cannot carry reject with ERR_BAD_VALUE naming the path, and ch
   const cyclic = { a: {} }
   cyclic.a.self = cyclic
   const cases = [
-    [{ $set: { x: undefined } }, "'$set.x'"],
+    [{ $set: undefined }, "'$set'"],
     [{ $set: { 'a.b': () => 1 } }, "'$set.a.b'"],
     [{ $set: { x: Symbol('s') } }, "'$set.x'"],
     [{ $set: { x: 10n } }, "BigInt 10n at '$set.x'"],
-    [{ $push: { list: { $each: [1, undefined] } } }, "'$push.list.$each.1'"],
     [{ $set: { x: NaN } }, "'$set.x'"],
     [{ $inc: { n: Infinity } }, "'$inc.n'"],
     [{ $set: { x: cyclic } }, "a cycle at '$set.x.a.self'"],

@@ -53,7 +53,7 @@ function locate (value, keys, ancestors) {
 
 // Objects that are not plain objects or arrays: rejected, or checked as what JSON.stringify makes
 // of them. Returns true when `value` needs no further walk.
-function checkSpecial (value, keys, what, maxDepth) {
+function checkSpecial (value, keys, what, maxDepth, nulls) {
   if (ArrayBuffer.isView(value) || LOSSY.some((type) => value instanceof type)) {
     reject(what, keys, value, value instanceof RegExp ? ' (use { $regex: "..." })' : '')
   }
@@ -71,15 +71,16 @@ function checkSpecial (value, keys, what, maxDepth) {
   if (value instanceof Symbol) reject(what, keys, Symbol.prototype.valueOf.call(value))
   // Anything else with toJSON is sent as what toJSON returns (as JSON.stringify does): check that.
   if (typeof value.toJSON === 'function') {
-    check(value.toJSON(String(keys[keys.length - 1] ?? '')), keys, what, maxDepth)
+    check(value.toJSON(String(keys[keys.length - 1] ?? '')), keys, what, maxDepth, nulls)
     return true
   }
   return false
 }
 
 // `keys` is the path walked so far, joined only for an error: building path strings for every
-// value would cost more than the JSON encoding itself on the patch() hot path.
-function check (value, keys, what, maxDepth) {
+// value would cost more than the JSON encoding itself on the patch() hot path. `nulls`, when
+// given, takes `undefined` as null (and records that it met one) instead of rejecting it.
+function check (value, keys, what, maxDepth, nulls) {
   switch (typeof value) {
     case 'string':
       if (!value.isWellFormed()) reject(what, keys, value)
@@ -91,19 +92,26 @@ function check (value, keys, what, maxDepth) {
       return
     case 'object':
       break
+    case 'undefined':
+      if (nulls !== undefined) {
+        nulls.found = true
+        return
+      }
+      reject(what, keys, value)
+      break
     default:
       reject(what, keys, value)
   }
   if (value === null) return
   const isArray = Array.isArray(value)
-  if (!isArray && Object.getPrototypeOf(value) !== Object.prototype && checkSpecial(value, keys, what, maxDepth)) return
+  if (!isArray && Object.getPrototypeOf(value) !== Object.prototype && checkSpecial(value, keys, what, maxDepth, nulls)) return
   if (keys.length >= maxDepth) {
     throw codedError(MemErrors.ERR_BAD_VALUE, `${what} nests deeper than ${maxDepth} levels at '${keys.slice(0, 5).join('.')}...', more than a document may nest`)
   }
   if (isArray) {
     for (let i = 0; i < value.length; i++) {
       keys.push(i)
-      check(value[i], keys, what, maxDepth)
+      check(value[i], keys, what, maxDepth, nulls)
       keys.pop()
     }
   } else {
@@ -112,18 +120,21 @@ function check (value, keys, what, maxDepth) {
       if (!key.isWellFormed()) {
         throw codedError(MemErrors.ERR_BAD_VALUE, `${what} has a key that is not well-formed UTF-16 (a lone surrogate) at '${keys.join('.')}', which JSON cannot carry`)
       }
-      check(value[key], keys, what, maxDepth)
+      check(value[key], keys, what, maxDepth, nulls)
       keys.pop()
     }
   }
 }
 
+const undefinedAsNull = (key, value) => value === undefined ? null : value
+
 /**
  * JSON text of `value`, or an ERR_BAD_VALUE error naming the first path JSON cannot carry.
  * `maxDepth`: how many levels of objects and arrays `value` may nest; `maxBytes`: how long its
- * UTF-8 text may be.
+ * UTF-8 text may be; `nullForUndefined`: an `undefined` below the top is sent as null (in
+ * object fields and array slots, holes included), as the MongoDB Node driver sends it.
  */
-function toJson (value, what, maxDepth = MAX_DEPTH, maxBytes = Infinity) {
+function toJson (value, what, maxDepth = MAX_DEPTH, maxBytes = Infinity, nullForUndefined = false) {
   let text
   try {
     // First, so that the walk below never meets a cycle: JSON.stringify throws on those.
@@ -134,7 +145,10 @@ function toJson (value, what, maxDepth = MAX_DEPTH, maxBytes = Infinity) {
       ? `${what} cannot be sent as JSON: ${error.message}`
       : `${what} holds ${found}, which JSON cannot carry`)
   }
-  check(value, [], what, maxDepth)
+  const nulls = nullForUndefined ? { found: false } : undefined
+  check(value, [], what, maxDepth, nulls)
+  // JSON.stringify drops an undefined field: encoded again, rarely, so that it is kept as null.
+  if (nulls?.found) text = JSON.stringify(value, undefinedAsNull)
   // A character takes at most 3 bytes: most texts need no count.
   if (text.length * 3 > maxBytes && Buffer.byteLength(text) > maxBytes) {
     throw codedError(MemErrors.ERR_BAD_VALUE, `${what} takes ${Buffer.byteLength(text)} bytes as JSON, more than the ${maxBytes} it may`)

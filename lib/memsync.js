@@ -4,6 +4,7 @@
 // native replica (src/binding.rs), which runs the patch engine.
 
 const { EventEmitter } = require('node:events')
+const net = require('node:net')
 const path = require('node:path')
 const native = require('../native.js')
 const { applyChanges, getAt, replaceContents, touches } = require('./changes.js')
@@ -46,6 +47,15 @@ function checkOptions (options) {
   return options
 }
 
+/** An operator without its operand (`{ $set: undefined }`) has no field to store a null in. */
+function checkOperands (update) {
+  for (const key in update) {
+    if (update[key] === undefined && key.startsWith('$')) {
+      throw codedError(MemErrors.ERR_BAD_VALUE, `The update holds undefined at '${key}', which JSON cannot carry: an operator needs its fields`)
+    }
+  }
+}
+
 /** `promise`, or a rejection with `error()` after `ms`. */
 function raceTimeout (promise, ms, error) {
   let timer
@@ -78,15 +88,55 @@ function hostServices ({ file, server }) {
   }
 }
 
-function deferred () {
+/**
+ * The `connection` promise and its resolver. It is also memsync 0.5's deferred (atma's class_Dfr):
+ * `done(fn)`, `fail(fn)` and `resolve(value)`, each returning it. It never rejects: a connection
+ * is waited for until stop(). `report` takes what a `done` callback throws.
+ */
+function deferred (report) {
   let resolve
   const promise = new Promise((resolve_) => { resolve = resolve_ })
+  promise.done = (fn) => {
+    promise.then(fn).catch(report)
+    return promise
+  }
+  promise.fail = () => promise
+  promise.resolve = (value) => {
+    resolve(value)
+    return promise
+  }
   return { promise, resolve }
 }
 
 function checkListenerArgs (event, listener, method) {
   checkEventName(event, `${method}(event, listener)`)
   checkListener(listener, `${method}(event, listener)`)
+}
+
+/**
+ * `off(event, listener)`, or memsync 0.5's `off(event)`: without a listener, every listener of
+ * `event` goes.
+ */
+function removeListener (emitter, event, listener, method) {
+  if (listener === undefined) {
+    checkEventName(event, `${method}(event, listener?)`)
+    emitter.removeAllListeners(event)
+  } else {
+    checkListenerArgs(event, listener, method)
+    emitter.off(event, listener)
+  }
+}
+
+/** Whether anything accepts connections on the Unix socket at `socketPath` (memsync 0.5's probe). */
+function accepts (socketPath) {
+  return new Promise((resolve) => {
+    const socket = net.connect(socketPath)
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
+  })
 }
 
 /** The function at dotted `method` of an RPC table, through own properties only (so that
@@ -130,12 +180,23 @@ class EventBus {
 
   on (event, listener) { checkListenerArgs(event, listener, 'events.on'); this.#emitter.on(event, listener); return this }
   once (event, listener) { checkListenerArgs(event, listener, 'events.once'); this.#emitter.once(event, listener); return this }
-  off (event, listener) { checkListenerArgs(event, listener, 'events.off'); this.#emitter.off(event, listener); return this }
+  off (event, listener) { removeListener(this.#emitter, event, listener, 'events.off'); return this }
+  /** Returns `this`, as memsync 0.5's did: emits chain. */
   emit (event, ...args) {
     checkEventName(event, 'events.emit(event, ...args)')
     // Sent first: a listener here that throws must not keep the event from the other processes.
     this.#send(event, toJson(args, `The arguments of event '${event}'`))
-    return this.#emitter.emit(event, ...args)
+    this.#emitter.emit(event, ...args)
+    return this
+  }
+
+  /** `emit`, by memsync 0.5's other name. */
+  trigger (event, ...args) { return this.emit(event, ...args) }
+
+  /** A function that emits `event` with the arguments it is called with (memsync 0.5). */
+  pipe (event) {
+    checkEventName(event, 'events.pipe(event)')
+    return (...args) => { this.emit(event, ...args) }
   }
 }
 
@@ -154,6 +215,7 @@ class MemSync {
   #native
   #rpc
   #emitter = new EventEmitter()
+  #report = (error) => this.#reportError(error)
   /** The listeners of `events`. */
   #bus = new EventEmitter()
   /** Own RPC calls in other processes, by id: `{ resolve, reject, params, timer }`. */
@@ -167,12 +229,14 @@ class MemSync {
   /** Pings in flight: id -> `answered(pid)`. */
   #pings = new Map()
   #nextPing = 1
+  /** Called when the connection is lost: waits that must start over with the next one. */
+  #onLost = new Set()
   #observers = []
   /** 'host' or 'client' while connected, else null. */
   #role = null
   /** Whether start() was called and stop() was not. */
   #started = false
-  #connected = deferred()
+  #connected = deferred(this.#report)
   /** Settles the start() in progress. */
   #starting = null
   /** The promises of own patches the host has not ordered yet, by sequence number. */
@@ -202,6 +266,10 @@ class MemSync {
     }
     if (typeof name !== 'string') {
       throw codedError(MemErrors.ERR_INVALID_NAME, `The MemSync name must be a string, not ${typeof name}`)
+    }
+    // UTF-8 would turn every lone surrogate into U+FFFD, and two names into one.
+    if (!name.isWellFormed()) {
+      throw codedError(MemErrors.ERR_INVALID_NAME, 'The MemSync name holds a lone surrogate, which UTF-8 cannot carry')
     }
     data ??= {}
     if (!isPlainObject(data)) {
@@ -332,7 +400,10 @@ class MemSync {
     }
     let events
     try {
-      events = JSON.parse(native.patch(this.#native, toJson(update, 'The update', UPDATE_MAX_DEPTH, UPDATE_MAX_BYTES)))
+      checkOperands(update)
+      // A field value of undefined is stored as null, as the MongoDB Node driver sends it: an
+      // update built from an optional field must not fail.
+      events = JSON.parse(native.patch(this.#native, toJson(update, 'The update', UPDATE_MAX_DEPTH, UPDATE_MAX_BYTES, true)))
     } catch (error) {
       return Promise.reject(error)
     }
@@ -368,7 +439,23 @@ class MemSync {
 
   on (event, listener) { checkListenerArgs(event, listener, 'on'); this.#emitter.on(event, listener); return this }
   once (event, listener) { checkListenerArgs(event, listener, 'once'); this.#emitter.once(event, listener); return this }
-  off (event, listener) { checkListenerArgs(event, listener, 'off'); this.#emitter.off(event, listener); return this }
+  off (event, listener) { removeListener(this.#emitter, event, listener, 'off'); return this }
+
+  /** Calls this instance's listeners of `event`, in this process only (memsync 0.5's emitter). */
+  emit (event, ...args) {
+    checkEventName(event, 'emit(event, ...args)')
+    this.#emitter.emit(event, ...args)
+    return this
+  }
+
+  /** `emit`, by memsync 0.5's other name. */
+  trigger (event, ...args) { return this.emit(event, ...args) }
+
+  /** A function that emits `event` here with the arguments it is called with (memsync 0.5). */
+  pipe (event) {
+    checkEventName(event, 'pipe(event)')
+    return (...args) => { this.emit(event, ...args) }
+  }
 
   /** Resolves with the first argument of the next `event`. */
   onceAsync (event) {
@@ -382,7 +469,8 @@ class MemSync {
 
   /**
    * Where this instance stands, with its `roles` and the `peers` it knows: a host's clients, or
-   * a client's host, each `{ pid, host, roles, methods }`.
+   * a client's host, each `{ pid, host, roles, methods }`. `host` is the host's own status, as
+   * in memsync 0.5: a client asks its host how many clients it has.
    */
   async getStatus () {
     const { role, version, connections, roles, peers } = JSON.parse(native.status(this.#native))
@@ -392,52 +480,88 @@ class MemSync {
       channel: connected ? role : null,
       name: this.name,
       version,
-      host: { started: role === 'host', connections },
+      host: role === 'client' ? await this.#hostStatus() : { started: role === 'host', connections },
       roles,
       peers
+    }
+  }
+
+  async #hostStatus () {
+    try {
+      const { clients } = settle(await native.queryHost(this.options.dir ?? null, this.name))
+      return { started: true, connections: clients }
+    } catch {
+      // The host went away meanwhile: nobody hosts the object at this moment.
+      return { started: false, connections: 0 }
     }
   }
 
   /**
    * Round-trip times in ms, measured from this JS thread: a client's to its host
    * (`host: { pid, time }`), a host's to each client (`clients: [{ pid, time } | { pid, error }]`,
-   * `error` when no answer came within `timeout`).
+   * `error` when no answer came within `timeout`). A started instance between hosts, or whose
+   * host goes mid-ping, answers from the next connection (within `timeout`).
    */
   async ping () {
-    const role = this.#role
-    if (role === null) return { connection: null, host: null }
-    const id = this.#nextPing++
-    const began = performance.now()
-    // One slot per process pinged; two instances of one process share a pid, hence slots.
-    const slots = JSON.parse(native.ping(this.#native, id)).map((pid) => ({ pid }))
     const timeoutMs = this.options.timeout ?? DEFAULT_TIMEOUT_MS
-    if (slots.length > 0) {
-      await new Promise((resolve) => {
-        const timer = setTimeout(resolve, timeoutMs)
-        this.#pings.set(id, (pid) => {
-          const slot = slots.find((s) => s.pid === pid && s.time === undefined)
-          if (slot !== undefined) slot.time = performance.now() - began
-          if (slots.every((s) => s.time !== undefined)) {
+    const deadline = performance.now() + timeoutMs
+    for (;;) {
+      // Between hosts, the ping waits for the next connection, as memsync 0.5's did; past the
+      // deadline the role is still null, answered as offline below.
+      if (this.#role === null && this.#started) {
+        await raceTimeout(this.connection, Math.max(0, deadline - performance.now()), () => null).catch(() => {})
+      }
+      const role = this.#role
+      if (role === null) return { connection: null, host: null }
+      const id = this.#nextPing++
+      const began = performance.now()
+      // One slot per process pinged; two instances of one process share a pid, hence slots.
+      const slots = JSON.parse(native.ping(this.#native, id)).map((pid) => ({ pid }))
+      let lost = false
+      if (slots.length > 0) {
+        let onLost
+        await new Promise((resolve) => {
+          const timer = setTimeout(resolve, Math.max(0, deadline - performance.now()))
+          const finish = () => {
             clearTimeout(timer)
             resolve()
           }
+          onLost = () => {
+            lost = true
+            finish()
+          }
+          this.#onLost.add(onLost)
+          this.#pings.set(id, (pid) => {
+            const slot = slots.find((s) => s.pid === pid && s.time === undefined)
+            if (slot !== undefined) slot.time = performance.now() - began
+            if (slots.every((s) => s.time !== undefined)) finish()
+          })
         })
-      })
-      this.#pings.delete(id)
+        this.#onLost.delete(onLost)
+        this.#pings.delete(id)
+      }
+      // The host went away mid-ping: ask the next one.
+      if (lost && this.#started) continue
+      const result = ({ pid, time }) => time !== undefined ? { pid, time } : { pid, error: `no answer within ${timeoutMs} ms` }
+      if (role === 'host') return { connection: 'host', host: { time: 0 }, clients: slots.map(result) }
+      return { connection: 'client', host: slots.length > 0 ? result(slots[0]) : null }
     }
-    const result = ({ pid, time }) => time !== undefined ? { pid, time } : { pid, error: `no answer within ${timeoutMs} ms` }
-    if (role === 'host') return { connection: 'host', host: { time: 0 }, clients: slots.map(result) }
-    return { connection: 'client', host: slots.length > 0 ? result(slots[0]) : null }
   }
 
   /**
-   * Whether another instance of this name is live: for a host, whether clients are connected; for
-   * a client, true; otherwise, whether a host accepts connections.
+   * Whether anything accepts connections on this object's socket, as memsync 0.5 asked: true
+   * while connected (a host's own listener counts), else whether another process hosts it.
+   * `socketPath` asks about another socket instead.
    */
-  async hasPeers () {
-    const { role, connections } = JSON.parse(native.status(this.#native))
-    if (role === 'host') return connections > 0
-    if (role === 'client') return true
+  async hasPeers (socketPath) {
+    if (socketPath !== undefined && socketPath !== null) {
+      if (typeof socketPath !== 'string' || socketPath === '') {
+        throw codedError(MemErrors.ERR_INVALID_ARG, 'hasPeers(path?): path must be a socket path')
+      }
+      return accepts(socketPath)
+    }
+    const { role } = JSON.parse(native.status(this.#native))
+    if (role !== 'offline') return true
     return native.probe(this.#native)
   }
 
@@ -677,10 +801,11 @@ class MemSync {
       // Calls in flight went through the host that is gone, or to clients that left with it.
       if (this.#started) this.#failCalls(MemErrors.ERR_RPC_PEER_LOST, `The connection of '${this.name}' was lost before the RPC call was answered`)
       else this.#failCalls(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before the RPC call was answered`)
+      for (const onLost of [...this.#onLost]) onLost()
       const previous = this.#role
       if (previous === null) return
       this.#role = null
-      this.#connected = deferred()
+      this.#connected = deferred(this.#report)
       this.connection = this.#connected.promise
       this.#emitter.emit('disconnected', previous)
       return
