@@ -231,13 +231,45 @@ export interface PeerStatus {
   methods: string[]
 }
 
+/**
+ * Events as `{ name: [args] }`, or as memsync 0.5 typed them, listener signatures
+ * (`{ time: (ms: number) => void }`).
+ */
+export type EventMap<E> = { [K in keyof E]: unknown[] | ((...args: any[]) => unknown) }
+
+/** The listener arguments of event `K` of `E`, in either shape of `EventMap`. */
+export type EventArgs<E, K extends keyof E> = E[K] extends (...args: infer A) => unknown
+  ? A
+  : E[K] extends unknown[]
+    ? E[K]
+    : never
+
 /** The cross-process event bus of an object: `emit` reaches the listeners of every process, this one included. */
-export interface EventBus<E extends Record<string, unknown[]>> {
-  on<K extends keyof E & string>(event: K, listener: (...args: E[K]) => void): this
-  once<K extends keyof E & string>(event: K, listener: (...args: E[K]) => void): this
-  off<K extends keyof E & string>(event: K, listener: (...args: E[K]) => void): this
-  emit<K extends keyof E & string>(event: K, ...args: E[K]): boolean
+export interface EventBus<E extends EventMap<E>> {
+  on<K extends keyof E & string>(event: K, listener: (...args: EventArgs<E, K>) => void): this
+  once<K extends keyof E & string>(event: K, listener: (...args: EventArgs<E, K>) => void): this
+  /** Removes `listener`, or every listener of `event` without one (memsync 0.5). */
+  off<K extends keyof E & string>(event: K, listener?: (...args: EventArgs<E, K>) => void): this
+  /** Returns the bus, so that emits chain (memsync 0.5). */
+  emit<K extends keyof E & string>(event: K, ...args: EventArgs<E, K>): this
+  /** `emit` by memsync 0.5's other name. */
+  trigger<K extends keyof E & string>(event: K, ...args: EventArgs<E, K>): this
+  /** A function that emits `event` with its arguments (memsync 0.5). */
+  pipe<K extends keyof E & string>(event: K): (...args: EventArgs<E, K>) => void
 }
+
+/**
+ * `connection`: a promise of the role, and memsync 0.5's deferred (`done`, `fail`, `resolve`).
+ * It never rejects.
+ */
+export interface Connection extends Promise<{ type: 'host' | 'client' }> {
+  done(callback: (connection: { type: 'host' | 'client' }) => unknown): this
+  fail(callback: (error: unknown) => unknown): this
+  resolve(connection?: { type: 'host' | 'client' }): this
+}
+
+/** memsync 0.5's `setOptions({ logLevel })`, accepted and ignored. */
+export type LogLevel = 'none' | 'error' | 'info'
 
 /** The constructor's object form. */
 export interface MemSyncConfig<TData, TRpc> {
@@ -252,12 +284,13 @@ export interface MemSyncConfig<TData, TRpc> {
  *
  * @typeParam TData the shared object
  * @typeParam TRpc the functions this process offers to others
- * @typeParam TEvents the events of `events`, as `{ name: [args] }`
+ * @typeParam TEvents the events of `events`, as `{ name: [args] }` or as listener signatures
+ *   (`{ name: (...args) => void }`, memsync 0.5's form)
  */
 export declare class MemSync<
   TData extends object = any,
   TRpc extends RpcTable = any,
-  TEvents extends Record<string, unknown[]> = Record<string, any[]>,
+  TEvents extends EventMap<TEvents> = Record<string, any[]>,
 > {
   constructor(name: string, defaultObject?: TData, options?: MemSyncOptions)
   constructor(config: MemSyncConfig<TData, TRpc>)
@@ -271,7 +304,7 @@ export declare class MemSync<
   /** Events exchanged between the processes of this object. */
   readonly events: EventBus<TEvents>
   /** Resolves with `{ type }` once connected; renewed on disconnect. */
-  readonly connection: Promise<{ type: 'host' | 'client' }>
+  readonly connection: Connection
 
   /** Joins the network of this name; resolves to the role taken. */
   start(): Promise<'host' | 'client'>
@@ -293,7 +326,14 @@ export declare class MemSync<
 
   on<K extends keyof MemSyncEvents<TData>>(event: K, listener: (...args: MemSyncEvents<TData>[K]) => void): this
   once<K extends keyof MemSyncEvents<TData>>(event: K, listener: (...args: MemSyncEvents<TData>[K]) => void): this
-  off<K extends keyof MemSyncEvents<TData>>(event: K, listener: (...args: MemSyncEvents<TData>[K]) => void): this
+  /** Removes `listener`, or every listener of `event` without one (memsync 0.5). */
+  off<K extends keyof MemSyncEvents<TData>>(event: K, listener?: (...args: MemSyncEvents<TData>[K]) => void): this
+  /** Calls this instance's listeners of `event`, in this process only (memsync 0.5's emitter). */
+  emit<K extends keyof MemSyncEvents<TData>>(event: K, ...args: MemSyncEvents<TData>[K]): this
+  /** `emit` by memsync 0.5's other name. */
+  trigger<K extends keyof MemSyncEvents<TData>>(event: K, ...args: MemSyncEvents<TData>[K]): this
+  /** A function that emits `event` here with its arguments (memsync 0.5). */
+  pipe<K extends keyof MemSyncEvents<TData>>(event: K): (...args: MemSyncEvents<TData>[K]) => void
   /** Resolves with the first argument of the next `event`. */
   onceAsync<K extends keyof MemSyncEvents<TData>>(event: K): Promise<MemSyncEvents<TData>[K][0]>
 
@@ -310,20 +350,29 @@ export declare class MemSync<
    */
   lock<R>(key: string, fn: () => R | PromiseLike<R>, options?: { timeout?: number }): Promise<Awaited<R>>
   /**
-   * Whether another instance of this name is live: for a host, whether clients are connected; for
-   * a client, true; for an instance that is not connected, whether a host accepts connections.
+   * Whether anything accepts connections on this object's socket (memsync 0.5): true while
+   * connected, a host's own listener included; else whether another process hosts it.
+   * `socketPath` asks about another socket.
    */
-  hasPeers(): Promise<boolean>
+  hasPeers(socketPath?: string): Promise<boolean>
   /** Runs an RPC method registered by a process of this object. */
   call<M extends RpcMethod<TRpc>>(
     method: M,
     ...args: Parameters<Extract<RpcFunction<TRpc, M>, (...args: any[]) => unknown>>
   ): Promise<RpcResult<ReturnType<Extract<RpcFunction<TRpc, M>, (...args: any[]) => unknown>>>>
   /**
+   * memsync 0.5's form: the type argument is the result's type, the method any name (such as one
+   * another process registered). It applies only when the type argument is given.
+   */
+  call<TOut = never>(
+    method: [TOut] extends [never] ? never : string,
+    ...args: unknown[]
+  ): Promise<RpcResult<TOut>>
+  /**
    * Saves the object to `options.file.path` now if this instance is host (elsewhere the host
    * saves); rejects with `ERR_NO_STORAGE` without a file, `ERR_STORAGE` when the write fails.
    */
   flush(): Promise<void>
   /** Accepted for memsync 0.5 compatibility; does nothing. */
-  setOptions(options: MemSyncOptions): void
+  setOptions(options?: MemSyncOptions & { logLevel?: LogLevel }): void
 }

@@ -93,3 +93,18 @@ void storage
 void persisted.flush()
 void isMemError
 void main
+
+// Both call forms: memsync 0.5's only with its type argument (the result's type).
+async function callForms () {
+  const typed = new MemSync({ name: 'c', rpc: { add: (a: number, b: number) => a + b } })
+  const loose = await typed.call<{ n: number }>('elsewhere', 1)
+  const n: number = loose.result.n
+  void n
+  // @ts-expect-error without a type argument, the method must be registered
+  await typed.call('elsewhere')
+  // Events as listener signatures (0.5) type their arguments too.
+  const sig = new MemSync<object, any, { tick: (n: number) => void }>('sig')
+  // @ts-expect-error tick carries a number
+  sig.events.emit('tick', 'one')
+}
+void callForms

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: `npm test`. Builds the addon once (incremental), then the Rust tests of the
-# pure core, the type test of index.d.ts and the JS tests.
+# pure core, the type tests of index.d.ts (ours, and code written for memsync 0.5) and the JS tests.
 set -euo pipefail
 shopt -s globstar
 cd "$(dirname "$0")/.."
@@ -8,4 +8,6 @@ npm run build --silent
 # The napi binding is a default feature; the core's tests link without Node (napi-rs#1099).
 cargo test --no-default-features
 npx tsc -p __test__
+# Code written against memsync 0.5's typings compiles unchanged against ours.
+npx tsc -p __test__/compat
 node --test --test-concurrency=1 __test__/**/*.test.mjs
