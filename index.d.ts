@@ -154,8 +154,10 @@ export interface MemSyncOptions {
    * The host saves the object to `path` as `{ data, version, timestamp }` (memsync 0.5's file):
    * at most 100 ms after a change, on `flush()` and when it stops. The process that starts the
    * network loads it at `start()`; a corrupt file makes `start()` reject with `ERR_STORAGE`.
+   * A new file is created 0600; a replaced one keeps its mode. A symbolic link at `path` is refused
+   * (`ERR_STORAGE`) unless `followSymlinks` is true: then the file it leads to is read and replaced.
    */
-  file?: { path: string }
+  file?: { path: string, followSymlinks?: boolean }
   /**
    * The host serves `GET /<name>`, `/<name>/<dotted.path>`, `/<name>/status` and
    * `/<name>/events` (Server-Sent Events) on `host` (default `127.0.0.1`) and `port`.

@@ -52,6 +52,11 @@ export declare function flush(instance: ExternalObject<Instance>): void
 export interface HostServices {
   /** Saves the object to this file (`options.file.path`, absolute). */
   file?: string
+  /**
+   * Whether a symbolic link at `file` leads to the file (`options.file.followSymlinks`); else
+   * it is refused.
+   */
+  followSymlinks?: boolean
   /** Serves the HTTP view on this address (`options.server.host`, default 127.0.0.1)... */
   host?: string
   /** ...and port (`options.server.port`). */

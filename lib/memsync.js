@@ -66,7 +66,10 @@ function raceTimeout (promise, ms, error) {
 // `file` and `server`: what the instance does while it is host (src/services.rs).
 function checkServiceOptions ({ file, server }) {
   if (file !== undefined && !(isPlainObject(file) && typeof file.path === 'string' && file.path !== '')) {
-    throw codedError(MemErrors.ERR_INVALID_ARG, 'options.file must be { path: string }')
+    throw codedError(MemErrors.ERR_INVALID_ARG, 'options.file must be { path: string, followSymlinks?: boolean }')
+  }
+  if (file?.followSymlinks !== undefined && typeof file.followSymlinks !== 'boolean') {
+    throw codedError(MemErrors.ERR_INVALID_ARG, 'options.file.followSymlinks must be a boolean')
   }
   if (server !== undefined) {
     if (!isPlainObject(server) || !(Number.isInteger(server.port) && server.port >= 1 && server.port <= 65535)) {
@@ -83,6 +86,7 @@ function hostServices ({ file, server }) {
   if (file === undefined && server === undefined) return null
   return {
     file: file === undefined ? undefined : path.resolve(file.path),
+    followSymlinks: file?.followSymlinks,
     host: server?.host,
     port: server?.port
   }

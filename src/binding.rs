@@ -29,6 +29,7 @@ use crate::http::Address;
 #[cfg(unix)]
 use crate::js_poll::JsPoll;
 use crate::peer;
+use crate::persist::FileTarget;
 use crate::probe;
 use crate::protocol::{PeerInfo, RawJson, RemoteError};
 use crate::rendezvous::{self, Rendezvous};
@@ -92,6 +93,9 @@ struct Link {
 pub struct HostServices {
   /// Saves the object to this file (`options.file.path`, absolute).
   pub file: Option<String>,
+  /// Whether a symbolic link at `file` leads to the file (`options.file.followSymlinks`); else
+  /// it is refused.
+  pub follow_symlinks: Option<bool>,
   /// Serves the HTTP view on this address (`options.server.host`, default 127.0.0.1)...
   pub host: Option<String>,
   /// ...and port (`options.server.port`).
@@ -147,7 +151,11 @@ fn host_services(options: HostServices) -> Result<Services> {
     }
     None => None,
   };
-  Ok(Services::new(options.file.map(PathBuf::from), http))
+  let file = options.file.map(|path| FileTarget {
+    path: PathBuf::from(path),
+    follow_symlinks: options.follow_symlinks.unwrap_or(false),
+  });
+  Ok(Services::new(file, http))
 }
 
 /// A random-enough id for this instance's patches: unique across the processes and instances

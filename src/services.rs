@@ -6,7 +6,6 @@
 //! The file is also read when an instance starts: a corrupt file fails `start()` whatever role
 //! the instance then takes, and the process that starts a network seeds it from the file.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -15,13 +14,13 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::http::{self, Address};
-use crate::persist::{self, Flush, Saver, Stored};
+use crate::persist::{self, FileTarget, Flush, Saver, Stored};
 use crate::state::Replica;
 
 /// An instance's host services, as configured.
 #[derive(Debug, Default)]
 pub struct Services {
-  file: Option<PathBuf>,
+  file: Option<FileTarget>,
   http: Option<Address>,
   /// Where `flush()` reaches the saver while this instance is host.
   flusher: Mutex<Option<mpsc::UnboundedSender<Flush>>>,
@@ -40,7 +39,7 @@ pub struct Running {
 
 impl Services {
   /// Saves to `file` and serves `http`, each when given.
-  pub fn new(file: Option<PathBuf>, http: Option<Address>) -> Services {
+  pub fn new(file: Option<FileTarget>, http: Option<Address>) -> Services {
     Services {
       file,
       http,
@@ -50,10 +49,10 @@ impl Services {
 
   /// Reads the file, off the async workers. A file that cannot be read or parsed is an error.
   pub async fn load(&self) -> Result<Loaded> {
-    let Some(path) = self.file.clone() else {
+    let Some(file) = self.file.clone() else {
       return Ok(Loaded(None));
     };
-    let stored = tokio::task::spawn_blocking(move || persist::load(&path))
+    let stored = tokio::task::spawn_blocking(move || persist::load(&file))
       .await
       .map_err(|err| Error::Storage(err.to_string()))??;
     Ok(Loaded(stored))
@@ -64,9 +63,9 @@ impl Services {
   /// before it handed over; nobody writes it now). Returns the version the file holds.
   pub async fn seed(&self, replica: &Replica, loaded: Loaded) -> Result<u64> {
     let stored = match (loaded.0, &self.file) {
-      (Some(stored), Some(path)) if !stored.is_current(path) => {
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || persist::load(&path))
+      (Some(stored), Some(file)) if !stored.is_current(file) => {
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || persist::load(&file))
           .await
           .map_err(|err| Error::Storage(err.to_string()))??
       }
@@ -88,9 +87,9 @@ impl Services {
   pub async fn start(self: &Arc<Self>, replica: &Arc<Replica>, saved: Option<u64>) -> Running {
     let (shutdown, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
-    if let Some(path) = &self.file {
+    if let Some(file) = &self.file {
       let (flusher, flushes) = mpsc::unbounded_channel();
-      let saver = Saver::new(replica.clone(), path.clone(), saved, flushes);
+      let saver = Saver::new(replica.clone(), file.clone(), saved, flushes);
       tasks.push(tokio::spawn(saver.run(stopped.clone())));
       *self.flusher.lock() = Some(flusher);
     }
