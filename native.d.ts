@@ -135,8 +135,8 @@ export declare function setWantsReceived(instance: ExternalObject<Instance>, wan
 export declare function start(instance: ExternalObject<Instance>, onWake: () => void, clientOnly: boolean, serverOnly: boolean): void
 
 /**
- * The instance's status: role, version, (host) connected clients, its roles and the peers it
- * knows (`{ pid, host, roles, methods }`), as JSON text.
+ * The instance's status: role, version, connected clients (a host's own, a client's host's),
+ * its roles and the peers it knows (`{ pid, host, roles, methods }`), as JSON text.
  */
 export declare function status(instance: ExternalObject<Instance>): string
 

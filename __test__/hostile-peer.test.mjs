@@ -14,11 +14,12 @@ import { MAX_FRAME, PROTOCOL_VERSION, StderrLog, connectRaw, frame, hello, holdL
 const OPTIONS = { timeout: 5000 }
 
 const ordered = (fields = {}) => ({ t: 'ordered', c: { version: 1, origin: 1, seq: 1, hlc: [1, 0], update: { $set: { n: -1 } }, changes: [['s', ['n'], -1]], ...fields } })
-/** The host's answer to a valid hello: `about` (who it is), then `welcome`, returned. */
+/** The host's answer to a valid hello: `about` (who it is), then `welcome`, returned, then `clients` (its count). */
 async function welcomeAfterHello (raw) {
   assert.equal((await raw.message(1)).t, 'about')
   const welcomed = await raw.message(2)
   assert.equal(welcomed.t, 'welcome')
+  assert.equal((await raw.message(3)).t, 'clients')
   return welcomed
 }
 
@@ -148,14 +149,14 @@ test('a host disconnects every peer that sends bad input, says why on stderr, an
     // Entries whose updates do not apply are skipped.
     await raw.send(frame({ t: 'catchup', c: { entries: [{ version: 1, origin: 778, seq: 1, hlc: [1, 0], update: { $nope: 1 } }, { version: 2, origin: 778, seq: 2, hlc: [1, 1], update: { $inc: { n: 'x' } } }] } }))
     for (const [i, [update, code]] of invalid.entries()) {
-      // After `about` and `welcome`.
-      const reply = await raw.message(i + 3)
+      // After `about`, `welcome` and `clients`.
+      const reply = await raw.message(i + 4)
       assert.equal(reply.t, 'rejected', JSON.stringify(update))
       assert.equal(reply.c.seq, i + 1)
       assert.equal(reply.c.code, code, `${JSON.stringify(update).slice(0, 100)}: ${reply.c.message}`)
     }
     await healthy()
-    assert.equal((await raw.message(invalid.length + 3)).t, 'ordered', 'the connection still receives the order')
+    assert.equal((await raw.message(invalid.length + 4)).t, 'ordered', 'the connection still receives the order')
     raw.socket.end()
     await withTimeout(raw.closed, 5000, 'a clean close')
   })

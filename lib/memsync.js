@@ -474,7 +474,7 @@ class MemSync {
   /**
    * Where this instance stands, with its `roles` and the `peers` it knows: a host's clients, or
    * a client's host, each `{ pid, host, roles, methods }`. `host` is the host's own status, as
-   * in memsync 0.5: a client asks its host how many clients it has.
+   * in memsync 0.5: a client knows its host's count of clients (the host tells them).
    */
   async getStatus () {
     const { role, version, connections, roles, peers } = JSON.parse(native.status(this.#native))
@@ -484,19 +484,9 @@ class MemSync {
       channel: connected ? role : null,
       name: this.name,
       version,
-      host: role === 'client' ? await this.#hostStatus() : { started: role === 'host', connections },
+      host: { started: connected, connections },
       roles,
       peers
-    }
-  }
-
-  async #hostStatus () {
-    try {
-      const { clients } = settle(await native.queryHost(this.options.dir ?? null, this.name))
-      return { started: true, connections: clients }
-    } catch {
-      // The host went away meanwhile: nobody hosts the object at this moment.
-      return { started: false, connections: 0 }
     }
   }
 
@@ -522,7 +512,8 @@ class MemSync {
       // One slot per process pinged; two instances of one process share a pid, hence slots.
       const slots = JSON.parse(native.ping(this.#native, id)).map((pid) => ({ pid }))
       let lost = false
-      if (slots.length > 0) {
+      // A client with no host to ping lost it a moment ago: JS hears of that next.
+      if (slots.length > 0 || role === 'client') {
         let onLost
         await new Promise((resolve) => {
           const timer = setTimeout(resolve, Math.max(0, deadline - performance.now()))

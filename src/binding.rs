@@ -424,13 +424,15 @@ fn raw_json(text: String, what: &str) -> Result<RawJson> {
     .map_err(|err| into_js_error(Error::BadValue(format!("{what}: not JSON: {err}"))))
 }
 
-/// The instance's status: role, version, (host) connected clients, its roles and the peers it
-/// knows (`{ pid, host, roles, methods }`), as JSON text.
+/// The instance's status: role, version, connected clients (a host's own, a client's host's),
+/// its roles and the peers it knows (`{ pid, host, roles, methods }`), as JSON text.
 #[napi]
 pub fn status(instance: &External<Instance>) -> String {
-  let (role, version, connections) = instance.replica.status();
+  let (role, version, clients) = instance.replica.status();
   let exchange = instance.replica.exchange();
   let (peers, roles) = (exchange.peers_json(), exchange.roles_json());
+  // A client reports its host's count, as memsync 0.5 did.
+  let connections = exchange.host_clients().unwrap_or(clients as u64);
   drop(exchange);
   format!(
     r#"{{"role":"{}","version":{version},"connections":{connections},"roles":{roles},"peers":{peers}}}"#,

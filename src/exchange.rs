@@ -131,6 +131,8 @@ pub struct Exchange {
   locks: LockTable,
   /// Client: the host's process id and what it offers, once it said.
   host: Option<(u32, PeerInfo)>,
+  /// Client: how many clients the host has, as it last said.
+  host_clients: u64,
 }
 
 impl Default for Exchange {
@@ -154,6 +156,7 @@ impl Exchange {
       own_locks: BTreeMap::new(),
       locks: LockTable::new(0),
       host: None,
+      host_clients: 0,
     }
   }
 
@@ -187,6 +190,7 @@ impl Exchange {
         | Message::Granted { .. }
         | Message::Ping { .. }
         | Message::Pong { .. }
+        | Message::Clients { .. }
     )
   }
 
@@ -330,6 +334,7 @@ impl Exchange {
   pub fn go_offline(&mut self) {
     self.link = Link::Offline;
     self.host = None;
+    self.host_clients = 0;
     self.clients.clear();
     self.routes.clear();
   }
@@ -369,25 +374,53 @@ impl Exchange {
     Ok(())
   }
 
-  /// Host: the client's welcome is queued; it may be sent calls and events from now on.
-  pub fn attached(&mut self, conn: u64, outbox: Arc<Outbox>) {
+  /// Host: the client's welcome is queued; it may be sent calls and events from now on. Every
+  /// client hears the new count.
+  pub fn attached(&mut self, conn: u64, outbox: Arc<Outbox>) -> Effects {
     if let Some(client) = self.clients.get_mut(&conn) {
       client.outbox = Some(outbox);
     }
+    self.announce_clients()
   }
 
-  /// Host: what it tells an admitted client about itself, before the welcome.
+  /// Host: the clients whose welcome is queued, the count JS's `getStatus()` reports.
+  fn attached_count(&self) -> u64 {
+    self.clients.values().filter(|c| c.outbox.is_some()).count() as u64
+  }
+
+  /// Host: tells every welcomed client how many clients there are.
+  fn announce_clients(&self) -> Effects {
+    let mut effects = Effects::default();
+    let message = Message::Clients {
+      count: self.attached_count(),
+    };
+    for outbox in self.clients.values().filter_map(|c| c.outbox.as_ref()) {
+      effects.send(outbox, &message);
+    }
+    effects
+  }
+
+  /// Host: what it tells an admitted client about itself, before the welcome; the count
+  /// includes that client, whose welcome comes next.
   pub fn about(&self) -> Message {
     Message::About {
       pid: std::process::id(),
       peer: self.own.clone(),
+      clients: self.attached_count() + 1,
     }
   }
 
   /// Client: the host's `About`, received before its welcome, so that the host is known as soon
   /// as `start()` resolves.
-  pub fn set_host(&mut self, pid: u32, peer: PeerInfo) {
+  pub fn set_host(&mut self, pid: u32, peer: PeerInfo, clients: u64) {
     self.host = Some((pid, peer));
+    self.host_clients = clients;
+  }
+
+  /// Client: how many clients its host has (memsync 0.5's `getStatus().host.connections`);
+  /// `None` elsewhere.
+  pub fn host_clients(&self) -> Option<u64> {
+    matches!(self.link, Link::Client(_)).then_some(self.host_clients)
   }
 
   /// The other processes this one knows, as a JSON array of `{ pid, host, roles, methods }`:
@@ -446,8 +479,12 @@ impl Exchange {
   /// are forgotten (their replies go nowhere); its locks are released and its requests
   /// cancelled.
   pub fn detach(&mut self, conn: u64) -> Effects {
-    let mut effects = Effects::default();
-    self.clients.remove(&conn);
+    let mut effects = match self.clients.remove(&conn) {
+      Some(Client {
+        outbox: Some(_), ..
+      }) => self.announce_clients(),
+      _ => Effects::default(),
+    };
     let grants = self.locks.drop_owner(conn, crate::state::now_ms());
     self.deliver_grants(grants, &mut effects);
     let lost: Vec<u64> = self
@@ -628,6 +665,7 @@ impl Exchange {
           effects.events.push(pong_event(id, *pid));
         }
       }
+      Message::Clients { count } => self.host_clients = count,
       Message::Granted { id } => {
         // Not found: JS gave up on it and its `Unlock` is on its way to the host.
         if let Some(lock) = self.own_locks.get_mut(&id) {
@@ -791,6 +829,10 @@ mod tests {
       exchange.attached(conn, outbox.clone());
       outboxes.push(outbox);
     }
+    // The counts announced while the clients joined.
+    for outbox in &outboxes {
+      outbox.take_messages();
+    }
     (exchange, outboxes)
   }
 
@@ -890,7 +932,8 @@ mod tests {
     exchange.from_client(1, call(2, "slow"));
     exchange.call(3, "slow".into(), raw(json!([])));
     let effects = exchange.detach(2);
-    let replies = outboxes[0].take_messages();
+    let mut replies = outboxes[0].take_messages();
+    assert_eq!(replies.remove(0), Message::Clients { count: 1 });
     assert_eq!(replies.len(), 2);
     for reply in replies {
       let Message::Reply {
@@ -1078,6 +1121,40 @@ mod tests {
   }
 
   #[test]
+  fn every_client_hears_the_hosts_count_of_clients() {
+    let (mut exchange, outboxes) = host(&[], &[&[], &[]]);
+    let Message::About { clients, .. } = exchange.about() else {
+      panic!("not an about");
+    };
+    assert_eq!(clients, 3, "the joining client counts itself");
+    let joining = Outbox::new(None, usize::MAX);
+    exchange.admit(3, 103, info(&[])).unwrap();
+    let effects = exchange.attached(3, joining.clone());
+    assert_eq!(effects.flush.len(), 3);
+    for outbox in outboxes.iter().chain([&joining]) {
+      assert_eq!(outbox.take_messages(), vec![Message::Clients { count: 3 }]);
+    }
+    exchange.detach(1);
+    assert_eq!(
+      outboxes[1].take_messages(),
+      vec![Message::Clients { count: 2 }]
+    );
+    // A client that never got its welcome leaves without a word.
+    exchange.admit(4, 104, info(&[])).unwrap();
+    assert!(exchange.detach(4).flush.is_empty());
+
+    let mut client = Exchange::new();
+    client.set_host(9, info(&[]), 2);
+    assert_eq!(client.host_clients(), None, "not connected yet");
+    client.client_connected(Outbox::new(None, usize::MAX));
+    assert_eq!(client.host_clients(), Some(2));
+    client.from_host(Message::Clients { count: 5 });
+    assert_eq!(client.host_clients(), Some(5));
+    client.go_offline();
+    assert_eq!(client.host_clients(), None);
+  }
+
+  #[test]
   fn peers_and_pings_name_the_processes_they_reach() {
     let (mut exchange, outboxes) = host(&["f"], &[&["g"], &[]]);
     assert_eq!(
@@ -1094,7 +1171,7 @@ mod tests {
     // A client answers the host's ping, and knows the host from its `About`.
     let mut client = Exchange::new();
     let to_host = Outbox::new(None, usize::MAX);
-    client.set_host(9, info(&["f"]));
+    client.set_host(9, info(&["f"]), 1);
     client.client_connected(to_host.clone());
     client.from_host(Message::Ping { id: 3 });
     assert_eq!(to_host.take_messages(), vec![Message::Pong { id: 3 }]);

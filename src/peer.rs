@@ -353,7 +353,8 @@ async fn handle_client(
     let _ = writer.await;
     return;
   };
-  replica.exchange().attached(id, outbox.clone());
+  let effects = replica.exchange().attached(id, outbox.clone());
+  replica.apply(effects, true);
   loop {
     let first = tokio::select! {
       message = reader.read_message() => message,
@@ -551,8 +552,8 @@ async fn serve_as_client(
         return Ended::Shutdown;
       }
     };
-    if let Ok(Ok(Some(Message::About { pid, peer }))) = message {
-      replica.exchange().set_host(pid, peer);
+    if let Ok(Ok(Some(Message::About { pid, peer, clients }))) = message {
+      replica.exchange().set_host(pid, peer, clients);
       continue;
     }
     welcome = Some(message);

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// The version a client announces in [`Message::Hello`]; the host refuses any other.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest payload a frame may carry, in bytes. A larger announced length is rejected before
 /// its body arrives, so a broken peer cannot make us buffer without bound.
@@ -321,6 +321,14 @@ pub enum Message {
     pid: u32,
     /// The host's RPC methods and roles.
     peer: PeerInfo,
+    /// How many clients the host has, this one included (`getStatus().host.connections`).
+    clients: u64,
+  },
+  /// Host to every client when its number of clients changed (protocol 3): a client's
+  /// `getStatus().host.connections`, as memsync 0.5 reported it, without asking the host.
+  Clients {
+    /// How many clients the host has.
+    count: u64,
   },
   /// Either way: asks for a [`Message::Pong`] with the same `id` (`ping()`).
   Ping {
@@ -365,6 +373,7 @@ impl Message {
       Message::Unlock { .. } => "unlock",
       Message::Granted { .. } => "granted",
       Message::About { .. } => "about",
+      Message::Clients { .. } => "clients",
       Message::Ping { .. } => "ping",
       Message::Pong { .. } => "pong",
       Message::Query => "query",
@@ -688,7 +697,9 @@ mod tests {
       Message::About {
         pid: 7,
         peer: PeerInfo::default(),
+        clients: 2,
       },
+      Message::Clients { count: 3 },
       Message::Ping { id: 1 },
       Message::Pong { id: 1 },
       Message::Welcome {

@@ -5,7 +5,7 @@ import { EventEmitter, once } from 'node:events'
 import net from 'node:net'
 import { withTimeout } from './peers.mjs'
 
-export const PROTOCOL_VERSION = 2
+export const PROTOCOL_VERSION = 3
 export const MAX_FRAME = 64 * 1024 * 1024
 
 /** A frame: the 4-byte big-endian length of `payload` (an object, sent as JSON, or raw bytes), then it. */
