@@ -36,7 +36,7 @@ pub fn default_dir() -> io::Result<PathBuf> {
 /// The effective uid of this process. Without a libc dependency there is no `geteuid()`, but the
 /// kernel stamps a new pipe with its creator's effective uid (Linux, macOS, the BSDs), and
 /// unlike a probe file this leaves nothing behind.
-fn current_uid() -> io::Result<u32> {
+pub(crate) fn current_uid() -> io::Result<u32> {
   let (reader, _writer) = io::pipe()?;
   Ok(File::from(OwnedFd::from(reader)).metadata()?.uid())
 }

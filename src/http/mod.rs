@@ -6,7 +6,8 @@
 //! - `GET /<name>/events`: Server-Sent Events, one `data:` line `{ version, timestamp, patch }`
 //!   per patch as the host orders it.
 //!
-//! Everything else is 404 (405 for another method). It runs on the addon's tokio runtime and
+//! Everything else is 404 (405 for another method); a request from outside or from another user
+//! is 403 (see [`access`]). It runs on the addon's tokio runtime and
 //! reads the replica under its lock only to copy a value out, so it keeps answering while the
 //! host's JS thread is busy.
 //!
@@ -15,6 +16,7 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body_util::{Either, Full};
 use hyper::body::{Body, Frame, Incoming};
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, HOST};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -36,6 +38,8 @@ use tokio::task::JoinSet;
 use tokio::time::Interval;
 
 use crate::state::Replica;
+
+mod access;
 
 /// How long a new host keeps trying a port that is still taken (a killed host's listening socket
 /// may close a moment after its lock is freed) before it reports the failure and retries slowly.
@@ -117,6 +121,7 @@ pub async fn run(
   };
   let mut connections = JoinSet::new();
   let stopping = shutdown.clone();
+  let own_uid = crate::rendezvous::current_uid().ok();
   loop {
     let accepted = tokio::select! {
       accepted = listener.accept() => accepted,
@@ -124,8 +129,14 @@ pub async fn run(
       _ = shutdown.wait_for(|stop| *stop) => break,
     };
     match accepted {
-      Ok((stream, _)) => {
-        connections.spawn(serve_connection(replica.clone(), stream, stopping.clone()));
+      Ok((stream, client)) => {
+        let gate = Arc::new(Gate::new(&stream, client, own_uid));
+        connections.spawn(serve_connection(
+          replica.clone(),
+          stream,
+          gate,
+          stopping.clone(),
+        ));
       }
       // Out of file descriptors and the like: pause rather than spin.
       Err(_) => tokio::time::sleep(BIND_RETRY).await,
@@ -136,16 +147,75 @@ pub async fn run(
   while connections.join_next().await.is_some() {}
 }
 
+/// What one connection may read, decided when it is accepted.
+struct Gate {
+  /// The view's port, which a request's `Host` must name when it names one.
+  port: u16,
+  /// Whether the view is bound to a loopback address, where the access checks apply.
+  loopback: bool,
+  /// The uid of the connection's client, when it is known to be another user.
+  stranger: Option<u32>,
+}
+
+impl Gate {
+  fn new(stream: &TcpStream, client: SocketAddr, own_uid: Option<u32>) -> Gate {
+    let Ok(server) = stream.local_addr() else {
+      return Gate {
+        port: 0,
+        loopback: true,
+        stranger: None,
+      };
+    };
+    let loopback = server.ip().is_loopback() || server.ip().to_canonical().is_loopback();
+    let stranger = match (loopback, own_uid) {
+      (true, Some(own)) => access::client_uid(server, client).filter(|uid| *uid != own),
+      _ => None,
+    };
+    Gate {
+      port: server.port(),
+      loopback,
+      stranger,
+    }
+  }
+
+  /// Why `request` is refused, if it is.
+  fn refusal(&self, request: &Request<Incoming>) -> Option<String> {
+    if !self.loopback {
+      return None;
+    }
+    if let Some(uid) = self.stranger {
+      return Some(format!(
+        "This view serves its own user only; the connection belongs to uid {uid}"
+      ));
+    }
+    let host = request.headers().get(HOST)?;
+    let host = host.to_str().unwrap_or("(not text)");
+    (!access::is_loopback_host(host, self.port)).then(|| {
+      format!(
+        "This view answers requests to localhost, 127.0.0.1 or [::1] (or another loopback address) at port {} only, not to Host '{host}' (a page that rebinds its DNS name to this machine is refused)",
+        self.port
+      )
+    })
+  }
+}
+
 async fn serve_connection(
   replica: Arc<Replica>,
   stream: TcpStream,
+  gate: Arc<Gate>,
   mut shutdown: watch::Receiver<bool>,
 ) {
   // Event records are small writes that must not wait for Nagle's algorithm.
   let _ = stream.set_nodelay(true);
   let service = service_fn(move |request: Request<Incoming>| {
     let replica = replica.clone();
-    async move { Ok::<_, Infallible>(respond(replica, request).await) }
+    let refusal = gate.refusal(&request);
+    async move {
+      Ok::<_, Infallible>(match refusal {
+        Some(why) => error(StatusCode::FORBIDDEN, &why),
+        None => respond(replica, request).await,
+      })
+    }
   });
   let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
   tokio::pin!(connection);
