@@ -13,6 +13,7 @@ const OPTIONS = { timeout: 5000 }
 
 /** `{ x: { x: ... 1 } }`, nesting `levels` levels. */
 const nested = (levels) => Array.from({ length: levels }).reduce((inner) => ({ x: inner }), 1)
+const nestedArrays = (levels) => Array.from({ length: levels }).reduce((inner) => [inner], 1)
 
 /**
  * Values JSON cannot carry, each with the text its error names (relative to where it sits). Each
@@ -103,6 +104,11 @@ function badCalls (mem, spy) {
   add('patch $inc by Infinity', () => mem.patch({ $inc: { n: Infinity } }), badValue("'$inc.n'"))
   add('patch nesting past the JSON check', () => mem.patch({ $set: { v: nested(150) } }), badValue('nests deeper than 102 levels'))
   add('patch nesting past the document limit', () => mem.patch({ $set: { 'a.b': nested(99) } }), badValue("101 levels deep at 'a.b'"))
+  // Deeper than JSON.stringify's stack: still the nesting limit, not "Maximum call stack size exceeded".
+  add('patch nesting 10,000 levels', () => mem.patch({ $set: { v: nested(10000) } }), badValue("nests deeper than 102 levels at '$set.v.x.x.x...'"))
+  add('patch nesting 10,000 arrays', () => mem.patch({ $set: { v: nestedArrays(10000) } }), badValue("nests deeper than 102 levels at '$set.v.0.0.0...'"))
+  add('events.emit nesting 10,000 levels', () => mem.events.emit('spy', nested(10000)), { how: 'throws', code: 'ERR_BAD_VALUE', includes: "nests deeper than 100 levels at '0.x.x.x.x...'" })
+  add('events.emit of a symbol event', () => mem.events.emit(Symbol('spy'), 1), { how: 'throws', code: 'ERR_INVALID_ARG', includes: 'Symbol(spy) is a symbol, which cannot reach other processes' })
   // Its ordered frame could not be sent: other processes would never receive it.
   add('patch of more than 16 MiB', () => mem.patch({ $set: { big: 'x'.repeat(16 * 1024 * 1024) } }), badValue('more than the 16777216 it may'))
   add('patch of more than 16 MiB in UTF-8 only', () => mem.patch({ $set: { big: 'é'.repeat(9 * 1024 * 1024) } }), badValue('more than the 16777216 it may'))

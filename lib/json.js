@@ -105,9 +105,7 @@ function check (value, keys, what, maxDepth, nulls) {
   if (value === null) return
   const isArray = Array.isArray(value)
   if (!isArray && Object.getPrototypeOf(value) !== Object.prototype && checkSpecial(value, keys, what, maxDepth, nulls)) return
-  if (keys.length >= maxDepth) {
-    throw codedError(MemErrors.ERR_BAD_VALUE, `${what} nests deeper than ${maxDepth} levels at '${keys.slice(0, 5).join('.')}...', more than a document may nest`)
-  }
+  if (keys.length >= maxDepth) throw nestingError(what, maxDepth, keys)
   if (isArray) {
     for (let i = 0; i < value.length; i++) {
       keys.push(i)
@@ -126,6 +124,27 @@ function check (value, keys, what, maxDepth, nulls) {
   }
 }
 
+function nestingError (what, maxDepth, keys) {
+  return codedError(MemErrors.ERR_BAD_VALUE, `${what} nests deeper than ${maxDepth} levels at '${keys.slice(0, 5).join('.')}...', more than a document may nest`)
+}
+
+/**
+ * The first `maxDepth` keys of a path along which `value` nests deeper than `maxDepth` levels, or
+ * null. A loop, not a recursion: it runs where JSON.stringify has just run out of stack.
+ */
+function deeperThan (value, maxDepth) {
+  const pending = [[value, []]]
+  const seen = new Set()
+  while (pending.length > 0) {
+    const [node, keys] = pending.pop()
+    if (node === null || typeof node !== 'object' || seen.has(node)) continue
+    if (keys.length >= maxDepth) return keys
+    seen.add(node)
+    for (const key of Object.keys(node)) pending.push([node[key], [...keys, Array.isArray(node) ? Number(key) : key]])
+  }
+  return null
+}
+
 const undefinedAsNull = (key, value) => value === undefined ? null : value
 
 /**
@@ -140,6 +159,9 @@ function toJson (value, what, maxDepth = MAX_DEPTH, maxBytes = Infinity, nullFor
     // First, so that the walk below never meets a cycle: JSON.stringify throws on those.
     text = JSON.stringify(value)
   } catch (error) {
+    // Too deep for JSON.stringify's stack, far beyond what a document may nest.
+    const tooDeep = deeperThan(value, maxDepth)
+    if (tooDeep !== null) throw nestingError(what, maxDepth, tooDeep)
     const found = locate(value, [], new Set())
     throw codedError(MemErrors.ERR_BAD_VALUE, found === null
       ? `${what} cannot be sent as JSON: ${error.message}`

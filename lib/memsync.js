@@ -188,6 +188,9 @@ class EventBus {
   /** Returns `this`, as memsync 0.5's did: emits chain. */
   emit (event, ...args) {
     checkEventName(event, 'events.emit(event, ...args)')
+    if (typeof event === 'symbol') {
+      throw codedError(MemErrors.ERR_INVALID_ARG, `events.emit(event, ...args): ${event.toString()} is a symbol, which cannot reach other processes; name the event with a string (the instance's own emit() takes symbols)`)
+    }
     // Sent first: a listener here that throws must not keep the event from the other processes.
     this.#send(event, toJson(args, `The arguments of event '${event}'`))
     this.#emitter.emit(event, ...args)
