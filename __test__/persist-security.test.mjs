@@ -1,13 +1,16 @@
 // options.file against what another user may plant in a shared directory, and against files that
 // do not hold a state memsync can take: saves never follow a planted link nor reuse a planted
 // file, a link at the file itself is refused unless followed on purpose, a new file is private,
-// and a loaded version or nesting beyond what JavaScript and the engine handle is refused.
+// a loaded version or nesting beyond what JavaScript and the engine handle is refused, and a read
+// that blocks does not hold start() past its timeout.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import memsync from '../index.js'
 import { rendezvousDir, uniqueName } from './support/peers.mjs'
+import { runFixture } from './support/child.mjs'
 import { dataDir, readJsonFile } from './support/services.mjs'
 
 const { MemSync } = memsync
@@ -134,4 +137,15 @@ test('a loaded file whose version or nesting JavaScript and the engine cannot ta
   fs.writeFileSync(file, '{"data":{"n":1},"version":9007199254740991}')
   const mem = await startHost(t, { path: file })
   assert.equal((await mem.getStatus()).version, 9007199254740991)
+})
+
+test('start() rejects within its timeout when reading the file blocks, and the read is reported when it ends', { skip: process.platform === 'win32' }, async (t) => {
+  const fifo = path.join(dataDir(t), 'data.json')
+  execFileSync('mkfifo', [fifo])
+  const { code, stdout, stderr } = await runFixture('blocked-load.mjs', [rendezvousDir(t), fifo, '500'], { timeoutMs: 10000 })
+  assert.equal(code, 0, stderr)
+  const outcome = JSON.parse(stdout)
+  assert.equal(outcome.code, 'ERR_TIMEOUT')
+  assert.ok(outcome.ms >= 500 && outcome.ms < 3000, `start() settled after ${outcome.ms} ms`)
+  assert.match(stderr, /memsync: reading .*data\.json ended after [\d.]+ s, when nobody waited for it any more; what it read is dropped/)
 })

@@ -86,7 +86,13 @@ pub async fn run(
     code: err.code(),
     message: format!("memsync '{}': {err}", replica.name()),
   };
-  let mut loaded = match services.load().await {
+  // A read that blocks (a FIFO, a hung network filesystem) is abandoned when the instance stops,
+  // so that start()'s timeout bounds it.
+  let loaded = tokio::select! {
+    loaded = services.load() => loaded,
+    _ = shutdown.wait_for(|stop| *stop) => return,
+  };
+  let mut loaded = match loaded {
     Ok(loaded) => Some(loaded),
     Err(err) => {
       fail(storage_failure(err));
@@ -111,7 +117,10 @@ pub async fn run(
       Ok(Elected::Host(lock)) => {
         // The file seeds only a network this instance starts; after a failover it is behind.
         let saved = match loaded.take() {
-          Some(loaded) => match services.seed(&replica, loaded).await {
+          Some(loaded) => match tokio::select! {
+            seeded = services.seed(&replica, loaded) => seeded,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+          } {
             Ok(version) => Some(version),
             Err(err) => {
               fail(storage_failure(err));

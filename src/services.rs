@@ -6,7 +6,9 @@
 //! The file is also read when an instance starts: a corrupt file fails `start()` whatever role
 //! the instance then takes, and the process that starts a network seeds it from the file.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -37,6 +39,34 @@ pub struct Running {
   tasks: Vec<JoinHandle<()>>,
 }
 
+/// Reads `file` on the blocking pool. A caller that stops waiting (a stop, or start()'s timeout)
+/// abandons the read: a FIFO or a hung network filesystem may never answer, and nothing waits for
+/// it then; if it ever finishes, a line on stderr says so.
+async fn read(file: FileTarget) -> Result<Option<Stored>> {
+  struct Abandoned(Arc<AtomicBool>);
+  impl Drop for Abandoned {
+    fn drop(&mut self) {
+      self.0.store(true, Ordering::Relaxed);
+    }
+  }
+  let abandoned = Arc::new(AtomicBool::new(false));
+  let _waiting = Abandoned(abandoned.clone());
+  let began = Instant::now();
+  tokio::task::spawn_blocking(move || {
+    let stored = persist::load(&file);
+    if abandoned.load(Ordering::Relaxed) {
+      report!(
+        "memsync: reading {} ended after {:.1} s, when nobody waited for it any more; what it read is dropped",
+        file.path.display(),
+        began.elapsed().as_secs_f64()
+      );
+    }
+    stored
+  })
+  .await
+  .map_err(|err| Error::Storage(err.to_string()))?
+}
+
 impl Services {
   /// Saves to `file` and serves `http`, each when given.
   pub fn new(file: Option<FileTarget>, http: Option<Address>) -> Services {
@@ -52,10 +82,7 @@ impl Services {
     let Some(file) = self.file.clone() else {
       return Ok(Loaded(None));
     };
-    let stored = tokio::task::spawn_blocking(move || persist::load(&file))
-      .await
-      .map_err(|err| Error::Storage(err.to_string()))??;
-    Ok(Loaded(stored))
+    Ok(Loaded(read(file).await?))
   }
 
   /// For the instance that starts the network, now host: puts the file's object into `replica`.
@@ -63,12 +90,7 @@ impl Services {
   /// before it handed over; nobody writes it now). Returns the version the file holds.
   pub async fn seed(&self, replica: &Replica, loaded: Loaded) -> Result<u64> {
     let stored = match (loaded.0, &self.file) {
-      (Some(stored), Some(file)) if !stored.is_current(file) => {
-        let file = file.clone();
-        tokio::task::spawn_blocking(move || persist::load(&file))
-          .await
-          .map_err(|err| Error::Storage(err.to_string()))??
-      }
+      (Some(stored), Some(file)) if !stored.is_current(file) => read(file.clone()).await?,
       (stored, _) => stored,
     };
     Ok(match stored {
