@@ -186,6 +186,41 @@ test('another user who creates the default rendezvous directory first cannot imp
   assert.deepEqual(await impostor.result, { connections: 0 }, 'nobody connected to the impostor')
 })
 
+test('after a failover, a rendezvous directory another user replaced is refused, and nothing reaches the impostor', { timeout: 30000, skip: !IS_ROOT && NEEDS_ROOT }, async (t) => {
+  // options.dir under a directory every user may write (mode 0777, not sticky).
+  const parent = tempDir(t, 0o777)
+  const dir = path.join(parent, 'rdv')
+  const name = uniqueName('moved')
+  const host = await spawnPeer(t, name, dir, { data: { secret: 1 }, options: OPTIONS }, 'host')
+  assert.equal((await host.request('start')).role, 'host')
+  const client = await spawnPeer(t, name, dir, { options: OPTIONS }, 'client')
+  assert.equal((await client.request('start')).role, 'client')
+  const mark = client.mark()
+
+  // The other user moves the directory aside, makes a new private one of its own, holds the lock
+  // and listens at the socket path.
+  const impostor = run(t, `
+    import fs from 'node:fs'
+    import net from 'node:net'
+    const dir = ${JSON.stringify(dir)}
+    fs.renameSync(dir, dir + '.moved')
+    fs.mkdirSync(dir, { mode: 0o700 })
+    fs.writeFileSync(dir + '/' + ${JSON.stringify(name)} + '.lock', '')
+    let connections = 0
+    const server = net.createServer((socket) => { connections++; socket.destroy() })
+    server.listen(dir + '/' + ${JSON.stringify(name)} + '.sock', () => console.log('listening'))
+    process.stdin.on('end', () => { console.log(JSON.stringify({ connections })); process.exit(0) })
+    process.stdin.resume()
+  `, { uid: NOBODY })
+  await withTimeout(new Promise((resolve) => impostor.child.stdout.on('data', () => { if (impostor.output().includes('listening')) resolve() })), 5000, 'the impostor listens')
+
+  await host.kill()
+  const refused = await client.waitEvent('error', { since: mark, predicate: (e) => /ERR_RENDEZVOUS|belongs to uid/.test(e.message), timeoutMs: 10000 })
+  assert.match(refused.message, new RegExp(`${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} belongs to uid ${NOBODY}, not to this process's uid 0`))
+  impostor.child.stdin.end()
+  assert.deepEqual(await impostor.result, { connections: 0 }, 'the client never connected to the impostor')
+})
+
 /** Starts an in-process instance; resolves with its role, or the error's code and message. */
 async function outcome (t, name, dir, options = {}) {
   const mem = new MemSync(name, { owner: 'us' }, { dir, ...OPTIONS, ...options })

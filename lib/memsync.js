@@ -757,9 +757,14 @@ class MemSync {
       case 'role':
         this.#onRole(event[1])
         break
-      case 'fail':
-        this.#starting?.reject(codedError(event[1], event[2]))
+      case 'fail': {
+        // Before start() resolved, it rejects; later (a failover that finds the rendezvous
+        // unusable) the instance has left its network, and says why.
+        const error = codedError(event[1], event[2])
+        if (this.#starting) this.#starting.reject(error)
+        else this.#reportError(error)
         break
+      }
       case 'call':
         this.#runCall(event[1], event[2], event[3])
         break

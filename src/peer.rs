@@ -222,7 +222,15 @@ async fn serve_as_host(
   });
   let mut handlers = Vec::new();
   let next_id = AtomicU64::new(1);
-  accept_clients(replica, &listener, &mut handlers, &next_id, shutdown).await;
+  accept_clients(
+    replica,
+    &listener,
+    lock.uid(),
+    &mut handlers,
+    &next_id,
+    shutdown,
+  )
+  .await;
   grace.abort();
   // Handing over cleanly: clients are detached (their writers then drain what is queued and
   // close), the socket file goes, and only then the lock, so the next host starts from a state
@@ -250,6 +258,7 @@ async fn serve_as_host(
 async fn accept_clients(
   replica: &Arc<Replica>,
   listener: &Listener,
+  uid: u32,
   handlers: &mut Vec<JoinHandle<()>>,
   next_id: &AtomicU64,
   shutdown: &mut watch::Receiver<bool>,
@@ -260,6 +269,11 @@ async fn accept_clients(
       _ = shutdown.wait_for(|stop| *stop) => return,
     };
     match accepted {
+      // The directory is private, but a descriptor can be passed on: only this user's
+      // processes are clients.
+      Ok(stream) if let Err(err) = crate::rendezvous::check_peer(&stream, uid, "client") => {
+        report!("memsync '{}': refusing a client: {err}", replica.name());
+      }
       Ok(stream) => {
         // Forget finished handlers so the list does not grow with every past connection.
         handlers.retain(|handler| !handler.is_finished());

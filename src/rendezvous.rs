@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::traits::tokio::Stream as _;
+use interprocess::local_socket::traits::StreamCommon as _;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 
 /// Permission bits that let users other than the owner in.
@@ -43,7 +44,7 @@ pub(crate) fn current_uid() -> io::Result<u32> {
 
 /// Refuses `dir` unless it is a real directory (not a symlink) owned by `uid` with no group or
 /// other permissions.
-fn check_private_dir(dir: &Path, uid: u32) -> io::Result<()> {
+fn check_private_dir(dir: &Path, uid: u32) -> io::Result<fs::Metadata> {
   let meta = fs::symlink_metadata(dir)?;
   if !meta.is_dir() {
     return Err(io::Error::new(
@@ -76,7 +77,7 @@ fn check_private_dir(dir: &Path, uid: u32) -> io::Result<()> {
       ),
     ));
   }
-  Ok(())
+  Ok(meta)
 }
 
 /// Removes `path`, treating "already gone" as success.
@@ -93,6 +94,11 @@ pub struct Rendezvous {
   dir: PathBuf,
   /// The name as a file name (`name::file_stem`).
   stem: String,
+  /// This process's effective uid, which owns the directory and every process met there.
+  uid: u32,
+  /// The directory's device and inode when it was checked first: a directory moved aside and
+  /// replaced later (by a user who can write its parent) is another one.
+  identity: (u64, u64),
 }
 
 impl Rendezvous {
@@ -108,11 +114,31 @@ impl Rendezvous {
     // `recursive` makes an existing directory a success; it is checked just below either way,
     // which also catches one planted between our creation attempt and now.
     DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
-    check_private_dir(&dir, current_uid()?)?;
+    let uid = current_uid()?;
+    let meta = check_private_dir(&dir, uid)?;
     Ok(Rendezvous {
       dir,
       stem: crate::name::file_stem(name),
+      uid,
+      identity: (meta.dev(), meta.ino()),
     })
+  }
+
+  /// Checks the directory again before it is used (every election, every connect after a
+  /// failover): still private, still ours, still the one checked first.
+  fn recheck(&self) -> io::Result<()> {
+    let meta = check_private_dir(&self.dir, self.uid)?;
+    if (meta.dev(), meta.ino()) != self.identity {
+      return Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+          "memsync directory {} was replaced since this instance started (another device or \
+           inode); it is not joined",
+          self.dir.display()
+        ),
+      ));
+    }
+    Ok(())
   }
 
   /// The private directory holding the rendezvous files.
@@ -135,6 +161,7 @@ impl Rendezvous {
   /// `flock` locks belong to the open file: two calls in one process conflict just as two
   /// processes would, so in-process instances elect a host the same way.
   pub fn try_become_host(&self) -> io::Result<Option<HostLock>> {
+    self.recheck()?;
     let lock = OpenOptions::new()
       .read(true)
       .write(true)
@@ -145,6 +172,7 @@ impl Rendezvous {
     match lock.try_lock() {
       Ok(()) => Ok(Some(HostLock {
         socket_path: self.socket_path(),
+        uid: self.uid,
         _lock: lock,
       })),
       Err(TryLockError::WouldBlock) => Ok(None),
@@ -152,10 +180,29 @@ impl Rendezvous {
     }
   }
 
-  /// Connects to the host. `NotFound` or `ConnectionRefused` mean no host is listening (yet, or
-  /// any more: a host killed by a signal leaves its socket file behind).
+  /// Connects to the host, once the directory is checked again, and only to a host of this user
+  /// (`SO_PEERCRED`, or `getpeereid`): nothing is sent before. `NotFound` or `ConnectionRefused`
+  /// mean no host is listening (yet, or any more: a host killed by a signal leaves its socket
+  /// file behind).
   pub async fn connect(&self) -> io::Result<Stream> {
-    Stream::connect(self.socket_path().to_fs_name::<GenericFilePath>()?).await
+    self.recheck()?;
+    let stream = Stream::connect(self.socket_path().to_fs_name::<GenericFilePath>()?).await?;
+    check_peer(&stream, self.uid, "host")?;
+    Ok(stream)
+  }
+}
+
+/// Refuses a connection whose other end runs as another user than `uid`.
+pub fn check_peer(stream: &Stream, uid: u32, role: &str) -> io::Result<()> {
+  match stream.peer_creds()?.euid() {
+    Some(peer) if peer == uid => Ok(()),
+    peer => Err(io::Error::new(
+      io::ErrorKind::PermissionDenied,
+      format!(
+        "the {role} at the other end of the socket runs as uid {}, not as this process's uid {uid}",
+        peer.map_or_else(|| "unknown".to_owned(), |peer| peer.to_string())
+      ),
+    )),
   }
 }
 
@@ -166,11 +213,18 @@ impl Rendezvous {
 #[derive(Debug)]
 pub struct HostLock {
   socket_path: PathBuf,
+  /// The uid every client must run as.
+  uid: u32,
   /// Unlocks when dropped, which Rust does after `Drop::drop` has removed the socket.
   _lock: File,
 }
 
 impl HostLock {
+  /// The uid every client must run as: the host's.
+  pub fn uid(&self) -> u32 {
+    self.uid
+  }
+
   /// Listens on the socket path, replacing a socket file a dead host left behind. Must run inside
   /// a tokio runtime.
   pub fn bind(&self) -> io::Result<Listener> {
@@ -246,6 +300,42 @@ mod tests {
     fn drop(&mut self) {
       let _ = fs::remove_dir_all(&self.0);
     }
+  }
+
+  #[tokio::test]
+  async fn a_directory_replaced_after_start_is_refused_by_election_and_connect() {
+    let temp = TempDir::new("replaced");
+    let rendezvous = temp.rendezvous();
+    assert!(rendezvous.try_become_host().unwrap().is_some());
+    fs::rename(rendezvous.dir(), temp.0.join("aside")).unwrap();
+    DirBuilder::new()
+      .mode(0o700)
+      .create(rendezvous.dir())
+      .unwrap();
+    for err in [
+      rendezvous.try_become_host().unwrap_err(),
+      rendezvous.connect().await.unwrap_err(),
+    ] {
+      assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+      assert!(
+        err
+          .to_string()
+          .contains("was replaced since this instance started"),
+        "{err}"
+      );
+    }
+  }
+
+  #[tokio::test]
+  async fn a_directory_made_public_after_start_is_refused() {
+    let temp = TempDir::new("public");
+    let rendezvous = temp.rendezvous();
+    fs::set_permissions(rendezvous.dir(), Permissions::from_mode(0o755)).unwrap();
+    let err = rendezvous.connect().await.unwrap_err();
+    assert!(
+      err.to_string().contains("it must be private (chmod 700)"),
+      "{err}"
+    );
   }
 
   fn mode(path: &Path) -> u32 {
