@@ -160,9 +160,12 @@ export interface MemSyncOptions {
   file?: { path: string, followSymlinks?: boolean }
   /**
    * The host serves `GET /<name>`, `/<name>/<dotted.path>`, `/<name>/status` and
-   * `/<name>/events` (Server-Sent Events) on `host` (default `127.0.0.1`) and `port`.
+   * `/<name>/events` (Server-Sent Events) on `host` (default `127.0.0.1`) and `port`. On
+   * loopback it answers this user's processes without credentials (on Linux) and needs the view's
+   * token otherwise; `token: true` (a generated one) or a string needs it for every request.
+   * `memsync url <name>` prints a URL that carries it.
    */
-  server?: { port: number; host?: string }
+  server?: { port: number; host?: string; token?: boolean | string }
 }
 
 /** Functions other processes may call with `call()`, possibly nested. */

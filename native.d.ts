@@ -61,6 +61,13 @@ export interface HostServices {
   host?: string
   /** ...and port (`options.server.port`). */
   port?: number
+  /**
+   * Whether every request needs the view's token (`options.server.token` true or a string);
+   * else only requests whose user cannot be told need it.
+   */
+  tokenAlways?: boolean
+  /** The token itself, when `options.server.token` is a string; else one is generated. */
+  token?: string
 }
 
 /**

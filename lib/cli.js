@@ -62,6 +62,11 @@ const COMMANDS = {
     args: ['<name>'],
     summary: "show the host's pid, how many clients it has and the version",
     run: status
+  },
+  url: {
+    args: ['<name>'],
+    summary: "print the URL of the object's HTTP view, with its token (options.server)",
+    run: url
   }
 }
 
@@ -300,6 +305,19 @@ async function status (ctx, name) {
     `  clients  ${s.clients}`,
     `  version  ${s.version}`
   ].join('\n'))
+}
+
+/** The HTTP view's URL and token, which its host keeps in `<stem>.view.json` (src/http/token.rs). */
+async function url (ctx, name) {
+  let view
+  try {
+    view = JSON.parse(fs.readFileSync(path.join(ctx.dir, `${native.fileStem(name)}.view.json`), 'utf8'))
+  } catch (error) {
+    if (error.code !== 'ENOENT') throw new CliError(`cannot read the HTTP view of '${name}': ${error.message}`)
+    throw new CliError(`no host of '${name}' serves an HTTP view in ${ctx.dir} (options.server)`)
+  }
+  const withToken = `${view.url}?token=${encodeURIComponent(view.token)}`
+  print(ctx, { name, url: withToken, token: view.token }, () => withToken)
 }
 
 async function watch (ctx, name, dotted) {

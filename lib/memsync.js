@@ -78,6 +78,10 @@ function checkServiceOptions ({ file, server }) {
     if (server.host !== undefined && (typeof server.host !== 'string' || server.host === '')) {
       throw codedError(MemErrors.ERR_INVALID_ARG, 'options.server.host must be a host name or IP address')
     }
+    if (server.token !== undefined && typeof server.token !== 'boolean' && !(typeof server.token === 'string' && server.token !== '' && /^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]+$/.test(server.token))) {
+      // It travels in a cookie: RFC 6265's cookie-octets only.
+      throw codedError(MemErrors.ERR_INVALID_ARG, 'options.server.token must be true, false or a non-empty string of printable ASCII without spaces, quotes, commas, semicolons or backslashes')
+    }
   }
 }
 
@@ -88,7 +92,9 @@ function hostServices ({ file, server }) {
     file: file === undefined ? undefined : path.resolve(file.path),
     followSymlinks: file?.followSymlinks,
     host: server?.host,
-    port: server?.port
+    port: server?.port,
+    tokenAlways: server?.token === true || typeof server?.token === 'string',
+    token: typeof server?.token === 'string' ? server.token : undefined
   }
 }
 

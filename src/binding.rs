@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
-use crate::http::Address;
+use crate::http::{Address, TokenRule, View};
 #[cfg(unix)]
 use crate::js_poll::JsPoll;
 use crate::peer;
@@ -100,6 +100,11 @@ pub struct HostServices {
   pub host: Option<String>,
   /// ...and port (`options.server.port`).
   pub port: Option<u32>,
+  /// Whether every request needs the view's token (`options.server.token` true or a string);
+  /// else only requests whose user cannot be told need it.
+  pub token_always: Option<bool>,
+  /// The token itself, when `options.server.token` is a string; else one is generated.
+  pub token: Option<String>,
 }
 
 /// Creates the replica of `name`, seeded with the JSON text `dataJson` (an object). `dir` is the
@@ -144,9 +149,16 @@ fn host_services(options: HostServices) -> Result<Services> {
           format!("server.port must be a TCP port, not {port}"),
         )
       })?;
-      Some(Address {
-        host: options.host.unwrap_or_else(|| "127.0.0.1".to_owned()),
-        port,
+      Some(View {
+        address: Address {
+          host: options.host.unwrap_or_else(|| "127.0.0.1".to_owned()),
+          port,
+        },
+        token: if options.token_always == Some(true) {
+          TokenRule::Always(options.token)
+        } else {
+          TokenRule::WhereUserUnknown
+        },
       })
     }
     None => None,

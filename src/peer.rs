@@ -211,7 +211,7 @@ async fn serve_as_host(
     .bind()
     .map_err(|err| io::Error::new(err.kind(), format!("cannot listen: {err}")))?;
   // Before the role is announced: once start() resolves as host, the port is served.
-  let services = services.start(replica, saved).await;
+  let services = services.start(replica, saved, lock.view_path()).await;
   replica.become_host();
   // Locks are granted again once the grace period after the election is over.
   let grace_replica = replica.clone();

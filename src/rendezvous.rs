@@ -225,6 +225,11 @@ impl HostLock {
     self.uid
   }
 
+  /// `<dir>/<stem>.view.json`: the HTTP view's URL and token, for `memsync url`.
+  pub fn view_path(&self) -> PathBuf {
+    self.socket_path.with_extension("view.json")
+  }
+
   /// Listens on the socket path, replacing a socket file a dead host left behind. Must run inside
   /// a tokio runtime.
   pub fn bind(&self) -> io::Result<Listener> {

@@ -6,6 +6,7 @@
 //! The file is also read when an instance starts: a corrupt file fails `start()` whatever role
 //! the instance then takes, and the process that starts a network seeds it from the file.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
-use crate::http::{self, Address};
+use crate::http::{self, View};
 use crate::persist::{self, FileTarget, Flush, Saver, Stored};
 use crate::state::Replica;
 
@@ -23,7 +24,7 @@ use crate::state::Replica;
 #[derive(Debug, Default)]
 pub struct Services {
   file: Option<FileTarget>,
-  http: Option<Address>,
+  http: Option<View>,
   /// Where `flush()` reaches the saver while this instance is host.
   flusher: Mutex<Option<mpsc::UnboundedSender<Flush>>>,
 }
@@ -69,7 +70,7 @@ async fn read(file: FileTarget) -> Result<Option<Stored>> {
 
 impl Services {
   /// Saves to `file` and serves `http`, each when given.
-  pub fn new(file: Option<FileTarget>, http: Option<Address>) -> Services {
+  pub fn new(file: Option<FileTarget>, http: Option<View>) -> Services {
     Services {
       file,
       http,
@@ -106,7 +107,13 @@ impl Services {
   /// Starts the services of a host whose file holds version `saved` (`None`: unknown, save at
   /// once). The HTTP port is bound before this returns, so it is served by the time `start()`
   /// resolves as host.
-  pub async fn start(self: &Arc<Self>, replica: &Arc<Replica>, saved: Option<u64>) -> Running {
+  /// `view_file` is where the HTTP view's URL and token are kept (`<stem>.view.json`).
+  pub async fn start(
+    self: &Arc<Self>,
+    replica: &Arc<Replica>,
+    saved: Option<u64>,
+    view_file: PathBuf,
+  ) -> Running {
     let (shutdown, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
     if let Some(file) = &self.file {
@@ -115,12 +122,13 @@ impl Services {
       tasks.push(tokio::spawn(saver.run(stopped.clone())));
       *self.flusher.lock() = Some(flusher);
     }
-    if let Some(address) = &self.http {
-      let listener = http::bind(address).await;
+    if let Some(view) = &self.http {
+      let listener = http::bind(&view.address).await;
       tasks.push(tokio::spawn(http::run(
         replica.clone(),
-        address.clone(),
+        view.clone(),
         listener,
+        view_file,
         stopped,
       )));
     }

@@ -7,7 +7,8 @@
 //!   per patch as the host orders it.
 //!
 //! Everything else is 404 (405 for another method); a request from outside or from another user
-//! is 403 (see [`access`]). It runs on the addon's tokio runtime and
+//! is 403 (see [`access`]), and one without the view's token where it needs one is 401 (see
+//! [`token`]). It runs on the addon's tokio runtime and
 //! reads the replica under its lock only to copy a value out, so it keeps answering while the
 //! host's JS thread is busy.
 //!
@@ -17,6 +18,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -25,12 +27,14 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body_util::{Either, Full};
 use hyper::body::{Body, Frame, Incoming};
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, HOST};
+use hyper::header::{
+  HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, HOST, SET_COOKIE, WWW_AUTHENTICATE,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use percent_encoding::percent_decode_str;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -40,6 +44,9 @@ use tokio::time::Interval;
 use crate::state::Replica;
 
 mod access;
+mod token;
+
+pub use token::TokenRule;
 
 /// How long a new host keeps trying a port that is still taken (a killed host's listening socket
 /// may close a moment after its lock is freed) before it reports the failure and retries slowly.
@@ -76,6 +83,15 @@ impl fmt::Display for Address {
   }
 }
 
+/// The view an instance serves while it is host (`options.server`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+  /// Where it listens.
+  pub address: Address,
+  /// Which requests need its token.
+  pub token: TokenRule,
+}
+
 /// Binds `address`, retrying for [`BIND_GRACE`] while the port is taken.
 pub async fn bind(address: &Address) -> io::Result<TcpListener> {
   let deadline = Instant::now() + BIND_GRACE;
@@ -91,12 +107,15 @@ pub async fn bind(address: &Address) -> io::Result<TcpListener> {
 
 /// Serves the view on `listener` (or, when binding failed, reports it and keeps trying) until
 /// `shutdown` turns true; returns once the port is closed and every connection has ended.
+/// `view_file` (`<stem>.view.json` in the rendezvous directory) gets the view's URL and token.
 pub async fn run(
   replica: Arc<Replica>,
-  address: Address,
+  view: View,
   listener: io::Result<TcpListener>,
+  view_file: PathBuf,
   mut shutdown: watch::Receiver<bool>,
 ) {
+  let address = view.address.clone();
   let listener = match listener {
     Ok(listener) => listener,
     Err(err) => {
@@ -119,9 +138,28 @@ pub async fn run(
       }
     }
   };
+  let token = match token::establish(&view_file, &url_of(&replica, &address), &view.token) {
+    Ok(token) => Some(Arc::<str>::from(token)),
+    Err(err) => {
+      // Without a token, the requests that need one are refused: the view fails closed.
+      replica.report_error(
+        "ERR_HTTP",
+        &format!(
+          "memsync '{}' cannot write the HTTP view's token to {}: {err}",
+          replica.name(),
+          view_file.display()
+        ),
+      );
+      None
+    }
+  };
+  let rules = Arc::new(Rules {
+    token,
+    always: matches!(view.token, TokenRule::Always(_)),
+    own_uid: crate::rendezvous::current_uid().ok(),
+  });
   let mut connections = JoinSet::new();
   let stopping = shutdown.clone();
-  let own_uid = crate::rendezvous::current_uid().ok();
   loop {
     let accepted = tokio::select! {
       accepted = listener.accept() => accepted,
@@ -130,7 +168,7 @@ pub async fn run(
     };
     match accepted {
       Ok((stream, client)) => {
-        let gate = Arc::new(Gate::new(&stream, client, own_uid));
+        let gate = Arc::new(Gate::new(&stream, client, rules.clone()));
         connections.spawn(serve_connection(
           replica.clone(),
           stream,
@@ -145,57 +183,121 @@ pub async fn run(
   // The port is free for the next host at once; the connections close on their own shutdown.
   drop(listener);
   while connections.join_next().await.is_some() {}
+  // The next host writes its own; until then `memsync url` says that nobody serves the view.
+  let _ = std::fs::remove_file(&view_file);
+}
+
+/// What a name's path segment escapes: all but RFC 3986's unreserved characters.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+  .remove(b'-')
+  .remove(b'.')
+  .remove(b'_')
+  .remove(b'~');
+
+/// The view's address as a browser opens it: a wildcard address is reached on loopback.
+fn url_of(replica: &Replica, address: &Address) -> String {
+  let host = match address.host.as_str() {
+    "0.0.0.0" | "" => "127.0.0.1",
+    "::" => "::1",
+    host => host,
+  };
+  let reachable = Address {
+    host: host.to_owned(),
+    port: address.port,
+  };
+  let name = utf8_percent_encode(replica.name(), PATH_SEGMENT);
+  format!("http://{reachable}/{name}")
+}
+
+/// What every connection of one view is checked against.
+struct Rules {
+  /// `None` when it could not be kept: requests that need it are refused.
+  token: Option<Arc<str>>,
+  /// Whether every request needs the token (`server.token`).
+  always: bool,
+  own_uid: Option<u32>,
 }
 
 /// What one connection may read, decided when it is accepted.
 struct Gate {
+  rules: Arc<Rules>,
   /// The view's port, which a request's `Host` must name when it names one.
   port: u16,
-  /// Whether the view is bound to a loopback address, where the access checks apply.
+  /// Whether the view is bound to a loopback address, where the checks of [`access`] apply.
   loopback: bool,
-  /// The uid of the connection's client, when it is known to be another user.
-  stranger: Option<u32>,
+  /// The uid of the connection's client, when the kernel tells it.
+  client_uid: Option<u32>,
+}
+
+/// Why a request is refused, or what its response must add.
+enum Admission {
+  Admitted,
+  /// Admitted with `?token=`: the response sets the cookie.
+  SetCookie(HeaderValue),
+  Refused(StatusCode, String),
 }
 
 impl Gate {
-  fn new(stream: &TcpStream, client: SocketAddr, own_uid: Option<u32>) -> Gate {
+  fn new(stream: &TcpStream, client: SocketAddr, rules: Arc<Rules>) -> Gate {
     let Ok(server) = stream.local_addr() else {
       return Gate {
+        rules,
         port: 0,
         loopback: true,
-        stranger: None,
+        client_uid: None,
       };
     };
     let loopback = server.ip().is_loopback() || server.ip().to_canonical().is_loopback();
-    let stranger = match (loopback, own_uid) {
-      (true, Some(own)) => access::client_uid(server, client).filter(|uid| *uid != own),
-      _ => None,
-    };
     Gate {
+      rules,
       port: server.port(),
       loopback,
-      stranger,
+      client_uid: loopback
+        .then(|| access::client_uid(server, client))
+        .flatten(),
     }
   }
 
-  /// Why `request` is refused, if it is.
-  fn refusal(&self, request: &Request<Incoming>) -> Option<String> {
-    if !self.loopback {
-      return None;
+  fn admit(&self, request: &Request<Incoming>, name: &str) -> Admission {
+    if self.loopback {
+      if let Some(host) = request.headers().get(HOST) {
+        let host = host.to_str().unwrap_or("(not text)");
+        if !access::is_loopback_host(host, self.port) {
+          return Admission::Refused(StatusCode::FORBIDDEN, format!(
+            "This view answers requests to localhost, 127.0.0.1 or [::1] (or another loopback address) at port {} only, not to Host '{host}' (a page that rebinds its DNS name to this machine is refused)",
+            self.port
+          ));
+        }
+      }
     }
-    if let Some(uid) = self.stranger {
-      return Some(format!(
-        "This view serves its own user only; the connection belongs to uid {uid}"
-      ));
+    let own_user =
+      self.loopback && self.client_uid.is_some() && self.client_uid == self.rules.own_uid;
+    let needs_token = self.rules.always || (self.loopback && !own_user);
+    if !needs_token {
+      return Admission::Admitted;
     }
-    let host = request.headers().get(HOST)?;
-    let host = host.to_str().unwrap_or("(not text)");
-    (!access::is_loopback_host(host, self.port)).then(|| {
-      format!(
-        "This view answers requests to localhost, 127.0.0.1 or [::1] (or another loopback address) at port {} only, not to Host '{host}' (a page that rebinds its DNS name to this machine is refused)",
-        self.port
-      )
-    })
+    let cookie = token::cookie_name(self.port);
+    let presented =
+      self.rules.token.as_deref().and_then(|token| {
+        token::presented(token, request.headers(), request.uri().query(), &cookie)
+      });
+    match (presented, &self.rules.token) {
+      (Some(token::Presented::Held), _) => Admission::Admitted,
+      (Some(token::Presented::InQuery), Some(token)) => {
+        let set = format!("{cookie}={token}; HttpOnly; SameSite=Strict; Path=/");
+        HeaderValue::from_str(&set).map_or(Admission::Admitted, Admission::SetCookie)
+      }
+      _ => match (self.client_uid, self.rules.own_uid) {
+        (Some(uid), Some(own)) if uid != own && !self.rules.always => Admission::Refused(
+          StatusCode::FORBIDDEN,
+          format!("This view serves its own user only; the connection belongs to uid {uid} (a user given the view's token may present it)"),
+        ),
+        _ => Admission::Refused(
+          StatusCode::UNAUTHORIZED,
+          format!("This view needs its token: `memsync url {name}` prints a URL that carries it, or send it as Authorization: Bearer <token>"),
+        ),
+      },
+    }
   }
 }
 
@@ -209,11 +311,25 @@ async fn serve_connection(
   let _ = stream.set_nodelay(true);
   let service = service_fn(move |request: Request<Incoming>| {
     let replica = replica.clone();
-    let refusal = gate.refusal(&request);
+    let admission = gate.admit(&request, replica.name());
     async move {
-      Ok::<_, Infallible>(match refusal {
-        Some(why) => error(StatusCode::FORBIDDEN, &why),
-        None => respond(replica, request).await,
+      Ok::<_, Infallible>(match admission {
+        Admission::Admitted => respond(replica, request).await,
+        Admission::SetCookie(cookie) => {
+          let mut response = respond(replica, request).await;
+          response.headers_mut().insert(SET_COOKIE, cookie);
+          response
+        }
+        Admission::Refused(status, why) => {
+          let mut response = error(status, &why);
+          if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+              WWW_AUTHENTICATE,
+              HeaderValue::from_static("Bearer realm=\"memsync\""),
+            );
+          }
+          response
+        }
       })
     }
   });
