@@ -1,5 +1,7 @@
 //! The HTTP view of the object, served by its host (`options.server`):
 //!
+//! - `GET /`, and `GET /<name>` when a browser asks for HTML: a page that shows the live object
+//!   as a tree, its version, host and clients (`page.html`: no build step, nothing from a CDN);
 //! - `GET /<name>`: the object, as JSON indented by two spaces (memsync 0.5's answer);
 //! - `GET /<name>/<dotted.path>`: the value at that path, 404 when there is none;
 //! - `GET /<name>/status`: who hosts the object and how far it is;
@@ -28,7 +30,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http_body_util::{Either, Full};
 use hyper::body::{Body, Frame, Incoming};
 use hyper::header::{
-  HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, HOST, SET_COOKIE, WWW_AUTHENTICATE,
+  HeaderValue, ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST,
+  REFERRER_POLICY, SET_COOKIE, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -346,6 +349,8 @@ async fn serve_connection(
 /// What a request path asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Route {
+  /// The page that shows the object live.
+  Page,
   /// The value at a dotted path (`""`: the whole object).
   Value(String),
   Status,
@@ -358,6 +363,9 @@ fn route(name: &str, path: &str) -> Route {
   let Some(path) = path.strip_prefix('/') else {
     return Route::NotFound;
   };
+  if path.is_empty() {
+    return Route::Page;
+  }
   let (first, rest) = match path.split_once('/') {
     Some((first, rest)) => (first, rest),
     None => (path, ""),
@@ -388,7 +396,14 @@ async fn respond(replica: Arc<Replica>, request: Request<Incoming>) -> Response<
       .insert(ALLOW, HeaderValue::from_static("GET"));
     return response;
   }
+  let wants_html = request
+    .headers()
+    .get(ACCEPT)
+    .and_then(|accept| accept.to_str().ok())
+    .is_some_and(|accept| accept.contains("text/html"));
   match route(replica.name(), request.uri().path()) {
+    Route::Value(path) if path.is_empty() && wants_html => page(replica.name()),
+    Route::Page => page(replica.name()),
     // Copying and encoding a whole document is long: it runs on the blocking pool, not on the
     // worker that relays patches.
     Route::Value(path) => tokio::task::spawn_blocking(move || match replica.read(&path) {
@@ -428,6 +443,34 @@ async fn respond(replica: Arc<Replica>, request: Request<Incoming>) -> Response<
     },
     Route::NotFound => error(StatusCode::NOT_FOUND, "Not found"),
   }
+}
+
+/// The page, for the object `name`.
+fn page(name: &str) -> Response<ResponseBody> {
+  let escaped = name
+    .replace('&', "&amp;")
+    .replace('<', "&lt;")
+    .replace('>', "&gt;")
+    .replace('"', "&quot;")
+    .replace('\'', "&#39;");
+  let html = include_str!("page.html").replace("{{NAME}}", &escaped);
+  let mut response = Response::new(Either::Left(Full::new(Bytes::from(html))));
+  let headers = response.headers_mut();
+  headers.insert(
+    CONTENT_TYPE,
+    HeaderValue::from_static("text/html; charset=utf-8"),
+  );
+  // Its own inline script and style, requests to this view only; a `?token=` in its address
+  // never leaves in a Referer.
+  headers.insert(
+    CONTENT_SECURITY_POLICY,
+    HeaderValue::from_static(
+      "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+  );
+  headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+  headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+  response
 }
 
 /// `GET /<name>/status`.
@@ -547,7 +590,7 @@ mod tests {
       ("/jobs/%FF", Route::NotFound),
       ("/other", Route::NotFound),
       ("/other/status", Route::NotFound),
-      ("/", Route::NotFound),
+      ("/", Route::Page),
       ("", Route::NotFound),
       ("/jobsx", Route::NotFound),
     ];
