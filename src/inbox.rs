@@ -15,6 +15,7 @@ use std::net::Shutdown;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::io::Interest;
@@ -37,8 +38,8 @@ pub enum InboxEnd {
 
 /// The incoming side of a client's connection to its host.
 pub struct Inbox {
-  /// The connection's socket, non-blocking.
-  socket: UnixStream,
+  /// The connection's socket, non-blocking (shared with its writer).
+  socket: Arc<UnixStream>,
   handle: Handler,
   reading: Mutex<Reading>,
   /// Whether the JS thread's event loop polls the socket (the tokio task then does not).
@@ -60,7 +61,7 @@ struct Reading {
 impl Inbox {
   /// Takes over the socket `socket` (non-blocking) after the handshake, with the bytes the
   /// handshake's reader had already received.
-  pub(crate) fn new(socket: UnixStream, received: ReadBuffer, handle: Handler) -> Inbox {
+  pub(crate) fn new(socket: Arc<UnixStream>, received: ReadBuffer, handle: Handler) -> Inbox {
     Inbox {
       socket,
       handle,
@@ -173,8 +174,9 @@ impl Inbox {
 
   /// Reads as the tokio task until the connection ends or the JS thread claims the socket.
   pub async fn read_in_tokio(&self) -> io::Result<()> {
-    // Readable only: the connection's writer has its own registration for writability.
-    let socket = crate::socket::register(self.socket.try_clone()?, Interest::READABLE)?;
+    // Readable only: the connection's writer registers a duplicate for writability. Nothing else
+    // registers this descriptor now (the handshake's reader gave it up), so no duplicate here.
+    let socket = crate::socket::register(self.socket.clone(), Interest::READABLE)?;
     loop {
       if self.polled_by_js() {
         return Ok(());

@@ -7,12 +7,17 @@
 //! the JS thread. So the reading half is registered for readability only, and dropped once the JS
 //! thread reads; the writing half writes at once and registers for writability only while the
 //! socket is full.
+//!
+//! Both halves and the sending thread share one descriptor. A second registration of it with the
+//! same epoll would fail (`EEXIST`), so the writing half registers a duplicate, only while the
+//! socket is full.
 
 use std::io::{self, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::unix::AsyncFd;
@@ -22,8 +27,8 @@ use crate::connection::DirectWrite;
 
 /// Registers `fd` with the current runtime for `interest` only.
 pub(crate) fn register<T: AsRawFd>(fd: T, interest: Interest) -> io::Result<AsyncFd<T>> {
-  // SAFETY: our callers pass owned descriptors (`OwnedFd`, `UnixStream`), which stay open, on
-  // the same socket, for the `AsyncFd`'s life.
+  // SAFETY: our callers pass owned descriptors (`UnixStream`, or an `Arc` of one), which stay
+  // open, on the same socket, for the `AsyncFd`'s life.
   Ok(unsafe { AsyncFd::register_with_interest(fd, interest) }?)
 }
 
@@ -47,7 +52,7 @@ fn write_now(socket: &UnixStream, bytes: &[u8]) -> io::Result<usize> {
 }
 
 /// The reading half: tokio wakes its task when data arrives, never when the peer reads.
-pub struct SocketReader(AsyncFd<OwnedFd>);
+pub struct SocketReader(AsyncFd<Arc<UnixStream>>);
 
 impl AsyncRead for SocketReader {
   fn poll_read(
@@ -67,7 +72,7 @@ impl AsyncRead for SocketReader {
 /// The writing half: writes at once, and waits for writability (registered for it) only while
 /// the socket is full.
 pub struct SocketWriter {
-  socket: UnixStream,
+  socket: Arc<UnixStream>,
   full: Option<AsyncFd<UnixStream>>,
 }
 
@@ -107,22 +112,22 @@ impl AsyncWrite for SocketWriter {
   }
 }
 
-/// A connected socket's halves, each with its own descriptor: the reader, the writer task's
-/// writer, and the writes from the sending thread.
+/// A connected socket's halves, on one descriptor: the reader, the writer task's writer, and the
+/// writes from the sending thread.
 pub fn split(socket: OwnedFd) -> io::Result<(SocketReader, SocketWriter, DirectWrite)> {
-  let direct = UnixStream::from(socket.try_clone()?);
-  let reader = SocketReader(register(socket.try_clone()?, Interest::READABLE)?);
+  let socket = Arc::new(UnixStream::from(socket));
+  let reader = SocketReader(register(socket.clone(), Interest::READABLE)?);
   let writer = SocketWriter {
-    socket: UnixStream::from(socket),
+    socket: socket.clone(),
     full: None,
   };
-  let direct: DirectWrite = Box::new(move |bytes: &[u8]| write_now(&direct, bytes));
+  let direct: DirectWrite = Box::new(move |bytes: &[u8]| write_now(&socket, bytes));
   Ok((reader, writer, direct))
 }
 
 impl SocketReader {
-  /// The socket, no longer registered with tokio.
-  pub fn into_socket(self) -> UnixStream {
-    UnixStream::from(self.0.into_inner())
+  /// The socket, no longer registered with tokio (it may be registered again).
+  pub fn into_socket(self) -> Arc<UnixStream> {
+    self.0.into_inner()
   }
 }
