@@ -148,8 +148,13 @@ export interface MemSyncOptions {
   dir?: string
   /** This process's roles; `network.maxWriters` counts those with `'writer'`. */
   peer?: { roles?: Array<'writer' | 'reader' | 'rpc'> }
-  /** The most processes with role `'writer'` at once; one more is refused with `ERR_MAX_WRITERS`. */
-  network?: { maxWriters?: number }
+  /**
+   * `maxWriters`: the most processes with role `'writer'` at once; one more is refused with
+   * `ERR_MAX_WRITERS`. `maxBuffer`: the bytes a host's connections may hold together, frames
+   * partly received and frames queued for clients (default 256 MiB, at least 1 MiB); past it the
+   * connections holding the most are dropped, and their clients resync when they reconnect.
+   */
+  network?: { maxWriters?: number; maxBuffer?: number }
   /**
    * The host saves the object to `path` as `{ data, version, timestamp }` (memsync 0.5's file):
    * at most 100 ms after a change, on `flush()` and when it stops. The process that starts the
@@ -219,6 +224,8 @@ export interface MemSyncStatus {
   name: string
   version: number
   host: { started: boolean; connections: number }
+  /** The bytes a host's connections hold against `network.maxBuffer` (0 on a client). */
+  buffered: number
   /** This process's `peer.roles`. */
   roles: string[]
   /** The processes this one is connected to: a host's clients, or a client's host. */

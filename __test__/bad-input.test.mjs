@@ -234,6 +234,9 @@ test('the constructor rejects bad names, default objects, rpc tables and options
     ['fractional writers', { network: { maxWriters: 1.5 } }, 'options.network.maxWriters'],
     ['a string writer count', { network: { maxWriters: '2' } }, 'options.network.maxWriters'],
     ['a BigInt writer count', { network: { maxWriters: 2n } }, 'options.network.maxWriters must be a positive integer, not bigint'],
+    ['a buffer budget below 1 MiB', { network: { maxBuffer: 1024 } }, 'options.network.maxBuffer must be a number of bytes of at least 1 MiB (1048576), not 1024'],
+    ['a fractional buffer budget', { network: { maxBuffer: 2 ** 20 + 0.5 } }, 'options.network.maxBuffer'],
+    ['a string buffer budget', { network: { maxBuffer: '256MB' } }, 'options.network.maxBuffer'],
     ['a string file', { file: './x.json' }, 'options.file must be'],
     ['a numeric file path', { file: { path: 5 } }, 'options.file must be'],
     ['an empty file path', { file: { path: '' } }, 'options.file must be'],
@@ -249,6 +252,6 @@ test('the constructor rejects bad names, default objects, rpc tables and options
   // Rejected before the rendezvous directory was even created.
   assert.ok(!fs.existsSync(dir), 'no rendezvous directory was created')
   // The valid forms of the same options are accepted.
-  const ok = new MemSync('ok', { deep: nested(98) }, { dir, timeout: 2 ** 31 - 1, peer: { roles: ['writer'] }, network: { maxWriters: 1 }, file: { path: 'x.json' }, server: { port: 8080 } })
+  const ok = new MemSync('ok', { deep: nested(98) }, { dir, timeout: 2 ** 31 - 1, peer: { roles: ['writer'] }, network: { maxWriters: 1, maxBuffer: 2 ** 20 }, file: { path: 'x.json' }, server: { port: 8080 } })
   assert.deepEqual(ok.data, { deep: nested(98) })
 })

@@ -58,8 +58,10 @@ async function main (): Promise<void> {
   await mem.lock('jobs', () => {}, { timeout: 100 })
   // @ts-expect-error the key is a string
   await mem.lock(1, () => {})
-  const writer = new MemSync('w', {}, { peer: { roles: ['writer'] }, network: { maxWriters: 1 } })
+  const writer = new MemSync('w', {}, { peer: { roles: ['writer'] }, network: { maxWriters: 1, maxBuffer: 64 * 1024 * 1024 } })
   void writer
+  // @ts-expect-error a number of bytes
+  void new MemSync('b', {}, { network: { maxBuffer: '64MB' } })
   const bus = new MemSync<object, any, { tick: [n: number] }>('bus')
   bus.events.on('tick', (n) => { const count: number = n; void count })
   bus.events.emit('tick', 1)
@@ -74,6 +76,8 @@ async function main (): Promise<void> {
   const pong = await mem.ping()
   if (pong.connection === 'host') void pong.clients.length
   void status.version
+  const buffered: number = status.buffered
+  void buffered
   mem.unref().ref()
   await mem.stop()
 }

@@ -321,7 +321,7 @@ class MemSync {
       this.#starting?.reject(codedError(MemErrors.ERR_TIMEOUT, `No host for '${this.name}' within ${timeoutMs} ms`))
     }, timeoutMs)
     try {
-      native.start(this.#native, () => this.#drain(), this.options.clientOnly === true, this.options.serverOnly === true)
+      native.start(this.#native, () => this.#drain(), this.options.clientOnly === true, this.options.serverOnly === true, this.options.network?.maxBuffer ?? null)
       return await outcome
     } catch (error) {
       // This start() is over: stop() must not reject its promise, which nobody awaits when
@@ -484,9 +484,10 @@ class MemSync {
    * Where this instance stands, with its `roles` and the `peers` it knows: a host's clients, or
    * a client's host, each `{ pid, host, roles, methods }`. `host` is the host's own status, as
    * in memsync 0.5: a client knows its host's count of clients (the host tells them).
+   * `buffered`: the bytes a host's connections hold against `network.maxBuffer` (0 elsewhere).
    */
   async getStatus () {
-    const { role, version, connections, roles, peers } = JSON.parse(native.status(this.#native))
+    const { role, version, connections, buffered, roles, peers } = JSON.parse(native.status(this.#native))
     const connected = role !== 'offline'
     return {
       status: connected ? role : (this.#started ? 'connecting' : 'stopped'),
@@ -494,6 +495,7 @@ class MemSync {
       name: this.name,
       version,
       host: { started: connected, connections },
+      buffered,
       roles,
       peers
     }

@@ -77,15 +77,17 @@ function checkSection (options, section, fields) {
   }
 }
 
-/** memsync 0.5's nested options `peer.roles` and `network.maxWriters` (`file` and `server` are
- * checked with the services, lib/memsync.js). */
+/** memsync 0.5's nested options `peer.roles` and `network.maxWriters`, and `network.maxBuffer`
+ * (`file` and `server` are checked with the services, lib/memsync.js). */
 function checkNestedOptions (options) {
   checkSection(options, 'peer', [
     ['roles', (roles) => Array.isArray(roles) && roles.every((role) => typeof role === 'string'), 'an array of strings']
   ])
   checkSection(options, 'network', [
     // Sent as a 32-bit count.
-    ['maxWriters', (n) => Number.isSafeInteger(n) && n > 0 && n < 2 ** 32, 'a positive integer']
+    ['maxWriters', (n) => Number.isSafeInteger(n) && n > 0 && n < 2 ** 32, 'a positive integer'],
+    // Below 1 MiB most snapshots would not fit, and their clients could never join.
+    ['maxBuffer', (n) => Number.isSafeInteger(n) && n >= 2 ** 20, 'a number of bytes of at least 1 MiB (1048576)']
   ])
 }
 

@@ -24,6 +24,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::connection::Budget;
 use crate::error::Error;
 use crate::http::{Address, TokenRule, View};
 #[cfg(unix)]
@@ -86,6 +87,8 @@ struct Link {
   waker: Option<Arc<Mutex<Waker>>>,
   referenced: bool,
   peer: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+  /// What the connections buffer while the instance is host.
+  budget: Option<Arc<Budget>>,
 }
 
 /// What an instance does while it is host, besides ordering patches.
@@ -134,6 +137,7 @@ pub fn create_instance(
       waker: None,
       referenced: true,
       peer: None,
+      budget: None,
     }),
     #[cfg(unix)]
     js_poll: RefCell::new(None),
@@ -230,9 +234,10 @@ fn poll_inbox(env: &Env, instance: &Instance) {
 }
 
 /// Joins the network of the instance's name in the background; the outcome arrives as an event.
-/// `onWake` is called (without arguments) when events are waiting to be drained.
+/// `onWake` is called (without arguments) when events are waiting to be drained. `maxBuffer`
+/// bounds what a host's connections buffer together (`network.maxBuffer`, checked by JS).
 #[napi(
-  ts_args_type = "instance: ExternalObject<Instance>, onWake: () => void, clientOnly: boolean, serverOnly: boolean"
+  ts_args_type = "instance: ExternalObject<Instance>, onWake: () => void, clientOnly: boolean, serverOnly: boolean, maxBuffer: number | null"
 )]
 pub fn start(
   env: Env,
@@ -240,6 +245,7 @@ pub fn start(
   on_wake: Function<(), ()>,
   client_only: bool,
   server_only: bool,
+  max_buffer: Option<f64>,
 ) -> Result<()> {
   let mut link = instance.link.lock();
   if link.peer.is_some() {
@@ -274,9 +280,12 @@ pub fn start(
   let replica = instance.replica.clone();
   let services = instance.services.clone();
   let failed = instance.replica.clone();
+  let budget = Budget::new(max_buffer.map_or(peer::DEFAULT_MAX_BUFFER, |bytes| bytes as usize));
+  link.budget = Some(budget.clone());
   let options = peer::Options {
     client_only,
     server_only,
+    budget,
   };
   let task = spawn(async move {
     peer::run(
@@ -446,8 +455,14 @@ pub fn status(instance: &External<Instance>) -> String {
   // A client reports its host's count, as memsync 0.5 did.
   let connections = exchange.host_clients().unwrap_or(clients as u64);
   drop(exchange);
+  let buffered = instance
+    .link
+    .lock()
+    .budget
+    .as_ref()
+    .map_or(0, |budget| budget.used());
   format!(
-    r#"{{"role":"{}","version":{version},"connections":{connections},"roles":{roles},"peers":{peers}}}"#,
+    r#"{{"role":"{}","version":{version},"connections":{connections},"buffered":{buffered},"roles":{roles},"peers":{peers}}}"#,
     role.name()
   )
 }

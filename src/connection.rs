@@ -5,6 +5,8 @@
 //!   a burst of small frames costs one read and no copy per frame;
 //!   [`FrameReader::buffered_message`] hands out what has already arrived without waiting, so the
 //!   reader can handle a burst as one batch.
+//! - [`Budget`] bounds what a host's connections hold together: partial frames received and
+//!   frames queued for clients. Past it, the connections holding the most are dropped.
 //! - [`Outbox`] is the sending side: frames are queued and flushed, straight to the socket from the
 //!   sender's thread when nothing is in flight, else by the connection's writer task
 //!   ([`write_outbox`]), which writes everything queued at once.
@@ -13,8 +15,10 @@ use std::fmt;
 use std::io;
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -25,9 +29,19 @@ use crate::protocol::{self, Message, ProtocolError};
 /// The least free space offered to each read, so small frames arrive many at a time.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// A read buffer whose capacity grew beyond this (a large snapshot went through) is freed once
-/// empty, so one big frame does not pin its memory for the life of the connection.
+/// A buffer (read, queue or write) whose capacity grew beyond this (a large snapshot went through)
+/// is freed once empty, so one big frame does not pin its memory for the life of the connection.
 const KEEP_CAPACITY: usize = 1024 * 1024;
+
+/// Empties `bytes`, freeing its memory when a large burst grew it: what the [`Budget`] does not
+/// count (spare capacity kept for reuse) stays within [`KEEP_CAPACITY`] per buffer.
+fn empty(bytes: &mut Vec<u8>) {
+  if bytes.capacity() > KEEP_CAPACITY {
+    *bytes = Vec::new();
+  } else {
+    bytes.clear();
+  }
+}
 
 /// Why a connection can no longer be used.
 #[derive(Debug)]
@@ -41,6 +55,15 @@ pub enum ConnectionError {
     /// How many bytes of the unfinished frame had arrived.
     buffered: usize,
   },
+  /// A frame stayed incomplete longer than the reader allows.
+  Stalled {
+    /// How long after its first byte.
+    after: Duration,
+    /// How many bytes of it had arrived.
+    buffered: usize,
+  },
+  /// The connection was dropped to keep its host within its [`Budget`].
+  OverBudget,
 }
 
 impl fmt::Display for ConnectionError {
@@ -52,6 +75,13 @@ impl fmt::Display for ConnectionError {
         f,
         "connection closed in the middle of a frame ({buffered} bytes received)"
       ),
+      ConnectionError::Stalled { after, buffered } => write!(
+        f,
+        "a frame stayed incomplete for {after:?} ({buffered} bytes received)"
+      ),
+      ConnectionError::OverBudget => {
+        write!(f, "dropped to keep the host's buffers within their budget")
+      }
     }
   }
 }
@@ -61,7 +91,9 @@ impl std::error::Error for ConnectionError {
     match self {
       ConnectionError::Io(err) => Some(err),
       ConnectionError::Protocol(err) => Some(err),
-      ConnectionError::TruncatedFrame { .. } => None,
+      ConnectionError::TruncatedFrame { .. }
+      | ConnectionError::Stalled { .. }
+      | ConnectionError::OverBudget => None,
     }
   }
 }
@@ -85,10 +117,18 @@ impl From<ProtocolError> for ConnectionError {
 pub(crate) struct ReadBuffer {
   bytes: Vec<u8>,
   start: usize,
+  /// When the latest read brought bytes in (kept only under [`ReadLimits`]).
+  read_at: Option<Instant>,
+  /// When the first byte of the frame at `start` arrived, at the latest (under [`ReadLimits`]).
+  frame_since: Option<Instant>,
 }
 
 impl ReadBuffer {
-  async fn read_message<R>(&mut self, stream: &mut R) -> Result<Option<Message>, ConnectionError>
+  async fn read_message<R>(
+    &mut self,
+    stream: &mut R,
+    mut limits: Option<&mut ReadLimits>,
+  ) -> Result<Option<Message>, ConnectionError>
   where
     R: AsyncRead + Unpin,
   {
@@ -99,7 +139,33 @@ impl ReadBuffer {
       self.make_room();
       // `read_buf` is cancel-safe: bytes it returns are already in `self.bytes`, so a caller may
       // drop this future in a `select!` without losing data.
-      if stream.read_buf(&mut self.bytes).await? == 0 {
+      let read = match limits.as_deref_mut() {
+        None => stream.read_buf(&mut self.bytes).await?,
+        Some(limits) => {
+          // What is held while waiting is the partial frame alone.
+          limits.hold(self.partial_frame())?;
+          let read = match self.frame_since {
+            Some(since) => {
+              let deadline = since + limits.partial_timeout;
+              tokio::time::timeout_at(deadline.into(), stream.read_buf(&mut self.bytes))
+                .await
+                .map_err(|_| ConnectionError::Stalled {
+                  after: limits.partial_timeout,
+                  buffered: self.partial_frame(),
+                })??
+            }
+            None => stream.read_buf(&mut self.bytes).await?,
+          };
+          if read > 0 {
+            let now = Instant::now();
+            self.read_at = Some(now);
+            self.frame_since.get_or_insert(now);
+            limits.hold(self.partial_frame())?;
+          }
+          read
+        }
+      };
+      if read == 0 {
         return if self.bytes.is_empty() {
           Ok(None)
         } else {
@@ -147,17 +213,65 @@ impl ReadBuffer {
     self.start += consumed;
     if self.start == self.bytes.len() {
       self.clear();
+    } else {
+      // The next frame's first byte came with the latest read, or before it.
+      self.frame_since = self.read_at;
     }
     Ok(Some(message))
   }
 
   fn clear(&mut self) {
-    if self.bytes.capacity() > KEEP_CAPACITY {
-      self.bytes = Vec::new();
-    } else {
-      self.bytes.clear();
-    }
+    empty(&mut self.bytes);
     self.start = 0;
+    self.frame_since = None;
+  }
+}
+
+/// What a host enforces on what a connection sends: a frame must be complete within
+/// `partial_timeout` of its first byte, and what is received counts against the host's
+/// [`Budget`] (through the connection's outbox, which is dropped with it).
+pub struct ReadLimits {
+  partial_timeout: Duration,
+  account: Arc<Outbox>,
+  /// The bytes charged to the budget.
+  held: usize,
+}
+
+impl ReadLimits {
+  /// Limits for a connection whose sending side is `account` (an outbox with a budget).
+  pub fn new(partial_timeout: Duration, account: Arc<Outbox>) -> ReadLimits {
+    ReadLimits {
+      partial_timeout,
+      account,
+      held: 0,
+    }
+  }
+
+  /// Charges `bytes` received in place of what was charged; fails once the connection is dropped.
+  fn hold(&mut self, bytes: usize) -> Result<(), ConnectionError> {
+    if bytes != self.held {
+      let before = std::mem::replace(&mut self.held, bytes);
+      self.account.recharge(before, bytes);
+    }
+    if self.account.is_dropped() {
+      return Err(ConnectionError::OverBudget);
+    }
+    Ok(())
+  }
+}
+
+impl fmt::Debug for ReadLimits {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.debug_struct("ReadLimits")
+      .field("partial_timeout", &self.partial_timeout)
+      .field("held", &self.held)
+      .finish_non_exhaustive()
+  }
+}
+
+impl Drop for ReadLimits {
+  fn drop(&mut self) {
+    self.account.recharge(self.held, 0);
   }
 }
 
@@ -167,6 +281,7 @@ impl ReadBuffer {
 pub struct FrameReader<R> {
   stream: R,
   read: ReadBuffer,
+  limits: Option<ReadLimits>,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -175,12 +290,24 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     FrameReader {
       stream,
       read: ReadBuffer::default(),
+      limits: None,
+    }
+  }
+
+  /// Reads messages from `stream` under `limits` (a host's connection).
+  pub fn limited(stream: R, limits: ReadLimits) -> FrameReader<R> {
+    FrameReader {
+      limits: Some(limits),
+      ..FrameReader::new(stream)
     }
   }
 
   /// The next message; `Ok(None)` on a clean end of stream. Cancel-safe.
   pub async fn read_message(&mut self) -> Result<Option<Message>, ConnectionError> {
-    self.read.read_message(&mut self.stream).await
+    self
+      .read
+      .read_message(&mut self.stream, self.limits.as_mut())
+      .await
   }
 
   /// The next message if it has already arrived in full, without waiting: lets a reader handle a
@@ -243,7 +370,8 @@ pub type DirectWrite = Box<dyn Fn(&[u8]) -> io::Result<usize> + Send + Sync>;
 /// costs one write syscall for the whole burst.
 ///
 /// A client that stops reading cannot make us buffer without bound: past `limit` queued bytes the
-/// connection is dropped, and the client resyncs from a snapshot when it reconnects.
+/// connection is dropped, and the client resyncs from a snapshot when it reconnects. A host's
+/// outboxes also share a [`Budget`] with the frames its connections have partly received.
 pub struct Outbox {
   state: Mutex<Outgoing>,
   wake_writer: Notify,
@@ -251,6 +379,9 @@ pub struct Outbox {
   abort_write: Notify,
   direct: Option<DirectWrite>,
   limit: usize,
+  budget: Option<Arc<Budget>>,
+  /// The bytes of the connection charged to `budget`: queued, in flight, and partly received.
+  held: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -258,6 +389,10 @@ struct Outgoing {
   queued: Vec<u8>,
   /// The writer task holds bytes not yet fully written; nothing may be written before them.
   writing: bool,
+  /// How many bytes the writer task holds.
+  in_flight: usize,
+  /// `queued` and `in_flight` as charged to the budget.
+  charged: usize,
   /// No more frames are accepted; the writer sends what is queued, then shuts the stream down.
   closed: bool,
   /// Dropped (over the limit, or a write failed): the writer gives up at once.
@@ -268,13 +403,72 @@ impl Outbox {
   /// An outbox that writes directly through `direct` when it can (`None`: always through the
   /// writer task) and drops its connection past `limit` queued bytes.
   pub fn new(direct: Option<DirectWrite>, limit: usize) -> Arc<Outbox> {
+    Outbox::build(direct, limit, None)
+  }
+
+  /// An outbox as [`Outbox::new`] whose bytes, and those its connection partly received, count
+  /// against `budget`.
+  pub fn within(direct: Option<DirectWrite>, limit: usize, budget: &Arc<Budget>) -> Arc<Outbox> {
+    let outbox = Outbox::build(direct, limit, Some(budget.clone()));
+    budget.join(&outbox);
+    outbox
+  }
+
+  fn build(direct: Option<DirectWrite>, limit: usize, budget: Option<Arc<Budget>>) -> Arc<Outbox> {
     Arc::new(Outbox {
       state: Mutex::new(Outgoing::default()),
       wake_writer: Notify::new(),
       abort_write: Notify::new(),
       direct,
       limit,
+      budget,
+      held: AtomicUsize::new(0),
     })
+  }
+
+  /// Charges `now` bytes in place of `before`; past the budget, drops the connections holding
+  /// the most. Never called under `state`'s lock: dropping takes the other outboxes' locks.
+  /// Whether it had to drop connections.
+  fn recharge(&self, before: usize, now: usize) -> bool {
+    let Some(budget) = &self.budget else {
+      return false;
+    };
+    if now < before {
+      self.held.fetch_sub(before - now, Ordering::Relaxed);
+      budget.used.fetch_sub(before - now, Ordering::Relaxed);
+    } else if now > before {
+      self.held.fetch_add(now - before, Ordering::Relaxed);
+      if budget.used.fetch_add(now - before, Ordering::Relaxed) + (now - before) > budget.limit {
+        budget.enforce();
+        return true;
+      }
+    }
+    false
+  }
+
+  /// Records what `state` holds now: the charge before and after, for [`Outbox::recharge`] once
+  /// the lock is released.
+  fn settle(&self, state: &mut Outgoing) -> (usize, usize) {
+    if self.budget.is_none() {
+      return (0, 0);
+    }
+    let now = state.queued.len() + state.in_flight;
+    (std::mem::replace(&mut state.charged, now), now)
+  }
+
+  /// Drops the connection: nothing more is sent, and the writer gives up its write.
+  fn drop_connection(&self) {
+    let mut state = self.state.lock();
+    if state.dropped {
+      return;
+    }
+    state.dropped = true;
+    state.queued = Vec::new();
+    let (before, now) = self.settle(&mut state);
+    drop(state);
+    self.wake_writer.notify_one();
+    self.abort_write.notify_one();
+    self.recharge(before, now);
   }
 
   /// Queues a frame for the next [`Outbox::flush`]. `false` once the connection is closed or
@@ -306,14 +500,13 @@ impl Outbox {
     }
     // A single frame larger than the limit (a big snapshot) still goes when nothing is waiting.
     if waiting > 0 && state.queued.len() > self.limit {
-      state.dropped = true;
-      state.queued = Vec::new();
       drop(state);
-      self.wake_writer.notify_one();
-      self.abort_write.notify_one();
+      self.drop_connection();
       return false;
     }
-    true
+    let (before, now) = self.settle(&mut state);
+    drop(state);
+    !(self.recharge(before, now) && self.is_dropped())
   }
 
   /// Sends what is queued: straight to the socket when no write is in flight, else by the
@@ -335,13 +528,18 @@ impl Outbox {
         }
       }
       if written == state.queued.len() {
-        state.queued.clear();
+        empty(&mut state.queued);
+        let (before, now) = self.settle(&mut state);
+        drop(state);
+        self.recharge(before, now);
         return;
       }
       state.queued.drain(..written);
     }
     state.writing = true;
+    let (before, now) = self.settle(&mut state);
     drop(state);
+    self.recharge(before, now);
     self.wake_writer.notify_one();
   }
 
@@ -391,12 +589,92 @@ impl Outbox {
   }
 }
 
+/// The memory a host's connections may hold together: frames partly received (up to a frame's
+/// limit each) and frames queued for clients that do not read fast enough. Past `limit`, the
+/// connections holding the most, which are the furthest behind, are dropped until the rest fits;
+/// a dropped client resyncs from a snapshot when it reconnects.
+pub struct Budget {
+  limit: usize,
+  used: AtomicUsize,
+  /// The outboxes of the host's connections; each stands for its connection's share.
+  members: Mutex<Vec<Weak<Outbox>>>,
+}
+
+impl Budget {
+  /// A budget of `limit` bytes.
+  pub fn new(limit: usize) -> Arc<Budget> {
+    Arc::new(Budget {
+      limit,
+      used: AtomicUsize::new(0),
+      members: Mutex::new(Vec::new()),
+    })
+  }
+
+  /// The bytes held now.
+  pub fn used(&self) -> usize {
+    self.used.load(Ordering::Relaxed)
+  }
+
+  fn join(&self, outbox: &Arc<Outbox>) {
+    let mut members = self.members.lock();
+    // Forget closed connections so the list does not grow with every past one.
+    members.retain(|member| member.strong_count() > 0);
+    members.push(Arc::downgrade(outbox));
+  }
+
+  /// Drops the connections holding the most until the rest fits. One at a time: two senders over
+  /// the budget at once must not both drop.
+  fn enforce(&self) {
+    let members = self.members.lock();
+    let outboxes: Vec<Arc<Outbox>> = members
+      .iter()
+      .filter_map(Weak::upgrade)
+      .filter(|outbox| !outbox.is_dropped())
+      .collect();
+    let held: Vec<usize> = outboxes
+      .iter()
+      .map(|outbox| outbox.held.load(Ordering::Relaxed))
+      .collect();
+    for index in to_drop(&held, self.limit) {
+      outboxes[index].drop_connection();
+    }
+  }
+}
+
+/// Which of the connections holding `held` bytes to drop so that the rest holds at most `limit`:
+/// those holding the most first. Connections that hold nothing are never dropped.
+fn to_drop(held: &[usize], limit: usize) -> Vec<usize> {
+  let mut total: usize = held.iter().sum();
+  let mut order: Vec<usize> = (0..held.len()).collect();
+  order.sort_by_key(|&index| std::cmp::Reverse(held[index]));
+  order
+    .into_iter()
+    .take_while(|&index| {
+      let dropped = total > limit && held[index] > 0;
+      total -= if dropped { held[index] } else { 0 };
+      dropped
+    })
+    .collect()
+}
+
 /// The writing task of a connection: writes what `outbox` hands over, in order, until the outbox
 /// is closed and empty (then shuts the stream down) or dropped, or a write fails.
 pub async fn write_outbox<W>(mut out: W, outbox: Arc<Outbox>)
 where
   W: AsyncWrite + Unpin,
 {
+  // Whatever ends the task, the bytes in flight are no longer held.
+  struct Release<'a>(&'a Outbox);
+  impl Drop for Release<'_> {
+    fn drop(&mut self) {
+      let mut state = self.0.state.lock();
+      state.in_flight = 0;
+      let (before, now) = self.0.settle(&mut state);
+      drop(state);
+      self.0.recharge(before, now);
+    }
+  }
+  let _release = Release(&outbox);
   let mut buffer = Vec::new();
   loop {
     let closed = {
@@ -404,15 +682,21 @@ where
       if state.dropped {
         return;
       }
-      if state.queued.is_empty() {
+      // The previous write is done: its bytes are released along with the swap below.
+      state.in_flight = 0;
+      let closed = if state.queued.is_empty() {
         state.writing = false;
         state.closed
       } else {
         std::mem::swap(&mut buffer, &mut state.queued);
+        state.in_flight = buffer.len();
         state.writing = true;
         false
-      }
+      };
+      (closed, outbox.settle(&mut state))
     };
+    let (closed, (before, now)) = closed;
+    outbox.recharge(before, now);
     if closed {
       let _ = out.shutdown().await;
       return;
@@ -430,7 +714,7 @@ where
       outbox.state.lock().dropped = true;
       return;
     }
-    buffer.clear();
+    empty(&mut buffer);
   }
 }
 
@@ -771,6 +1055,145 @@ mod tests {
   }
 
   #[test]
+  fn the_connections_holding_the_most_are_dropped_until_the_rest_fits() {
+    assert_eq!(to_drop(&[], 10), Vec::<usize>::new());
+    assert_eq!(to_drop(&[3, 4, 3], 10), Vec::<usize>::new(), "within");
+    assert_eq!(to_drop(&[3, 8, 5], 10), vec![1], "the largest suffices");
+    assert_eq!(
+      to_drop(&[6, 1, 7, 6], 10),
+      vec![2, 0],
+      "largest first, ties in order"
+    );
+    assert_eq!(to_drop(&[0, 12], 10), vec![1]);
+    assert_eq!(
+      to_drop(&[0, 0], 0),
+      Vec::<usize>::new(),
+      "holding nothing, never dropped"
+    );
+  }
+
+  #[tokio::test]
+  async fn past_the_budget_the_outbox_holding_the_most_is_dropped_and_the_others_go_on() {
+    let frame = encoded(&patch(1));
+    let budget = Budget::new(10 * frame.len());
+    let (behind, ahead) = (
+      Outbox::within(None, usize::MAX, &budget),
+      Outbox::within(None, usize::MAX, &budget),
+    );
+    for _ in 0..6 {
+      assert!(behind.queue(&frame));
+    }
+    for _ in 0..4 {
+      assert!(ahead.queue(&frame));
+    }
+    assert_eq!(budget.used(), 10 * frame.len());
+    assert!(ahead.queue(&frame), "the frame that goes over is queued");
+    assert!(behind.is_dropped(), "the one furthest behind goes");
+    assert!(!ahead.is_dropped());
+    assert_eq!(budget.used(), 5 * frame.len(), "its bytes are released");
+    assert!(!behind.queue(&frame));
+    // What the writer takes in flight stays held until it is written.
+    let (a, mut b) = duplex(64 * 1024);
+    let writer = tokio::spawn(write_outbox(a, ahead.clone()));
+    ahead.flush();
+    let mut received = vec![0; 5 * frame.len()];
+    b.read_exact(&mut received).await.unwrap();
+    ahead.close();
+    writer.await.unwrap();
+    assert_eq!(budget.used(), 0);
+  }
+
+  #[tokio::test]
+  async fn a_frame_that_stays_partial_is_dropped_after_the_timeout_and_released() {
+    let budget = Budget::new(usize::MAX);
+    let account = Outbox::within(None, usize::MAX, &budget);
+    let limits = ReadLimits::new(Duration::from_millis(50), account);
+    let (mut a, b) = duplex(1024);
+    let mut b = FrameReader::limited(b, limits);
+    // A whole frame, then the first half of the next: the clock starts with the half.
+    let second = encoded(&patch(2));
+    let mut bytes = encoded(&patch(1));
+    bytes.extend_from_slice(&second[..second.len() / 2]);
+    a.write_all(&bytes).await.unwrap();
+    assert_eq!(b.read_message().await.unwrap(), Some(patch(1)));
+    let result = tokio::time::timeout(Duration::from_secs(5), b.read_message())
+      .await
+      .expect("the reader gives up within the timeout");
+    assert!(
+      matches!(result, Err(ConnectionError::Stalled { buffered, .. }) if buffered == second.len() / 2),
+      "{result:?}"
+    );
+    assert_eq!(budget.used(), second.len() / 2, "held while it waited");
+    drop(b);
+    assert_eq!(budget.used(), 0, "released with the reader");
+  }
+
+  #[tokio::test]
+  async fn a_frame_completed_within_the_timeout_is_read() {
+    let budget = Budget::new(usize::MAX);
+    let limits = ReadLimits::new(
+      Duration::from_secs(5),
+      Outbox::within(None, usize::MAX, &budget),
+    );
+    let (mut a, b) = duplex(7);
+    let mut b = FrameReader::limited(b, limits);
+    let writer = tokio::spawn(async move {
+      for seq in 0..20 {
+        a.write_all(&encoded(&patch(seq))).await.unwrap();
+      }
+    });
+    for seq in 0..20 {
+      assert_eq!(b.read_message().await.unwrap(), Some(patch(seq)));
+    }
+    writer.await.unwrap();
+    assert_eq!(b.read_message().await.unwrap(), None);
+    assert_eq!(budget.used(), 0);
+  }
+
+  #[tokio::test]
+  async fn partial_frames_past_the_budget_drop_the_largest_holder() {
+    let budget = Budget::new(1000);
+    let header = (MAX_FRAME as u32).to_be_bytes();
+    let mut readers = Vec::new();
+    let mut writers = Vec::new();
+    for size in [700, 200] {
+      let limits = ReadLimits::new(
+        Duration::from_secs(60),
+        Outbox::within(None, usize::MAX, &budget),
+      );
+      let (mut a, b) = duplex(64 * 1024);
+      a.write_all(&header).await.unwrap();
+      a.write_all(&vec![b' '; size]).await.unwrap();
+      let mut reader = FrameReader::limited(b, limits);
+      let pending = tokio::time::timeout(Duration::from_millis(20), reader.read_message()).await;
+      assert!(pending.is_err(), "the frame is incomplete");
+      readers.push(reader);
+      writers.push(a);
+    }
+    assert_eq!(budget.used(), 908);
+    // The third pushes the total over: the largest (the first) goes, not the newcomer.
+    let limits = ReadLimits::new(
+      Duration::from_secs(60),
+      Outbox::within(None, usize::MAX, &budget),
+    );
+    let (mut a, b) = duplex(64 * 1024);
+    a.write_all(&header).await.unwrap();
+    a.write_all(&[b' '; 300]).await.unwrap();
+    let mut third = FrameReader::limited(b, limits);
+    let pending = tokio::time::timeout(Duration::from_millis(20), third.read_message()).await;
+    assert!(pending.is_err(), "the newcomer goes on");
+    let first = tokio::time::timeout(Duration::from_secs(5), readers[0].read_message())
+      .await
+      .unwrap();
+    assert!(
+      matches!(first, Err(ConnectionError::OverBudget)),
+      "{first:?}"
+    );
+    drop(readers.remove(0));
+    assert_eq!(budget.used(), 204 + 304);
+  }
+
+  #[test]
   fn errors_display_their_cause() {
     let truncated = ConnectionError::TruncatedFrame { buffered: 3 };
     assert_eq!(
@@ -781,6 +1204,18 @@ mod tests {
     assert_eq!(
       protocol.to_string(),
       "protocol error: frame is not valid JSON: eof"
+    );
+    let stalled = ConnectionError::Stalled {
+      after: Duration::from_secs(5),
+      buffered: 7,
+    };
+    assert_eq!(
+      stalled.to_string(),
+      "a frame stayed incomplete for 5s (7 bytes received)"
+    );
+    assert_eq!(
+      ConnectionError::OverBudget.to_string(),
+      "dropped to keep the host's buffers within their budget"
     );
   }
 }

@@ -18,7 +18,9 @@ use tokio::task::JoinHandle;
 
 #[cfg(not(unix))]
 use crate::connection::Shared;
-use crate::connection::{write_outbox, ConnectionError, DirectWrite, FrameReader, Outbox};
+use crate::connection::{
+  write_outbox, Budget, ConnectionError, DirectWrite, FrameReader, Outbox, ReadLimits,
+};
 use crate::exchange::{Exchange, ERR_MAX_WRITERS, LOCK_GRACE};
 #[cfg(unix)]
 use crate::inbox::{Inbox, InboxEnd};
@@ -39,6 +41,11 @@ const FLUSH_ON_STOP: Duration = Duration::from_secs(2);
 /// connection; the client resyncs from a snapshot when it reconnects. A snapshot alone may be
 /// bigger, up to a frame's limit.
 const CLIENT_BACKLOG: usize = MAX_FRAME / 2;
+/// What a host's connections may hold together by default (`network.maxBuffer`): see [`Budget`].
+pub const DEFAULT_MAX_BUFFER: usize = 256 * 1024 * 1024;
+/// How long a client's frame may stay incomplete after its first byte: a peer that starts a large
+/// frame and stalls would otherwise hold up to a frame's limit of the host's memory for good.
+const PARTIAL_FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first pause before connecting again to a host that did not welcome us or sent something
 /// invalid, doubled up to [`MAX_FAILED_BACKOFF`] while it keeps failing: without it, a host that
 /// answers the hello with garbage is reconnected to thousands of times a second.
@@ -51,13 +58,16 @@ const MAX_FAILED_BACKOFF: Duration = Duration::from_secs(1);
 #[cfg(unix)]
 const JS_PATIENCE: Duration = Duration::from_millis(20);
 
-/// Which roles an instance may take (memsync 0.5's `clientOnly` / `serverOnly`).
-#[derive(Debug, Clone, Copy, Default)]
+/// Which roles an instance may take (memsync 0.5's `clientOnly` / `serverOnly`), and what its
+/// connections may hold while it is host.
+#[derive(Clone)]
 pub struct Options {
   /// Never become host.
   pub client_only: bool,
   /// Never join as a client.
   pub server_only: bool,
+  /// Bounds what the host's connections buffer together (`network.maxBuffer`).
+  pub budget: Arc<Budget>,
 }
 
 /// Why an instance could not take part in its network.
@@ -110,7 +120,7 @@ pub async fn run(
   };
   loop {
     let elected = tokio::select! {
-      elected = elect(&rendezvous, options) => elected,
+      elected = elect(&rendezvous, &options) => elected,
       _ = shutdown.wait_for(|stop| *stop) => return,
     };
     match elected {
@@ -129,7 +139,10 @@ pub async fn run(
           },
           None => None,
         };
-        if let Err(err) = serve_as_host(&replica, lock, &services, saved, &mut shutdown).await {
+        let budget = &options.budget;
+        if let Err(err) =
+          serve_as_host(&replica, lock, &services, saved, budget, &mut shutdown).await
+        {
           fail(unusable(err));
         }
         return;
@@ -172,7 +185,7 @@ enum Elected {
 
 /// Tries to become host and else connects to the host, until one works. The lock decides: two
 /// processes can never both hold it, and the kernel frees it when its holder dies.
-async fn elect(rendezvous: &Rendezvous, options: Options) -> io::Result<Elected> {
+async fn elect(rendezvous: &Rendezvous, options: &Options) -> io::Result<Elected> {
   let mut backoff = Duration::from_micros(500);
   loop {
     if !options.client_only {
@@ -205,6 +218,7 @@ async fn serve_as_host(
   lock: HostLock,
   services: &Arc<Services>,
   saved: Option<u64>,
+  budget: &Arc<Budget>,
   shutdown: &mut watch::Receiver<bool>,
 ) -> io::Result<()> {
   let listener = lock
@@ -226,6 +240,7 @@ async fn serve_as_host(
     replica,
     &listener,
     lock.uid(),
+    budget,
     &mut handlers,
     &next_id,
     shutdown,
@@ -259,6 +274,7 @@ async fn accept_clients(
   replica: &Arc<Replica>,
   listener: &Listener,
   uid: u32,
+  budget: &Arc<Budget>,
   handlers: &mut Vec<JoinHandle<()>>,
   next_id: &AtomicU64,
   shutdown: &mut watch::Receiver<bool>,
@@ -282,6 +298,7 @@ async fn accept_clients(
           replica.clone(),
           stream,
           id,
+          budget.clone(),
           shutdown.clone(),
         )));
       }
@@ -295,6 +312,7 @@ async fn handle_client(
   replica: Arc<Replica>,
   stream: Stream,
   id: u64,
+  budget: Arc<Budget>,
   mut shutdown: watch::Receiver<bool>,
 ) {
   let (reader, writer, direct) = match split(stream) {
@@ -307,13 +325,16 @@ async fn handle_client(
       return;
     }
   };
-  let mut reader = FrameReader::new(reader);
-  let outbox = Outbox::new(direct, CLIENT_BACKLOG);
+  let outbox = Outbox::within(direct, CLIENT_BACKLOG, &budget);
+  let limits = ReadLimits::new(PARTIAL_FRAME_TIMEOUT, outbox.clone());
+  let mut reader = FrameReader::limited(reader, limits);
   let mut writer = tokio::spawn(write_outbox(writer, outbox.clone()));
-  // A stopping host does not wait for a silent connection to say hello.
+  // A stopping host does not wait for a silent connection to say hello; nor for one dropped to
+  // keep the budget (its writer has ended).
   let hello = tokio::select! {
     hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_message()) => Some(hello),
     _ = shutdown.wait_for(|stop| *stop) => None,
+    _ = &mut writer => None,
   };
   let origin = match hello {
     Some(Ok(Ok(Some(Message::Hello {
@@ -372,8 +393,11 @@ async fn handle_client(
   let Some(origin) = origin.filter(|_| replica.attach_client(id, outbox.clone())) else {
     let effects = replica.exchange().detach(id);
     replica.apply(effects, true);
+    drop(reader);
     outbox.close();
-    let _ = writer.await;
+    if !writer.is_finished() {
+      let _ = writer.await;
+    }
     return;
   };
   let effects = replica.exchange().attached(id, outbox.clone());
@@ -410,6 +434,8 @@ async fn handle_client(
   replica.detach_client(id);
   let effects = replica.exchange().detach(id);
   replica.apply(effects, true);
+  // What it had partly sent is released before the socket closes.
+  drop(reader);
   outbox.close();
   if !writer.is_finished() {
     let _ = writer.await;
