@@ -144,6 +144,11 @@ export interface MemSyncOptions {
   logEvents?: boolean
   /** Milliseconds `start()` or a patch waits for a host before `ERR_TIMEOUT` (default 15,000). */
   timeout?: number
+  /**
+   * Milliseconds a host may be silent (stopped: `SIGSTOP`, a debugger, a frozen container) before
+   * its clients replace it (default 5,000). It steps down and rejoins as a client when it resumes.
+   */
+  hostTimeout?: number
   /** The rendezvous directory (default: `$XDG_RUNTIME_DIR/memsync`, else `<tmp>/memsync-<uid>`). */
   dir?: string
   /** This process's roles; `network.maxWriters` counts those with `'writer'`. */

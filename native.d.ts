@@ -139,8 +139,10 @@ export declare function setWantsReceived(instance: ExternalObject<Instance>, wan
  * Joins the network of the instance's name in the background; the outcome arrives as an event.
  * `onWake` is called (without arguments) when events are waiting to be drained. `maxBuffer`
  * bounds what a host's connections buffer together (`network.maxBuffer`, checked by JS).
+ * `hostTimeout` (ms, checked by JS; default 5000): how long a silent host is waited for before
+ * it is replaced.
  */
-export declare function start(instance: ExternalObject<Instance>, onWake: () => void, clientOnly: boolean, serverOnly: boolean, maxBuffer: number | null): void
+export declare function start(instance: ExternalObject<Instance>, onWake: () => void, clientOnly: boolean, serverOnly: boolean, maxBuffer: number | null, hostTimeout: number | null): void
 
 /**
  * The instance's status: role, version, connected clients (a host's own, a client's host's),

@@ -27,9 +27,11 @@ function checkOptions (options) {
   if (!isPlainObject(options)) {
     throw codedError(MemErrors.ERR_INVALID_ARG, `options must be an object, not ${Array.isArray(options) ? 'an array' : typeof options}`)
   }
-  const { timeout } = options
-  if (timeout !== undefined && !(typeof timeout === 'number' && timeout > 0 && timeout <= 2 ** 31 - 1)) {
-    throw codedError(MemErrors.ERR_INVALID_ARG, `options.timeout must be a positive number of milliseconds, not ${timeout}`)
+  for (const field of ['timeout', 'hostTimeout']) {
+    const ms = options[field]
+    if (ms !== undefined && !(typeof ms === 'number' && ms > 0 && ms <= 2 ** 31 - 1)) {
+      throw codedError(MemErrors.ERR_INVALID_ARG, `options.${field} must be a positive number of milliseconds, not ${ms}`)
+    }
   }
   for (const flag of ['clientOnly', 'serverOnly', 'logEvents']) {
     if (options[flag] !== undefined && typeof options[flag] !== 'boolean') {
@@ -321,7 +323,7 @@ class MemSync {
       this.#starting?.reject(codedError(MemErrors.ERR_TIMEOUT, `No host for '${this.name}' within ${timeoutMs} ms`))
     }, timeoutMs)
     try {
-      native.start(this.#native, () => this.#drain(), this.options.clientOnly === true, this.options.serverOnly === true, this.options.network?.maxBuffer ?? null)
+      native.start(this.#native, () => this.#drain(), this.options.clientOnly === true, this.options.serverOnly === true, this.options.network?.maxBuffer ?? null, this.options.hostTimeout ?? null)
       return await outcome
     } catch (error) {
       // This start() is over: stop() must not reject its promise, which nobody awaits when

@@ -15,6 +15,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use napi::bindgen_prelude::{spawn, Env, External, Function, PromiseRaw};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -29,6 +30,7 @@ use crate::error::Error;
 use crate::http::{Address, TokenRule, View};
 #[cfg(unix)]
 use crate::js_poll::JsPoll;
+use crate::lease::DEFAULT_HOST_TIMEOUT;
 use crate::peer;
 use crate::persist::FileTarget;
 use crate::probe;
@@ -236,8 +238,10 @@ fn poll_inbox(env: &Env, instance: &Instance) {
 /// Joins the network of the instance's name in the background; the outcome arrives as an event.
 /// `onWake` is called (without arguments) when events are waiting to be drained. `maxBuffer`
 /// bounds what a host's connections buffer together (`network.maxBuffer`, checked by JS).
+/// `hostTimeout` (ms, checked by JS; default 5000): how long a silent host is waited for before
+/// it is replaced.
 #[napi(
-  ts_args_type = "instance: ExternalObject<Instance>, onWake: () => void, clientOnly: boolean, serverOnly: boolean, maxBuffer: number | null"
+  ts_args_type = "instance: ExternalObject<Instance>, onWake: () => void, clientOnly: boolean, serverOnly: boolean, maxBuffer: number | null, hostTimeout: number | null"
 )]
 pub fn start(
   env: Env,
@@ -246,6 +250,7 @@ pub fn start(
   client_only: bool,
   server_only: bool,
   max_buffer: Option<f64>,
+  host_timeout: Option<f64>,
 ) -> Result<()> {
   let mut link = instance.link.lock();
   if link.peer.is_some() {
@@ -286,6 +291,7 @@ pub fn start(
     client_only,
     server_only,
     budget,
+    host_timeout: host_timeout.map_or(DEFAULT_HOST_TIMEOUT, |ms| Duration::from_millis(ms as u64)),
   };
   let task = spawn(async move {
     peer::run(

@@ -13,7 +13,10 @@
 //! - `inbox` (Unix): a client's incoming frames, read by its JS thread's event loop while that
 //!   thread is responsive (one wake-up per message instead of two), else by the tokio task.
 //! - `name`: object names and the safe, collision-free file names they become.
-//! - `rendezvous`: the private directory, the host election by file lock, the socket path.
+//! - `rendezvous`: the private directory, the host election by file lock and epoch, the socket
+//!   path.
+//! - `lease`: replacing a stopped host: the host's lease, the clients' silence timeout, and why
+//!   an old epoch's host never orders once a new one may.
 //! - `state`: an instance's replica: ordering (host), pending patches and rebases (client),
 //!   failover hand-over, and the events for the JS side. Its only I/O is through `Outbox`es.
 //! - `exchange`: RPC routing, the event bus, writer limits and locks beside the document: what a
@@ -51,6 +54,7 @@ pub mod http;
 pub mod inbox;
 #[cfg(all(feature = "napi", unix))]
 mod js_poll;
+pub mod lease;
 pub mod locks;
 pub mod name;
 pub mod patch;

@@ -4,12 +4,14 @@
 //!
 //! One task per instance runs [`run`]: elect (become host, or connect to the host), serve that
 //! role until it ends (shutdown, or the host is lost), and elect again. Host loss is an event,
-//! not an error: a clean EOF from the host starts the next election at once.
+//! not an error: a clean EOF from the host starts the next election at once. A host silent for
+//! `hostTimeout` (stopped) is replaced under the next epoch, and steps down when it resumes
+//! (see `lease`).
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::traits::tokio::Listener as _;
@@ -24,6 +26,7 @@ use crate::connection::{
 use crate::exchange::{Exchange, ERR_MAX_WRITERS, LOCK_GRACE};
 #[cfg(unix)]
 use crate::inbox::{Inbox, InboxEnd};
+use crate::lease::{self, Lease, Silence};
 use crate::protocol::{Message, MAX_FRAME, PROTOCOL_VERSION};
 use crate::rendezvous::{HostLock, Rendezvous};
 use crate::services::Services;
@@ -58,8 +61,8 @@ const MAX_FAILED_BACKOFF: Duration = Duration::from_secs(1);
 #[cfg(unix)]
 const JS_PATIENCE: Duration = Duration::from_millis(20);
 
-/// Which roles an instance may take (memsync 0.5's `clientOnly` / `serverOnly`), and what its
-/// connections may hold while it is host.
+/// Which roles an instance may take (memsync 0.5's `clientOnly` / `serverOnly`), what its
+/// connections may hold while it is host, and when a silent host is replaced.
 #[derive(Clone)]
 pub struct Options {
   /// Never become host.
@@ -68,6 +71,8 @@ pub struct Options {
   pub server_only: bool,
   /// Bounds what the host's connections buffer together (`network.maxBuffer`).
   pub budget: Arc<Budget>,
+  /// How long a host may be silent (stopped) before its clients replace it (`hostTimeout`).
+  pub host_timeout: Duration,
 }
 
 /// Why an instance could not take part in its network.
@@ -118,13 +123,28 @@ pub async fn run(
       rendezvous.dir().display()
     ),
   };
+  // The epoch of a host that went silent: the next election tries to replace it first.
+  let mut silent = None;
   loop {
     let elected = tokio::select! {
-      elected = elect(&rendezvous, &options) => elected,
+      elected = elect(&rendezvous, &options, silent.take()) => elected,
       _ = shutdown.wait_for(|stop| *stop) => return,
     };
     match elected {
       Ok(Elected::Host(lock)) => {
+        let lease = tokio::select! {
+          lease = take_lease(&lock, options.host_timeout) => lease,
+          _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let lease = match lease {
+          Ok(Some(lease)) => lease,
+          // A later epoch exists already: elect again within it.
+          Ok(None) => continue,
+          Err(err) => {
+            fail(unusable(err));
+            return;
+          }
+        };
         // The file seeds only a network this instance starts; after a failover it is behind.
         let saved = match loaded.take() {
           Some(loaded) => match tokio::select! {
@@ -139,18 +159,35 @@ pub async fn run(
           },
           None => None,
         };
-        let budget = &options.budget;
-        if let Err(err) =
-          serve_as_host(&replica, lock, &services, saved, budget, &mut shutdown).await
-        {
-          fail(unusable(err));
+        let served = serve_as_host(
+          &replica,
+          lock,
+          lease,
+          &services,
+          saved,
+          &options,
+          &mut shutdown,
+        )
+        .await;
+        match served {
+          // Replaced while stopped: rejoins as a client of the new host.
+          Ok(HostEnded::Fenced) => report!(
+            "memsync '{}': this host was stopped for too long (hostTimeout {} ms) and steps \
+             down; it joins the next host",
+            replica.name(),
+            options.host_timeout.as_millis()
+          ),
+          Ok(HostEnded::Shutdown) => return,
+          Err(err) => {
+            fail(unusable(err));
+            return;
+          }
         }
-        return;
       }
-      Ok(Elected::Client(stream)) => {
-        let ended = serve_as_client(&replica, stream, &mut shutdown).await;
+      Ok(Elected::Client(stream, epoch)) => {
+        let ended = serve_as_client(&replica, stream, options.host_timeout, &mut shutdown).await;
         // Welcomed: the host's object is newer than any file.
-        if matches!(ended, Ended::HostLost | Ended::Failed) {
+        if matches!(ended, Ended::HostLost | Ended::Failed | Ended::Silent) {
           loaded = None;
         }
         match ended {
@@ -161,6 +198,10 @@ pub async fn run(
             return;
           }
           Ended::HostLost => failed_backoff = FAILED_BACKOFF,
+          Ended::Silent => {
+            silent = Some(epoch);
+            failed_backoff = FAILED_BACKOFF;
+          }
           Ended::NotWelcomed | Ended::Failed => {
             tokio::select! {
               _ = tokio::time::sleep(failed_backoff) => {}
@@ -178,16 +219,38 @@ pub async fn run(
   }
 }
 
+/// The lease of a host that just took `lock`, once it may order: after a wait while an older
+/// epoch's host, possibly stopped, may still hold a lease. `None`: a later epoch exists already.
+async fn take_lease(lock: &HostLock, host_timeout: Duration) -> io::Result<Option<Arc<Lease>>> {
+  if lock.previous_held()? {
+    tokio::time::sleep(lease::lease_length(host_timeout)).await;
+  }
+  let lease = Arc::new(Lease::new(lock.next_lock_path(), host_timeout));
+  Ok(lease.renew().then_some(lease))
+}
+
 enum Elected {
   Host(HostLock),
-  Client(Stream),
+  /// Connected to the host of this epoch (or of a later one).
+  Client(Stream, u64),
 }
 
 /// Tries to become host and else connects to the host, until one works. The lock decides: two
-/// processes can never both hold it, and the kernel frees it when its holder dies.
-async fn elect(rendezvous: &Rendezvous, options: &Options) -> io::Result<Elected> {
+/// processes can never both hold it, and the kernel frees it when its holder dies. With `silent`,
+/// tries first to replace that epoch's host, which was silent for `hostTimeout`.
+async fn elect(
+  rendezvous: &Rendezvous,
+  options: &Options,
+  silent: Option<u64>,
+) -> io::Result<Elected> {
+  if let Some(epoch) = silent.filter(|_| !options.client_only) {
+    if let Some(lock) = rendezvous.take_over(epoch)? {
+      return Ok(Elected::Host(lock));
+    }
+  }
   let mut backoff = Duration::from_micros(500);
   loop {
+    let epoch = rendezvous.current_epoch()?;
     if !options.client_only {
       if let Some(lock) = rendezvous.try_become_host()? {
         return Ok(Elected::Host(lock));
@@ -195,7 +258,7 @@ async fn elect(rendezvous: &Rendezvous, options: &Options) -> io::Result<Elected
     }
     if !options.server_only {
       match rendezvous.connect().await {
-        Ok(stream) => return Ok(Elected::Client(stream)),
+        Ok(stream) => return Ok(Elected::Client(stream, epoch)),
         // No host listening yet (it is between taking the lock and binding), or any more.
         Err(err)
           if matches!(
@@ -210,23 +273,32 @@ async fn elect(rendezvous: &Rendezvous, options: &Options) -> io::Result<Elected
   }
 }
 
-/// Serves as host until shutdown. Fails only when it cannot listen (something that is not a
-/// socket sits at the socket path and cannot be removed): the caller reports it, so `start()`
-/// rejects with the reason instead of waiting for a host that never comes.
+/// How a host's role ended.
+enum HostEnded {
+  Shutdown,
+  /// A later epoch replaced this host while it was stopped.
+  Fenced,
+}
+
+/// Serves as host until shutdown, or until a later epoch fences it. Fails only when it cannot
+/// listen (something that is not a socket sits at the socket path and cannot be removed): the
+/// caller reports it, so `start()` rejects with the reason instead of waiting for a host that
+/// never comes.
 async fn serve_as_host(
   replica: &Arc<Replica>,
-  lock: HostLock,
+  mut lock: HostLock,
+  lease: Arc<Lease>,
   services: &Arc<Services>,
   saved: Option<u64>,
-  budget: &Arc<Budget>,
+  options: &Options,
   shutdown: &mut watch::Receiver<bool>,
-) -> io::Result<()> {
+) -> io::Result<HostEnded> {
   let listener = lock
     .bind()
     .map_err(|err| io::Error::new(err.kind(), format!("cannot listen: {err}")))?;
   // Before the role is announced: once start() resolves as host, the port is served.
   let services = services.start(replica, saved, lock.view_path()).await;
-  replica.become_host();
+  replica.become_host_under(lease.clone());
   // Locks are granted again once the grace period after the election is over.
   let grace_replica = replica.clone();
   let grace = tokio::spawn(async move {
@@ -234,18 +306,38 @@ async fn serve_as_host(
     let effects = grace_replica.exchange().end_grace(crate::state::now_ms());
     grace_replica.apply(effects, true);
   });
+  // The lease is renewed on the same beat as the clients hear it, and ends the role when a later
+  // epoch fenced this host.
+  let beating_replica = replica.clone();
+  let beating = lease.clone();
+  let beat = lease::heartbeat_interval(options.host_timeout);
+  let heartbeat = tokio::spawn(async move {
+    let mut beats = tokio::time::interval(beat);
+    beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+      beats.tick().await;
+      if !beating.renew() {
+        return;
+      }
+      beating_replica.heartbeat();
+    }
+  });
   let mut handlers = Vec::new();
   let next_id = AtomicU64::new(1);
   accept_clients(
     replica,
     &listener,
     lock.uid(),
-    budget,
+    &Term {
+      budget: options.budget.clone(),
+      lease: lease.clone(),
+    },
     &mut handlers,
     &next_id,
     shutdown,
   )
   .await;
+  heartbeat.abort();
   grace.abort();
   // Handing over cleanly: clients are detached (their writers then drain what is queued and
   // close), the socket file goes, and only then the lock, so the next host starts from a state
@@ -267,14 +359,27 @@ async fn serve_as_host(
   if let Err(err) = lock.release() {
     report!("memsync '{}': {err}", replica.name());
   }
-  Ok(())
+  Ok(if lease.is_fenced() {
+    HostEnded::Fenced
+  } else {
+    HostEnded::Shutdown
+  })
+}
+
+/// What every client connection of one host's term shares.
+#[derive(Clone)]
+struct Term {
+  /// Bounds what the connections buffer together.
+  budget: Arc<Budget>,
+  /// This host's right to order.
+  lease: Arc<Lease>,
 }
 
 async fn accept_clients(
   replica: &Arc<Replica>,
   listener: &Listener,
   uid: u32,
-  budget: &Arc<Budget>,
+  term: &Term,
   handlers: &mut Vec<JoinHandle<()>>,
   next_id: &AtomicU64,
   shutdown: &mut watch::Receiver<bool>,
@@ -283,6 +388,7 @@ async fn accept_clients(
     let accepted = tokio::select! {
       accepted = listener.accept() => accepted,
       _ = shutdown.wait_for(|stop| *stop) => return,
+      _ = term.lease.fenced() => return,
     };
     match accepted {
       // The directory is private, but a descriptor can be passed on: only this user's
@@ -298,7 +404,7 @@ async fn accept_clients(
           replica.clone(),
           stream,
           id,
-          budget.clone(),
+          term.clone(),
           shutdown.clone(),
         )));
       }
@@ -312,7 +418,7 @@ async fn handle_client(
   replica: Arc<Replica>,
   stream: Stream,
   id: u64,
-  budget: Arc<Budget>,
+  Term { budget, lease }: Term,
   mut shutdown: watch::Receiver<bool>,
 ) {
   let (reader, writer, direct) = match split(stream) {
@@ -390,7 +496,9 @@ async fn handle_client(
       None
     }
   };
-  let Some(origin) = origin.filter(|_| replica.attach_client(id, outbox.clone())) else {
+  // A replaced host welcomes nobody: its snapshot could hold what the new host never sees.
+  let welcomed = |_: &u64| lease.hold() && replica.attach_client(id, outbox.clone());
+  let Some(origin) = origin.filter(welcomed) else {
     let effects = replica.exchange().detach(id);
     replica.apply(effects, true);
     drop(reader);
@@ -406,6 +514,7 @@ async fn handle_client(
     let first = tokio::select! {
       message = reader.read_message() => message,
       _ = shutdown.wait_for(|stop| *stop) => break,
+      _ = lease.fenced() => break,
       // The writer gave up: the client stopped reading, or its connection failed.
       _ = &mut writer => break,
     };
@@ -414,6 +523,11 @@ async fn handle_client(
       Ok(None) => break,
       Err(err) => (Vec::new(), Some(err)),
     };
+    // Replaced while stopped: nothing more is ordered or answered here. The client sends its
+    // pending patches to the new host.
+    if !lease.hold() {
+      break;
+    }
     if let Err(unexpected) = host_receive(&replica, id, origin, batch, &outbox) {
       // The kind only: the message may be a whole document.
       report!(
@@ -462,8 +576,11 @@ fn host_receive(
   )
 }
 
-/// Client: a burst from the host, in order, as [`host_receive`] splits it.
-fn client_receive(replica: &Replica, batch: Vec<Message>) -> Result<(), String> {
+/// Client: a burst from the host, in order, as [`host_receive`] splits it. Any frame, a
+/// heartbeat included, shows that the host is not stopped: `heard` notes when.
+fn client_receive(replica: &Replica, mut batch: Vec<Message>, heard: &Heard) -> Result<(), String> {
+  heard.now();
+  batch.retain(|message| !matches!(message, Message::Heartbeat));
   split_burst(
     batch,
     |documents| replica.client_receive(documents),
@@ -534,13 +651,17 @@ fn split(stream: Stream) -> io::Result<(Shared<Stream>, Shared<Stream>, Option<D
 /// The incoming side of a welcomed client connection, with what the handshake's reader had
 /// received beyond the welcome.
 #[cfg(unix)]
-fn client_inbox(reader: FrameReader<SocketReader>, replica: &Arc<Replica>) -> Arc<Inbox> {
+fn client_inbox(
+  reader: FrameReader<SocketReader>,
+  replica: &Arc<Replica>,
+  heard: Arc<Heard>,
+) -> Arc<Inbox> {
   let receiving = replica.clone();
   let (socket, received) = reader.into_parts();
   Arc::new(Inbox::new(
     socket.into_socket(),
     received,
-    Box::new(move |batch| client_receive(&receiving, batch)),
+    Box::new(move |batch| client_receive(&receiving, batch, &heard)),
   ))
 }
 
@@ -566,6 +687,8 @@ enum Ended {
   NotWelcomed,
   /// The host welcomed us, then sent something invalid: try again after the same growing pause.
   Failed,
+  /// The host welcomed us, then sent nothing for `hostTimeout` (stopped): replace it.
+  Silent,
   /// The host refused us for good (`ERR_MAX_WRITERS`).
   Refused(Failure),
 }
@@ -573,6 +696,7 @@ enum Ended {
 async fn serve_as_client(
   replica: &Arc<Replica>,
   stream: Stream,
+  host_timeout: Duration,
   shutdown: &mut watch::Receiver<bool>,
 ) -> Ended {
   let (reader, writer, direct) = match split(stream) {
@@ -593,9 +717,11 @@ async fn serve_as_client(
   // `stop()` does not wait for a hung host's welcome. `about` comes first: the host's pid and
   // what it offers.
   let mut welcome = None;
+  // A stopped host accepts (the kernel does) but never welcomes: its welcome is waited for as long
+  // as a host may be silent.
   for _ in 0..2 {
     let message = tokio::select! {
-      message = tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.read_message()) => message,
+      message = tokio::time::timeout(host_timeout, reader.read_message()) => message,
       _ = shutdown.wait_for(|stop| *stop) => {
         writer.abort();
         return Ended::Shutdown;
@@ -616,19 +742,29 @@ async fn serve_as_client(
     writer.abort();
     return Ended::NotWelcomed;
   };
+  // Only a process that holds the object replaces a stopped host (see `run`): a newcomer's
+  // default object would replace the network's.
+  let Ok(welcome) = welcome else {
+    report!(
+      "memsync '{}': cannot join the host: no welcome within {host_timeout:?}",
+      replica.name()
+    );
+    writer.abort();
+    return Ended::NotWelcomed;
+  };
   let welcomed = match welcome {
-    Ok(Ok(Some(Message::Welcome {
+    Ok(Some(Message::Welcome {
       version,
       data,
       applied,
       ..
-    }))) => replica
+    })) => replica
       .client_welcome(version, data, applied, outbox.clone())
       .map_err(|err| Some(format!("the host's welcome is unusable: {err}"))),
-    Ok(Ok(Some(Message::Refused {
+    Ok(Some(Message::Refused {
       reason,
       code: Some(code),
-    })))
+    }))
       if code == ERR_MAX_WRITERS =>
     {
       writer.abort();
@@ -637,19 +773,18 @@ async fn serve_as_client(
         message: format!("memsync '{}': {reason}", replica.name()),
       });
     }
-    Ok(Ok(Some(Message::Refused { reason, .. }))) => {
+    Ok(Some(Message::Refused { reason, .. })) => {
       Err(Some(format!("the host refused us: {reason}")))
     }
-    Ok(Ok(Some(message))) => Err(Some(format!(
+    Ok(Some(message)) => Err(Some(format!(
       "its first message is {}, not welcome",
       message.kind()
     ))),
     // A host that stops while we join closes without a welcome (or resets the connection, our
     // hello unread): nothing to report, the next host will welcome us.
-    Ok(Ok(None)) => Err(None),
-    Ok(Err(err)) if is_reset(&err) => Err(None),
-    Ok(Err(err)) => Err(Some(err.to_string())),
-    Err(_) => Err(Some(format!("no welcome within {HANDSHAKE_TIMEOUT:?}"))),
+    Ok(None) => Err(None),
+    Err(err) if is_reset(&err) => Err(None),
+    Err(err) => Err(Some(err.to_string())),
   };
   if let Err(why) = welcomed {
     if let Some(why) = why {
@@ -658,10 +793,18 @@ async fn serve_as_client(
     writer.abort();
     return Ended::NotWelcomed;
   }
+  let heard = Arc::new(Heard::new());
   #[cfg(unix)]
-  let ended = read_through_inbox(replica, client_inbox(reader, replica), shutdown).await;
+  let ended = read_through_inbox(
+    replica,
+    client_inbox(reader, replica, heard.clone()),
+    &heard,
+    host_timeout,
+    shutdown,
+  )
+  .await;
   #[cfg(not(unix))]
-  let ended = read_in_task(replica, reader, shutdown).await;
+  let ended = read_in_task(replica, reader, &heard, host_timeout, shutdown).await;
   replica.go_offline();
   writer.abort();
   ended
@@ -673,6 +816,8 @@ async fn serve_as_client(
 async fn read_through_inbox(
   replica: &Arc<Replica>,
   inbox: Arc<Inbox>,
+  heard: &Heard,
+  host_timeout: Duration,
   shutdown: &mut watch::Receiver<bool>,
 ) -> Ended {
   inbox.receive();
@@ -689,6 +834,7 @@ async fn read_through_inbox(
     let turned = tokio::select! {
       turned = turn => turned,
       _ = shutdown.wait_for(|stop| *stop) => break Ended::Shutdown,
+      _ = heard.silence(host_timeout) => break Ended::Silent,
     };
     if let Err(err) = turned {
       break host_loss(replica, &ConnectionError::Io(err));
@@ -712,12 +858,15 @@ async fn read_through_inbox(
 async fn read_in_task(
   replica: &Replica,
   mut reader: FrameReader<Shared<Stream>>,
+  heard: &Heard,
+  host_timeout: Duration,
   shutdown: &mut watch::Receiver<bool>,
 ) -> Ended {
   loop {
     let first = tokio::select! {
       message = reader.read_message() => message,
       _ = shutdown.wait_for(|stop| *stop) => break Ended::Shutdown,
+      _ = heard.silence(host_timeout) => break Ended::Silent,
     };
     let (batch, failed) = match first {
       Ok(Some(message)) => burst(&mut reader, message),
@@ -725,12 +874,52 @@ async fn read_in_task(
       Err(err) => (Vec::new(), Some(err)),
     };
     // Whatever else has already arrived is handled with it: one rebase per burst.
-    if let Err(err) = client_receive(replica, batch) {
+    if let Err(err) = client_receive(replica, batch, heard) {
       report!("memsync '{}': {err}; reconnecting", replica.name());
       break Ended::Failed;
     }
     if let Some(err) = failed {
       break host_loss(replica, &err);
+    }
+  }
+}
+
+/// When a client last heard from its host, on the monotonic clock.
+struct Heard {
+  start: Instant,
+  /// Nanoseconds after `start`.
+  at: AtomicU64,
+}
+
+impl Heard {
+  fn new() -> Heard {
+    Heard {
+      start: Instant::now(),
+      at: AtomicU64::new(0),
+    }
+  }
+
+  fn now(&self) {
+    let now = self.start.elapsed().as_nanos() as u64;
+    self.at.fetch_max(now, Ordering::Relaxed);
+  }
+
+  /// Resolves once the host has been silent for `timeout`, and still is a heartbeat later: a
+  /// client that was stopped itself reads what its host sent meanwhile before it decides.
+  async fn silence(&self, timeout: Duration) {
+    let confirm = lease::heartbeat_interval(timeout);
+    loop {
+      let heard = Duration::from_nanos(self.at.load(Ordering::Relaxed));
+      match Silence::new(timeout, heard).remaining(self.start.elapsed()) {
+        Some(wait) => tokio::time::sleep(wait).await,
+        None => {
+          tokio::time::sleep(confirm).await;
+          let since = Duration::from_nanos(self.at.load(Ordering::Relaxed));
+          if since == heard {
+            return;
+          }
+        }
+      }
     }
   }
 }

@@ -381,6 +381,11 @@ impl Saver {
       while let Ok(flush) = self.flushes.try_recv() {
         waiting.push(flush);
       }
+      // A host replaced while it was stopped must not write its older object over the new
+      // host's saves; flushes then resolve as the role's end (the new host saves).
+      if !self.replica.holds_lease() {
+        return;
+      }
       let outcome = self.save().await;
       for flush in waiting.drain(..) {
         let _ = flush.send(outcome.clone());
@@ -396,7 +401,7 @@ impl Saver {
     while let Ok(flush) = self.flushes.try_recv() {
       waiting.push(flush);
     }
-    if !waiting.is_empty() || self.is_behind() {
+    if (!waiting.is_empty() || self.is_behind()) && self.replica.holds_lease() {
       let outcome = self.save().await;
       for flush in waiting {
         let _ = flush.send(outcome.clone());

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// The version a client announces in [`Message::Hello`]; the host refuses any other.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The largest payload a frame may carry, in bytes. A larger announced length is rejected before
 /// its body arrives, so a broken peer cannot make us buffer without bound.
@@ -343,6 +343,8 @@ pub enum Message {
   /// The first frame of a one-off connection instead of `Hello` (`memsync status`): the host
   /// answers with `Status` and closes, without admitting a client.
   Query,
+  /// Host to every client, every tenth of `hostTimeout` (protocol 4): the host is not stopped.
+  Heartbeat,
   /// Host to a `Query`: who serves the object and how far it is.
   Status {
     /// The host's process id.
@@ -377,6 +379,7 @@ impl Message {
       Message::Ping { .. } => "ping",
       Message::Pong { .. } => "pong",
       Message::Query => "query",
+      Message::Heartbeat => "heartbeat",
       Message::Status { .. } => "status",
     }
   }
@@ -755,6 +758,7 @@ mod tests {
         ],
       },
       Message::Query,
+      Message::Heartbeat,
       Message::Status {
         host_pid: 7,
         version: 8,

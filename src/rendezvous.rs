@@ -8,6 +8,12 @@
 //! of the next one. The lock file itself is never deleted: unlinking it while another process
 //! waits on it would let two processes lock two different files of the same name.
 //!
+//! A host that is stopped (`SIGSTOP`) keeps its lock. Its clients then take over under the next
+//! *epoch*: epoch 0 is locked on `<stem>.lock`, epoch N on `<stem>~N.lock` (`~` never occurs in a
+//! stem otherwise, so no name's files meet another's), and the current epoch is the highest whose
+//! lock file exists. Every epoch's host listens on the same `<stem>.sock`, which the CLI and
+//! `hasPeers(path)` find. `lease` explains why an old epoch's host never orders once a new one may.
+//!
 //! The directory must be private (owned by us, mode 0700): anyone who can write to it could plant
 //! a socket and impersonate the host.
 
@@ -156,23 +162,78 @@ impl Rendezvous {
     self.dir.join(format!("{}.sock", self.stem))
   }
 
-  /// Tries to become host without waiting: `Ok(None)` when another holder has the lock.
+  /// The lock file of `epoch`: `<dir>/<stem>.lock` for epoch 0, else `<dir>/<stem>~<epoch>.lock`.
+  pub fn epoch_lock_path(&self, epoch: u64) -> PathBuf {
+    match epoch {
+      0 => self.lock_path(),
+      _ => self.dir.join(format!("{}~{epoch}.lock", self.stem)),
+    }
+  }
+
+  /// The highest epoch whose lock file exists (0 when none past the first does).
+  pub fn current_epoch(&self) -> io::Result<u64> {
+    let prefix = format!("{}~", self.stem);
+    let mut current = 0;
+    for entry in fs::read_dir(&self.dir)? {
+      let name = entry?.file_name();
+      let epoch = name
+        .to_str()
+        .and_then(|name| name.strip_prefix(&prefix))
+        .and_then(|rest| rest.strip_suffix(".lock"))
+        .filter(|digits| digits.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|digits| digits.parse::<u64>().ok());
+      current = current.max(epoch.unwrap_or(0));
+    }
+    Ok(current)
+  }
+
+  /// Tries to become host of the current epoch without waiting: `Ok(None)` when another holder
+  /// has its lock.
   ///
   /// `flock` locks belong to the open file: two calls in one process conflict just as two
   /// processes would, so in-process instances elect a host the same way.
   pub fn try_become_host(&self) -> io::Result<Option<HostLock>> {
     self.recheck()?;
-    let lock = OpenOptions::new()
+    self.try_lock_epoch(self.current_epoch()?)
+  }
+
+  /// Tries to replace the host of `epoch`, silent for `hostTimeout`, by becoming host of the next
+  /// epoch. `Ok(None)`: another process did first, or the epoch moved on already. The silent
+  /// host's socket file is removed at once, so that nobody joins it meanwhile.
+  pub fn take_over(&self, epoch: u64) -> io::Result<Option<HostLock>> {
+    self.recheck()?;
+    if self.current_epoch()? != epoch {
+      return Ok(None);
+    }
+    let taken = self.try_lock_epoch(epoch + 1)?;
+    if taken.is_some() {
+      remove_if_exists(&self.socket_path())?;
+    }
+    Ok(taken)
+  }
+
+  fn open_lock(&self, epoch: u64) -> io::Result<File> {
+    OpenOptions::new()
       .read(true)
       .write(true)
       .create(true)
       .truncate(false)
       .mode(0o600)
-      .open(self.lock_path())?;
+      .open(self.epoch_lock_path(epoch))
+  }
+
+  fn try_lock_epoch(&self, epoch: u64) -> io::Result<Option<HostLock>> {
+    let lock = self.open_lock(epoch)?;
     match lock.try_lock() {
       Ok(()) => Ok(Some(HostLock {
         socket_path: self.socket_path(),
         uid: self.uid,
+        epoch,
+        next: self.epoch_lock_path(epoch + 1),
+        previous: epoch
+          .checked_sub(1)
+          .map(|previous| self.epoch_lock_path(previous)),
+        socket: None,
         _lock: lock,
       })),
       Err(TryLockError::WouldBlock) => Ok(None),
@@ -215,6 +276,15 @@ pub struct HostLock {
   socket_path: PathBuf,
   /// The uid every client must run as.
   uid: u32,
+  /// The epoch whose lock this is.
+  epoch: u64,
+  /// The next epoch's lock file, whose existence fences this host.
+  next: PathBuf,
+  /// The previous epoch's lock file, if any.
+  previous: Option<PathBuf>,
+  /// The device and inode of the socket file this host bound: a host of a later epoch binds its
+  /// own at the same path, which this one must never remove.
+  socket: Option<(u64, u64)>,
   /// Unlocks when dropped, which Rust does after `Drop::drop` has removed the socket.
   _lock: File,
 }
@@ -230,9 +300,34 @@ impl HostLock {
     self.socket_path.with_extension("view.json")
   }
 
-  /// Listens on the socket path, replacing a socket file a dead host left behind. Must run inside
-  /// a tokio runtime.
-  pub fn bind(&self) -> io::Result<Listener> {
+  /// The epoch whose lock this is.
+  pub fn epoch(&self) -> u64 {
+    self.epoch
+  }
+
+  /// The next epoch's lock file: once it exists, this host is fenced (see `lease`).
+  pub fn next_lock_path(&self) -> PathBuf {
+    self.next.clone()
+  }
+
+  /// Whether a process holds the previous epoch's lock: a host that may be stopped, whose lease
+  /// a new host must wait out.
+  pub fn previous_held(&self) -> io::Result<bool> {
+    let Some(previous) = &self.previous else {
+      return Ok(false);
+    };
+    let file = File::open(previous)?;
+    match file.try_lock() {
+      // Released when `file` is dropped, at once.
+      Ok(()) => Ok(false),
+      Err(TryLockError::WouldBlock) => Ok(true),
+      Err(TryLockError::Error(err)) => Err(err),
+    }
+  }
+
+  /// Listens on the socket path, replacing a socket file a dead or replaced host left behind.
+  /// Must run inside a tokio runtime.
+  pub fn bind(&mut self) -> io::Result<Listener> {
     // Safe to delete: only the lock holder binds here, and that is us, so any file at the path is
     // stale.
     remove_if_exists(&self.socket_path)?;
@@ -245,6 +340,8 @@ impl HostLock {
     // Set after binding rather than with the listener's `mode` option, which fails on systems
     // that cannot fchmod a socket; the window is harmless since the directory is private.
     fs::set_permissions(&self.socket_path, Permissions::from_mode(0o600))?;
+    let meta = fs::symlink_metadata(&self.socket_path)?;
+    self.socket = Some((meta.dev(), meta.ino()));
     Ok(listener)
   }
 
@@ -252,16 +349,29 @@ impl HostLock {
   ///
   /// The order matters: once the lock is released a new host may bind a new socket at the same
   /// path, which we must not delete.
-  pub fn release(self) -> io::Result<()> {
-    // `Drop` then tries again and finds nothing; the lock is still held during both attempts.
-    remove_if_exists(&self.socket_path)
+  pub fn release(mut self) -> io::Result<()> {
+    // `Drop` then finds nothing to do; the lock is still held meanwhile.
+    self.remove_own_socket()
+  }
+
+  /// Removes the socket file if it is the one this host bound: a host of a later epoch may have
+  /// bound its own there.
+  fn remove_own_socket(&mut self) -> io::Result<()> {
+    let Some(bound) = self.socket.take() else {
+      return Ok(());
+    };
+    match fs::symlink_metadata(&self.socket_path) {
+      Ok(meta) if (meta.dev(), meta.ino()) == bound => remove_if_exists(&self.socket_path),
+      Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+      _ => Ok(()),
+    }
   }
 }
 
 impl Drop for HostLock {
   fn drop(&mut self) {
     // Best effort: a socket file left behind is stale and the next host removes it in `bind`.
-    let _ = remove_if_exists(&self.socket_path);
+    let _ = self.remove_own_socket();
   }
 }
 
@@ -419,7 +529,7 @@ mod tests {
   async fn a_long_name_binds() {
     let tmp = TempDir::new("long");
     let rendezvous = Rendezvous::new(Some(tmp.0.clone()), &"é".repeat(300)).unwrap();
-    let host = rendezvous.try_become_host().unwrap().unwrap();
+    let mut host = rendezvous.try_become_host().unwrap().unwrap();
     let _listener = host.bind().unwrap();
     rendezvous.connect().await.unwrap();
   }
@@ -470,7 +580,7 @@ mod tests {
   async fn a_client_and_the_host_exchange_messages() {
     let tmp = TempDir::new("exchange");
     let rendezvous = tmp.rendezvous();
-    let host = rendezvous.try_become_host().unwrap().unwrap();
+    let mut host = rendezvous.try_become_host().unwrap().unwrap();
     let listener = host.bind().unwrap();
     assert_eq!(mode(&rendezvous.socket_path()), 0o600);
 
@@ -509,7 +619,7 @@ mod tests {
     fs::write(rendezvous.socket_path(), b"left behind").unwrap();
     // No one listens there: clients are refused, not hung.
     assert!(rendezvous.connect().await.is_err());
-    let host = rendezvous.try_become_host().unwrap().unwrap();
+    let mut host = rendezvous.try_become_host().unwrap().unwrap();
     let listener = host.bind().unwrap();
     let accepted = tokio::spawn(async move { listener.accept().await.map(drop) });
     rendezvous.connect().await.unwrap();
@@ -520,7 +630,7 @@ mod tests {
   async fn release_removes_the_socket_before_the_lock() {
     let tmp = TempDir::new("release");
     let rendezvous = tmp.rendezvous();
-    let host = rendezvous.try_become_host().unwrap().unwrap();
+    let mut host = rendezvous.try_become_host().unwrap().unwrap();
     let listener = host.bind().unwrap();
     assert!(rendezvous.socket_path().exists());
     host.release().unwrap();
@@ -528,7 +638,7 @@ mod tests {
     assert!(rendezvous.lock_path().exists(), "the lock file stays");
 
     // The next host binds; dropping the old listener must not remove the new socket.
-    let next = rendezvous.try_become_host().unwrap().unwrap();
+    let mut next = rendezvous.try_become_host().unwrap().unwrap();
     let _next_listener = next.bind().unwrap();
     drop(listener);
     assert!(rendezvous.socket_path().exists());
@@ -537,6 +647,50 @@ mod tests {
       !rendezvous.socket_path().exists(),
       "dropping also removes it"
     );
+  }
+
+  #[tokio::test]
+  async fn a_silent_host_is_replaced_under_the_next_epoch_which_everyone_then_uses() {
+    let tmp = TempDir::new("epochs");
+    let rendezvous = tmp.rendezvous();
+    // Another name's files, and a name that only starts like this one, do not count.
+    Rendezvous::new(Some(rendezvous.dir().to_owned()), "doc~7")
+      .unwrap()
+      .try_become_host()
+      .unwrap();
+    fs::write(rendezvous.dir().join("docs~9.lock"), b"").unwrap();
+    let mut old = rendezvous.try_become_host().unwrap().unwrap();
+    let old_listener = old.bind().unwrap();
+    assert_eq!((old.epoch(), rendezvous.current_epoch().unwrap()), (0, 0));
+    assert!(!old.previous_held().unwrap());
+
+    let mut new = rendezvous.take_over(0).unwrap().unwrap();
+    assert_eq!(new.epoch(), 1);
+    assert_eq!(old.next_lock_path(), tmp.0.join("rv/doc~1.lock"));
+    assert!(old.next_lock_path().exists(), "the old host is fenced");
+    assert!(
+      !rendezvous.socket_path().exists(),
+      "nobody joins the silent host meanwhile"
+    );
+    assert!(
+      new.previous_held().unwrap(),
+      "its lease is to be waited out"
+    );
+    // Others lose the race, and elect within the new epoch.
+    assert!(rendezvous.take_over(0).unwrap().is_none());
+    assert_eq!(rendezvous.current_epoch().unwrap(), 1);
+    assert!(rendezvous.try_become_host().unwrap().is_none());
+
+    let _listener = new.bind().unwrap();
+    // The old host resumes and steps down: the new host's socket stays.
+    old.release().unwrap();
+    drop(old_listener);
+    assert!(rendezvous.socket_path().exists());
+    assert!(!new.previous_held().unwrap());
+    rendezvous.connect().await.unwrap();
+    drop(new);
+    // The epoch's lock is free again: taken, not a new epoch.
+    assert_eq!(rendezvous.try_become_host().unwrap().unwrap().epoch(), 1);
   }
 
   #[tokio::test]

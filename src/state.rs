@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::connection::Outbox;
 use crate::error::{Error, Result};
 use crate::exchange::{Effects, Exchange, LOCK_GRACE};
+use crate::lease::Lease;
 use crate::patch::{apply_changes, compact, depth, Change, Context, PatchError, Update, MAX_DEPTH};
 use crate::protocol::{self, Clock, Hlc, LogEntry, Message, RawJson, PROTOCOL_VERSION};
 
@@ -123,6 +124,8 @@ struct Inner {
   to_host: Option<Arc<Outbox>>,
   /// JS already has the host's snapshot but the replica is still parsing it.
   joining: bool,
+  /// Host only: the right to order in its epoch; a host without one (tests) always has it.
+  lease: Option<Arc<Lease>>,
 }
 
 /// What the order has produced so far; apart from `data` so that ordering can borrow it while
@@ -234,6 +237,7 @@ impl Replica {
         wants_received: false,
         to_host: None,
         joining: false,
+        lease: None,
       }),
       waker: Mutex::new(None),
       woken: AtomicBool::new(false),
@@ -330,7 +334,10 @@ impl Replica {
       now_ms: hlc.ms as i64,
     };
     let seq = inner.next_seq;
-    let own = if inner.role == Role::Host {
+    // A host that finds itself fenced (it was stopped and replaced) keeps the patch pending: it
+    // goes to the new host once this one has stepped down and joined it.
+    let host = inner.role == Role::Host && inner.lease.as_ref().is_none_or(|lease| lease.hold());
+    let own = if host {
       let changes = update.apply(&mut inner.data, &context)?;
       if changes.is_empty() {
         r#"["o",0,0,null,0]"#.to_owned()
@@ -341,6 +348,11 @@ impl Replica {
           .history
           .order(self.origin, seq, hlc, text, update, &changes);
         let queued = !inner.history.clients.is_empty();
+        // A host replaced while stopped hands its own patches to the new host when it rejoins:
+        // no client may have received them (its clients may have left it already).
+        inner
+          .history
+          .keep(version, self.origin, seq, hlc, text.clone());
         inner.history.publish(false);
         own_event(seq, version, &changes, queued)
       }
@@ -379,6 +391,40 @@ impl Replica {
     inner.drain_with("")
   }
 
+  /// Becomes host under `lease` (see [`Replica::become_host`]).
+  pub fn become_host_under(&self, lease: Arc<Lease>) {
+    self.inner.lock().lease = Some(lease);
+    self.become_host();
+  }
+
+  /// Whether this instance may act as host now: it has no lease (it is no host, or a test's),
+  /// or its lease holds (see `lease`).
+  pub fn holds_lease(&self) -> bool {
+    let lease = self.inner.lock().lease.clone();
+    lease.is_none_or(|lease| lease.hold())
+  }
+
+  /// Host: tells every client that this host is not stopped.
+  pub fn heartbeat(&self) {
+    let mut frame = Vec::new();
+    if protocol::encode(&Message::Heartbeat, &mut frame).is_err() {
+      return;
+    }
+    let outboxes: Vec<Arc<Outbox>> = {
+      let inner = self.inner.lock();
+      inner
+        .history
+        .clients
+        .iter()
+        .map(|(_, outbox)| outbox.clone())
+        .collect()
+    };
+    for outbox in outboxes {
+      outbox.queue(&frame);
+      outbox.flush();
+    }
+  }
+
   /// Becomes host: orders the pending patches, in order, and starts ordering every patch.
   pub fn become_host(&self) {
     let mut inner = self.inner.lock();
@@ -395,6 +441,14 @@ impl Replica {
             &patch.update_text,
             &patch.update,
             &patch.changes,
+          );
+          // Logged as in `patch`, for the host that may replace this one.
+          inner.history.keep(
+            version,
+            self.origin,
+            patch.seq,
+            patch.hlc,
+            patch.update_text,
           );
           inner.push_event(ack_event(patch.seq, version));
         }
@@ -461,6 +515,7 @@ impl Replica {
     let mut inner = self.inner.lock();
     inner.role = Role::Offline;
     inner.to_host = None;
+    inner.lease = None;
     // Each client's writer sends what is queued, then closes its connection.
     for (_, outbox) in inner.history.clients.drain(..) {
       outbox.close();
@@ -957,7 +1012,8 @@ impl Inner {
 
 impl History {
   /// Host: gives an applied patch its version, notes its writes and sends it to every client.
-  /// A host keeps no log: it hands its role over only after its clients received everything.
+  /// A host logs only its own patches (see [`Replica::patch`]): it hands its role over only after
+  /// its clients received everything, unless it is replaced while stopped.
   fn order(
     &mut self,
     origin: u64,
@@ -1028,6 +1084,11 @@ impl History {
   fn record(&mut self, version: u64, origin: u64, seq: u64, hlc: Hlc, update: RawJson) {
     self.version = version;
     self.mark_ordered(origin, seq);
+    self.keep(version, origin, seq, hlc, update);
+  }
+
+  /// Appends an ordered entry to the log, which forgets its oldest past its bounds.
+  fn keep(&mut self, version: u64, origin: u64, seq: u64, hlc: Hlc, update: RawJson) {
     self.log_bytes += update.get().len();
     while self.log.len() >= LOG_LEN || (self.log_bytes > LOG_BYTES && !self.log.is_empty()) {
       if let Some(oldest) = self.log.pop_front() {
@@ -1584,6 +1645,55 @@ mod tests {
       .unwrap();
     assert_eq!(data(&new_host), json!({ "list": ["c1"] }));
     assert_eq!(snapshot(&new_host), snapshot(&network.client));
+  }
+
+  #[test]
+  fn a_fenced_host_orders_nothing_and_hands_the_new_host_its_own_patches_once() {
+    let network = Network::new(json!({ "list": [] }));
+    let dir = tempfile::tempdir().unwrap();
+    let next_epoch = dir.path().join("t~1.lock");
+    let lease = Arc::new(Lease::new(
+      next_epoch.clone(),
+      std::time::Duration::from_secs(5),
+    ));
+    network.host.inner.lock().lease = Some(lease.clone());
+    network.host.patch(r#"{"$push":{"list":"h1"}}"#).unwrap();
+    // The host is stopped before its client reads `h1`; the client replaces it.
+    let new_host = &network.client;
+    new_host.become_host();
+    std::fs::write(&next_epoch, b"").unwrap();
+    // Resumed, the old host checks (its lease has lapsed, or a heartbeat is due) and its next
+    // patch is not ordered: it stays pending.
+    assert!(!lease.renew());
+    let events = network.host.patch(r#"{"$push":{"list":"h2"}}"#).unwrap();
+    // Version 0: not ordered yet.
+    assert!(events.starts_with(r#"[["o",2,0,"#), "{events}");
+    assert_eq!(network.host.version(), 1);
+    // It steps down and joins the new host: `h1` goes as a missed entry, `h2` as a patch.
+    network.host.go_offline();
+    let to_old = Outbox::new(None, usize::MAX);
+    assert!(new_host.attach_client(9, to_old.clone()));
+    let Some(Message::Welcome {
+      version,
+      data: welcome_data,
+      applied,
+      ..
+    }) = to_old.take_messages().into_iter().next()
+    else {
+      panic!("not a welcome");
+    };
+    let to_new_host = Outbox::new(None, usize::MAX);
+    network
+      .host
+      .client_welcome(version, welcome_data, applied, to_new_host.clone())
+      .unwrap();
+    new_host
+      .host_receive(HOST, to_new_host.take_messages(), &to_old)
+      .unwrap();
+    network.host.client_receive(to_old.take_messages()).unwrap();
+    assert_eq!(data(new_host), json!({ "list": ["h1", "h2"] }));
+    assert_eq!(snapshot(new_host), snapshot(&network.host));
+    assert_eq!(network.host.status().0, Role::Client);
   }
 
   #[test]

@@ -5,7 +5,7 @@ import { EventEmitter, once } from 'node:events'
 import net from 'node:net'
 import { withTimeout } from './peers.mjs'
 
-export const PROTOCOL_VERSION = 3
+export const PROTOCOL_VERSION = 4
 export const MAX_FRAME = 64 * 1024 * 1024
 
 /** A frame: the 4-byte big-endian length of `payload` (an object, sent as JSON, or raw bytes), then it. */
@@ -53,7 +53,9 @@ export const hello = (fields = {}) => ({ t: 'hello', c: { protocol: PROTOCOL_VER
 /**
  * A raw connection to `socketPath`, destroyed when the test `t` ends. `closed` resolves when the
  * socket is closed in both directions: unless the test ended its side, that is the peer closing
- * it. `messages()` are the frames received so far; `message(n)` waits for the n-th.
+ * it. `messages()` are the frames received so far; `message(n)` waits for the n-th. A host's
+ * heartbeats (every tenth of hostTimeout) are left out: tests count the messages that mean
+ * something.
  */
 export async function connectRaw (socketPath, t) {
   const socket = net.createConnection(socketPath)
@@ -65,7 +67,7 @@ export async function connectRaw (socketPath, t) {
   socket.on('error', () => {})
   const closed = once(socket, 'close')
   await withTimeout(once(socket, 'connect'), 5000, `connecting to ${socketPath}`)
-  const messages = () => decodeFrames(Buffer.concat(chunks))
+  const messages = () => decodeFrames(Buffer.concat(chunks)).filter((message) => message.t !== 'heartbeat')
   return {
     socket,
     closed,
