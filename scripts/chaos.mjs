@@ -1,8 +1,10 @@
 // Chaos: 4 processes write while, every round, one of them (host or client, at random) is killed
-// with SIGKILL and a fresh process takes its place. After every round all replicas must be
-// identical and every patch whose promise resolved in a process must be present exactly once,
-// except the killed host's own (README, "Guarantees and limits": a host's own patches are lost if
-// it dies before a client received them; they are counted, not failed).
+// with SIGKILL and a fresh process takes its place; or, one round in three, the host is stopped
+// (SIGSTOP) for longer or shorter than hostTimeout and then continued (SIGCONT): replaced and
+// fenced, or still host. After every round all replicas must be identical and every patch whose
+// promise resolved in a process must be present exactly once, except the killed host's own
+// (README, "Guarantees and limits": a host's own patches are lost if it dies before a client
+// received them; they are counted, not failed). A stopped host's own patches are not exempt.
 //
 //   npm run chaos -- [--rounds 50] [--writes 40] [--seed <n>]
 //
@@ -25,7 +27,10 @@ const ROUNDS = Number(args.rounds)
 const WRITES = Number(args.writes)
 const SEED = Number(args.seed)
 const PEERS = 4
-const OPTIONS = { timeout: 15000 }
+const HOST_TIMEOUT_MS = 1000
+const OPTIONS = { timeout: 15000, hostTimeout: HOST_TIMEOUT_MS }
+// How long a stopped host stays stopped: shorter than hostTimeout (it stays host), or longer.
+const STOPS_MS = [HOST_TIMEOUT_MS * 0.3, HOST_TIMEOUT_MS * 0.9, HOST_TIMEOUT_MS * 1.5, HOST_TIMEOUT_MS * 3]
 const ROUND_TIMEOUT_MS = 60000
 
 // mulberry32: a seeded generator, so that a failing run can be replayed with --seed.
@@ -74,9 +79,66 @@ function resolvedCount (peer, since, count) {
 const mustHave = new Set()
 let lostFromKilledHosts = 0
 let patchesResolved = 0
+let stops = 0
+let replacedHosts = 0
+
+/** Checks the replicas after a round: identical, one host, each resolved patch once. */
+async function check (peers) {
+  const states = await converge(peers, { timeoutMs: 20000 })
+  const { log, count } = states[0].data
+  const occurrences = countOccurrences(log)
+  const duplicates = [...occurrences].filter(([, n]) => n > 1).map(([id]) => id)
+  if (duplicates.length > 0) throw new Error(`applied twice: ${duplicates.slice(0, 10).join(', ')}`)
+  const missing = [...mustHave].filter((id) => !occurrences.has(id))
+  if (missing.length > 0) throw new Error(`resolved but missing: ${missing.slice(0, 10).join(', ')} (${missing.length})`)
+  if (states[0].version !== log.length) throw new Error(`version ${states[0].version} for ${log.length} patches`)
+  // Each patch counted its id in the same update: the counts match the log, writer by writer.
+  const perWriter = countOccurrences(log.map((id) => id.slice(0, id.lastIndexOf('-'))))
+  for (const [writer, n] of Object.entries(count)) {
+    if (perWriter.get(writer) !== n) throw new Error(`${writer}: counted ${n}, logged ${perWriter.get(writer)}`)
+  }
+  if (perWriter.size !== Object.keys(count).length) throw new Error('a logged patch was not counted')
+  const hosts = states.filter((s) => s.status === 'host').length
+  if (hosts !== 1) throw new Error(`${hosts} hosts:\n${describeStates(peers, states)}`)
+  return { states, patches: log.length }
+}
+
+/** The host is stopped mid-write for a while, then continued; every process's writes resolve. */
+async function stopRound (number, peers, statuses) {
+  const victimIndex = statuses.findIndex((s) => s.status === 'host')
+  const victim = peers[victimIndex]
+  const stopMs = STOPS_MS[pick(STOPS_MS.length)]
+  const marks = peers.map((peer) => peer.mark())
+  const writing = peers.map((peer) => peer.request('write', {
+    kind: 'counted', count: WRITES, concurrency: 4, intervalMs: 1, prefix: `${peer.label}r${number}`, report: true
+  }, ROUND_TIMEOUT_MS))
+  await resolvedCount(victim, marks[victimIndex], 1 + pick(WRITES / 2))
+  victim.child.kill('SIGSTOP')
+  // The fault's duration, not a wait for an event.
+  await new Promise((resolve) => setTimeout(resolve, stopMs))
+  victim.child.kill('SIGCONT')
+  stops++
+  const results = await Promise.all(writing)
+  for (const [i, result] of results.entries()) {
+    if (Object.keys(result.rejected).length > 0) {
+      throw new Error(`${peers[i].describe()}: patches rejected: ${JSON.stringify(result.rejected)}`)
+    }
+    if (result.resolved.length !== WRITES) throw new Error(`${peers[i].describe()}: ${result.resolved.length} of ${WRITES} resolved`)
+    for (const id of result.resolved) mustHave.add(id)
+    patchesResolved += result.resolved.length
+  }
+  const { states, patches } = await check(peers).catch((error) => {
+    error.message += ` (after ${victim.label}, the host, was stopped for ${stopMs} ms)${victim.stderrTail()}`
+    throw error
+  })
+  const replaced = states[victimIndex].status !== 'host'
+  if (replaced) replacedHosts++
+  return { victim: `stopped ${victim.label} (host) for ${stopMs} ms${replaced ? ', replaced' : ''}`, patches }
+}
 
 async function round (number, peers) {
   const statuses = await Promise.all(peers.map((peer) => peer.request('state')))
+  if (pick(3) === 0) return stopRound(number, peers, statuses)
   const victimIndex = pick(PEERS)
   const victim = peers[victimIndex]
   const victimWasHost = statuses[victimIndex].status === 'host'
@@ -106,29 +168,15 @@ async function round (number, peers) {
 
   const replacement = await newPeer()
   peers[victimIndex] = replacement
-  const states = await converge(peers, { timeoutMs: 20000 })
-  const { log, count } = states[0].data
-
-  const occurrences = countOccurrences(log)
-  const duplicates = [...occurrences].filter(([, n]) => n > 1).map(([id]) => id)
-  if (duplicates.length > 0) throw new Error(`applied twice: ${duplicates.slice(0, 10).join(', ')}`)
-  if (victimWasHost) {
-    lostFromKilledHosts += victimResolved.filter((id) => !occurrences.has(id)).length
-  } else {
+  if (!victimWasHost) {
     for (const id of victimResolved) mustHave.add(id)
   }
-  const missing = [...mustHave].filter((id) => !occurrences.has(id))
-  if (missing.length > 0) throw new Error(`resolved but missing: ${missing.slice(0, 10).join(', ')} (${missing.length})`)
-  if (states[0].version !== log.length) throw new Error(`version ${states[0].version} for ${log.length} patches`)
-  // Each patch counted its id in the same update: the counts match the log, writer by writer.
-  const perWriter = countOccurrences(log.map((id) => id.slice(0, id.lastIndexOf('-'))))
-  for (const [writer, n] of Object.entries(count)) {
-    if (perWriter.get(writer) !== n) throw new Error(`${writer}: counted ${n}, logged ${perWriter.get(writer)}`)
-  }
-  if (perWriter.size !== Object.keys(count).length) throw new Error('a logged patch was not counted')
-  const hosts = states.filter((s) => s.status === 'host').length
-  if (hosts !== 1) throw new Error(`${hosts} hosts:\n${describeStates(peers, states)}`)
-  return { victim: `${victim.label} (${victimWasHost ? 'host' : 'client'})`, patches: log.length }
+  // The killed host's own patches that no client received are counted, not failed.
+  const states = await converge(peers, { timeoutMs: 20000 })
+  const logged = new Set(states[0].data.log)
+  if (victimWasHost) lostFromKilledHosts += victimResolved.filter((id) => !logged.has(id)).length
+  const { patches } = await check(peers)
+  return { victim: `killed ${victim.label} (${victimWasHost ? 'host' : 'client'})`, patches }
 }
 
 let survived = 0
@@ -140,7 +188,7 @@ try {
   for (let number = 1; number <= ROUNDS; number++) {
     const { victim, patches } = await withTimeout(round(number, peers), ROUND_TIMEOUT_MS, `round ${number}`)
     survived++
-    console.log(`round ${number}: killed ${victim}; ${patches} patches, replicas identical, each resolved patch once`)
+    console.log(`round ${number}: ${victim}; ${patches} patches, replicas identical, each resolved patch once`)
   }
 } catch (error) {
   failure = error
@@ -150,7 +198,7 @@ try {
 }
 const seconds = ((Date.now() - began) / 1000).toFixed(1)
 console.log(`chaos: survived ${survived} of ${ROUNDS} rounds in ${seconds} s (seed ${SEED}); ${patchesResolved} patches resolved; ` +
-  `${lostFromKilledHosts} resolved only in a killed host and lost with it`)
+  `${lostFromKilledHosts} resolved only in a killed host and lost with it; ${stops} stops of the host, ${replacedHosts} of them replaced`)
 if (failure !== null) {
   console.error(`chaos: round ${survived + 1} failed: ${failure.stack ?? failure}`)
   process.exit(1)
