@@ -141,6 +141,8 @@ struct History {
   write_times: BTreeMap<String, Hlc>,
   /// Host only: the connection of each client.
   clients: Vec<(u64, Arc<Outbox>)>,
+  /// Host only: whether a client joined during this term, which only then may replace it.
+  served: bool,
   /// Host only: `Ordered` frames not yet queued to the clients; a burst of patches reaches
   /// every client as one append.
   broadcast: Vec<u8>,
@@ -224,6 +226,7 @@ impl Replica {
           log_bytes: 0,
           write_times: BTreeMap::new(),
           clients: Vec::new(),
+          served: false,
           broadcast: Vec::new(),
           taps: Taps::default(),
         },
@@ -349,10 +352,13 @@ impl Replica {
           .order(self.origin, seq, hlc, text, update, &changes);
         let queued = !inner.history.clients.is_empty();
         // A host replaced while stopped hands its own patches to the new host when it rejoins:
-        // no client may have received them (its clients may have left it already).
-        inner
-          .history
-          .keep(version, self.origin, seq, hlc, text.clone());
+        // no client may have received them (its clients may have left it already). A host that
+        // never had a client cannot be replaced, and keeps nothing.
+        if inner.history.served {
+          inner
+            .history
+            .keep(version, self.origin, seq, hlc, text.clone());
+        }
         inner.history.publish(false);
         own_event(seq, version, &changes, queued)
       }
@@ -429,6 +435,7 @@ impl Replica {
   pub fn become_host(&self) {
     let mut inner = self.inner.lock();
     inner.role = Role::Host;
+    inner.history.served = false;
     inner.to_host = None;
     let pending = std::mem::take(&mut inner.pending);
     for patch in pending {
@@ -562,6 +569,7 @@ impl Replica {
     inner.history.publish(false);
     outbox.queue(&frame);
     inner.history.clients.push((id, outbox.clone()));
+    inner.history.served = true;
     drop(guard);
     outbox.flush();
     true
