@@ -103,6 +103,26 @@ function readableCopy (t) {
   return path.join(dir, 'index.js')
 }
 
+/**
+ * As uid 65534: runs `prepare` (code that makes `dir` its own), then listens at the socket path of
+ * `name` in `dir`, counting connections, until its stdin ends; `result` is then `{ connections }`.
+ */
+async function listenAsImpostor (t, dir, name, prepare) {
+  const impostor = run(t, `
+    import fs from 'node:fs'
+    import net from 'node:net'
+    const dir = ${JSON.stringify(dir)}
+    ${prepare}
+    let connections = 0
+    const server = net.createServer((socket) => { connections++; socket.destroy() })
+    server.listen(dir + '/' + ${JSON.stringify(name)} + '.sock', () => console.log('listening'))
+    process.stdin.on('end', () => { console.log(JSON.stringify({ connections })); process.exit(0) })
+    process.stdin.resume()
+  `, { uid: NOBODY })
+  await withTimeout(new Promise((resolve) => impostor.child.stdout.on('data', () => { if (impostor.output().includes('listening')) resolve() })), 5000, 'the impostor listens')
+  return impostor
+}
+
 /** `mkdtemp` under the system temp directory, with `mode`, removed when the test ends. */
 function tempDir (t, mode) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memsync-users-'))
@@ -157,19 +177,10 @@ test('another user who creates the default rendezvous directory first cannot imp
   const tmp = tempDir(t, 0o1777)
   const name = uniqueName('squat')
   const squatted = path.join(tmp, `memsync-${process.getuid()}`)
-  const impostor = run(t, `
-    import fs from 'node:fs'
-    import net from 'node:net'
-    const dir = ${JSON.stringify(squatted)}
+  const impostor = await listenAsImpostor(t, squatted, name, `
     fs.mkdirSync(dir)
     fs.chmodSync(dir, 0o777)
-    let connections = 0
-    const server = net.createServer((socket) => { connections++; socket.destroy() })
-    server.listen(dir + '/' + ${JSON.stringify(name)} + '.sock', () => console.log('listening'))
-    process.stdin.on('end', () => { console.log(JSON.stringify({ connections })); process.exit(0) })
-    process.stdin.resume()
-  `, { uid: NOBODY })
-  await withTimeout(new Promise((resolve) => impostor.child.stdout.on('data', () => { if (impostor.output().includes('listening')) resolve() })), 5000, 'the impostor listens')
+  `)
   assert.equal(fs.statSync(squatted).uid, NOBODY)
 
   // A process of ours with the default directory (no options.dir, no XDG_RUNTIME_DIR).
@@ -199,20 +210,11 @@ test('after a failover, a rendezvous directory another user replaced is refused,
 
   // The other user moves the directory aside, makes a new private one of its own, holds the lock
   // and listens at the socket path.
-  const impostor = run(t, `
-    import fs from 'node:fs'
-    import net from 'node:net'
-    const dir = ${JSON.stringify(dir)}
+  const impostor = await listenAsImpostor(t, dir, name, `
     fs.renameSync(dir, dir + '.moved')
     fs.mkdirSync(dir, { mode: 0o700 })
     fs.writeFileSync(dir + '/' + ${JSON.stringify(name)} + '.lock', '')
-    let connections = 0
-    const server = net.createServer((socket) => { connections++; socket.destroy() })
-    server.listen(dir + '/' + ${JSON.stringify(name)} + '.sock', () => console.log('listening'))
-    process.stdin.on('end', () => { console.log(JSON.stringify({ connections })); process.exit(0) })
-    process.stdin.resume()
-  `, { uid: NOBODY })
-  await withTimeout(new Promise((resolve) => impostor.child.stdout.on('data', () => { if (impostor.output().includes('listening')) resolve() })), 5000, 'the impostor listens')
+  `)
 
   await host.kill()
   const refused = await client.waitEvent('error', { since: mark, predicate: (e) => /ERR_RENDEZVOUS|belongs to uid/.test(e.message), timeoutMs: 10000 })
