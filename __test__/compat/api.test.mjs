@@ -150,8 +150,8 @@ test('a client reports its host\'s own status; ping() right after the host exits
     assert.equal(pong.host.pid, next.pid, 'the other survivor is the new host')
     assert.equal(typeof pong.host.time, 'number')
   } else {
-    assert.deepEqual(pong.clients.map((c) => c.pid), [next.pid])
-    assert.equal(typeof pong.clients[0].time, 'number')
+    // This process is the new host: the other survivor may not have joined it yet.
+    assert.ok(pong.clients.every((c) => c.pid === next.pid && typeof c.time === 'number'), JSON.stringify(pong))
   }
   assert.equal((await mem.getStatus()).host.started, true)
 })
