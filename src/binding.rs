@@ -29,6 +29,7 @@ use crate::connection::Budget;
 use crate::error::Error;
 use crate::http::{Address, TokenRule, View};
 #[cfg(unix)]
+use crate::inbox::InboxSlot;
 use crate::js_poll::JsPoll;
 use crate::lease::DEFAULT_HOST_TIMEOUT;
 use crate::peer;
@@ -78,6 +79,8 @@ pub struct Instance {
   dir: Option<PathBuf>,
   services: Arc<Services>,
   link: Mutex<Link>,
+  /// Where the client task offers its socket to this thread's event loop.
+  inboxes: Arc<InboxSlot>,
   /// The client socket this thread's event loop polls (see `inbox`). Touched on the JS thread
   /// only.
   #[cfg(unix)]
@@ -141,6 +144,7 @@ pub fn create_instance(
       peer: None,
       budget: None,
     }),
+    inboxes: Arc::default(),
     #[cfg(unix)]
     js_poll: RefCell::new(None),
   }))
@@ -182,7 +186,7 @@ fn new_origin() -> u64 {
   static COUNTER: AtomicU64 = AtomicU64::new(0);
   let mut hasher = RandomState::new().build_hasher();
   hasher.write_u32(std::process::id());
-  hasher.write_u64(crate::state::now_ms());
+  hasher.write_u64(crate::clock::now_ms());
   hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
   hasher.finish()
 }
@@ -221,7 +225,7 @@ pub fn drain(env: Env, instance: &External<Instance>) -> String {
 #[cfg(unix)]
 fn poll_inbox(env: &Env, instance: &Instance) {
   let mut js_poll = instance.js_poll.borrow_mut();
-  if let Some(inbox) = instance.replica.take_offered_inbox() {
+  if let Some(inbox) = instance.inboxes.take() {
     // The tokio task keeps reading if the poll cannot start.
     *js_poll = JsPoll::start(env, inbox).ok();
   }
@@ -292,6 +296,7 @@ pub fn start(
     server_only,
     budget,
     host_timeout: host_timeout.map_or(DEFAULT_HOST_TIMEOUT, |ms| Duration::from_millis(ms as u64)),
+    inboxes: instance.inboxes.clone(),
   };
   let task = spawn(async move {
     peer::run(
@@ -432,7 +437,7 @@ pub fn lock(instance: &External<Instance>, id: i64, key: String) {
   let effects = instance
     .replica
     .exchange()
-    .lock(id as u64, key, since, crate::state::now_ms());
+    .lock(id as u64, key, since, crate::clock::now_ms());
   instance.replica.apply(effects, true);
 }
 
@@ -442,7 +447,7 @@ pub fn unlock(instance: &External<Instance>, id: i64) {
   let effects = instance
     .replica
     .exchange()
-    .unlock(id as u64, crate::state::now_ms());
+    .unlock(id as u64, crate::clock::now_ms());
   instance.replica.apply(effects, true);
 }
 

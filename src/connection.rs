@@ -24,6 +24,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::Notify;
 
+use crate::core::link::Link;
 use crate::protocol::{self, Message, ProtocolError};
 
 /// The least free space offered to each read, so small frames arrive many at a time.
@@ -586,6 +587,29 @@ impl Outbox {
       at += used;
     }
     messages
+  }
+}
+
+/// The core queues on an outbox as on any connection.
+impl Link for Outbox {
+  fn queue(&self, message: &Message) -> bool {
+    self.queue_message(message)
+  }
+
+  fn queue_all(&self, messages: &[Message]) -> bool {
+    self.append(|queued| {
+      messages
+        .iter()
+        .all(|message| protocol::encode(message, queued).is_ok())
+    })
+  }
+
+  fn flush(&self) {
+    Outbox::flush(self);
+  }
+
+  fn close(&self) {
+    Outbox::close(self);
   }
 }
 

@@ -14,7 +14,7 @@
 //! routed to it at once, with [`ERR_RPC_PEER_LOST`].
 //!
 //! No sockets and no lock of its own: the replica keeps it behind a mutex, frames are queued in
-//! the connections' [`Outbox`]es (the caller flushes them), and what JS must hear comes back as
+//! the connections' [`Link`]s (the caller flushes them), and what JS must hear comes back as
 //! [`Effects`]. Events for JS are
 //! JSON arrays: `["call", id, method, args]` (run a function, answer with `reply`),
 //! `["reply", id, error, result?]` (the outcome of an own call), `["e", event, args]`,
@@ -28,9 +28,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::connection::Outbox;
+use crate::clock::Hlc;
+use crate::core::link::Link;
+use crate::core::message::{Message, PeerInfo, RawJson, RemoteError};
 use crate::locks::{LockTable, Ticket, HOST};
-use crate::protocol::{self, Hlc, Message, PeerInfo, RawJson, RemoteError};
 
 /// The code of a call whose callee's connection ended before it answered.
 pub const ERR_RPC_PEER_LOST: &str = "ERR_RPC_PEER_LOST";
@@ -56,12 +57,12 @@ pub struct Effects {
   /// JSON texts of events for the JS side, in order.
   pub events: Vec<String>,
   /// Connections with frames queued.
-  pub flush: Vec<Arc<Outbox>>,
+  pub flush: Vec<Arc<dyn Link>>,
 }
 
 impl Effects {
-  fn send(&mut self, outbox: &Arc<Outbox>, message: &Message) {
-    if outbox.queue_message(message) && !self.flush.iter().any(|o| Arc::ptr_eq(o, outbox)) {
+  fn send(&mut self, outbox: &Arc<dyn Link>, message: &Message) {
+    if outbox.queue(message) && !self.flush.iter().any(|o| Arc::ptr_eq(o, outbox)) {
       self.flush.push(outbox.clone());
     }
   }
@@ -94,12 +95,12 @@ struct Client {
   pid: u32,
   info: PeerInfo,
   /// `None` until its welcome is queued: nothing may reach it before that.
-  outbox: Option<Arc<Outbox>>,
+  outbox: Option<Arc<dyn Link>>,
 }
 
-enum Link {
+enum Upstream {
   Offline,
-  Client(Arc<Outbox>),
+  Client(Arc<dyn Link>),
   Host,
 }
 
@@ -116,14 +117,14 @@ pub struct Exchange {
   own: PeerInfo,
   /// Whether a host admitted this process (or it became host) since its `start()`.
   admitted: bool,
-  link: Link,
+  link: Upstream,
   /// Host: the clients by connection id; the oldest first.
   clients: BTreeMap<u64, Client>,
   /// Host: calls in flight, by the host's id.
   routes: HashMap<u64, Route>,
   next_route: u64,
-  /// Frames of events emitted while offline, sent after the next welcome.
-  offline_emits: VecDeque<Vec<u8>>,
+  /// Events emitted while offline, sent after the next welcome, with their sizes.
+  offline_emits: VecDeque<(usize, Message)>,
   offline_bytes: usize,
   /// Own lock requests, held or waiting, by JS's id.
   own_locks: BTreeMap<u64, OwnLock>,
@@ -147,7 +148,7 @@ impl Exchange {
     Exchange {
       own: PeerInfo::default(),
       admitted: false,
-      link: Link::Offline,
+      link: Upstream::Offline,
       clients: BTreeMap::new(),
       routes: HashMap::new(),
       next_route: 1,
@@ -199,7 +200,7 @@ impl Exchange {
   /// reached this process's listeners already and nobody else is connected yet: they are
   /// dropped.
   pub fn become_host(&mut self, grace_until: u64) {
-    self.link = Link::Host;
+    self.link = Upstream::Host;
     self.admitted = true;
     self.offline_emits.clear();
     self.offline_bytes = 0;
@@ -218,7 +219,7 @@ impl Exchange {
   /// Host: the grace period after the election is over: grants what waited for free keys.
   pub fn end_grace(&mut self, now: u64) -> Effects {
     let mut effects = Effects::default();
-    if matches!(self.link, Link::Host) {
+    if matches!(self.link, Upstream::Host) {
       let grants = self.locks.end_grace(now);
       self.deliver_grants(grants, &mut effects);
     }
@@ -229,7 +230,7 @@ impl Exchange {
   pub fn lock(&mut self, id: u64, key: String, since: Hlc, now: u64) -> Effects {
     let mut effects = Effects::default();
     match &self.link {
-      Link::Client(to_host) => {
+      Upstream::Client(to_host) => {
         let to_host = to_host.clone();
         let message = Message::Lock {
           id,
@@ -239,7 +240,7 @@ impl Exchange {
         };
         effects.send(&to_host, &message);
       }
-      Link::Host => {
+      Upstream::Host => {
         let grants = self
           .locks
           .request(Ticket { owner: HOST, id }, &key, since, now);
@@ -255,7 +256,7 @@ impl Exchange {
         return effects;
       }
       // Sent to the next host when it welcomes us.
-      Link::Offline => {}
+      Upstream::Offline => {}
     }
     self.own_locks.insert(
       id,
@@ -275,16 +276,16 @@ impl Exchange {
       return effects;
     }
     match &self.link {
-      Link::Client(to_host) => {
+      Upstream::Client(to_host) => {
         let to_host = to_host.clone();
         effects.send(&to_host, &Message::Unlock { id });
       }
-      Link::Host => {
+      Upstream::Host => {
         let grants = self.locks.release(Ticket { owner: HOST, id }, now);
         self.deliver_grants(grants, &mut effects);
       }
       // The host that knew of it is gone; the next one never hears of it.
-      Link::Offline => {}
+      Upstream::Offline => {}
     }
     effects
   }
@@ -308,23 +309,23 @@ impl Exchange {
   }
 
   /// Welcomed by a host: sends it the events emitted while offline.
-  pub fn client_connected(&mut self, to_host: Arc<Outbox>) -> Effects {
+  pub fn client_connected(&mut self, to_host: Arc<dyn Link>) -> Effects {
     let mut effects = Effects::default();
     // Own locks first, held ones re-announced as held, each with its original request time.
     for (&id, lock) in &self.own_locks {
-      to_host.queue_message(&Message::Lock {
+      to_host.queue(&Message::Lock {
         id,
         key: lock.key.clone(),
         since: lock.since,
         held: lock.held,
       });
     }
-    for frame in self.offline_emits.drain(..) {
-      to_host.queue(&frame);
+    for (_, message) in self.offline_emits.drain(..) {
+      to_host.queue(&message);
     }
     self.offline_bytes = 0;
     effects.flush.push(to_host.clone());
-    self.link = Link::Client(to_host);
+    self.link = Upstream::Client(to_host);
     self.admitted = true;
     effects
   }
@@ -332,7 +333,7 @@ impl Exchange {
   /// Lost the host, or stopped being host: forgets every client and route. JS fails its own
   /// calls in flight itself when it hears that the instance went offline.
   pub fn go_offline(&mut self) {
-    self.link = Link::Offline;
+    self.link = Upstream::Offline;
     self.host = None;
     self.host_clients = 0;
     self.clients.clear();
@@ -376,7 +377,7 @@ impl Exchange {
 
   /// Host: the client's welcome is queued; it may be sent calls and events from now on. Every
   /// client hears the new count.
-  pub fn attached(&mut self, conn: u64, outbox: Arc<Outbox>) -> Effects {
+  pub fn attached(&mut self, conn: u64, outbox: Arc<dyn Link>) -> Effects {
     if let Some(client) = self.clients.get_mut(&conn) {
       client.outbox = Some(outbox);
     }
@@ -420,7 +421,7 @@ impl Exchange {
   /// Client: how many clients its host has (memsync 0.5's `getStatus().host.connections`);
   /// `None` elsewhere.
   pub fn host_clients(&self) -> Option<u64> {
-    matches!(self.link, Link::Client(_)).then_some(self.host_clients)
+    matches!(self.link, Upstream::Client(_)).then_some(self.host_clients)
   }
 
   /// The other processes this one knows, as a JSON array of `{ pid, host, roles, methods }`:
@@ -428,18 +429,18 @@ impl Exchange {
   pub fn peers_json(&self) -> String {
     let peer = |pid: u32, host: bool, info: &PeerInfo| serde_json::json!({ "pid": pid, "host": host, "roles": info.roles, "methods": info.methods });
     let peers: Vec<serde_json::Value> = match &self.link {
-      Link::Host => self
+      Upstream::Host => self
         .clients
         .values()
         .filter(|client| client.outbox.is_some())
         .map(|client| peer(client.pid, false, &client.info))
         .collect(),
-      Link::Client(_) => self
+      Upstream::Client(_) => self
         .host
         .iter()
         .map(|(pid, info)| peer(*pid, true, info))
         .collect(),
-      Link::Offline => Vec::new(),
+      Upstream::Offline => Vec::new(),
     };
     serde_json::Value::from(peers).to_string()
   }
@@ -455,14 +456,14 @@ impl Exchange {
     let mut effects = Effects::default();
     let mut pids = Vec::new();
     match &self.link {
-      Link::Client(to_host) => {
+      Upstream::Client(to_host) => {
         if let Some((pid, _)) = &self.host {
           pids.push(*pid);
           let to_host = to_host.clone();
           effects.send(&to_host, &Message::Ping { id });
         }
       }
-      Link::Host => {
+      Upstream::Host => {
         for client in self.clients.values() {
           if let Some(outbox) = &client.outbox {
             pids.push(client.pid);
@@ -470,7 +471,7 @@ impl Exchange {
           }
         }
       }
-      Link::Offline => {}
+      Upstream::Offline => {}
     }
     (serde_json::Value::from(pids).to_string(), effects)
   }
@@ -485,7 +486,7 @@ impl Exchange {
       }) => self.announce_clients(),
       _ => Effects::default(),
     };
-    let grants = self.locks.drop_owner(conn, crate::state::now_ms());
+    let grants = self.locks.drop_owner(conn, crate::clock::now_ms());
     self.deliver_grants(grants, &mut effects);
     let lost: Vec<u64> = self
       .routes
@@ -516,12 +517,12 @@ impl Exchange {
   pub fn call(&mut self, id: u64, method: String, args: RawJson) -> Effects {
     let mut effects = Effects::default();
     match &self.link {
-      Link::Client(to_host) => {
+      Upstream::Client(to_host) => {
         let to_host = to_host.clone();
         effects.send(&to_host, &Message::Call { id, method, args });
       }
-      Link::Host => self.route(Caller::Local(id), method, args, &mut effects),
-      Link::Offline => {
+      Upstream::Host => self.route(Caller::Local(id), method, args, &mut effects),
+      Upstream::Offline => {
         let error = not_connected();
         effects.events.push(reply_event(id, Some(&error), None));
       }
@@ -533,18 +534,18 @@ impl Exchange {
   pub fn reply(&mut self, id: u64, result: Option<RawJson>, error: Option<RemoteError>) -> Effects {
     let mut effects = Effects::default();
     match &self.link {
-      Link::Client(to_host) => {
+      Upstream::Client(to_host) => {
         let to_host = to_host.clone();
         effects.send(&to_host, &Message::Reply { id, result, error });
       }
-      Link::Host => {
+      Upstream::Host => {
         // A route that is gone: the caller disconnected, or this host restarted its tables.
         if let Some(route) = self.routes.remove(&id) {
           self.answer(route.caller, result, error, &mut effects);
         }
       }
       // The host that asked is gone; so is its caller's wait.
-      Link::Offline => {}
+      Upstream::Offline => {}
     }
     effects
   }
@@ -552,28 +553,28 @@ impl Exchange {
   /// JS emitted `event` (its own listeners heard it already): to every other process.
   pub fn emit(&mut self, event: String, args: RawJson) -> Effects {
     let mut effects = Effects::default();
+    let size = event.len() + args.get().len();
     let message = Message::Emit { event, args };
     match &self.link {
-      Link::Client(to_host) => {
+      Upstream::Client(to_host) => {
         let to_host = to_host.clone();
         effects.send(&to_host, &message);
       }
-      Link::Host => {
+      Upstream::Host => {
         for client in self.clients.values() {
           if let Some(outbox) = &client.outbox {
             effects.send(outbox, &message);
           }
         }
       }
-      Link::Offline => {
-        let frame = encode(&message);
-        self.offline_bytes += frame.len();
-        self.offline_emits.push_back(frame);
+      Upstream::Offline => {
+        self.offline_bytes += size;
+        self.offline_emits.push_back((size, message));
         while self.offline_bytes > OFFLINE_EMIT_BYTES {
-          let Some(oldest) = self.offline_emits.pop_front() else {
+          let Some((oldest, _)) = self.offline_emits.pop_front() else {
             break;
           };
-          self.offline_bytes -= oldest.len();
+          self.offline_bytes -= oldest;
         }
       }
     }
@@ -606,7 +607,7 @@ impl Exchange {
         held,
       } => {
         let ticket = Ticket { owner: conn, id };
-        let now = crate::state::now_ms();
+        let now = crate::clock::now_ms();
         if held {
           self.locks.claim(ticket, &key, since, now);
         } else {
@@ -615,7 +616,7 @@ impl Exchange {
         }
       }
       Message::Unlock { id } => {
-        let now = crate::state::now_ms();
+        let now = crate::clock::now_ms();
         let grants = self.locks.release(Ticket { owner: conn, id }, now);
         self.deliver_grants(grants, &mut effects);
       }
@@ -655,7 +656,7 @@ impl Exchange {
       }
       Message::Emit { event, args } => effects.events.push(emit_event(&event, &args)),
       Message::Ping { id } => {
-        if let Link::Client(to_host) = &self.link {
+        if let Upstream::Client(to_host) = &self.link {
           let to_host = to_host.clone();
           effects.send(&to_host, &Message::Pong { id });
         }
@@ -751,13 +752,6 @@ fn not_connected() -> RemoteError {
   }
 }
 
-fn encode(message: &Message) -> Vec<u8> {
-  let mut frame = Vec::new();
-  // Only a message over MAX_FRAME fails to encode; it is then not sent (JS checks sizes first).
-  let _ = protocol::encode(message, &mut frame);
-  frame
-}
-
 fn json_string(text: &str) -> String {
   serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
 }
@@ -794,6 +788,7 @@ mod tests {
   use serde_json::json;
 
   use super::*;
+  use crate::core::link::Recorder;
 
   fn raw(value: serde_json::Value) -> RawJson {
     RawJson::to(&value).unwrap()
@@ -815,14 +810,14 @@ mod tests {
   }
 
   /// A host offering `own`, with clients 1, 2, 3 offering what `clients` lists.
-  fn host(own: &[&str], clients: &[&[&str]]) -> (Exchange, Vec<Arc<Outbox>>) {
+  fn host(own: &[&str], clients: &[&[&str]]) -> (Exchange, Vec<Arc<Recorder>>) {
     let mut exchange = Exchange::new();
     exchange.configure(info(own));
     exchange.become_host(0);
     let mut outboxes = Vec::new();
     for (i, methods) in clients.iter().enumerate() {
       let conn = i as u64 + 1;
-      let outbox = Outbox::new(None, usize::MAX);
+      let outbox = Recorder::new();
       exchange
         .admit(conn, 100 + conn as u32, info(methods))
         .unwrap();
@@ -831,7 +826,7 @@ mod tests {
     }
     // The counts announced while the clients joined.
     for outbox in &outboxes {
-      outbox.take_messages();
+      outbox.take();
     }
     (exchange, outboxes)
   }
@@ -851,13 +846,13 @@ mod tests {
     assert_eq!(effects.events.len(), 1);
     assert!(effects.events[0].starts_with(r#"["call",1,"f",[1]]"#));
     assert!(
-      outboxes[1].take_messages().is_empty(),
+      outboxes[1].take().is_empty(),
       "the client offering f is not asked"
     );
     // The host's JS answers under the host's id; the caller gets its own id back.
     exchange.reply(1, Some(raw(json!("r"))), None);
     assert_eq!(
-      outboxes[0].take_messages(),
+      outboxes[0].take(),
       vec![Message::Reply {
         id: 7,
         result: Some(raw(json!("r"))),
@@ -870,8 +865,8 @@ mod tests {
   fn a_call_goes_to_a_client_that_registered_it_never_back_to_the_caller() {
     let (mut exchange, outboxes) = host(&[], &[&["f"], &["f"], &["g"]]);
     exchange.from_client(1, call(5, "f"));
-    assert!(outboxes[0].take_messages().is_empty());
-    let forwarded = outboxes[1].take_messages();
+    assert!(outboxes[0].take().is_empty());
+    let forwarded = outboxes[1].take();
     let [Message::Call { id: routed, .. }] = forwarded.as_slice() else {
       panic!("{forwarded:?}");
     };
@@ -884,7 +879,7 @@ mod tests {
         error: None,
       },
     );
-    assert!(outboxes[0].take_messages().is_empty());
+    assert!(outboxes[0].take().is_empty());
     exchange.from_client(
       2,
       Message::Reply {
@@ -894,7 +889,7 @@ mod tests {
       },
     );
     assert_eq!(
-      outboxes[0].take_messages(),
+      outboxes[0].take(),
       vec![Message::Reply {
         id: 5,
         result: None,
@@ -907,7 +902,7 @@ mod tests {
   fn an_unknown_method_is_not_found_with_the_js_packages_message() {
     let (mut exchange, outboxes) = host(&[], &[&[]]);
     exchange.from_client(1, call(2, "a.b"));
-    let replies = outboxes[0].take_messages();
+    let replies = outboxes[0].take();
     let [Message::Reply {
       id: 2,
       error: Some(error),
@@ -932,7 +927,7 @@ mod tests {
     exchange.from_client(1, call(2, "slow"));
     exchange.call(3, "slow".into(), raw(json!([])));
     let effects = exchange.detach(2);
-    let mut replies = outboxes[0].take_messages();
+    let mut replies = outboxes[0].take();
     assert_eq!(replies.remove(0), Message::Clients { count: 1 });
     assert_eq!(replies.len(), 2);
     for reply in replies {
@@ -955,7 +950,7 @@ mod tests {
     exchange.from_client(1, call(1, "f"));
     exchange.detach(1);
     assert!(exchange.routes.is_empty());
-    outboxes[1].take_messages();
+    outboxes[1].take();
     exchange.from_client(
       2,
       Message::Reply {
@@ -964,7 +959,7 @@ mod tests {
         error: None,
       },
     );
-    assert!(outboxes[0].take_messages().is_empty());
+    assert!(outboxes[0].take().is_empty());
   }
 
   #[test]
@@ -980,13 +975,10 @@ mod tests {
       );
       assert_eq!(effects.events, vec![format!(r#"["e","tick",[{n}]]"#)]);
     }
-    assert!(
-      outboxes[1].take_messages().is_empty(),
-      "not back to the sender"
-    );
+    assert!(outboxes[1].take().is_empty(), "not back to the sender");
     for outbox in [&outboxes[0], &outboxes[2]] {
       let args: Vec<String> = outbox
-        .take_messages()
+        .take()
         .into_iter()
         .map(|m| match m {
           Message::Emit { args, .. } => args.get().to_owned(),
@@ -1004,10 +996,10 @@ mod tests {
     for n in 0..6 {
       exchange.emit(format!("e{n}"), raw(json!([big])));
     }
-    let to_host = Outbox::new(None, usize::MAX);
+    let to_host = Recorder::new();
     exchange.client_connected(to_host.clone());
     let events: Vec<String> = to_host
-      .take_messages()
+      .take()
       .into_iter()
       .map(|m| match m {
         Message::Emit { event, .. } => event,
@@ -1068,12 +1060,9 @@ mod tests {
         held: false,
       },
     );
-    assert!(outboxes[0].take_messages().is_empty(), "held by the host");
+    assert!(outboxes[0].take().is_empty(), "held by the host");
     exchange.unlock(1, 11);
-    assert_eq!(
-      outboxes[0].take_messages(),
-      vec![Message::Granted { id: 9 }]
-    );
+    assert_eq!(outboxes[0].take(), vec![Message::Granted { id: 9 }]);
     // The holder's connection ends: the host's next request is granted at once.
     exchange.lock(2, "k".into(), Hlc { ms: 3, counter: 0 }, 12);
     let effects = exchange.detach(1);
@@ -1083,17 +1072,17 @@ mod tests {
   #[test]
   fn a_client_re_announces_its_locks_to_a_new_host_and_a_new_host_its_own() {
     let mut client = Exchange::new();
-    let first = Outbox::new(None, usize::MAX);
+    let first = Recorder::new();
     client.client_connected(first.clone());
     client.lock(1, "held".into(), Hlc { ms: 5, counter: 0 }, 5);
     client.lock(2, "waiting".into(), Hlc { ms: 6, counter: 0 }, 6);
-    first.take_messages();
+    first.take();
     client.from_host(Message::Granted { id: 1 });
     client.go_offline();
-    let second = Outbox::new(None, usize::MAX);
+    let second = Recorder::new();
     client.client_connected(second.clone());
     assert_eq!(
-      second.take_messages(),
+      second.take(),
       vec![
         Message::Lock {
           id: 1,
@@ -1127,18 +1116,15 @@ mod tests {
       panic!("not an about");
     };
     assert_eq!(clients, 3, "the joining client counts itself");
-    let joining = Outbox::new(None, usize::MAX);
+    let joining = Recorder::new();
     exchange.admit(3, 103, info(&[])).unwrap();
     let effects = exchange.attached(3, joining.clone());
     assert_eq!(effects.flush.len(), 3);
     for outbox in outboxes.iter().chain([&joining]) {
-      assert_eq!(outbox.take_messages(), vec![Message::Clients { count: 3 }]);
+      assert_eq!(outbox.take(), vec![Message::Clients { count: 3 }]);
     }
     exchange.detach(1);
-    assert_eq!(
-      outboxes[1].take_messages(),
-      vec![Message::Clients { count: 2 }]
-    );
+    assert_eq!(outboxes[1].take(), vec![Message::Clients { count: 2 }]);
     // A client that never got its welcome leaves without a word.
     exchange.admit(4, 104, info(&[])).unwrap();
     assert!(exchange.detach(4).flush.is_empty());
@@ -1146,7 +1132,7 @@ mod tests {
     let mut client = Exchange::new();
     client.set_host(9, info(&[]), 2);
     assert_eq!(client.host_clients(), None, "not connected yet");
-    client.client_connected(Outbox::new(None, usize::MAX));
+    client.client_connected(Recorder::new());
     assert_eq!(client.host_clients(), Some(2));
     client.from_host(Message::Clients { count: 5 });
     assert_eq!(client.host_clients(), Some(5));
@@ -1164,17 +1150,17 @@ mod tests {
     let (pids, _) = exchange.ping(4);
     assert_eq!(pids, "[101,102]");
     for outbox in &outboxes {
-      assert_eq!(outbox.take_messages(), vec![Message::Ping { id: 4 }]);
+      assert_eq!(outbox.take(), vec![Message::Ping { id: 4 }]);
     }
     let effects = exchange.from_client(2, Message::Pong { id: 4 });
     assert_eq!(effects.events, vec![r#"["pong",4,102]"#.to_owned()]);
     // A client answers the host's ping, and knows the host from its `About`.
     let mut client = Exchange::new();
-    let to_host = Outbox::new(None, usize::MAX);
+    let to_host = Recorder::new();
     client.set_host(9, info(&["f"]), 1);
     client.client_connected(to_host.clone());
     client.from_host(Message::Ping { id: 3 });
-    assert_eq!(to_host.take_messages(), vec![Message::Pong { id: 3 }]);
+    assert_eq!(to_host.take(), vec![Message::Pong { id: 3 }]);
     assert_eq!(
       client.peers_json(),
       r#"[{"pid":9,"host":true,"roles":[],"methods":["f"]}]"#

@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 
 use crate::connection::{ConnectionError, ReadBuffer};
 use crate::protocol::Message;
+use crate::state::Replica;
 
 /// Handles a burst of messages from the host, in order; an error ends the connection.
 pub type Handler = Box<dyn Fn(Vec<Message>) -> Result<(), String> + Send + Sync>;
@@ -234,5 +235,22 @@ impl Inbox {
       )
     };
     peeked >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock
+  }
+}
+
+/// Where a client's task offers its socket to the JS thread's event loop, until JS takes it.
+#[derive(Default)]
+pub struct InboxSlot(Mutex<Option<Arc<Inbox>>>);
+
+impl InboxSlot {
+  /// Offers `inbox`, and wakes `replica`'s JS thread to take it.
+  pub fn offer(&self, inbox: Arc<Inbox>, replica: &Replica) {
+    *self.0.lock() = Some(inbox);
+    replica.nudge();
+  }
+
+  /// The socket offered, once.
+  pub fn take(&self) -> Option<Arc<Inbox>> {
+    self.0.lock().take()
   }
 }

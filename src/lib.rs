@@ -45,7 +45,9 @@ macro_rules! report {
 
 #[cfg(feature = "napi")]
 mod binding;
+pub mod clock;
 pub mod connection;
+pub mod core;
 pub mod diagnostics;
 pub mod error;
 pub mod exchange;

@@ -25,9 +25,9 @@ use crate::connection::{
 };
 use crate::exchange::{Exchange, ERR_MAX_WRITERS, LOCK_GRACE};
 #[cfg(unix)]
-use crate::inbox::{Inbox, InboxEnd};
+use crate::inbox::{Inbox, InboxEnd, InboxSlot};
 use crate::lease::{self, Lease, Silence};
-use crate::protocol::{Message, MAX_FRAME, PROTOCOL_VERSION};
+use crate::protocol::{self, Message, MAX_FRAME, PROTOCOL_VERSION};
 use crate::rendezvous::{HostLock, Rendezvous};
 use crate::services::Services;
 #[cfg(unix)]
@@ -73,6 +73,8 @@ pub struct Options {
   pub budget: Arc<Budget>,
   /// How long a host may be silent (stopped) before its clients replace it (`hostTimeout`).
   pub host_timeout: Duration,
+  /// Where a client's socket is offered to the JS thread's event loop.
+  pub inboxes: Arc<InboxSlot>,
 }
 
 /// Why an instance could not take part in its network.
@@ -185,7 +187,7 @@ pub async fn run(
         }
       }
       Ok(Elected::Client(stream, epoch)) => {
-        let ended = serve_as_client(&replica, stream, options.host_timeout, &mut shutdown).await;
+        let ended = serve_as_client(&replica, stream, &options, &mut shutdown).await;
         // Welcomed: the host's object is newer than any file.
         if matches!(ended, Ended::HostLost | Ended::Failed | Ended::Silent) {
           loaded = None;
@@ -303,7 +305,7 @@ async fn serve_as_host(
   let grace_replica = replica.clone();
   let grace = tokio::spawn(async move {
     tokio::time::sleep(LOCK_GRACE).await;
-    let effects = grace_replica.exchange().end_grace(crate::state::now_ms());
+    let effects = grace_replica.exchange().end_grace(crate::clock::now_ms());
     grace_replica.apply(effects, true);
   });
   // The lease is renewed on the same beat as the clients hear it, and ends the role when a later
@@ -497,7 +499,8 @@ async fn handle_client(
     }
   };
   // A replaced host welcomes nobody: its snapshot could hold what the new host never sees.
-  let welcomed = |_: &u64| lease.hold() && replica.attach_client(id, outbox.clone());
+  let welcomed =
+    |_: &u64| lease.hold() && replica.attach_client(id, outbox.clone(), protocol::welcome);
   let Some(origin) = origin.filter(welcomed) else {
     let effects = replica.exchange().detach(id);
     replica.apply(effects, true);
@@ -666,6 +669,17 @@ fn client_inbox(
 }
 
 /// The answer to a `Query` (`memsync status`).
+/// The `Hello` that opens a client's connection.
+fn hello(replica: &Replica) -> Message {
+  Message::Hello {
+    protocol: PROTOCOL_VERSION,
+    pid: std::process::id(),
+    origin: replica.origin(),
+    version: replica.version(),
+    peer: replica.exchange().peer_info(),
+  }
+}
+
 fn status_message(replica: &Replica) -> Message {
   let (_, version, clients) = replica.status();
   Message::Status {
@@ -696,9 +710,10 @@ enum Ended {
 async fn serve_as_client(
   replica: &Arc<Replica>,
   stream: Stream,
-  host_timeout: Duration,
+  options: &Options,
   shutdown: &mut watch::Receiver<bool>,
 ) -> Ended {
+  let host_timeout = options.host_timeout;
   let (reader, writer, direct) = match split(stream) {
     Ok(halves) => halves,
     Err(err) => {
@@ -713,7 +728,7 @@ async fn serve_as_client(
   // The host reads whatever we send: a client's own backlog is bounded by its pending patches.
   let outbox = Outbox::new(direct, usize::MAX);
   let writer = tokio::spawn(write_outbox(writer, outbox.clone()));
-  outbox.send_message(&replica.hello());
+  outbox.send_message(&hello(replica));
   // `stop()` does not wait for a hung host's welcome. `about` comes first: the host's pid and
   // what it offers.
   let mut welcome = None;
@@ -797,6 +812,7 @@ async fn serve_as_client(
   #[cfg(unix)]
   let ended = read_through_inbox(
     replica,
+    &options.inboxes,
     client_inbox(reader, replica, heard.clone()),
     &heard,
     host_timeout,
@@ -815,13 +831,14 @@ async fn serve_as_client(
 #[cfg(unix)]
 async fn read_through_inbox(
   replica: &Arc<Replica>,
+  inboxes: &InboxSlot,
   inbox: Arc<Inbox>,
   heard: &Heard,
   host_timeout: Duration,
   shutdown: &mut watch::Receiver<bool>,
 ) -> Ended {
   inbox.receive();
-  replica.offer_inbox(inbox.clone());
+  inboxes.offer(inbox.clone(), replica);
   let ended = loop {
     let turn = async {
       if inbox.polled_by_js() {

@@ -34,8 +34,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+use crate::clock::{now_ms, Hlc};
+use crate::core::message::RawJson;
 use crate::error::{Error, Result};
-use crate::state::{now_ms, Replica};
+use crate::state::{Replica, Tap};
 
 /// How long after a change the host saves: one save covers the changes of that window.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -329,6 +331,16 @@ pub struct Saver {
   failing: bool,
 }
 
+/// Wakes the saver after each patch the host orders; it then saves within its debounce.
+struct Changed(Arc<Notify>);
+
+impl Tap for Changed {
+  fn ordered(&mut self, _: u64, _: Hlc, _: &RawJson) -> bool {
+    self.0.notify_one();
+    true
+  }
+}
+
 impl Saver {
   /// A saver of `replica` to `file`, which holds version `saved` (if known). It hears of every
   /// patch the replica orders from now on, and takes `flush()` requests from `flushes`.
@@ -339,7 +351,7 @@ impl Saver {
     flushes: mpsc::UnboundedReceiver<Flush>,
   ) -> Saver {
     let changed = Arc::new(Notify::new());
-    replica.notify_orders(changed.clone());
+    replica.tap(Box::new(Changed(changed.clone())));
     Saver {
       replica,
       file,

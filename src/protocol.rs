@@ -1,19 +1,18 @@
-//! The wire format between a host and its clients: length-prefixed frames, plus the hybrid
-//! logical clock that stamps every patch.
+//! The local transport's wire format between a host and its clients: length-prefixed frames.
 //!
 //! A frame is a 4-byte big-endian payload length followed by the payload: the UTF-8 JSON of one
 //! [`Message`], except for the two that every patch costs, [`Message::Patch`] and
 //! [`Message::Ordered`], which are a tag byte (never the start of JSON), their numbers in
 //! little-endian binary and their JSON texts as they are: decoding their JSON envelope took a
-//! quarter of a writing client's JS thread. Either form decodes. Everything here is synchronous and does no I/O: [`encode`] appends to a buffer and
-//! [`decode`] reads from a slice, so the codec is tested byte by byte (mini-redis
+//! quarter of a writing client's JS thread. Either form decodes. Everything here is synchronous
+//! and does no I/O: [`encode`] appends to a buffer and [`decode`] reads from a slice, so the codec is tested byte by byte (mini-redis
 //! `tests/frame_validation.rs`). "Not enough bytes yet" is `Ok(None)`, a normal result kept apart
 //! from [`ProtocolError`], which means the peer sent something we will never accept.
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+pub use crate::clock::{Clock, Hlc};
+pub use crate::core::message::{LogEntry, Message, PeerInfo, RawJson, RemoteError};
 
 /// The version a client announces in [`Message::Hello`]; the host refuses any other.
 pub const PROTOCOL_VERSION: u32 = 4;
@@ -31,388 +30,6 @@ const ORDERED_TAG: u8 = 1;
 /// The first payload byte of a binary [`Message::Patch`]: seq, hlc ms (u64 each), hlc counter
 /// (u32), the update.
 const PATCH_TAG: u8 = 2;
-
-/// A JSON value carried as its text: updates, change lists and snapshots cross a host on their
-/// way to other replicas and to JS, so they are kept as the bytes that arrived instead of being
-/// built into a `Value` tree and serialized again at every hop.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct RawJson(Box<RawValue>);
-
-impl RawJson {
-  /// The JSON text of `value`.
-  pub fn to(value: &impl Serialize) -> Result<RawJson, ProtocolError> {
-    Ok(RawJson(serde_json::value::to_raw_value(value)?))
-  }
-
-  /// Checks that `text` is one JSON value and keeps it.
-  pub fn parse(text: String) -> Result<RawJson, ProtocolError> {
-    Ok(RawJson(RawValue::from_string(text)?))
-  }
-
-  /// The JSON text.
-  pub fn get(&self) -> &str {
-    self.0.get()
-  }
-}
-
-impl PartialEq for RawJson {
-  fn eq(&self, other: &RawJson) -> bool {
-    self.get() == other.get()
-  }
-}
-
-/// A hybrid logical clock timestamp: wall-clock milliseconds plus a counter that orders events
-/// within one millisecond (or while the wall clock stands still or goes backwards).
-///
-/// The derived order is by `(ms, counter)`. On the wire it is the array `[ms, counter]`.
-#[derive(
-  Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-#[serde(from = "(u64, u32)", into = "(u64, u32)")]
-pub struct Hlc {
-  /// Milliseconds since the Unix epoch, as far as this clock knows.
-  pub ms: u64,
-  /// Orders timestamps that share `ms`.
-  pub counter: u32,
-}
-
-impl From<(u64, u32)> for Hlc {
-  fn from((ms, counter): (u64, u32)) -> Self {
-    Hlc { ms, counter }
-  }
-}
-
-impl From<Hlc> for (u64, u32) {
-  fn from(hlc: Hlc) -> Self {
-    (hlc.ms, hlc.counter)
-  }
-}
-
-impl Hlc {
-  /// The timestamp of a local event that follows `self`, given the wall clock `now_ms`.
-  pub fn tick(self, now_ms: u64) -> Hlc {
-    if now_ms > self.ms {
-      Hlc {
-        ms: now_ms,
-        counter: 0,
-      }
-    } else {
-      self.successor()
-    }
-  }
-
-  /// The timestamp of receiving `remote` when the local clock last read `self`: later than both.
-  pub fn observe(self, remote: Hlc, now_ms: u64) -> Hlc {
-    self.max(remote).tick(now_ms)
-  }
-
-  /// The smallest timestamp after `self` in the same millisecond; when the counter is exhausted
-  /// it borrows the next millisecond rather than wrapping, which would break monotonicity.
-  fn successor(self) -> Hlc {
-    match self.counter.checked_add(1) {
-      Some(counter) => Hlc {
-        ms: self.ms,
-        counter,
-      },
-      None => Hlc {
-        ms: self.ms.saturating_add(1),
-        counter: 0,
-      },
-    }
-  }
-}
-
-/// A process's hybrid logical clock: the last timestamp it issued or observed.
-///
-/// Time is injected (`now_ms`) so the clock stays pure and testable; the caller reads the wall
-/// clock.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Clock {
-  last: Hlc,
-}
-
-impl Clock {
-  /// A clock that has seen nothing yet.
-  pub fn new() -> Clock {
-    Clock::default()
-  }
-
-  /// The last timestamp issued or observed.
-  pub fn last(&self) -> Hlc {
-    self.last
-  }
-
-  /// A fresh timestamp for a local event, strictly after every earlier one even if the wall clock
-  /// went backwards.
-  pub fn now(&mut self, now_ms: u64) -> Hlc {
-    self.last = self.last.tick(now_ms);
-    self.last
-  }
-
-  /// Records a timestamp received from another process, so that later local timestamps follow it;
-  /// returns the timestamp of the receipt.
-  pub fn observe(&mut self, remote: &Hlc, now_ms: u64) -> Hlc {
-    self.last = self.last.observe(*remote, now_ms);
-    self.last
-  }
-}
-
-/// One entry of the ordered log, as resent by a client in [`Message::Catchup`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogEntry {
-  /// The document version this entry produced on the host that ordered it.
-  pub version: u64,
-  /// The instance that proposed the patch.
-  pub origin: u64,
-  /// The origin's sequence number of the patch.
-  pub seq: u64,
-  /// When the origin stamped the patch.
-  pub hlc: Hlc,
-  /// The update document as proposed.
-  pub update: RawJson,
-}
-
-/// Everything a host and a client say to each other, one per frame.
-///
-/// On the wire: `{"t":"<variant in camelCase>","c":{<fields in camelCase>}}`. The tag comes first
-/// and the content is a separate member (adjacent tagging) so that serde deserializes the content
-/// straight into the variant; internal tagging (`{"t":..,"seq":..}`) would first buffer the whole
-/// message, `Value`s included, and then convert it. New variants (RPC, events) can be added; an
-/// old peer rejects them as [`ProtocolError::InvalidMessage`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(
-  tag = "t",
-  content = "c",
-  rename_all = "camelCase",
-  rename_all_fields = "camelCase"
-)]
-pub enum Message {
-  /// Client to host, the first frame of a connection.
-  Hello {
-    /// The client's [`PROTOCOL_VERSION`].
-    protocol: u32,
-    /// The client's process id, for diagnostics.
-    pid: u32,
-    /// The client instance's id; it names the origin of the client's patches.
-    origin: u64,
-    /// The highest document version the client holds (0 if none).
-    version: u64,
-    /// What the client offers and is: its RPC methods, roles and writer limit. Absent (empty)
-    /// from a client that offers nothing.
-    #[serde(default)]
-    peer: PeerInfo,
-  },
-  /// Host to client, the answer to `Hello`: a snapshot of the document.
-  Welcome {
-    /// The host's [`PROTOCOL_VERSION`].
-    protocol: u32,
-    /// The host's process id, for diagnostics.
-    host_pid: u32,
-    /// The version of `data`.
-    version: u64,
-    /// The whole document.
-    data: RawJson,
-    /// For each origin, the highest sequence number already applied to `data`, so a client knows
-    /// which of its pending patches need no resend.
-    applied: Vec<(u64, u64)>,
-  },
-  /// Host to client instead of `Welcome` (wrong protocol version, ...); the host then closes.
-  Refused {
-    /// Why, for the client's error message.
-    reason: String,
-    /// The `ERR_*` code when the refusal is final (`ERR_MAX_WRITERS`): the client stops trying
-    /// and its `start()` rejects with it. Absent: the client tries again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    code: Option<String>,
-  },
-  /// Client to host: a proposed update.
-  Patch {
-    /// The client's sequence number for this patch, increasing per origin.
-    seq: u64,
-    /// When the client stamped it.
-    hlc: Hlc,
-    /// The update document.
-    update: RawJson,
-  },
-  /// Host to every client: a patch in its final place in the order.
-  Ordered {
-    /// The document version the patch produced.
-    version: u64,
-    /// The instance that proposed it.
-    origin: u64,
-    /// The origin's sequence number of the patch.
-    seq: u64,
-    /// The origin's timestamp.
-    hlc: Hlc,
-    /// The update document as proposed.
-    update: RawJson,
-    /// The engine's change list, which a replica applies without re-running the update.
-    changes: RawJson,
-  },
-  /// Host to the origin of a patch that failed to apply; nothing changed.
-  Rejected {
-    /// The origin's sequence number of the patch.
-    seq: u64,
-    /// The error's stable `ERR_*` code.
-    code: String,
-    /// The error's message.
-    message: String,
-  },
-  /// Client to a new host after a failover: ordered entries the new host may have missed.
-  Catchup {
-    /// The entries, in version order.
-    entries: Vec<LogEntry>,
-  },
-  /// Either way: run RPC `method`. From a client, `id` is the caller's; from the host, it is the
-  /// host's own id for the route, which the callee's [`Message::Reply`] names.
-  Call {
-    /// Names the call in the sender's id space.
-    id: u64,
-    /// The dotted path of the function, e.g. `getFoo` or `nested.fn`.
-    method: String,
-    /// The arguments, a JSON array.
-    args: RawJson,
-  },
-  /// Either way: the outcome of the [`Message::Call`] with the same `id`.
-  Reply {
-    /// The `id` of the call.
-    id: u64,
-    /// What the function returned; absent for `undefined`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    result: Option<RawJson>,
-    /// Set when the function threw, or the call could not be routed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    error: Option<RemoteError>,
-  },
-  /// Either way: an event of `mem.events`; the host forwards a client's to every other client.
-  Emit {
-    /// The event name.
-    event: String,
-    /// The listener arguments, a JSON array.
-    args: RawJson,
-  },
-  /// Client to host: asks for lock `key` (or, `held`, re-announces it to a new host).
-  Lock {
-    /// The client's id of the request.
-    id: u64,
-    /// The lock's name.
-    key: String,
-    /// When the client first asked: waiters are served in this order, across failovers too.
-    since: Hlc,
-    /// The client holds it already (granted by a previous host).
-    #[serde(default)]
-    held: bool,
-  },
-  /// Client to host: releases the lock of request `id`, or cancels the request.
-  Unlock {
-    /// The client's id of the request.
-    id: u64,
-  },
-  /// Host to client: the lock of request `id` is the client's until it sends `Unlock`.
-  Granted {
-    /// The client's id of the request.
-    id: u64,
-  },
-  /// Host to an admitted client, right before `Welcome`: what the host offers and is, for
-  /// `getStatus()`.
-  About {
-    /// The host's process id.
-    pid: u32,
-    /// The host's RPC methods and roles.
-    peer: PeerInfo,
-    /// How many clients the host has, this one included (`getStatus().host.connections`).
-    clients: u64,
-  },
-  /// Host to every client when its number of clients changed (protocol 3): a client's
-  /// `getStatus().host.connections`, as memsync 0.5 reported it, without asking the host.
-  Clients {
-    /// How many clients the host has.
-    count: u64,
-  },
-  /// Either way: asks for a [`Message::Pong`] with the same `id` (`ping()`).
-  Ping {
-    /// The sender's id of the ping.
-    id: u64,
-  },
-  /// The answer to [`Message::Ping`].
-  Pong {
-    /// The `id` of the ping.
-    id: u64,
-  },
-  /// The first frame of a one-off connection instead of `Hello` (`memsync status`): the host
-  /// answers with `Status` and closes, without admitting a client.
-  Query,
-  /// Host to every client, every tenth of `hostTimeout` (protocol 4): the host is not stopped.
-  Heartbeat,
-  /// Host to a `Query`: who serves the object and how far it is.
-  Status {
-    /// The host's process id.
-    host_pid: u32,
-    /// The version of the document.
-    version: u64,
-    /// How many clients are connected.
-    clients: u64,
-  },
-}
-
-impl Message {
-  /// The message's type as on the wire (`"hello"`, `"patch"`...), for logs: a message may carry
-  /// a whole document, too much to print.
-  pub fn kind(&self) -> &'static str {
-    match self {
-      Message::Hello { .. } => "hello",
-      Message::Welcome { .. } => "welcome",
-      Message::Refused { .. } => "refused",
-      Message::Patch { .. } => "patch",
-      Message::Ordered { .. } => "ordered",
-      Message::Rejected { .. } => "rejected",
-      Message::Catchup { .. } => "catchup",
-      Message::Call { .. } => "call",
-      Message::Reply { .. } => "reply",
-      Message::Emit { .. } => "emit",
-      Message::Lock { .. } => "lock",
-      Message::Unlock { .. } => "unlock",
-      Message::Granted { .. } => "granted",
-      Message::About { .. } => "about",
-      Message::Clients { .. } => "clients",
-      Message::Ping { .. } => "ping",
-      Message::Pong { .. } => "pong",
-      Message::Query => "query",
-      Message::Heartbeat => "heartbeat",
-      Message::Status { .. } => "status",
-    }
-  }
-}
-
-/// What a client tells the host about itself in [`Message::Hello`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PeerInfo {
-  /// The dotted paths of the RPC functions the process registered.
-  #[serde(default)]
-  pub methods: Vec<String>,
-  /// Its `peer.roles` (`writer`, `reader`, `rpc`).
-  #[serde(default)]
-  pub roles: Vec<String>,
-  /// Its `network.maxWriters`, if set.
-  #[serde(default, skip_serializing_if = "Option::is_none")]
-  pub max_writers: Option<u32>,
-  /// Whether a host admitted it since its `start()`: it reconnects after a failover and keeps
-  /// its writer slot.
-  #[serde(default)]
-  pub rejoining: bool,
-}
-
-/// Why an RPC call failed, as the caller's error sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RemoteError {
-  /// The thrown error's `code`, when it had one.
-  #[serde(default, skip_serializing_if = "Option::is_none")]
-  pub code: Option<String>,
-  /// The thrown error's message.
-  pub message: String,
-}
 
 /// Why bytes received are not a valid frame, or a message cannot be sent as one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -452,6 +69,17 @@ impl From<serde_json::Error> for ProtocolError {
       serde_json::error::Category::Data => ProtocolError::InvalidMessage(err.to_string()),
       _ => ProtocolError::InvalidJson(err.to_string()),
     }
+  }
+}
+
+/// The host's `Welcome` to a client: the document at `version`, and what it contains.
+pub fn welcome(version: u64, data: RawJson, applied: Vec<(u64, u64)>) -> Message {
+  Message::Welcome {
+    protocol: PROTOCOL_VERSION,
+    host_pid: std::process::id(),
+    version,
+    data,
+    applied,
   }
 }
 
@@ -585,7 +213,7 @@ impl Fields<'_> {
     self.0 = rest;
     let text =
       std::str::from_utf8(text).map_err(|err| ProtocolError::InvalidJson(err.to_string()))?;
-    RawJson::parse(text.to_owned())
+    Ok(RawJson::parse(text.to_owned())?)
   }
 
   /// The rest as one JSON value.

@@ -11,41 +11,38 @@
 //! Everything the JS side must apply to its `data` object is queued as events, in the order the
 //! replica applied them, and drained by `patch()` or by the wake-up of the JS thread.
 //!
-//! Frames for other processes are queued in their connections' [`Outbox`]es under the lock, in
-//! the order the replica made them. Work done on a tokio worker flushes at once; a `patch()` on
-//! the JS thread only queues, and JS flushes at the end of its current task ([`Replica::flush`]),
-//! so a loop of patches costs one write.
+//! Messages for other processes are queued on their connections ([`Link`]s, given by the
+//! transport) under the lock, in the order the replica made them. Work done on a tokio worker
+//! flushes at once; a `patch()` on the JS thread only queues, and JS flushes at the end of its
+//! current task ([`Replica::flush`]), so a loop of patches costs one write. The ordering rules
+//! are [`Order`]'s; time comes from the [`Time`] the replica is given.
 //!
 //! A `parking_lot::Mutex` guards the state rather than `tokio::sync::Mutex`: nothing is awaited
 //! while the lock is held, every critical section is short and CPU-only, and the JS thread takes
 //! it on every `patch()`, where an async lock would cost a task hop (mini-redis `db.rs`).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{mpsc, Notify};
 
-use crate::connection::Outbox;
+use crate::clock::{Clock, Hlc, Time};
+use crate::core::link::{Followers, Link};
+use crate::core::message::{LogEntry, Message, RawJson};
+use crate::core::order::{Order, Verdict};
 use crate::error::{Error, Result};
 use crate::exchange::{Effects, Exchange, LOCK_GRACE};
 use crate::lease::Lease;
 use crate::patch::{apply_changes, compact, depth, Change, Context, PatchError, Update, MAX_DEPTH};
-use crate::protocol::{self, Clock, Hlc, LogEntry, Message, RawJson, PROTOCOL_VERSION};
 
 /// Ordered entries a client keeps to hand to a new host that missed them after a failover.
 const LOG_LEN: usize = 4096;
 /// Update bytes the log keeps at most, whatever the number of entries: the entries a new host
 /// may miss are the last few in flight, and large updates must not pin memory.
 const LOG_BYTES: usize = 8 * 1024 * 1024;
-/// Paths whose last write time is remembered for the stale-write check, before old ones go.
-const MAX_WRITE_TIMES: usize = 100_000;
-/// Write times younger than this survive the trimming of [`MAX_WRITE_TIMES`].
-const WRITE_TIME_WINDOW_MS: u64 = 60_000;
 /// Bytes of document events queued for a JS thread that does not drain them (a stuck event
 /// loop) before they are replaced by one snapshot taken when it drains again.
 const MAX_EVENT_BACKLOG: usize = 16 * 1024 * 1024;
@@ -80,6 +77,7 @@ impl Role {
 pub struct Replica {
   name: String,
   origin: u64,
+  time: Time,
   inner: Mutex<Inner>,
   /// Wakes the JS thread to drain events; set when started.
   waker: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
@@ -90,10 +88,13 @@ pub struct Replica {
   exchange: Mutex<Exchange>,
   /// Signalled when a joining replica holds the host's snapshot (`Inner::joining` turns false).
   joined: Condvar,
-  /// A client connection's socket offered to the JS thread's event loop (see `inbox`), until
-  /// the JS side takes it.
-  #[cfg(unix)]
-  offered_inbox: Mutex<Option<Arc<crate::inbox::Inbox>>>,
+}
+
+/// A listener of a host's order (the file saver, the HTTP event streams), told of each patch
+/// the host orders until it returns `false` or the host's role ends.
+pub trait Tap: Send {
+  /// Patch `version`, stamped `hlc`, was ordered with `update`.
+  fn ordered(&mut self, version: u64, hlc: Hlc, update: &RawJson) -> bool;
 }
 
 struct Inner {
@@ -121,44 +122,66 @@ struct Inner {
   /// ordered elsewhere; otherwise those records are neither built nor parsed.
   wants_received: bool,
   /// Client only: the connection to the host.
-  to_host: Option<Arc<Outbox>>,
+  to_host: Option<Arc<dyn Link>>,
+  /// Host only: who hears of each ordered patch.
+  audience: Audience,
   /// JS already has the host's snapshot but the replica is still parsing it.
   joining: bool,
   /// Host only: the right to order in its epoch; a host without one (tests) always has it.
   lease: Option<Arc<Lease>>,
 }
 
+/// Host only: who hears of each ordered patch: the clients, and the taps (the host's services).
+#[derive(Default)]
+struct Audience {
+  /// The clients, and the ordered patches not yet queued to them.
+  followers: Followers,
+  taps: Vec<Box<dyn Tap>>,
+}
+
+impl Audience {
+  /// Tells everyone of patch `version`: an `Ordered` message for every client, and the taps.
+  fn ordered(
+    &mut self,
+    version: u64,
+    origin: u64,
+    seq: u64,
+    hlc: Hlc,
+    update: &RawJson,
+    changes: &[Change],
+  ) {
+    if !self.followers.is_empty() {
+      match RawJson::to(&changes) {
+        Ok(changes) => self.followers.push(Message::Ordered {
+          version,
+          origin,
+          seq,
+          hlc,
+          update: update.clone(),
+          changes,
+        }),
+        Err(err) => {
+          report!("memsync: patch {version} cannot be sent ({err}); clients resync");
+          self.followers.close_all();
+        }
+      }
+    }
+    self
+      .taps
+      .retain_mut(|tap| tap.ordered(version, hlc, update));
+  }
+}
+
 /// What the order has produced so far; apart from `data` so that ordering can borrow it while
 /// the update being ordered is borrowed from the rest.
 struct History {
-  version: u64,
-  /// For each origin, the highest sequence number ordered: what a snapshot already contains.
-  applied: HashMap<u64, u64>,
+  /// The version, each origin's progress and (host) the write times: the ordering rules' state.
+  order: Order,
   log: VecDeque<LogEntry>,
   /// Bytes of the updates in `log`.
   log_bytes: usize,
-  /// Host only: when each path was last written, for the stale-write check.
-  write_times: BTreeMap<String, Hlc>,
-  /// Host only: the connection of each client.
-  clients: Vec<(u64, Arc<Outbox>)>,
   /// Host only: whether a client joined during this term, which only then may replace it.
   served: bool,
-  /// Host only: `Ordered` frames not yet queued to the clients; a burst of patches reaches
-  /// every client as one append.
-  broadcast: Vec<u8>,
-  /// Host only: what the file saver and the HTTP event streams hear of each ordered patch.
-  taps: Taps,
-}
-
-/// Host only: the listeners of the host's services (`services.rs`) on the order.
-#[derive(Default)]
-struct Taps {
-  /// Woken after each ordered patch: the file saver, which then saves within its debounce.
-  saver: Option<Arc<Notify>>,
-  /// The record `{ version, timestamp, patch }` of each ordered patch, for the HTTP event
-  /// streams. A stream whose buffer is full is dropped: a reader that falls behind is cut off
-  /// rather than let the host's memory grow.
-  streams: Vec<mpsc::Sender<Arc<str>>>,
 }
 
 /// An own patch that the host has not ordered yet.
@@ -196,6 +219,11 @@ impl ParsedUpdate {
 impl Replica {
   /// A replica of `name` seeded with `data` (a JSON object); `origin` names its patches.
   pub fn new(name: &str, data: Value, origin: u64) -> Result<Replica> {
+    Replica::with_time(name, data, origin, Time::wall())
+  }
+
+  /// A replica as [`Replica::new`] that reads the time from `time`.
+  pub fn with_time(name: &str, data: Value, origin: u64, time: Time) -> Result<Replica> {
     crate::name::check(name).map_err(Error::InvalidName)?;
     if !data.is_object() {
       return Err(Error::BadValue(format!(
@@ -213,6 +241,7 @@ impl Replica {
     Ok(Replica {
       name: name.to_owned(),
       origin,
+      time,
       inner: Mutex::new(Inner {
         data,
         role: Role::Offline,
@@ -220,15 +249,10 @@ impl Replica {
         next_seq: 1,
         pending: VecDeque::new(),
         history: History {
-          version: 0,
-          applied: HashMap::new(),
+          order: Order::default(),
           log: VecDeque::new(),
           log_bytes: 0,
-          write_times: BTreeMap::new(),
-          clients: Vec::new(),
           served: false,
-          broadcast: Vec::new(),
-          taps: Taps::default(),
         },
         last_update: ParsedUpdate::parse("{}")?,
         last_received: None,
@@ -239,13 +263,12 @@ impl Replica {
         resync: false,
         wants_received: false,
         to_host: None,
+        audience: Audience::default(),
         joining: false,
         lease: None,
       }),
       waker: Mutex::new(None),
       woken: AtomicBool::new(false),
-      #[cfg(unix)]
-      offered_inbox: Mutex::new(None),
       exchange: Mutex::new(Exchange::new()),
       joined: Condvar::new(),
     })
@@ -256,14 +279,25 @@ impl Replica {
     &self.name
   }
 
+  /// The id that names this instance's patches.
+  pub fn origin(&self) -> u64 {
+    self.origin
+  }
+
+  /// Where this instance reads the time.
+  pub fn time(&self) -> &Time {
+    &self.time
+  }
+
   /// A fresh timestamp of this instance's hybrid clock (lock requests are ordered by it).
   pub fn stamp(&self) -> Hlc {
-    self.inner.lock().clock.now(now_ms())
+    let now = self.time.now_ms();
+    self.inner.lock().clock.now(now)
   }
 
   /// The version of the ordered document.
   pub fn version(&self) -> u64 {
-    self.inner.lock().history.version
+    self.inner.lock().history.order.version()
   }
 
   /// The role, the version and (host) how many clients are connected, read together.
@@ -271,8 +305,8 @@ impl Replica {
     let inner = self.inner.lock();
     (
       inner.role,
-      inner.history.version,
-      inner.history.clients.len(),
+      inner.history.order.version(),
+      inner.audience.followers.len(),
     )
   }
 
@@ -281,20 +315,13 @@ impl Replica {
     *self.waker.lock() = waker;
   }
 
-  /// Offers a client connection's socket to the JS thread, and wakes it to take it.
-  #[cfg(unix)]
-  pub fn offer_inbox(&self, inbox: Arc<crate::inbox::Inbox>) {
-    *self.offered_inbox.lock() = Some(inbox);
+  /// Wakes the JS thread even if a wake-up is on its way: the transport has something for it
+  /// besides events (a client's socket to poll).
+  pub fn nudge(&self) {
     self.woken.store(true, Ordering::Release);
     if let Some(waker) = self.waker.lock().as_ref() {
       waker();
     }
-  }
-
-  /// The socket offered to the JS thread, once.
-  #[cfg(unix)]
-  pub fn take_offered_inbox(&self) -> Option<Arc<crate::inbox::Inbox>> {
-    self.offered_inbox.lock().take()
   }
 
   /// Whether JS wants the update of every patch ordered elsewhere (`receivedPatches`, `change`).
@@ -304,13 +331,13 @@ impl Replica {
 
   /// Sends the frames that `patch()` queued for other processes.
   pub fn flush(&self) {
-    let outboxes: Vec<Arc<Outbox>> = {
+    let links: Vec<Arc<dyn Link>> = {
       let inner = self.inner.lock();
-      let clients = inner.history.clients.iter().map(|(_, outbox)| outbox);
+      let clients = inner.audience.followers.links();
       inner.to_host.iter().chain(clients).cloned().collect()
     };
-    for outbox in outboxes {
-      outbox.flush();
+    for link in links {
+      link.flush();
     }
   }
 
@@ -318,7 +345,7 @@ impl Replica {
   /// one `["o", seq, version, changes, queued]` for this patch (`version` 0: not ordered yet; `changes`
   /// null: nothing changed). On error the document is exactly as it was.
   pub fn patch(&self, update_text: &str) -> Result<String> {
-    let now = now_ms();
+    let now = self.time.now_ms();
     let mut guard = self.inner.lock();
     while guard.joining {
       self.joined.wait(&mut guard);
@@ -347,10 +374,11 @@ impl Replica {
       } else {
         inner.next_seq += 1;
         let text = &inner.last_update.text;
-        let version = inner
-          .history
-          .order(self.origin, seq, hlc, text, update, &changes);
-        let queued = !inner.history.clients.is_empty();
+        let version = inner.history.order.accept(self.origin, seq, hlc, update);
+        inner
+          .audience
+          .ordered(version, self.origin, seq, hlc, text, &changes);
+        let queued = !inner.audience.followers.is_empty();
         // A host replaced while stopped hands its own patches to the new host when it rejoins:
         // no client may have received them (its clients may have left it already). A host that
         // never had a client cannot be replaced, and keeps nothing.
@@ -359,7 +387,7 @@ impl Replica {
             .history
             .keep(version, self.origin, seq, hlc, text.clone());
         }
-        inner.history.publish(false);
+        inner.audience.followers.publish(false, None);
         own_event(seq, version, &changes, queued)
       }
     } else {
@@ -372,7 +400,7 @@ impl Replica {
         let queued = inner
           .to_host
           .as_ref()
-          .is_some_and(|to_host| to_host.queue_message(&patch_message(seq, hlc, &update_text)));
+          .is_some_and(|to_host| to_host.queue(&patch_message(seq, hlc, &update_text)));
         let event = own_event(seq, 0, &changes, queued);
         inner.pending.push_back(Pending {
           seq,
@@ -412,22 +440,17 @@ impl Replica {
 
   /// Host: tells every client that this host is not stopped.
   pub fn heartbeat(&self) {
-    let mut frame = Vec::new();
-    if protocol::encode(&Message::Heartbeat, &mut frame).is_err() {
-      return;
-    }
-    let outboxes: Vec<Arc<Outbox>> = {
-      let inner = self.inner.lock();
-      inner
-        .history
-        .clients
-        .iter()
-        .map(|(_, outbox)| outbox.clone())
-        .collect()
-    };
-    for outbox in outboxes {
-      outbox.queue(&frame);
-      outbox.flush();
+    let links: Vec<Arc<dyn Link>> = self
+      .inner
+      .lock()
+      .audience
+      .followers
+      .links()
+      .cloned()
+      .collect();
+    for link in links {
+      link.queue(&Message::Heartbeat);
+      link.flush();
     }
   }
 
@@ -441,14 +464,15 @@ impl Replica {
     for patch in pending {
       match patch.undo {
         Some(_) => {
-          let version = inner.history.order(
-            self.origin,
-            patch.seq,
-            patch.hlc,
-            &patch.update_text,
-            &patch.update,
-            &patch.changes,
-          );
+          let origin = self.origin;
+          let version = inner
+            .history
+            .order
+            .accept(origin, patch.seq, patch.hlc, &patch.update);
+          let (text, changes) = (&patch.update_text, &patch.changes);
+          inner
+            .audience
+            .ordered(version, origin, patch.seq, patch.hlc, text, changes);
           // Logged as in `patch`, for the host that may replace this one.
           inner.history.keep(
             version,
@@ -475,7 +499,7 @@ impl Replica {
     }
     inner.push_event(role_event(Role::Host));
     drop(inner);
-    let grace_until = now_ms() + LOCK_GRACE.as_millis() as u64;
+    let grace_until = self.time.now_ms() + LOCK_GRACE.as_millis() as u64;
     self.exchange.lock().become_host(grace_until);
     self.wake();
   }
@@ -505,8 +529,8 @@ impl Replica {
       self.wake();
     }
     if flush {
-      for outbox in effects.flush {
-        outbox.flush();
+      for link in effects.flush {
+        link.flush();
       }
     }
   }
@@ -524,20 +548,24 @@ impl Replica {
     inner.to_host = None;
     inner.lease = None;
     // Each client's writer sends what is queued, then closes its connection.
-    for (_, outbox) in inner.history.clients.drain(..) {
-      outbox.close();
-    }
-    inner.history.taps = Taps::default();
+    inner.audience.followers.close_all();
+    inner.audience.taps.clear();
     inner.push_event(role_event(Role::Offline));
     drop(inner);
     self.exchange.lock().go_offline();
     self.wake();
   }
 
-  /// Host: admits a client: queues the `Welcome` in its outbox, and from the same instant on every
-  /// ordered patch, so the client misses none and gets none twice. `false` when this instance is
-  /// no longer host.
-  pub fn attach_client(&self, id: u64, outbox: Arc<Outbox>) -> bool {
+  /// Host: admits a client: queues the welcome that `greet` makes of the document (its version,
+  /// JSON text and the applied map) on `link`, and from the same instant on every ordered patch,
+  /// so the client misses none and gets none twice. `false` when this instance is no longer host
+  /// or the welcome cannot be made.
+  pub fn attach_client(
+    &self,
+    id: u64,
+    link: Arc<dyn Link>,
+    greet: impl FnOnce(u64, RawJson, Vec<(u64, u64)>) -> Message,
+  ) -> bool {
     let mut guard = self.inner.lock();
     let inner = &mut *guard;
     // A connection accepted while the host was stopping: no welcome from a host that is leaving.
@@ -548,41 +576,25 @@ impl Replica {
     let Ok(data) = RawJson::to(&inner.data) else {
       return false;
     };
-    let welcome = Message::Welcome {
-      protocol: PROTOCOL_VERSION,
-      host_pid: std::process::id(),
-      version: inner.history.version,
-      data,
-      applied: inner
-        .history
-        .applied
-        .iter()
-        .map(|(&o, &s)| (o, s))
-        .collect(),
-    };
-    let mut frame = Vec::new();
-    if let Err(err) = protocol::encode(&welcome, &mut frame) {
-      report!("memsync '{}': cannot welcome a client: {err}", self.name);
+    let order = &inner.history.order;
+    let applied = order.applied().iter().map(|(&o, &s)| (o, s)).collect();
+    let welcome = greet(order.version(), data, applied);
+    // Ordered patches still waiting for the clients already are in this document.
+    inner.audience.followers.publish(false, None);
+    if !link.queue(&welcome) {
+      report!("memsync '{}': cannot welcome a client", self.name);
       return false;
     }
-    // Ordered frames still waiting for the clients already include this document's patches.
-    inner.history.publish(false);
-    outbox.queue(&frame);
-    inner.history.clients.push((id, outbox.clone()));
+    inner.audience.followers.attach(id, link.clone());
     inner.history.served = true;
     drop(guard);
-    outbox.flush();
+    link.flush();
     true
   }
 
   /// Host: forgets a client whose connection ended.
   pub fn detach_client(&self, id: u64) {
-    self
-      .inner
-      .lock()
-      .history
-      .clients
-      .retain(|(client, _)| *client != id);
+    self.inner.lock().audience.followers.detach(id);
   }
 
   /// Host: orders a burst of messages from one client (`Patch`, `Catchup`), in order; rejections
@@ -592,9 +604,9 @@ impl Replica {
     &self,
     origin: u64,
     messages: Vec<Message>,
-    reply: &Outbox,
+    reply: &dyn Link,
   ) -> std::result::Result<(), Message> {
-    let now = now_ms();
+    let now = self.time.now_ms();
     let mut guard = self.inner.lock();
     let inner = &mut *guard;
     let mut all = Vec::new();
@@ -606,7 +618,7 @@ impl Replica {
           if let Err((code, message)) =
             inner.order_received(origin, seq, hlc, update, now, &mut all, &mut received)
           {
-            reply.queue_message(&Message::Rejected {
+            reply.queue(&Message::Rejected {
               seq,
               code: code.to_owned(),
               message,
@@ -621,28 +633,17 @@ impl Replica {
       }
     }
     if !all.is_empty() || !received.is_empty() {
-      let version = inner.history.version;
+      let version = inner.history.order.version();
       let event = changes_event(version, all, &format!("[{}]", received.join(",")));
       inner.push_document_event(event);
     }
-    inner.history.publish_except(true, Some(reply));
+    inner.audience.followers.publish(true, Some(reply));
     drop(guard);
     reply.flush();
     self.wake();
     match unexpected {
       Some(message) => Err(message),
       None => Ok(()),
-    }
-  }
-
-  /// Client: the `Hello` that opens a connection.
-  pub fn hello(&self) -> Message {
-    Message::Hello {
-      protocol: PROTOCOL_VERSION,
-      pid: std::process::id(),
-      origin: self.origin,
-      version: self.version(),
-      peer: self.exchange.lock().peer_info(),
     }
   }
 
@@ -654,7 +655,7 @@ impl Replica {
     version: u64,
     data: RawJson,
     applied: Vec<(u64, u64)>,
-    to_host: Arc<Outbox>,
+    to_host: Arc<dyn Link>,
   ) -> std::result::Result<(), String> {
     if !data.get().trim_start().starts_with('{') {
       return Err("the host's data is not an object".to_owned());
@@ -693,8 +694,7 @@ impl Replica {
       !done
     });
     inner.data = parsed;
-    inner.history.version = version;
-    inner.history.applied = applied;
+    inner.history.order.reset(version, applied);
     inner.history.log.clear();
     inner.history.log_bytes = 0;
     inner.role = Role::Client;
@@ -707,10 +707,10 @@ impl Replica {
       inner.push_event(event);
     }
     if !missed.is_empty() {
-      to_host.queue_message(&Message::Catchup { entries: missed });
+      to_host.queue(&Message::Catchup { entries: missed });
     }
     for patch in &inner.pending {
-      to_host.queue_message(&patch_message(patch.seq, patch.hlc, &patch.update_text));
+      to_host.queue(&patch_message(patch.seq, patch.hlc, &patch.update_text));
     }
     inner.to_host = Some(to_host.clone());
     inner.push_event(role_event(Role::Client));
@@ -728,7 +728,7 @@ impl Replica {
   /// costs one rebase. An `Err` means this replica no longer fits the host's changes (a bug); the
   /// caller reconnects, and the snapshot repairs it.
   pub fn client_receive(&self, messages: Vec<Message>) -> std::result::Result<(), String> {
-    let now = now_ms();
+    let now = self.time.now_ms();
     let mut guard = self.inner.lock();
     let inner = &mut *guard;
     let mut undone = false;
@@ -791,7 +791,7 @@ impl Replica {
       inner.redo_pending(&mut all);
     }
     if !all.is_empty() || !received.is_empty() {
-      let version = inner.history.version;
+      let version = inner.history.order.version();
       let event = changes_event(version, all, &format!("[{}]", received.join(",")));
       inner.push_document_event(event);
     }
@@ -819,7 +819,11 @@ impl Inner {
   /// anything changes the document, so the snapshot holds exactly what the dropped events did.
   fn resync_events(&mut self) {
     if std::mem::take(&mut self.resync) {
-      let snapshot = format!(r#"["r",{},{}]"#, self.history.version, json(&self.data));
+      let snapshot = format!(
+        r#"["r",{},{}]"#,
+        self.history.order.version(),
+        json(&self.data)
+      );
       self.events.insert(0, snapshot);
     }
   }
@@ -848,9 +852,9 @@ impl Inner {
     self.resync = false;
   }
 
-  /// Host: orders one client patch, adding its changes to `all` and its record to `received`
-  /// (when JS wants it), or says why it is rejected. A resend of an ordered patch (after a
-  /// failover) is skipped: the client learnt of it from the snapshot.
+  /// Host: orders one client patch by the ordering rules, adding its changes to `all` and its
+  /// record to `received` (when JS wants it), or says why it is rejected. A resend of an ordered
+  /// patch (after a failover) is skipped: the client learnt of it from the snapshot.
   #[allow(clippy::too_many_arguments)]
   fn order_received(
     &mut self,
@@ -862,29 +866,33 @@ impl Inner {
     all: &mut Vec<Change>,
     received: &mut Vec<String>,
   ) -> std::result::Result<(), (&'static str, String)> {
-    if self.history.is_ordered(origin, seq) {
+    if self.history.order.is_ordered(origin, seq) {
       return Ok(());
     }
     self.clock.observe(&hlc, now);
     let parsed = self.parse_received(&update)?;
-    if let Some(path) = self.history.stale_target(&parsed, hlc) {
-      return Err((
-        "ERR_STALE_WRITE",
-        format!("Stale write: '{path}' was written by a newer patch than this one"),
-      ));
-    }
-    let context = Context {
-      now_ms: hlc.ms as i64,
-    };
-    let changes = parsed
-      .apply(&mut self.data, &context)
-      .map_err(|err| (err.kind.code(), err.message))?;
+    let (version, changes) =
+      match self
+        .history
+        .order
+        .decide(origin, seq, hlc, &parsed, &mut self.data)
+      {
+        Verdict::Ordered { version, changes } => (version, changes),
+        Verdict::Duplicate => return Ok(()),
+        Verdict::Stale { path } => {
+          return Err((
+            "ERR_STALE_WRITE",
+            format!("Stale write: '{path}' was written by a newer patch than this one"),
+          ))
+        }
+        Verdict::Refused(err) => return Err((err.kind.code(), err.message)),
+      };
     if self.wants_received {
-      received.push(received_json(self.history.version + 1, hlc, &update));
+      received.push(received_json(version, hlc, &update));
     }
     self
-      .history
-      .order(origin, seq, hlc, &update, &parsed, &changes);
+      .audience
+      .ordered(version, origin, seq, hlc, &update, &changes);
     all.extend(changes);
     Ok(())
   }
@@ -918,40 +926,29 @@ impl Inner {
     received: &mut Vec<String>,
   ) {
     for entry in entries {
-      if self.history.is_ordered(entry.origin, entry.seq) {
-        continue;
-      }
       let Ok(parsed) = self.parse_received(&entry.update) else {
         continue;
       };
-      // Overwritten meanwhile by a newer write on this host: the newer one wins, as it would
-      // have if both had reached one host. Marked as ordered, so it is not brought again.
-      if self.history.stale_target(&parsed, entry.hlc).is_some() {
-        self.history.mark_ordered(entry.origin, entry.seq);
-        continue;
+      let (origin, seq, hlc) = (entry.origin, entry.seq, entry.hlc);
+      match self
+        .history
+        .order
+        .decide(origin, seq, hlc, &parsed, &mut self.data)
+      {
+        Verdict::Ordered { version, changes } => {
+          if self.wants_received {
+            received.push(received_json(version, hlc, &entry.update));
+          }
+          self
+            .audience
+            .ordered(version, origin, seq, hlc, &entry.update, &changes);
+          all.extend(changes);
+        }
+        // Overwritten meanwhile by a newer write on this host: the newer one wins, as it would
+        // have if both had reached one host. Marked as ordered, so it is not brought again.
+        Verdict::Stale { .. } => self.history.order.mark_ordered(origin, seq),
+        Verdict::Duplicate | Verdict::Refused(_) => {}
       }
-      let context = Context {
-        now_ms: entry.hlc.ms as i64,
-      };
-      let Ok(changes) = parsed.apply(&mut self.data, &context) else {
-        continue;
-      };
-      if self.wants_received {
-        received.push(received_json(
-          self.history.version + 1,
-          entry.hlc,
-          &entry.update,
-        ));
-      }
-      self.history.order(
-        entry.origin,
-        entry.seq,
-        entry.hlc,
-        &entry.update,
-        &parsed,
-        &changes,
-      );
-      all.extend(changes);
     }
   }
 
@@ -1019,79 +1016,9 @@ impl Inner {
 }
 
 impl History {
-  /// Host: gives an applied patch its version, notes its writes and sends it to every client.
-  /// A host logs only its own patches (see [`Replica::patch`]): it hands its role over only after
-  /// its clients received everything, unless it is replaced while stopped.
-  fn order(
-    &mut self,
-    origin: u64,
-    seq: u64,
-    hlc: Hlc,
-    update: &RawJson,
-    parsed: &Update,
-    changes: &[Change],
-  ) -> u64 {
-    let version = self.version + 1;
-    if !self.clients.is_empty() {
-      let encoded = RawJson::to(&changes).and_then(|changes| {
-        let ordered = Message::Ordered {
-          version,
-          origin,
-          seq,
-          hlc,
-          update: update.clone(),
-          changes,
-        };
-        protocol::encode(&ordered, &mut self.broadcast)
-      });
-      // Too large for a frame: no client may miss a version, so every client is dropped and
-      // resyncs from a snapshot when it reconnects.
-      if let Err(err) = encoded {
-        report!("memsync: patch {version} cannot be sent ({err}); clients resync");
-        self.publish(true);
-        for (_, outbox) in self.clients.drain(..) {
-          outbox.close();
-        }
-      }
-    }
-    for target in parsed.targets() {
-      self.note_write(target.path, hlc);
-    }
-    self.taps.ordered(version, hlc, update);
-    self.version = version;
-    self.mark_ordered(origin, seq);
-    version
-  }
-
-  /// Host: queues the ordered frames not yet sent in every client's outbox, forgetting clients
-  /// whose connection is gone. `flush` sends them at once (a tokio worker); otherwise JS flushes
-  /// at the end of its task.
-  fn publish(&mut self, flush: bool) {
-    self.publish_except(flush, None);
-  }
-
-  /// [`History::publish`], leaving the flush of `origin` (the clients whose patches these
-  /// are) to the caller: the other clients' readers get the CPU first, the origin only needs
-  /// its acknowledgement.
-  fn publish_except(&mut self, flush: bool, origin: Option<&Outbox>) {
-    if self.broadcast.is_empty() {
-      return;
-    }
-    let broadcast = &self.broadcast;
-    self.clients.retain(|(_, outbox)| {
-      let queued = outbox.queue(broadcast);
-      if queued && flush && !origin.is_some_and(|origin| std::ptr::eq(origin, &**outbox)) {
-        outbox.flush();
-      }
-      queued
-    });
-    self.broadcast.clear();
-  }
-
   /// Client: notes an ordered patch: version, the origin's progress and the log.
   fn record(&mut self, version: u64, origin: u64, seq: u64, hlc: Hlc, update: RawJson) {
-    self.version = version;
-    self.mark_ordered(origin, seq);
+    self.order.record(version, origin, seq);
     self.keep(version, origin, seq, hlc, update);
   }
 
@@ -1111,53 +1038,6 @@ impl History {
       update,
     });
   }
-
-  fn note_write(&mut self, path: &str, hlc: Hlc) {
-    let key = comparable_path(path);
-    match self.write_times.get_mut(key) {
-      Some(time) => *time = (*time).max(hlc),
-      None => {
-        self.write_times.insert(key.to_owned(), hlc);
-      }
-    }
-    if self.write_times.len() > MAX_WRITE_TIMES {
-      let floor = hlc.ms.saturating_sub(WRITE_TIME_WINDOW_MS);
-      self.write_times.retain(|_, time| time.ms >= floor);
-    }
-  }
-
-  /// The first overwriting target of `update` that a patch newer than `hlc` wrote (the path
-  /// itself, a parent or a child).
-  fn stale_target(&self, update: &Update, hlc: Hlc) -> Option<String> {
-    for target in update.targets().filter(|target| target.overwrites) {
-      let path = comparable_path(target.path);
-      let newer = |key: &str| self.write_times.get(key).is_some_and(|&time| time > hlc);
-      // The path itself and each of its parents.
-      let mut ends = path.match_indices('.').map(|(index, _)| index);
-      if ends.any(|end| newer(&path[..end])) || newer(path) {
-        return Some(target.path.to_owned());
-      }
-      let children = format!("{path}.");
-      let child_newer = self
-        .write_times
-        .range(children.clone()..)
-        .take_while(|(key, _)| key.starts_with(&children))
-        .any(|(_, &time)| time > hlc);
-      if child_newer {
-        return Some(target.path.to_owned());
-      }
-    }
-    None
-  }
-
-  fn mark_ordered(&mut self, origin: u64, seq: u64) {
-    let done = self.applied.entry(origin).or_insert(0);
-    *done = (*done).max(seq);
-  }
-
-  fn is_ordered(&self, origin: u64, seq: u64) -> bool {
-    self.applied.get(&origin).is_some_and(|&done| done >= seq)
-  }
 }
 
 /// What the host's services (`services.rs`: the file and the HTTP view) need of the replica.
@@ -1171,7 +1051,7 @@ impl Replica {
     let inner = &mut *guard;
     let snapshot = format!(r#"["r",{version},{}]"#, json(&data));
     inner.data = data;
-    inner.history.version = version;
+    inner.history.order.set_version(version);
     inner.push_document_event(snapshot);
     let mut redone = Vec::new();
     inner.redo_pending(&mut redone);
@@ -1192,7 +1072,7 @@ impl Replica {
         apply_changes(&mut data, undo)?;
       }
     }
-    Ok((data, inner.history.version))
+    Ok((data, inner.history.order.version()))
   }
 
   /// A copy of the value at the dotted `path` (`""`: the whole document), `None` when nothing
@@ -1201,22 +1081,15 @@ impl Replica {
     crate::patch::value_at(&self.inner.lock().data, path).cloned()
   }
 
-  /// Wakes `saver` after each patch this host orders, until it stops being host.
-  pub fn notify_orders(&self, saver: Arc<Notify>) {
-    self.inner.lock().history.taps.saver = Some(saver);
-  }
-
-  /// The records `{ version, timestamp, patch }` (JSON) of the patches this host orders from now
-  /// on, until it stops being host; `None` when it is not host. The stream ends when it falls
-  /// `capacity` records behind.
-  pub fn subscribe(&self, capacity: usize) -> Option<mpsc::Receiver<Arc<str>>> {
+  /// Tells `tap` of each patch this host orders from now on, until it stops being host. `false`
+  /// (and `tap` dropped) when it is not host.
+  pub fn tap(&self, tap: Box<dyn Tap>) -> bool {
     let mut inner = self.inner.lock();
     if inner.role != Role::Host {
-      return None;
+      return false;
     }
-    let (sender, receiver) = mpsc::channel(capacity);
-    inner.history.taps.streams.push(sender);
-    Some(receiver)
+    inner.audience.taps.push(tap);
+    true
   }
 
   /// Reports a failure that does not stop the instance (JS: an `error` event with `code`).
@@ -1226,29 +1099,6 @@ impl Replica {
       .lock()
       .push_event(json(&("error", code, message)));
     self.wake();
-  }
-}
-
-impl Taps {
-  fn ordered(&mut self, version: u64, hlc: Hlc, update: &RawJson) {
-    if let Some(saver) = &self.saver {
-      saver.notify_one();
-    }
-    if !self.streams.is_empty() {
-      let record: Arc<str> = received_json(version, hlc, update).into();
-      self
-        .streams
-        .retain(|stream| stream.try_send(Arc::clone(&record)).is_ok());
-    }
-  }
-}
-
-/// The part of a path the stale-write check compares: everything before the first `$[]`, which
-/// may touch any element.
-fn comparable_path(path: &str) -> &str {
-  match path.find(".$[") {
-    Some(index) => &path[..index],
-    None => path,
   }
 }
 
@@ -1314,8 +1164,9 @@ fn role_event(role: Role) -> String {
   json(&("role", role.name()))
 }
 
-/// A patch ordered elsewhere, as JS reports it (`receivedPatches`): `{ version, timestamp, patch }`.
-fn received_json(version: u64, hlc: Hlc, update: &RawJson) -> String {
+/// A patch ordered elsewhere, as JS reports it (`receivedPatches`) and the HTTP view streams it:
+/// `{ version, timestamp, patch }`.
+pub fn received_json(version: u64, hlc: Hlc, update: &RawJson) -> String {
   format!(
     r#"{{"version":{version},"timestamp":{},"patch":{}}}"#,
     hlc.ms,
@@ -1334,32 +1185,37 @@ fn type_name(value: &Value) -> &'static str {
   }
 }
 
-/// Wall-clock epoch milliseconds, the physical part of the hybrid logical clock.
-pub fn now_ms() -> u64 {
-  SystemTime::now()
-    .duration_since(UNIX_EPOCH)
-    .map_or(0, |elapsed| elapsed.as_millis() as u64)
-}
-
 #[cfg(test)]
 mod tests {
   use serde_json::json;
 
   use super::*;
+  use crate::core::link::Recorder;
+
+  /// A welcome as a host's transport makes one.
+  fn welcome(version: u64, data: RawJson, applied: Vec<(u64, u64)>) -> Message {
+    Message::Welcome {
+      protocol: 0,
+      host_pid: 0,
+      version,
+      data,
+      applied,
+    }
+  }
 
   /// A host and one client wired by outboxes without sockets: frames are delivered only when a
   /// test says so, which lets it choose every interleaving.
   struct Network {
     host: Replica,
     client: Replica,
-    to_client: Arc<Outbox>,
-    to_host: Arc<Outbox>,
+    to_client: Arc<Recorder>,
+    to_host: Arc<Recorder>,
   }
 
   /// The document and its version, as JSON text `[version, data]`.
   fn snapshot(replica: &Replica) -> String {
     let inner = replica.inner.lock();
-    serde_json::to_string(&(inner.history.version, &inner.data)).unwrap()
+    serde_json::to_string(&(inner.history.order.version(), &inner.data)).unwrap()
   }
 
   const HOST: u64 = 1;
@@ -1373,11 +1229,13 @@ mod tests {
       let network = Network {
         host,
         client,
-        to_client: Outbox::new(None, usize::MAX),
-        to_host: Outbox::new(None, usize::MAX),
+        to_client: Recorder::new(),
+        to_host: Recorder::new(),
       };
-      assert!(network.host.attach_client(7, network.to_client.clone()));
-      let mut frames = network.to_client.take_messages().into_iter();
+      assert!(network
+        .host
+        .attach_client(7, network.to_client.clone(), welcome));
+      let mut frames = network.to_client.take().into_iter();
       let Some(Message::Welcome {
         version,
         data,
@@ -1396,16 +1254,16 @@ mod tests {
 
     /// Delivers everything the client sent to the host, as one burst.
     fn deliver_to_host(&mut self) {
-      let burst = self.to_host.take_messages();
+      let burst = self.to_host.take();
       self
         .host
-        .host_receive(CLIENT, burst, &self.to_client)
+        .host_receive(CLIENT, burst, &*self.to_client)
         .unwrap();
     }
 
     /// Delivers everything the host sent to the client.
     fn deliver_to_client(&mut self) {
-      let batch = self.to_client.take_messages();
+      let batch = self.to_client.take();
       self.client.client_receive(batch).unwrap();
     }
 
@@ -1623,34 +1481,31 @@ mod tests {
     // A second client that missed the last ordered entry becomes the new host.
     let new_host = Replica::new("t", json!({}), 3).unwrap();
     let empty = RawJson::to(&json!({ "list": [] })).unwrap();
-    let unused = Outbox::new(None, usize::MAX);
+    let unused = Recorder::new();
     new_host
       .client_welcome(0, empty, Vec::new(), unused)
       .unwrap();
     new_host.become_host();
-    let to_client = Outbox::new(None, usize::MAX);
-    assert!(new_host.attach_client(1, to_client.clone()));
+    let to_client = Recorder::new();
+    assert!(new_host.attach_client(1, to_client.clone(), welcome));
     let Some(Message::Welcome {
       version,
       data: welcome_data,
       applied,
       ..
-    }) = to_client.take_messages().into_iter().next()
+    }) = to_client.take().into_iter().next()
     else {
       panic!("not a welcome");
     };
-    let to_new_host = Outbox::new(None, usize::MAX);
+    let to_new_host = Recorder::new();
     network
       .client
       .client_welcome(version, welcome_data, applied, to_new_host.clone())
       .unwrap();
     new_host
-      .host_receive(CLIENT, to_new_host.take_messages(), &to_client)
+      .host_receive(CLIENT, to_new_host.take(), &*to_client)
       .unwrap();
-    network
-      .client
-      .client_receive(to_client.take_messages())
-      .unwrap();
+    network.client.client_receive(to_client.take()).unwrap();
     assert_eq!(data(&new_host), json!({ "list": ["c1"] }));
     assert_eq!(snapshot(&new_host), snapshot(&network.client));
   }
@@ -1679,26 +1534,26 @@ mod tests {
     assert_eq!(network.host.version(), 1);
     // It steps down and joins the new host: `h1` goes as a missed entry, `h2` as a patch.
     network.host.go_offline();
-    let to_old = Outbox::new(None, usize::MAX);
-    assert!(new_host.attach_client(9, to_old.clone()));
+    let to_old = Recorder::new();
+    assert!(new_host.attach_client(9, to_old.clone(), welcome));
     let Some(Message::Welcome {
       version,
       data: welcome_data,
       applied,
       ..
-    }) = to_old.take_messages().into_iter().next()
+    }) = to_old.take().into_iter().next()
     else {
       panic!("not a welcome");
     };
-    let to_new_host = Outbox::new(None, usize::MAX);
+    let to_new_host = Recorder::new();
     network
       .host
       .client_welcome(version, welcome_data, applied, to_new_host.clone())
       .unwrap();
     new_host
-      .host_receive(HOST, to_new_host.take_messages(), &to_old)
+      .host_receive(HOST, to_new_host.take(), &*to_old)
       .unwrap();
-    network.host.client_receive(to_old.take_messages()).unwrap();
+    network.host.client_receive(to_old.take()).unwrap();
     assert_eq!(data(new_host), json!({ "list": ["h1", "h2"] }));
     assert_eq!(snapshot(new_host), snapshot(&network.host));
     assert_eq!(network.host.status().0, Role::Client);
@@ -1785,47 +1640,58 @@ mod tests {
     assert_eq!(replica.ordered_snapshot().unwrap().1, 8);
   }
 
-  #[test]
-  fn event_streams_and_the_saver_hear_every_ordered_patch_until_the_role_ends() {
-    let mut network = Network::new(json!({ "n": 0 }));
-    let saver = Arc::new(Notify::new());
-    network.host.notify_orders(saver.clone());
-    let mut stream = network.host.subscribe(16).unwrap();
-    network.host.patch(r#"{"$inc":{"n":1}}"#).unwrap();
-    network.client.patch(r#"{"$set":{"by":"client"}}"#).unwrap();
-    network.deliver_to_host();
-    let first = stream.try_recv().unwrap();
-    assert!(first.starts_with(r#"{"version":1,"timestamp":"#), "{first}");
-    assert!(first.ends_with(r#","patch":{"$inc":{"n":1}}}"#), "{first}");
-    let second = stream.try_recv().unwrap();
-    assert!(second.starts_with(r#"{"version":2,"#), "{second}");
-    assert!(
-      second.ends_with(r#""patch":{"$set":{"by":"client"}}}"#),
-      "{second}"
-    );
-    // One stored wake-up however many patches: the saver coalesces them.
-    let woken = saver.notified();
-    tokio::pin!(woken);
-    assert!(woken.as_mut().enable());
-    network.host.go_offline();
-    assert!(stream.try_recv().is_err());
-    assert!(network.host.subscribe(16).is_none(), "only a host streams");
+  /// A tap that records what it hears, and stops listening once it heard `limit` patches.
+  struct Heard {
+    records: Arc<Mutex<Vec<(u64, String)>>>,
+    limit: usize,
+  }
+
+  impl Tap for Heard {
+    fn ordered(&mut self, version: u64, _: Hlc, update: &RawJson) -> bool {
+      let mut records = self.records.lock();
+      records.push((version, update.get().to_owned()));
+      records.len() < self.limit
+    }
+  }
+
+  fn heard(limit: usize) -> (Box<Heard>, Arc<Mutex<Vec<(u64, String)>>>) {
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let tap = Box::new(Heard {
+      records: records.clone(),
+      limit,
+    });
+    (tap, records)
   }
 
   #[test]
-  fn a_stream_that_falls_behind_is_dropped() {
+  fn taps_hear_every_ordered_patch_until_the_role_ends() {
+    let mut network = Network::new(json!({ "n": 0 }));
+    let (tap, records) = heard(usize::MAX);
+    assert!(network.host.tap(tap));
+    network.host.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+    network.client.patch(r#"{"$set":{"by":"client"}}"#).unwrap();
+    network.deliver_to_host();
+    let expected = vec![
+      (1, r#"{"$inc":{"n":1}}"#.to_owned()),
+      (2, r#"{"$set":{"by":"client"}}"#.to_owned()),
+    ];
+    assert_eq!(*records.lock(), expected);
+    network.host.go_offline();
+    network.host.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+    assert_eq!(*records.lock(), expected);
+    assert!(!network.host.tap(heard(1).0), "only a host has taps");
+  }
+
+  #[test]
+  fn a_tap_that_stops_listening_is_dropped() {
     let host = Replica::new("a", json!({ "n": 0 }), HOST).unwrap();
     host.become_host();
-    let mut slow = host.subscribe(2).unwrap();
+    let (tap, records) = heard(2);
+    host.tap(tap);
     for _ in 0..3 {
       host.patch(r#"{"$inc":{"n":1}}"#).unwrap();
     }
-    assert!(slow.try_recv().is_ok());
-    assert!(slow.try_recv().is_ok());
-    assert_eq!(
-      slow.try_recv(),
-      Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)
-    );
+    assert_eq!(records.lock().len(), 2);
   }
 
   #[test]

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use memsync::connection::Outbox;
 use memsync::patch::{apply, apply_changes, depth, Change, Context, Update, MAX_DEPTH};
 use memsync::protocol::{
-  decode, encode, Hlc, LogEntry, Message, ProtocolError, RawJson, MAX_FRAME,
+  self, decode, encode, Hlc, LogEntry, Message, ProtocolError, RawJson, MAX_FRAME,
 };
 use memsync::Replica;
 use proptest::prelude::*;
@@ -469,7 +469,7 @@ fn welcome_data(message: &Message) -> Value {
 fn host_data(host: &Replica) -> Value {
   let (outbox, bytes) = capture();
   assert!(
-    host.attach_client(u64::MAX, outbox.clone()),
+    host.attach_client(u64::MAX, outbox.clone(), protocol::welcome),
     "a host welcomes"
   );
   outbox.flush();
@@ -609,7 +609,7 @@ proptest! {
     let host = Replica::new("fuzz", doc.clone(), 99).unwrap();
     host.become_host();
     let (to_client, from_host) = capture();
-    prop_assert!(host.attach_client(1, to_client.clone()));
+    prop_assert!(host.attach_client(1, to_client.clone(), protocol::welcome));
     to_client.flush();
     let mut welcomed = frames(&from_host).into_iter();
     let mut replica = welcome_data(&welcomed.next().unwrap());
@@ -617,7 +617,7 @@ proptest! {
     let (reply, replies) = capture();
     let mut events = String::from("[]");
     for (i, (origin, message)) in messages.into_iter().enumerate() {
-      prop_assert!(host.host_receive(origin, vec![message], &reply).is_ok());
+      prop_assert!(host.host_receive(origin, vec![message], &*reply).is_ok());
       // The host's own patches, interleaved.
       if let Some(update) = own.get(i) {
         let text = serde_json::to_string(update).unwrap();

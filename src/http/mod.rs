@@ -44,7 +44,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Interval;
 
-use crate::state::Replica;
+use crate::clock::Hlc;
+use crate::core::message::RawJson;
+use crate::state::{received_json, Replica, Tap};
 
 mod access;
 mod token;
@@ -428,7 +430,7 @@ async fn respond(replica: Arc<Replica>, request: Request<Incoming>) -> Response<
         },
       )
     }
-    Route::Events => match replica.subscribe(STREAM_CAPACITY) {
+    Route::Events => match subscribe(&replica, STREAM_CAPACITY) {
       Some(records) => {
         let mut response = Response::new(Either::Right(EventStream::new(records)));
         let headers = response.headers_mut();
@@ -508,6 +510,24 @@ fn error(status: StatusCode, message: &str) -> Response<ResponseBody> {
   response
 }
 
+/// The records `{ version, timestamp, patch }` (JSON) of the patches the host orders from now
+/// on, until it stops being host; `None` when it is not host. The stream ends when it falls
+/// `capacity` records behind: a reader that falls behind is cut off rather than let the host's
+/// memory grow.
+fn subscribe(replica: &Replica, capacity: usize) -> Option<mpsc::Receiver<Arc<str>>> {
+  let (sender, receiver) = mpsc::channel(capacity);
+  replica.tap(Box::new(Records(sender))).then_some(receiver)
+}
+
+struct Records(mpsc::Sender<Arc<str>>);
+
+impl Tap for Records {
+  fn ordered(&mut self, version: u64, hlc: Hlc, update: &RawJson) -> bool {
+    let record: Arc<str> = received_json(version, hlc, update).into();
+    self.0.try_send(record).is_ok()
+  }
+}
+
 /// The body of `GET /<name>/events`: the records the host orders, as SSE events; it ends when
 /// the host stops being host or the reader falls too far behind.
 struct EventStream {
@@ -571,7 +591,28 @@ impl Body for EventStream {
 
 #[cfg(test)]
 mod tests {
+  use serde_json::json;
+
   use super::*;
+
+  #[test]
+  fn an_event_stream_that_falls_behind_is_dropped() {
+    let host = Replica::new("a", json!({ "n": 0 }), 1).unwrap();
+    assert!(subscribe(&host, 2).is_none(), "only a host streams");
+    host.become_host();
+    let mut slow = subscribe(&host, 2).unwrap();
+    for _ in 0..3 {
+      host.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+    }
+    let first = slow.try_recv().unwrap();
+    assert!(first.starts_with(r#"{"version":1,"timestamp":"#), "{first}");
+    assert!(first.ends_with(r#","patch":{"$inc":{"n":1}}}"#), "{first}");
+    assert!(slow.try_recv().is_ok());
+    assert_eq!(
+      slow.try_recv(),
+      Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)
+    );
+  }
 
   #[test]
   fn routes() {

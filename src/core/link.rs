@@ -1,0 +1,155 @@
+//! The core's side of the transport seam: what the replica and the exchange need of the
+//! connections to other processes, and nothing of how they are made.
+//!
+//! A transport (`transport/local/` today) implements [`Link`] for each connection and hands the
+//! core its links; the core queues [`Message`]s on them in the order it makes them, under its
+//! lock, and flushes outside it. Encoding, sockets and tasks stay in the transport, so the core
+//! imports nothing above it and its tests use [`Recorder`] links instead of sockets.
+
+use std::sync::Arc;
+
+use super::message::Message;
+
+/// A connection to another process. Messages leave in the order they are queued.
+pub trait Link: Send + Sync {
+  /// Queues `message` for the next [`Link::flush`]. `false` once the connection is closed or
+  /// dropped, or when the message cannot be sent at all (too large): it will never arrive.
+  fn queue(&self, message: &Message) -> bool;
+
+  /// Queues `messages` in order as one append ([`Link::queue`] for each, cheaper). `false` as
+  /// for [`Link::queue`]; a prefix may have been queued.
+  fn queue_all(&self, messages: &[Message]) -> bool {
+    messages.iter().all(|message| self.queue(message))
+  }
+
+  /// Sends what is queued, now or as soon as the connection can take it.
+  fn flush(&self);
+
+  /// Accepts nothing more; what is queued is still sent, then the connection ends.
+  fn close(&self);
+}
+
+/// Whether `a` and `b` are the same connection.
+pub fn same(a: &dyn Link, b: &dyn Link) -> bool {
+  std::ptr::addr_eq(a as *const dyn Link, b as *const dyn Link)
+}
+
+/// A host's clients and the ordered messages not yet queued to them: a burst of patches reaches
+/// every client as one append.
+#[derive(Default)]
+pub struct Followers {
+  clients: Vec<(u64, Arc<dyn Link>)>,
+  ordered: Vec<Message>,
+}
+
+impl Followers {
+  /// How many clients are connected.
+  pub fn len(&self) -> usize {
+    self.clients.len()
+  }
+
+  /// Whether no client is connected.
+  pub fn is_empty(&self) -> bool {
+    self.clients.is_empty()
+  }
+
+  /// Admits a client, which gets every message [`Followers::push`]ed from now on.
+  pub fn attach(&mut self, id: u64, link: Arc<dyn Link>) {
+    self.clients.push((id, link));
+  }
+
+  /// Forgets a client whose connection ended.
+  pub fn detach(&mut self, id: u64) {
+    self.clients.retain(|(client, _)| *client != id);
+  }
+
+  /// The clients' connections.
+  pub fn links(&self) -> impl Iterator<Item = &Arc<dyn Link>> {
+    self.clients.iter().map(|(_, link)| link)
+  }
+
+  /// Adds an ordered message for every client, queued at the next [`Followers::publish`].
+  pub fn push(&mut self, message: Message) {
+    self.ordered.push(message);
+  }
+
+  /// Queues the pushed messages to every client. With `flush`, sends them at once, except to
+  /// `except` (the origin of the burst, flushed by the caller after the others). A client that
+  /// cannot take them (gone, over its limit, a message too large to send) is closed and
+  /// forgotten: it resyncs from a snapshot when it reconnects, so it never misses a version.
+  pub fn publish(&mut self, flush: bool, except: Option<&dyn Link>) {
+    if self.ordered.is_empty() {
+      return;
+    }
+    let ordered = &self.ordered;
+    self.clients.retain(|(_, link)| {
+      if !link.queue_all(ordered) {
+        link.close();
+        return false;
+      }
+      if flush && !except.is_some_and(|origin| same(origin, &**link)) {
+        link.flush();
+      }
+      true
+    });
+    self.ordered.clear();
+  }
+
+  /// Closes every client's connection, after what is queued.
+  pub fn close_all(&mut self) {
+    self.ordered.clear();
+    for (_, link) in self.clients.drain(..) {
+      link.close();
+    }
+  }
+}
+
+/// A link that keeps what is queued (tests drive replicas and the exchange without sockets).
+#[cfg(test)]
+#[derive(Default)]
+pub struct Recorder {
+  state: parking_lot::Mutex<RecorderState>,
+}
+
+#[cfg(test)]
+#[derive(Default)]
+struct RecorderState {
+  queued: Vec<Message>,
+  closed: bool,
+}
+
+#[cfg(test)]
+impl Recorder {
+  /// A new, open link.
+  pub fn new() -> Arc<Recorder> {
+    Arc::new(Recorder::default())
+  }
+
+  /// Takes what was queued so far.
+  pub fn take(&self) -> Vec<Message> {
+    std::mem::take(&mut self.state.lock().queued)
+  }
+
+  /// Whether the core closed it.
+  pub fn is_closed(&self) -> bool {
+    self.state.lock().closed
+  }
+}
+
+#[cfg(test)]
+impl Link for Recorder {
+  fn queue(&self, message: &Message) -> bool {
+    let mut state = self.state.lock();
+    if state.closed {
+      return false;
+    }
+    state.queued.push(message.clone());
+    true
+  }
+
+  fn flush(&self) {}
+
+  fn close(&self) {
+    self.state.lock().closed = true;
+  }
+}

@@ -1,0 +1,265 @@
+//! The ordering rules: what a sequencer decides about each proposed patch, the same wherever it
+//! runs (a local host ordering its clients' patches, or every replica reading a shared log).
+//!
+//! A patch is identified by its origin (the proposing instance) and that origin's sequence
+//! number, and stamped with the origin's hybrid clock. In order:
+//! 1. **Dedupe**: a patch whose (origin, seq) is already ordered is skipped. After a failover a
+//!    client resends what it cannot know was ordered; this makes the resend harmless.
+//! 2. **Stale writes**: a patch that overwrites a path (or a parent or child of it) that a
+//!    *newer* patch already wrote is refused: the newer write wins, as it would have had both
+//!    reached one host in time order. Accumulating operators (`$inc`, `$push`...) never are.
+//! 3. **The engine's verdict**: the update is applied all or nothing; an error refuses it.
+//!
+//! Pure: no I/O, no clock of its own (timestamps come with the patches).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+
+use crate::clock::Hlc;
+use crate::patch::{Change, Context, PatchError, Update};
+
+/// Paths whose last write time is remembered for the stale-write check, before old ones go.
+const MAX_WRITE_TIMES: usize = 100_000;
+/// Write times younger than this survive the trimming of [`MAX_WRITE_TIMES`].
+const WRITE_TIME_WINDOW_MS: u64 = 60_000;
+
+/// What was decided about a proposed patch.
+#[derive(Debug)]
+pub enum Verdict {
+  /// It is ordered, with this version, and changed the document this way.
+  Ordered { version: u64, changes: Vec<Change> },
+  /// Its (origin, seq) was ordered before: nothing happens.
+  Duplicate,
+  /// A newer patch wrote this overwritten path first.
+  Stale { path: String },
+  /// The engine refused it; the document is unchanged.
+  Refused(PatchError),
+}
+
+/// The state the rules need: the version, each origin's progress and recent write times.
+#[derive(Debug, Default)]
+pub struct Order {
+  version: u64,
+  /// For each origin, the highest sequence number ordered: what a snapshot already contains.
+  applied: HashMap<u64, u64>,
+  /// When each path was last written, for the stale-write check (sequencer only).
+  write_times: BTreeMap<String, Hlc>,
+}
+
+impl Order {
+  /// The version of the last ordered patch (0: none).
+  pub fn version(&self) -> u64 {
+    self.version
+  }
+
+  /// For each origin, the highest sequence number ordered.
+  pub fn applied(&self) -> &HashMap<u64, u64> {
+    &self.applied
+  }
+
+  /// Whether the patch `seq` of `origin` is ordered.
+  pub fn is_ordered(&self, origin: u64, seq: u64) -> bool {
+    self.applied.get(&origin).is_some_and(|&done| done >= seq)
+  }
+
+  /// Starts again from a snapshot at `version` containing `applied`.
+  pub fn reset(&mut self, version: u64, applied: HashMap<u64, u64>) {
+    self.version = version;
+    self.applied = applied;
+  }
+
+  /// Starts again from a document at `version` (loaded from a file).
+  pub fn set_version(&mut self, version: u64) {
+    self.version = version;
+  }
+
+  /// Decides a patch proposed by `origin` and applies it to `data` if it is ordered.
+  pub fn decide(
+    &mut self,
+    origin: u64,
+    seq: u64,
+    hlc: Hlc,
+    update: &Update,
+    data: &mut Value,
+  ) -> Verdict {
+    if self.is_ordered(origin, seq) {
+      return Verdict::Duplicate;
+    }
+    if let Some(path) = self.stale_target(update, hlc) {
+      return Verdict::Stale { path };
+    }
+    let context = Context {
+      now_ms: hlc.ms as i64,
+    };
+    match update.apply(data, &context) {
+      Ok(changes) => {
+        let version = self.accept(origin, seq, hlc, update);
+        Verdict::Ordered { version, changes }
+      }
+      Err(err) => Verdict::Refused(err),
+    }
+  }
+
+  /// Orders a patch already applied (the sequencer's own, fresh from its clock: nothing can be
+  /// newer or a duplicate); returns its version.
+  pub fn accept(&mut self, origin: u64, seq: u64, hlc: Hlc, update: &Update) -> u64 {
+    for target in update.targets() {
+      self.note_write(target.path, hlc);
+    }
+    self.version += 1;
+    self.mark_ordered(origin, seq);
+    self.version
+  }
+
+  /// Records a patch ordered by another sequencer, at `version`.
+  pub fn record(&mut self, version: u64, origin: u64, seq: u64) {
+    self.version = version;
+    self.mark_ordered(origin, seq);
+  }
+
+  /// Marks a patch as ordered without ordering it (a stale one brought again after a failover:
+  /// it must not be brought a third time).
+  pub fn mark_ordered(&mut self, origin: u64, seq: u64) {
+    let done = self.applied.entry(origin).or_insert(0);
+    *done = (*done).max(seq);
+  }
+
+  fn note_write(&mut self, path: &str, hlc: Hlc) {
+    let key = comparable_path(path);
+    match self.write_times.get_mut(key) {
+      Some(time) => *time = (*time).max(hlc),
+      None => {
+        self.write_times.insert(key.to_owned(), hlc);
+      }
+    }
+    if self.write_times.len() > MAX_WRITE_TIMES {
+      let floor = hlc.ms.saturating_sub(WRITE_TIME_WINDOW_MS);
+      self.write_times.retain(|_, time| time.ms >= floor);
+    }
+  }
+
+  /// The first overwriting target of `update` that a patch newer than `hlc` wrote (the path
+  /// itself, a parent or a child).
+  fn stale_target(&self, update: &Update, hlc: Hlc) -> Option<String> {
+    for target in update.targets().filter(|target| target.overwrites) {
+      let path = comparable_path(target.path);
+      let newer = |key: &str| self.write_times.get(key).is_some_and(|&time| time > hlc);
+      // The path itself and each of its parents.
+      let mut ends = path.match_indices('.').map(|(index, _)| index);
+      if ends.any(|end| newer(&path[..end])) || newer(path) {
+        return Some(target.path.to_owned());
+      }
+      let children = format!("{path}.");
+      let child_newer = self
+        .write_times
+        .range(children.clone()..)
+        .take_while(|(key, _)| key.starts_with(&children))
+        .any(|(_, &time)| time > hlc);
+      if child_newer {
+        return Some(target.path.to_owned());
+      }
+    }
+    None
+  }
+}
+
+/// The part of a path the stale-write check compares: everything before the first `$[]`, which
+/// may touch any element.
+fn comparable_path(path: &str) -> &str {
+  match path.find(".$[") {
+    Some(index) => &path[..index],
+    None => path,
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use serde_json::json;
+
+  use super::*;
+
+  fn update(value: Value) -> Update {
+    Update::parse(&value).unwrap()
+  }
+
+  fn at(ms: u64) -> Hlc {
+    Hlc { ms, counter: 0 }
+  }
+
+  #[test]
+  fn a_patch_is_ordered_once() {
+    let mut order = Order::default();
+    let mut data = json!({ "n": 0 });
+    let inc = update(json!({ "$inc": { "n": 1 } }));
+    assert!(matches!(
+      order.decide(7, 1, at(10), &inc, &mut data),
+      Verdict::Ordered { version: 1, .. }
+    ));
+    assert!(matches!(
+      order.decide(7, 1, at(10), &inc, &mut data),
+      Verdict::Duplicate
+    ));
+    assert_eq!(data, json!({ "n": 1 }));
+    assert!(order.is_ordered(7, 1) && !order.is_ordered(7, 2));
+  }
+
+  #[test]
+  fn an_overwrite_older_than_a_write_it_touches_is_stale() {
+    let mut order = Order::default();
+    let mut data = json!({ "a": { "b": 1 } });
+    order.decide(
+      1,
+      1,
+      at(20),
+      &update(json!({ "$set": { "a.b": 2 } })),
+      &mut data,
+    );
+    for older in [
+      json!({ "$set": { "a.b": 3 } }),
+      json!({ "$set": { "a": {} } }),
+      json!({ "$unset": { "a.b.c": 1 } }),
+    ] {
+      assert!(matches!(
+        order.decide(2, 1, at(10), &update(older.clone()), &mut data),
+        Verdict::Stale { .. }
+      ));
+    }
+    assert_eq!(data, json!({ "a": { "b": 2 } }));
+    assert!(matches!(
+      order.decide(
+        2,
+        2,
+        at(10),
+        &update(json!({ "$inc": { "a.b": 1 } })),
+        &mut data
+      ),
+      Verdict::Ordered { version: 2, .. }
+    ));
+  }
+
+  #[test]
+  fn a_refused_patch_changes_nothing_and_is_not_ordered() {
+    let mut order = Order::default();
+    let mut data = json!({ "s": "text" });
+    let verdict = order.decide(
+      1,
+      1,
+      at(1),
+      &update(json!({ "$inc": { "s": 1 } })),
+      &mut data,
+    );
+    assert!(matches!(verdict, Verdict::Refused(_)));
+    assert_eq!(data, json!({ "s": "text" }));
+    assert_eq!(order.version(), 0);
+    assert!(!order.is_ordered(1, 1));
+  }
+
+  #[test]
+  fn records_of_another_sequencer_set_the_version_and_the_progress() {
+    let mut order = Order::default();
+    order.record(41, 3, 9);
+    assert_eq!(order.version(), 41);
+    assert!(order.is_ordered(3, 9));
+  }
+}
