@@ -8,7 +8,6 @@
 //! `JSON.stringify` plus `serde_json::from_str` is several times cheaper than napi's
 //! per-property object conversion.
 
-#[cfg(unix)]
 use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -28,7 +27,6 @@ use tokio::task::JoinHandle;
 use crate::connection::Budget;
 use crate::error::Error;
 use crate::http::{Address, TokenRule, View};
-#[cfg(unix)]
 use crate::inbox::InboxSlot;
 use crate::js_poll::JsPoll;
 use crate::lease::DEFAULT_HOST_TIMEOUT;
@@ -83,7 +81,6 @@ pub struct Instance {
   inboxes: Arc<InboxSlot>,
   /// The client socket this thread's event loop polls (see `inbox`). Touched on the JS thread
   /// only.
-  #[cfg(unix)]
   js_poll: RefCell<Option<JsPoll>>,
 }
 
@@ -145,7 +142,6 @@ pub fn create_instance(
       budget: None,
     }),
     inboxes: Arc::default(),
-    #[cfg(unix)]
     js_poll: RefCell::new(None),
   }))
 }
@@ -217,12 +213,10 @@ pub fn set_wants_received(instance: &External<Instance>, wanted: bool) {
 /// task read while this thread was busy.
 #[napi]
 pub fn drain(env: Env, instance: &External<Instance>) -> String {
-  #[cfg(unix)]
   poll_inbox(&env, instance);
   instance.replica.drain()
 }
 
-#[cfg(unix)]
 fn poll_inbox(env: &Env, instance: &Instance) {
   let mut js_poll = instance.js_poll.borrow_mut();
   if let Some(inbox) = instance.inboxes.take() {
@@ -354,7 +348,6 @@ pub fn probe<'env>(
 #[napi]
 pub fn release(instance: &External<Instance>) {
   instance.link.lock().waker = None;
-  #[cfg(unix)]
   instance.js_poll.borrow_mut().take();
 }
 
@@ -434,10 +427,11 @@ pub fn emit(instance: &External<Instance>, event: String, args_json: String) -> 
 #[napi]
 pub fn lock(instance: &External<Instance>, id: i64, key: String) {
   let since = instance.replica.stamp();
-  let effects = instance
-    .replica
-    .exchange()
-    .lock(id as u64, key, since, crate::clock::now_ms());
+  let effects =
+    instance
+      .replica
+      .exchange()
+      .lock(id as u64, key, since, instance.replica.time().now_ms());
   instance.replica.apply(effects, true);
 }
 
@@ -447,7 +441,7 @@ pub fn unlock(instance: &External<Instance>, id: i64) {
   let effects = instance
     .replica
     .exchange()
-    .unlock(id as u64, crate::clock::now_ms());
+    .unlock(id as u64, instance.replica.time().now_ms());
   instance.replica.apply(effects, true);
 }
 

@@ -179,7 +179,6 @@ impl ReadBuffer {
   }
 
   /// Reads once from the non-blocking socket `fd`: the number of bytes read, 0 at its end.
-  #[cfg(unix)]
   pub(crate) fn read_fd(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> io::Result<usize> {
     self.make_room();
     let mut spare = ReadBuf::uninit(self.bytes.spare_capacity_mut());
@@ -357,9 +356,7 @@ where
   }
 }
 
-/// Writes bytes straight to a connection's socket without waiting: how many it took, or
-/// `WouldBlock` when the socket buffer is full.
-pub type DirectWrite = Box<dyn Fn(&[u8]) -> io::Result<usize> + Send + Sync>;
+pub use crate::socket::DirectWrite;
 
 /// The sending side of a connection, shared by everyone who sends on it (the JS thread's
 /// `patch()`, the host's handlers) and the connection's writer task ([`write_outbox`]).

@@ -31,7 +31,6 @@ pub fn report_line(line: std::fmt::Arguments) {
   }
 }
 
-#[cfg(unix)]
 fn wait_writable(timeout: Duration) -> bool {
   let mut stderr = libc::pollfd {
     fd: libc::STDERR_FILENO,
@@ -43,7 +42,3 @@ fn wait_writable(timeout: Duration) -> bool {
   unsafe { libc::poll(&mut stderr, 1, millis) > 0 }
 }
 
-#[cfg(not(unix))]
-fn wait_writable(_timeout: Duration) -> bool {
-  false
-}

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::Hlc;
+use crate::clock::{Hlc, Time};
 use crate::core::link::Link;
 use crate::core::message::{Message, PeerInfo, RawJson, RemoteError};
 use crate::locks::{LockTable, Ticket, HOST};
@@ -114,6 +114,8 @@ struct OwnLock {
 /// One instance's part in the exchange: its offer, its link, its own calls' routes and lock
 /// requests, and (host) the clients, routes and lock table of the network.
 pub struct Exchange {
+  /// Where lock times are read (the replica's).
+  time: Time,
   own: PeerInfo,
   /// Whether a host admitted this process (or it became host) since its `start()`.
   admitted: bool,
@@ -136,16 +138,11 @@ pub struct Exchange {
   host_clients: u64,
 }
 
-impl Default for Exchange {
-  fn default() -> Self {
-    Exchange::new()
-  }
-}
-
 impl Exchange {
-  /// Offline, offering nothing.
-  pub fn new() -> Exchange {
+  /// Offline, offering nothing; lock times are read from `time`.
+  pub fn new(time: Time) -> Exchange {
     Exchange {
+      time,
       own: PeerInfo::default(),
       admitted: false,
       link: Upstream::Offline,
@@ -486,7 +483,7 @@ impl Exchange {
       }) => self.announce_clients(),
       _ => Effects::default(),
     };
-    let grants = self.locks.drop_owner(conn, crate::clock::now_ms());
+    let grants = self.locks.drop_owner(conn, self.time.now_ms());
     self.deliver_grants(grants, &mut effects);
     let lost: Vec<u64> = self
       .routes
@@ -607,7 +604,7 @@ impl Exchange {
         held,
       } => {
         let ticket = Ticket { owner: conn, id };
-        let now = crate::clock::now_ms();
+        let now = self.time.now_ms();
         if held {
           self.locks.claim(ticket, &key, since, now);
         } else {
@@ -616,7 +613,7 @@ impl Exchange {
         }
       }
       Message::Unlock { id } => {
-        let now = crate::clock::now_ms();
+        let now = self.time.now_ms();
         let grants = self.locks.release(Ticket { owner: conn, id }, now);
         self.deliver_grants(grants, &mut effects);
       }
@@ -811,7 +808,7 @@ mod tests {
 
   /// A host offering `own`, with clients 1, 2, 3 offering what `clients` lists.
   fn host(own: &[&str], clients: &[&[&str]]) -> (Exchange, Vec<Arc<Recorder>>) {
-    let mut exchange = Exchange::new();
+    let mut exchange = Exchange::new(Time::wall());
     exchange.configure(info(own));
     exchange.become_host(0);
     let mut outboxes = Vec::new();
@@ -991,7 +988,7 @@ mod tests {
 
   #[test]
   fn emits_while_offline_are_bounded_and_sent_after_the_welcome() {
-    let mut exchange = Exchange::new();
+    let mut exchange = Exchange::new(Time::wall());
     let big = "x".repeat(1024 * 1024);
     for n in 0..6 {
       exchange.emit(format!("e{n}"), raw(json!([big])));
@@ -1012,7 +1009,7 @@ mod tests {
 
   #[test]
   fn writers_past_the_smaller_limit_are_refused_and_a_slot_frees_when_one_leaves() {
-    let mut exchange = Exchange::new();
+    let mut exchange = Exchange::new(Time::wall());
     exchange.configure(PeerInfo {
       max_writers: Some(3),
       ..writer(None)
@@ -1038,7 +1035,7 @@ mod tests {
 
   #[test]
   fn without_a_limit_every_writer_is_admitted() {
-    let mut exchange = Exchange::new();
+    let mut exchange = Exchange::new(Time::wall());
     exchange.become_host(0);
     for conn in 1..10 {
       assert!(exchange.admit(conn, 0, writer(None)).is_ok());
@@ -1071,7 +1068,7 @@ mod tests {
 
   #[test]
   fn a_client_re_announces_its_locks_to_a_new_host_and_a_new_host_its_own() {
-    let mut client = Exchange::new();
+    let mut client = Exchange::new(Time::wall());
     let first = Recorder::new();
     client.client_connected(first.clone());
     client.lock(1, "held".into(), Hlc { ms: 5, counter: 0 }, 5);
@@ -1129,7 +1126,7 @@ mod tests {
     exchange.admit(4, 104, info(&[])).unwrap();
     assert!(exchange.detach(4).flush.is_empty());
 
-    let mut client = Exchange::new();
+    let mut client = Exchange::new(Time::wall());
     client.set_host(9, info(&[]), 2);
     assert_eq!(client.host_clients(), None, "not connected yet");
     client.client_connected(Recorder::new());
@@ -1155,7 +1152,7 @@ mod tests {
     let effects = exchange.from_client(2, Message::Pong { id: 4 });
     assert_eq!(effects.events, vec![r#"["pong",4,102]"#.to_owned()]);
     // A client answers the host's ping, and knows the host from its `About`.
-    let mut client = Exchange::new();
+    let mut client = Exchange::new(Time::wall());
     let to_host = Recorder::new();
     client.set_host(9, info(&["f"]), 1);
     client.client_connected(to_host.clone());

@@ -35,6 +35,10 @@
 //!   loop reads an inbox.
 #![deny(clippy::all)]
 
+// Unix sockets, `flock` and per-user isolation by file mode are the local transport.
+#[cfg(not(unix))]
+compile_error!("memsync runs on Linux and macOS only");
+
 /// Writes one diagnostic line to stderr, like `eprintln!`, but never panics (see
 /// [`diagnostics::report_line`]).
 macro_rules! report {
@@ -43,7 +47,9 @@ macro_rules! report {
   };
 }
 
-#[cfg(feature = "napi")]
+// Not in test builds: `#[napi]` exports nothing there, and a test binary cannot link against
+// Node (napi-rs#1099).
+#[cfg(all(feature = "napi", not(test)))]
 mod binding;
 pub mod clock;
 pub mod connection;
@@ -52,9 +58,8 @@ pub mod diagnostics;
 pub mod error;
 pub mod exchange;
 pub mod http;
-#[cfg(unix)]
 pub mod inbox;
-#[cfg(all(feature = "napi", unix))]
+#[cfg(all(feature = "napi", not(test)))]
 mod js_poll;
 pub mod lease;
 pub mod locks;
@@ -66,7 +71,6 @@ pub mod probe;
 pub mod protocol;
 pub mod rendezvous;
 pub mod services;
-#[cfg(unix)]
 pub mod socket;
 pub mod state;
 

@@ -305,7 +305,9 @@ async fn serve_as_host(
   let grace_replica = replica.clone();
   let grace = tokio::spawn(async move {
     tokio::time::sleep(LOCK_GRACE).await;
-    let effects = grace_replica.exchange().end_grace(crate::clock::now_ms());
+    let effects = grace_replica
+      .exchange()
+      .end_grace(grace_replica.time().now_ms());
     grace_replica.apply(effects, true);
   });
   // The lease is renewed on the same beat as the clients hear it, and ends the role when a later

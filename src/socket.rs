@@ -23,7 +23,9 @@ use std::task::{ready, Context, Poll};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
-use crate::connection::DirectWrite;
+/// Writes bytes straight to a connection's socket without waiting: how many it took, or
+/// `WouldBlock` when the socket buffer is full.
+pub type DirectWrite = Box<dyn Fn(&[u8]) -> io::Result<usize> + Send + Sync>;
 
 /// Registers `fd` with the current runtime for `interest` only.
 pub(crate) fn register<T: AsRawFd>(fd: T, interest: Interest) -> io::Result<AsyncFd<T>> {

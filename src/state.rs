@@ -241,7 +241,7 @@ impl Replica {
     Ok(Replica {
       name: name.to_owned(),
       origin,
-      time,
+      time: time.clone(),
       inner: Mutex::new(Inner {
         data,
         role: Role::Offline,
@@ -269,7 +269,7 @@ impl Replica {
       }),
       waker: Mutex::new(None),
       woken: AtomicBool::new(false),
-      exchange: Mutex::new(Exchange::new()),
+      exchange: Mutex::new(Exchange::new(time.clone())),
       joined: Condvar::new(),
     })
   }
@@ -1189,6 +1189,8 @@ fn type_name(value: &Value) -> &'static str {
 mod tests {
   use serde_json::json;
 
+  use std::sync::atomic::AtomicU64;
+
   use super::*;
   use crate::core::link::Recorder;
 
@@ -1210,6 +1212,8 @@ mod tests {
     client: Replica,
     to_client: Arc<Recorder>,
     to_host: Arc<Recorder>,
+    /// Both replicas' clock, in epoch milliseconds: it moves only when a test says so.
+    now: Arc<AtomicU64>,
   }
 
   /// The document and its version, as JSON text `[version, data]`.
@@ -1223,12 +1227,16 @@ mod tests {
 
   impl Network {
     fn new(data: Value) -> Network {
-      let host = Replica::new("t", data, HOST).unwrap();
+      let now = Arc::new(AtomicU64::new(1_000_000));
+      let clock = now.clone();
+      let time = Time::from_fn(move || clock.load(Ordering::Relaxed));
+      let host = Replica::with_time("t", data, HOST, time.clone()).unwrap();
       host.become_host();
-      let client = Replica::new("t", json!({"ignored": true}), CLIENT).unwrap();
+      let client = Replica::with_time("t", json!({"ignored": true}), CLIENT, time).unwrap();
       let network = Network {
         host,
         client,
+        now,
         to_client: Recorder::new(),
         to_host: Recorder::new(),
       };
@@ -1250,6 +1258,11 @@ mod tests {
         .client_welcome(version, data, applied, network.to_host.clone())
         .unwrap();
       network
+    }
+
+    /// Moves both replicas' clock forward.
+    fn advance(&self, ms: u64) {
+      self.now.fetch_add(ms, Ordering::Relaxed);
     }
 
     /// Delivers everything the client sent to the host, as one burst.
@@ -1450,7 +1463,7 @@ mod tests {
     network.client.drain();
     network.client.patch(r#"{"$set":{"x":"old"}}"#).unwrap();
     // The host's write is stamped later than the client's, and ordered first.
-    std::thread::sleep(std::time::Duration::from_millis(2));
+    network.advance(2);
     network.host.patch(r#"{"$set":{"x":"new"}}"#).unwrap();
     network.deliver_to_host();
     network.deliver_to_client();
@@ -1464,7 +1477,7 @@ mod tests {
   fn accumulating_operators_are_never_stale() {
     let mut network = Network::new(json!({ "n": 0 }));
     network.client.patch(r#"{"$inc":{"n":1}}"#).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2));
+    network.advance(2);
     network.host.patch(r#"{"$set":{"n":10}}"#).unwrap();
     network.deliver_to_host();
     network.deliver_to_client();
@@ -1640,9 +1653,12 @@ mod tests {
     assert_eq!(replica.ordered_snapshot().unwrap().1, 8);
   }
 
+  /// The version and update of each patch a tap heard.
+  type Records = Arc<Mutex<Vec<(u64, String)>>>;
+
   /// A tap that records what it hears, and stops listening once it heard `limit` patches.
   struct Heard {
-    records: Arc<Mutex<Vec<(u64, String)>>>,
+    records: Records,
     limit: usize,
   }
 
@@ -1654,7 +1670,7 @@ mod tests {
     }
   }
 
-  fn heard(limit: usize) -> (Box<Heard>, Arc<Mutex<Vec<(u64, String)>>>) {
+  fn heard(limit: usize) -> (Box<Heard>, Records) {
     let records = Arc::new(Mutex::new(Vec::new()));
     let tap = Box::new(Heard {
       records: records.clone(),

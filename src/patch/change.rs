@@ -11,25 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::error::{dotted, type_name};
+use super::key::Key;
 use super::MAX_PADDING;
-
-/// One component of a concrete path: an object key or an array index.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Key {
-  /// An object key (numeric-looking keys of objects stay keys).
-  Field(String),
-  /// An index into an array.
-  Index(usize),
-}
-
-impl fmt::Display for Key {
-  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    match self {
-      Key::Field(name) => f.write_str(name),
-      Key::Index(index) => write!(f, "{index}"),
-    }
-  }
-}
 
 /// One step of an applied update, addressed by a concrete path.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,7 +4,7 @@ use std::fmt::{self, Write as _};
 
 use serde_json::Value;
 
-use super::change::Key;
+use super::key::Key;
 
 /// The category of a rejected update; each has a stable code that JS sees as `error.code`
 /// (SEMANTICS §7).

@@ -49,6 +49,8 @@
 //! - `path`: dotted paths, field order, read-only resolution (and `$[]` expansion).
 //! - `plan`: operations to [`Change`]s against the unchanged document.
 //! - `change`: [`Change`], its wire form, and [`apply_changes`] (also the engine's commit).
+//! - `key`: [`Key`], a component of a concrete path, and reading the value at such a path.
+//! - `undo`: the changes that revert an applied update.
 //! - `compare`: BSON order and equality over JSON; `matcher`: `$pull` conditions.
 //! - `error`: [`PatchError`] and MongoDB-style message helpers.
 //! - `tests` with `testdata/*.json`: the table cases (`{name, doc, update, expect | error}`),
@@ -57,6 +59,7 @@
 mod change;
 mod compare;
 mod error;
+mod key;
 mod matcher;
 mod op;
 mod path;
@@ -69,8 +72,9 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
-pub use change::{apply_changes, compact, Change, Key};
+pub use change::{apply_changes, compact, Change};
 pub use error::{ErrorKind, PatchError};
+pub use key::Key;
 pub use path::MAX_DEPTH;
 
 use op::{Action, Op, Operator};

@@ -5,8 +5,9 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
-use super::change::{member, Key};
+use super::change::member;
 use super::error::{dotted, render_element, ErrorKind, PatchError};
+use super::key::Key;
 use super::MAX_PADDING;
 
 /// The component `$[]`: every element of the array.

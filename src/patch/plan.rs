@@ -8,13 +8,13 @@ use std::cmp::Ordering;
 
 use serde_json::{Number, Value};
 
-use super::change::{Change, Key};
+use super::change::Change;
 use super::compare::{compare, equal, Num};
 use super::depth;
 use super::error::{document_name, dotted, render, type_name, ErrorKind, PatchError};
+use super::key::{get, Key};
 use super::op::{integer, Action, BitOp, DateKind, Op, Operator, Push, Sort};
 use super::path::{parse_index, resolve, Path, Resolved, Slot, MAX_DEPTH};
-use super::undo::get;
 
 /// Plans `ops` (in `order`, MongoDB's field order, or as they are when `order` is empty) against
 /// `doc`. `check_concrete` says whether some path has `$[]` or a leading-zero index, so that the

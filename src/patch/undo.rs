@@ -7,7 +7,8 @@
 
 use serde_json::Value;
 
-use super::change::{apply_changes, removal_run, Change, Key};
+use super::change::{apply_changes, removal_run, Change};
+use super::key::{get, Key};
 use super::{plan, Context, PatchError, Update};
 
 impl Update {
@@ -118,16 +119,6 @@ fn restore(doc: &Value, path: &[Key]) -> Change {
     path: path.to_vec(),
     value: current.clone(),
   }
-}
-
-pub(super) fn get<'a>(doc: &'a Value, path: &[Key]) -> Option<&'a Value> {
-  path
-    .iter()
-    .try_fold(doc, |current, key| match (current, key) {
-      (Value::Object(map), Key::Field(name)) => map.get(name),
-      (Value::Array(items), Key::Index(index)) => items.get(*index),
-      _ => None,
-    })
 }
 
 #[cfg(test)]
