@@ -41,4 +41,3 @@ fn wait_writable(timeout: Duration) -> bool {
   // SAFETY: one valid pollfd, alive for the whole call.
   unsafe { libc::poll(&mut stderr, 1, millis) > 0 }
 }
-

@@ -1,38 +1,20 @@
 //! memsync: one JSON object kept in sync between the Node.js processes of a machine.
 //!
 //! # Layout
-//! - [`patch`]: the pure MongoDB update engine over `serde_json::Value`: parse, plan, apply
-//!   all-or-nothing, undo, and the change list another replica applies. No I/O.
-//! - `diagnostics`: `report!`, the crate's one way to write a line to stderr.
-//! - `error`: the crate's `Error` with a stable `ERR_*` code per variant.
-//! - `protocol`: the wire format: length-prefixed JSON frames of `Message`, and the hybrid clock.
-//! - `connection`: `FrameReader` decodes bursts of frames; an `Outbox` queues frames and writes
-//!   them straight from the sending thread, or through the connection's writer task.
-//! - `socket` (Unix): a connection's socket split for tokio, so that a thread is woken only for
-//!   what it waits for: the reader for incoming data, the writer only while the socket is full.
-//! - `inbox` (Unix): a client's incoming frames, read by its JS thread's event loop while that
-//!   thread is responsive (one wake-up per message instead of two), else by the tokio task.
-//! - `name`: object names and the safe, collision-free file names they become.
-//! - `rendezvous`: the private directory, the host election by file lock and epoch, the socket
-//!   path.
-//! - `lease`: replacing a stopped host: the host's lease, the clients' silence timeout, and why
-//!   an old epoch's host never orders once a new one may.
-//! - `state`: an instance's replica: ordering (host), pending patches and rebases (client),
-//!   failover hand-over, and the events for the JS side. Its only I/O is through `Outbox`es.
-//! - `exchange`: RPC routing, the event bus, writer limits and locks beside the document: what a
-//!   client sends, how the host routes calls and replies, forwards events, admits writers.
-//! - `locks`: the host's lock table, a pure state machine (holders, waiters in request order, the
-//!   grace period after a failover).
-//! - `peer`: the tokio tasks of an instance: election, host listener and handlers, client
-//!   connection, failover.
-//! - `services`: what a host runs besides ordering, following the role: `persist` (the file of
-//!   `options.file`: load, atomic saves, the debounced saver) and `http` (the HTTP view of
-//!   `options.server`, with its event stream).
-//! - `probe`: asks a name's host for its status without joining (`memsync status`, `ls`).
-//! - `binding` (feature `napi`): functions over an `External` instance; converts, calls, converts
-//!   back. The JS facade (`lib/memsync.js`) builds the drop-in `MemSync` class on top of it.
-//! - `js_poll` (feature `napi`, Unix): the libuv poll handle through which the JS thread's event
-//!   loop reads an inbox.
+//! Each folder imports only from those below it:
+//! - `node` (feature `napi`): the binding the JS facade (`lib/memsync.js`) builds on.
+//! - [`transport`]: how processes meet and talk, behind one seam; [`transport::local`] is Unix
+//!   sockets and file locks.
+//! - [`services`]: what a host runs besides ordering, while it leads: `persist` (the file of
+//!   `options.file`) and `http` (the HTTP view of `options.server`).
+//! - [`core`]: the replica, the ordering rules, the exchange (RPC, events, locks, writers), the
+//!   messages; no tokio, sockets or napi.
+//! - [`patch`]: the pure MongoDB update engine over `serde_json::Value`.
+//! - [`clock`] (the hybrid clock; time injected), [`error`] (the crate's `Error`, one `ERR_*` code
+//!   per variant), [`name`] (object names and their file names), [`user`] (this process's uid),
+//!   `diagnostics` (`report!`).
+//!
+//! `docs/architecture.md` follows one patch through these parts.
 #![deny(clippy::all)]
 
 // Unix sockets, `flock` and per-user isolation by file mode are the local transport.
@@ -47,32 +29,19 @@ macro_rules! report {
   };
 }
 
-// Not in test builds: `#[napi]` exports nothing there, and a test binary cannot link against
-// Node (napi-rs#1099).
-#[cfg(all(feature = "napi", not(test)))]
-mod binding;
 pub mod clock;
-pub mod connection;
 pub mod core;
 pub mod diagnostics;
 pub mod error;
-pub mod exchange;
-pub mod http;
-pub mod inbox;
-#[cfg(all(feature = "napi", not(test)))]
-mod js_poll;
-pub mod lease;
-pub mod locks;
 pub mod name;
+// Not in test builds: `#[napi]` exports nothing there, and a test binary cannot link against
+// Node (napi-rs#1099).
+#[cfg(all(feature = "napi", not(test)))]
+mod node;
 pub mod patch;
-pub mod peer;
-pub mod persist;
-pub mod probe;
-pub mod protocol;
-pub mod rendezvous;
 pub mod services;
-pub mod socket;
-pub mod state;
+pub mod transport;
+pub mod user;
 
+pub use core::replica::Replica;
 pub use error::{Error, Result};
-pub use state::Replica;

@@ -11,11 +11,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use memsync::connection::Outbox;
 use memsync::patch::{apply, apply_changes, depth, Change, Context, Update, MAX_DEPTH};
-use memsync::protocol::{
+use memsync::transport::local::codec::{
   self, decode, encode, Hlc, LogEntry, Message, ProtocolError, RawJson, MAX_FRAME,
 };
+use memsync::transport::local::connection::Outbox;
 use memsync::Replica;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
@@ -469,7 +469,7 @@ fn welcome_data(message: &Message) -> Value {
 fn host_data(host: &Replica) -> Value {
   let (outbox, bytes) = capture();
   assert!(
-    host.attach_client(u64::MAX, outbox.clone(), protocol::welcome),
+    host.attach_client(u64::MAX, outbox.clone(), codec::welcome),
     "a host welcomes"
   );
   outbox.flush();
@@ -609,7 +609,7 @@ proptest! {
     let host = Replica::new("fuzz", doc.clone(), 99).unwrap();
     host.become_host();
     let (to_client, from_host) = capture();
-    prop_assert!(host.attach_client(1, to_client.clone(), protocol::welcome));
+    prop_assert!(host.attach_client(1, to_client.clone(), codec::welcome));
     to_client.flush();
     let mut welcomed = frames(&from_host).into_iter();
     let mut replica = welcome_data(&welcomed.next().unwrap());
@@ -702,7 +702,7 @@ proptest! {
           rest = tail;
         }
       });
-      let mut reader = memsync::connection::FrameReader::new(reader);
+      let mut reader = memsync::transport::local::connection::FrameReader::new(reader);
       let mut got = Vec::new();
       let failed = loop {
         match reader.read_message().await {

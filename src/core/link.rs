@@ -29,6 +29,13 @@ pub trait Link: Send + Sync {
   fn close(&self);
 }
 
+/// A host's right to order: a transport may replace a host it cannot reach (a stopped process),
+/// and the old host must then order nothing more.
+pub trait Fence: Send + Sync {
+  /// Whether this host may still order (checking again if need be).
+  fn holds(&self) -> bool;
+}
+
 /// Whether `a` and `b` are the same connection.
 pub fn same(a: &dyn Link, b: &dyn Link) -> bool {
   std::ptr::addr_eq(a as *const dyn Link, b as *const dyn Link)

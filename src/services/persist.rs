@@ -36,8 +36,8 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::clock::{now_ms, Hlc};
 use crate::core::message::RawJson;
+use crate::core::replica::{Replica, Tap};
 use crate::error::{Error, Result};
-use crate::state::{Replica, Tap};
 
 /// How long after a change the host saves: one save covers the changes of that window.
 const DEBOUNCE: Duration = Duration::from_millis(100);

@@ -30,12 +30,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::clock::{Clock, Hlc, Time};
-use crate::core::link::{Followers, Link};
+use crate::core::exchange::{Effects, Exchange, LOCK_GRACE};
+use crate::core::link::{Fence, Followers, Link};
 use crate::core::message::{LogEntry, Message, RawJson};
 use crate::core::order::{Order, Verdict};
 use crate::error::{Error, Result};
-use crate::exchange::{Effects, Exchange, LOCK_GRACE};
-use crate::lease::Lease;
 use crate::patch::{apply_changes, compact, depth, Change, Context, PatchError, Update, MAX_DEPTH};
 
 /// Ordered entries a client keeps to hand to a new host that missed them after a failover.
@@ -128,7 +127,7 @@ struct Inner {
   /// JS already has the host's snapshot but the replica is still parsing it.
   joining: bool,
   /// Host only: the right to order in its epoch; a host without one (tests) always has it.
-  lease: Option<Arc<Lease>>,
+  lease: Option<Arc<dyn Fence>>,
 }
 
 /// Host only: who hears of each ordered patch: the clients, and the taps (the host's services).
@@ -366,7 +365,7 @@ impl Replica {
     let seq = inner.next_seq;
     // A host that finds itself fenced (it was stopped and replaced) keeps the patch pending: it
     // goes to the new host once this one has stepped down and joined it.
-    let host = inner.role == Role::Host && inner.lease.as_ref().is_none_or(|lease| lease.hold());
+    let host = inner.role == Role::Host && inner.lease.as_ref().is_none_or(|lease| lease.holds());
     let own = if host {
       let changes = update.apply(&mut inner.data, &context)?;
       if changes.is_empty() {
@@ -426,7 +425,7 @@ impl Replica {
   }
 
   /// Becomes host under `lease` (see [`Replica::become_host`]).
-  pub fn become_host_under(&self, lease: Arc<Lease>) {
+  pub fn become_host_under(&self, lease: Arc<dyn Fence>) {
     self.inner.lock().lease = Some(lease);
     self.become_host();
   }
@@ -435,7 +434,7 @@ impl Replica {
   /// or its lease holds (see `lease`).
   pub fn holds_lease(&self) -> bool {
     let lease = self.inner.lock().lease.clone();
-    lease.is_none_or(|lease| lease.hold())
+    lease.is_none_or(|lease| lease.holds())
   }
 
   /// Host: tells every client that this host is not stopped.
@@ -1081,9 +1080,15 @@ impl Replica {
     crate::patch::value_at(&self.inner.lock().data, path).cloned()
   }
 
-  /// Tells `tap` of each patch this host orders from now on, until it stops being host. `false`
-  /// (and `tap` dropped) when it is not host.
-  pub fn tap(&self, tap: Box<dyn Tap>) -> bool {
+  /// Tells `tap` of each patch this instance orders as host, until it goes offline: the host's
+  /// services register before the instance becomes host, so they miss nothing it orders.
+  pub fn tap(&self, tap: Box<dyn Tap>) {
+    self.inner.lock().audience.taps.push(tap);
+  }
+
+  /// [`Replica::tap`] for the rest of the current host term only: `false` (and `tap` dropped)
+  /// when this instance is not host.
+  pub fn tap_if_host(&self, tap: Box<dyn Tap>) -> bool {
     let mut inner = self.inner.lock();
     if inner.role != Role::Host {
       return false;
@@ -1523,24 +1528,27 @@ mod tests {
     assert_eq!(snapshot(&new_host), snapshot(&network.client));
   }
 
+  /// A host's right to order that a test revokes.
+  struct Switch(AtomicBool);
+
+  impl Fence for Switch {
+    fn holds(&self) -> bool {
+      self.0.load(Ordering::Relaxed)
+    }
+  }
+
   #[test]
   fn a_fenced_host_orders_nothing_and_hands_the_new_host_its_own_patches_once() {
     let network = Network::new(json!({ "list": [] }));
-    let dir = tempfile::tempdir().unwrap();
-    let next_epoch = dir.path().join("t~1.lock");
-    let lease = Arc::new(Lease::new(
-      next_epoch.clone(),
-      std::time::Duration::from_secs(5),
-    ));
-    network.host.inner.lock().lease = Some(lease.clone());
+    let fence = Arc::new(Switch(AtomicBool::new(true)));
+    network.host.inner.lock().lease = Some(fence.clone());
     network.host.patch(r#"{"$push":{"list":"h1"}}"#).unwrap();
     // The host is stopped before its client reads `h1`; the client replaces it.
     let new_host = &network.client;
     new_host.become_host();
-    std::fs::write(&next_epoch, b"").unwrap();
-    // Resumed, the old host checks (its lease has lapsed, or a heartbeat is due) and its next
-    // patch is not ordered: it stays pending.
-    assert!(!lease.renew());
+    // Resumed, the old host learns that it was replaced, and its next patch is not ordered: it
+    // stays pending.
+    fence.0.store(false, Ordering::Relaxed);
     let events = network.host.patch(r#"{"$push":{"list":"h2"}}"#).unwrap();
     // Version 0: not ordered yet.
     assert!(events.starts_with(r#"[["o",2,0,"#), "{events}");
@@ -1683,7 +1691,7 @@ mod tests {
   fn taps_hear_every_ordered_patch_until_the_role_ends() {
     let mut network = Network::new(json!({ "n": 0 }));
     let (tap, records) = heard(usize::MAX);
-    assert!(network.host.tap(tap));
+    assert!(network.host.tap_if_host(tap));
     network.host.patch(r#"{"$inc":{"n":1}}"#).unwrap();
     network.client.patch(r#"{"$set":{"by":"client"}}"#).unwrap();
     network.deliver_to_host();
@@ -1695,15 +1703,15 @@ mod tests {
     network.host.go_offline();
     network.host.patch(r#"{"$inc":{"n":1}}"#).unwrap();
     assert_eq!(*records.lock(), expected);
-    assert!(!network.host.tap(heard(1).0), "only a host has taps");
+    assert!(!network.host.tap_if_host(heard(1).0), "not host");
   }
 
   #[test]
-  fn a_tap_that_stops_listening_is_dropped() {
+  fn a_tap_registered_before_the_role_hears_it_until_it_stops_listening() {
     let host = Replica::new("a", json!({ "n": 0 }), HOST).unwrap();
-    host.become_host();
     let (tap, records) = heard(2);
     host.tap(tap);
+    host.become_host();
     for _ in 0..3 {
       host.patch(r#"{"$inc":{"n":1}}"#).unwrap();
     }

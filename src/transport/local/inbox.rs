@@ -21,9 +21,9 @@ use parking_lot::Mutex;
 use tokio::io::Interest;
 use tokio::sync::Notify;
 
-use crate::connection::{ConnectionError, ReadBuffer};
-use crate::protocol::Message;
-use crate::state::Replica;
+use crate::core::replica::Replica;
+use crate::transport::local::codec::Message;
+use crate::transport::local::connection::{ConnectionError, ReadBuffer};
 
 /// Handles a burst of messages from the host, in order; an error ends the connection.
 pub type Handler = Box<dyn Fn(Vec<Message>) -> Result<(), String> + Send + Sync>;
@@ -177,7 +177,8 @@ impl Inbox {
   pub async fn read_in_tokio(&self) -> io::Result<()> {
     // Readable only: the connection's writer registers a duplicate for writability. Nothing else
     // registers this descriptor now (the handshake's reader gave it up), so no duplicate here.
-    let socket = crate::socket::register(self.socket.clone(), Interest::READABLE)?;
+    let socket =
+      crate::transport::local::socket::register(self.socket.clone(), Interest::READABLE)?;
     loop {
       if self.polled_by_js() {
         return Ok(());

@@ -19,7 +19,6 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions, TryLockError};
 use std::io;
-use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -27,6 +26,8 @@ use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::traits::tokio::Stream as _;
 use interprocess::local_socket::traits::StreamCommon as _;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
+
+use crate::user::current_uid;
 
 /// Permission bits that let users other than the owner in.
 const GROUP_OTHER_BITS: u32 = 0o077;
@@ -38,14 +39,6 @@ pub fn default_dir() -> io::Result<PathBuf> {
     Some(dir) => Ok(PathBuf::from(dir).join("memsync")),
     None => Ok(std::env::temp_dir().join(format!("memsync-{}", current_uid()?))),
   }
-}
-
-/// The effective uid of this process. Without a libc dependency there is no `geteuid()`, but the
-/// kernel stamps a new pipe with its creator's effective uid (Linux, macOS, the BSDs), and
-/// unlike a probe file this leaves nothing behind.
-pub(crate) fn current_uid() -> io::Result<u32> {
-  let (reader, _writer) = io::pipe()?;
-  Ok(File::from(OwnedFd::from(reader)).metadata()?.uid())
 }
 
 /// Refuses `dir` unless it is a real directory (not a symlink) owned by `uid` with no group or
@@ -383,13 +376,13 @@ mod tests {
   use tokio::io::AsyncWriteExt;
 
   use super::*;
-  use crate::connection::FrameReader;
-  use crate::protocol::{self, Message, PROTOCOL_VERSION};
+  use crate::transport::local::codec::{self, Message, PROTOCOL_VERSION};
+  use crate::transport::local::connection::FrameReader;
 
   /// Writes `message` as one frame.
   async fn send(mut stream: &Stream, message: &Message) {
     let mut frame = Vec::new();
-    protocol::encode(message, &mut frame).unwrap();
+    codec::encode(message, &mut frame).unwrap();
     stream.write_all(&frame).await.unwrap();
   }
 

@@ -15,7 +15,7 @@ use hyper::HeaderMap;
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 
-use crate::persist::{self, FileTarget};
+use crate::services::persist::{self, FileTarget};
 
 /// Whether every request needs the token (`server.token`).
 #[derive(Debug, Clone, PartialEq, Eq)]

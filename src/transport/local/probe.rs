@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
-use crate::connection::FrameReader;
-use crate::protocol::{self, Message};
-use crate::rendezvous::Rendezvous;
+use crate::transport::local::codec::{self, Message};
+use crate::transport::local::connection::FrameReader;
+use crate::transport::local::rendezvous::Rendezvous;
 
 /// How long the host has to answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,7 +31,7 @@ pub async fn query(rendezvous: &Rendezvous) -> io::Result<HostStatus> {
   let stream = rendezvous.connect().await?;
   let (read_half, mut write_half) = tokio::io::split(stream);
   let mut frame = Vec::new();
-  protocol::encode(&Message::Query, &mut frame).map_err(io::Error::other)?;
+  codec::encode(&Message::Query, &mut frame).map_err(io::Error::other)?;
   write_half.write_all(&frame).await?;
   let mut reader = FrameReader::new(read_half);
   let answer = tokio::time::timeout(ANSWER_TIMEOUT, reader.read_message())

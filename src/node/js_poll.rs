@@ -16,7 +16,7 @@ use napi::bindgen_prelude::Env;
 use napi::sys::uv_loop_s;
 use napi::CleanupEnvHook;
 
-use crate::inbox::Inbox;
+use crate::transport::local::inbox::Inbox;
 
 /// libuv's `UV_POLL` handle type and poll events (uv.h).
 const UV_POLL: c_int = 8;

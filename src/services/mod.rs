@@ -6,6 +6,9 @@
 //! The file is also read when an instance starts: a corrupt file fails `start()` whatever role
 //! the instance then takes, and the process that starts a network seeds it from the file.
 
+pub mod http;
+pub mod persist;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,10 +18,10 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::core::replica::Replica;
 use crate::error::{Error, Result};
-use crate::http::{self, View};
-use crate::persist::{self, FileTarget, Flush, Saver, Stored};
-use crate::state::Replica;
+use http::View;
+use persist::{FileTarget, Flush, Saver, Stored};
 
 /// An instance's host services, as configured.
 #[derive(Debug, Default)]

@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::Notify;
 
 use crate::core::link::Link;
-use crate::protocol::{self, Message, ProtocolError};
+use crate::transport::local::codec::{self, Message, ProtocolError};
 
 /// The least free space offered to each read, so small frames arrive many at a time.
 const READ_CHUNK: usize = 8 * 1024;
@@ -182,7 +182,7 @@ impl ReadBuffer {
   pub(crate) fn read_fd(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> io::Result<usize> {
     self.make_room();
     let mut spare = ReadBuf::uninit(self.bytes.spare_capacity_mut());
-    crate::socket::read_into(fd, &mut spare)?;
+    crate::transport::local::socket::read_into(fd, &mut spare)?;
     let read = spare.filled().len();
     // SAFETY: `read_into` initialised the first `read` bytes of the spare capacity.
     unsafe { self.bytes.set_len(self.bytes.len() + read) };
@@ -207,7 +207,7 @@ impl ReadBuffer {
 
   /// The next message if it is already received in full; never reads.
   pub(crate) fn buffered_message(&mut self) -> Result<Option<Message>, ConnectionError> {
-    let Some((message, consumed)) = protocol::decode(&self.bytes[self.start..])? else {
+    let Some((message, consumed)) = codec::decode(&self.bytes[self.start..])? else {
       return Ok(None);
     };
     self.start += consumed;
@@ -356,7 +356,7 @@ where
   }
 }
 
-pub use crate::socket::DirectWrite;
+pub use crate::transport::local::socket::DirectWrite;
 
 /// The sending side of a connection, shared by everyone who sends on it (the JS thread's
 /// `patch()`, the host's handlers) and the connection's writer task ([`write_outbox`]).
@@ -482,7 +482,7 @@ impl Outbox {
   /// connection is closed or dropped, or when the message is too large for a frame (it is then
   /// not sent).
   pub fn queue_message(&self, message: &Message) -> bool {
-    self.append(|queued| protocol::encode(message, queued).is_ok())
+    self.append(|queued| codec::encode(message, queued).is_ok())
   }
 
   /// Appends to the queue with `write` (which leaves it as it was when it returns `false`),
@@ -579,7 +579,7 @@ impl Outbox {
     let mut messages = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
-      let (message, used) = protocol::decode(&bytes[at..]).unwrap().unwrap();
+      let (message, used) = codec::decode(&bytes[at..]).unwrap().unwrap();
       messages.push(message);
       at += used;
     }
@@ -597,7 +597,7 @@ impl Link for Outbox {
     self.append(|queued| {
       messages
         .iter()
-        .all(|message| protocol::encode(message, queued).is_ok())
+        .all(|message| codec::encode(message, queued).is_ok())
     })
   }
 
@@ -748,7 +748,7 @@ mod tests {
   use tokio::io::{duplex, DuplexStream};
 
   use super::*;
-  use crate::protocol::{Hlc, RawJson, MAX_FRAME};
+  use crate::transport::local::codec::{Hlc, RawJson, MAX_FRAME};
 
   fn patch(seq: u64) -> Message {
     Message::Patch {
@@ -763,7 +763,7 @@ mod tests {
 
   fn encoded(message: &Message) -> Vec<u8> {
     let mut out = Vec::new();
-    assert_eq!(protocol::encode(message, &mut out), Ok(()));
+    assert_eq!(codec::encode(message, &mut out), Ok(()));
     out
   }
 

@@ -18,21 +18,21 @@ use interprocess::local_socket::traits::tokio::Listener as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::core::exchange::{Exchange, ERR_MAX_WRITERS, LOCK_GRACE};
+use crate::core::replica::Replica;
+use crate::services::Services;
+use crate::transport::local::codec::{self, Message, MAX_FRAME, PROTOCOL_VERSION};
 #[cfg(not(unix))]
-use crate::connection::Shared;
-use crate::connection::{
+use crate::transport::local::connection::Shared;
+use crate::transport::local::connection::{
   write_outbox, Budget, ConnectionError, DirectWrite, FrameReader, Outbox, ReadLimits,
 };
-use crate::exchange::{Exchange, ERR_MAX_WRITERS, LOCK_GRACE};
 #[cfg(unix)]
-use crate::inbox::{Inbox, InboxEnd, InboxSlot};
-use crate::lease::{self, Lease, Silence};
-use crate::protocol::{self, Message, MAX_FRAME, PROTOCOL_VERSION};
-use crate::rendezvous::{HostLock, Rendezvous};
-use crate::services::Services;
+use crate::transport::local::inbox::{Inbox, InboxEnd, InboxSlot};
+use crate::transport::local::lease::{self, Lease, Silence};
+use crate::transport::local::rendezvous::{HostLock, Rendezvous};
 #[cfg(unix)]
-use crate::socket::{SocketReader, SocketWriter};
-use crate::state::Replica;
+use crate::transport::local::socket::{SocketReader, SocketWriter};
 
 /// How long a new connection may take to say hello, and a client to be welcomed.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -397,7 +397,10 @@ async fn accept_clients(
     match accepted {
       // The directory is private, but a descriptor can be passed on: only this user's
       // processes are clients.
-      Ok(stream) if let Err(err) = crate::rendezvous::check_peer(&stream, uid, "client") => {
+      Ok(stream)
+        if let Err(err) =
+          crate::transport::local::rendezvous::check_peer(&stream, uid, "client") =>
+      {
         report!("memsync '{}': refusing a client: {err}", replica.name());
       }
       Ok(stream) => {
@@ -502,7 +505,7 @@ async fn handle_client(
   };
   // A replaced host welcomes nobody: its snapshot could hold what the new host never sees.
   let welcomed =
-    |_: &u64| lease.hold() && replica.attach_client(id, outbox.clone(), protocol::welcome);
+    |_: &u64| lease.hold() && replica.attach_client(id, outbox.clone(), codec::welcome);
   let Some(origin) = origin.filter(welcomed) else {
     let effects = replica.exchange().detach(id);
     replica.apply(effects, true);
@@ -642,7 +645,7 @@ where
 #[cfg(unix)]
 fn split(stream: Stream) -> io::Result<(SocketReader, SocketWriter, Option<DirectWrite>)> {
   let Stream::UdSocket(socket) = stream;
-  let (reader, writer, direct) = crate::socket::split(socket.try_into()?)?;
+  let (reader, writer, direct) = crate::transport::local::socket::split(socket.try_into()?)?;
   Ok((reader, writer, Some(direct)))
 }
 

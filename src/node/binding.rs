@@ -24,19 +24,19 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::connection::Budget;
+use crate::core::replica::Replica;
 use crate::error::Error;
-use crate::http::{Address, TokenRule, View};
-use crate::inbox::InboxSlot;
-use crate::js_poll::JsPoll;
-use crate::lease::DEFAULT_HOST_TIMEOUT;
-use crate::peer;
-use crate::persist::FileTarget;
-use crate::probe;
-use crate::protocol::{PeerInfo, RawJson, RemoteError};
-use crate::rendezvous::{self, Rendezvous};
+use crate::node::js_poll::JsPoll;
+use crate::services::http::{Address, TokenRule, View};
+use crate::services::persist::FileTarget;
 use crate::services::Services;
-use crate::state::Replica;
+use crate::transport::local::codec::{PeerInfo, RawJson, RemoteError};
+use crate::transport::local::connection::Budget;
+use crate::transport::local::inbox::InboxSlot;
+use crate::transport::local::lease::DEFAULT_HOST_TIMEOUT;
+use crate::transport::local::peer;
+use crate::transport::local::probe;
+use crate::transport::local::rendezvous::{self, Rendezvous};
 
 /// The `code` of a JS error, e.g. `ERR_TYPE_MISMATCH`.
 pub struct ErrorCode(&'static str);

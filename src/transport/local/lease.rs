@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::core::link::Fence;
+
 /// The default `hostTimeout`.
 pub const DEFAULT_HOST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -100,6 +102,12 @@ pub struct Lease {
   /// The next epoch's lock file: once it exists, this host is fenced.
   next: PathBuf,
   fenced: watch::Sender<bool>,
+}
+
+impl Fence for Lease {
+  fn holds(&self) -> bool {
+    self.hold()
+  }
 }
 
 impl Lease {

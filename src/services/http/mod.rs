@@ -46,7 +46,7 @@ use tokio::time::Interval;
 
 use crate::clock::Hlc;
 use crate::core::message::RawJson;
-use crate::state::{received_json, Replica, Tap};
+use crate::core::replica::{received_json, Replica, Tap};
 
 mod access;
 mod token;
@@ -161,7 +161,7 @@ pub async fn run(
   let rules = Arc::new(Rules {
     token,
     always: matches!(view.token, TokenRule::Always(_)),
-    own_uid: crate::rendezvous::current_uid().ok(),
+    own_uid: crate::user::current_uid().ok(),
   });
   let mut connections = JoinSet::new();
   let stopping = shutdown.clone();
@@ -516,7 +516,9 @@ fn error(status: StatusCode, message: &str) -> Response<ResponseBody> {
 /// memory grow.
 fn subscribe(replica: &Replica, capacity: usize) -> Option<mpsc::Receiver<Arc<str>>> {
   let (sender, receiver) = mpsc::channel(capacity);
-  replica.tap(Box::new(Records(sender))).then_some(receiver)
+  replica
+    .tap_if_host(Box::new(Records(sender)))
+    .then_some(receiver)
 }
 
 struct Records(mpsc::Sender<Arc<str>>);

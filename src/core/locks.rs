@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use crate::protocol::Hlc;
+use crate::clock::Hlc;
 
 /// Who asks for a lock: a client's connection id, or [`HOST`].
 pub type Owner = u64;

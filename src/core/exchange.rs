@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use crate::clock::{Hlc, Time};
 use crate::core::link::Link;
+use crate::core::locks::{LockTable, Ticket, HOST};
 use crate::core::message::{Message, PeerInfo, RawJson, RemoteError};
-use crate::locks::{LockTable, Ticket, HOST};
 
 /// The code of a call whose callee's connection ended before it answered.
 pub const ERR_RPC_PEER_LOST: &str = "ERR_RPC_PEER_LOST";
