@@ -262,4 +262,47 @@ mod tests {
     assert_eq!(order.version(), 41);
     assert!(order.is_ordered(3, 9));
   }
+
+  #[test]
+  fn every_replica_reading_one_log_reaches_the_same_verdicts_and_document() {
+    let log = [
+      (1, 1, 30, json!({ "$set": { "a": 1 } })),
+      (2, 1, 10, json!({ "$set": { "a": 2 } })),
+      (2, 2, 40, json!({ "$inc": { "a": 5 } })),
+      (1, 1, 30, json!({ "$set": { "a": 1 } })),
+      (3, 1, 50, json!({ "$push": { "a": 1 } })),
+      (3, 2, 60, json!({ "$set": { "b": { "c": 1 } } })),
+    ];
+    let replay = || {
+      let mut order = Order::default();
+      let mut data = json!({});
+      let verdicts: Vec<String> = log
+        .iter()
+        .map(|(origin, seq, ms, value)| {
+          let verdict = order.decide(*origin, *seq, at(*ms), &update(value.clone()), &mut data);
+          match verdict {
+            Verdict::Ordered { version, .. } => format!("ordered {version}"),
+            Verdict::Duplicate => "duplicate".to_owned(),
+            Verdict::Stale { path } => format!("stale {path}"),
+            Verdict::Refused(err) => format!("refused {}", err.kind.code()),
+          }
+        })
+        .collect();
+      (verdicts, data)
+    };
+    let (verdicts, data) = replay();
+    assert_eq!(
+      verdicts,
+      [
+        "ordered 1",
+        "stale a",
+        "ordered 2",
+        "duplicate",
+        "refused ERR_TYPE_MISMATCH",
+        "ordered 3"
+      ]
+    );
+    assert_eq!(data, json!({ "a": 6, "b": { "c": 1 } }));
+    assert_eq!(replay(), (verdicts, data));
+  }
 }
