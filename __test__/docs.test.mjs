@@ -5,17 +5,22 @@
 // comment says that running its line writes <line> to stdout; an example's stdout must be exactly
 // its prints lines, in order, and its stderr empty. Each runs in a temporary project whose
 // node_modules/memsync is this checkout, with its working directory, HOME, TMPDIR and
-// XDG_RUNTIME_DIR (the default rendezvous directory) inside it, so it writes nowhere else.
+// XDG_RUNTIME_DIR (the default rendezvous directory) inside it, so it writes nowhere else. The
+// `memsync ...` lines of `sh` blocks run too, against live objects of the names they use.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
+import { once } from 'node:events'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import ts from 'typescript'
+import memsync from '../index.js'
 import { withTimeout } from './support/peers.mjs'
-import { freePort } from './support/services.mjs'
+import { BIN, freePort } from './support/services.mjs'
+
+const { MemSync } = memsync
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const EXAMPLES = path.join(ROOT, 'examples')
@@ -127,6 +132,46 @@ function run (file, dir, env) {
     throw new Error(`${error.message}; stdout: ${JSON.stringify(stdout)}, stderr: ${JSON.stringify(stderr)}`)
   })
 }
+
+/** The `memsync` command lines of the shell blocks, as argument lists: `npx memsync get jobs  # ...` gives ['get', 'jobs']. */
+function commandLines () {
+  const lines = docFiles().flatMap(codeBlocks).filter((block) => block.tag === 'sh').flatMap((block) => block.text.split('\n'))
+  return lines.filter((line) => /^(npx )?memsync /.test(line)).map((line) => {
+    const words = []
+    for (const [word] of line.matchAll(/'[^']*'|\S+/g)) {
+      if (word.startsWith('#')) break
+      words.push(word.startsWith("'") ? word.slice(1, -1) : word)
+    }
+    return words.slice(words.indexOf('memsync') + 1)
+  })
+}
+
+test('the memsync command lines of the docs run against live objects of the names they use', { timeout: 60000 }, async (t) => {
+  const commands = commandLines()
+  assert.ok(commands.length > 0, 'no memsync command line found')
+  const { env } = project(t)
+  const dir = path.join(env.XDG_RUNTIME_DIR, 'memsync')
+  for (const name of new Set(commands.map(([, name]) => name).filter(Boolean))) {
+    const host = new MemSync(name, {}, { dir })
+    t.after(() => host.stop())
+    assert.equal(await host.start(), 'host')
+  }
+  for (const args of commands) {
+    const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.on('data', (chunk) => { output += chunk })
+    child.stderr.on('data', (chunk) => { output += chunk })
+    const exited = new Promise((resolve) => child.on('exit', resolve))
+    if (args[0] === 'watch') {
+      // It prints the object, then follows until interrupted.
+      await withTimeout(once(child.stdout, 'data'), 10000, `memsync ${args.join(' ')} printed nothing`)
+      child.kill('SIGINT')
+      await withTimeout(exited, 10000, `memsync ${args.join(' ')} after SIGINT`)
+    } else {
+      assert.equal(await withTimeout(exited, 10000, `memsync ${args.join(' ')}`), 0, `memsync ${args.join(' ')}: ${output}`)
+    }
+  }
+})
 
 for (const file of exampleFiles()) {
   test(`examples/${file} runs and prints what its comments say`, { timeout: RUN_TIMEOUT_MS + 10000 }, async (t) => {
