@@ -118,8 +118,13 @@ export declare const MemErrors: {
   readonly ERR_RPC_NOT_FOUND: 'ERR_RPC_NOT_FOUND'
   readonly ERR_RPC_PEER_LOST: 'ERR_RPC_PEER_LOST'
   readonly ERR_EVENTS_DROPPED: 'ERR_EVENTS_DROPPED'
+  /** A `changes()` iterator's consumer fell `bufferSize` changes behind; the iterator ended. */
+  readonly ERR_CHANGES_DROPPED: 'ERR_CHANGES_DROPPED'
+  /** `data` was written directly (not with `patch()`); the written paths were restored. */
+  readonly ERR_DIRECT_WRITE: 'ERR_DIRECT_WRITE'
   readonly ERR_NO_STORAGE: 'ERR_NO_STORAGE'
   readonly ERR_STALE_WRITE: 'ERR_STALE_WRITE'
+  /** The instance was stopped: `patch`, `lock`, `call` and `events.emit` refuse until `start()`. */
   readonly ERR_STOPPED: 'ERR_STOPPED'
   readonly ERR_RENDEZVOUS: 'ERR_RENDEZVOUS'
   readonly ERR_STORAGE: 'ERR_STORAGE'
@@ -140,8 +145,10 @@ export interface MemSyncOptions {
   clientOnly?: boolean
   /** Never join as a client. */
   serverOnly?: boolean
-  /** Print internal events to the console. */
+  /** Print internal events to the console, each line tagged with the name and pid. */
   logEvents?: boolean
+  /** memsync 0.5's, accepted and ignored. */
+  logLevel?: LogLevel
   /** Milliseconds `start()` or a patch waits for a host before `ERR_TIMEOUT` (default 15,000). */
   timeout?: number
   /**
@@ -176,6 +183,30 @@ export interface MemSyncOptions {
    * `memsync url <name>` prints a URL that carries it.
    */
   server?: { port: number; host?: string; token?: boolean | string }
+}
+
+/** `T`, read-only at every depth: the type of `data`, which only `patch()` changes. */
+export type DeepReadonly<T> = T extends (...args: any[]) => unknown
+  ? T
+  : T extends readonly (infer E)[]
+    ? ReadonlyArray<DeepReadonly<E>>
+    : T extends object
+      ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+      : T
+
+/**
+ * `signal` aborts the wait of the call it is given to: the promise rejects with the signal's
+ * reason (an `AbortError` DOMException unless `abort(reason)` gave another). An already aborted
+ * signal refuses the call before it does anything.
+ */
+export interface AbortOptions {
+  signal?: AbortSignal
+}
+
+/** One patch applied here, as `changes()` yields it. */
+export interface Change<T> extends PatchRecord<T> {
+  /** Whether this process made it (`patch()` here) rather than another. */
+  own: boolean
 }
 
 /** Functions other processes may call with `call()`, possibly nested. */
@@ -316,17 +347,36 @@ export declare class MemSync<
   readonly name: string
   /** The options given to the constructor. */
   readonly options: MemSyncOptions
-  /** The live shared object: a plain object whose identity never changes; read it, write with `patch()`. */
-  readonly data: TData
+  /**
+   * The live shared object: a plain object whose identity never changes; read it, write with
+   * `patch()`. A direct write is undone within about a second and reported as an `error` event
+   * with code `ERR_DIRECT_WRITE`, as no other process would see it.
+   */
+  readonly data: DeepReadonly<TData>
   /** Events exchanged between the processes of this object. */
   readonly events: EventBus<TEvents>
   /** Resolves with `{ type }` once connected; renewed on disconnect. */
   readonly connection: Connection
 
-  /** Joins the network of this name; resolves to the role taken. */
-  start(): Promise<'host' | 'client'>
-  /** Leaves the network; a host hands its role over. */
+  /**
+   * Joins the network of this name; resolves to the role taken. An abort of `signal` stops the
+   * instance and rejects with the signal's reason.
+   */
+  start(options?: AbortOptions): Promise<'host' | 'client'>
+  /**
+   * Leaves the network; a host hands its role over. Until `start()` again, `patch`, `lock`, `call`
+   * and `events.emit` refuse with `ERR_STOPPED` and change nothing; `changes()` iterators end.
+   */
   stop(): Promise<void>
+  /** `await using mem = new MemSync(...)`: `stop()` when the scope ends. */
+  [Symbol.asyncDispose](): Promise<void>
+  /**
+   * The patches applied here from now on (own and other processes'), in order. At most
+   * `bufferSize` (default 1024) wait for a slow consumer; one more ends the iterator: it yields
+   * those, then throws `ERR_CHANGES_DROPPED` (read `data`, then call `changes()` again). It is done
+   * when the instance stops; `break` unsubscribes.
+   */
+  changes(options?: { bufferSize?: number }): AsyncIterableIterator<Change<TData>>
   /** Keeps the process alive while started (the default), as `net.Server#ref`. */
   ref(): this
   /** Lets the process exit while started, as `net.Server#unref`. */
@@ -334,8 +384,10 @@ export declare class MemSync<
   /**
    * Applies a MongoDB update document. `data` shows the change when this returns; the promise
    * settles once the change is accepted, or rejects with a `MemSyncError`, leaving `data` untouched.
+   * An abort of `signal` cannot unsend it: the promise rejects, but the patch stays queued and may
+   * still be applied everywhere. An already aborted signal refuses it before it changes anything.
    */
-  patch(update: UpdateQuery<TData>): Promise<void>
+  patch(update: UpdateQuery<TData>, options?: AbortOptions): Promise<void>
   /** Calls `callback(value)` whenever a patch touches `path`, a parent or a child of it. */
   observe<P extends Path<TData>>(path: P, callback: (value: PathValue<TData, P>) => void): this
   /** Removes `callback`, or every callback, observing `path`. */
@@ -363,18 +415,22 @@ export declare class MemSync<
   >
   /**
    * Runs `fn` while no other process of this object (nor another `lock()` of this one) holds
-   * `key`, and settles with its outcome. `timeout` bounds the wait for the lock (`ERR_TIMEOUT`).
+   * `key`, and settles with its outcome. `timeout` bounds the wait for the lock (`ERR_TIMEOUT`);
+   * an abort of `signal` while waiting withdraws the request (once `fn` runs, it no longer applies).
    */
-  lock<R>(key: string, fn: () => R | PromiseLike<R>, options?: { timeout?: number }): Promise<Awaited<R>>
+  lock<R>(key: string, fn: () => R | PromiseLike<R>, options?: { timeout?: number } & AbortOptions): Promise<Awaited<R>>
   /**
    * Whether anything accepts connections on this object's socket (memsync 0.5): true while
    * connected, a host's own listener included; else whether another process hosts it.
    * `socketPath` asks about another socket.
    */
   hasPeers(socketPath?: string): Promise<boolean>
-  /** Runs an RPC method registered by a process of this object. */
+  /**
+   * Runs an RPC method registered by a process of this object. The method may be given as
+   * `{ method, signal }`: an abort drops the wait (the call was sent and may still run).
+   */
   call<M extends RpcMethod<TRpc>>(
-    method: M,
+    method: M | ({ method: M } & AbortOptions),
     ...args: Parameters<Extract<RpcFunction<TRpc, M>, (...args: any[]) => unknown>>
   ): Promise<RpcResult<ReturnType<Extract<RpcFunction<TRpc, M>, (...args: any[]) => unknown>>>>
   /**
@@ -390,6 +446,11 @@ export declare class MemSync<
    * saves); rejects with `ERR_NO_STORAGE` without a file, `ERR_STORAGE` when the write fails.
    */
   flush(): Promise<void>
-  /** Accepted for memsync 0.5 compatibility; does nothing. */
-  setOptions(options?: MemSyncOptions & { logLevel?: LogLevel }): void
+  /**
+   * Changes options: `timeout`, `logEvents` and `logLevel` (0.5's, ignored) at any time;
+   * `clientOnly`, `serverOnly`, `hostTimeout`, `peer`, `network` while stopped (applied at the next
+   * `start()`). `dir`, `file` and `server` are fixed at construction. Throws `ERR_INVALID_ARG`
+   * saying why for an option it cannot apply, or an unknown one, and then changes nothing.
+   */
+  setOptions(options?: MemSyncOptions): void
 }

@@ -330,7 +330,7 @@ test('logEvents prints the instance events', async (t) => {
   await mem.patch({ $inc: { n: 1 } })
   await mem.stop()
   const lines = log.mock.calls.map((call) => call.arguments[0])
-  assert.deepEqual(lines.map((line) => line.replace(/^memsync '[^']+' /, '')), ['connected:', 'change:', 'disconnected:'])
+  assert.deepEqual(lines.map((line) => line.replace(new RegExp(`^memsync '[^']+' \\(pid ${process.pid}\\) `), '')), ['connected:', 'change:', 'disconnected:'])
   assert.deepEqual(log.mock.calls[1].arguments[1].patch, { $inc: { n: 1 } })
 })
 

@@ -112,3 +112,48 @@ async function callForms () {
   sig.events.emit('tick', 'one')
 }
 void callForms
+
+// Issue 15: data is read-only at every depth; dispose, changes(), AbortSignal options.
+async function modern () {
+  const jobs = new MemSync<Jobs>('modern', { done: 0, queue: [], owner: { name: 'a', tags: [] }, workers: [] })
+  // @ts-expect-error data is written with patch() only
+  jobs.data.done = 5
+  // @ts-expect-error nested too
+  jobs.data.owner.name = 'b'
+  // @ts-expect-error arrays are read-only
+  jobs.data.queue.push('x')
+  const name: string = jobs.data.owner.name
+  void name
+  const stopped: 'ERR_STOPPED' = MemErrors.ERR_STOPPED
+  const direct: 'ERR_DIRECT_WRITE' = MemErrors.ERR_DIRECT_WRITE
+  void stopped
+  void direct
+
+  const controller = new AbortController()
+  await jobs.start({ signal: controller.signal })
+  await jobs.patch({ $inc: { done: 1 } }, { signal: AbortSignal.timeout(1000) })
+  await jobs.lock('k', () => 1, { timeout: 100, signal: controller.signal })
+  const typed = new MemSync({ name: 'c2', rpc: { add: (a: number, b: number) => a + b } })
+  const sum: number = (await typed.call({ method: 'add', signal: controller.signal }, 1, 2)).result
+  void sum
+  // @ts-expect-error not a registered method
+  await typed.call({ method: 'subtract' }, 1, 2)
+  // @ts-expect-error signal is an AbortSignal
+  await jobs.patch({ done: 1 }, { signal: true })
+
+  for await (const change of jobs.changes({ bufferSize: 16 })) {
+    const version: number | null = change.version
+    const own: boolean = change.own
+    void version
+    void own
+    break
+  }
+  {
+    await using scoped = new MemSync('scoped', { n: 0 })
+    await scoped.start()
+  }
+  jobs.setOptions({ timeout: 100, logEvents: true })
+  // @ts-expect-error not an option
+  jobs.setOptions({ timeOut: 100 })
+}
+void modern

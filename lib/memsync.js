@@ -6,11 +6,13 @@
 const { EventEmitter } = require('node:events')
 const net = require('node:net')
 const path = require('node:path')
+const { debuglog } = require('node:util')
 const native = require('../native.js')
-const { applyChanges, getAt, replaceContents, touches } = require('./changes.js')
+const { LiveObject, getAt, touches } = require('./changes.js')
 const { MemErrors, codedError, settle } = require('./errors.js')
+const { ChangeFeed, DEFAULT_BUFFER_SIZE } = require('./feed.js')
 const { toJson, MAX_DEPTH } = require('./json.js')
-const { checkEventName, checkListener, checkMethod, checkNestedOptions, checkPath, checkRpc, isPlainObject } = require('./validate.js')
+const { checkEventName, checkKeys, checkListener, checkMethod, checkNestedOptions, checkOptionKeys, checkPath, checkRpc, isPlainObject } = require('./validate.js')
 
 const RESOLVED = Promise.resolve()
 const DEFAULT_TIMEOUT_MS = 15000
@@ -21,12 +23,24 @@ const UPDATE_MAX_DEPTH = MAX_DEPTH + 2
 // changes, which may be as large. A larger frame could not be sent, and other processes would
 // never receive the patch.
 const UPDATE_MAX_BYTES = 16 * 1024 * 1024
+// `NODE_DEBUG=memsync`: the JS side's diagnostics, each line tagged as logEvents' are.
+const debug = debuglog('memsync')
+// Node 20 may lack Symbol.asyncDispose; Node's own classes use this one then.
+const asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose')
+// The check of `data` against the truth (lib/changes.js) runs at most this often, and takes at
+// most 1/REPAIR_SPACING of the time on a big object.
+const REPAIR_INTERVAL_MS = 1000
+const REPAIR_SPACING = 50
+// Options a started instance takes at once; the others wait for a stop, or for a new instance.
+const LIVE_OPTIONS = ['timeout', 'logEvents', 'logLevel']
+const FIXED_OPTIONS = ['dir', 'file', 'server']
 
 function checkOptions (options) {
   if (options === undefined || options === null) return {}
   if (!isPlainObject(options)) {
     throw codedError(MemErrors.ERR_INVALID_ARG, `options must be an object, not ${Array.isArray(options) ? 'an array' : typeof options}`)
   }
+  checkOptionKeys(options)
   for (const field of ['timeout', 'hostTimeout']) {
     const ms = options[field]
     if (ms !== undefined && !(typeof ms === 'number' && ms > 0 && ms <= 2 ** 31 - 1)) {
@@ -56,6 +70,29 @@ function checkOperands (update) {
       throw codedError(MemErrors.ERR_BAD_VALUE, `The update holds undefined at '${key}', which JSON cannot carry: an operator needs its fields`)
     }
   }
+}
+
+/** Throws unless `signal` is undefined or an AbortSignal. */
+function checkSignal (signal, call) {
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw codedError(MemErrors.ERR_INVALID_ARG, `${call}: signal must be an AbortSignal`)
+  }
+}
+
+/**
+ * `promise`, or a rejection with the signal's reason (an AbortError unless the abort gave
+ * another) once `signal` aborts; `onAbort` then cancels what the wait was for.
+ */
+function abortable (promise, signal, onAbort) {
+  if (signal === undefined) return promise
+  return new Promise((resolve, reject) => {
+    const abort = () => {
+      onAbort()
+      reject(signal.reason)
+    }
+    signal.addEventListener('abort', abort, { once: true })
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', abort))
+  })
 }
 
 /** `promise`, or a rejection with `error()` after `ms`. */
@@ -220,7 +257,10 @@ class MemSync {
   name
   /** The options given to the constructor. */
   options
-  /** The live shared object: a plain object, changed in place by patches. */
+  /**
+   * The live shared object: a plain object, changed in place by patches. Written to directly, it
+   * is restored within about a second (docs/data.md).
+   */
   data
   /** Events exchanged between the processes of this object. */
   events
@@ -247,10 +287,20 @@ class MemSync {
   /** Called when the connection is lost: waits that must start over with the next one. */
   #onLost = new Set()
   #observers = []
+  /** `data` and the truth it is checked against. */
+  #live
+  /** The open iterators of changes(). */
+  #feeds = new Set()
+  /** The next check of `data` against the truth, while started. */
+  #repairTimer = null
+  /** The listeners that print for `logEvents`, while it is on. */
+  #logListeners = null
   /** 'host' or 'client' while connected, else null. */
   #role = null
   /** Whether start() was called and stop() was not. */
   #started = false
+  /** Whether stop() was called and start() was not since: patch, lock, call, emit refuse. */
+  #stopped = false
   #connected = deferred(this.#report)
   /** Settles the start() in progress. */
   #starting = null
@@ -274,7 +324,8 @@ class MemSync {
     let data = defaultObject
     let rpc
     if (isPlainObject(nameOrConfig)) {
-      ({ name, data, rpc, options } = nameOrConfig)
+      checkKeys(nameOrConfig, 'new MemSync({ ... })')
+      ;({ name, data, rpc, options } = nameOrConfig)
     }
     if (name === undefined || name === null || name === '') {
       throw codedError(MemErrors.ERR_INVALID_NAME, 'Name not set for the MemSync')
@@ -295,13 +346,15 @@ class MemSync {
     this.options = checkOptions(options)
     this.#rpc = rpc ?? {}
     this.events = new EventBus(this.#bus, (event, argsJson) => {
+      this.#refuseIfStopped('events.emit()')
       native.emit(this.#native, event, argsJson)
       this.#scheduleFlush()
     })
     const text = toJson(data, 'The default object')
     this.#native = native.createInstance(name, text, this.options.dir ?? null, hostServices(this.options))
     // A copy, not the caller's object: the replica and `data` must start identical.
-    this.data = JSON.parse(text)
+    this.#live = new LiveObject(JSON.parse(text))
+    this.data = this.#live.root
     this.connection = this.#connected.promise
     native.setPeer(this.#native, JSON.stringify({
       methods: rpcMethods(this.#rpc),
@@ -309,14 +362,28 @@ class MemSync {
       maxWriters: this.options.network?.maxWriters
     }))
     this.#trackReceivedListeners()
-    if (this.options.logEvents) this.#logEvents()
+    this.#setLogEvents(this.options.logEvents === true)
   }
 
-  /** Joins the network of this name; resolves to the role taken, 'host' or 'client'. */
-  async start () {
+  /** `name` and pid, which tell the lines of two instances (or processes) apart. */
+  get #tag () {
+    return `memsync '${this.name}' (pid ${process.pid})`
+  }
+
+  /**
+   * Joins the network of this name; resolves to the role taken, 'host' or 'client'.
+   * `options.signal` aborts the wait: the instance stops, and the promise rejects with its reason.
+   */
+  async start (options) {
+    const signal = options?.signal
+    checkSignal(signal, 'start({ signal })')
+    signal?.throwIfAborted()
     if (this.#role !== null) return this.#role
-    if (this.#started) return (await this.connection).type
+    if (this.#started) return (await abortable(this.connection, signal, () => {})).type
     this.#started = true
+    this.#stopped = false
+    debug('%s start', this.#tag)
+    this.#scheduleRepair(REPAIR_INTERVAL_MS)
     const timeoutMs = this.options.timeout ?? DEFAULT_TIMEOUT_MS
     const outcome = new Promise((resolve, reject) => { this.#starting = { resolve, reject } })
     const timer = setTimeout(() => {
@@ -324,7 +391,7 @@ class MemSync {
     }, timeoutMs)
     try {
       native.start(this.#native, () => this.#drain(), this.options.clientOnly === true, this.options.serverOnly === true, this.options.network?.maxBuffer ?? null, this.options.hostTimeout ?? null)
-      return await outcome
+      return await abortable(outcome, signal, () => this.#starting?.reject(signal.reason))
     } catch (error) {
       // This start() is over: stop() must not reject its promise, which nobody awaits when
       // native.start threw (an unhandled rejection would end the process).
@@ -341,6 +408,10 @@ class MemSync {
   async stop () {
     if (!this.#started) return
     this.#started = false
+    this.#stopped = true
+    debug('%s stop', this.#tag)
+    clearTimeout(this.#repairTimer)
+    this.#repairTimer = null
     await native.stop(this.#native)
     this.#drain()
     // The waker is released only now, after the last events were drained: from here on the
@@ -357,6 +428,32 @@ class MemSync {
       native.unlock(this.#native, id)
       waiter.reject(codedError(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before the lock was acquired`))
     }
+    for (const feed of [...this.#feeds]) feed.close()
+  }
+
+  /** `await using mem = new MemSync(...)`: stops it when the scope ends. */
+  [asyncDispose] () {
+    return this.stop()
+  }
+
+  /**
+   * The patches applied here from now on, own and others', in order, each
+   * `{ version, timestamp, patch, own }`. At most `bufferSize` (default 1024) wait for a slow
+   * consumer; one more ends the iterator with ERR_CHANGES_DROPPED once it has read those. It is
+   * done when the instance stops; `break` unsubscribes.
+   */
+  changes (options) {
+    const bufferSize = options?.bufferSize ?? DEFAULT_BUFFER_SIZE
+    if (!(Number.isSafeInteger(bufferSize) && bufferSize > 0)) {
+      throw codedError(MemErrors.ERR_INVALID_ARG, `changes({ bufferSize }): bufferSize must be a positive integer, not ${bufferSize}`)
+    }
+    const feed = new ChangeFeed(bufferSize, () => {
+      this.#feeds.delete(feed)
+      this.#updateWantsReceived()
+    })
+    this.#feeds.add(feed)
+    this.#updateWantsReceived()
+    return feed
   }
 
   /**
@@ -366,14 +463,26 @@ class MemSync {
    * (`ERR_TIMEOUT`), not `fn`.
    */
   async lock (key, fn, options) {
+    this.#refuseIfStopped('lock()')
     if (typeof key !== 'string') throw codedError(MemErrors.ERR_INVALID_ARG, 'lock(key, fn): key must be a string')
     if (typeof fn !== 'function') throw codedError(MemErrors.ERR_INVALID_ARG, 'lock(key, fn): fn must be a function')
     const timeoutMs = options?.timeout
     if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= 2 ** 31 - 1)) {
       throw codedError(MemErrors.ERR_INVALID_ARG, `lock(key, fn, { timeout }): timeout must be a positive number of milliseconds, not ${timeoutMs}`)
     }
+    const signal = options?.signal
+    checkSignal(signal, 'lock(key, fn, { signal })')
+    signal?.throwIfAborted()
     const id = this.#nextLock++
-    await new Promise((resolve, reject) => {
+    const cancel = () => {
+      const waiter = this.#lockWaits.get(id)
+      if (waiter === undefined) return
+      this.#lockWaits.delete(id)
+      clearTimeout(waiter.timer)
+      // Cancels the request, or releases the lock if it was granted meanwhile.
+      native.unlock(this.#native, id)
+    }
+    await abortable(new Promise((resolve, reject) => {
       const waiter = { resolve, reject, timer: undefined }
       if (timeoutMs !== undefined) {
         waiter.timer = setTimeout(() => {
@@ -385,7 +494,7 @@ class MemSync {
       }
       this.#lockWaits.set(id, waiter)
       native.lock(this.#native, id, key)
-    })
+    }), signal, cancel)
     try {
       return await fn()
     } finally {
@@ -409,12 +518,16 @@ class MemSync {
    * Applies a MongoDB update document. `data` shows the change before this returns; the promise
    * settles when the change is accepted, or rejects (with `code`) leaving `data` untouched.
    */
-  patch (update) {
+  patch (update, options) {
     if (!isPlainObject(update)) {
       return Promise.reject(codedError(MemErrors.ERR_BAD_VALUE, 'The update must be a plain object such as { $set: { a: 1 } }'))
     }
+    const signal = options?.signal
     let events
     try {
+      this.#refuseIfStopped('patch()')
+      checkSignal(signal, 'patch(update, { signal })')
+      signal?.throwIfAborted()
       checkOperands(update)
       // A field value of undefined is stored as null, as the MongoDB Node driver sends it: an
       // update built from an optional field must not fail.
@@ -431,7 +544,8 @@ class MemSync {
     // Other processes get the patch at the end of this task: a loop of patches is one write.
     if (queued === 1) this.#scheduleFlush()
     this.#handle(events)
-    return accepted
+    // Sent already: an abort only stops the wait (the patch stays queued and may be applied).
+    return abortable(accepted, signal, () => {})
   }
 
   /** Calls `callback(value)` whenever a patch touches `path`, a parent or a child of it. */
@@ -579,8 +693,13 @@ class MemSync {
    * shape); rejects with the remote error's message and `code`, `ERR_RPC_NOT_FOUND`,
    * `ERR_RPC_PEER_LOST` (the callee or the host went away first) or `ERR_TIMEOUT`.
    */
-  async call (method, ...args) {
+  async call (methodOrOptions, ...args) {
+    this.#refuseIfStopped('call()')
+    const { method, signal } = isPlainObject(methodOrOptions) ? methodOrOptions : { method: methodOrOptions }
+    if (isPlainObject(methodOrOptions)) checkKeys(methodOrOptions, 'call({ ... }, ...args)')
     checkMethod(method)
+    checkSignal(signal, 'call({ method, signal }, ...args)')
+    signal?.throwIfAborted()
     // Checked even for a local call: a call behaves the same wherever its function runs.
     const argsJson = toJson(args, `The arguments of RPC call "${method}"`)
     const id = this.#nextCall++
@@ -593,8 +712,8 @@ class MemSync {
     const deadline = performance.now() + timeoutMs
     const expired = () => codedError(MemErrors.ERR_TIMEOUT, `The RPC call "${method}" was not answered within ${timeoutMs} ms`)
     // Between hosts (or before start()), the call waits for a connection within its timeout.
-    if (this.#role === null) await raceTimeout(this.connection, timeoutMs, expired)
-    return new Promise((resolve, reject) => {
+    if (this.#role === null) await abortable(raceTimeout(this.connection, timeoutMs, expired), signal, () => {})
+    return abortable(new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         // A reply arriving later finds no call and is ignored.
         this.#calls.delete(id)
@@ -602,6 +721,10 @@ class MemSync {
       }, Math.max(0, deadline - performance.now()))
       this.#calls.set(id, { resolve, reject, params: args, timer })
       native.call(this.#native, id, method, argsJson)
+      // The call was sent: an abort drops the wait, and a reply arriving later is ignored.
+    }), signal, () => {
+      clearTimeout(this.#calls.get(id)?.timer)
+      this.#calls.delete(id)
     })
   }
 
@@ -611,8 +734,63 @@ class MemSync {
     settle(await native.save(this.#native))
   }
 
-  /** Accepted for memsync 0.5 compatibility; options are fixed at construction. */
-  setOptions () {}
+  /**
+   * Changes options: `timeout`, `logEvents` and 0.5's `logLevel` (accepted, ignored) at any time;
+   * `clientOnly`, `serverOnly`, `hostTimeout`, `peer` and `network` while stopped (they take effect
+   * at the next start()). `dir`, `file` and `server` are fixed when the instance is created. All or
+   * nothing: an option it cannot apply throws ERR_INVALID_ARG saying why, and changes nothing.
+   */
+  setOptions (options) {
+    const changes = checkOptions(options)
+    for (const key of Object.keys(changes)) {
+      if (FIXED_OPTIONS.includes(key)) {
+        throw codedError(MemErrors.ERR_INVALID_ARG, `setOptions(): options.${key} is fixed when the instance is created (the native replica is built with it); create another MemSync to change it`)
+      }
+      if (this.#started && !LIVE_OPTIONS.includes(key)) {
+        throw codedError(MemErrors.ERR_INVALID_ARG, `setOptions(): options.${key} cannot change while '${this.name}' is started (it is used to join the network); stop() first, and it applies at the next start()`)
+      }
+    }
+    const next = checkOptions({ ...this.options, ...changes })
+    if (changes.peer !== undefined || changes.network !== undefined) {
+      native.setPeer(this.#native, JSON.stringify({
+        methods: rpcMethods(this.#rpc),
+        roles: next.peer?.roles ?? [],
+        maxWriters: next.network?.maxWriters
+      }))
+    }
+    this.options = next
+    this.#setLogEvents(next.logEvents === true)
+    debug('%s setOptions %j', this.#tag, Object.keys(changes))
+  }
+
+  #refuseIfStopped (call) {
+    if (this.#stopped) {
+      throw codedError(MemErrors.ERR_STOPPED, `${call}: '${this.name}' is stopped; start() it again first`)
+    }
+  }
+
+  // Undoes direct writes to `data` (lib/changes.js) and says so. The next check is spaced so
+  // that checking a big object takes a bounded share of the time.
+  #scheduleRepair (ms) {
+    this.#repairTimer = setTimeout(() => {
+      const began = performance.now()
+      let restored
+      try {
+        restored = this.#live.repair()
+      } catch (error) {
+        // Say so rather than end the process from a timer: `data` frozen whole, or a throwing getter.
+        restored = []
+        this.#reportError(codedError(MemErrors.ERR_DIRECT_WRITE, `'${this.name}': data was changed directly in a way that cannot be undone (${error.message}); change data with patch() only`))
+      }
+      const took = performance.now() - began
+      if (restored.length > 0) {
+        const shown = restored.slice(0, 5).map((p) => `'${p}'`).join(', ') + (restored.length > 5 ? ` and ${restored.length - 5} more` : '')
+        debug('%s restored %s of data written directly', this.#tag, shown)
+        this.#reportError(codedError(MemErrors.ERR_DIRECT_WRITE, `'${this.name}': data was written directly at ${shown}, which no other process sees; restored to the replica's value. Change data with patch()`))
+      }
+      if (this.#started) this.#scheduleRepair(Math.max(REPAIR_INTERVAL_MS, took * REPAIR_SPACING))
+    }, ms).unref()
+  }
 
   #scheduleFlush () {
     if (this.#flushScheduled) return
@@ -730,27 +908,32 @@ class MemSync {
       case 'o': {
         const [, , version, changes, update] = event
         if (changes === null) break
-        applyChanges(this.data, changes)
+        this.#live.apply(changes)
         this.#notify(changes)
-        if (this.#emitter.listenerCount('change') > 0) {
-          this.#emitter.emit('change', { version: version || null, timestamp: Date.now(), patch: update })
+        if (this.#emitter.listenerCount('change') > 0 || this.#feeds.size > 0) {
+          const record = { version: version || null, timestamp: Date.now(), patch: update }
+          this.#emitter.emit('change', record)
+          this.#publish(record, true)
         }
         break
       }
       case 'c': {
         const [, , changes, received] = event
-        applyChanges(this.data, changes)
+        this.#live.apply(changes)
         this.#notify(changes)
         if (received.length > 0) {
           this.#emitter.emit('receivedPatches', received)
-          for (const record of received) this.#emitter.emit('change', record)
+          for (const record of received) {
+            this.#emitter.emit('change', record)
+            this.#publish(record, false)
+          }
         }
         break
       }
       case 'r': {
         // A snapshot (joining, or a new host): observers hear of the paths whose value it changed.
         const before = this.#observers.map((observer) => JSON.stringify(getAt(this.data, observer.parts)))
-        replaceContents(this.data, event[2])
+        this.#live.replace(event[2])
         const changed = this.#observers.filter((observer, i) => JSON.stringify(getAt(this.data, observer.parts)) !== before[i])
         this.#call(changed)
         break
@@ -808,7 +991,12 @@ class MemSync {
     }
   }
 
+  #publish ({ version, timestamp, patch }, own) {
+    for (const feed of this.#feeds) feed.push({ version, timestamp, patch, own })
+  }
+
   #onRole (role) {
+    debug('%s role %s', this.#tag, role)
     if (role === 'offline') {
       this.#epoch++
       // Calls in flight went through the host that is gone, or to clients that left with it.
@@ -845,26 +1033,36 @@ class MemSync {
   }
 
   // The replica builds the record of every patch ordered elsewhere only while someone listens.
+  #wantsReceived = false
+  #updateWantsReceived (adding = false) {
+    const wanted = adding || this.#emitter.listenerCount('receivedPatches') + this.#emitter.listenerCount('change') + this.#feeds.size > 0
+    if (wanted === this.#wantsReceived) return
+    this.#wantsReceived = wanted
+    native.setWantsReceived(this.#native, wanted)
+  }
+
   #trackReceivedListeners () {
-    const wanted = () => this.#emitter.listenerCount('receivedPatches') + this.#emitter.listenerCount('change') > 0
-    let wants = false
-    const update = (next) => {
-      if (next === wants) return
-      wants = next
-      native.setWantsReceived(this.#native, next)
-    }
+    // 'newListener' comes before the listener is added, 'removeListener' after it is removed.
     this.#emitter.on('newListener', (event) => {
-      if (event === 'receivedPatches' || event === 'change') update(true)
+      if (event === 'receivedPatches' || event === 'change') this.#updateWantsReceived(true)
     })
     this.#emitter.on('removeListener', (event) => {
-      if (event === 'receivedPatches' || event === 'change') update(wanted())
+      if (event === 'receivedPatches' || event === 'change') this.#updateWantsReceived()
     })
   }
 
-  // memsync 0.5's `logEvents`: every instance event on the console.
-  #logEvents () {
-    for (const event of ['connected', 'disconnected', 'change', 'receivedPatches', 'error']) {
-      this.#emitter.on(event, (payload) => console.log(`memsync '${this.name}' ${event}:`, payload))
+  // memsync 0.5's `logEvents`: every instance event on the console, tagged with the name and pid.
+  #setLogEvents (on) {
+    if (on === (this.#logListeners !== null)) return
+    if (on) {
+      this.#logListeners = ['connected', 'disconnected', 'change', 'receivedPatches', 'error'].map((event) => {
+        const listener = (payload) => console.log(`${this.#tag} ${event}:`, payload)
+        this.#emitter.on(event, listener)
+        return [event, listener]
+      })
+    } else {
+      for (const [event, listener] of this.#logListeners) this.#emitter.off(event, listener)
+      this.#logListeners = null
     }
   }
 
@@ -872,7 +1070,7 @@ class MemSync {
     if (this.#emitter.listenerCount('error') > 0) {
       this.#emitter.emit('error', error)
     } else {
-      console.error(`memsync '${this.name}':`, error)
+      console.error(`${this.#tag}:`, error)
     }
   }
 }

@@ -91,4 +91,53 @@ function checkNestedOptions (options) {
   ])
 }
 
-module.exports = { checkEventName, checkListener, checkMethod, checkNestedOptions, checkPath, checkRpc, isPlainObject }
+/**
+ * The keys an object argument takes, by where it is given: the constructor's object form,
+ * `options` and each nested option object (memsync 0.5's `logLevel`, of `setOptions`, is accepted
+ * everywhere), and the options form of `call`.
+ */
+const KNOWN_KEYS = {
+  'new MemSync({ ... })': ['name', 'data', 'rpc', 'options'],
+  options: ['clientOnly', 'serverOnly', 'logEvents', 'logLevel', 'timeout', 'hostTimeout', 'dir', 'peer', 'network', 'file', 'server'],
+  'options.peer': ['roles'],
+  'options.network': ['maxWriters', 'maxBuffer'],
+  'options.file': ['path', 'followSymlinks'],
+  'options.server': ['port', 'host', 'token'],
+  'call({ ... }, ...args)': ['method', 'signal']
+}
+
+/** How many single-character edits turn `a` into `b` (Levenshtein). */
+function editDistance (a, b) {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i]
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    row = next
+  }
+  return row[b.length]
+}
+
+/** Throws for a key of `object` that `where` does not take, naming the closest one it does. */
+function checkKeys (object, where) {
+  const known = KNOWN_KEYS[where]
+  for (const key of Object.keys(object)) {
+    if (known.includes(key)) continue
+    // Case-insensitive, so that 'timeOut' finds 'timeout' before a shorter neighbour.
+    const distances = known.map((candidate) => editDistance(key.toLowerCase(), candidate.toLowerCase()))
+    const closest = known[distances.indexOf(Math.min(...distances))]
+    const section = where.startsWith('options.') ? `${where.slice('options.'.length)}.` : ''
+    throw invalid(`unknown ${where.startsWith('options') ? 'option' : 'key'} '${section}${key}'; did you mean '${section}${closest}'? (${where} takes ${known.map((k) => `'${k}'`).join(', ')})`)
+  }
+}
+
+/** Unknown keys of `options` and of its nested option objects (their types are checked elsewhere). */
+function checkOptionKeys (options) {
+  checkKeys(options, 'options')
+  for (const section of ['peer', 'network', 'file', 'server']) {
+    if (isPlainObject(options[section])) checkKeys(options[section], `options.${section}`)
+  }
+}
+
+module.exports = { checkEventName, checkKeys, checkListener, checkMethod, checkNestedOptions, checkOptionKeys, checkPath, checkRpc, isPlainObject }

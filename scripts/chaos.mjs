@@ -3,7 +3,7 @@
 // (SIGSTOP) for longer or shorter than hostTimeout and then continued (SIGCONT): replaced and
 // fenced, or still host. After every round all replicas must be identical and every patch whose
 // promise resolved in a process must be present exactly once, except the killed host's own
-// (README, "Guarantees and limits": a host's own patches are lost if it dies before a client
+// (docs/guarantees.md, "Not promised": a host's own patches are lost if it dies before a client
 // received them; they are counted, not failed). A stopped host's own patches are not exempt.
 //
 //   npm run chaos -- [--rounds 50] [--writes 40] [--seed <n>]

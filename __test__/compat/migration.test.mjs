@@ -1,4 +1,4 @@
-// The deliberate differences from memsync 0.5 listed in the README's "Migrating from memsync 0.5"
+// The deliberate differences from memsync 0.5 listed in docs/migrating-from-0.5.md
 // that no other test shows from 0.5's side. The others are covered where the feature is tested:
 // RPC result shape and spread arguments (rpc.test.mjs 'calls run in the caller first...'),
 // ERR_RPC_NOT_FOUND (rpc.test.mjs 'a remote throw rejects...'), HTTP on 127.0.0.1 (http.test.mjs

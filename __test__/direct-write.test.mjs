@@ -1,0 +1,63 @@
+// `data` cannot silently diverge (issue 15): a direct write is undone and reported with
+// ERR_DIRECT_WRITE, and the process then agrees with the others again (docs/data.md).
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import memsync from '../index.js'
+import { rendezvousDir, spawnPeer, uniqueName, withTimeout } from './support/peers.mjs'
+
+const { MemSync, MemErrors } = memsync
+
+const nextError = (mem) => withTimeout(new Promise((resolve) => mem.once('error', resolve)), 5000, 'no error event for the direct write')
+
+test('a direct write is restored from the replica and reported, and the processes agree again', { timeout: 30000 }, async (t) => {
+  const dir = rendezvousDir(t)
+  const name = uniqueName('direct')
+  const a = new MemSync(name, { n: 1, list: ['a'], deep: { tags: ['t'] } }, { dir })
+  t.after(() => a.stop())
+  assert.equal(await a.start(), 'host')
+  const b = await spawnPeer(t, name, dir, {}, 'b')
+  await b.request('start')
+
+  const reported = nextError(a)
+  const held = a.data.list
+  // Writes of every kind: a key, an array push, a nested array, a new key, a deletion.
+  a.data.n = 99
+  a.data.list.push('x')
+  a.data.deep.tags.sort().push('u')
+  a.data.extra = true
+  delete a.data.deep
+  const error = await reported
+  assert.equal(error.code, MemErrors.ERR_DIRECT_WRITE, error.message)
+  for (const path of ['n', 'list', 'extra', 'deep']) assert.match(error.message, new RegExp(`'${path}'`))
+  assert.deepEqual(a.data, { n: 1, list: ['a'], deep: { tags: ['t'] } })
+  assert.equal(a.data.list, held, 'an array the application holds is restored in place')
+
+  // What the issue saw: after later patches, `a` held list ['y', 'x'] and b ['y'] for good.
+  const arrived = withTimeout(new Promise((resolve) => a.observe('list', resolve)), 5000, 'the patch of b did not reach a')
+  await b.request('patch', { update: { $push: { list: 'y' }, $inc: { n: 1 } } })
+  await arrived
+  const { data } = await b.request('state')
+  assert.deepEqual(a.data, data)
+  assert.deepEqual(a.data, { n: 2, list: ['a', 'y'], deep: { tags: ['t'] } })
+})
+
+test('observers get the live values, as before; only writes to them are undone', { timeout: 15000 }, async (t) => {
+  const mem = new MemSync(uniqueName('observed'), { list: [3, 1, 2] }, { dir: rendezvousDir(t) })
+  t.after(() => mem.stop())
+  await mem.start()
+  const seen = []
+  mem.observe('list', (list) => seen.push(list))
+  await mem.patch({ $push: { list: 0 } })
+  assert.equal(seen[0], mem.data.list)
+  const reported = nextError(mem)
+  seen[0].sort()
+  assert.equal((await reported).code, MemErrors.ERR_DIRECT_WRITE)
+  assert.deepEqual(mem.data.list, [3, 1, 2, 0])
+})
+
+test('data read through the API is a plain object with Object.prototype, as in 0.5', () => {
+  const mem = new MemSync(uniqueName('plain'), { a: { b: [1] } })
+  assert.equal(Object.getPrototypeOf(mem.data), Object.prototype)
+  assert.deepStrictEqual(mem.data, { a: { b: [1] } })
+  assert.equal(Object.isFrozen(mem.data.a), false, 'not frozen: frozen arrays read 2.5-7x slower on Node 20 (docs/data.md)')
+})

@@ -1,0 +1,9 @@
+// examples/quickstart.mjs
+import { MemSync } from 'memsync'
+
+const mem = new MemSync('jobs', { done: 0, queue: [] })
+console.log(await mem.start()) // prints: host
+mem.observe('queue', (queue) => console.log('queue:', queue))
+await mem.patch({ $inc: { done: 1 }, $push: { queue: 'x' } }) // prints: queue: [ 'x' ]
+console.log(mem.data) // prints: { done: 1, queue: [ 'x' ] }
+await mem.stop()
