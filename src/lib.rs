@@ -23,8 +23,12 @@
 //!   client sends, how the host routes calls and replies, forwards events, admits writers.
 //! - `locks`: the host's lock table, a pure state machine (holders, waiters in request order, the
 //!   grace period after a failover).
-//! - `peer`: the tokio tasks of an instance: election, host listener and handlers, client
-//!   connection, failover.
+//! - `role`: the election and failover decisions, a pure state machine (inputs in, actions out;
+//!   time is an input).
+//! - `peer`: the driver of an instance's network life: performs the role machine's actions and
+//!   feeds back what it observed. `host`: a host's term, its listener and one handler per
+//!   client. `client`: a client's connection to its host. `burst`: a connection's halves and
+//!   the bursts of frames handled as one batch. `shutdown`: the stop signal its tasks share.
 //! - `services`: what a host runs besides ordering, following the role: `persist` (the file of
 //!   `options.file`: load, atomic saves, the debounced saver) and `http` (the HTTP view of
 //!   `options.server`, with its event stream).
@@ -45,10 +49,13 @@ macro_rules! report {
 
 #[cfg(feature = "napi")]
 mod binding;
+mod burst;
+mod client;
 pub mod connection;
 pub mod diagnostics;
 pub mod error;
 pub mod exchange;
+mod host;
 pub mod http;
 #[cfg(unix)]
 pub mod inbox;
@@ -63,7 +70,9 @@ pub mod persist;
 pub mod probe;
 pub mod protocol;
 pub mod rendezvous;
+pub mod role;
 pub mod services;
+pub mod shutdown;
 #[cfg(unix)]
 pub mod socket;
 pub mod state;

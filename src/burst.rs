@@ -1,0 +1,82 @@
+//! Reading a connection, on the host and on a client alike: its halves, and the bursts of frames
+//! that arrive together and are handled as one batch.
+
+use std::io;
+#[cfg(not(unix))]
+use std::sync::Arc;
+
+use interprocess::local_socket::tokio::Stream;
+
+#[cfg(not(unix))]
+use crate::connection::Shared;
+use crate::connection::{ConnectionError, DirectWrite, FrameReader};
+use crate::exchange::Exchange;
+use crate::protocol::Message;
+#[cfg(unix)]
+use crate::socket::{SocketReader, SocketWriter};
+
+/// A connection's reading half.
+#[cfg(unix)]
+pub type Reader = SocketReader;
+/// A connection's reading half.
+#[cfg(not(unix))]
+pub type Reader = Shared<Stream>;
+
+/// Hands a burst over in order: each run of document messages (patches and what orders them) to
+/// `documents` as one batch, every other message to `exchange`.
+pub fn split_burst<E>(
+  batch: Vec<Message>,
+  mut documents: impl FnMut(Vec<Message>) -> Result<(), E>,
+  mut exchange: impl FnMut(Message),
+) -> Result<(), E> {
+  let mut run = Vec::new();
+  for message in batch {
+    if !Exchange::handles(&message) {
+      run.push(message);
+      continue;
+    }
+    if !run.is_empty() {
+      documents(std::mem::take(&mut run))?;
+    }
+    exchange(message);
+  }
+  if run.is_empty() {
+    return Ok(());
+  }
+  documents(run)
+}
+
+/// `first` and every message that already arrived behind it, handled as one batch; and the
+/// error that ended the burst, if one did.
+pub fn burst<R>(
+  reader: &mut FrameReader<R>,
+  first: Message,
+) -> (Vec<Message>, Option<ConnectionError>)
+where
+  R: tokio::io::AsyncRead + Unpin,
+{
+  let mut batch = vec![first];
+  loop {
+    match reader.buffered_message() {
+      Ok(Some(message)) => batch.push(message),
+      Ok(None) => return (batch, None),
+      Err(err) => return (batch, Some(err)),
+    }
+  }
+}
+
+/// A connection's reading half, writing half (for the writer task) and the writes from the
+/// sending thread: see `socket` (Unix domain sockets).
+#[cfg(unix)]
+pub fn split(stream: Stream) -> io::Result<(SocketReader, SocketWriter, Option<DirectWrite>)> {
+  let Stream::UdSocket(socket) = stream;
+  let (reader, writer, direct) = crate::socket::split(socket.try_into()?)?;
+  Ok((reader, writer, Some(direct)))
+}
+
+/// Named pipes: both halves share the stream, and the writer task does every write.
+#[cfg(not(unix))]
+pub fn split(stream: Stream) -> io::Result<(Shared<Stream>, Shared<Stream>, Option<DirectWrite>)> {
+  let stream = Arc::new(stream);
+  Ok((Shared(stream.clone()), Shared(stream), None))
+}
