@@ -84,7 +84,8 @@ pub async fn run(
       action => role.step(peer.perform(action).await),
     };
   }
-  // Leaves a host or a lock still held, and lets the handlers' `Shutdown`s be the last.
+  // Dropping what the driver still holds releases a lock or leaves a host; the handlers'
+  // `Shutdown`s are then the last ones `stopped` waits for.
   drop(peer);
   stopped.wait().await;
 }

@@ -149,6 +149,8 @@ enum Phase {
   Loading,
   TakingOver,
   ReadingEpoch,
+  /// `epoch`, here and below: the epoch read before this attempt. The host reached is of that
+  /// epoch or a later one; if it goes silent, the next epoch is the one to take.
   Locking {
     epoch: u64,
   },
