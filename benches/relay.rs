@@ -6,7 +6,7 @@
 //! This process is the relay (memsync's host); it re-runs its own executable as the clients. The
 //! relay forwards every frame it receives to every connected client (the sender included, as
 //! memsync's host acknowledges a patch by ordering it), through one writer task per client that
-//! coalesces everything queued into one write, as memsync's host does (`src/peer.rs`). Frames are
+//! coalesces everything queued into one write, as memsync's host does (`src/host.rs`). Frames are
 //! a 4-byte big-endian length and a payload, `--size` bytes in all (default 100).
 //!
 //! - latency: client A sends a frame holding its send time, client B answers on receipt with a

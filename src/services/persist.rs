@@ -11,7 +11,7 @@
 //! (0600, or the replaced file's) from the start, so nothing planted at a temporary name redirects
 //! or exposes a save; a symbolic link at the file itself is refused unless followed on purpose
 //! (`options.file.followSymlinks`). Only the host saves, and a host's last save ends before it
-//! releases the host lock (see `peer::serve_as_host`), so two processes never write the file at
+//! releases the host lock (see `host::serve`), so two processes never write the file at
 //! once; the temporary files a killed host left are removed when the next host starts saving.
 //!
 //! [`Saver`] is the host's task: a save at most [`DEBOUNCE`] after a change, one write at a time,

@@ -123,6 +123,11 @@ impl Lease {
     }
   }
 
+  /// The `hostTimeout` this lease is measured against.
+  pub fn host_timeout(&self) -> Duration {
+    self.host_timeout
+  }
+
   /// Whether this host may order now: within its lease, or after a check that renews it.
   pub fn hold(&self) -> bool {
     let now = self.start.elapsed().as_nanos() as u64;

@@ -12,15 +12,24 @@
 //!   waits for.
 //! - `inbox`: a client's incoming frames, read by its JS thread's event loop while that thread is
 //!   responsive (one wake-up per message instead of two), else by the tokio task.
-//! - `peer`: the tokio tasks of an instance: election, host listener and handlers, client
-//!   connection, failover.
+//! - `role`: the election and failover decisions, a pure state machine (inputs in, actions out;
+//!   time is an input), tested on a simulated machine.
+//! - `peer`: the driver of an instance's network life: performs the role machine's actions and
+//!   feeds back what it observed. `host`: a host's term, its listener and one handler per client.
+//!   `client`: a client's connection to its host. `burst`: a connection's halves and the bursts
+//!   of frames handled as one batch. `shutdown`: the stop signal its tasks share.
 //! - `probe`: asks a name's host for its status without joining (`memsync status`, `ls`).
 
+pub mod burst;
+pub mod client;
 pub mod codec;
 pub mod connection;
+pub mod host;
 pub mod inbox;
 pub mod lease;
 pub mod peer;
 pub mod probe;
 pub mod rendezvous;
+pub mod role;
+pub mod shutdown;
 pub mod socket;
