@@ -9,18 +9,27 @@ const path = require('node:path')
 const native = require('../native.js')
 const { applyChanges, getAt, replaceContents, touches } = require('./changes.js')
 const { MemErrors, codedError, settle } = require('./errors.js')
-const { toJson, MAX_DEPTH } = require('./json.js')
+const { toJson } = require('./json.js')
 const { checkEventName, checkListener, checkMethod, checkNestedOptions, checkPath, checkRpc, isPlainObject } = require('./validate.js')
 
 const RESOLVED = Promise.resolve()
 const DEFAULT_TIMEOUT_MS = 15000
-// An update holds its values below its operator and field, or `$each` and its array (the
-// engine's MAX_UPDATE_DEPTH, src/patch/mod.rs); the engine also checks the document's exact depth.
-const UPDATE_MAX_DEPTH = MAX_DEPTH + 2
-// A quarter of a frame (64 MiB, src/protocol.rs): the ordered patch carries the update and its
-// changes, which may be as large. A larger frame could not be sent, and other processes would
-// never receive the patch.
-const UPDATE_MAX_BYTES = 16 * 1024 * 1024
+// How deep and large an update may be: checked here so that the error names the path; the
+// engine also checks the document's exact depth.
+const { maxUpdateDepth: UPDATE_MAX_DEPTH, maxUpdateBytes: UPDATE_MAX_BYTES, maxBusBacklog: MAX_BUS_BACKLOG } = native.limits()
+
+/** The tags of the events named `names`, in order; throws unless the addon queues exactly those. */
+function eventTags (names) {
+  const tags = native.eventTags()
+  if (Object.keys(tags).sort().join() !== [...names].sort().join()) {
+    throw new Error(`memsync: the addon's events (${Object.keys(tags).join(', ')}) are not those lib/memsync.js decodes (${names.join(', ')})`)
+  }
+  return names.map((name) => tags[name])
+}
+
+// The events of the native replica; src/events.rs documents each one's fields.
+const [OWN, CHANGES, SNAPSHOT, ACK, ACCEPTED, REJECTED, ROLE, FAIL, CALL, REPLY, PONG, GRANT, EVENTS_DROPPED, EMIT, ERROR] = eventTags(
+  ['own', 'changes', 'snapshot', 'ack', 'accepted', 'rejected', 'role', 'fail', 'call', 'reply', 'pong', 'grant', 'eventsDropped', 'emit', 'error'])
 
 function checkOptions (options) {
   if (options === undefined || options === null) return {}
@@ -214,6 +223,12 @@ class EventBus {
     return (...args) => { this.emit(event, ...args) }
   }
 }
+
+/**
+ * The value at the dotted `path` of `mem`'s object ('' for all of it), or undefined: read by the
+ * engine's rules, which the CLI and the HTTP view share (src/patch `value_at`).
+ */
+let readPath
 
 class MemSync {
   /** The object's name, shared by every process that syncs it. */
@@ -727,7 +742,7 @@ class MemSync {
 
   #apply (event) {
     switch (event[0]) {
-      case 'o': {
+      case OWN: {
         const [, , version, changes, update] = event
         if (changes === null) break
         applyChanges(this.data, changes)
@@ -737,7 +752,7 @@ class MemSync {
         }
         break
       }
-      case 'c': {
+      case CHANGES: {
         const [, , changes, received] = event
         applyChanges(this.data, changes)
         this.#notify(changes)
@@ -747,7 +762,7 @@ class MemSync {
         }
         break
       }
-      case 'r': {
+      case SNAPSHOT: {
         // A snapshot (joining, or a new host): observers hear of the paths whose value it changed.
         const before = this.#observers.map((observer) => JSON.stringify(getAt(this.data, observer.parts)))
         replaceContents(this.data, event[2])
@@ -755,19 +770,19 @@ class MemSync {
         this.#call(changed)
         break
       }
-      case 'a':
+      case ACK:
         this.#settle(event[1])
         break
-      case 'A':
+      case ACCEPTED:
         for (const seq of event[1]) this.#settle(seq)
         break
-      case 'x':
+      case REJECTED:
         this.#settle(event[1], codedError(event[2], event[3]))
         break
-      case 'role':
+      case ROLE:
         this.#onRole(event[1])
         break
-      case 'fail': {
+      case FAIL: {
         // Before start() resolved, it rejects; later (a failover that finds the rendezvous
         // unusable) the instance has left its network, and says why.
         const error = codedError(event[1], event[2])
@@ -775,16 +790,16 @@ class MemSync {
         else this.#reportError(error)
         break
       }
-      case 'call':
+      case CALL:
         this.#runCall(event[1], event[2], event[3])
         break
-      case 'reply':
+      case REPLY:
         this.#settleCall(event[1], event[2], event.length > 3, event[3])
         break
-      case 'pong':
+      case PONG:
         this.#pings.get(event[1])?.(event[2])
         break
-      case 'g': {
+      case GRANT: {
         const waiter = this.#lockWaits.get(event[1])
         if (waiter === undefined) break
         this.#lockWaits.delete(event[1])
@@ -792,17 +807,17 @@ class MemSync {
         waiter.resolve()
         break
       }
-      case 'edrop':
-        this.#reportError(codedError(MemErrors.ERR_EVENTS_DROPPED, `'${this.name}': ${event[1]} events from other processes were dropped: this process's event loop did not take them while 16 MiB of them waited`))
+      case EVENTS_DROPPED:
+        this.#reportError(codedError(MemErrors.ERR_EVENTS_DROPPED, `'${this.name}': ${event[1]} events from other processes were dropped: this process's event loop did not take them while ${MAX_BUS_BACKLOG / 2 ** 20} MiB of them waited`))
         break
-      case 'e':
+      case EMIT:
         try {
           this.#bus.emit(event[1], ...event[2])
         } catch (error) {
           this.#reportError(error)
         }
         break
-      case 'error':
+      case ERROR:
         this.#reportError(codedError(event[1], event[2]))
         break
     }
@@ -875,6 +890,13 @@ class MemSync {
       console.error(`memsync '${this.name}':`, error)
     }
   }
+
+  static {
+    readPath = (mem, path) => {
+      const json = native.read(mem.#native, path)
+      return json === null ? undefined : JSON.parse(json)
+    }
+  }
 }
 
-module.exports = { MemSync, MemErrors }
+module.exports = { MemSync, MemErrors, readPath }

@@ -4,7 +4,9 @@
 //! - [`patch`]: the pure MongoDB update engine over `serde_json::Value`: parse, plan, apply
 //!   all-or-nothing, undo, and the change list another replica applies. No I/O.
 //! - `diagnostics`: `report!`, the crate's one way to write a line to stderr.
-//! - `error`: the crate's `Error` with a stable `ERR_*` code per variant.
+//! - `error`: the crate's `Error` with a stable `ERR_*` code per variant (`Code` lists them all).
+//! - `events`: the events for the JS side (one enum, serialized once where it is queued) and
+//!   their queue, bounded for a JS thread that does not drain.
 //! - `protocol`: the wire format: length-prefixed JSON frames of `Message`, and the hybrid clock.
 //! - `connection`: `FrameReader` decodes bursts of frames; an `Outbox` queues frames and writes
 //!   them straight from the sending thread, or through the connection's writer task.
@@ -48,6 +50,7 @@ mod binding;
 pub mod connection;
 pub mod diagnostics;
 pub mod error;
+pub mod events;
 pub mod exchange;
 pub mod http;
 #[cfg(unix)]

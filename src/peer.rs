@@ -23,7 +23,8 @@ use crate::connection::Shared;
 use crate::connection::{
   write_outbox, Budget, ConnectionError, DirectWrite, FrameReader, Outbox, ReadLimits,
 };
-use crate::exchange::{Exchange, ERR_MAX_WRITERS, LOCK_GRACE};
+use crate::error::Code;
+use crate::exchange::{Exchange, LOCK_GRACE};
 #[cfg(unix)]
 use crate::inbox::{Inbox, InboxEnd};
 use crate::lease::{self, Lease, Silence};
@@ -116,7 +117,7 @@ pub async fn run(
   };
   let mut failed_backoff = FAILED_BACKOFF;
   let unusable = |err: io::Error| Failure {
-    code: "ERR_RENDEZVOUS",
+    code: Code::Rendezvous.as_str(),
     message: format!(
       "memsync '{}' cannot use {}: {err}",
       replica.name(),
@@ -460,10 +461,10 @@ async fn handle_client(
           outbox.queue_message(&about);
           Some(origin)
         }
-        Err((code, reason)) => {
+        Err(err) => {
           outbox.send_message(&Message::Refused {
-            reason,
-            code: Some(code.to_owned()),
+            reason: err.to_string(),
+            code: Some(err.code().to_owned()),
           });
           None
         }
@@ -765,11 +766,11 @@ async fn serve_as_client(
       reason,
       code: Some(code),
     }))
-      if code == ERR_MAX_WRITERS =>
+      if code == Code::MaxWriters.as_str() =>
     {
       writer.abort();
       return Ended::Refused(Failure {
-        code: ERR_MAX_WRITERS,
+        code: Code::MaxWriters.as_str(),
         message: format!("memsync '{}': {reason}", replica.name()),
       });
     }

@@ -44,6 +44,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Interval;
 
+use crate::error::Error;
 use crate::state::Replica;
 
 mod access;
@@ -122,14 +123,11 @@ pub async fn run(
   let listener = match listener {
     Ok(listener) => listener,
     Err(err) => {
-      replica.report_error(
-        "ERR_HTTP",
-        &format!(
-          "memsync '{}' cannot serve HTTP on {address}: {err}; retrying every {} s",
-          replica.name(),
-          SLOW_BIND_RETRY.as_secs()
-        ),
-      );
+      replica.report_error(&Error::Http(format!(
+        "memsync '{}' cannot serve HTTP on {address}: {err}; retrying every {} s",
+        replica.name(),
+        SLOW_BIND_RETRY.as_secs()
+      )));
       loop {
         tokio::select! {
           _ = tokio::time::sleep(SLOW_BIND_RETRY) => {}
@@ -145,14 +143,11 @@ pub async fn run(
     Ok(token) => Some(Arc::<str>::from(token)),
     Err(err) => {
       // Without a token, the requests that need one are refused: the view fails closed.
-      replica.report_error(
-        "ERR_HTTP",
-        &format!(
-          "memsync '{}' cannot write the HTTP view's token to {}: {err}",
-          replica.name(),
-          view_file.display()
-        ),
-      );
+      replica.report_error(&Error::Http(format!(
+        "memsync '{}' cannot write the HTTP view's token to {}: {err}",
+        replica.name(),
+        view_file.display()
+      )));
       None
     }
   };
