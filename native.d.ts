@@ -152,6 +152,12 @@ export declare function release(instance: ExternalObject<Instance>): void
 export declare function reply(instance: ExternalObject<Instance>, id: number, resultJson?: string | undefined | null, errorJson?: string | undefined | null): void
 
 /**
+ * The message of `ERR_RPC_NOT_FOUND` for `method`, which JS throws too when a call routed to it
+ * finds no function.
+ */
+export declare function rpcNotFoundMessage(method: string): string
+
+/**
  * Saves the object to its file now if this instance is host, and resolves once it is written
  * (elsewhere the host saves): `flush()` in JS. Resolves with an outcome (see `outcome`).
  */

@@ -659,7 +659,7 @@ class MemSync {
     let error = null
     try {
       const fn = rpcFunction(this.#rpc, method)
-      if (fn === undefined) throw codedError(MemErrors.ERR_RPC_NOT_FOUND, `The handler for "${method}" RPC call was not found`)
+      if (fn === undefined) throw codedError(MemErrors.ERR_RPC_NOT_FOUND, native.rpcNotFoundMessage(method))
       result = await fn(...args)
     } catch (thrown) {
       error = remoteError(thrown)

@@ -594,6 +594,13 @@ pub fn error_codes() -> Vec<&'static str> {
   Code::all().map(Code::as_str).collect()
 }
 
+/// The message of `ERR_RPC_NOT_FOUND` for `method`, which JS throws too when a call routed to it
+/// finds no function.
+#[napi]
+pub fn rpc_not_found_message(method: String) -> String {
+  Error::RpcNotFound { method }.to_string()
+}
+
 /// The tag of each event kind, by name (`{ own: "o", ... }`): how `lib/memsync.js` decodes the
 /// events without a copy of the table (`src/events.rs`).
 #[napi(ts_return_type = "Record<string, string>")]

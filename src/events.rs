@@ -6,8 +6,8 @@
 //! path of every patch. [`Event`] documents each one's fields; [`Kind::ALL`] is the one table of
 //! tags, which JS reads through `eventTags()` instead of copying it.
 
-use serde::ser::{SerializeSeq, Serializer};
 use serde::Serialize;
+use serde::Serializer;
 use serde_json::Value;
 
 use crate::patch::Change;
@@ -84,113 +84,72 @@ kinds! {
   Error = "error" as "error",
 }
 
-/// One event for JS. Each variant's doc gives its array on the wire.
+/// One event for JS. Each variant's doc gives its array on the wire and what its fields mean.
 #[derive(Debug)]
 pub enum Event<'a> {
   /// `["o", seq, version, changes, queued]`: the result of this process's own `patch()`, the
-  /// last event `patch()` returns. `version` 0: not ordered yet; `changes` null: nothing changed
-  /// (then `seq` is 0); `queued` (0 or 1): frames for other processes wait for JS to flush.
+  /// last event `patch()` returns: its sequence number, the version the host gave it (0: not
+  /// ordered yet), what it changed in `data` (null: nothing, and `seq` is 0), and whether frames
+  /// for other processes wait for JS to flush (0 or 1).
   Own {
-    /// The patch's sequence number.
     seq: u64,
-    /// The version the host gave it, 0 until then.
     version: u64,
-    /// What it changed in `data`.
     changes: Option<&'a [Change]>,
-    /// Whether frames wait for `flush()`.
     queued: bool,
   },
   /// `["c", version, changes, received]`: patches ordered elsewhere (and rebases of the pending
-  /// ones), `received` the records `{ version, timestamp, patch }` of those ordered elsewhere
-  /// when JS listens to `receivedPatches`/`change`, else `[]`.
+  /// ones): the version reached, the compacted changes to apply to `data`, and the records
+  /// `{ version, timestamp, patch }` of the patches ordered elsewhere when JS listens to
+  /// `receivedPatches`/`change` (else `[]`).
   Changes {
-    /// The version the document reached.
     version: u64,
-    /// What to apply to `data`, compacted.
     changes: &'a [Change],
-    /// The records of patches ordered elsewhere.
     received: &'a [RawJson],
   },
-  /// `["r", version, data]`: the whole document replaces `data` (joining a host, a loaded file,
-  /// or after JS left too many changes undrained).
-  Snapshot {
-    /// The version of the document.
-    version: u64,
-    /// The document.
-    data: Document<'a>,
-  },
+  /// `["r", version, data]`: the whole document, at `version`, replaces `data` (joining a host, a
+  /// loaded file, or after JS left too many changes undrained).
+  Snapshot { version: u64, data: Document<'a> },
   /// `["a", seq, version]`: the host ordered own patch `seq` at `version`.
-  Ack {
-    /// The patch's sequence number.
-    seq: u64,
-    /// Its version.
-    version: u64,
-  },
+  Ack { seq: u64, version: u64 },
   /// `["A", [seq, ...]]`: the host ordered these own patches (a run of acknowledgements).
   Accepted(&'a [u64]),
-  /// `["x", seq, code, message]`: the host rejected own patch `seq`; it was rolled back.
+  /// `["x", seq, code, message]`: the host rejected own patch `seq` with this error; it was
+  /// rolled back.
   Rejected {
-    /// The patch's sequence number.
     seq: u64,
-    /// The error's `ERR_*` code.
     code: &'a str,
-    /// The error's message.
     message: &'a str,
   },
   /// `["role", role]`: the instance became `offline`, `host` or `client`.
   Role(&'static str),
-  /// `["fail", code, message]`: the instance cannot take part in its network (`start()`
-  /// rejects, or it left it).
-  Fail {
-    /// The error's `ERR_*` code.
-    code: &'a str,
-    /// The error's message.
-    message: &'a str,
-  },
-  /// `["call", id, method, args]`: run RPC `method` here and answer with `reply(id, ...)`.
+  /// `["fail", code, message]`: the instance cannot take part in its network, for this error
+  /// (`start()` rejects, or it left it).
+  Fail { code: &'a str, message: &'a str },
+  /// `["call", id, method, args]`: run RPC `method` (a dotted name) here with `args` (a JSON
+  /// array), and answer with `reply(id, ...)`.
   Call {
-    /// The id to answer under.
     id: u64,
-    /// The dotted method name.
     method: String,
-    /// The arguments, a JSON array.
     args: RawJson,
   },
-  /// `["reply", id, error, result?]`: the outcome of this process's call `id`; `error` null on
+  /// `["reply", id, error, result?]`: the outcome of this process's call `id`: `error` null on
   /// success, `result` absent for `undefined`.
   Reply {
-    /// JS's id of the call.
     id: u64,
-    /// Why it failed.
     error: Option<RemoteError>,
-    /// What it returned.
     result: Option<RawJson>,
   },
   /// `["pong", id, pid]`: process `pid` answered ping `id`.
-  Pong {
-    /// The ping's id.
-    id: u64,
-    /// The process that answered.
-    pid: u32,
-  },
+  Pong { id: u64, pid: u32 },
   /// `["g", id]`: lock request `id` is granted.
   Grant(u64),
   /// `["edrop", count]`: `count` bus events were dropped because JS did not drain them.
   EventsDropped(u64),
-  /// `["e", event, args]`: another process emitted `event` on `mem.events`.
-  Emit {
-    /// The event name.
-    event: String,
-    /// The listener arguments, a JSON array.
-    args: RawJson,
-  },
+  /// `["e", event, args]`: another process emitted `event` on `mem.events` with `args` (a JSON
+  /// array).
+  Emit { event: String, args: RawJson },
   /// `["error", code, message]`: a failure that does not stop the instance (an `error` event).
-  Error {
-    /// The error's `ERR_*` code.
-    code: &'a str,
-    /// The error's message.
-    message: &'a str,
-  },
+  Error { code: &'a str, message: &'a str },
 }
 
 /// The document of a snapshot, as the text that arrived or as the value held.
@@ -266,83 +225,51 @@ impl Event<'_> {
 }
 
 impl Serialize for Event<'_> {
+  /// A tuple is a JSON array: the tag, then the fields in the order the variant's doc gives.
   fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-    let mut seq = serializer.serialize_seq(None)?;
-    seq.serialize_element(self.kind().tag())?;
+    let tag = self.kind().tag();
     match self {
       Event::Own {
-        seq: number,
+        seq,
         version,
         changes,
         queued,
-      } => {
-        seq.serialize_element(number)?;
-        seq.serialize_element(version)?;
-        seq.serialize_element(changes)?;
-        seq.serialize_element(&u8::from(*queued))?;
-      }
+      } => (tag, seq, version, changes, u8::from(*queued)).serialize(serializer),
       Event::Changes {
         version,
         changes,
         received,
-      } => {
-        seq.serialize_element(version)?;
-        seq.serialize_element(changes)?;
-        seq.serialize_element(received)?;
-      }
-      Event::Snapshot { version, data } => {
-        seq.serialize_element(version)?;
-        match data {
-          Document::Text(text) => seq.serialize_element(text)?,
-          Document::Value(value) => seq.serialize_element(value)?,
-        }
-      }
-      Event::Ack {
-        seq: number,
+      } => (tag, version, changes, received).serialize(serializer),
+      Event::Snapshot {
         version,
-      } => {
-        seq.serialize_element(number)?;
-        seq.serialize_element(version)?;
-      }
-      Event::Accepted(numbers) => seq.serialize_element(numbers)?,
-      Event::Rejected {
-        seq: number,
-        code,
-        message,
-      } => {
-        seq.serialize_element(number)?;
-        seq.serialize_element(code)?;
-        seq.serialize_element(message)?;
-      }
-      Event::Role(role) => seq.serialize_element(role)?,
+        data: Document::Text(text),
+      } => (tag, version, text).serialize(serializer),
+      Event::Snapshot {
+        version,
+        data: Document::Value(value),
+      } => (tag, version, value).serialize(serializer),
+      Event::Ack { seq, version } => (tag, seq, version).serialize(serializer),
+      Event::Accepted(seqs) => (tag, seqs).serialize(serializer),
+      Event::Rejected { seq, code, message } => (tag, seq, code, message).serialize(serializer),
+      Event::Role(role) => (tag, role).serialize(serializer),
       Event::Fail { code, message } | Event::Error { code, message } => {
-        seq.serialize_element(code)?;
-        seq.serialize_element(message)?;
+        (tag, code, message).serialize(serializer)
       }
-      Event::Call { id, method, args } => {
-        seq.serialize_element(id)?;
-        seq.serialize_element(method)?;
-        seq.serialize_element(args)?;
-      }
-      Event::Reply { id, error, result } => {
-        seq.serialize_element(id)?;
-        seq.serialize_element(error)?;
-        if let Some(result) = result {
-          seq.serialize_element(result)?;
-        }
-      }
-      Event::Pong { id, pid } => {
-        seq.serialize_element(id)?;
-        seq.serialize_element(pid)?;
-      }
-      Event::Grant(id) => seq.serialize_element(id)?,
-      Event::EventsDropped(count) => seq.serialize_element(count)?,
-      Event::Emit { event, args } => {
-        seq.serialize_element(event)?;
-        seq.serialize_element(args)?;
-      }
+      Event::Call { id, method, args } => (tag, id, method, args).serialize(serializer),
+      Event::Reply {
+        id,
+        error,
+        result: Some(result),
+      } => (tag, id, error, result).serialize(serializer),
+      Event::Reply {
+        id,
+        error,
+        result: None,
+      } => (tag, id, error).serialize(serializer),
+      Event::Pong { id, pid } => (tag, id, pid).serialize(serializer),
+      Event::Grant(number) | Event::EventsDropped(number) => (tag, number).serialize(serializer),
+      Event::Emit { event, args } => (tag, event, args).serialize(serializer),
     }
-    seq.end()
   }
 }
 
