@@ -90,8 +90,6 @@ export interface Limits {
   maxUpdateDepth: number
   /** The most UTF-8 bytes of JSON an update may take. */
   maxUpdateBytes: number
-  /** The most UTF-8 bytes an object's name may take. */
-  maxNameBytes: number
   /**
    * Bytes of `mem.events` events from other processes queued for a JS thread that does not
    * take them, past which further ones are dropped (`ERR_EVENTS_DROPPED`).

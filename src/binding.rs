@@ -620,8 +620,6 @@ pub struct Limits {
   pub max_update_depth: u32,
   /// The most UTF-8 bytes of JSON an update may take.
   pub max_update_bytes: u32,
-  /// The most UTF-8 bytes an object's name may take.
-  pub max_name_bytes: u32,
   /// Bytes of `mem.events` events from other processes queued for a JS thread that does not
   /// take them, past which further ones are dropped (`ERR_EVENTS_DROPPED`).
   pub max_bus_backlog: u32,
@@ -634,7 +632,6 @@ pub fn limits() -> Limits {
     max_depth: crate::patch::MAX_DEPTH as u32,
     max_update_depth: crate::patch::MAX_UPDATE_DEPTH as u32,
     max_update_bytes: crate::protocol::MAX_UPDATE_BYTES as u32,
-    max_name_bytes: crate::name::MAX_NAME_BYTES as u32,
     max_bus_backlog: crate::events::MAX_BUS_BACKLOG as u32,
   }
 }
