@@ -512,6 +512,26 @@ mod tests {
     assert_eq!(tmp.rendezvous(), rendezvous);
   }
 
+  #[tokio::test]
+  async fn the_live_names_are_those_whose_socket_accepts() {
+    let tmp = TempDir::new("live");
+    assert_eq!(
+      socket_stems(&tmp.0.join("missing")).unwrap(),
+      Vec::<String>::new()
+    );
+    let mut lock = tmp.rendezvous().try_become_host().unwrap().unwrap();
+    let _listener = lock.bind().unwrap();
+    let dir = tmp.0.join("rv");
+    // A socket file left by a killed host accepts nothing.
+    fs::write(dir.join(socket_file("gone")), "").unwrap();
+    let mut stems = socket_stems(&dir).unwrap();
+    stems.sort();
+    assert_eq!(stems, ["doc", "gone"]);
+    assert!(accepts(&dir, "doc").await);
+    assert!(!accepts(&dir, "gone").await);
+    assert_eq!(view_path(&dir, "doc"), lock.view_path());
+  }
+
   #[test]
   fn a_shared_dir_is_refused() {
     let tmp = TempDir::new("shared");
