@@ -129,6 +129,7 @@ export declare const MemErrors: {
   readonly ERR_RENDEZVOUS: 'ERR_RENDEZVOUS'
   readonly ERR_STORAGE: 'ERR_STORAGE'
   readonly ERR_HTTP: 'ERR_HTTP'
+  readonly ERR_INTERNAL: 'ERR_INTERNAL'
 }
 
 /** One of the `MemErrors` codes. */

@@ -36,11 +36,14 @@ export declare function drain(instance: ExternalObject<Instance>): string
  */
 export declare function emit(instance: ExternalObject<Instance>, event: string, argsJson: string): void
 
+/** Every `error.code` the native side produces; `MemErrors` lists these and those of JS. */
+export declare function errorCodes(): Array<string>
+
 /**
- * The file stem of object `name` in the rendezvous directory (`<stem>.sock`, `<stem>.lock`):
- * the one mapping, for the CLI too. Throws `ERR_INVALID_NAME` for a name `MemSync` refuses.
+ * The tag of each event kind, by name (`{ own: "o", ... }`): how `lib/memsync.js` decodes the
+ * events without a copy of the table (`src/events.rs`).
  */
-export declare function fileStem(name: string): string
+export declare function eventTags(): Record<string, string>
 
 /**
  * Sends what `patch()` queued for other processes; JS calls it once per task, so a loop of
@@ -71,16 +74,40 @@ export interface HostServices {
 }
 
 /**
+ * Whether a host of `name` accepts connections in `dir` (the CLI's check that a name is live).
+ * Throws `ERR_INVALID_NAME` for a name `MemSync` refuses.
+ */
+export declare function isLive(dir: string, name: string): Promise<boolean>
+
+/** The limits JS checks (see `Limits`). */
+export declare function limits(): Limits
+
+/** What values and updates may be: JS checks them before they cross, with the engine's numbers. */
+export interface Limits {
+  /** How many levels a document may nest (MongoDB's 100). */
+  maxDepth: number
+  /** How many levels an update may nest: a value at `maxDepth` under its operator and field. */
+  maxUpdateDepth: number
+  /** The most UTF-8 bytes of JSON an update may take. */
+  maxUpdateBytes: number
+  /**
+   * Bytes of `mem.events` events from other processes queued for a JS thread that does not
+   * take them, past which further ones are dropped (`ERR_EVENTS_DROPPED`).
+   */
+  maxBusBacklog: number
+}
+
+/**
+ * The names in `dir` whose host accepts connections, `[{ name, file }]` (`name` null when the
+ * file name cannot be read back); resolves with an outcome (see `outcome`).
+ */
+export declare function liveNames(dir: string): Promise<string>
+
+/**
  * Asks for the cross-process lock `key` under JS's id `id`; a `["g", id]` event says it is held.
  * Offline, the request waits and is sent to the next host.
  */
 export declare function lock(instance: ExternalObject<Instance>, id: number, key: string): void
-
-/**
- * The name whose file stem is `stem`, or nothing for a hashed stem (a long name) or a file that
- * no name makes.
- */
-export declare function nameOfFileStem(stem: string): string | null
 
 /**
  * Applies the update given as JSON text. Returns the events queued for JS as a JSON array, the
@@ -107,6 +134,12 @@ export declare function probe(instance: ExternalObject<Instance>): Promise<boole
  */
 export declare function queryHost(dir: string | undefined | null, name: string): Promise<string>
 
+/**
+ * The value at the dotted `path` of the instance's object (`""`: all of it) as JSON text, or
+ * nothing: read by the engine's rules, the one reader of dotted paths for the CLI.
+ */
+export declare function read(instance: ExternalObject<Instance>, path: string): string | null
+
 /** Releases the waker of a stopped instance (the JS side calls it once `stop()` resolved). */
 export declare function release(instance: ExternalObject<Instance>): void
 
@@ -115,6 +148,12 @@ export declare function release(instance: ExternalObject<Instance>): void
  * or `errorJson`, the JSON of `{ code?, message }`.
  */
 export declare function reply(instance: ExternalObject<Instance>, id: number, resultJson?: string | undefined | null, errorJson?: string | undefined | null): void
+
+/**
+ * The message of `ERR_RPC_NOT_FOUND` for `method`, which JS throws too when a call routed to it
+ * finds no function.
+ */
+export declare function rpcNotFoundMessage(method: string): string
 
 /**
  * Saves the object to its file now if this instance is host, and resolves once it is written
@@ -159,3 +198,9 @@ export declare function stop(instance: ExternalObject<Instance>): Promise<void>
 
 /** Releases the lock of request `id`, or cancels the request. */
 export declare function unlock(instance: ExternalObject<Instance>, id: number): void
+
+/**
+ * Where the host of `name` in `dir` keeps its HTTP view's URL and token (`memsync url`).
+ * Throws `ERR_INVALID_NAME` for a name `MemSync` refuses.
+ */
+export declare function viewPath(dir: string, name: string): string

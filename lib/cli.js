@@ -7,11 +7,10 @@
 // --json; readable text on a terminal.
 
 const fs = require('node:fs')
-const net = require('node:net')
 const path = require('node:path')
 const { parseArgs } = require('node:util')
 const native = require('../native.js')
-const { MemSync } = require('./memsync.js')
+const { MemSync, readPath } = require('./memsync.js')
 const { settle } = require('./errors.js')
 
 const DEFAULT_TIMEOUT_MS = 5000
@@ -172,21 +171,9 @@ function pretty (value) {
   return JSON.stringify(value, null, 2)
 }
 
-/** Whether anything accepts connections on the socket `<stem>.sock`. */
-function isLiveFile (ctx, stem) {
-  return new Promise((resolve) => {
-    const socket = net.connect(path.join(ctx.dir, `${stem}.sock`))
-    socket.once('connect', () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once('error', () => resolve(false))
-  })
-}
-
-/** Whether anything accepts connections on the socket of `name` (its file name: the native rule). */
+/** Whether a host of `name` accepts connections (the native probe knows where it listens). */
 function isLive (ctx, name) {
-  return isLiveFile(ctx, native.fileStem(name))
+  return native.isLive(ctx.dir, name)
 }
 
 /** Joins `name` as a client that never becomes host. */
@@ -210,21 +197,6 @@ async function joined (ctx, name, use) {
   }
 }
 
-/** The value at the dotted `dotted` path of `data`, with the engine's rules (src/patch). */
-function valueAt (data, dotted) {
-  let node = data
-  for (const part of dotted === '' ? [] : dotted.split('.')) {
-    if (Array.isArray(node)) {
-      node = /^[0-9]+$/.test(part) ? node[Number(part)] : undefined
-    } else if (node !== null && typeof node === 'object' && Object.hasOwn(node, part)) {
-      node = node[part]
-    } else {
-      return undefined
-    }
-  }
-  return node
-}
-
 /**
  * The version that `mem.data` shows: reading it and draining the native replica's events
  * (`patch({})` does, synchronously) until nothing moved in between.
@@ -240,19 +212,10 @@ async function settledVersion (mem) {
 }
 
 async function ls (ctx) {
-  let files
-  try {
-    files = fs.readdirSync(ctx.dir)
-  } catch (error) {
-    if (error.code !== 'ENOENT') throw error
-    files = []
-  }
-  const stems = files.filter((file) => file.endsWith('.sock')).map((file) => file.slice(0, -'.sock'.length))
-  const live = (await Promise.all(stems.map(async (stem) => (await isLiveFile(ctx, stem)) ? stem : null))).filter((stem) => stem !== null)
-  const objects = await Promise.all(live.map(async (stem) => {
-    const name = native.nameOfFileStem(stem)
+  const live = settle(await native.liveNames(ctx.dir))
+  const objects = await Promise.all(live.map(async ({ name, file }) => {
     // A long name is hashed into its file name and cannot be read back: listed by that file.
-    if (name === null) return { name: null, file: `${stem}.sock`, hostPid: null, version: null, clients: null }
+    if (name === null) return { name: null, file, hostPid: null, version: null, clients: null }
     try {
       return { name, ...settle(await native.queryHost(ctx.dir, name)) }
     } catch {
@@ -271,7 +234,7 @@ async function ls (ctx) {
 
 async function get (ctx, name, dotted = '') {
   await joined(ctx, name, async (mem) => {
-    const value = valueAt(mem.data, dotted)
+    const value = readPath(mem, dotted)
     if (value === undefined) throw new CliError(`'${name}' has no value at '${dotted}'`)
     print(ctx, value, pretty)
   })
@@ -307,11 +270,11 @@ async function status (ctx, name) {
   ].join('\n'))
 }
 
-/** The HTTP view's URL and token, which its host keeps in `<stem>.view.json` (src/http/token.rs). */
+/** The HTTP view's URL and token, which its host keeps in a file beside its socket (src/http/token.rs). */
 async function url (ctx, name) {
   let view
   try {
-    view = JSON.parse(fs.readFileSync(path.join(ctx.dir, `${native.fileStem(name)}.view.json`), 'utf8'))
+    view = JSON.parse(fs.readFileSync(native.viewPath(ctx.dir, name), 'utf8'))
   } catch (error) {
     if (error.code !== 'ENOENT') throw new CliError(`cannot read the HTTP view of '${name}': ${error.message}`)
     throw new CliError(`no host of '${name}' serves an HTTP view in ${ctx.dir} (options.server)`)
@@ -329,7 +292,7 @@ async function watch (ctx, name, dotted) {
     if (dotted === undefined) {
       print(ctx, { version, data: mem.data }, ({ data }) => `${time()} v${version} ${JSON.stringify(data)}`)
     } else {
-      const value = valueAt(mem.data, dotted)
+      const value = readPath(mem, dotted)
       shown = JSON.stringify(value)
       print(ctx, { version, value }, () => `${time()} v${version} ${dotted} = ${shown}`)
     }
@@ -344,7 +307,7 @@ async function watch (ctx, name, dotted) {
     printing = printing.then(async () => {
       queued = false
       const version = await settledVersion(mem)
-      const value = valueAt(mem.data, dotted)
+      const value = readPath(mem, dotted)
       const text = JSON.stringify(value)
       if (text === shown) return
       shown = text

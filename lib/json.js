@@ -3,13 +3,14 @@
 // rewrites what JSON cannot carry (undefined, functions, NaN, Map...); memsync rejects such values
 // instead, naming the path, so that no process ever stores something other than what was written.
 
+const native = require('../native.js')
 const { MemErrors, codedError } = require('./errors.js')
 
 // Objects JSON.stringify would turn into `{}` or lose.
 const LOSSY = [Map, Set, WeakMap, WeakSet, RegExp, Promise, ArrayBuffer, SharedArrayBuffer, Error]
 
-/** MongoDB's nesting limit, which the native engine holds every document to (src/patch/path.rs). */
-const MAX_DEPTH = 100
+/** MongoDB's nesting limit, which the native engine holds every document to. */
+const MAX_DEPTH = native.limits().maxDepth
 
 function describe (value) {
   if (value === undefined) return 'undefined'
@@ -178,4 +179,4 @@ function toJson (value, what, maxDepth = MAX_DEPTH, maxBytes = Infinity, nullFor
   return text
 }
 
-module.exports = { toJson, MAX_DEPTH }
+module.exports = { toJson }

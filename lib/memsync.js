@@ -1,7 +1,7 @@
 'use strict'
 // The drop-in `MemSync` class. It owns what must stay JavaScript: the live `data` object (plain
 // property reads, changed in place), observers and events. Everything else is delegated to the
-// native replica (src/binding.rs), which runs the patch engine.
+// native replica (src/node/binding.rs), which runs the patch engine.
 
 const { EventEmitter } = require('node:events')
 const net = require('node:net')
@@ -11,18 +11,14 @@ const native = require('../native.js')
 const { LiveObject, getAt, touches } = require('./changes.js')
 const { MemErrors, codedError, settle } = require('./errors.js')
 const { ChangeFeed, DEFAULT_BUFFER_SIZE } = require('./feed.js')
-const { toJson, MAX_DEPTH } = require('./json.js')
+const { toJson } = require('./json.js')
 const { checkEventName, checkKeys, checkListener, checkMethod, checkNestedOptions, checkOptionKeys, checkPath, checkRpc, isPlainObject } = require('./validate.js')
 
 const RESOLVED = Promise.resolve()
 const DEFAULT_TIMEOUT_MS = 15000
-// An update holds its values below its operator and field, or `$each` and its array (the
-// engine's MAX_UPDATE_DEPTH, src/patch/mod.rs); the engine also checks the document's exact depth.
-const UPDATE_MAX_DEPTH = MAX_DEPTH + 2
-// A quarter of a frame (64 MiB, src/protocol.rs): the ordered patch carries the update and its
-// changes, which may be as large. A larger frame could not be sent, and other processes would
-// never receive the patch.
-const UPDATE_MAX_BYTES = 16 * 1024 * 1024
+// How deep and large an update may be: checked here so that the error names the path; the
+// engine also checks the document's exact depth.
+const { maxUpdateDepth: UPDATE_MAX_DEPTH, maxUpdateBytes: UPDATE_MAX_BYTES, maxBusBacklog: MAX_BUS_BACKLOG } = native.limits()
 // `NODE_DEBUG=memsync`: the JS side's diagnostics, each line tagged as logEvents' are.
 const debug = debuglog('memsync')
 // Node 20 may lack Symbol.asyncDispose; Node's own classes use this one then.
@@ -34,6 +30,19 @@ const REPAIR_SPACING = 50
 // Options a started instance takes at once; the others wait for a stop, or for a new instance.
 const LIVE_OPTIONS = ['timeout', 'logEvents', 'logLevel']
 const FIXED_OPTIONS = ['dir', 'file', 'server']
+
+/** The tags of the events named `names`, in order; throws unless the addon queues exactly those. */
+function eventTags (names) {
+  const tags = native.eventTags()
+  if (Object.keys(tags).sort().join() !== [...names].sort().join()) {
+    throw new Error(`memsync: the addon's events (${Object.keys(tags).join(', ')}) are not those lib/memsync.js decodes (${names.join(', ')})`)
+  }
+  return names.map((name) => tags[name])
+}
+
+// The events of the native replica; src/core/events.rs documents each one's fields.
+const [OWN, CHANGES, SNAPSHOT, ACK, ACCEPTED, REJECTED, ROLE, FAIL, CALL, REPLY, PONG, GRANT, EVENTS_DROPPED, EMIT, ERROR] = eventTags(
+  ['own', 'changes', 'snapshot', 'ack', 'accepted', 'rejected', 'role', 'fail', 'call', 'reply', 'pong', 'grant', 'eventsDropped', 'emit', 'error'])
 
 function checkOptions (options) {
   if (options === undefined || options === null) return {}
@@ -102,7 +111,7 @@ function raceTimeout (promise, ms, error) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
-// `file` and `server`: what the instance does while it is host (src/services.rs).
+// `file` and `server`: what the instance does while it is host (src/services/).
 function checkServiceOptions ({ file, server }) {
   if (file !== undefined && !(isPlainObject(file) && typeof file.path === 'string' && file.path !== '')) {
     throw codedError(MemErrors.ERR_INVALID_ARG, 'options.file must be { path: string, followSymlinks?: boolean }')
@@ -251,6 +260,12 @@ class EventBus {
     return (...args) => { this.emit(event, ...args) }
   }
 }
+
+/**
+ * The value at the dotted `path` of `mem`'s object ('' for all of it), or undefined: read by the
+ * engine's rules, which the CLI and the HTTP view share (src/patch `value_at`).
+ */
+let readPath
 
 class MemSync {
   /** The object's name, shared by every process that syncs it. */
@@ -822,7 +837,7 @@ class MemSync {
     let error = null
     try {
       const fn = rpcFunction(this.#rpc, method)
-      if (fn === undefined) throw codedError(MemErrors.ERR_RPC_NOT_FOUND, `The handler for "${method}" RPC call was not found`)
+      if (fn === undefined) throw codedError(MemErrors.ERR_RPC_NOT_FOUND, native.rpcNotFoundMessage(method))
       result = await fn(...args)
     } catch (thrown) {
       error = remoteError(thrown)
@@ -890,7 +905,7 @@ class MemSync {
     if (events.length > 0) this.#handle(events)
   }
 
-  // Events from the native replica, in the order it applied them (src/state.rs).
+  // Events from the native replica, in the order it applied them (src/core/replica.rs).
   #handle (events) {
     for (const event of events) this.#queue.push(event)
     if (this.#handling) return
@@ -905,7 +920,7 @@ class MemSync {
 
   #apply (event) {
     switch (event[0]) {
-      case 'o': {
+      case OWN: {
         const [, , version, changes, update] = event
         if (changes === null) break
         this.#live.apply(changes)
@@ -917,7 +932,7 @@ class MemSync {
         }
         break
       }
-      case 'c': {
+      case CHANGES: {
         const [, , changes, received] = event
         this.#live.apply(changes)
         this.#notify(changes)
@@ -930,7 +945,7 @@ class MemSync {
         }
         break
       }
-      case 'r': {
+      case SNAPSHOT: {
         // A snapshot (joining, or a new host): observers hear of the paths whose value it changed.
         const before = this.#observers.map((observer) => JSON.stringify(getAt(this.data, observer.parts)))
         this.#live.replace(event[2])
@@ -938,19 +953,19 @@ class MemSync {
         this.#call(changed)
         break
       }
-      case 'a':
+      case ACK:
         this.#settle(event[1])
         break
-      case 'A':
+      case ACCEPTED:
         for (const seq of event[1]) this.#settle(seq)
         break
-      case 'x':
+      case REJECTED:
         this.#settle(event[1], codedError(event[2], event[3]))
         break
-      case 'role':
+      case ROLE:
         this.#onRole(event[1])
         break
-      case 'fail': {
+      case FAIL: {
         // Before start() resolved, it rejects; later (a failover that finds the rendezvous
         // unusable) the instance has left its network, and says why.
         const error = codedError(event[1], event[2])
@@ -958,16 +973,16 @@ class MemSync {
         else this.#reportError(error)
         break
       }
-      case 'call':
+      case CALL:
         this.#runCall(event[1], event[2], event[3])
         break
-      case 'reply':
+      case REPLY:
         this.#settleCall(event[1], event[2], event.length > 3, event[3])
         break
-      case 'pong':
+      case PONG:
         this.#pings.get(event[1])?.(event[2])
         break
-      case 'g': {
+      case GRANT: {
         const waiter = this.#lockWaits.get(event[1])
         if (waiter === undefined) break
         this.#lockWaits.delete(event[1])
@@ -975,17 +990,17 @@ class MemSync {
         waiter.resolve()
         break
       }
-      case 'edrop':
-        this.#reportError(codedError(MemErrors.ERR_EVENTS_DROPPED, `'${this.name}': ${event[1]} events from other processes were dropped: this process's event loop did not take them while 16 MiB of them waited`))
+      case EVENTS_DROPPED:
+        this.#reportError(codedError(MemErrors.ERR_EVENTS_DROPPED, `'${this.name}': ${event[1]} events from other processes were dropped: this process's event loop did not take them while ${MAX_BUS_BACKLOG / 2 ** 20} MiB of them waited`))
         break
-      case 'e':
+      case EMIT:
         try {
           this.#bus.emit(event[1], ...event[2])
         } catch (error) {
           this.#reportError(error)
         }
         break
-      case 'error':
+      case ERROR:
         this.#reportError(codedError(event[1], event[2]))
         break
     }
@@ -1073,6 +1088,13 @@ class MemSync {
       console.error(`${this.#tag}:`, error)
     }
   }
+
+  static {
+    readPath = (mem, path) => {
+      const json = native.read(mem.#native, path)
+      return json === null ? undefined : JSON.parse(json)
+    }
+  }
 }
 
-module.exports = { MemSync, MemErrors }
+module.exports = { MemSync, MemErrors, readPath }

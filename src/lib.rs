@@ -8,10 +8,10 @@
 //! - [`services`]: what a host runs besides ordering, while it leads: `persist` (the file of
 //!   `options.file`) and `http` (the HTTP view of `options.server`).
 //! - [`core`]: the replica, the ordering rules, the exchange (RPC, events, locks, writers), the
-//!   messages; no tokio, sockets or napi.
+//!   messages, the events for JS; no tokio, sockets or napi.
 //! - [`patch`]: the pure MongoDB update engine over `serde_json::Value`.
 //! - [`clock`] (the hybrid clock; time injected), [`error`] (the crate's `Error`, one `ERR_*` code
-//!   per variant), [`name`] (object names and their file names), [`user`] (this process's uid),
+//!   per variant; `Code` lists them all), [`name`] (object names and their file names), [`user`] (this process's uid),
 //!   `diagnostics` (`report!`).
 //!
 //! `docs/architecture.md` follows one patch through these parts.

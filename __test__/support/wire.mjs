@@ -1,4 +1,4 @@
-// memsync's wire format spoken by hand (see src/protocol.rs): raw sockets that send whatever a
+// memsync's wire format spoken by hand (see src/transport/local/codec.rs): raw sockets that send whatever a
 // test wants to a host, or play a host, and a watcher of a peer's stderr.
 import { spawn } from 'node:child_process'
 import { EventEmitter, once } from 'node:events'
@@ -18,7 +18,7 @@ export function frame (payload) {
 
 /**
  * A payload as the message it carries: JSON, or the binary form of `ordered` (tag 1) and `patch`
- * (tag 2) that src/protocol.rs sends. Numbers above 2^53 lose precision (the tests only read
+ * (tag 2) that src/transport/local/codec.rs sends. Numbers above 2^53 lose precision (the tests only read
  * types and small values).
  */
 function decodePayload (payload) {

@@ -11,7 +11,7 @@
 //! own table, then the oldest connected client that registered the method (never the caller).
 //! The host gives every routed call its own id, so callers' ids never meet: a route is
 //! `host id -> (caller and its id, callee)`. A callee whose connection ends fails every call
-//! routed to it at once, with [`ERR_RPC_PEER_LOST`].
+//! routed to it at once, with `ERR_RPC_PEER_LOST` ([`Error::CalleeLost`]).
 //!
 //! No sockets and no lock of its own: the replica keeps it behind a mutex, frames are queued in
 //! the connections' [`Link`]s (the caller flushes them), and what JS must hear comes back as
@@ -29,16 +29,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Hlc, Time};
+use crate::core::events::Event;
 use crate::core::link::Link;
 use crate::core::locks::{LockTable, Ticket, HOST};
 use crate::core::message::{Message, PeerInfo, RawJson, RemoteError};
+use crate::error::Error;
 
-/// The code of a call whose callee's connection ended before it answered.
-pub const ERR_RPC_PEER_LOST: &str = "ERR_RPC_PEER_LOST";
-/// The code of a call to a method no process registered.
-pub const ERR_RPC_NOT_FOUND: &str = "ERR_RPC_NOT_FOUND";
-/// The code of a writer refused because the network has as many writers as it allows.
-pub const ERR_MAX_WRITERS: &str = "ERR_MAX_WRITERS";
 /// The role that `network.maxWriters` counts.
 const WRITER: &str = "writer";
 /// How long a new host grants no lock, so that holders reconnecting after a failover re-announce
@@ -54,8 +50,8 @@ const OFFLINE_EMIT_BYTES: usize = 4 * 1024 * 1024;
 /// to flush.
 #[derive(Default)]
 pub struct Effects {
-  /// JSON texts of events for the JS side, in order.
-  pub events: Vec<String>,
+  /// Events for the JS side, in order.
+  pub events: Vec<Event<'static>>,
   /// Connections with frames queued.
   pub flush: Vec<Arc<dyn Link>>,
 }
@@ -293,7 +289,7 @@ impl Exchange {
       if ticket.owner == HOST {
         if let Some(lock) = self.own_locks.get_mut(&ticket.id) {
           lock.held = true;
-          effects.events.push(grant_event(ticket.id));
+          effects.events.push(Event::Grant(ticket.id));
         }
       } else if let Some(outbox) = self
         .clients
@@ -341,12 +337,7 @@ impl Exchange {
   /// is refused (`Err` with the code and reason) when the network already has as many writers
   /// as the smaller of the host's and its own `maxWriters` allows, the host counting itself when
   /// it is a writer; a writer reconnecting after a failover (`rejoining`) keeps its slot.
-  pub fn admit(
-    &mut self,
-    conn: u64,
-    pid: u32,
-    info: PeerInfo,
-  ) -> Result<(), (&'static str, String)> {
+  pub fn admit(&mut self, conn: u64, pid: u32, info: PeerInfo) -> Result<(), Error> {
     if is_writer(&info) && !info.rejoining {
       let limit = match (self.own.max_writers, info.max_writers) {
         (Some(host), Some(client)) => Some(host.min(client)),
@@ -355,10 +346,7 @@ impl Exchange {
       let writers = usize::from(is_writer(&self.own))
         + self.clients.values().filter(|c| is_writer(&c.info)).count();
       if let Some(limit) = limit.filter(|&limit| writers >= limit as usize) {
-        return Err((
-          ERR_MAX_WRITERS,
-          format!("The network already has {writers} writers, the most it allows ({limit})"),
-        ));
+        return Err(Error::MaxWriters { writers, limit });
       }
     }
     self.clients.insert(
@@ -495,12 +483,12 @@ impl Exchange {
       let Some(route) = self.routes.remove(&id) else {
         continue;
       };
-      let error = RemoteError {
-        code: Some(ERR_RPC_PEER_LOST.into()),
-        message: "The process running the RPC call exited or disconnected before it answered"
-          .into(),
-      };
-      self.answer(route.caller, None, Some(error), &mut effects);
+      self.answer(
+        route.caller,
+        None,
+        Some(Error::CalleeLost.into()),
+        &mut effects,
+      );
     }
     self.routes.retain(|_, route| match route.caller {
       Caller::Client { conn: caller, .. } => caller != conn,
@@ -519,10 +507,11 @@ impl Exchange {
         effects.send(&to_host, &Message::Call { id, method, args });
       }
       Upstream::Host => self.route(Caller::Local(id), method, args, &mut effects),
-      Upstream::Offline => {
-        let error = not_connected();
-        effects.events.push(reply_event(id, Some(&error), None));
-      }
+      Upstream::Offline => effects.events.push(Event::Reply {
+        id,
+        error: Some(Error::NotConnected.into()),
+        result: None,
+      }),
     }
     effects
   }
@@ -624,16 +613,21 @@ impl Exchange {
       }
       Message::Pong { id } => {
         if let Some(client) = self.clients.get(&conn) {
-          effects.events.push(pong_event(id, client.pid));
+          effects.events.push(Event::Pong {
+            id,
+            pid: client.pid,
+          });
         }
       }
       Message::Emit { event, args } => {
-        effects.events.push(emit_event(&event, &args));
         let message = Message::Emit { event, args };
         for (&other, client) in &self.clients {
           if let (true, Some(outbox)) = (other != conn, &client.outbox) {
             effects.send(outbox, &message);
           }
+        }
+        if let Message::Emit { event, args } = message {
+          effects.events.push(Event::Emit { event, args });
         }
       }
       _ => {}
@@ -645,13 +639,11 @@ impl Exchange {
   pub fn from_host(&mut self, message: Message) -> Effects {
     let mut effects = Effects::default();
     match message {
-      Message::Call { id, method, args } => effects.events.push(call_event(id, &method, &args)),
+      Message::Call { id, method, args } => effects.events.push(Event::Call { id, method, args }),
       Message::Reply { id, result, error } => {
-        effects
-          .events
-          .push(reply_event(id, error.as_ref(), result.as_ref()));
+        effects.events.push(Event::Reply { id, error, result });
       }
-      Message::Emit { event, args } => effects.events.push(emit_event(&event, &args)),
+      Message::Emit { event, args } => effects.events.push(Event::Emit { event, args }),
       Message::Ping { id } => {
         if let Upstream::Client(to_host) = &self.link {
           let to_host = to_host.clone();
@@ -660,7 +652,7 @@ impl Exchange {
       }
       Message::Pong { id } => {
         if let Some((pid, _)) = &self.host {
-          effects.events.push(pong_event(id, *pid));
+          effects.events.push(Event::Pong { id, pid: *pid });
         }
       }
       Message::Clients { count } => self.host_clients = count,
@@ -668,7 +660,7 @@ impl Exchange {
         // Not found: JS gave up on it and its `Unlock` is on its way to the host.
         if let Some(lock) = self.own_locks.get_mut(&id) {
           lock.held = true;
-          effects.events.push(grant_event(id));
+          effects.events.push(Event::Grant(id));
         }
       }
       _ => {}
@@ -695,18 +687,15 @@ impl Exchange {
         .map(|(&conn, _)| Callee::Client(conn))
     };
     let Some(callee) = callee else {
-      let error = RemoteError {
-        code: Some(ERR_RPC_NOT_FOUND.into()),
-        message: format!("The handler for \"{method}\" RPC call was not found"),
-      };
-      self.answer(caller, None, Some(error), effects);
+      let error = Error::RpcNotFound { method };
+      self.answer(caller, None, Some(error.into()), effects);
       return;
     };
     let id = self.next_route;
     self.next_route += 1;
     self.routes.insert(id, Route { caller, callee });
     match callee {
-      Callee::Local => effects.events.push(call_event(id, &method, &args)),
+      Callee::Local => effects.events.push(Event::Call { id, method, args }),
       Callee::Client(conn) => {
         if let Some(outbox) = self.clients.get(&conn).and_then(|c| c.outbox.clone()) {
           effects.send(&outbox, &Message::Call { id, method, args });
@@ -724,11 +713,7 @@ impl Exchange {
     effects: &mut Effects,
   ) {
     match caller {
-      Caller::Local(id) => {
-        effects
-          .events
-          .push(reply_event(id, error.as_ref(), result.as_ref()));
-      }
+      Caller::Local(id) => effects.events.push(Event::Reply { id, error, result }),
       Caller::Client { conn, id } => {
         if let Some(outbox) = self.clients.get(&conn).and_then(|c| c.outbox.clone()) {
           effects.send(&outbox, &Message::Reply { id, result, error });
@@ -742,50 +727,17 @@ fn is_writer(info: &PeerInfo) -> bool {
   info.roles.iter().any(|role| role == WRITER)
 }
 
-fn not_connected() -> RemoteError {
-  RemoteError {
-    code: Some(ERR_RPC_PEER_LOST.into()),
-    message: "Not connected to a host".into(),
-  }
-}
-
-fn json_string(text: &str) -> String {
-  serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
-}
-
-fn call_event(id: u64, method: &str, args: &RawJson) -> String {
-  format!(r#"["call",{id},{},{}]"#, json_string(method), args.get())
-}
-
-fn reply_event(id: u64, error: Option<&RemoteError>, result: Option<&RawJson>) -> String {
-  let error = match error {
-    Some(error) => serde_json::to_string(error).unwrap_or_else(|_| "null".to_owned()),
-    None => "null".to_owned(),
-  };
-  match result {
-    Some(result) => format!(r#"["reply",{id},{error},{}]"#, result.get()),
-    None => format!(r#"["reply",{id},{error}]"#),
-  }
-}
-
-fn pong_event(id: u64, pid: u32) -> String {
-  format!(r#"["pong",{id},{pid}]"#)
-}
-
-fn grant_event(id: u64) -> String {
-  format!(r#"["g",{id}]"#)
-}
-
-fn emit_event(event: &str, args: &RawJson) -> String {
-  format!(r#"["e",{},{}]"#, json_string(event), args.get())
-}
-
 #[cfg(test)]
 mod tests {
   use serde_json::json;
 
   use super::*;
   use crate::core::link::Recorder;
+
+  /// The events of `effects` as JS receives them.
+  fn texts(effects: &Effects) -> Vec<String> {
+    effects.events.iter().map(Event::to_json).collect()
+  }
 
   fn raw(value: serde_json::Value) -> RawJson {
     RawJson::to(&value).unwrap()
@@ -841,7 +793,9 @@ mod tests {
     let (mut exchange, outboxes) = host(&["f"], &[&[], &["f"]]);
     let effects = exchange.from_client(1, call(7, "f"));
     assert_eq!(effects.events.len(), 1);
-    assert!(effects.events[0].starts_with(r#"["call",1,"f",[1]]"#));
+    assert!(effects.events[0]
+      .to_json()
+      .starts_with(r#"["call",1,"f",[1]]"#));
     assert!(
       outboxes[1].take().is_empty(),
       "the client offering f is not asked"
@@ -908,13 +862,15 @@ mod tests {
     else {
       panic!("no reply");
     };
-    assert_eq!(error.code.as_deref(), Some(ERR_RPC_NOT_FOUND));
+    assert_eq!(error.code.as_deref(), Some("ERR_RPC_NOT_FOUND"));
     assert_eq!(
       error.message,
       r#"The handler for "a.b" RPC call was not found"#
     );
     let effects = exchange.call(9, "a.b".into(), raw(json!([])));
-    assert!(effects.events[0].starts_with(r#"["reply",9,{"code":"ERR_RPC_NOT_FOUND""#));
+    assert!(effects.events[0]
+      .to_json()
+      .starts_with(r#"["reply",9,{"code":"ERR_RPC_NOT_FOUND""#));
   }
 
   #[test]
@@ -934,10 +890,12 @@ mod tests {
       else {
         panic!("{reply:?}");
       };
-      assert_eq!(error.code.as_deref(), Some(ERR_RPC_PEER_LOST));
+      assert_eq!(error.code.as_deref(), Some("ERR_RPC_PEER_LOST"));
     }
     assert_eq!(effects.events.len(), 1);
-    assert!(effects.events[0].starts_with(r#"["reply",3,{"code":"ERR_RPC_PEER_LOST""#));
+    assert!(effects.events[0]
+      .to_json()
+      .starts_with(r#"["reply",3,{"code":"ERR_RPC_PEER_LOST""#));
     assert!(exchange.routes.is_empty());
   }
 
@@ -970,7 +928,7 @@ mod tests {
           args: raw(json!([n])),
         },
       );
-      assert_eq!(effects.events, vec![format!(r#"["e","tick",[{n}]]"#)]);
+      assert_eq!(texts(&effects), vec![format!(r#"["e","tick",[{n}]]"#)]);
     }
     assert!(outboxes[1].take().is_empty(), "not back to the sender");
     for outbox in [&outboxes[0], &outboxes[2]] {
@@ -1017,8 +975,8 @@ mod tests {
     exchange.become_host(0);
     // The host is a writer: one slot left under a client's limit of 2.
     assert!(exchange.admit(1, 0, writer(Some(2))).is_ok());
-    let (code, _) = exchange.admit(2, 0, writer(Some(2))).unwrap_err();
-    assert_eq!(code, ERR_MAX_WRITERS);
+    let err = exchange.admit(2, 0, writer(Some(2))).unwrap_err();
+    assert_eq!(err.code(), "ERR_MAX_WRITERS");
     // Readers are not counted; the host's own limit (3) applies to a client without one.
     assert!(exchange.admit(3, 0, info(&[])).is_ok());
     assert!(exchange.admit(4, 0, writer(None)).is_ok());
@@ -1047,7 +1005,7 @@ mod tests {
     let (mut exchange, outboxes) = host(&[], &[&[]]);
     let since = Hlc { ms: 1, counter: 0 };
     let effects = exchange.lock(1, "k".into(), since, 10);
-    assert_eq!(effects.events, vec![r#"["g",1]"#.to_owned()]);
+    assert_eq!(texts(&effects), vec![r#"["g",1]"#.to_owned()]);
     exchange.from_client(
       1,
       Message::Lock {
@@ -1063,7 +1021,7 @@ mod tests {
     // The holder's connection ends: the host's next request is granted at once.
     exchange.lock(2, "k".into(), Hlc { ms: 3, counter: 0 }, 12);
     let effects = exchange.detach(1);
-    assert_eq!(effects.events, vec![r#"["g",2]"#.to_owned()]);
+    assert_eq!(texts(&effects), vec![r#"["g",2]"#.to_owned()]);
   }
 
   #[test]
@@ -1103,7 +1061,10 @@ mod tests {
       Some(Ticket { owner: HOST, id: 1 })
     );
     assert_eq!(client.locks.holder("waiting"), None);
-    assert_eq!(client.end_grace(1000).events, vec![r#"["g",2]"#.to_owned()]);
+    assert_eq!(
+      texts(&client.end_grace(1000)),
+      vec![r#"["g",2]"#.to_owned()]
+    );
   }
 
   #[test]
@@ -1150,7 +1111,7 @@ mod tests {
       assert_eq!(outbox.take(), vec![Message::Ping { id: 4 }]);
     }
     let effects = exchange.from_client(2, Message::Pong { id: 4 });
-    assert_eq!(effects.events, vec![r#"["pong",4,102]"#.to_owned()]);
+    assert_eq!(texts(&effects), vec![r#"["pong",4,102]"#.to_owned()]);
     // A client answers the host's ping, and knows the host from its `About`.
     let mut client = Exchange::new(Time::wall());
     let to_host = Recorder::new();

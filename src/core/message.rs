@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::clock::Hlc;
+use crate::error::Error;
 
 /// A JSON value carried as its text: updates, change lists and snapshots cross a host on their
 /// way to other replicas and to JS, so they are kept as the bytes that arrived instead of being
@@ -292,3 +293,14 @@ pub struct RemoteError {
   /// The thrown error's message.
   pub message: String,
 }
+
+/// An RPC failure travels to the caller's process as a `RemoteError`, as a JS callee's does.
+impl From<Error> for RemoteError {
+  fn from(err: Error) -> Self {
+    RemoteError {
+      code: Some(err.code().to_owned()),
+      message: err.to_string(),
+    }
+  }
+}
+

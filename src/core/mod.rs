@@ -10,6 +10,7 @@
 //! - [`locks`]: the lock table, a pure state machine.
 //! - [`link`]: the connections the core sends on, a host's followers, and its right to order.
 
+pub mod events;
 pub mod exchange;
 pub mod link;
 pub mod locks;

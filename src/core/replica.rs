@@ -26,10 +26,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::clock::{Clock, Hlc, Time};
+use crate::core::events::{Document, Event, Queue, Received};
 use crate::core::exchange::{Effects, Exchange, LOCK_GRACE};
 use crate::core::link::{Fence, Followers, Link};
 use crate::core::message::{LogEntry, Message, RawJson};
@@ -42,13 +42,6 @@ const LOG_LEN: usize = 4096;
 /// Update bytes the log keeps at most, whatever the number of entries: the entries a new host
 /// may miss are the last few in flight, and large updates must not pin memory.
 const LOG_BYTES: usize = 8 * 1024 * 1024;
-/// Bytes of document events queued for a JS thread that does not drain them (a stuck event
-/// loop) before they are replaced by one snapshot taken when it drains again.
-const MAX_EVENT_BACKLOG: usize = 16 * 1024 * 1024;
-/// Bytes of `mem.events` events from other processes queued for a JS thread that does not
-/// drain them, past which further ones are dropped (and counted): unlike document events, they
-/// have no snapshot to be replaced by, and a stuck process must not grow without bound.
-const MAX_BUS_BACKLOG: usize = 16 * 1024 * 1024;
 
 /// What this instance is in its network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,17 +99,8 @@ struct Inner {
   last_update: ParsedUpdate,
   /// Host only: the last update text a client sent, parsed (clients repeat their updates).
   last_received: Option<(RawJson, Arc<Update>)>,
-  /// JSON texts of events for the JS side, in the order they happened here.
-  events: Vec<String>,
-  /// Bytes of the document events (changes, snapshots) in `events`.
-  backlog: usize,
-  /// Bytes of the bus events (`["e", ...]`) in `events`.
-  bus_backlog: usize,
-  /// Bus events dropped past [`MAX_BUS_BACKLOG`] since the last drain.
-  bus_dropped: u64,
-  /// The document events were dropped for the backlog: the next drain starts with a snapshot,
-  /// and no document event is queued until then.
-  resync: bool,
+  /// The events for the JS side, in the order they happened here.
+  events: Queue,
   /// Whether JS listens to `receivedPatches`/`change`, which need the update of every patch
   /// ordered elsewhere; otherwise those records are neither built nor parsed.
   wants_received: bool,
@@ -255,11 +239,7 @@ impl Replica {
         },
         last_update: ParsedUpdate::parse("{}")?,
         last_received: None,
-        events: Vec::new(),
-        backlog: 0,
-        bus_backlog: 0,
-        bus_dropped: 0,
-        resync: false,
+        events: Queue::default(),
         wants_received: false,
         to_host: None,
         audience: Audience::default(),
@@ -356,7 +336,7 @@ impl Replica {
     }
     let update = &inner.last_update.update;
     if update.is_empty() {
-      return Ok(inner.drain_with(r#"["o",0,0,null,0]"#));
+      return Ok(inner.events.drain(&Event::UNCHANGED.to_json()));
     }
     let hlc = inner.clock.now(now);
     let context = Context {
@@ -369,7 +349,7 @@ impl Replica {
     let own = if host {
       let changes = update.apply(&mut inner.data, &context)?;
       if changes.is_empty() {
-        r#"["o",0,0,null,0]"#.to_owned()
+        Event::UNCHANGED.to_json()
       } else {
         inner.next_seq += 1;
         let text = &inner.last_update.text;
@@ -392,7 +372,7 @@ impl Replica {
     } else {
       let (changes, undo) = update.apply_with_undo(&mut inner.data, &context)?;
       if changes.is_empty() {
-        r#"["o",0,0,null,0]"#.to_owned()
+        Event::UNCHANGED.to_json()
       } else {
         inner.next_seq += 1;
         let update_text = inner.last_update.text.clone();
@@ -413,7 +393,7 @@ impl Replica {
         event
       }
     };
-    Ok(inner.drain_with(&own))
+    Ok(inner.events.drain(&own))
   }
 
   /// The queued events as a JSON array.
@@ -421,7 +401,7 @@ impl Replica {
     self.woken.store(false, Ordering::Release);
     let mut inner = self.inner.lock();
     inner.resync_events();
-    inner.drain_with("")
+    inner.events.drain("")
   }
 
   /// Becomes host under `lease` (see [`Replica::become_host`]).
@@ -480,23 +460,27 @@ impl Replica {
             patch.hlc,
             patch.update_text,
           );
-          inner.push_event(ack_event(patch.seq, version));
+          inner.events.push(&Event::Ack {
+            seq: patch.seq,
+            version,
+          });
         }
         None => {
           // It did not apply on the document this host holds, for the reason kept when it was
           // last applied again.
-          let (code, message) = match &patch.failure {
-            Some(err) => (err.kind.code(), err.message.as_str()),
-            None => (
-              "ERR_BAD_VALUE",
-              "The patch does not apply on the host's data",
-            ),
+          let error = match patch.failure {
+            Some(err) => Error::Patch(err),
+            None => Error::BadValue("The patch does not apply on the host's data".to_owned()),
           };
-          inner.push_event(reject_event(patch.seq, code, message));
+          inner.events.push(&Event::Rejected {
+            seq: patch.seq,
+            code: error.code(),
+            message: &error.to_string(),
+          });
         }
       }
     }
-    inner.push_event(role_event(Role::Host));
+    inner.events.push(&Event::Role(Role::Host.name()));
     drop(inner);
     let grace_until = self.time.now_ms() + LOCK_GRACE.as_millis() as u64;
     self.exchange.lock().become_host(grace_until);
@@ -514,15 +498,8 @@ impl Replica {
   pub fn apply(&self, effects: Effects, flush: bool) {
     if !effects.events.is_empty() {
       let mut inner = self.inner.lock();
-      for event in effects.events {
-        if event.starts_with(r#"["e","#) {
-          if inner.bus_backlog + event.len() > MAX_BUS_BACKLOG {
-            inner.bus_dropped += 1;
-            continue;
-          }
-          inner.bus_backlog += event.len();
-        }
-        inner.push_event(event);
+      for event in &effects.events {
+        inner.events.push(event);
       }
       drop(inner);
       self.wake();
@@ -536,7 +513,11 @@ impl Replica {
 
   /// Reports that the instance cannot join its network (JS: `start()` rejects).
   pub fn report_failure(&self, code: &str, message: &str) {
-    self.inner.lock().push_event(json(&("fail", code, message)));
+    self
+      .inner
+      .lock()
+      .events
+      .push(&Event::Fail { code, message });
     self.wake();
   }
 
@@ -549,7 +530,7 @@ impl Replica {
     // Each client's writer sends what is queued, then closes its connection.
     inner.audience.followers.close_all();
     inner.audience.taps.clear();
-    inner.push_event(role_event(Role::Offline));
+    inner.events.push(&Event::Role(Role::Offline.name()));
     drop(inner);
     self.exchange.lock().go_offline();
     self.wake();
@@ -614,13 +595,13 @@ impl Replica {
     for message in messages {
       match message {
         Message::Patch { seq, hlc, update } => {
-          if let Err((code, message)) =
+          if let Err(err) =
             inner.order_received(origin, seq, hlc, update, now, &mut all, &mut received)
           {
             reply.queue(&Message::Rejected {
               seq,
-              code: code.to_owned(),
-              message,
+              code: err.code().to_owned(),
+              message: err.to_string(),
             });
           }
         }
@@ -633,8 +614,7 @@ impl Replica {
     }
     if !all.is_empty() || !received.is_empty() {
       let version = inner.history.order.version();
-      let event = changes_event(version, all, &format!("[{}]", received.join(",")));
-      inner.push_document_event(event);
+      inner.push_changes(version, all, &received);
     }
     inner.audience.followers.publish(true, Some(reply));
     drop(guard);
@@ -663,8 +643,11 @@ impl Replica {
     // costs one parse, not two in a row. Until the replica holds it, `patch()` waits.
     {
       let mut inner = self.inner.lock();
-      inner.drop_document_events();
-      inner.push_document_event(format!(r#"["r",{version},{}]"#, data.get()));
+      inner.events.drop_documents();
+      inner.events.push(&Event::Snapshot {
+        version,
+        data: Document::Text(&data),
+      });
       inner.joining = true;
     }
     self.wake();
@@ -684,11 +667,11 @@ impl Replica {
       .filter(|entry| !covered(entry.origin, entry.seq))
       .cloned()
       .collect();
-    let mut events = Vec::new();
+    let mut acks = Vec::new();
     inner.pending.retain(|patch| {
       let done = covered(self.origin, patch.seq);
       if done {
-        events.push(ack_event(patch.seq, version));
+        acks.push(patch.seq);
       }
       !done
     });
@@ -700,10 +683,10 @@ impl Replica {
     let mut redone = Vec::new();
     inner.redo_pending(&mut redone);
     if !redone.is_empty() {
-      inner.push_document_event(changes_event(version, redone, "[]"));
+      inner.push_changes(version, redone, &[]);
     }
-    for event in events {
-      inner.push_event(event);
+    for seq in acks {
+      inner.events.push(&Event::Ack { seq, version });
     }
     if !missed.is_empty() {
       to_host.queue(&Message::Catchup { entries: missed });
@@ -712,7 +695,7 @@ impl Replica {
       to_host.queue(&patch_message(patch.seq, patch.hlc, &patch.update_text));
     }
     inner.to_host = Some(to_host.clone());
-    inner.push_event(role_event(Role::Client));
+    inner.events.push(&Event::Role(Role::Client.name()));
     drop(guard);
     // After the document's frames: what the exchange sends depends on being welcomed.
     let effects = self.exchange.lock().client_connected(to_host.clone());
@@ -771,7 +754,7 @@ impl Replica {
             }
             settled.push(Settled::Accepted(seq));
           } else if inner.wants_received {
-            received.push(received_json(version, hlc, &update));
+            received.extend(Received::record(version, hlc, &update));
           }
           inner.history.record(version, origin, seq, hlc, update);
         }
@@ -781,7 +764,7 @@ impl Replica {
             undone = true;
           }
           inner.pending.retain(|patch| patch.seq != seq);
-          settled.push(Settled::Rejected(reject_event(seq, &code, &message)));
+          settled.push(Settled::Rejected { seq, code, message });
         }
         other => return Err(format!("unexpected message from the host: {other:?}")),
       }
@@ -791,8 +774,7 @@ impl Replica {
     }
     if !all.is_empty() || !received.is_empty() {
       let version = inner.history.order.version();
-      let event = changes_event(version, all, &format!("[{}]", received.join(",")));
-      inner.push_document_event(event);
+      inner.push_changes(version, all, &received);
     }
     push_settled(inner, settled);
     drop(guard);
@@ -810,45 +792,24 @@ impl Replica {
 }
 
 impl Inner {
-  fn push_event(&mut self, event: String) {
-    self.events.push(event);
-  }
-
   /// After dropped document events: queues the snapshot that replaces them, first. Called before
   /// anything changes the document, so the snapshot holds exactly what the dropped events did.
   fn resync_events(&mut self) {
-    if std::mem::take(&mut self.resync) {
-      let snapshot = format!(
-        r#"["r",{},{}]"#,
-        self.history.order.version(),
-        json(&self.data)
-      );
-      self.events.insert(0, snapshot);
+    if self.events.take_resync() {
+      self.events.push_front(&Event::Snapshot {
+        version: self.history.order.version(),
+        data: Document::Value(&self.data),
+      });
     }
   }
 
-  /// Queues a change or snapshot event. Past [`MAX_EVENT_BACKLOG`] bytes (JS is not draining),
-  /// they are all dropped for a snapshot at the next drain, so a stuck event loop costs memory
-  /// bounded by the document, not by the traffic.
-  fn push_document_event(&mut self, event: String) {
-    if self.resync {
-      return;
-    }
-    self.backlog += event.len();
-    self.events.push(event);
-    if self.backlog > MAX_EVENT_BACKLOG {
-      self.drop_document_events();
-      self.resync = true;
-    }
-  }
-
-  /// Drops the queued changes and snapshots (a snapshot supersedes them).
-  fn drop_document_events(&mut self) {
-    self
-      .events
-      .retain(|event| !(event.starts_with(r#"["c","#) || event.starts_with(r#"["r","#)));
-    self.backlog = 0;
-    self.resync = false;
+  /// Queues changes for JS, compacted: JS applies what changed, not every intermediate step.
+  fn push_changes(&mut self, version: u64, changes: Vec<Change>, received: &[RawJson]) {
+    self.events.push(&Event::Changes {
+      version,
+      changes: &compact(changes),
+      received,
+    });
   }
 
   /// Host: orders one client patch by the ordering rules, adding its changes to `all` and its
@@ -863,8 +824,8 @@ impl Inner {
     update: RawJson,
     now: u64,
     all: &mut Vec<Change>,
-    received: &mut Vec<String>,
-  ) -> std::result::Result<(), (&'static str, String)> {
+    received: &mut Vec<RawJson>,
+  ) -> Result<()> {
     if self.history.order.is_ordered(origin, seq) {
       return Ok(());
     }
@@ -878,16 +839,11 @@ impl Inner {
       {
         Verdict::Ordered { version, changes } => (version, changes),
         Verdict::Duplicate => return Ok(()),
-        Verdict::Stale { path } => {
-          return Err((
-            "ERR_STALE_WRITE",
-            format!("Stale write: '{path}' was written by a newer patch than this one"),
-          ))
-        }
-        Verdict::Refused(err) => return Err((err.kind.code(), err.message)),
+        Verdict::Stale { path } => return Err(Error::StaleWrite { path }),
+        Verdict::Refused(err) => return Err(err.into()),
       };
     if self.wants_received {
-      received.push(received_json(version, hlc, &update));
+      received.extend(Received::record(version, hlc, &update));
     }
     self
       .audience
@@ -897,22 +853,15 @@ impl Inner {
   }
 
   /// The parsed form of a client's update; the last one is kept, as clients repeat theirs.
-  fn parse_received(
-    &mut self,
-    update: &RawJson,
-  ) -> std::result::Result<Arc<Update>, (&'static str, String)> {
+  fn parse_received(&mut self, update: &RawJson) -> Result<Arc<Update>> {
     if let Some((text, parsed)) = &self.last_received {
       if text == update {
         return Ok(parsed.clone());
       }
     }
-    let value: Value = serde_json::from_str(update.get()).map_err(|err| {
-      (
-        "ERR_BAD_VALUE",
-        format!("The update is not valid JSON: {err}"),
-      )
-    })?;
-    let parsed = Arc::new(Update::parse(&value).map_err(|err| (err.kind.code(), err.message))?);
+    let value: Value = serde_json::from_str(update.get())
+      .map_err(|err| Error::BadValue(format!("The update is not valid JSON: {err}")))?;
+    let parsed = Arc::new(Update::parse(&value)?);
     self.last_received = Some((update.clone(), parsed.clone()));
     Ok(parsed)
   }
@@ -922,7 +871,7 @@ impl Inner {
     &mut self,
     entries: Vec<LogEntry>,
     all: &mut Vec<Change>,
-    received: &mut Vec<String>,
+    received: &mut Vec<RawJson>,
   ) {
     for entry in entries {
       let Ok(parsed) = self.parse_received(&entry.update) else {
@@ -936,7 +885,7 @@ impl Inner {
       {
         Verdict::Ordered { version, changes } => {
           if self.wants_received {
-            received.push(received_json(version, hlc, &entry.update));
+            received.extend(Received::record(version, hlc, &entry.update));
           }
           self
             .audience
@@ -949,32 +898,6 @@ impl Inner {
         Verdict::Duplicate | Verdict::Refused(_) => {}
       }
     }
-  }
-
-  /// The queued events plus `last`, as one JSON array.
-  fn drain_with(&mut self, last: &str) -> String {
-    let mut out = String::with_capacity(2 + last.len());
-    out.push('[');
-    self.backlog = 0;
-    self.bus_backlog = 0;
-    if self.bus_dropped > 0 {
-      // First, so that JS reports the loss as soon as it drains.
-      out.push_str(&json(&("edrop", std::mem::take(&mut self.bus_dropped))));
-      out.push(',');
-    }
-    for event in self.events.drain(..) {
-      out.push_str(&event);
-      out.push(',');
-    }
-    if last.is_empty() {
-      if out.ends_with(',') {
-        out.pop();
-      }
-    } else {
-      out.push_str(last);
-    }
-    out.push(']');
-    out
   }
 
   /// Reverts every pending patch, newest first; returns the changes that did it.
@@ -1048,14 +971,16 @@ impl Replica {
   pub fn seed(&self, data: Value, version: u64) {
     let mut guard = self.inner.lock();
     let inner = &mut *guard;
-    let snapshot = format!(r#"["r",{version},{}]"#, json(&data));
+    inner.events.push(&Event::Snapshot {
+      version,
+      data: Document::Value(&data),
+    });
     inner.data = data;
     inner.history.order.set_version(version);
-    inner.push_document_event(snapshot);
     let mut redone = Vec::new();
     inner.redo_pending(&mut redone);
     if !redone.is_empty() {
-      inner.push_document_event(changes_event(version, redone, "[]"));
+      inner.push_changes(version, redone, &[]);
     }
     drop(guard);
     self.wake();
@@ -1098,11 +1023,11 @@ impl Replica {
   }
 
   /// Reports a failure that does not stop the instance (JS: an `error` event with `code`).
-  pub fn report_error(&self, code: &str, message: &str) {
-    self
-      .inner
-      .lock()
-      .push_event(json(&("error", code, message)));
+  pub fn report_error(&self, err: &Error) {
+    self.inner.lock().events.push(&Event::Error {
+      code: err.code(),
+      message: &err.to_string(),
+    });
     self.wake();
   }
 }
@@ -1115,68 +1040,50 @@ fn patch_message(seq: u64, hlc: Hlc, update: &RawJson) -> Message {
   }
 }
 
-fn json(value: &impl Serialize) -> String {
-  serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
-}
-
-/// `["o", seq, version, changes, queued]`: `queued` (0 or 1) says whether frames for other
-/// processes wait for JS to flush.
+/// `Event::Own` for a patch that changed something.
 fn own_event(seq: u64, version: u64, changes: &[Change], queued: bool) -> String {
-  json(&("o", seq, version, changes, u8::from(queued)))
-}
-
-fn ack_event(seq: u64, version: u64) -> String {
-  json(&("a", seq, version))
+  Event::Own {
+    seq,
+    version,
+    changes: Some(changes),
+    queued,
+  }
+  .to_json()
 }
 
 /// How the host settled one of this replica's patches, in the order it did.
 enum Settled {
   Accepted(u64),
-  /// The `x` event.
-  Rejected(String),
+  Rejected {
+    seq: u64,
+    code: String,
+    message: String,
+  },
 }
 
-/// Queues the settlements in order, each run of acceptances as one `["A", [seq, ...]]` event: a
-/// writer's burst of acknowledgements costs JS one small array, not one per patch.
+/// Queues the settlements in order, each run of acceptances as one `Accepted` event: a writer's
+/// burst of acknowledgements costs JS one small array, not one per patch.
 fn push_settled(inner: &mut Inner, settled: Vec<Settled>) {
   let mut accepted = Vec::new();
   for settlement in settled {
     match settlement {
       Settled::Accepted(seq) => accepted.push(seq),
-      Settled::Rejected(event) => {
+      Settled::Rejected { seq, code, message } => {
         if !accepted.is_empty() {
-          inner.push_event(json(&("A", std::mem::take(&mut accepted))));
+          inner.events.push(&Event::Accepted(&accepted));
+          accepted.clear();
         }
-        inner.push_event(event);
+        inner.events.push(&Event::Rejected {
+          seq,
+          code: &code,
+          message: &message,
+        });
       }
     }
   }
   if !accepted.is_empty() {
-    inner.push_event(json(&("A", accepted)));
+    inner.events.push(&Event::Accepted(&accepted));
   }
-}
-
-fn reject_event(seq: u64, code: &str, message: &str) -> String {
-  json(&("x", seq, code, message))
-}
-
-/// Changes for JS, compacted: JS applies what changed, not every intermediate step.
-fn changes_event(version: u64, changes: Vec<Change>, received: &str) -> String {
-  format!(r#"["c",{version},{},{received}]"#, json(&compact(changes)))
-}
-
-fn role_event(role: Role) -> String {
-  json(&("role", role.name()))
-}
-
-/// A patch ordered elsewhere, as JS reports it (`receivedPatches`) and the HTTP view streams it:
-/// `{ version, timestamp, patch }`.
-pub fn received_json(version: u64, hlc: Hlc, update: &RawJson) -> String {
-  format!(
-    r#"{{"version":{version},"timestamp":{},"patch":{}}}"#,
-    hlc.ms,
-    update.get()
-  )
 }
 
 fn type_name(value: &Value) -> &'static str {
@@ -1197,6 +1104,7 @@ mod tests {
   use std::sync::atomic::AtomicU64;
 
   use super::*;
+  use crate::core::events::MAX_EVENT_BACKLOG;
   use crate::core::link::Recorder;
 
   /// A welcome as a host's transport makes one.
@@ -1376,7 +1284,11 @@ mod tests {
   fn settlements_keep_their_order_with_acceptances_in_runs() {
     let replica = Replica::new("a", json!({}), HOST).unwrap();
     let mut inner = replica.inner.lock();
-    let rejected = || Settled::Rejected(reject_event(3, "ERR_STALE_WRITE", "stale"));
+    let rejected = || Settled::Rejected {
+      seq: 3,
+      code: "ERR_STALE_WRITE".to_owned(),
+      message: "stale".to_owned(),
+    };
     let settled = vec![
       Settled::Accepted(1),
       Settled::Accepted(2),
@@ -1385,7 +1297,7 @@ mod tests {
     ];
     push_settled(&mut inner, settled);
     assert_eq!(
-      inner.drain_with(""),
+      inner.events.drain(""),
       r#"[["A",[1,2]],["x",3,"ERR_STALE_WRITE","stale"],["A",[4]]]"#
     );
   }
@@ -1592,14 +1504,7 @@ mod tests {
       network.host.flush();
       network.deliver_to_client();
     }
-    let queued: usize = network
-      .client
-      .inner
-      .lock()
-      .events
-      .iter()
-      .map(String::len)
-      .sum();
+    let queued = network.client.inner.lock().events.bytes();
     assert!(queued < MAX_EVENT_BACKLOG, "{queued} bytes queued");
     let events = network.client.patch(r#"{"$inc":{"n":100}}"#).unwrap();
     let events: Vec<Value> = serde_json::from_str(&events).unwrap();
@@ -1624,7 +1529,10 @@ mod tests {
     let args = RawJson::to(&json!(["x".repeat(1024 * 1024)])).unwrap();
     let effects = Effects {
       events: (0..20)
-        .map(|_| format!(r#"["e","big",{}]"#, args.get()))
+        .map(|_| Event::Emit {
+          event: "big".to_owned(),
+          args: args.clone(),
+        })
         .collect(),
       flush: Vec::new(),
     };
@@ -1634,7 +1542,10 @@ mod tests {
     assert_eq!(events.len(), 16);
     // Drained: room again.
     let effects = Effects {
-      events: vec![r#"["e","small",[]]"#.to_owned()],
+      events: vec![Event::Emit {
+        event: "small".to_owned(),
+        args: RawJson::to(&json!([])).unwrap(),
+      }],
       flush: Vec::new(),
     };
     replica.apply(effects, false);

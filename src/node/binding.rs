@@ -10,8 +10,9 @@
 
 use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +25,9 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::core::events::Kind;
 use crate::core::replica::Replica;
-use crate::error::Error;
+use crate::error::{Code, Error};
 use crate::node::js_poll::JsPoll;
 use crate::services::http::{Address, TokenRule, View};
 use crate::services::persist::FileTarget;
@@ -47,23 +49,19 @@ impl AsRef<str> for ErrorCode {
   }
 }
 
-impl From<Status> for ErrorCode {
-  fn from(status: Status) -> Self {
-    ErrorCode(match status {
-      Status::InvalidArg => "ERR_INVALID_ARG",
-      _ => "ERR_INTERNAL",
-    })
-  }
-}
-
 type Result<T> = napi::Result<T, ErrorCode>;
 
+/// The one conversion of the crate's errors into JS errors: `code` and message.
 fn into_js_error(err: Error) -> napi::Error<ErrorCode> {
   napi::Error::new(ErrorCode(err.code()), err.to_string())
 }
 
+/// Node-API refusing a call is the caller's fault only for a bad argument.
 fn from_napi_error(err: napi::Error) -> napi::Error<ErrorCode> {
-  napi::Error::new(ErrorCode::from(err.status), err.reason.clone())
+  into_js_error(match err.status {
+    Status::InvalidArg => Error::InvalidArg(err.reason.clone()),
+    _ => Error::Internal(err.reason.clone()),
+  })
 }
 
 /// Wakes the JS facade to drain the events that arrived from the network. Not weak: while it
@@ -150,10 +148,9 @@ fn host_services(options: HostServices) -> Result<Services> {
   let http = match options.port {
     Some(port) => {
       let port = u16::try_from(port).map_err(|_| {
-        napi::Error::new(
-          ErrorCode::from(Status::InvalidArg),
-          format!("server.port must be a TCP port, not {port}"),
-        )
+        into_js_error(Error::InvalidArg(format!(
+          "server.port must be a TCP port, not {port}"
+        )))
       })?;
       Some(View {
         address: Address {
@@ -273,10 +270,10 @@ pub fn start(
   link.waker = Some(waker);
   let rendezvous =
     Rendezvous::new(instance.dir.clone(), instance.replica.name()).map_err(|err| {
-      napi::Error::new(
-        ErrorCode("ERR_RENDEZVOUS"),
-        format!("memsync '{}': {err}", instance.replica.name()),
-      )
+      into_js_error(Error::Rendezvous(format!(
+        "memsync '{}': {err}",
+        instance.replica.name()
+      )))
     })?;
   instance.replica.exchange().starting();
   let (stop, stopped) = watch::channel(false);
@@ -299,7 +296,7 @@ pub fn start(
       options,
       services,
       stopped,
-      move |failure| failed.report_failure(failure.code, &failure.message),
+      move |failure| failed.report_failure(failure.code.as_str(), &failure.message),
     )
     .await
   });
@@ -510,14 +507,16 @@ fn init() {
 // An async function's rejection loses a custom error code on its way through napi-rs, so these
 // resolve with an outcome instead, `{"ok":value}` or `{"code":"ERR_...","message":...}`, and the
 // JS side throws (lib/errors.js `settle`).
-fn outcome<T: serde::Serialize>(result: std::result::Result<T, (&str, String)>) -> String {
-  let text = match result {
-    Ok(value) => serde_json::to_string(&serde_json::json!({ "ok": value })),
-    Err((code, message)) => {
-      serde_json::to_string(&serde_json::json!({ "code": code, "message": message }))
-    }
-  };
-  text.unwrap_or_else(|err| format!(r#"{{"code":"ERR_INTERNAL","message":"{err}"}}"#))
+fn outcome<T: serde::Serialize>(result: crate::Result<T>) -> String {
+  match result {
+    Ok(value) => serde_json::to_string(&serde_json::json!({ "ok": value }))
+      .unwrap_or_else(|err| failed_outcome(&Error::Internal(err.to_string()))),
+    Err(err) => failed_outcome(&err),
+  }
+}
+
+fn failed_outcome(err: &Error) -> String {
+  serde_json::json!({ "code": err.code(), "message": err.to_string() }).to_string()
 }
 
 /// Saves the object to its file now if this instance is host, and resolves once it is written
@@ -531,7 +530,7 @@ pub fn save<'env>(
   env
     .spawn_future(async move {
       let saved = services.flush().await;
-      Ok(outcome(saved.map_err(|message| ("ERR_STORAGE", message))))
+      Ok(outcome(saved.map_err(Error::Storage)))
     })
     .map_err(from_napi_error)
 }
@@ -541,22 +540,99 @@ pub fn save<'env>(
 pub fn default_dir() -> Result<String> {
   rendezvous::default_dir()
     .map(|dir| dir.to_string_lossy().into_owned())
-    .map_err(|err| napi::Error::new(ErrorCode("ERR_RENDEZVOUS"), err.to_string()))
+    .map_err(|err| into_js_error(Error::Rendezvous(err.to_string())))
 }
 
-/// The file stem of object `name` in the rendezvous directory (`<stem>.sock`, `<stem>.lock`):
-/// the one mapping, for the CLI too. Throws `ERR_INVALID_NAME` for a name `MemSync` refuses.
-#[napi]
-pub fn file_stem(name: String) -> Result<String> {
-  crate::name::check(&name).map_err(|message| into_js_error(Error::InvalidName(message)))?;
-  Ok(crate::name::file_stem(&name))
+fn check_name(name: &str) -> Result<()> {
+  crate::name::check(name).map_err(|message| into_js_error(Error::InvalidName(message)))
 }
 
-/// The name whose file stem is `stem`, or nothing for a hashed stem (a long name) or a file that
-/// no name makes.
+/// Where the host of `name` in `dir` keeps its HTTP view's URL and token (`memsync url`).
+/// Throws `ERR_INVALID_NAME` for a name `MemSync` refuses.
 #[napi]
-pub fn name_of_file_stem(stem: String) -> Option<String> {
-  crate::name::name_of_stem(&stem)
+pub fn view_path(dir: String, name: String) -> Result<String> {
+  check_name(&name)?;
+  let path = rendezvous::view_path(Path::new(&dir), &crate::name::file_stem(&name));
+  Ok(path.to_string_lossy().into_owned())
+}
+
+/// Whether a host of `name` accepts connections in `dir` (the CLI's check that a name is live).
+/// Throws `ERR_INVALID_NAME` for a name `MemSync` refuses.
+#[napi(ts_return_type = "Promise<boolean>")]
+pub fn is_live<'env>(env: &'env Env, dir: String, name: String) -> Result<PromiseRaw<'env, bool>> {
+  check_name(&name)?;
+  env
+    .spawn_future(async move { Ok(probe::is_live(Path::new(&dir), &name).await) })
+    .map_err(from_napi_error)
+}
+
+/// The names in `dir` whose host accepts connections, `[{ name, file }]` (`name` null when the
+/// file name cannot be read back); resolves with an outcome (see `outcome`).
+#[napi(ts_return_type = "Promise<string>")]
+pub fn live_names<'env>(env: &'env Env, dir: String) -> Result<PromiseRaw<'env, String>> {
+  env
+    .spawn_future(async move {
+      let live = probe::live(Path::new(&dir)).await;
+      Ok(outcome(live.map_err(|err| {
+        Error::Rendezvous(format!("cannot list {dir}: {err}"))
+      })))
+    })
+    .map_err(from_napi_error)
+}
+
+/// The value at the dotted `path` of the instance's object (`""`: all of it) as JSON text, or
+/// nothing: read by the engine's rules, the one reader of dotted paths for the CLI.
+#[napi]
+pub fn read(instance: &External<Instance>, path: String) -> Option<String> {
+  instance.replica.read(&path).map(|value| value.to_string())
+}
+
+/// Every `error.code` the native side produces; `MemErrors` lists these and those of JS.
+#[napi]
+pub fn error_codes() -> Vec<&'static str> {
+  Code::all().map(Code::as_str).collect()
+}
+
+/// The message of `ERR_RPC_NOT_FOUND` for `method`, which JS throws too when a call routed to it
+/// finds no function.
+#[napi]
+pub fn rpc_not_found_message(method: String) -> String {
+  Error::RpcNotFound { method }.to_string()
+}
+
+/// The tag of each event kind, by name (`{ own: "o", ... }`): how `lib/memsync.js` decodes the
+/// events without a copy of the table (`src/events.rs`).
+#[napi(ts_return_type = "Record<string, string>")]
+pub fn event_tags() -> HashMap<&'static str, &'static str> {
+  Kind::ALL
+    .iter()
+    .map(|kind| (kind.name(), kind.tag()))
+    .collect()
+}
+
+/// What values and updates may be: JS checks them before they cross, with the engine's numbers.
+#[napi(object)]
+pub struct Limits {
+  /// How many levels a document may nest (MongoDB's 100).
+  pub max_depth: u32,
+  /// How many levels an update may nest: a value at `maxDepth` under its operator and field.
+  pub max_update_depth: u32,
+  /// The most UTF-8 bytes of JSON an update may take.
+  pub max_update_bytes: u32,
+  /// Bytes of `mem.events` events from other processes queued for a JS thread that does not
+  /// take them, past which further ones are dropped (`ERR_EVENTS_DROPPED`).
+  pub max_bus_backlog: u32,
+}
+
+/// The limits JS checks (see `Limits`).
+#[napi]
+pub fn limits() -> Limits {
+  Limits {
+    max_depth: crate::patch::MAX_DEPTH as u32,
+    max_update_depth: crate::patch::MAX_UPDATE_DEPTH as u32,
+    max_update_bytes: crate::transport::local::codec::MAX_UPDATE_BYTES as u32,
+    max_bus_backlog: crate::core::events::MAX_BUS_BACKLOG as u32,
+  }
 }
 
 /// Asks the host of `name` for `{ hostPid, version, clients }` without joining; resolves with an
@@ -574,7 +650,7 @@ pub fn query_host<'env>(
         Err(err) => Err(err),
       };
       Ok(outcome(answer.map_err(|err| {
-        ("ERR_RENDEZVOUS", format!("memsync '{name}': {err}"))
+        Error::Rendezvous(format!("memsync '{name}': {err}"))
       })))
     })
     .map_err(from_napi_error)

@@ -35,8 +35,23 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+  /// Every kind.
+  pub const ALL: [ErrorKind; 11] = [
+    ErrorKind::UnknownOperator,
+    ErrorKind::BadOperatorArg,
+    ErrorKind::BadValue,
+    ErrorKind::TypeMismatch,
+    ErrorKind::PathNotViable,
+    ErrorKind::PathConflict,
+    ErrorKind::EmptyPath,
+    ErrorKind::DollarField,
+    ErrorKind::Positional,
+    ErrorKind::RenameInvalid,
+    ErrorKind::Overflow,
+  ];
+
   /// The memsync error code, e.g. `"ERR_PATH_CONFLICT"`.
-  pub fn code(self) -> &'static str {
+  pub const fn code(self) -> &'static str {
     match self {
       ErrorKind::UnknownOperator => "ERR_UNKNOWN_OPERATOR",
       ErrorKind::BadOperatorArg => "ERR_BAD_OPERATOR_ARG",

@@ -447,7 +447,7 @@ impl Saver {
           self.file.path.display()
         );
         if !self.failing {
-          self.replica.report_error("ERR_STORAGE", &message);
+          self.replica.report_error(&Error::Storage(message.clone()));
         }
         self.failing = true;
         Err(message)

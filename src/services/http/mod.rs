@@ -45,8 +45,10 @@ use tokio::task::JoinSet;
 use tokio::time::Interval;
 
 use crate::clock::Hlc;
+use crate::core::events::Received;
 use crate::core::message::RawJson;
-use crate::core::replica::{received_json, Replica, Tap};
+use crate::core::replica::{Replica, Tap};
+use crate::error::Error;
 
 mod access;
 mod token;
@@ -124,14 +126,11 @@ pub async fn run(
   let listener = match listener {
     Ok(listener) => listener,
     Err(err) => {
-      replica.report_error(
-        "ERR_HTTP",
-        &format!(
-          "memsync '{}' cannot serve HTTP on {address}: {err}; retrying every {} s",
-          replica.name(),
-          SLOW_BIND_RETRY.as_secs()
-        ),
-      );
+      replica.report_error(&Error::Http(format!(
+        "memsync '{}' cannot serve HTTP on {address}: {err}; retrying every {} s",
+        replica.name(),
+        SLOW_BIND_RETRY.as_secs()
+      )));
       loop {
         tokio::select! {
           _ = tokio::time::sleep(SLOW_BIND_RETRY) => {}
@@ -147,14 +146,11 @@ pub async fn run(
     Ok(token) => Some(Arc::<str>::from(token)),
     Err(err) => {
       // Without a token, the requests that need one are refused: the view fails closed.
-      replica.report_error(
-        "ERR_HTTP",
-        &format!(
-          "memsync '{}' cannot write the HTTP view's token to {}: {err}",
-          replica.name(),
-          view_file.display()
-        ),
-      );
+      replica.report_error(&Error::Http(format!(
+        "memsync '{}' cannot write the HTTP view's token to {}: {err}",
+        replica.name(),
+        view_file.display()
+      )));
       None
     }
   };
@@ -525,7 +521,11 @@ struct Records(mpsc::Sender<Arc<str>>);
 
 impl Tap for Records {
   fn ordered(&mut self, version: u64, hlc: Hlc, update: &RawJson) -> bool {
-    let record: Arc<str> = received_json(version, hlc, update).into();
+    // Only a record that cannot be rendered is skipped; the stream goes on.
+    let Some(record) = Received::record(version, hlc, update) else {
+      return true;
+    };
+    let record: Arc<str> = record.get().into();
     self.0.try_send(record).is_ok()
   }
 }

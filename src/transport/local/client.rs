@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use interprocess::local_socket::tokio::Stream;
 use tokio::task::JoinHandle;
 
-use crate::core::exchange::ERR_MAX_WRITERS;
 use crate::core::replica::Replica;
+use crate::error::Code;
 use crate::transport::local::burst::{split, split_burst};
 use crate::transport::local::codec::{Message, PROTOCOL_VERSION};
 use crate::transport::local::connection::{write_outbox, ConnectionError, FrameReader, Outbox};
@@ -147,10 +147,10 @@ where
       reason,
       code: Some(code),
     }))
-      if code == ERR_MAX_WRITERS =>
+      if code == Code::MaxWriters.as_str() =>
     {
       return Err(Input::Refused(Failure {
-        code: ERR_MAX_WRITERS,
+        code: Code::MaxWriters,
         message: format!("memsync '{}': {reason}", replica.name()),
       }));
     }

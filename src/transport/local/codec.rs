@@ -20,6 +20,10 @@ pub const PROTOCOL_VERSION: u32 = 4;
 /// The largest payload a frame may carry, in bytes. A larger announced length is rejected before
 /// its body arrives, so a broken peer cannot make us buffer without bound.
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
+/// The largest update JS sends, as UTF-8 JSON: a quarter of a frame, since the ordered patch
+/// carries the update and its changes, which may be as large. A larger frame could not be sent,
+/// and other processes would never receive the patch.
+pub const MAX_UPDATE_BYTES: usize = MAX_FRAME / 4;
 
 /// Bytes of the length prefix.
 const HEADER_LEN: usize = 4;

@@ -313,10 +313,10 @@ impl Handler {
         self.outbox.queue_message(&about);
         Some(origin)
       }
-      Err((code, reason)) => {
+      Err(err) => {
         self.outbox.send_message(&Message::Refused {
-          reason,
-          code: Some(code.to_owned()),
+          reason: err.to_string(),
+          code: Some(err.code().to_owned()),
         });
         None
       }

@@ -16,6 +16,7 @@ use interprocess::local_socket::tokio::Stream;
 use tokio::sync::watch;
 
 use crate::core::replica::Replica;
+use crate::error::Code;
 use crate::services::{Loaded, Services};
 use crate::transport::local::client::{self, Client};
 use crate::transport::local::connection::Budget;
@@ -301,14 +302,14 @@ impl Peer {
 
   fn storage_failure(&self, err: crate::error::Error) -> Failure {
     Failure {
-      code: err.code(),
+      code: err.kind(),
       message: format!("memsync '{}': {err}", self.replica.name()),
     }
   }
 
   fn unusable(&self, err: io::Error) -> Failure {
     Failure {
-      code: "ERR_RENDEZVOUS",
+      code: Code::Rendezvous,
       message: format!(
         "memsync '{}' cannot use {}: {err}",
         self.replica.name(),
@@ -321,7 +322,7 @@ impl Peer {
   /// rather than panic on a runtime thread.
   fn lost_track(&self, action: Action) -> Input {
     Input::Broken(Failure {
-      code: "ERR_INTERNAL",
+      code: Code::Internal,
       message: format!(
         "memsync '{}': cannot perform {action:?} now",
         self.replica.name()

@@ -31,6 +31,10 @@ use crate::user::current_uid;
 
 /// Permission bits that let users other than the owner in.
 const GROUP_OTHER_BITS: u32 = 0o077;
+/// The extension of the socket a host listens on, `<stem>.sock`.
+const SOCKET_EXTENSION: &str = ".sock";
+/// The extension that replaces the socket's for the HTTP view's file, `<stem>.view.json`.
+const VIEW_EXTENSION: &str = "view.json";
 
 /// The directory used when none is given: `$XDG_RUNTIME_DIR/memsync` when `XDG_RUNTIME_DIR`
 /// names a directory (per user, private, cleared at logout), else `<temp dir>/memsync-<uid>`.
@@ -152,7 +156,7 @@ impl Rendezvous {
 
   /// `<dir>/<stem>.sock`, where the host listens.
   pub fn socket_path(&self) -> PathBuf {
-    self.dir.join(format!("{}.sock", self.stem))
+    self.dir.join(socket_file(&self.stem))
   }
 
   /// The lock file of `epoch`: `<dir>/<stem>.lock` for epoch 0, else `<dir>/<stem>~<epoch>.lock`.
@@ -246,6 +250,45 @@ impl Rendezvous {
   }
 }
 
+/// The file name of the socket of `stem`.
+pub fn socket_file(stem: &str) -> String {
+  format!("{stem}{SOCKET_EXTENSION}")
+}
+
+/// `<dir>/<stem>.view.json`, where the host of `stem` keeps its HTTP view's URL and token.
+pub fn view_path(dir: &Path, stem: &str) -> PathBuf {
+  dir.join(socket_file(stem)).with_extension(VIEW_EXTENSION)
+}
+
+/// The stems of the sockets in `dir`: where hosts listen, or listened (a host killed by a signal
+/// leaves its socket behind). None when `dir` does not exist.
+pub fn socket_stems(dir: &Path) -> io::Result<Vec<String>> {
+  let entries = match fs::read_dir(dir) {
+    Ok(entries) => entries,
+    Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+    Err(err) => return Err(err),
+  };
+  let mut stems = Vec::new();
+  for entry in entries {
+    let file = entry?.file_name();
+    if let Some(stem) = file
+      .to_str()
+      .and_then(|file| file.strip_suffix(SOCKET_EXTENSION))
+    {
+      stems.push(stem.to_owned());
+    }
+  }
+  Ok(stems)
+}
+
+/// Whether anything accepts connections on the socket of `stem` in `dir`; nothing is sent.
+pub async fn accepts(dir: &Path, stem: &str) -> bool {
+  match dir.join(socket_file(stem)).to_fs_name::<GenericFilePath>() {
+    Ok(name) => Stream::connect(name).await.is_ok(),
+    Err(_) => false,
+  }
+}
+
 /// Refuses a connection whose other end runs as another user than `uid`.
 pub fn check_peer(stream: &Stream, uid: u32, role: &str) -> io::Result<()> {
   match stream.peer_creds()?.euid() {
@@ -290,7 +333,7 @@ impl HostLock {
 
   /// `<dir>/<stem>.view.json`: the HTTP view's URL and token, for `memsync url`.
   pub fn view_path(&self) -> PathBuf {
-    self.socket_path.with_extension("view.json")
+    self.socket_path.with_extension(VIEW_EXTENSION)
   }
 
   /// The epoch whose lock this is.
@@ -460,6 +503,26 @@ mod tests {
     assert_eq!(rendezvous.socket_path(), tmp.0.join("rv/doc.sock"));
     // An existing private directory is accepted.
     assert_eq!(tmp.rendezvous(), rendezvous);
+  }
+
+  #[tokio::test]
+  async fn the_live_names_are_those_whose_socket_accepts() {
+    let tmp = TempDir::new("live");
+    assert_eq!(
+      socket_stems(&tmp.0.join("missing")).unwrap(),
+      Vec::<String>::new()
+    );
+    let mut lock = tmp.rendezvous().try_become_host().unwrap().unwrap();
+    let _listener = lock.bind().unwrap();
+    let dir = tmp.0.join("rv");
+    // A socket file left by a killed host accepts nothing.
+    fs::write(dir.join(socket_file("gone")), "").unwrap();
+    let mut stems = socket_stems(&dir).unwrap();
+    stems.sort();
+    assert_eq!(stems, ["doc", "gone"]);
+    assert!(accepts(&dir, "doc").await);
+    assert!(!accepts(&dir, "gone").await);
+    assert_eq!(view_path(&dir, "doc"), lock.view_path());
   }
 
   #[test]

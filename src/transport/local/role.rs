@@ -11,6 +11,8 @@
 
 use std::time::Duration;
 
+use crate::error::Code;
+
 use crate::transport::local::lease::{self, Silence};
 
 /// The first pause before electing again while no host answers, doubled up to [`MAX_BACKOFF`].
@@ -39,8 +41,8 @@ pub struct Config {
 /// Why an instance could not take part in its network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-  /// The `ERR_*` code JS sees.
-  pub code: &'static str,
+  /// The code JS sees.
+  pub code: Code,
   /// What went wrong.
   pub message: String,
 }
@@ -275,7 +277,7 @@ impl Role {
       }
       (Phase::Pausing, Input::Waited) => self.elect(None),
       (phase, input) => self.end(Action::Fail(Failure {
-        code: "ERR_INTERNAL",
+        code: Code::Internal,
         message: format!("memsync: the role machine got {input:?} while {phase:?}"),
       })),
     }
@@ -1031,7 +1033,7 @@ mod tests {
   #[test]
   fn failures_are_final() {
     let failure = Failure {
-      code: "ERR_MAX_WRITERS",
+      code: Code::MaxWriters,
       message: "full".to_owned(),
     };
     for last in [
@@ -1051,7 +1053,7 @@ mod tests {
     let Action::Fail(failure) = role.step(Input::Fenced) else {
       panic!("not a failure")
     };
-    assert_eq!(failure.code, "ERR_INTERNAL");
+    assert_eq!(failure.code, Code::Internal);
   }
 
   #[test]
