@@ -123,6 +123,12 @@ pub async fn run(
       rendezvous.dir().display()
     ),
   };
+  // Best effort, before the election: the files of hosts killed by a signal, of any name.
+  let sweeping = rendezvous.clone();
+  tokio::select! {
+    _ = tokio::task::spawn_blocking(move || sweeping.sweep()) => {}
+    _ = shutdown.wait_for(|stop| *stop) => return,
+  }
   // The epoch of a host that went silent: the next election tries to replace it first.
   let mut silent = None;
   loop {
