@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite: `npm test`. Builds the addon once (incremental), then the Rust tests of the
-# pure core, the type tests of index.d.ts (ours, and code written for memsync 0.5) and the JS tests.
+# pure core, the type tests of index.d.ts (ours, and code written for memsync 0.5) and the JS tests,
+# which write only under a temporary directory (scripts/sandbox.sh).
 set -euo pipefail
 shopt -s globstar
 cd "$(dirname "$0")/.."
 npm run build --silent
+source scripts/sandbox.sh
 # The napi binding is a default feature; the core's tests link without Node (napi-rs#1099).
 cargo test --no-default-features
 npx tsc -p __test__
