@@ -567,6 +567,7 @@ mod tests {
 
   use super::*;
   use crate::connection::FrameReader;
+  use crate::persist::tests::names_in;
   use crate::protocol::{self, Message, PROTOCOL_VERSION};
 
   /// Writes `message` as one frame.
@@ -821,8 +822,8 @@ mod tests {
     host.release().unwrap();
     assert!(!rendezvous.socket_path().exists());
     assert_eq!(
-      files(rendezvous.dir()),
-      [""; 0],
+      names_in(rendezvous.dir()),
+      Vec::<String>::new(),
       "the last host leaves nothing"
     );
 
@@ -884,21 +885,11 @@ mod tests {
     drop(new);
     // The last host of the name removed every epoch's file: the name starts again at epoch 0.
     assert_eq!(
-      files(rendezvous.dir()),
+      names_in(rendezvous.dir()),
       ["doc%7E7.lock", "docs~9.lock"],
       "another name's files stay"
     );
     assert_eq!(rendezvous.try_become_host().unwrap().unwrap().epoch(), 0);
-  }
-
-  /// The names of the files in `dir`, sorted.
-  fn files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-      .unwrap()
-      .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-      .collect();
-    names.sort();
-    names
   }
 
   #[test]
@@ -927,7 +918,7 @@ mod tests {
     let rendezvous = tmp.rendezvous();
     // Epoch 0's file was removed (its host gone): a take-over would run beside a new epoch 0.
     assert!(rendezvous.take_over(0).unwrap().is_none());
-    assert_eq!(files(rendezvous.dir()), [""; 0]);
+    assert_eq!(names_in(rendezvous.dir()), Vec::<String>::new());
 
     let old = rendezvous.try_become_host().unwrap().unwrap();
     let new = rendezvous.take_over(0).unwrap().unwrap();
@@ -966,7 +957,7 @@ mod tests {
     }
     assert_eq!(name("other").sweep().unwrap(), 2);
     assert_eq!(
-      files(&dir),
+      names_in(&dir),
       [
         "%61.lock",
         "Cargo.lock",
@@ -1007,7 +998,7 @@ mod tests {
       });
     });
     assert!(elected.load(Ordering::SeqCst) > 0);
-    assert_eq!(files(rendezvous.dir()), [""; 0]);
+    assert_eq!(names_in(rendezvous.dir()), Vec::<String>::new());
   }
 
   #[tokio::test]
