@@ -7,8 +7,8 @@ shopt -s globstar
 cd "$(dirname "$0")/.."
 npm run build --silent
 source scripts/sandbox.sh
-# The napi binding is a default feature; the core's tests link without Node (napi-rs#1099).
-cargo test --no-default-features
+# The core's Rust tests, built like the addon so that they reuse its compiled dependencies.
+node scripts/build.mjs --tests
 npx tsc -p __test__
 # Code written against memsync 0.5's typings compiles unchanged against ours.
 npx tsc -p __test__/compat

@@ -371,8 +371,11 @@ impl Rendezvous {
     if exists(&self.epoch_lock_path(highest + 1))? {
       return Ok(false);
     }
-    // The socket and the view's file go while we hold every lock: no host can be elected before
-    // the lock files are gone, so none bound this socket or wrote this view.
+    // The socket and the view's file go while we hold every lock: no host of these epochs can be
+    // elected before the lock files are gone, so none bound this socket or wrote this view. A
+    // take-over that began since the check above finds the highest epoch's lock held by us and
+    // waits a lease (`lease_length`) before it binds: only a pause of this process longer than
+    // that, between the check and here, could make this remove its socket.
     if fs::symlink_metadata(self.socket_path()).is_ok_and(|meta| meta.file_type().is_socket()) {
       remove_if_exists(&self.socket_path())?;
     }
