@@ -296,19 +296,32 @@ impl Rendezvous {
   pub fn try_become_host(&self) -> io::Result<Option<HostLock>> {
     self.recheck()?;
     loop {
-      let epoch = self.current_epoch()?;
-      // Only epoch 0's file is created here: a later epoch's file that was removed since the
-      // read above must not come back, beside a new epoch 0 that nothing would fence.
-      let lock = match try_lock_path(&self.epoch_lock_path(epoch), epoch == 0)? {
-        Attempt::Locked(lock) => lock,
-        Attempt::Busy => return Ok(None),
-        Attempt::Missing => continue,
-      };
-      // A later epoch created since the read fences this one: elect within it instead.
-      if self.current_epoch()? == epoch {
-        return Ok(Some(self.host_lock(epoch, lock)));
+      if let Some(elected) = self.try_become_host_of(self.current_epoch()?)? {
+        return Ok(elected);
       }
     }
+  }
+
+  /// [`Rendezvous::try_become_host`] at `epoch`, which was the current one when read. `None`: it
+  /// is not any more, try again.
+  fn try_become_host_of(&self, epoch: u64) -> io::Result<Option<Option<HostLock>>> {
+    // Only epoch 0's file is created here: a later epoch's file that was removed since the read
+    // must not come back, beside a new epoch 0 that nothing would fence.
+    let lock = match try_lock_path(&self.epoch_lock_path(epoch), epoch == 0)? {
+      Attempt::Locked(lock) => lock,
+      Attempt::Busy => return Ok(Some(None)),
+      Attempt::Missing => return Ok(None),
+    };
+    // A later epoch created since the read fences this one: elect within it instead.
+    if self.current_epoch()? == epoch {
+      return Ok(Some(Some(self.host_lock(epoch, lock))));
+    }
+    // An epoch 0 file that this process may have just created goes again (we hold its lock), so
+    // that the epochs left stay a run up to the current one, which `remove_files` relies on.
+    if epoch == 0 {
+      remove_if_exists(&self.epoch_lock_path(0))?;
+    }
+    Ok(None)
   }
 
   /// Tries to replace the host of `epoch`, silent for `hostTimeout`, by becoming host of the next
@@ -364,9 +377,9 @@ impl Rendezvous {
         Attempt::Busy | Attempt::Missing => return Ok(false),
       }
     }
-    // A take-over creates only the epoch after the highest. If it did after our read, its host
-    // runs: leave everything. If it does from now on, it finds the epoch it replaces gone and
-    // gives up (`take_over`).
+    // The epochs left are a run up to the current one (`try_become_host`), and a take-over creates
+    // only the epoch after the highest. If it did after our read, its host runs: leave everything.
+    // If it does from now on, it finds the epoch it replaces gone and gives up (`take_over`).
     let highest = epochs.first().copied().unwrap_or(0);
     if exists(&self.epoch_lock_path(highest + 1))? {
       return Ok(false);
@@ -913,6 +926,21 @@ mod tests {
     let opened = File::create(&path).unwrap();
     fs::remove_file(&path).unwrap();
     assert!(matches!(lock_opened(&path, opened), Ok(None)));
+  }
+
+  #[test]
+  fn an_election_on_a_stale_epoch_gives_way_to_the_later_one_and_leaves_no_file() {
+    let tmp = TempDir::new("stale-epoch");
+    let rendezvous = tmp.rendezvous();
+    let old = rendezvous.try_become_host().unwrap().unwrap();
+    let _new = rendezvous.take_over(0).unwrap().unwrap();
+    drop(old);
+    // Epoch 0 was read as the current one before the take-over: its file is locked, given back
+    // and removed; epoch 2's was removed since, and is not created again.
+    assert!(rendezvous.try_become_host_of(0).unwrap().is_none());
+    assert!(rendezvous.try_become_host_of(2).unwrap().is_none());
+    assert_eq!(names_in(rendezvous.dir()), ["doc~1.lock"]);
+    assert!(matches!(rendezvous.try_become_host_of(1), Ok(Some(None))));
   }
 
   #[test]
