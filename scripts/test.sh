@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: `npm test`. Builds the addon once (incremental), then the Rust tests of the
 # pure core, the type tests of index.d.ts (ours, and code written for memsync 0.5) and the JS tests,
-# which write only under a temporary directory (scripts/sandbox.sh).
+# whose default rendezvous directory is a temporary one (scripts/sandbox.sh).
 set -euo pipefail
 shopt -s globstar
 cd "$(dirname "$0")/.."
