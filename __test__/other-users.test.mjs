@@ -165,7 +165,7 @@ test('the rendezvous directory and socket refuse a process of another user', { t
     try { console.log(JSON.stringify({ role: await mem.start() })) } catch (error) { console.log(JSON.stringify({ code: error.code, message: error.message })) }
   `, { uid: NOBODY }).result
   assert.equal(joined.code, 'ERR_RENDEZVOUS', JSON.stringify(joined))
-  assert.match(joined.message, /belongs to uid 0, not to this process's uid 65534/)
+  assert.match(joined.message, /belongs to uid 0, not to this process's uid 65534; another user could plant a socket in it: remove it, or pass another `dir`/)
 
   assert.deepEqual(fs.readdirSync(dir).sort(), [`${name}.lock`, `${name}.sock`], 'nothing was planted')
   assert.deepEqual(await host.request('patch', { update: { $inc: { secret: 1 } } }), { ok: true })

@@ -90,6 +90,23 @@ pub fn name_of_stem(stem: &str) -> Option<String> {
   (check(&name).is_ok() && file_stem(&name) == stem).then_some(name)
 }
 
+/// Whether `file_stem` makes `stem` for some name: the rendezvous removes files of such stems
+/// only.
+pub fn is_stem(stem: &str) -> bool {
+  name_of_stem(stem).is_some()
+    || stem.split_once('~').is_some_and(|(prefix, hash)| {
+      prefix.len() <= HASHED_PREFIX
+        && prefix
+          .bytes()
+          .enumerate()
+          .all(|(i, byte)| is_kept(byte, i == 0) || byte == b'%')
+        && hash.len() == 32
+        && hash
+          .bytes()
+          .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
@@ -147,6 +164,23 @@ mod tests {
       "{stem}"
     );
     assert!(stem.len() <= MAX_PLAIN_STEM);
+  }
+
+  #[test]
+  fn stems_of_names_are_told_from_other_file_stems() {
+    for name in ["jobs", "app:cache", &"x".repeat(100), &"ü".repeat(40)] {
+      assert!(is_stem(&file_stem(name)), "{name:?}");
+    }
+    for stem in [
+      "%61",
+      "a~b",
+      "",
+      ".hidden",
+      "a b",
+      &format!("{}~{}", "x".repeat(31), "A".repeat(32)),
+    ] {
+      assert!(!is_stem(stem), "{stem:?}");
+    }
   }
 
   #[test]

@@ -303,4 +303,3 @@ impl From<Error> for RemoteError {
     }
   }
 }
-

@@ -457,7 +457,7 @@ impl Saver {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
   use std::os::unix::fs::PermissionsExt;
 
   use serde_json::json;
@@ -475,7 +475,8 @@ mod tests {
     save(&at(path), &encode(data, version, 1).unwrap()).unwrap();
   }
 
-  fn names_in(dir: &Path) -> Vec<String> {
+  /// The names of the files in `dir`, sorted (the rendezvous tests use it too).
+  pub(crate) fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
       .unwrap()
       .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())

@@ -77,7 +77,12 @@ pub async fn run(
     stream: None,
     client: None,
   };
-  let mut action = role.step(Input::Start);
+  // Best effort, before the election: the files of hosts killed by a signal, of any name.
+  let sweeping = peer.rendezvous.clone();
+  let mut action = tokio::select! {
+    _ = tokio::task::spawn_blocking(move || sweeping.sweep()) => role.step(Input::Start),
+    _ = peer.shutdown.recv() => Action::Exit,
+  };
   loop {
     action = match action {
       Action::Exit => break,

@@ -5,8 +5,7 @@
 //! on `<stem>.lock` is the host and listens on `<stem>.sock`; the
 //! others connect to it. The lock is a `flock`, held for the host's whole life, and the kernel
 //! drops it when the process dies, even by `kill -9`, so a crashed host never blocks the election
-//! of the next one. The lock file itself is never deleted: unlinking it while another process
-//! waits on it would let two processes lock two different files of the same name.
+//! of the next one.
 //!
 //! A host that is stopped (`SIGSTOP`) keeps its lock. Its clients then take over under the next
 //! *epoch*: epoch 0 is locked on `<stem>.lock`, epoch N on `<stem>~N.lock` (`~` never occurs in a
@@ -14,12 +13,27 @@
 //! lock file exists. Every epoch's host listens on the same `<stem>.sock`, which the CLI and
 //! `hasPeers(path)` find. `lease` explains why an old epoch's host never orders once a new one may.
 //!
+//! No file of a name outlives its processes for long. A host that stops removes its socket, and
+//! then every file of the name if no process holds any of its locks ([`HostLock::release`]); the
+//! files of a host killed by a signal are removed by the next start of any name in the directory
+//! ([`Rendezvous::sweep`]). A lock file is unlinked only by a process holding its lock, and whoever
+//! locks one checks afterwards that the path still names the file it locked (else it was unlinked
+//! meanwhile, and it opens the path again): two processes never hold two files of one epoch.
+//! Removing every epoch at once starts the name again at epoch 0, which is safe only because:
+//! - the files are removed only while this process holds every one of them (no host of any epoch
+//!   lives, stopped or not), after checking that no next epoch appeared;
+//! - an election creates only epoch 0's file, and gives its lock back if a later epoch exists once
+//!   it holds it; a later epoch's file is created only by [`Rendezvous::take_over`], which gives it
+//!   up if the epoch it replaces was removed meanwhile. So a host elected on a stale view of the
+//!   epochs never runs beside one that no file fences.
+//!
 //! The directory must be private (owned by us, mode 0700): anyone who can write to it could plant
 //! a socket and impersonate the host.
 
+use std::collections::HashMap;
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions, TryLockError};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use interprocess::local_socket::tokio::{Listener, Stream};
@@ -63,7 +77,7 @@ fn check_private_dir(dir: &Path, uid: u32) -> io::Result<fs::Metadata> {
       io::ErrorKind::PermissionDenied,
       format!(
         "memsync directory {} belongs to uid {}, not to this process's uid {uid}; another user \
-         could plant a socket in it",
+         could plant a socket in it: remove it, or pass another `dir`",
         dir.display(),
         meta.uid()
       ),
@@ -74,8 +88,9 @@ fn check_private_dir(dir: &Path, uid: u32) -> io::Result<fs::Metadata> {
     return Err(io::Error::new(
       io::ErrorKind::PermissionDenied,
       format!(
-        "memsync directory {} has mode {mode:03o}; it must be private (chmod 700) so that no \
-         other user can plant a socket in it",
+        "memsync directory {} has mode {mode:03o}; it must be private so that no other user \
+         can plant a socket in it: run `chmod 700 {}`",
+        dir.display(),
         dir.display()
       ),
     ));
@@ -88,6 +103,89 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
   match fs::remove_file(path) {
     Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
     _ => Ok(()),
+  }
+}
+
+/// Whether anything is at `path` (a symlink counts, whatever it points to).
+fn exists(path: &Path) -> io::Result<bool> {
+  match fs::symlink_metadata(path) {
+    Ok(_) => Ok(true),
+    Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+    Err(err) => Err(err),
+  }
+}
+
+/// Whether `path` is a regular file with nothing in it, as every lock file memsync makes is.
+fn is_empty_file(path: &Path) -> io::Result<bool> {
+  match fs::symlink_metadata(path) {
+    Ok(meta) => Ok(meta.is_file() && meta.len() == 0),
+    Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+    Err(err) => Err(err),
+  }
+}
+
+/// The stem and epoch of lock file `file_name`: `<stem>.lock` is epoch 0, `<stem>~<n>.lock` epoch
+/// n (n written as `epoch_lock_path` writes it). A hashed stem contains `~` too, followed by 32 hex
+/// digits, which never read as an epoch: they overflow a `u64`.
+fn parse_lock_name(file_name: &str) -> Option<(&str, u64)> {
+  let base = file_name.strip_suffix(".lock")?;
+  let numbered = base.rsplit_once('~').and_then(|(stem, digits)| {
+    let epoch = digits.parse::<u64>().ok()?;
+    (epoch > 0 && epoch.to_string() == digits).then_some((stem, epoch))
+  });
+  Some(numbered.unwrap_or((base, 0)))
+}
+
+/// What trying a lock file gave.
+enum Attempt {
+  /// Locked, and the path names the locked file.
+  Locked(File),
+  /// Another open file holds the lock.
+  Busy,
+  /// No file at the path (only when not creating it).
+  Missing,
+}
+
+/// Locks the file at `path` without waiting, creating it (empty, mode 0600) if `create`.
+///
+/// A lock file is unlinked only by a process that holds its lock. So once we hold it, the path
+/// still names it unless it was unlinked between our open and our lock; then the lock is worth
+/// nothing (the next process creates a new file there) and the path is opened again.
+fn try_lock_path(path: &Path, create: bool) -> io::Result<Attempt> {
+  loop {
+    let opened = OpenOptions::new()
+      .read(true)
+      .write(true)
+      .create(create)
+      .truncate(false)
+      .mode(0o600)
+      .open(path);
+    let file = match opened {
+      Ok(file) => file,
+      Err(err) if err.kind() == io::ErrorKind::NotFound && !create => return Ok(Attempt::Missing),
+      Err(err) => return Err(err),
+    };
+    if let Some(attempt) = lock_opened(path, file)? {
+      return Ok(attempt);
+    }
+  }
+}
+
+/// Locks `file`, opened at `path`, without waiting. `None`: locked, but the path no longer names
+/// it (it was unlinked after it was opened), so the lock is worth nothing.
+fn lock_opened(path: &Path, file: File) -> io::Result<Option<Attempt>> {
+  match file.try_lock() {
+    Ok(()) => {}
+    Err(TryLockError::WouldBlock) => return Ok(Some(Attempt::Busy)),
+    Err(TryLockError::Error(err)) => return Err(err),
+  }
+  let held = file.metadata()?;
+  match fs::symlink_metadata(path) {
+    Ok(meta) if (meta.dev(), meta.ino()) == (held.dev(), held.ino()) => {
+      Ok(Some(Attempt::Locked(file)))
+    }
+    Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+    _ => Ok(None),
   }
 }
 
@@ -167,21 +265,24 @@ impl Rendezvous {
     }
   }
 
-  /// The highest epoch whose lock file exists (0 when none past the first does).
-  pub fn current_epoch(&self) -> io::Result<u64> {
-    let prefix = format!("{}~", self.stem);
-    let mut current = 0;
+  /// The epochs whose lock file exists, highest first.
+  fn epochs(&self) -> io::Result<Vec<u64>> {
+    let mut epochs = Vec::new();
     for entry in fs::read_dir(&self.dir)? {
       let name = entry?.file_name();
-      let epoch = name
-        .to_str()
-        .and_then(|name| name.strip_prefix(&prefix))
-        .and_then(|rest| rest.strip_suffix(".lock"))
-        .filter(|digits| digits.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|digits| digits.parse::<u64>().ok());
-      current = current.max(epoch.unwrap_or(0));
+      if let Some((stem, epoch)) = name.to_str().and_then(parse_lock_name) {
+        if stem == self.stem {
+          epochs.push(epoch);
+        }
+      }
     }
-    Ok(current)
+    epochs.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(epochs)
+  }
+
+  /// The highest epoch whose lock file exists (0 when none does).
+  pub fn current_epoch(&self) -> io::Result<u64> {
+    Ok(self.epochs()?.first().copied().unwrap_or(0))
   }
 
   /// Tries to become host of the current epoch without waiting: `Ok(None)` when another holder
@@ -191,7 +292,33 @@ impl Rendezvous {
   /// processes would, so in-process instances elect a host the same way.
   pub fn try_become_host(&self) -> io::Result<Option<HostLock>> {
     self.recheck()?;
-    self.try_lock_epoch(self.current_epoch()?)
+    loop {
+      if let Some(elected) = self.try_become_host_of(self.current_epoch()?)? {
+        return Ok(elected);
+      }
+    }
+  }
+
+  /// [`Rendezvous::try_become_host`] at `epoch`, which was the current one when read. `None`: it
+  /// is not any more, try again.
+  fn try_become_host_of(&self, epoch: u64) -> io::Result<Option<Option<HostLock>>> {
+    // Only epoch 0's file is created here: a later epoch's file that was removed since the read
+    // must not come back, beside a new epoch 0 that nothing would fence.
+    let lock = match try_lock_path(&self.epoch_lock_path(epoch), epoch == 0)? {
+      Attempt::Locked(lock) => lock,
+      Attempt::Busy => return Ok(Some(None)),
+      Attempt::Missing => return Ok(None),
+    };
+    // A later epoch created since the read fences this one: elect within it instead.
+    if self.current_epoch()? == epoch {
+      return Ok(Some(Some(self.host_lock(epoch, lock))));
+    }
+    // An epoch 0 file that this process may have just created goes again (we hold its lock), so
+    // that the epochs left stay a run up to the current one, which `remove_files` relies on.
+    if epoch == 0 {
+      remove_if_exists(&self.epoch_lock_path(0))?;
+    }
+    Ok(None)
   }
 
   /// Tries to replace the host of `epoch`, silent for `hostTimeout`, by becoming host of the next
@@ -202,40 +329,101 @@ impl Rendezvous {
     if self.current_epoch()? != epoch {
       return Ok(None);
     }
-    let taken = self.try_lock_epoch(epoch + 1)?;
-    if taken.is_some() {
+    let next = self.epoch_lock_path(epoch + 1);
+    let Attempt::Locked(lock) = try_lock_path(&next, true)? else {
+      return Ok(None);
+    };
+    // The replaced epoch's file was removed since the read above, so its host was gone and the
+    // name may have started again at epoch 0, whose host this epoch would not fence. Unlinked
+    // while we hold it, like any lock file.
+    if !exists(&self.epoch_lock_path(epoch))? {
+      remove_if_exists(&next)?;
+      return Ok(None);
+    }
+    remove_if_exists(&self.socket_path())?;
+    Ok(Some(self.host_lock(epoch + 1, lock)))
+  }
+
+  fn host_lock(&self, epoch: u64, lock: File) -> HostLock {
+    HostLock {
+      rendezvous: self.clone(),
+      epoch,
+      socket: None,
+      lock: Some(lock),
+    }
+  }
+
+  /// Removes every file of this name if no process holds any of its locks; `held` is the epoch
+  /// whose lock this process holds already, and `epochs` those whose file exists, highest first.
+  /// `Ok(false)`: some process holds one, or the epochs changed meanwhile, and nothing was
+  /// removed.
+  fn remove_files(&self, epochs: &[u64], held: Option<u64>) -> io::Result<bool> {
+    let mut locks = Vec::with_capacity(epochs.len());
+    // Highest first: the current epoch's lock is the one most likely held, and tried first.
+    for &epoch in epochs {
+      let path = self.epoch_lock_path(epoch);
+      // Only a file memsync made: empty. Another program's lock file with data in it stays.
+      if !is_empty_file(&path)? {
+        return Ok(false);
+      }
+      if Some(epoch) == held {
+        continue;
+      }
+      match try_lock_path(&path, false)? {
+        Attempt::Locked(lock) => locks.push(lock),
+        Attempt::Busy | Attempt::Missing => return Ok(false),
+      }
+    }
+    // The epochs left are a run up to the current one (`try_become_host`), and a take-over creates
+    // only the epoch after the highest. If it did after our read, its host runs: leave everything.
+    // If it does from now on, it finds the epoch it replaces gone and gives up (`take_over`).
+    let highest = epochs.first().copied().unwrap_or(0);
+    if exists(&self.epoch_lock_path(highest + 1))? {
+      return Ok(false);
+    }
+    // The socket and the view's file go while we hold every lock: no host of these epochs can be
+    // elected before the lock files are gone, so none bound this socket or wrote this view. A
+    // take-over that began since the check above finds the highest epoch's lock held by us and
+    // waits a lease (`lease_length`) before it binds: only a pause of this process longer than
+    // that, between the check and here, could make this remove its socket.
+    if fs::symlink_metadata(self.socket_path()).is_ok_and(|meta| meta.file_type().is_socket()) {
       remove_if_exists(&self.socket_path())?;
     }
-    Ok(taken)
-  }
-
-  fn open_lock(&self, epoch: u64) -> io::Result<File> {
-    OpenOptions::new()
-      .read(true)
-      .write(true)
-      .create(true)
-      .truncate(false)
-      .mode(0o600)
-      .open(self.epoch_lock_path(epoch))
-  }
-
-  fn try_lock_epoch(&self, epoch: u64) -> io::Result<Option<HostLock>> {
-    let lock = self.open_lock(epoch)?;
-    match lock.try_lock() {
-      Ok(()) => Ok(Some(HostLock {
-        socket_path: self.socket_path(),
-        uid: self.uid,
-        epoch,
-        next: self.epoch_lock_path(epoch + 1),
-        previous: epoch
-          .checked_sub(1)
-          .map(|previous| self.epoch_lock_path(previous)),
-        socket: None,
-        _lock: lock,
-      })),
-      Err(TryLockError::WouldBlock) => Ok(None),
-      Err(TryLockError::Error(err)) => Err(err),
+    remove_if_exists(&self.socket_path().with_extension("view.json"))?;
+    // Highest first, so that a concurrent election never sees epoch 0 alone while a later one is
+    // still there to be taken over.
+    for &epoch in epochs {
+      remove_if_exists(&self.epoch_lock_path(epoch))?;
     }
+    Ok(true)
+  }
+
+  /// Removes the files that processes of names in the directory left behind when they were
+  /// killed: every name whose lock files nobody holds. Returns how many names were removed.
+  /// Run once when an instance starts; names whose locks are held cost one `flock` each.
+  pub fn sweep(&self) -> io::Result<usize> {
+    self.recheck()?;
+    let mut names: HashMap<String, Vec<u64>> = HashMap::new();
+    for entry in fs::read_dir(&self.dir)? {
+      let name = entry?.file_name();
+      if let Some((stem, epoch)) = name.to_str().and_then(parse_lock_name) {
+        if crate::name::is_stem(stem) {
+          names.entry(stem.to_owned()).or_default().push(epoch);
+        }
+      }
+    }
+    let mut removed = 0;
+    for (stem, mut epochs) in names {
+      epochs.sort_unstable_by(|a, b| b.cmp(a));
+      let rendezvous = Rendezvous {
+        stem,
+        ..self.clone()
+      };
+      if rendezvous.remove_files(&epochs, None)? {
+        removed += 1;
+      }
+    }
+    Ok(removed)
   }
 
   /// Connects to the host, once the directory is checked again, and only to a host of this user
@@ -305,35 +493,30 @@ pub fn check_peer(stream: &Stream, uid: u32, role: &str) -> io::Result<()> {
 
 /// Proof of being host: holds the lock until dropped or released.
 ///
-/// Dropping it removes the socket file and then releases the lock; [`HostLock::release`] does
-/// the same and reports a failure to remove the socket.
+/// Dropping it removes the socket file, then the name's files if no other process holds any of
+/// its locks, and then releases the lock; [`HostLock::release`] does the same and reports a
+/// failure.
 #[derive(Debug)]
 pub struct HostLock {
-  socket_path: PathBuf,
-  /// The uid every client must run as.
-  uid: u32,
+  rendezvous: Rendezvous,
   /// The epoch whose lock this is.
   epoch: u64,
-  /// The next epoch's lock file, whose existence fences this host.
-  next: PathBuf,
-  /// The previous epoch's lock file, if any.
-  previous: Option<PathBuf>,
   /// The device and inode of the socket file this host bound: a host of a later epoch binds its
   /// own at the same path, which this one must never remove.
   socket: Option<(u64, u64)>,
-  /// Unlocks when dropped, which Rust does after `Drop::drop` has removed the socket.
-  _lock: File,
+  /// The locked file; `None` once released.
+  lock: Option<File>,
 }
 
 impl HostLock {
   /// The uid every client must run as: the host's.
   pub fn uid(&self) -> u32 {
-    self.uid
+    self.rendezvous.uid
   }
 
   /// `<dir>/<stem>.view.json`: the HTTP view's URL and token, for `memsync url`.
   pub fn view_path(&self) -> PathBuf {
-    self.socket_path.with_extension(VIEW_EXTENSION)
+    self.rendezvous.socket_path().with_extension(VIEW_EXTENSION)
   }
 
   /// The epoch whose lock this is.
@@ -343,51 +526,65 @@ impl HostLock {
 
   /// The next epoch's lock file: once it exists, this host is fenced (see `lease`).
   pub fn next_lock_path(&self) -> PathBuf {
-    self.next.clone()
+    self.rendezvous.epoch_lock_path(self.epoch + 1)
   }
 
   /// Whether a process holds the previous epoch's lock: a host that may be stopped, whose lease
-  /// a new host must wait out.
+  /// a new host must wait out. A removed file had no holder (see `Rendezvous::remove_files`).
   pub fn previous_held(&self) -> io::Result<bool> {
-    let Some(previous) = &self.previous else {
+    let Some(previous) = self.epoch.checked_sub(1) else {
       return Ok(false);
     };
-    let file = File::open(previous)?;
-    match file.try_lock() {
-      // Released when `file` is dropped, at once.
-      Ok(()) => Ok(false),
-      Err(TryLockError::WouldBlock) => Ok(true),
-      Err(TryLockError::Error(err)) => Err(err),
-    }
+    // A lock taken here is released when the file is dropped, at once.
+    let attempt = try_lock_path(&self.rendezvous.epoch_lock_path(previous), false)?;
+    Ok(matches!(attempt, Attempt::Busy))
   }
 
   /// Listens on the socket path, replacing a socket file a dead or replaced host left behind.
   /// Must run inside a tokio runtime.
   pub fn bind(&mut self) -> io::Result<Listener> {
+    let socket_path = self.rendezvous.socket_path();
     // Safe to delete: only the lock holder binds here, and that is us, so any file at the path is
     // stale.
-    remove_if_exists(&self.socket_path)?;
+    remove_if_exists(&socket_path)?;
     let listener = ListenerOptions::new()
-      .name(self.socket_path.as_path().to_fs_name::<GenericFilePath>()?)
+      .name(socket_path.as_path().to_fs_name::<GenericFilePath>()?)
       // interprocess would otherwise unlink the path when the listener is dropped, which may
       // happen after the lock is gone and a new host has bound its own socket there.
       .reclaim_name(false)
       .create_tokio()?;
     // Set after binding rather than with the listener's `mode` option, which fails on systems
     // that cannot fchmod a socket; the window is harmless since the directory is private.
-    fs::set_permissions(&self.socket_path, Permissions::from_mode(0o600))?;
-    let meta = fs::symlink_metadata(&self.socket_path)?;
+    fs::set_permissions(&socket_path, Permissions::from_mode(0o600))?;
+    let meta = fs::symlink_metadata(&socket_path)?;
     self.socket = Some((meta.dev(), meta.ino()));
     Ok(listener)
   }
 
-  /// Stops being host: removes the socket file, then releases the lock.
+  /// Stops being host: removes the socket file, then every file of the name unless another
+  /// process holds one of its locks, then releases the lock.
   ///
   /// The order matters: once the lock is released a new host may bind a new socket at the same
   /// path, which we must not delete.
   pub fn release(mut self) -> io::Result<()> {
-    // `Drop` then finds nothing to do; the lock is still held meanwhile.
-    self.remove_own_socket()
+    // `Drop` then finds nothing to do.
+    self.step_down()
+  }
+
+  fn step_down(&mut self) -> io::Result<()> {
+    // Dropped (released) when this returns, after the removals.
+    let Some(_lock) = self.lock.take() else {
+      return Ok(());
+    };
+    self.remove_own_socket()?;
+    let epochs = match self.rendezvous.epochs() {
+      Ok(epochs) => epochs,
+      // The directory itself was removed, and every file with it.
+      Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+      Err(err) => return Err(err),
+    };
+    self.rendezvous.remove_files(&epochs, Some(self.epoch))?;
+    Ok(())
   }
 
   /// Removes the socket file if it is the one this host bound: a host of a later epoch may have
@@ -396,8 +593,9 @@ impl HostLock {
     let Some(bound) = self.socket.take() else {
       return Ok(());
     };
-    match fs::symlink_metadata(&self.socket_path) {
-      Ok(meta) if (meta.dev(), meta.ino()) == bound => remove_if_exists(&self.socket_path),
+    let socket_path = self.rendezvous.socket_path();
+    match fs::symlink_metadata(&socket_path) {
+      Ok(meta) if (meta.dev(), meta.ino()) == bound => remove_if_exists(&socket_path),
       Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
       _ => Ok(()),
     }
@@ -406,8 +604,9 @@ impl HostLock {
 
 impl Drop for HostLock {
   fn drop(&mut self) {
-    // Best effort: a socket file left behind is stale and the next host removes it in `bind`.
-    let _ = self.remove_own_socket();
+    // Best effort: a socket file left behind is stale and the next host removes it in `bind`,
+    // and files left behind are removed by the next start's `Rendezvous::sweep`.
+    let _ = self.step_down();
   }
 }
 
@@ -419,6 +618,7 @@ mod tests {
   use tokio::io::AsyncWriteExt;
 
   use super::*;
+  use crate::services::persist::tests::names_in;
   use crate::transport::local::codec::{self, Message, PROTOCOL_VERSION};
   use crate::transport::local::connection::FrameReader;
 
@@ -484,7 +684,9 @@ mod tests {
     fs::set_permissions(rendezvous.dir(), Permissions::from_mode(0o755)).unwrap();
     let err = rendezvous.connect().await.unwrap_err();
     assert!(
-      err.to_string().contains("it must be private (chmod 700)"),
+      err
+        .to_string()
+        .contains(&format!("run `chmod 700 {}`", rendezvous.dir().display())),
       "{err}"
     );
   }
@@ -691,7 +893,11 @@ mod tests {
     assert!(rendezvous.socket_path().exists());
     host.release().unwrap();
     assert!(!rendezvous.socket_path().exists());
-    assert!(rendezvous.lock_path().exists(), "the lock file stays");
+    assert_eq!(
+      names_in(rendezvous.dir()),
+      Vec::<String>::new(),
+      "the last host leaves nothing"
+    );
 
     // The next host binds; dropping the old listener must not remove the new socket.
     let mut next = rendezvous.try_become_host().unwrap().unwrap();
@@ -710,7 +916,7 @@ mod tests {
     let tmp = TempDir::new("epochs");
     let rendezvous = tmp.rendezvous();
     // Another name's files, and a name that only starts like this one, do not count.
-    Rendezvous::new(Some(rendezvous.dir().to_owned()), "doc~7")
+    let _other = Rendezvous::new(Some(rendezvous.dir().to_owned()), "doc~7")
       .unwrap()
       .try_become_host()
       .unwrap();
@@ -744,9 +950,142 @@ mod tests {
     assert!(rendezvous.socket_path().exists());
     assert!(!new.previous_held().unwrap());
     rendezvous.connect().await.unwrap();
+    assert!(
+      rendezvous.lock_path().exists(),
+      "the old host left its file to the new one"
+    );
     drop(new);
-    // The epoch's lock is free again: taken, not a new epoch.
-    assert_eq!(rendezvous.try_become_host().unwrap().unwrap().epoch(), 1);
+    // The last host of the name removed every epoch's file: the name starts again at epoch 0.
+    assert_eq!(
+      names_in(rendezvous.dir()),
+      ["doc%7E7.lock", "docs~9.lock"],
+      "another name's files stay"
+    );
+    assert_eq!(rendezvous.try_become_host().unwrap().unwrap().epoch(), 0);
+  }
+
+  #[test]
+  fn a_lock_taken_on_a_file_unlinked_after_its_open_is_not_held() {
+    let tmp = TempDir::new("unlinked");
+    let rendezvous = tmp.rendezvous();
+    let path = rendezvous.lock_path();
+    let host = rendezvous.try_become_host().unwrap().unwrap();
+    // A process opens the lock file, then the host leaves (removing it) and another is elected
+    // on a new file at the same path.
+    let opened = File::open(&path).unwrap();
+    drop(host);
+    let next = rendezvous.try_become_host().unwrap().unwrap();
+    assert!(matches!(lock_opened(&path, opened), Ok(None)));
+    assert!(rendezvous.try_become_host().unwrap().is_none());
+    drop(next);
+    // Opened, then unlinked with nothing at the path since.
+    let opened = File::create(&path).unwrap();
+    fs::remove_file(&path).unwrap();
+    assert!(matches!(lock_opened(&path, opened), Ok(None)));
+  }
+
+  #[test]
+  fn an_election_on_a_stale_epoch_gives_way_to_the_later_one_and_leaves_no_file() {
+    let tmp = TempDir::new("stale-epoch");
+    let rendezvous = tmp.rendezvous();
+    let old = rendezvous.try_become_host().unwrap().unwrap();
+    let _new = rendezvous.take_over(0).unwrap().unwrap();
+    drop(old);
+    // Epoch 0 was read as the current one before the take-over: its file is locked, given back
+    // and removed; epoch 2's was removed since, and is not created again.
+    assert!(rendezvous.try_become_host_of(0).unwrap().is_none());
+    assert!(rendezvous.try_become_host_of(2).unwrap().is_none());
+    assert_eq!(names_in(rendezvous.dir()), ["doc~1.lock"]);
+    assert!(matches!(rendezvous.try_become_host_of(1), Ok(Some(None))));
+  }
+
+  #[test]
+  fn a_name_without_files_is_not_taken_over_and_a_removed_previous_epoch_is_not_held() {
+    let tmp = TempDir::new("takeover");
+    let rendezvous = tmp.rendezvous();
+    // Epoch 0's file was removed (its host gone): a take-over would run beside a new epoch 0.
+    assert!(rendezvous.take_over(0).unwrap().is_none());
+    assert_eq!(names_in(rendezvous.dir()), Vec::<String>::new());
+
+    let old = rendezvous.try_become_host().unwrap().unwrap();
+    let new = rendezvous.take_over(0).unwrap().unwrap();
+    assert!(new.previous_held().unwrap());
+    drop(old);
+    fs::remove_file(rendezvous.lock_path()).unwrap();
+    assert!(!new.previous_held().unwrap());
+  }
+
+  /// Leaves the files a host of `rendezvous` killed at `epoch` leaves: its lock files, its socket
+  /// and its view's file.
+  fn leave_files_of_a_killed_host(rendezvous: &Rendezvous, epoch: u64) {
+    for epoch in 0..=epoch {
+      fs::write(rendezvous.epoch_lock_path(epoch), b"").unwrap();
+    }
+    drop(std::os::unix::net::UnixListener::bind(rendezvous.socket_path()).unwrap());
+    fs::write(rendezvous.socket_path().with_extension("view.json"), b"{}").unwrap();
+  }
+
+  #[test]
+  fn a_sweep_removes_the_files_of_names_nobody_holds_and_nothing_else() {
+    let tmp = TempDir::new("sweep");
+    let dir = tmp.0.join("rv");
+    let name = |name: &str| Rendezvous::new(Some(dir.clone()), name).unwrap();
+    leave_files_of_a_killed_host(&name("dead"), 2);
+    leave_files_of_a_killed_host(&name(&"x".repeat(100)), 0);
+    let live = name("live");
+    leave_files_of_a_killed_host(&live, 1);
+    let _host = live.try_become_host().unwrap().unwrap();
+    for (file, content) in [
+      ("Cargo.lock", "[[package]]"),
+      ("%61.lock", ""),
+      ("notes.txt", ""),
+    ] {
+      fs::write(dir.join(file), content).unwrap();
+    }
+    assert_eq!(name("other").sweep().unwrap(), 2);
+    assert_eq!(
+      names_in(&dir),
+      [
+        "%61.lock",
+        "Cargo.lock",
+        "live.lock",
+        "live.sock",
+        "live.view.json",
+        "live~1.lock",
+        "notes.txt"
+      ]
+    );
+  }
+
+  #[test]
+  fn hosts_and_sweeps_racing_on_one_name_never_hold_two_locks_at_once() {
+    let tmp = TempDir::new("race");
+    let rendezvous = tmp.rendezvous();
+    let hosts = AtomicUsize::new(0);
+    let elected = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+      for _ in 0..4 {
+        scope.spawn(|| {
+          for _ in 0..500 {
+            if let Some(lock) = rendezvous.try_become_host().unwrap() {
+              assert_eq!(hosts.fetch_add(1, Ordering::SeqCst), 0, "two hosts at once");
+              elected.fetch_add(1, Ordering::SeqCst);
+              std::thread::yield_now();
+              hosts.fetch_sub(1, Ordering::SeqCst);
+              // Removes the file while others may have it open.
+              lock.release().unwrap();
+            }
+          }
+        });
+      }
+      scope.spawn(|| {
+        for _ in 0..500 {
+          rendezvous.sweep().unwrap();
+        }
+      });
+    });
+    assert!(elected.load(Ordering::SeqCst) > 0);
+    assert_eq!(names_in(rendezvous.dir()), Vec::<String>::new());
   }
 
   #[tokio::test]
