@@ -2,7 +2,7 @@
 // `mem.changes()`: an async iterator of the patches applied here. A change is delivered to each
 // iterator in order; a consumer slower than the patches has `bufferSize` of them waiting at most.
 // One more ends the iterator with ERR_CHANGES_DROPPED after the buffered ones: a change is never
-// skipped silently, and memory stays bounded (docs/data.md).
+// skipped silently, and memory stays bounded (docs/guarantees.md).
 
 const { MemErrors, codedError } = require('./errors.js')
 

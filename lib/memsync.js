@@ -259,7 +259,7 @@ class MemSync {
   options
   /**
    * The live shared object: a plain object, changed in place by patches. Written to directly, it
-   * is restored within about a second (docs/data.md).
+   * is restored within about a second (docs/guarantees.md).
    */
   data
   /** Events exchanged between the processes of this object. */
