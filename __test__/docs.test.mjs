@@ -71,6 +71,24 @@ test('every JavaScript and TypeScript block of the README and docs/ is an exampl
   assert.deepEqual(exampleFiles().filter((file) => !named.includes(file)), [], 'examples that no document shows')
 })
 
+/** A heading's anchor, as GitHub makes it: lower case, punctuation dropped, spaces to hyphens. */
+const anchorOf = (heading) => heading.trim().toLowerCase().replace(/[^\p{L}\p{N}_\- ]/gu, '').replaceAll(' ', '-')
+
+test('the relative links of the README and docs/ lead to files and headings that exist', () => {
+  for (const doc of docFiles()) {
+    const text = fs.readFileSync(path.join(ROOT, doc), 'utf8')
+    for (const [, link] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+      if (/^[a-z]+:/.test(link)) continue
+      const [file, anchor] = link.split('#')
+      const target = file === '' ? path.join(ROOT, doc) : path.join(ROOT, path.dirname(doc), file)
+      assert.ok(fs.existsSync(target), `${doc}: ${link} leads nowhere`)
+      if (anchor === undefined) continue
+      const headings = [...fs.readFileSync(target, 'utf8').matchAll(/^#+ (.*)$/gm)].map(([, heading]) => anchorOf(heading))
+      assert.ok(headings.includes(anchor), `${doc}: ${link} names no heading of ${path.relative(ROOT, target)}`)
+    }
+  }
+})
+
 test('every example names itself on its first line and prints something to check', () => {
   for (const file of exampleFiles()) {
     const text = fs.readFileSync(path.join(EXAMPLES, file), 'utf8')
