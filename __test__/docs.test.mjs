@@ -6,7 +6,8 @@
 // its prints lines, in order, and its stderr empty. Each runs in a temporary project whose
 // node_modules/memsync is this checkout, with its working directory, HOME, TMPDIR and
 // XDG_RUNTIME_DIR (the default rendezvous directory) inside it, so it writes nowhere else. The
-// `memsync ...` lines of `sh` blocks run too, against live objects of the names they use.
+// `memsync ...` lines of `sh` blocks run too, against live objects of the names they use, and
+// every relative link must lead to a file and heading that exist.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
@@ -50,6 +51,9 @@ function codeBlocks (doc) {
   }
   return blocks
 }
+
+/** An example's `// prints:` lines, in order. */
+const expectedOutput = (text) => text.split('\n').map((line) => PRINTS.exec(line)?.[1]).filter((line) => line !== undefined)
 
 /** The examples that are files directly in examples/ (examples/pm2 has its own test). */
 const exampleFiles = () => fs.readdirSync(EXAMPLES).filter((file) => /\.(mjs|cjs|ts)$/.test(file)).sort()
@@ -110,8 +114,6 @@ function project (t) {
   const env = { ...process.env, HOME: path.join(root, 'home'), TMPDIR: path.join(root, 'tmp'), XDG_RUNTIME_DIR: path.join(root, 'runtime') }
   return { dir, env }
 }
-
-const expectedOutput = (text) => text.split('\n').map((line) => PRINTS.exec(line)?.[1]).filter((line) => line !== undefined)
 
 test('the TypeScript examples type-check against index.d.ts under --strict', { timeout: 120000 }, async (t) => {
   const { dir } = project(t)
