@@ -389,10 +389,13 @@ export declare class MemSync<
    * still be applied everywhere. An already aborted signal refuses it before it changes anything.
    */
   patch(update: UpdateQuery<TData>, options?: AbortOptions): Promise<void>
-  /** Calls `callback(value)` whenever a patch touches `path`, a parent or a child of it. */
-  observe<P extends Path<TData>>(path: P, callback: (value: PathValue<TData, P>) => void): this
+  /**
+   * Calls `callback(value)` whenever a patch touches `path`, a parent or a child of it. `value` is
+   * part of `data`: read-only, as `data` is.
+   */
+  observe<P extends Path<TData>>(path: P, callback: (value: DeepReadonly<PathValue<TData, P>>) => void): this
   /** Removes `callback`, or every callback, observing `path`. */
-  unobserve<P extends Path<TData>>(path: P, callback?: (value: PathValue<TData, P>) => void): this
+  unobserve<P extends Path<TData>>(path: P, callback?: (value: DeepReadonly<PathValue<TData, P>>) => void): this
 
   on<K extends keyof MemSyncEvents<TData>>(event: K, listener: (...args: MemSyncEvents<TData>[K]) => void): this
   once<K extends keyof MemSyncEvents<TData>>(event: K, listener: (...args: MemSyncEvents<TData>[K]) => void): this

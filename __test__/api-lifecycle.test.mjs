@@ -66,6 +66,12 @@ test('setOptions applies what a started instance can change and refuses the rest
   assert.throws(() => mem.setOptions({ clientOnly: true }), hasCode(MemErrors.ERR_INVALID_ARG, /while .* is started/))
   assert.throws(() => mem.setOptions({ timeOut: 5 }), hasCode(MemErrors.ERR_INVALID_ARG, /did you mean 'timeout'/))
   assert.throws(() => mem.setOptions({ timeout: -1 }), hasCode(MemErrors.ERR_INVALID_ARG))
+  const log = t.mock.method(console, 'log', () => {})
+  mem.setOptions({ logEvents: true })
+  await mem.patch({ n: 1 })
+  mem.setOptions({ logEvents: false })
+  await mem.patch({ n: 2 })
+  assert.equal(log.mock.callCount(), 1, 'logEvents on, then off again')
   await mem.stop()
   mem.setOptions({ hostTimeout: 2000, peer: { roles: ['writer'] } })
   await mem.start()
@@ -103,6 +109,13 @@ test('changes() yields own and other processes\' patches in order; break unsubsc
   await mem.patch({ $inc: { n: 1 } })
   assert.deepEqual(await feed.next(), { value: undefined, done: true })
 
+  // next() called twice before a change: each gets its own, in order.
+  const both = mem.changes()
+  const [third, fourth] = [both.next(), both.next()]
+  await mem.patch({ $inc: { n: 1 } })
+  await mem.patch({ $inc: { n: 1 } })
+  assert.deepEqual([(await third).value.version, (await fourth).value.version], [5, 6])
+
   const ended = mem.changes().next()
   await mem.stop()
   assert.deepEqual(await withTimeout(ended, 5000, 'stop() ends the iterator'), { value: undefined, done: true })
@@ -132,6 +145,14 @@ test('an AbortSignal stops the wait of patch, call, lock and start with its reas
   await assert.rejects(idle.start({ signal: aborted }), { name: 'AbortError' })
   assert.throws(() => host.changes({ bufferSize: 'x' }), hasCode(MemErrors.ERR_INVALID_ARG))
   await assert.rejects(host.patch({ n: 1 }, { signal: 'soon' }), hasCode(MemErrors.ERR_INVALID_ARG, /AbortSignal/))
+
+  // A start waiting for a host that never comes: the instance stops.
+  const waitingStart = new MemSync(uniqueName('no-host'), {}, { dir: rendezvousDir(t), clientOnly: true })
+  const starting = new AbortController()
+  const start = waitingStart.start({ signal: starting.signal })
+  starting.abort()
+  await assert.rejects(withTimeout(start, 5000, 'the aborted start'), { name: 'AbortError' })
+  assert.equal((await waitingStart.getStatus()).status, 'stopped')
 
   // A lock wait, withdrawn: the lock is free for the next request afterwards.
   let release

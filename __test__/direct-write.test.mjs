@@ -1,5 +1,5 @@
 // `data` cannot silently diverge (issue 15): a direct write is undone and reported with
-// ERR_DIRECT_WRITE, and the process then agrees with the others again (docs/data.md).
+// ERR_DIRECT_WRITE, and the process then agrees with the others again (docs/guarantees.md).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import memsync from '../index.js'
@@ -59,5 +59,5 @@ test('data read through the API is a plain object with Object.prototype, as in 0
   const mem = new MemSync(uniqueName('plain'), { a: { b: [1] } })
   assert.equal(Object.getPrototypeOf(mem.data), Object.prototype)
   assert.deepStrictEqual(mem.data, { a: { b: [1] } })
-  assert.equal(Object.isFrozen(mem.data.a), false, 'not frozen: frozen arrays read 2.5-7x slower on Node 20 (docs/data.md)')
+  assert.equal(Object.isFrozen(mem.data.a), false, 'not frozen: frozen arrays read 2.5-7x slower on Node 20 (docs/guarantees.md)')
 })

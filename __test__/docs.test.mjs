@@ -6,7 +6,8 @@
 // its prints lines, in order, and its stderr empty. Each runs in a temporary project whose
 // node_modules/memsync is this checkout, with its working directory, HOME, TMPDIR and
 // XDG_RUNTIME_DIR (the default rendezvous directory) inside it, so it writes nowhere else. The
-// `memsync ...` lines of `sh` blocks run too, against live objects of the names they use.
+// `memsync ...` lines of `sh` blocks run too, against live objects of the names they use, and
+// every relative link must lead to a file and heading that exist.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
@@ -51,6 +52,9 @@ function codeBlocks (doc) {
   return blocks
 }
 
+/** An example's `// prints:` lines, in order. */
+const expectedOutput = (text) => text.split('\n').map((line) => PRINTS.exec(line)?.[1]).filter((line) => line !== undefined)
+
 /** The examples that are files directly in examples/ (examples/pm2 has its own test). */
 const exampleFiles = () => fs.readdirSync(EXAMPLES).filter((file) => /\.(mjs|cjs|ts)$/.test(file)).sort()
 
@@ -69,6 +73,24 @@ test('every JavaScript and TypeScript block of the README and docs/ is an exampl
     named.push(path.basename(file))
   }
   assert.deepEqual(exampleFiles().filter((file) => !named.includes(file)), [], 'examples that no document shows')
+})
+
+/** A heading's anchor, as GitHub makes it: lower case, punctuation dropped, spaces to hyphens. */
+const anchorOf = (heading) => heading.trim().toLowerCase().replace(/[^\p{L}\p{N}_\- ]/gu, '').replaceAll(' ', '-')
+
+test('the relative links of the README and docs/ lead to files and headings that exist', () => {
+  for (const doc of docFiles()) {
+    const text = fs.readFileSync(path.join(ROOT, doc), 'utf8')
+    for (const [, link] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+      if (/^[a-z]+:/.test(link)) continue
+      const [file, anchor] = link.split('#')
+      const target = file === '' ? path.join(ROOT, doc) : path.join(ROOT, path.dirname(doc), file)
+      assert.ok(fs.existsSync(target), `${doc}: ${link} leads nowhere`)
+      if (anchor === undefined) continue
+      const headings = [...fs.readFileSync(target, 'utf8').matchAll(/^#+ (.*)$/gm)].map(([, heading]) => anchorOf(heading))
+      assert.ok(headings.includes(anchor), `${doc}: ${link} names no heading of ${path.relative(ROOT, target)}`)
+    }
+  }
 })
 
 test('every example names itself on its first line and prints something to check', () => {
@@ -92,8 +114,6 @@ function project (t) {
   const env = { ...process.env, HOME: path.join(root, 'home'), TMPDIR: path.join(root, 'tmp'), XDG_RUNTIME_DIR: path.join(root, 'runtime') }
   return { dir, env }
 }
-
-const expectedOutput = (text) => text.split('\n').map((line) => PRINTS.exec(line)?.[1]).filter((line) => line !== undefined)
 
 test('the TypeScript examples type-check against index.d.ts under --strict', { timeout: 120000 }, async (t) => {
   const { dir } = project(t)

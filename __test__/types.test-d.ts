@@ -122,6 +122,8 @@ async function modern () {
   jobs.data.owner.name = 'b'
   // @ts-expect-error arrays are read-only
   jobs.data.queue.push('x')
+  // @ts-expect-error so is what an observer receives
+  jobs.observe('queue', (queue) => queue.sort())
   const name: string = jobs.data.owner.name
   void name
   const stopped: 'ERR_STOPPED' = MemErrors.ERR_STOPPED

@@ -1,4 +1,4 @@
-// What keeping `mem.data` from silent divergence costs (docs/data.md), for the options measured:
+// What keeping `mem.data` from silent divergence costs (docs/guarantees.md), for the options measured:
 // reads of each beside a plain object, and the cost per applied change of the chosen design
 // (lib/changes.js: plain objects changed in place, a private copy, the truth, changed alongside,
 // and `repair()` comparing the two) beside a plain object changed in place (memsync before it) and

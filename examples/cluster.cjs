@@ -1,4 +1,4 @@
-// examples/cluster.cjs: the workers of node:cluster share the object like any processes
+// examples/cluster.cjs: node:cluster workers share the object like any processes
 const cluster = require('node:cluster')
 const { MemSync } = require('memsync')
 

@@ -1,4 +1,4 @@
-// examples/events.mjs: an event reaches the listeners of every process of the object
+// examples/events.mjs: an event reaches the listeners of every process
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
 import { MemSync } from 'memsync'

@@ -6,9 +6,6 @@ await mem.start()
 mem.observe('user.name', (name) => console.log('name:', name)) // the path, a parent or a child
 mem.observe('user.tags', (tags) => console.log('tags:', tags))
 mem.on('change', ({ patch }) => console.log('change:', JSON.stringify(patch))) // every patch
-await mem.patch({ $set: { 'user.name': 'bob' } })
-// prints: name: bob
-// prints: change: {"$set":{"user.name":"bob"}}
 await mem.patch({ $set: { user: { name: 'eve', tags: ['admin'] } } })
 // prints: name: eve
 // prints: tags: [ 'admin' ]

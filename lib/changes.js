@@ -2,7 +2,7 @@
 // Applies the engine's change lists (see src/patch/change.rs) to the live JS object in place, so
 // `mem.data` keeps its identity and reads stay plain property reads, and finds and undoes direct
 // writes to it, which would otherwise leave this process disagreeing with the others for good
-// (docs/data.md).
+// (docs/guarantees.md).
 //
 // A change is ['s', path, value] (set, creating missing objects and padding arrays with null),
 // ['u', path] (delete a key), ['p', path, start, deleteCount, items] (splice an array) or
@@ -159,7 +159,7 @@ function replaceContents (target, source) {
 const same = (value) => value
 const isContainer = (value) => value !== null && typeof value === 'object'
 
-/** A deep copy of JSON value `value`: for the small values of most changes, several times faster than structuredClone. */
+/** A deep copy of JSON value `value` (faster than structuredClone on the small values of most changes). */
 function copyOf (value) {
   if (!isContainer(value)) return value
   if (Array.isArray(value)) return value.map(copyOf)

@@ -2,7 +2,7 @@
 // `mem.changes()`: an async iterator of the patches applied here. A change is delivered to each
 // iterator in order; a consumer slower than the patches has `bufferSize` of them waiting at most.
 // One more ends the iterator with ERR_CHANGES_DROPPED after the buffered ones: a change is never
-// skipped silently, and memory stays bounded (docs/data.md).
+// skipped silently, and memory stays bounded (docs/guarantees.md).
 
 const { MemErrors, codedError } = require('./errors.js')
 
@@ -11,8 +11,8 @@ const DEFAULT_BUFFER_SIZE = 1024
 class ChangeFeed {
   #buffer = []
   #bufferSize
-  /** The pending next()'s resolvers, when the buffer is empty. */
-  #waiter = null
+  /** The resolvers of next() calls made while the buffer was empty, in call order. */
+  #waiters = []
   /** Why the feed ended: null while open, true when done, else the error to throw. */
   #end = null
   #onClose
@@ -26,10 +26,8 @@ class ChangeFeed {
   /** A change, from the instance. */
   push (change) {
     if (this.#end !== null) return
-    if (this.#waiter !== null) {
-      const { resolve } = this.#waiter
-      this.#waiter = null
-      resolve({ value: change, done: false })
+    if (this.#waiters.length > 0) {
+      this.#waiters.shift().resolve({ value: change, done: false })
     } else if (this.#buffer.length < this.#bufferSize) {
       this.#buffer.push(change)
     } else {
@@ -42,11 +40,7 @@ class ChangeFeed {
     if (this.#end !== null) return
     this.#end = error ?? true
     this.#onClose()
-    if (this.#waiter !== null) {
-      const waiter = this.#waiter
-      this.#waiter = null
-      this.#settle(waiter)
-    }
+    for (const waiter of this.#waiters.splice(0)) this.#settle(waiter)
   }
 
   #settle ({ resolve, reject }) {
@@ -63,7 +57,7 @@ class ChangeFeed {
     if (this.#buffer.length > 0) return Promise.resolve({ value: this.#buffer.shift(), done: false })
     return new Promise((resolve, reject) => {
       if (this.#end !== null) this.#settle({ resolve, reject })
-      else this.#waiter = { resolve, reject }
+      else this.#waiters.push({ resolve, reject })
     })
   }
 

@@ -274,7 +274,7 @@ class MemSync {
   options
   /**
    * The live shared object: a plain object, changed in place by patches. Written to directly, it
-   * is restored within about a second (docs/data.md).
+   * is restored within about a second (docs/guarantees.md).
    */
   data
   /** Events exchanged between the processes of this object. */
@@ -371,11 +371,7 @@ class MemSync {
     this.#live = new LiveObject(JSON.parse(text))
     this.data = this.#live.root
     this.connection = this.#connected.promise
-    native.setPeer(this.#native, JSON.stringify({
-      methods: rpcMethods(this.#rpc),
-      roles: this.options.peer?.roles ?? [],
-      maxWriters: this.options.network?.maxWriters
-    }))
+    this.#announcePeer()
     this.#trackReceivedListeners()
     this.#setLogEvents(this.options.logEvents === true)
   }
@@ -440,7 +436,7 @@ class MemSync {
     for (const [id, waiter] of [...this.#lockWaits]) {
       this.#lockWaits.delete(id)
       clearTimeout(waiter.timer)
-      native.unlock(this.#native, id)
+      // lock() withdraws the request when this rejects it.
       waiter.reject(codedError(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before the lock was acquired`))
     }
     for (const feed of [...this.#feeds]) feed.close()
@@ -489,27 +485,28 @@ class MemSync {
     checkSignal(signal, 'lock(key, fn, { signal })')
     signal?.throwIfAborted()
     const id = this.#nextLock++
-    const cancel = () => {
-      const waiter = this.#lockWaits.get(id)
-      if (waiter === undefined) return
+    const forget = () => {
+      clearTimeout(this.#lockWaits.get(id)?.timer)
       this.#lockWaits.delete(id)
-      clearTimeout(waiter.timer)
-      // Cancels the request, or releases the lock if it was granted meanwhile.
-      native.unlock(this.#native, id)
     }
-    await abortable(new Promise((resolve, reject) => {
-      const waiter = { resolve, reject, timer: undefined }
-      if (timeoutMs !== undefined) {
-        waiter.timer = setTimeout(() => {
-          this.#lockWaits.delete(id)
-          // Cancels the request, or releases the lock if it was granted meanwhile.
-          native.unlock(this.#native, id)
-          reject(codedError(MemErrors.ERR_TIMEOUT, `The lock '${key}' of '${this.name}' was not acquired within ${timeoutMs} ms`))
-        }, timeoutMs)
-      }
-      this.#lockWaits.set(id, waiter)
-      native.lock(this.#native, id, key)
-    }), signal, cancel)
+    try {
+      await abortable(new Promise((resolve, reject) => {
+        const waiter = { resolve, reject, timer: undefined }
+        if (timeoutMs !== undefined) {
+          waiter.timer = setTimeout(() => {
+            forget()
+            reject(codedError(MemErrors.ERR_TIMEOUT, `The lock '${key}' of '${this.name}' was not acquired within ${timeoutMs} ms`))
+          }, timeoutMs)
+        }
+        this.#lockWaits.set(id, waiter)
+        native.lock(this.#native, id, key)
+      }), signal, forget)
+    } catch (error) {
+      // Withdraws the request, or releases the lock if it was granted just before a timeout or
+      // an abort: `fn` will not run.
+      native.unlock(this.#native, id)
+      throw error
+    }
     try {
       return await fn()
     } finally {
@@ -765,17 +762,19 @@ class MemSync {
         throw codedError(MemErrors.ERR_INVALID_ARG, `setOptions(): options.${key} cannot change while '${this.name}' is started (it is used to join the network); stop() first, and it applies at the next start()`)
       }
     }
-    const next = checkOptions({ ...this.options, ...changes })
-    if (changes.peer !== undefined || changes.network !== undefined) {
-      native.setPeer(this.#native, JSON.stringify({
-        methods: rpcMethods(this.#rpc),
-        roles: next.peer?.roles ?? [],
-        maxWriters: next.network?.maxWriters
-      }))
-    }
-    this.options = next
-    this.#setLogEvents(next.logEvents === true)
+    this.options = checkOptions({ ...this.options, ...changes })
+    if (changes.peer !== undefined || changes.network !== undefined) this.#announcePeer()
+    this.#setLogEvents(this.options.logEvents === true)
     debug('%s setOptions %j', this.#tag, Object.keys(changes))
+  }
+
+  /** What this process offers and is, told to the others when it connects. */
+  #announcePeer () {
+    native.setPeer(this.#native, JSON.stringify({
+      methods: rpcMethods(this.#rpc),
+      roles: this.options.peer?.roles ?? [],
+      maxWriters: this.options.network?.maxWriters
+    }))
   }
 
   #refuseIfStopped (call) {
