@@ -179,9 +179,10 @@ export declare function setWantsReceived(instance: ExternalObject<Instance>, wan
  * `onWake` is called (without arguments) when events are waiting to be drained. `maxBuffer`
  * bounds what a host's connections buffer together (`network.maxBuffer`, checked by JS).
  * `hostTimeout` (ms, checked by JS; default 5000): how long a silent host is waited for before
- * it is replaced.
+ * it is replaced. `debug`: whether JS shows diagnostic lines (`NODE_DEBUG=memsync`); while it
+ * does not, the instance does not even format them.
  */
-export declare function start(instance: ExternalObject<Instance>, onWake: () => void, clientOnly: boolean, serverOnly: boolean, maxBuffer: number | null, hostTimeout: number | null): void
+export declare function start(instance: ExternalObject<Instance>, onWake: () => void, clientOnly: boolean, serverOnly: boolean, maxBuffer: number | null, hostTimeout: number | null, debug: boolean): void
 
 /**
  * The instance's status: role, version, connected clients (a host's own, a client's host's),

@@ -1,6 +1,6 @@
 // Bad input on the socket: raw connections send a real host what no memsync peer would (garbage,
 // truncated, oversized and invalid frames, unknown or out-of-order messages). Each must be
-// disconnected with its reason on the host's stderr while the host and a normal client go on
+// disconnected with its reason on the host's stderr (NODE_DEBUG=memsync) while the host and a normal client go on
 // untouched. The other way round, a fake host (holding the lock as a host does) answers a real
 // client with garbage: the client neither applies it nor spins, and recovers once it is gone.
 import { test } from 'node:test'
@@ -12,6 +12,8 @@ import { converge, rendezvousDir, spawnPeer, uniqueName, withTimeout } from './s
 import { MAX_FRAME, PROTOCOL_VERSION, StderrLog, connectRaw, frame, hello, holdLock } from './support/wire.mjs'
 
 const OPTIONS = { timeout: 5000 }
+// The peers whose diagnostic lines a test reads show them on stderr.
+const DEBUG = { env: { ...process.env, NODE_DEBUG: 'memsync' } }
 
 const ordered = (fields = {}) => ({ t: 'ordered', c: { version: 1, origin: 1, seq: 1, hlc: [1, 0], update: { $set: { n: -1 } }, changes: [['s', ['n'], -1]], ...fields } })
 /** The host's answer to a valid hello: `about` (who it is), then `welcome`, returned, then `clients` (its count). */
@@ -65,10 +67,10 @@ const AFTER_HELLO = [
   { name: 'a truncated frame, then close', bytes: frame(patchMessage({ $set: { n: -1 } })).subarray(0, 30), log: /client connection failed: connection closed in the middle of a frame \(30 bytes received\)/ }
 ]
 
-test('a host disconnects every peer that sends bad input, says why on stderr, and goes on untouched', { timeout: 60000 }, async (t) => {
+test('a host disconnects every peer that sends bad input, says why with NODE_DEBUG=memsync, and goes on untouched', { timeout: 60000 }, async (t) => {
   const dir = rendezvousDir(t)
   const name = uniqueName('hostile')
-  const host = await spawnPeer(t, name, dir, { data: { n: 0 }, options: OPTIONS }, 'host')
+  const host = await spawnPeer(t, name, dir, { data: { n: 0 }, options: OPTIONS }, 'host', DEBUG)
   const hostLog = new StderrLog(host.child)
   assert.equal((await host.request('start')).role, 'host')
   const client = await spawnPeer(t, name, dir, { options: OPTIONS }, 'client')
@@ -255,7 +257,7 @@ test('a client facing a fake host that answers with garbage applies nothing, bac
     await t.test(bad.name, async (t) => {
       fake.answer = bad.answer
       fake.connections = 0
-      const peer = await spawnPeer(t, name, dir, { data: { mine: 1 }, options: { timeout: 1000 } }, 'victim')
+      const peer = await spawnPeer(t, name, dir, { data: { mine: 1 }, options: { timeout: 1000 } }, 'victim', DEBUG)
       const log = new StderrLog(peer.child)
       await assert.rejects(peer.request('start'), /No host for .* within 1000 ms/)
       await log.waitFor(bad.log)
@@ -271,7 +273,7 @@ test('a client facing a fake host that answers with garbage applies nothing, bac
       socket.write(frame(welcome({ n: 5 })))
       socket.write(frame({ t: 'ordered', c: { version: 100, origin: 1, seq: 1, hlc: [1, 0], update: {}, changes: [['p', ['n'], 0, 1, []]] } }))
     }
-    const peer = await spawnPeer(t, name, dir, { data: { mine: 1 }, options: { timeout: 1000 } }, 'victim')
+    const peer = await spawnPeer(t, name, dir, { data: { mine: 1 }, options: { timeout: 1000 } }, 'victim', DEBUG)
     const log = new StderrLog(peer.child)
     assert.equal((await peer.request('start')).role, 'client')
     await log.waitFor(/change 0 does not fit the document: 'n' is not an array; reconnecting/)

@@ -21,7 +21,8 @@ function procStatus (pid, field) {
 const openFds = (pid) => fs.readdirSync(`/proc/${pid}/fd`).length
 
 async function startHost (t, name, dir, maxBuffer) {
-  const host = await spawnPeer(t, name, dir, { data: { big: '' }, options: { network: { maxBuffer } } }, 'host')
+  // NODE_DEBUG=memsync: the host says why it drops a connection on stderr.
+  const host = await spawnPeer(t, name, dir, { data: { big: '' }, options: { network: { maxBuffer } } }, 'host', { env: { ...process.env, NODE_DEBUG: 'memsync' } })
   const log = new StderrLog(host.child)
   assert.equal((await host.request('start')).role, 'host')
   return { host, log, socketPath: path.join(dir, `${name}.sock`) }

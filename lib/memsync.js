@@ -41,8 +41,8 @@ function eventTags (names) {
 }
 
 // The events of the native replica; src/core/events.rs documents each one's fields.
-const [OWN, CHANGES, SNAPSHOT, ACK, ACCEPTED, REJECTED, ROLE, FAIL, CALL, REPLY, PONG, GRANT, EVENTS_DROPPED, EMIT, ERROR] = eventTags(
-  ['own', 'changes', 'snapshot', 'ack', 'accepted', 'rejected', 'role', 'fail', 'call', 'reply', 'pong', 'grant', 'eventsDropped', 'emit', 'error'])
+const [OWN, CHANGES, SNAPSHOT, ACK, ACCEPTED, REJECTED, ROLE, FAIL, CALL, REPLY, PONG, GRANT, EVENTS_DROPPED, EMIT, ERROR, DEBUG] = eventTags(
+  ['own', 'changes', 'snapshot', 'ack', 'accepted', 'rejected', 'role', 'fail', 'call', 'reply', 'pong', 'grant', 'eventsDropped', 'emit', 'error', 'debug'])
 
 function checkOptions (options) {
   if (options === undefined || options === null) return {}
@@ -401,7 +401,7 @@ class MemSync {
       this.#starting?.reject(codedError(MemErrors.ERR_TIMEOUT, `No host for '${this.name}' within ${timeoutMs} ms`))
     }, timeoutMs)
     try {
-      native.start(this.#native, () => this.#drain(), this.options.clientOnly === true, this.options.serverOnly === true, this.options.network?.maxBuffer ?? null, this.options.hostTimeout ?? null)
+      native.start(this.#native, () => this.#drain(), this.options.clientOnly === true, this.options.serverOnly === true, this.options.network?.maxBuffer ?? null, this.options.hostTimeout ?? null, debug.enabled)
       return await abortable(outcome, signal, () => this.#starting?.reject(signal.reason))
     } catch (error) {
       // This start() is over: stop() must not reject its promise, which nobody awaits when
@@ -1001,6 +1001,9 @@ class MemSync {
         break
       case ERROR:
         this.#reportError(codedError(event[1], event[2]))
+        break
+      case DEBUG:
+        debug('%s %s', this.#tag, event[1])
         break
     }
   }

@@ -11,8 +11,11 @@
 //!   messages, the events for JS; no tokio, sockets or napi.
 //! - [`patch`]: the pure MongoDB update engine over `serde_json::Value`.
 //! - [`clock`] (the hybrid clock; time injected), [`error`] (the crate's `Error`, one `ERR_*` code
-//!   per variant; `Code` lists them all), [`name`] (object names and their file names), [`user`] (this process's uid),
-//!   `diagnostics` (`report!`).
+//!   per variant; `Code` lists them all), [`name`] (object names and their file names), [`user`]
+//!   (this process's uid).
+//!
+//! The addon writes nothing to stderr itself: what an instance notices goes to JS as an `error`
+//! event or a diagnostic line (`Replica::debug`, shown with `NODE_DEBUG=memsync`).
 //!
 //! `docs/architecture.md` follows one patch through these parts.
 #![deny(clippy::all)]
@@ -21,17 +24,8 @@
 #[cfg(not(unix))]
 compile_error!("memsync runs on Linux and macOS only");
 
-/// Writes one diagnostic line to stderr, like `eprintln!`, but never panics (see
-/// [`diagnostics::report_line`]).
-macro_rules! report {
-  ($($arg:tt)*) => {
-    $crate::diagnostics::report_line(format_args!($($arg)*))
-  };
-}
-
 pub mod clock;
 pub mod core;
-pub mod diagnostics;
 pub mod error;
 pub mod name;
 // Not in test builds: `#[napi]` exports nothing there, and a test binary cannot link against

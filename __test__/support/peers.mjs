@@ -132,9 +132,9 @@ export class Peer extends EventEmitter {
  * Forks a peer of `name` in `dir` and resolves once its instance exists (not started).
  * `config`: `{ data, options, tag }`. The peer is killed when the test ends.
  */
-export async function spawnPeer (t, name, dir, config = {}, label = name) {
+export async function spawnPeer (t, name, dir, config = {}, label = name, { env = process.env } = {}) {
   // --expose-gc: memory is measured after a full collection, not at the mercy of GC timing.
-  const child = fork(FIXTURE, [name, dir, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], execArgv: ['--expose-gc'] })
+  const child = fork(FIXTURE, [name, dir, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], execArgv: ['--expose-gc'], env })
   const peer = new Peer(child, label)
   t.after(() => peer.kill())
   const ready = Promise.race([

@@ -21,6 +21,9 @@ pub const MAX_EVENT_BACKLOG: usize = 16 * 1024 * 1024;
 /// drain them, past which further ones are dropped (and counted): unlike document events, they
 /// have no snapshot to be replaced by, and a stuck process must not grow without bound.
 pub const MAX_BUS_BACKLOG: usize = 16 * 1024 * 1024;
+/// Bytes of diagnostic lines queued for a JS thread that does not drain them, past which further
+/// ones are dropped (and counted in one last line).
+pub const MAX_DEBUG_BACKLOG: usize = 1024 * 1024;
 
 /// Declares [`Kind`] with its tag and name from one table.
 macro_rules! kinds {
@@ -83,6 +86,8 @@ kinds! {
   Emit = "e" as "emit",
   /// [`Event::Error`].
   Error = "error" as "error",
+  /// [`Event::Debug`].
+  Debug = "debug" as "debug",
 }
 
 /// One event for JS. Each variant's doc gives its array on the wire and what its fields mean.
@@ -151,6 +156,9 @@ pub enum Event<'a> {
   Emit { event: String, args: RawJson },
   /// `["error", code, message]`: a failure that does not stop the instance (an `error` event).
   Error { code: &'a str, message: &'a str },
+  /// `["debug", line]`: what the instance noticed that is not a failure of the application's
+  /// (a client that went away, a peer refused), for `NODE_DEBUG=memsync`.
+  Debug(&'a str),
 }
 
 /// The document of a snapshot, as the text that arrived or as the value held.
@@ -215,6 +223,7 @@ impl Event<'_> {
       Event::EventsDropped(_) => Kind::EventsDropped,
       Event::Emit { .. } => Kind::Emit,
       Event::Error { .. } => Kind::Error,
+      Event::Debug(_) => Kind::Debug,
     }
   }
 
@@ -270,6 +279,7 @@ impl Serialize for Event<'_> {
       Event::Pong { id, pid } => (tag, id, pid).serialize(serializer),
       Event::Grant(number) | Event::EventsDropped(number) => (tag, number).serialize(serializer),
       Event::Emit { event, args } => (tag, event, args).serialize(serializer),
+      Event::Debug(line) => (tag, line).serialize(serializer),
     }
   }
 }
@@ -286,6 +296,10 @@ pub struct Queue {
   bus_backlog: usize,
   /// Bus events dropped past [`MAX_BUS_BACKLOG`] since the last drain.
   bus_dropped: u64,
+  /// Bytes of the diagnostic lines queued.
+  debug_backlog: usize,
+  /// Diagnostic lines dropped past [`MAX_DEBUG_BACKLOG`] since the last drain.
+  debug_dropped: u64,
   /// The document events were dropped for the backlog: the next drain starts with a snapshot,
   /// and no document event is queued until then.
   resync: bool,
@@ -295,7 +309,7 @@ impl Queue {
   /// Queues `event`. Past [`MAX_EVENT_BACKLOG`] bytes of document events they are all dropped
   /// for a snapshot at the next drain (see [`Queue::take_resync`]), so a stuck event loop costs
   /// memory bounded by the document, not by the traffic; past [`MAX_BUS_BACKLOG`] bytes of bus
-  /// events, further ones are dropped and counted.
+  /// events (and [`MAX_DEBUG_BACKLOG`] of diagnostic lines), further ones are dropped and counted.
   pub fn push(&mut self, event: &Event) {
     let kind = event.kind();
     match kind {
@@ -315,6 +329,15 @@ impl Queue {
           self.bus_dropped += 1;
         } else {
           self.bus_backlog += text.len();
+          self.events.push((kind, text));
+        }
+      }
+      Kind::Debug => {
+        let text = event.to_json();
+        if self.debug_backlog + text.len() > MAX_DEBUG_BACKLOG {
+          self.debug_dropped += 1;
+        } else {
+          self.debug_backlog += text.len();
           self.events.push((kind, text));
         }
       }
@@ -355,6 +378,7 @@ impl Queue {
     out.push('[');
     self.backlog = 0;
     self.bus_backlog = 0;
+    self.debug_backlog = 0;
     if self.bus_dropped > 0 {
       // First, so that JS reports the loss as soon as it drains.
       out.push_str(&Event::EventsDropped(std::mem::take(&mut self.bus_dropped)).to_json());
@@ -362,6 +386,12 @@ impl Queue {
     }
     for (_, text) in self.events.drain(..) {
       out.push_str(&text);
+      out.push(',');
+    }
+    if self.debug_dropped > 0 {
+      let dropped = std::mem::take(&mut self.debug_dropped);
+      let line = format!("{dropped} diagnostic lines were dropped: the event loop left {MAX_DEBUG_BACKLOG} bytes of them waiting");
+      out.push_str(&Event::Debug(&line).to_json());
       out.push(',');
     }
     if last.is_empty() {
@@ -420,6 +450,7 @@ mod tests {
       ),
       (Event::Role("host"), r#"["role","host"]"#),
       (Event::Accepted(&[1, 2]), r#"["A",[1,2]]"#),
+      (Event::Debug("a \"peer\""), r#"["debug","a \"peer\""]"#),
     ];
     for (event, text) in cases {
       assert_eq!(event.to_json(), text);
@@ -434,5 +465,35 @@ mod tests {
         assert_ne!(a.name(), b.name());
       }
     }
+  }
+
+  #[test]
+  fn diagnostic_lines_an_undrained_queue_cannot_hold_are_counted_in_one_line() {
+    let mut queue = Queue::default();
+    let line = "x".repeat(1000);
+    let fits = MAX_DEBUG_BACKLOG / Event::Debug(&line).to_json().len();
+    for _ in 0..fits + 500 {
+      queue.push(&Event::Debug(&line));
+    }
+    queue.push(&Event::Role("host"));
+    let drained: Vec<Value> = serde_json::from_str(&queue.drain("")).unwrap();
+    assert_eq!(drained.len(), fits + 2);
+    assert_eq!(
+      drained[fits],
+      json!(["role", "host"]),
+      "other events are kept"
+    );
+    let last = drained[fits + 1].as_array().unwrap();
+    assert_eq!(last[0], "debug");
+    assert!(last[1]
+      .as_str()
+      .unwrap()
+      .starts_with("500 diagnostic lines were dropped"));
+    queue.push(&Event::Debug("again"));
+    assert_eq!(
+      queue.drain(""),
+      r#"[["debug","again"]]"#,
+      "a drain makes room"
+    );
   }
 }

@@ -34,7 +34,7 @@ use crate::core::exchange::{Effects, Exchange, LOCK_GRACE};
 use crate::core::link::{Fence, Followers, Link};
 use crate::core::message::{LogEntry, Message, RawJson};
 use crate::core::order::{Order, Verdict};
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::patch::{apply_changes, compact, depth, Change, Context, PatchError, Update, MAX_DEPTH};
 
 /// Ordered entries a client keeps to hand to a new host that missed them after a failover.
@@ -75,6 +75,9 @@ pub struct Replica {
   waker: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
   /// Whether a wake-up is already on its way, so a burst of events costs one.
   woken: AtomicBool,
+  /// Whether JS wants diagnostic lines (`NODE_DEBUG=memsync`); while it does not, none is even
+  /// formatted.
+  debug: AtomicBool,
   /// RPC, events, writer slots and locks. A lock of its own: never taken while `inner` is held,
   /// nor `inner` while it is held, so the two never wait on each other.
   exchange: Mutex<Exchange>,
@@ -123,7 +126,9 @@ struct Audience {
 }
 
 impl Audience {
-  /// Tells everyone of patch `version`: an `Ordered` message for every client, and the taps.
+  /// Tells everyone of patch `version`: an `Ordered` message for every client, and the taps; a
+  /// failure to tell the clients is reported to JS through `events`.
+  #[allow(clippy::too_many_arguments)]
   fn ordered(
     &mut self,
     version: u64,
@@ -132,6 +137,7 @@ impl Audience {
     hlc: Hlc,
     update: &RawJson,
     changes: &[Change],
+    events: &mut Queue,
   ) {
     if !self.followers.is_empty() {
       match RawJson::to(&changes) {
@@ -144,7 +150,10 @@ impl Audience {
           changes,
         }),
         Err(err) => {
-          report!("memsync: patch {version} cannot be sent ({err}); clients resync");
+          events.push(&Event::Error {
+            code: Code::Internal.as_str(),
+            message: &format!("patch {version} cannot be sent to the clients ({err}); they resync"),
+          });
           self.followers.close_all();
         }
       }
@@ -248,6 +257,7 @@ impl Replica {
       }),
       waker: Mutex::new(None),
       woken: AtomicBool::new(false),
+      debug: AtomicBool::new(false),
       exchange: Mutex::new(Exchange::new(time.clone())),
       joined: Condvar::new(),
     })
@@ -354,9 +364,15 @@ impl Replica {
         inner.next_seq += 1;
         let text = &inner.last_update.text;
         let version = inner.history.order.accept(self.origin, seq, hlc, update);
-        inner
-          .audience
-          .ordered(version, self.origin, seq, hlc, text, &changes);
+        inner.audience.ordered(
+          version,
+          self.origin,
+          seq,
+          hlc,
+          text,
+          &changes,
+          &mut inner.events,
+        );
         let queued = !inner.audience.followers.is_empty();
         // A host replaced while stopped hands its own patches to the new host when it rejoins:
         // no client may have received them (its clients may have left it already). A host that
@@ -435,7 +451,8 @@ impl Replica {
 
   /// Becomes host: orders the pending patches, in order, and starts ordering every patch.
   pub fn become_host(&self) {
-    let mut inner = self.inner.lock();
+    let mut guard = self.inner.lock();
+    let inner = &mut *guard;
     inner.role = Role::Host;
     inner.history.served = false;
     inner.to_host = None;
@@ -449,9 +466,15 @@ impl Replica {
             .order
             .accept(origin, patch.seq, patch.hlc, &patch.update);
           let (text, changes) = (&patch.update_text, &patch.changes);
-          inner
-            .audience
-            .ordered(version, origin, patch.seq, patch.hlc, text, changes);
+          inner.audience.ordered(
+            version,
+            origin,
+            patch.seq,
+            patch.hlc,
+            text,
+            changes,
+            &mut inner.events,
+          );
           // Logged as in `patch`, for the host that may replace this one.
           inner.history.keep(
             version,
@@ -481,7 +504,7 @@ impl Replica {
       }
     }
     inner.events.push(&Event::Role(Role::Host.name()));
-    drop(inner);
+    drop(guard);
     let grace_until = self.time.now_ms() + LOCK_GRACE.as_millis() as u64;
     self.exchange.lock().become_host(grace_until);
     self.wake();
@@ -562,7 +585,12 @@ impl Replica {
     // Ordered patches still waiting for the clients already are in this document.
     inner.audience.followers.publish(false, None);
     if !link.queue(&welcome) {
-      report!("memsync '{}': cannot welcome a client", self.name);
+      inner.events.push(&Event::Error {
+        code: Code::Internal.as_str(),
+        message: "a client cannot be welcomed: the object is larger than a frame may carry",
+      });
+      drop(guard);
+      self.wake();
       return false;
     }
     inner.audience.followers.attach(id, link.clone());
@@ -845,9 +873,15 @@ impl Inner {
     if self.wants_received {
       received.extend(Received::record(version, hlc, &update));
     }
-    self
-      .audience
-      .ordered(version, origin, seq, hlc, &update, &changes);
+    self.audience.ordered(
+      version,
+      origin,
+      seq,
+      hlc,
+      &update,
+      &changes,
+      &mut self.events,
+    );
     all.extend(changes);
     Ok(())
   }
@@ -887,9 +921,15 @@ impl Inner {
           if self.wants_received {
             received.extend(Received::record(version, hlc, &entry.update));
           }
-          self
-            .audience
-            .ordered(version, origin, seq, hlc, &entry.update, &changes);
+          self.audience.ordered(
+            version,
+            origin,
+            seq,
+            hlc,
+            &entry.update,
+            &changes,
+            &mut self.events,
+          );
           all.extend(changes);
         }
         // Overwritten meanwhile by a newer write on this host: the newer one wins, as it would
@@ -1020,6 +1060,22 @@ impl Replica {
     }
     inner.audience.taps.push(tap);
     true
+  }
+
+  /// Turns diagnostic lines ([`Replica::debug`]) on or off.
+  pub fn set_debug(&self, on: bool) {
+    self.debug.store(on, Ordering::Relaxed);
+  }
+
+  /// Queues a diagnostic line for JS (`NODE_DEBUG=memsync`), which tags it with the object's
+  /// name and pid; `line` is called only while such lines are wanted.
+  pub fn debug(&self, line: impl FnOnce() -> String) {
+    if !self.debug.load(Ordering::Relaxed) {
+      return;
+    }
+    let line = line();
+    self.inner.lock().events.push(&Event::Debug(&line));
+    self.wake();
   }
 
   /// Reports a failure that does not stop the instance (JS: an `error` event with `code`).

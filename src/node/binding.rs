@@ -234,9 +234,10 @@ fn poll_inbox(env: &Env, instance: &Instance) {
 /// `onWake` is called (without arguments) when events are waiting to be drained. `maxBuffer`
 /// bounds what a host's connections buffer together (`network.maxBuffer`, checked by JS).
 /// `hostTimeout` (ms, checked by JS; default 5000): how long a silent host is waited for before
-/// it is replaced.
+/// it is replaced. `debug`: whether JS shows diagnostic lines (`NODE_DEBUG=memsync`); while it
+/// does not, the instance does not even format them.
 #[napi(
-  ts_args_type = "instance: ExternalObject<Instance>, onWake: () => void, clientOnly: boolean, serverOnly: boolean, maxBuffer: number | null, hostTimeout: number | null"
+  ts_args_type = "instance: ExternalObject<Instance>, onWake: () => void, clientOnly: boolean, serverOnly: boolean, maxBuffer: number | null, hostTimeout: number | null, debug: boolean"
 )]
 pub fn start(
   env: Env,
@@ -246,6 +247,7 @@ pub fn start(
   server_only: bool,
   max_buffer: Option<f64>,
   host_timeout: Option<f64>,
+  debug: bool,
 ) -> Result<()> {
   let mut link = instance.link.lock();
   if link.peer.is_some() {
@@ -275,6 +277,7 @@ pub fn start(
         instance.replica.name()
       )))
     })?;
+  instance.replica.set_debug(debug);
   instance.replica.exchange().starting();
   let (stop, stopped) = watch::channel(false);
   let replica = instance.replica.clone();

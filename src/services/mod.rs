@@ -45,8 +45,8 @@ pub struct Running {
 
 /// Reads `file` on the blocking pool. A caller that stops waiting (a stop, or start()'s timeout)
 /// abandons the read: a FIFO or a hung network filesystem may never answer, and nothing waits for
-/// it then; if it ever finishes, a line on stderr says so.
-async fn read(file: FileTarget) -> Result<Option<Stored>> {
+/// it then; if it ever finishes, a diagnostic line of `replica` says so.
+async fn read(file: FileTarget, replica: Arc<Replica>) -> Result<Option<Stored>> {
   struct Abandoned(Arc<AtomicBool>);
   impl Drop for Abandoned {
     fn drop(&mut self) {
@@ -59,11 +59,13 @@ async fn read(file: FileTarget) -> Result<Option<Stored>> {
   tokio::task::spawn_blocking(move || {
     let stored = persist::load(&file);
     if abandoned.load(Ordering::Relaxed) {
-      report!(
-        "memsync: reading {} ended after {:.1} s, when nobody waited for it any more; what it read is dropped",
-        file.path.display(),
-        began.elapsed().as_secs_f64()
-      );
+      replica.debug(|| {
+        format!(
+          "reading {} ended after {:.1} s, when nobody waited for it any more; what it read is dropped",
+          file.path.display(),
+          began.elapsed().as_secs_f64()
+        )
+      });
     }
     stored
   })
@@ -82,19 +84,21 @@ impl Services {
   }
 
   /// Reads the file, off the async workers. A file that cannot be read or parsed is an error.
-  pub async fn load(&self) -> Result<Loaded> {
+  pub async fn load(&self, replica: &Arc<Replica>) -> Result<Loaded> {
     let Some(file) = self.file.clone() else {
       return Ok(Loaded(None));
     };
-    Ok(Loaded(read(file).await?))
+    Ok(Loaded(read(file, replica.clone()).await?))
   }
 
   /// For the instance that starts the network, now host: puts the file's object into `replica`.
   /// Read again if it changed since `start()` read it (a previous host may have saved once more
   /// before it handed over; nobody writes it now). Returns the version the file holds.
-  pub async fn seed(&self, replica: &Replica, loaded: Loaded) -> Result<u64> {
+  pub async fn seed(&self, replica: &Arc<Replica>, loaded: Loaded) -> Result<u64> {
     let stored = match (loaded.0, &self.file) {
-      (Some(stored), Some(file)) if !stored.is_current(file) => read(file.clone()).await?,
+      (Some(stored), Some(file)) if !stored.is_current(file) => {
+        read(file.clone(), replica.clone()).await?
+      }
       (stored, _) => stored,
     };
     Ok(match stored {

@@ -47,10 +47,7 @@ pub async fn join(
   let (reader, writer, direct) = match split(stream) {
     Ok(halves) => halves,
     Err(err) => {
-      report!(
-        "memsync '{}': cannot use the host connection: {err}",
-        replica.name()
-      );
+      replica.debug(|| format!("cannot use the host connection: {err}"));
       return Err(Input::NotWelcomed);
     }
   };
@@ -118,19 +115,13 @@ where
     break;
   }
   let Some(welcome) = welcome else {
-    report!(
-      "memsync '{}': cannot join the host: two about messages",
-      replica.name()
-    );
+    replica.debug(|| "cannot join the host: two about messages".to_owned());
     return Err(Input::NotWelcomed);
   };
   // Only a process that holds the object replaces a stopped host (see `role`): a newcomer's
   // default object would replace the network's.
   let Ok(welcome) = welcome else {
-    report!(
-      "memsync '{}': cannot join the host: no welcome within {host_timeout:?}",
-      replica.name()
-    );
+    replica.debug(|| format!("cannot join the host: no welcome within {host_timeout:?}"));
     return Err(Input::NotWelcomed);
   };
   let why = match welcome {
@@ -166,7 +157,7 @@ where
     Err(err) => Some(err.to_string()),
   };
   if let Some(why) = why {
-    report!("memsync '{}': cannot join the host: {why}", replica.name());
+    replica.debug(|| format!("cannot join the host: {why}"));
   }
   Err(Input::NotWelcomed)
 }
@@ -203,7 +194,7 @@ impl Client {
       match self.inbox.take_end() {
         Some(InboxEnd::Lost(err)) => return Some(host_loss(&self.replica, &err)),
         Some(InboxEnd::Failed(err)) => {
-          report!("memsync '{}': {err}; reconnecting", self.replica.name());
+          self.replica.debug(|| format!("{err}; reconnecting"));
           return Some(Input::HostBroken);
         }
         None => {}
@@ -294,10 +285,7 @@ fn is_reset(err: &ConnectionError) -> bool {
 /// is retried after a pause rather than at once.
 fn host_loss(replica: &Replica, err: &ConnectionError) -> Input {
   if !is_reset(err) {
-    report!(
-      "memsync '{}': host connection failed: {err}",
-      replica.name()
-    );
+    replica.debug(|| format!("host connection failed: {err}"));
   }
   match err {
     ConnectionError::Protocol(_) => Input::HostBroken,

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::core::exchange::LOCK_GRACE;
 use crate::core::replica::Replica;
+use crate::error::Error;
 use crate::services::Services;
 use crate::transport::local::burst::{burst, split, split_burst, Reader};
 use crate::transport::local::codec::{self, Message, PeerInfo, MAX_FRAME, PROTOCOL_VERSION};
@@ -91,7 +92,9 @@ pub async fn serve(
   services.stop().await;
   drop(socket);
   if let Err(err) = lock.release() {
-    report!("memsync '{}': {err}", replica.name());
+    replica.report_error(&Error::Rendezvous(format!(
+      "the host's lock files could not be removed: {err}"
+    )));
   }
   Ok(if lease.is_fenced() {
     Ended::Fenced
@@ -151,13 +154,10 @@ impl Listener {
           if let Err(err) =
             crate::transport::local::rendezvous::check_peer(&stream, self.uid, "client") =>
         {
-          report!(
-            "memsync '{}': refusing a client: {err}",
-            self.replica.name()
-          );
+          self.replica.debug(|| format!("refusing a client: {err}"));
         }
         Ok(stream) => self.spawn_handler(stream),
-        Err(err) => report!("memsync '{}': accept failed: {err}", self.replica.name()),
+        Err(err) => self.replica.debug(|| format!("accept failed: {err}")),
       }
     }
   }
@@ -170,10 +170,9 @@ impl Listener {
     let (reader, writer, direct) = match split(stream) {
       Ok(halves) => halves,
       Err(err) => {
-        report!(
-          "memsync '{}': cannot use a client connection: {err}",
-          self.replica.name()
-        );
+        self
+          .replica
+          .debug(|| format!("cannot use a client connection: {err}"));
         return;
       }
     };
@@ -274,10 +273,9 @@ impl Handler {
       }
       Ok(Ok(Some(Message::Hello { protocol, .. }))) => {
         let reason = format!("protocol {protocol} is not {PROTOCOL_VERSION}");
-        report!(
-          "memsync '{}': refusing a client: {reason}",
-          self.replica.name()
-        );
+        self
+          .replica
+          .debug(|| format!("refusing a client: {reason}"));
         self
           .outbox
           .send_message(&Message::Refused { reason, code: None });
@@ -295,10 +293,9 @@ impl Handler {
       Ok(Err(err)) => err.to_string(),
       Err(_) => format!("no hello within {HANDSHAKE_TIMEOUT:?}"),
     };
-    report!(
-      "memsync '{}': disconnecting a client before its hello: {why}",
-      self.replica.name()
-    );
+    self
+      .replica
+      .debug(|| format!("disconnecting a client before its hello: {why}"));
     None
   }
 
@@ -346,18 +343,18 @@ impl Handler {
       }
       if let Err(unexpected) = self.receive(origin, batch) {
         // The kind only: the message may be a whole document.
-        report!(
-          "memsync '{}': unexpected {} message from a client, disconnecting it",
-          self.replica.name(),
-          unexpected.kind()
-        );
+        self.replica.debug(|| {
+          format!(
+            "unexpected {} message from a client, disconnecting it",
+            unexpected.kind()
+          )
+        });
         return;
       }
       if let Some(err) = failed {
-        report!(
-          "memsync '{}': client connection failed: {err}",
-          self.replica.name()
-        );
+        self
+          .replica
+          .debug(|| format!("client connection failed: {err}"));
         return;
       }
     }

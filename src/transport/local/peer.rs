@@ -132,7 +132,7 @@ impl Peer {
       Action::Load => {
         // A read that blocks (a FIFO, a hung network filesystem) is abandoned when the instance
         // stops, so that start()'s timeout bounds it.
-        match or_stop(&mut self.shutdown, self.services.load()).await {
+        match or_stop(&mut self.shutdown, self.services.load(&self.replica)).await {
           None => Input::Stop,
           Some(Ok(loaded)) => {
             self.loaded = Some(loaded);
@@ -280,12 +280,13 @@ impl Peer {
     .await;
     match served {
       Ok(host::Ended::Fenced) => {
-        report!(
-          "memsync '{}': this host was stopped for too long (hostTimeout {} ms) and steps \
+        self.replica.debug(|| {
+          format!(
+            "this host was stopped for too long (hostTimeout {} ms) and steps \
            down; it joins the next host",
-          self.replica.name(),
-          self.options.host_timeout.as_millis()
-        );
+            self.options.host_timeout.as_millis()
+          )
+        });
         Input::Fenced
       }
       Ok(host::Ended::Shutdown) => Input::Stop,
