@@ -6,9 +6,8 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { rendezvousDir, spawnPeer, uniqueName, withTimeout } from './support/peers.mjs'
-import { runScript } from './support/child.mjs'
+import { runFixture } from './support/child.mjs'
 import { StderrLog, connectRaw, frame, hello } from './support/wire.mjs'
 
 const withDebug = (value) => {
@@ -73,15 +72,13 @@ test('NODE_DEBUG naming other modules shows no memsync line', { timeout: 30000 }
   assert.doesNotMatch(log.text, /MEMSYNC|client connection failed/)
 })
 
-const fixture = fileURLToPath(new URL('./fixtures/save-fails.mjs', import.meta.url))
-
 /** Runs the save-fails fixture (`mode`: 'listen' or 'silent') under a dangling symlink. */
 async function saveFails (t, mode) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memsync-save-'))
   t.after(() => fs.rmSync(tmp, { recursive: true, force: true }))
   const plain = path.join(tmp, 'plain')
   fs.symlinkSync(path.join(tmp, 'nowhere'), plain)
-  const run = await runScript(fixture, [path.join(tmp, 'rdv'), path.join(plain, 'data.json'), mode], { timeoutMs: 20000, label: `save-fails ${mode}`, ...withDebug(undefined) })
+  const run = await runFixture('save-fails.mjs', [path.join(tmp, 'rdv'), path.join(plain, 'data.json'), mode], withDebug(undefined))
   assert.equal(run.code, 0, run.stderr)
   return run
 }

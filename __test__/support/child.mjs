@@ -26,7 +26,7 @@ export function runScript (file, args, { timeoutMs, label, node = process.execPa
 }
 
 /** Runs `fixtures/<name>` with runScript. */
-export function runFixture (name, args = [], { timeoutMs = 20000 } = {}) {
+export function runFixture (name, args = [], { timeoutMs = 20000, env } = {}) {
   const file = fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url))
-  return runScript(file, args, { timeoutMs, label: name })
+  return runScript(file, args, { timeoutMs, label: name, env })
 }

@@ -10,7 +10,6 @@ pub mod http;
 pub mod persist;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -45,32 +44,36 @@ pub struct Running {
 
 /// Reads `file` on the blocking pool. A caller that stops waiting (a stop, or start()'s timeout)
 /// abandons the read: a FIFO or a hung network filesystem may never answer, and nothing waits for
-/// it then; if it ever finishes, a diagnostic line of `replica` says so.
+/// it then; a diagnostic line of `replica` says so, while its JS side still drains them.
 async fn read(file: FileTarget, replica: Arc<Replica>) -> Result<Option<Stored>> {
-  struct Abandoned(Arc<AtomicBool>);
-  impl Drop for Abandoned {
+  struct Waiting {
+    ended: bool,
+    replica: Arc<Replica>,
+    path: PathBuf,
+    began: Instant,
+  }
+  impl Drop for Waiting {
     fn drop(&mut self) {
-      self.0.store(true, Ordering::Relaxed);
+      if !self.ended {
+        self.replica.debug(|| {
+          format!(
+            "reading {} did not end within {:.1} s and is abandoned; what it reads will be dropped",
+            self.path.display(),
+            self.began.elapsed().as_secs_f64()
+          )
+        });
+      }
     }
   }
-  let abandoned = Arc::new(AtomicBool::new(false));
-  let _waiting = Abandoned(abandoned.clone());
-  let began = Instant::now();
-  tokio::task::spawn_blocking(move || {
-    let stored = persist::load(&file);
-    if abandoned.load(Ordering::Relaxed) {
-      replica.debug(|| {
-        format!(
-          "reading {} ended after {:.1} s, when nobody waited for it any more; what it read is dropped",
-          file.path.display(),
-          began.elapsed().as_secs_f64()
-        )
-      });
-    }
-    stored
-  })
-  .await
-  .map_err(|err| Error::Storage(err.to_string()))?
+  let mut waiting = Waiting {
+    ended: false,
+    replica,
+    path: file.path.clone(),
+    began: Instant::now(),
+  };
+  let read = tokio::task::spawn_blocking(move || persist::load(&file)).await;
+  waiting.ended = true;
+  read.map_err(|err| Error::Storage(err.to_string()))?
 }
 
 impl Services {
