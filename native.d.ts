@@ -176,13 +176,29 @@ export declare function setWantsReceived(instance: ExternalObject<Instance>, wan
 
 /**
  * Joins the network of the instance's name in the background; the outcome arrives as an event.
- * `onWake` is called (without arguments) when events are waiting to be drained. `maxBuffer`
- * bounds what a host's connections buffer together (`network.maxBuffer`, checked by JS).
- * `hostTimeout` (ms, checked by JS; default 5000): how long a silent host is waited for before
- * it is replaced. `debug`: whether JS shows diagnostic lines (`NODE_DEBUG=memsync`); while it
- * does not, the instance does not even format them.
+ * `onWake` is called (without arguments) when events are waiting to be drained.
  */
-export declare function start(instance: ExternalObject<Instance>, onWake: () => void, clientOnly: boolean, serverOnly: boolean, maxBuffer: number | null, hostTimeout: number | null, debug: boolean): void
+export declare function start(instance: ExternalObject<Instance>, onWake: () => void, options: StartOptions): void
+
+/** How an instance takes part in its network (memsync 0.5's options, checked by JS). */
+export interface StartOptions {
+  /** Never become host (`clientOnly`). */
+  clientOnly: boolean
+  /** Never join as a client (`serverOnly`). */
+  serverOnly: boolean
+  /** What a host's connections may buffer together, in bytes (`network.maxBuffer`). */
+  maxBuffer?: number
+  /**
+   * How long a silent host is waited for before it is replaced, in ms (`hostTimeout`; default
+   * 5000).
+   */
+  hostTimeout?: number
+  /**
+   * Whether JS shows diagnostic lines (`NODE_DEBUG=memsync`); while it does not, the instance
+   * does not even format them.
+   */
+  debug: boolean
+}
 
 /**
  * The instance's status: role, version, connected clients (a host's own, a client's host's),

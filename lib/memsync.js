@@ -401,7 +401,13 @@ class MemSync {
       this.#starting?.reject(codedError(MemErrors.ERR_TIMEOUT, `No host for '${this.name}' within ${timeoutMs} ms`))
     }, timeoutMs)
     try {
-      native.start(this.#native, () => this.#drain(), this.options.clientOnly === true, this.options.serverOnly === true, this.options.network?.maxBuffer ?? null, this.options.hostTimeout ?? null, debug.enabled)
+      native.start(this.#native, () => this.#drain(), {
+        clientOnly: this.options.clientOnly === true,
+        serverOnly: this.options.serverOnly === true,
+        maxBuffer: this.options.network?.maxBuffer ?? undefined,
+        hostTimeout: this.options.hostTimeout ?? undefined,
+        debug: debug.enabled
+      })
       return await abortable(outcome, signal, () => this.#starting?.reject(signal.reason))
     } catch (error) {
       // This start() is over: stop() must not reject its promise, which nobody awaits when

@@ -130,3 +130,75 @@ pub fn now_ms() -> u64 {
     .duration_since(UNIX_EPOCH)
     .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn hlc(ms: u64, counter: u32) -> Hlc {
+    Hlc { ms, counter }
+  }
+
+  #[test]
+  fn hlc_orders_by_ms_then_counter() {
+    assert!(hlc(1, 5) < hlc(2, 0));
+    assert!(hlc(2, 0) < hlc(2, 1));
+    assert_eq!(hlc(3, 3).max(hlc(3, 4)), hlc(3, 4));
+  }
+
+  #[test]
+  fn clock_is_monotonic_when_wall_time_goes_backwards() {
+    let mut clock = Clock::new();
+    let wall = [100, 100, 101, 50, 50, 0, 101, 102, 90];
+    let stamps: Vec<Hlc> = wall.iter().map(|&now| clock.now(now)).collect();
+    for pair in stamps.windows(2) {
+      assert!(pair[0] < pair[1], "{pair:?}");
+    }
+    assert_eq!(stamps[0], hlc(100, 0));
+    assert_eq!(stamps[1], hlc(100, 1));
+    assert_eq!(
+      stamps[3],
+      hlc(101, 1),
+      "a clock going back keeps the last ms"
+    );
+    assert_eq!(
+      stamps[7],
+      hlc(102, 0),
+      "a wall clock ahead again resets the counter"
+    );
+    assert_eq!(clock.last(), hlc(102, 1));
+  }
+
+  #[test]
+  fn clock_counter_overflow_borrows_the_next_millisecond() {
+    let mut clock = Clock::new();
+    clock.observe(&hlc(5, u32::MAX), 0);
+    assert_eq!(clock.last(), hlc(6, 0));
+    assert_eq!(clock.now(0), hlc(6, 1));
+  }
+
+  #[test]
+  fn observing_a_future_remote_moves_ahead() {
+    let mut clock = Clock::new();
+    clock.now(1_000);
+    let remote = hlc(5_000, 7);
+    let receipt = clock.observe(&remote, 1_001);
+    assert!(receipt > remote);
+    assert_eq!(receipt, hlc(5_000, 8));
+    assert!(
+      clock.now(1_002) > remote,
+      "later local events follow the remote"
+    );
+  }
+
+  #[test]
+  fn observing_a_past_remote_follows_the_wall_clock() {
+    let mut clock = Clock::new();
+    clock.now(1_000);
+    assert_eq!(clock.observe(&hlc(10, 3), 2_000), hlc(2_000, 0));
+    // Same millisecond everywhere: the counter moves past the larger of the two.
+    let mut clock = Clock::new();
+    clock.now(3_000);
+    assert_eq!(clock.observe(&hlc(3_000, 9), 3_000), hlc(3_000, 10));
+  }
+}

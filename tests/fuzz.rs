@@ -11,10 +11,10 @@
 
 use std::sync::{Arc, Mutex};
 
+use memsync::clock::Hlc;
+use memsync::core::message::{LogEntry, Message, RawJson};
 use memsync::patch::{apply, apply_changes, depth, Change, Context, Update, MAX_DEPTH};
-use memsync::transport::local::codec::{
-  self, decode, encode, Hlc, LogEntry, Message, ProtocolError, RawJson, MAX_FRAME,
-};
+use memsync::transport::local::codec::{self, decode, encode, ProtocolError, MAX_FRAME};
 use memsync::transport::local::connection::Outbox;
 use memsync::Replica;
 use proptest::prelude::*;

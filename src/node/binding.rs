@@ -26,13 +26,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::core::events::Kind;
+use crate::core::message::{PeerInfo, RawJson, RemoteError};
 use crate::core::replica::Replica;
 use crate::error::{Code, Error};
 use crate::node::js_poll::JsPoll;
 use crate::services::http::{Address, TokenRule, View};
 use crate::services::persist::FileTarget;
 use crate::services::Services;
-use crate::transport::local::codec::{PeerInfo, RawJson, RemoteError};
 use crate::transport::local::connection::Budget;
 use crate::transport::local::inbox::InboxSlot;
 use crate::transport::local::lease::DEFAULT_HOST_TIMEOUT;
@@ -230,25 +230,41 @@ fn poll_inbox(env: &Env, instance: &Instance) {
   }
 }
 
+/// How an instance takes part in its network (memsync 0.5's options, checked by JS).
+#[napi(object)]
+pub struct StartOptions {
+  /// Never become host (`clientOnly`).
+  pub client_only: bool,
+  /// Never join as a client (`serverOnly`).
+  pub server_only: bool,
+  /// What a host's connections may buffer together, in bytes (`network.maxBuffer`).
+  pub max_buffer: Option<f64>,
+  /// How long a silent host is waited for before it is replaced, in ms (`hostTimeout`; default
+  /// 5000).
+  pub host_timeout: Option<f64>,
+  /// Whether JS shows diagnostic lines (`NODE_DEBUG=memsync`); while it does not, the instance
+  /// does not even format them.
+  pub debug: bool,
+}
+
 /// Joins the network of the instance's name in the background; the outcome arrives as an event.
-/// `onWake` is called (without arguments) when events are waiting to be drained. `maxBuffer`
-/// bounds what a host's connections buffer together (`network.maxBuffer`, checked by JS).
-/// `hostTimeout` (ms, checked by JS; default 5000): how long a silent host is waited for before
-/// it is replaced. `debug`: whether JS shows diagnostic lines (`NODE_DEBUG=memsync`); while it
-/// does not, the instance does not even format them.
+/// `onWake` is called (without arguments) when events are waiting to be drained.
 #[napi(
-  ts_args_type = "instance: ExternalObject<Instance>, onWake: () => void, clientOnly: boolean, serverOnly: boolean, maxBuffer: number | null, hostTimeout: number | null, debug: boolean"
+  ts_args_type = "instance: ExternalObject<Instance>, onWake: () => void, options: StartOptions"
 )]
 pub fn start(
   env: Env,
   instance: &External<Instance>,
   on_wake: Function<(), ()>,
-  client_only: bool,
-  server_only: bool,
-  max_buffer: Option<f64>,
-  host_timeout: Option<f64>,
-  debug: bool,
+  options: StartOptions,
 ) -> Result<()> {
+  let StartOptions {
+    client_only,
+    server_only,
+    max_buffer,
+    host_timeout,
+    debug,
+  } = options;
   let mut link = instance.link.lock();
   if link.peer.is_some() {
     return Ok(());

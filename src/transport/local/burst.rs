@@ -6,7 +6,7 @@ use std::io;
 use interprocess::local_socket::tokio::Stream;
 
 use crate::core::exchange::Exchange;
-use crate::transport::local::codec::Message;
+use crate::core::message::Message;
 use crate::transport::local::connection::{ConnectionError, DirectWrite, FrameReader};
 use crate::transport::local::socket::{SocketReader, SocketWriter};
 

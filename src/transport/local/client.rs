@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use interprocess::local_socket::tokio::Stream;
 use tokio::task::JoinHandle;
 
+use crate::core::message::Message;
 use crate::core::replica::Replica;
 use crate::error::Code;
 use crate::transport::local::burst::{split, split_burst};
-use crate::transport::local::codec::{Message, PROTOCOL_VERSION};
+use crate::transport::local::codec::PROTOCOL_VERSION;
 use crate::transport::local::connection::{write_outbox, ConnectionError, FrameReader, Outbox};
 use crate::transport::local::inbox::{Inbox, InboxEnd, InboxSlot};
 use crate::transport::local::role::{Failure, Input};

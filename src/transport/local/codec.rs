@@ -5,14 +5,14 @@
 //! [`Message::Ordered`], which are a tag byte (never the start of JSON), their numbers in
 //! little-endian binary and their JSON texts as they are: decoding their JSON envelope took a
 //! quarter of a writing client's JS thread. Either form decodes. Everything here is synchronous
-//! and does no I/O: [`encode`] appends to a buffer and [`decode`] reads from a slice, so the codec is tested byte by byte (mini-redis
-//! `tests/frame_validation.rs`). "Not enough bytes yet" is `Ok(None)`, a normal result kept apart
+//! and does no I/O: [`encode`] appends to a buffer and [`decode`] reads from a slice, so the codec
+//! is tested byte by byte (mini-redis `tests/frame_validation.rs`). "Not enough bytes yet" is `Ok(None)`, a normal result kept apart
 //! from [`ProtocolError`], which means the peer sent something we will never accept.
 
 use std::fmt;
 
-pub use crate::clock::{Clock, Hlc};
-pub use crate::core::message::{LogEntry, Message, PeerInfo, RawJson, RemoteError};
+use crate::clock::Hlc;
+use crate::core::message::{Message, RawJson};
 
 /// The version a client announces in [`Message::Hello`]; the host refuses any other.
 pub const PROTOCOL_VERSION: u32 = 4;
@@ -256,6 +256,7 @@ mod tests {
   use serde_json::json;
 
   use super::*;
+  use crate::core::message::{LogEntry, PeerInfo, RemoteError};
 
   fn frame(message: &Message) -> Vec<u8> {
     let mut out = Vec::new();
@@ -648,68 +649,5 @@ mod tests {
       err.to_string().contains("unknown variant `teleport`"),
       "{err}"
     );
-  }
-
-  #[test]
-  fn hlc_orders_by_ms_then_counter() {
-    assert!(hlc(1, 5) < hlc(2, 0));
-    assert!(hlc(2, 0) < hlc(2, 1));
-    assert_eq!(hlc(3, 3).max(hlc(3, 4)), hlc(3, 4));
-  }
-
-  #[test]
-  fn clock_is_monotonic_when_wall_time_goes_backwards() {
-    let mut clock = Clock::new();
-    let wall = [100, 100, 101, 50, 50, 0, 101, 102, 90];
-    let stamps: Vec<Hlc> = wall.iter().map(|&now| clock.now(now)).collect();
-    for pair in stamps.windows(2) {
-      assert!(pair[0] < pair[1], "{pair:?}");
-    }
-    assert_eq!(stamps[0], hlc(100, 0));
-    assert_eq!(stamps[1], hlc(100, 1));
-    assert_eq!(
-      stamps[3],
-      hlc(101, 1),
-      "a clock going back keeps the last ms"
-    );
-    assert_eq!(
-      stamps[7],
-      hlc(102, 0),
-      "a wall clock ahead again resets the counter"
-    );
-    assert_eq!(clock.last(), hlc(102, 1));
-  }
-
-  #[test]
-  fn clock_counter_overflow_borrows_the_next_millisecond() {
-    let mut clock = Clock::new();
-    clock.observe(&hlc(5, u32::MAX), 0);
-    assert_eq!(clock.last(), hlc(6, 0));
-    assert_eq!(clock.now(0), hlc(6, 1));
-  }
-
-  #[test]
-  fn observing_a_future_remote_moves_ahead() {
-    let mut clock = Clock::new();
-    clock.now(1_000);
-    let remote = hlc(5_000, 7);
-    let receipt = clock.observe(&remote, 1_001);
-    assert!(receipt > remote);
-    assert_eq!(receipt, hlc(5_000, 8));
-    assert!(
-      clock.now(1_002) > remote,
-      "later local events follow the remote"
-    );
-  }
-
-  #[test]
-  fn observing_a_past_remote_follows_the_wall_clock() {
-    let mut clock = Clock::new();
-    clock.now(1_000);
-    assert_eq!(clock.observe(&hlc(10, 3), 2_000), hlc(2_000, 0));
-    // Same millisecond everywhere: the counter moves past the larger of the two.
-    let mut clock = Clock::new();
-    clock.now(3_000);
-    assert_eq!(clock.observe(&hlc(3_000, 9), 3_000), hlc(3_000, 10));
   }
 }

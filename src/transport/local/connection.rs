@@ -25,7 +25,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::Notify;
 
 use crate::core::link::Link;
-use crate::transport::local::codec::{self, Message, ProtocolError};
+use crate::core::message::Message;
+use crate::transport::local::codec::{self, ProtocolError};
 
 /// The least free space offered to each read, so small frames arrive many at a time.
 const READ_CHUNK: usize = 8 * 1024;
@@ -748,7 +749,9 @@ mod tests {
   use tokio::io::{duplex, DuplexStream};
 
   use super::*;
-  use crate::transport::local::codec::{Hlc, RawJson, MAX_FRAME};
+  use crate::clock::Hlc;
+  use crate::core::message::RawJson;
+  use crate::transport::local::codec::MAX_FRAME;
 
   fn patch(seq: u64) -> Message {
     Message::Patch {

@@ -11,11 +11,12 @@ use interprocess::local_socket::traits::tokio::Listener as _;
 use tokio::task::JoinHandle;
 
 use crate::core::exchange::LOCK_GRACE;
+use crate::core::message::{Message, PeerInfo};
 use crate::core::replica::Replica;
 use crate::error::Error;
 use crate::services::Services;
 use crate::transport::local::burst::{burst, split, split_burst, Reader};
-use crate::transport::local::codec::{self, Message, PeerInfo, MAX_FRAME, PROTOCOL_VERSION};
+use crate::transport::local::codec::{self, MAX_FRAME, PROTOCOL_VERSION};
 use crate::transport::local::connection::{write_outbox, Budget, FrameReader, Outbox, ReadLimits};
 use crate::transport::local::lease::{self, Lease};
 use crate::transport::local::rendezvous::HostLock;

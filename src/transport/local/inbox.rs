@@ -21,8 +21,8 @@ use parking_lot::Mutex;
 use tokio::io::Interest;
 use tokio::sync::Notify;
 
+use crate::core::message::Message;
 use crate::core::replica::Replica;
-use crate::transport::local::codec::Message;
 use crate::transport::local::connection::{ConnectionError, ReadBuffer};
 
 /// Handles a burst of messages from the host, in order; an error ends the connection.

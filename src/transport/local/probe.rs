@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
-use crate::transport::local::codec::{self, Message};
+use crate::core::message::Message;
+use crate::transport::local::codec;
 use crate::transport::local::connection::FrameReader;
 use crate::transport::local::rendezvous::{self, Rendezvous};
 

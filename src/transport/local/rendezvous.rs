@@ -618,8 +618,9 @@ mod tests {
   use tokio::io::AsyncWriteExt;
 
   use super::*;
+  use crate::core::message::Message;
   use crate::services::persist::tests::names_in;
-  use crate::transport::local::codec::{self, Message, PROTOCOL_VERSION};
+  use crate::transport::local::codec::{self, PROTOCOL_VERSION};
   use crate::transport::local::connection::FrameReader;
 
   /// Writes `message` as one frame.
