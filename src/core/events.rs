@@ -292,17 +292,41 @@ pub struct Queue {
   events: Vec<(Kind, String)>,
   /// Bytes of the document events (changes, snapshots) queued.
   backlog: usize,
-  /// Bytes of the bus events queued.
-  bus_backlog: usize,
-  /// Bus events dropped past [`MAX_BUS_BACKLOG`] since the last drain.
-  bus_dropped: u64,
-  /// Bytes of the diagnostic lines queued.
-  debug_backlog: usize,
-  /// Diagnostic lines dropped past [`MAX_DEBUG_BACKLOG`] since the last drain.
-  debug_dropped: u64,
+  /// The bus events queued, up to [`MAX_BUS_BACKLOG`].
+  bus: Bounded,
+  /// The diagnostic lines queued, up to [`MAX_DEBUG_BACKLOG`].
+  debug: Bounded,
   /// The document events were dropped for the backlog: the next drain starts with a snapshot,
   /// and no document event is queued until then.
   resync: bool,
+}
+
+/// The bytes of one kind of events queued, up to a limit past which further ones are dropped and
+/// counted.
+#[derive(Default)]
+struct Bounded {
+  backlog: usize,
+  dropped: u64,
+}
+
+impl Bounded {
+  /// Whether an event of `bytes` fits under `limit`: then it is counted as queued, else as
+  /// dropped.
+  fn admit(&mut self, bytes: usize, limit: usize) -> bool {
+    let fits = self.backlog + bytes <= limit;
+    if fits {
+      self.backlog += bytes;
+    } else {
+      self.dropped += 1;
+    }
+    fits
+  }
+
+  /// Nothing is queued any more: returns how many were dropped since the last drain.
+  fn drain(&mut self) -> u64 {
+    self.backlog = 0;
+    std::mem::take(&mut self.dropped)
+  }
 }
 
 impl Queue {
@@ -323,21 +347,13 @@ impl Queue {
           self.resync = true;
         }
       }
-      Kind::Emit => {
+      Kind::Emit | Kind::Debug => {
+        let (bound, limit) = match kind {
+          Kind::Emit => (&mut self.bus, MAX_BUS_BACKLOG),
+          _ => (&mut self.debug, MAX_DEBUG_BACKLOG),
+        };
         let text = event.to_json();
-        if self.bus_backlog + text.len() > MAX_BUS_BACKLOG {
-          self.bus_dropped += 1;
-        } else {
-          self.bus_backlog += text.len();
-          self.events.push((kind, text));
-        }
-      }
-      Kind::Debug => {
-        let text = event.to_json();
-        if self.debug_backlog + text.len() > MAX_DEBUG_BACKLOG {
-          self.debug_dropped += 1;
-        } else {
-          self.debug_backlog += text.len();
+        if bound.admit(text.len(), limit) {
           self.events.push((kind, text));
         }
       }
@@ -377,20 +393,19 @@ impl Queue {
     let mut out = String::with_capacity(2 + last.len());
     out.push('[');
     self.backlog = 0;
-    self.bus_backlog = 0;
-    self.debug_backlog = 0;
-    if self.bus_dropped > 0 {
+    let bus_dropped = self.bus.drain();
+    let debug_dropped = self.debug.drain();
+    if bus_dropped > 0 {
       // First, so that JS reports the loss as soon as it drains.
-      out.push_str(&Event::EventsDropped(std::mem::take(&mut self.bus_dropped)).to_json());
+      out.push_str(&Event::EventsDropped(bus_dropped).to_json());
       out.push(',');
     }
     for (_, text) in self.events.drain(..) {
       out.push_str(&text);
       out.push(',');
     }
-    if self.debug_dropped > 0 {
-      let dropped = std::mem::take(&mut self.debug_dropped);
-      let line = format!("{dropped} diagnostic lines were dropped: the event loop left {MAX_DEBUG_BACKLOG} bytes of them waiting");
+    if debug_dropped > 0 {
+      let line = format!("{debug_dropped} diagnostic lines were dropped: the event loop left {MAX_DEBUG_BACKLOG} bytes of them waiting");
       out.push_str(&Event::Debug(&line).to_json());
       out.push(',');
     }
