@@ -15,12 +15,19 @@ let names = 0
 /** A name no other test (or earlier run) uses. */
 export const uniqueName = (label) => `${label}-${process.pid}-${names++}`
 
+/** The peers each test spawned, killed before its rendezvous directories are removed. */
+const peersOf = new WeakMap()
+
 /** A fresh rendezvous directory (memsync creates it, 0700), removed when the test ends. */
 export function rendezvousDir (t) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memsync-test-'))
-  // Retried: this hook may run before the peers' kill hooks, while a survivor is still taking
-  // the host role and creating its files.
-  t.after(() => fs.rmSync(tmp, { recursive: true, force: true, maxRetries: 10 }))
+  // This hook runs before the kill hooks of peers spawned later, and a surviving peer would take
+  // the host role and create the directory and its files again while they are removed: the
+  // test's peers go first. Retried for the instances of this process, whose stop hooks run later.
+  t.after(async () => {
+    await Promise.all([...(peersOf.get(t) ?? [])].map((peer) => peer.kill()))
+    fs.rmSync(tmp, { recursive: true, force: true, maxRetries: 10 })
+  })
   return path.join(tmp, 'rdv')
 }
 
@@ -136,6 +143,8 @@ export async function spawnPeer (t, name, dir, config = {}, label = name, { env 
   // --expose-gc: memory is measured after a full collection, not at the mercy of GC timing.
   const child = fork(FIXTURE, [name, dir, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], execArgv: ['--expose-gc'], env })
   const peer = new Peer(child, label)
+  if (!peersOf.has(t)) peersOf.set(t, new Set())
+  peersOf.get(t).add(peer)
   t.after(() => peer.kill())
   const ready = Promise.race([
     peer.waitEvent('ready', { timeoutMs: 10000 }),
