@@ -26,3 +26,4 @@
 //! [`Replica::go_offline`]: crate::core::replica::Replica::go_offline
 
 pub mod local;
+pub mod redis;

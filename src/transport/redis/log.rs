@@ -1,0 +1,159 @@
+//! An object's log in Redis: its keys, and the script that orders a batch of patches into it.
+//!
+//! Every key of an object carries one hash tag, `{ms:<stem>}` (the stem is the object's name as a
+//! file name: no `{` or `}` to cut the tag short), so that an object lives in one Cluster slot and
+//! the script may touch all its keys. The script (`order.lua`) is sent once and then called by its
+//! digest; redis-rs loads it again when a server answers `NOSCRIPT` (a restart, a failover to a
+//! replica that never saw it).
+
+use redis::aio::ConnectionLike;
+use redis::{RedisResult, Script};
+
+use crate::name::file_stem;
+
+/// The wire protocol of the entries; bridges of another protocol are refused by the script.
+pub const LOG_PROTOCOL: u32 = 1;
+
+/// The keys of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+  /// The stream of ordered patches; entry `0-<version>` holds patch `version`.
+  pub log: String,
+  /// The highest sequence number ordered, per origin.
+  pub origins: String,
+  /// The version reached and the protocol the object is written with.
+  pub head: String,
+}
+
+impl Keys {
+  /// The keys of the object `name`.
+  pub fn of(name: &str) -> Keys {
+    let tag = format!("{{ms:{}}}", file_stem(name));
+    Keys {
+      log: format!("{tag}:log"),
+      origins: format!("{tag}:origins"),
+      head: format!("{tag}:head"),
+    }
+  }
+}
+
+/// A patch a bridge proposes: its origin's identity and sequence number, and its encoded entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Proposal<'a> {
+  pub origin: u64,
+  pub seq: u64,
+  pub payload: &'a [u8],
+}
+
+/// Where the script put a proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+  /// In the log at this version.
+  Ordered(u64),
+  /// Its (origin, seq) was in the log already.
+  Duplicate,
+  /// Its seq does not follow the origin's last one in the log, `last`: the caller resubmits
+  /// from `last + 1`.
+  Gap { last: u64 },
+}
+
+/// An entry of the log, as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+  pub version: u64,
+  pub origin: u64,
+  pub seq: u64,
+  pub payload: Vec<u8>,
+}
+
+/// The ordering script, ready to be called on any connection.
+pub struct Orderer {
+  script: Script,
+}
+
+impl Default for Orderer {
+  fn default() -> Self {
+    Orderer {
+      script: Script::new(include_str!("order.lua")),
+    }
+  }
+}
+
+impl Orderer {
+  /// Orders `batch` into the log of `keys`, in one call; answers in the batch's order.
+  pub async fn order<C: ConnectionLike>(
+    &self,
+    connection: &mut C,
+    keys: &Keys,
+    batch: &[Proposal<'_>],
+  ) -> RedisResult<Vec<Placed>> {
+    let mut invocation = self.script.prepare_invoke();
+    invocation
+      .key(&keys.log)
+      .key(&keys.origins)
+      .key(&keys.head)
+      .arg(LOG_PROTOCOL);
+    for proposal in batch {
+      invocation
+        .arg(proposal.origin.to_string())
+        .arg(proposal.seq)
+        .arg(proposal.payload);
+    }
+    let answers: Vec<i64> = invocation.invoke_async(connection).await?;
+    Ok(
+      answers
+        .into_iter()
+        .map(|answer| match answer {
+          0 => Placed::Duplicate,
+          version if version > 0 => Placed::Ordered(version as u64),
+          last => Placed::Gap {
+            last: last.unsigned_abs(),
+          },
+        })
+        .collect(),
+    )
+  }
+}
+
+/// Up to `count` entries after `version`, in order.
+pub async fn read_after<C: ConnectionLike>(
+  connection: &mut C,
+  keys: &Keys,
+  version: u64,
+  count: usize,
+) -> RedisResult<Vec<Entry>> {
+  let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+    .arg(&keys.log)
+    .arg(format!("0-{}", version + 1))
+    .arg("+")
+    .arg("COUNT")
+    .arg(count)
+    .query_async(connection)
+    .await?;
+  reply
+    .ids
+    .into_iter()
+    .map(|entry| {
+      let version = entry
+        .id
+        .strip_prefix("0-")
+        .and_then(|version| version.parse().ok());
+      let origin = entry
+        .get::<String>("o")
+        .and_then(|origin| origin.parse().ok());
+      match (version, origin, entry.get("s"), entry.get("p")) {
+        (Some(version), Some(origin), Some(seq), Some(payload)) => Ok(Entry {
+          version,
+          origin,
+          seq,
+          payload,
+        }),
+        _ => Err(redis::RedisError::from((
+          redis::ErrorKind::UnexpectedReturnType,
+          "not a memsync log entry",
+          entry.id,
+        ))),
+      }
+    })
+    .collect()
+}

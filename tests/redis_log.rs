@@ -1,0 +1,179 @@
+//! The ordering script against a real `redis-server` (Debian's package; the test says so and
+//! passes when it is not installed): versions, dedupe, gaps, the protocol check, and NOSCRIPT.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use memsync::transport::redis::log::{read_after, Entry, Keys, Orderer, Placed, Proposal};
+
+/// A `redis-server` on a free loopback port, persistence off, killed when dropped.
+struct Server {
+  child: Child,
+  port: u16,
+}
+
+impl Drop for Server {
+  fn drop(&mut self) {
+    let _ = self.child.kill();
+    let _ = self.child.wait();
+  }
+}
+
+fn server() -> Option<Server> {
+  let port = TcpListener::bind("127.0.0.1:0")
+    .unwrap()
+    .local_addr()
+    .unwrap()
+    .port();
+  let child = Command::new("redis-server")
+    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+    .args(["--save", "", "--appendonly", "no"])
+    .stdout(Stdio::null())
+    .spawn();
+  match child {
+    Ok(child) => Some(Server { child, port }),
+    Err(err) => {
+      eprintln!("redis-server cannot run ({err}): apt-get install redis-server");
+      None
+    }
+  }
+}
+
+async fn connect(server: &Server) -> redis::aio::MultiplexedConnection {
+  let client = redis::Client::open(format!("redis://127.0.0.1:{}", server.port)).unwrap();
+  let deadline = Instant::now() + Duration::from_secs(10);
+  loop {
+    match client.get_multiplexed_async_connection().await {
+      Ok(connection) => return connection,
+      Err(err) if Instant::now() > deadline => panic!("redis-server did not listen: {err}"),
+      Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+    }
+  }
+}
+
+fn proposal(origin: u64, seq: u64, payload: &[u8]) -> Proposal<'_> {
+  Proposal {
+    origin,
+    seq,
+    payload,
+  }
+}
+
+#[tokio::test]
+async fn a_batch_gets_consecutive_versions_resends_are_dropped_and_gaps_reported() {
+  let Some(server) = server() else { return };
+  let mut connection = connect(&server).await;
+  let keys = Keys::of("jobs");
+  let orderer = Orderer::default();
+  // Origins above 2^53 must survive the script's numbers.
+  let big = u64::MAX - 1;
+  let placed = orderer
+    .order(
+      &mut connection,
+      &keys,
+      &[
+        proposal(big, 1, b"a1"),
+        proposal(7, 1, b"b1"),
+        proposal(big, 2, b"a2"),
+        proposal(big, 2, b"a2 again"),
+        proposal(7, 3, b"b3"),
+        proposal(7, 4, b"b4"),
+      ],
+    )
+    .await
+    .unwrap();
+  assert_eq!(
+    placed,
+    [
+      Placed::Ordered(1),
+      Placed::Ordered(2),
+      Placed::Ordered(3),
+      Placed::Duplicate,
+      Placed::Gap { last: 1 },
+      Placed::Gap { last: 1 },
+    ]
+  );
+  // The resubmission from last + 1, after a resend of what is ordered already.
+  let placed = orderer
+    .order(
+      &mut connection,
+      &keys,
+      &[
+        proposal(7, 1, b"b1"),
+        proposal(7, 2, b"b2"),
+        proposal(7, 3, b"b3"),
+      ],
+    )
+    .await
+    .unwrap();
+  assert_eq!(
+    placed,
+    [Placed::Duplicate, Placed::Ordered(4), Placed::Ordered(5)]
+  );
+  let entries = read_after(&mut connection, &keys, 2, 10).await.unwrap();
+  let entry = |version, origin, seq, payload: &[u8]| Entry {
+    version,
+    origin,
+    seq,
+    payload: payload.to_vec(),
+  };
+  assert_eq!(
+    entries,
+    [
+      entry(3, big, 2, b"a2"),
+      entry(4, 7, 2, b"b2"),
+      entry(5, 7, 3, b"b3"),
+    ]
+  );
+  assert_eq!(read_after(&mut connection, &keys, 5, 10).await.unwrap(), []);
+}
+
+#[tokio::test]
+async fn another_protocol_is_refused_and_a_flushed_script_is_loaded_again() {
+  let Some(server) = server() else { return };
+  let mut connection = connect(&server).await;
+  let keys = Keys::of("proto");
+  let orderer = Orderer::default();
+  let placed = orderer
+    .order(&mut connection, &keys, &[proposal(1, 1, b"x")])
+    .await
+    .unwrap();
+  assert_eq!(placed, [Placed::Ordered(1)]);
+  // What a failover to a server that never saw the script looks like.
+  let _: () = redis::cmd("SCRIPT")
+    .arg("FLUSH")
+    .query_async(&mut connection)
+    .await
+    .unwrap();
+  let placed = orderer
+    .order(&mut connection, &keys, &[proposal(1, 2, b"y")])
+    .await
+    .unwrap();
+  assert_eq!(placed, [Placed::Ordered(2)]);
+  let _: () = redis::cmd("HSET")
+    .arg(&keys.head)
+    .arg("protocol")
+    .arg(99)
+    .query_async(&mut connection)
+    .await
+    .unwrap();
+  let err = orderer
+    .order(&mut connection, &keys, &[proposal(1, 3, b"z")])
+    .await
+    .unwrap_err();
+  assert!(
+    err.to_string().contains("written with protocol 99"),
+    "{err}"
+  );
+}
+
+#[test]
+fn the_keys_of_an_object_share_one_hash_tag_that_its_name_cannot_cut_short() {
+  let keys = Keys::of("a}b{c");
+  let tag = &keys.log[..=keys.log.find('}').unwrap()];
+  assert_eq!(tag, "{ms:a%7Db%7Bc}");
+  assert_eq!(keys.log, format!("{tag}:log"));
+  assert_eq!(keys.origins, format!("{tag}:origins"));
+  assert_eq!(keys.head, format!("{tag}:head"));
+}
