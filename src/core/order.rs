@@ -101,6 +101,28 @@ impl Order {
     }
   }
 
+  /// Decides the entry at `version` of a log ordered elsewhere (a Redis stream, where the
+  /// ordering script cannot run the engine). Every entry takes its position whatever the verdict,
+  /// so that every replica reading the log counts the same versions; a duplicate, stale or
+  /// refused entry leaves `data` as it was, and is marked ordered like the others.
+  pub fn decide_logged(
+    &mut self,
+    version: u64,
+    origin: u64,
+    seq: u64,
+    hlc: Hlc,
+    update: &Update,
+    data: &mut Value,
+  ) -> Verdict {
+    let verdict = match self.decide(origin, seq, hlc, update, data) {
+      Verdict::Ordered { changes, .. } => Verdict::Ordered { version, changes },
+      other => other,
+    };
+    self.mark_ordered(origin, seq);
+    self.version = version;
+    verdict
+  }
+
   /// Orders a patch already applied (the sequencer's own, fresh from its clock: nothing can be
   /// newer or a duplicate); returns its version.
   pub fn accept(&mut self, origin: u64, seq: u64, hlc: Hlc, update: &Update) -> u64 {
@@ -304,5 +326,56 @@ mod tests {
     );
     assert_eq!(data, json!({ "a": 6, "b": { "c": 1 } }));
     assert_eq!(replay(), (verdicts, data));
+  }
+
+  #[test]
+  fn a_log_ordered_elsewhere_gives_every_entry_its_position_whatever_the_verdict() {
+    let log = [
+      (1, 1, 30, json!({ "$set": { "a": 1 } })),
+      (2, 1, 10, json!({ "$set": { "a": 2 } })),
+      (3, 1, 50, json!({ "$push": { "a": 1 } })),
+      (2, 2, 40, json!({ "$inc": { "a": 5 } })),
+    ];
+    let replay = || {
+      let mut order = Order::default();
+      let mut data = json!({});
+      let verdicts: Vec<String> = log
+        .iter()
+        .zip(1..)
+        .map(|((origin, seq, ms, value), version)| {
+          match order.decide_logged(
+            version,
+            *origin,
+            *seq,
+            at(*ms),
+            &update(value.clone()),
+            &mut data,
+          ) {
+            Verdict::Ordered { version, .. } => format!("ordered {version}"),
+            Verdict::Duplicate => "duplicate".to_owned(),
+            Verdict::Stale { path } => format!("stale {path}"),
+            Verdict::Refused(err) => format!("refused {}", err.kind.code()),
+          }
+        })
+        .collect();
+      (verdicts, data, order.version(), order.is_ordered(3, 1))
+    };
+    let (verdicts, data, version, refused_is_ordered) = replay();
+    assert_eq!(
+      verdicts,
+      [
+        "ordered 1",
+        "stale a",
+        "refused ERR_TYPE_MISMATCH",
+        "ordered 4"
+      ]
+    );
+    assert_eq!(data, json!({ "a": 6 }));
+    assert_eq!(
+      version, 4,
+      "the log's length, refused and stale entries included"
+    );
+    assert!(refused_is_ordered, "a refused entry is not brought again");
+    assert_eq!(replay(), (verdicts, data, version, refused_is_ordered));
   }
 }

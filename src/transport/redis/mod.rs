@@ -5,9 +5,11 @@
 //! - `address`: the `transport` URL (single server, Sentinel, Cluster), shown without password.
 //! - `log`: an object's keys and the script that orders batches of patches into its stream.
 //!
-//! To do: the bridge (forward, read back, resubmit after a failover), replicas deciding each log
-//! entry with `core::order` (whose versions must then follow the log's positions, a refused or
-//! stale entry included), snapshots and trimming, presence, RPC, events and locks.
+//! Replicas decide each log entry with `core::order::Order::decide_logged`: an entry's version is
+//! its position in the log, a refused or stale one included, so every replica counts alike.
+//!
+//! To do: the bridge (forward, read back, resubmit after a failover), snapshots and trimming,
+//! presence, RPC, events and locks.
 
 pub mod address;
 pub mod log;
