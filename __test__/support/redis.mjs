@@ -1,0 +1,142 @@
+// Real Redis deployments for the tests, started by the tests themselves on loopback ports with
+// persistence off (Debian's redis-server and redis-sentinel): a primary with replicas, watched by
+// sentinels. Every process is killed when the test ends.
+import { spawn, spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { once } from 'node:events'
+import { withTimeout } from './peers.mjs'
+
+/** Why Redis tests cannot run here, or null: they skip with this message. */
+export function redisMissing () {
+  for (const binary of ['redis-server', 'redis-sentinel']) {
+    if (spawnSync(binary, ['--version']).error) return `${binary} is not installed (apt-get install redis-server redis-sentinel)`
+  }
+  return null
+}
+
+async function freePort () {
+  const server = net.createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address()
+  server.close()
+  await once(server, 'close')
+  return port
+}
+
+/** Sends one command and resolves with the first chunk of the raw reply (PING, ROLE, INFO, SENTINEL). */
+export async function command (port, ...args) {
+  const socket = net.createConnection(port, '127.0.0.1')
+  socket.on('error', () => {})
+  try {
+    await withTimeout(once(socket, 'connect'), 2000, `connecting to ${port}`)
+    const request = `*${args.length}\r\n` + args.map((arg) => `$${Buffer.byteLength(String(arg))}\r\n${arg}\r\n`).join('')
+    socket.write(request)
+    const [reply] = await withTimeout(once(socket, 'data'), 2000, `${args[0]} on ${port}`)
+    return reply.toString()
+  } finally {
+    socket.destroy()
+  }
+}
+
+/** Until `port` answers PING; bounded. */
+async function ready (port, timeoutMs = 10000) {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    try {
+      if ((await command(port, 'PING')).startsWith('+PONG')) return
+    } catch {}
+    if (Date.now() > deadline) throw new Error(`redis on port ${port} did not answer PING within ${timeoutMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+}
+
+class RedisProcess {
+  constructor (child, port, label) {
+    this.child = child
+    this.port = port
+    this.label = label
+    this.exited = once(child, 'exit')
+    this.log = ''
+    child.stdout.on('data', (chunk) => { this.log = (this.log + chunk).slice(-20000) })
+  }
+
+  kill (signal = 'SIGKILL') {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal)
+    return this.exited
+  }
+}
+
+function start (t, binary, args, port, label) {
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  const started = new RedisProcess(child, port, label)
+  t.after(() => started.kill())
+  return started
+}
+
+/**
+ * A primary with `replicas` replicas and `sentinels` sentinels watching it as `master`
+ * (down-after `downAfterMs`). Resolves once every replica is linked and every sentinel knows
+ * the others, so a failover can happen at once.
+ */
+export async function sentinelDeployment (t, { replicas = 2, sentinels = 3, master = 'mymaster', downAfterMs = 1000 } = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memsync-redis-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const server = (port, label, extra = []) => start(t, 'redis-server', ['--port', port, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra], port, label)
+  const primaryPort = await freePort()
+  const primary = server(primaryPort, 'primary')
+  await ready(primaryPort)
+  const replicaProcesses = []
+  for (let i = 0; i < replicas; i++) {
+    const port = await freePort()
+    replicaProcesses.push(server(port, `replica${i}`, ['--replicaof', '127.0.0.1', primaryPort]))
+    await ready(port)
+  }
+  const sentinelProcesses = []
+  for (let i = 0; i < sentinels; i++) {
+    const port = await freePort()
+    const config = path.join(dir, `sentinel${i}.conf`)
+    fs.writeFileSync(config, [
+      `port ${port}`,
+      'bind 127.0.0.1',
+      `dir ${dir}`,
+      `sentinel monitor ${master} 127.0.0.1 ${primaryPort} ${Math.floor(sentinels / 2) + 1}`,
+      `sentinel down-after-milliseconds ${master} ${downAfterMs}`,
+      `sentinel failover-timeout ${master} ${Math.max(downAfterMs * 3, 3000)}`,
+      `sentinel parallel-syncs ${master} 1`,
+      ''
+    ].join('\n'))
+    sentinelProcesses.push(start(t, 'redis-sentinel', [config], port, `sentinel${i}`))
+    await ready(port)
+  }
+  await waitFor(async () => {
+    const info = await command(primaryPort, 'INFO', 'replication')
+    return info.includes(`connected_slaves:${replicas}`)
+  }, 10000, `the ${replicas} replicas linked to the primary`)
+  await waitFor(async () => {
+    const counts = await Promise.all(sentinelProcesses.map((s) => command(s.port, 'SENTINEL', 'MASTER', master)))
+    return counts.every((reply) => reply.includes(`num-other-sentinels\r\n$1\r\n${sentinels - 1}`))
+  }, 15000, 'every sentinel knows the others')
+  return { master, primary, replicas: replicaProcesses, sentinels: sentinelProcesses, url: `redis+sentinel://${sentinelProcesses.map((s) => `127.0.0.1:${s.port}`).join(',')}/${master}` }
+}
+
+/** The port of the primary the sentinel at `port` names for `master`. */
+export async function primaryPortOf (port, master) {
+  const reply = await command(port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', master)
+  const parts = reply.split('\r\n')
+  return Number(parts[4])
+}
+
+/** Until `check()` resolves true, polling every 50 ms; bounded by `timeoutMs`. */
+export async function waitFor (check, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    try {
+      if (await check()) return
+    } catch {}
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
