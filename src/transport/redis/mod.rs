@@ -4,6 +4,7 @@
 //!
 //! - `address`: the `transport` URL (single server, Sentinel, Cluster), shown without password.
 //! - `log`: an object's keys and the script that orders batches of patches into its stream.
+//! - `entry`: the payload of a log entry (timestamp and update text).
 //!
 //! Replicas decide each log entry with `core::order::Order::decide_logged`: an entry's version is
 //! its position in the log, a refused or stale one included, so every replica counts alike.
@@ -12,4 +13,5 @@
 //! presence, RPC, events and locks.
 
 pub mod address;
+pub mod entry;
 pub mod log;
