@@ -1,10 +1,13 @@
-//! The ordering script against a real `redis-server` (Debian's package; the test says so and
-//! passes when it is not installed): versions, dedupe, gaps, the protocol check, and NOSCRIPT.
+//! The Redis transport's parts against a real `redis-server` and `redis-sentinel` (Debian's
+//! packages; a test says so and passes when they are not installed): the ordering script
+//! (versions, dedupe, gaps, the protocol check, NOSCRIPT) and reaching the primary.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use memsync::transport::redis::address::Target;
+use memsync::transport::redis::connect::primary;
 use memsync::transport::redis::log::{read_after, Entry, Keys, Orderer, Placed, Proposal};
 
 /// A `redis-server` on a free loopback port, persistence off, killed when dropped.
@@ -20,12 +23,16 @@ impl Drop for Server {
   }
 }
 
-fn server() -> Option<Server> {
-  let port = TcpListener::bind("127.0.0.1:0")
+fn free_port() -> u16 {
+  TcpListener::bind("127.0.0.1:0")
     .unwrap()
     .local_addr()
     .unwrap()
-    .port();
+    .port()
+}
+
+fn server() -> Option<Server> {
+  let port = free_port();
   let child = Command::new("redis-server")
     .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
     .args(["--save", "", "--appendonly", "no"])
@@ -35,6 +42,28 @@ fn server() -> Option<Server> {
     Ok(child) => Some(Server { child, port }),
     Err(err) => {
       eprintln!("redis-server cannot run ({err}): apt-get install redis-server");
+      None
+    }
+  }
+}
+
+/// A sentinel watching the server on `primary` as `master` (quorum 1), its config in `dir`.
+fn sentinel(primary: u16, master: &str, dir: &tempfile::TempDir) -> Option<Server> {
+  let port = free_port();
+  let config = dir.path().join(format!("sentinel-{port}.conf"));
+  std::fs::write(
+    &config,
+    format!("port {port}\nbind 127.0.0.1\nsentinel monitor {master} 127.0.0.1 {primary} 1\n"),
+  )
+  .unwrap();
+  let child = Command::new("redis-sentinel")
+    .arg(&config)
+    .stdout(Stdio::null())
+    .spawn();
+  match child {
+    Ok(child) => Some(Server { child, port }),
+    Err(err) => {
+      eprintln!("redis-sentinel cannot run ({err}): apt-get install redis-sentinel");
       None
     }
   }
@@ -176,4 +205,51 @@ fn the_keys_of_an_object_share_one_hash_tag_that_its_name_cannot_cut_short() {
   assert_eq!(keys.log, format!("{tag}:log"));
   assert_eq!(keys.origins, format!("{tag}:origins"));
   assert_eq!(keys.head, format!("{tag}:head"));
+}
+
+#[tokio::test]
+async fn the_primary_is_reached_directly_or_through_a_sentinel_and_failures_hide_the_password() {
+  let Some(server) = server() else { return };
+  let dir = tempfile::tempdir().unwrap();
+  let Some(watcher) = sentinel(server.port, "main", &dir) else {
+    return;
+  };
+  // Both listen before they are asked.
+  drop(connect(&server).await);
+  drop(connect(&watcher).await);
+  let direct = Target::parse(&format!("redis://127.0.0.1:{}", server.port)).unwrap();
+  let mut connection = primary(&direct).await.unwrap();
+  let pong: String = redis::cmd("PING")
+    .query_async(&mut connection)
+    .await
+    .unwrap();
+  assert_eq!(pong, "PONG");
+  let dead = free_port();
+  let through = Target::parse(&format!(
+    "redis+sentinel://:hunter2@127.0.0.1:{dead},127.0.0.1:{}/main",
+    watcher.port
+  ))
+  .unwrap();
+  let err = primary(&through).await.map(|_| ()).unwrap_err();
+  // The password is for the data node, whose server has none: AUTH fails there.
+  assert!(err.contains(":***@") && !err.contains("hunter2"), "{err}");
+  let through = Target::parse(&format!(
+    "redis+sentinel://127.0.0.1:{dead},127.0.0.1:{}/main",
+    watcher.port
+  ))
+  .unwrap();
+  let mut connection = primary(&through).await.unwrap();
+  let _: () = redis::cmd("SET")
+    .arg("k")
+    .arg("v")
+    .query_async(&mut connection)
+    .await
+    .unwrap();
+  let unknown = Target::parse(&format!(
+    "redis+sentinel://127.0.0.1:{}/other",
+    watcher.port
+  ))
+  .unwrap();
+  let err = primary(&unknown).await.map(|_| ()).unwrap_err();
+  assert!(err.contains("knows no master 'other'"), "{err}");
 }

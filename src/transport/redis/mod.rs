@@ -5,6 +5,7 @@
 //! - `address`: the `transport` URL (single server, Sentinel, Cluster), shown without password.
 //! - `log`: an object's keys and the script that orders batches of patches into its stream.
 //! - `entry`: the payload of a log entry (timestamp and update text).
+//! - `connect`: a connection to the primary (one server, or found through the sentinels).
 //!
 //! Replicas decide each log entry with `core::order::Order::decide_logged`: an entry's version is
 //! its position in the log, a refused or stale one included, so every replica counts alike.
@@ -13,5 +14,6 @@
 //! presence, RPC, events and locks.
 
 pub mod address;
+pub mod connect;
 pub mod entry;
 pub mod log;

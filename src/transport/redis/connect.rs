@@ -1,0 +1,97 @@
+//! Connections to the primary a [`Target`] names. For Sentinel, discovery is ours rather than
+//! redis-rs's `SentinelClient`, which does not follow a failover on a live connection: the bridge
+//! asks the sentinels again after any error, and checks with `ROLE` that the server it reached
+//! is a primary (a sentinel may still name a demoted one for a moment).
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
+
+use crate::transport::redis::address::{Auth, Node, Target};
+
+/// How long one connection attempt (to a sentinel or a server) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A connection to the primary of `target`, or why there is none (the URL shown without its
+/// password).
+pub async fn primary(target: &Target) -> Result<MultiplexedConnection, String> {
+  let fail = |why: String| format!("cannot reach {}: {why}", target.redacted());
+  match target {
+    Target::Single {
+      node,
+      tls: false,
+      auth,
+      db,
+    } => open(node, auth, *db).await.map_err(fail),
+    Target::Single { tls: true, .. } => Err(fail("TLS (rediss://) is not supported yet".into())),
+    Target::Sentinel {
+      sentinels,
+      master,
+      auth,
+      db,
+    } => {
+      let mut reasons = Vec::new();
+      for sentinel in sentinels {
+        match through_sentinel(sentinel, master, auth, *db).await {
+          Ok(connection) => return Ok(connection),
+          Err(why) => reasons.push(format!("{}:{}: {why}", sentinel.host, sentinel.port)),
+        }
+      }
+      Err(fail(reasons.join("; ")))
+    }
+    Target::Cluster { .. } => Err(fail("Cluster is not supported yet".into())),
+  }
+}
+
+/// Asks `sentinel` for the primary of `master`, connects to it and checks its role.
+async fn through_sentinel(
+  sentinel: &Node,
+  master: &str,
+  auth: &Auth,
+  db: u32,
+) -> Result<MultiplexedConnection, String> {
+  // Sentinels take no database and, commonly, no password of the data nodes.
+  let mut asking = open(sentinel, &Auth::default(), 0).await?;
+  let (host, port): (String, u16) = redis::cmd("SENTINEL")
+    .arg("GET-MASTER-ADDR-BY-NAME")
+    .arg(master)
+    .query_async::<Option<(String, u16)>>(&mut asking)
+    .await
+    .map_err(|err| err.to_string())?
+    .ok_or_else(|| format!("it knows no master '{master}'"))?;
+  let node = Node { host, port };
+  let mut connection = open(&node, auth, db).await?;
+  let role: Value = redis::cmd("ROLE")
+    .query_async(&mut connection)
+    .await
+    .map_err(|err| err.to_string())?;
+  match role {
+    Value::Array(parts) if matches!(parts.first(), Some(Value::BulkString(role)) if role == b"master") => {
+      Ok(connection)
+    }
+    _ => Err(format!(
+      "it names {}:{}, which is not a primary (a failover under way)",
+      node.host, node.port
+    )),
+  }
+}
+
+async fn open(node: &Node, auth: &Auth, db: u32) -> Result<MultiplexedConnection, String> {
+  let mut redis = RedisConnectionInfo::default().set_db(i64::from(db));
+  if let Some(user) = &auth.user {
+    redis = redis.set_username(user);
+  }
+  if let Some(password) = &auth.password {
+    redis = redis.set_password(password);
+  }
+  let info = ConnectionAddr::Tcp(node.host.clone(), node.port)
+    .into_connection_info()
+    .map_err(|err| err.to_string())?
+    .set_redis_settings(redis);
+  let client = Client::open(info).map_err(|err| err.to_string())?;
+  tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+    .await
+    .map_err(|_| format!("no answer within {CONNECT_TIMEOUT:?}"))?
+    .map_err(|err| err.to_string())
+}
