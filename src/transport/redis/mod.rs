@@ -5,6 +5,8 @@
 //! - `address`: the `transport` URL (single server, Sentinel, Cluster), shown without password.
 //! - `log`: an object's keys and the script that orders batches of patches into its stream.
 //! - `entry`: the payload of a log entry (timestamp and update text).
+//! - `outgoing`: a bridge's proposals from queued to confirmed, and what it proposes again after
+//!   Redis lost entries (pure).
 //! - `connect`: a connection to the primary (one server, or found through the sentinels).
 //!
 //! Replicas decide each log entry with `core::order::Order::decide_logged`: an entry's version is
@@ -17,3 +19,4 @@ pub mod address;
 pub mod connect;
 pub mod entry;
 pub mod log;
+pub mod outgoing;

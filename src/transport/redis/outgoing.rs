@@ -1,0 +1,262 @@
+//! What a bridge has proposed to the log and must be able to propose again: pure bookkeeping,
+//! no Redis (the bridge task does the I/O and tells this what happened).
+//!
+//! A proposal goes through three states: *queued* (waiting for the next batch), *in flight* (sent
+//! in a batch not answered yet) and *placed* (the script gave it a version). Placed proposals are
+//! kept until they are *confirmed*: with `durability: 'replicated'` when `WAIT` says a replica
+//! has them, else once `keep` newer ones were placed. After Redis lost entries (a failover to a
+//! replica that lacked them), everything kept goes back to the queue, in the order first
+//! proposed: the script drops what the log still has, so resubmitting is safe.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// One proposal: its origin's identity and sequence number, and its entry's payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proposed {
+  pub origin: u64,
+  pub seq: u64,
+  pub payload: Arc<[u8]>,
+}
+
+/// How the script answered one proposal (see `log::Placed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+  Ordered(u64),
+  Duplicate,
+  Gap { last: u64 },
+}
+
+/// The bridge's proposals, from queued to confirmed.
+#[derive(Debug)]
+pub struct Outgoing {
+  queued: VecDeque<Proposed>,
+  in_flight: Vec<Proposed>,
+  /// Placed and not confirmed, with their versions, in version order.
+  placed: VecDeque<(u64, Proposed)>,
+  /// How many placed proposals are kept without a confirmation.
+  keep: usize,
+}
+
+impl Outgoing {
+  /// Keeps at most `keep` placed proposals that nothing confirmed.
+  pub fn new(keep: usize) -> Outgoing {
+    Outgoing {
+      queued: VecDeque::new(),
+      in_flight: Vec::new(),
+      placed: VecDeque::new(),
+      keep,
+    }
+  }
+
+  /// Queues a proposal for the next batch.
+  pub fn propose(&mut self, proposed: Proposed) {
+    self.queued.push_back(proposed);
+  }
+
+  /// The next batch, at most `max` proposals, in the order proposed; `None` while one is in
+  /// flight (one batch at a time keeps each origin's order) or nothing is queued.
+  pub fn next_batch(&mut self, max: usize) -> Option<&[Proposed]> {
+    if !self.in_flight.is_empty() || self.queued.is_empty() {
+      return None;
+    }
+    let count = max.min(self.queued.len());
+    self.in_flight.extend(self.queued.drain(..count));
+    Some(&self.in_flight)
+  }
+
+  /// The script's answers to the batch in flight, in its order. A gap means the log lost that
+  /// origin's entries after `last` (a failover between two batches): its kept proposals after
+  /// `last` and those of the batch go back to the front of the queue, in order. The others are
+  /// placed or, as duplicates, done.
+  pub fn answered(&mut self, answers: &[Answer]) {
+    let batch = std::mem::take(&mut self.in_flight);
+    let mut again = Vec::new();
+    let mut gaps: Vec<(u64, u64)> = Vec::new();
+    for (proposed, answer) in batch.into_iter().zip(answers.iter().copied()) {
+      match answer {
+        Answer::Ordered(version) => self.placed.push_back((version, proposed)),
+        Answer::Duplicate => {}
+        Answer::Gap { last } => {
+          if !gaps.iter().any(|&(origin, _)| origin == proposed.origin) {
+            gaps.push((proposed.origin, last));
+          }
+          again.push(proposed);
+        }
+      }
+    }
+    let lost = |proposed: &Proposed| {
+      gaps
+        .iter()
+        .any(|&(origin, last)| proposed.origin == origin && proposed.seq > last)
+    };
+    let (kept, lost_kept): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.placed)
+      .into_iter()
+      .partition(|(_, proposed)| !lost(proposed));
+    self.placed = kept;
+    let again: Vec<Proposed> = lost_kept
+      .into_iter()
+      .map(|(_, proposed)| proposed)
+      .chain(again)
+      .collect();
+    for proposed in again.into_iter().rev() {
+      self.queued.push_front(proposed);
+    }
+    while self.placed.len() > self.keep {
+      self.placed.pop_front();
+    }
+  }
+
+  /// The batch in flight was not answered (the connection failed): it is proposed again first.
+  pub fn unanswered(&mut self) {
+    for proposed in std::mem::take(&mut self.in_flight).into_iter().rev() {
+      self.queued.push_front(proposed);
+    }
+  }
+
+  /// A replica holds every entry up to `version` (`WAIT` answered): they need no resubmission.
+  pub fn confirmed(&mut self, version: u64) {
+    while self
+      .placed
+      .front()
+      .is_some_and(|(placed, _)| *placed <= version)
+    {
+      self.placed.pop_front();
+    }
+  }
+
+  /// The log lost entries: everything kept is proposed again, in the order first proposed,
+  /// before what was queued since.
+  pub fn resubmit(&mut self) {
+    self.unanswered();
+    for (_, proposed) in std::mem::take(&mut self.placed).into_iter().rev() {
+      self.queued.push_front(proposed);
+    }
+  }
+
+  /// The version the log should hold for `origin`'s `seq`, if it is kept: what the bridge
+  /// checks after a reconnect.
+  pub fn version_of(&self, origin: u64, seq: u64) -> Option<u64> {
+    self
+      .placed
+      .iter()
+      .find(|(_, proposed)| proposed.origin == origin && proposed.seq == seq)
+      .map(|(version, _)| *version)
+  }
+
+  /// The newest kept proposal and its version: the entry a reconnect checks first.
+  pub fn newest(&self) -> Option<(u64, &Proposed)> {
+    self
+      .placed
+      .back()
+      .map(|(version, proposed)| (*version, proposed))
+  }
+
+  /// Whether nothing waits to be sent or answered.
+  pub fn is_idle(&self) -> bool {
+    self.queued.is_empty() && self.in_flight.is_empty()
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn proposed(origin: u64, seq: u64) -> Proposed {
+    Proposed {
+      origin,
+      seq,
+      payload: Arc::from(format!("{origin}/{seq}").into_bytes()),
+    }
+  }
+
+  fn ids(batch: Option<&[Proposed]>) -> Vec<(u64, u64)> {
+    batch
+      .unwrap_or_default()
+      .iter()
+      .map(|p| (p.origin, p.seq))
+      .collect()
+  }
+
+  #[test]
+  fn batches_go_one_at_a_time_in_the_order_proposed() {
+    let mut outgoing = Outgoing::new(100);
+    for seq in 1..=5 {
+      outgoing.propose(proposed(1, seq));
+    }
+    assert_eq!(ids(outgoing.next_batch(3)), [(1, 1), (1, 2), (1, 3)]);
+    assert_eq!(ids(outgoing.next_batch(3)), [], "one batch in flight");
+    outgoing.answered(&[Answer::Ordered(1), Answer::Ordered(2), Answer::Duplicate]);
+    assert_eq!(ids(outgoing.next_batch(3)), [(1, 4), (1, 5)]);
+    outgoing.unanswered();
+    assert_eq!(
+      ids(outgoing.next_batch(3)),
+      [(1, 4), (1, 5)],
+      "sent again first"
+    );
+    outgoing.answered(&[Answer::Ordered(3), Answer::Ordered(4)]);
+    assert!(outgoing.is_idle());
+    assert_eq!(outgoing.version_of(1, 2), Some(2));
+    assert_eq!(outgoing.version_of(1, 3), None, "a duplicate is not kept");
+  }
+
+  #[test]
+  fn a_gap_puts_the_origins_proposals_back_first_in_order() {
+    let mut outgoing = Outgoing::new(100);
+    for (origin, seq) in [(1, 3), (2, 1), (1, 4)] {
+      outgoing.propose(proposed(origin, seq));
+    }
+    outgoing.next_batch(10);
+    outgoing.propose(proposed(2, 2));
+    outgoing.answered(&[
+      Answer::Gap { last: 1 },
+      Answer::Ordered(9),
+      Answer::Gap { last: 1 },
+    ]);
+    assert_eq!(ids(outgoing.next_batch(10)), [(1, 3), (1, 4), (2, 2)]);
+  }
+
+  #[test]
+  fn a_gap_brings_back_the_kept_proposals_the_log_lost_before_the_batchs() {
+    let mut outgoing = Outgoing::new(100);
+    for (origin, seq) in [(1, 1), (1, 2), (2, 1)] {
+      outgoing.propose(proposed(origin, seq));
+    }
+    outgoing.next_batch(10);
+    outgoing.answered(&[Answer::Ordered(1), Answer::Ordered(2), Answer::Ordered(3)]);
+    // A failover kept only version 1; origin 1's next proposal learns it.
+    outgoing.propose(proposed(1, 3));
+    outgoing.next_batch(10);
+    outgoing.answered(&[Answer::Gap { last: 1 }]);
+    assert_eq!(ids(outgoing.next_batch(10)), [(1, 2), (1, 3)]);
+    assert_eq!(
+      outgoing.version_of(2, 1),
+      Some(3),
+      "other origins are checked apart"
+    );
+  }
+
+  #[test]
+  fn kept_proposals_are_resubmitted_after_a_loss_until_confirmed_or_pushed_out() {
+    let mut outgoing = Outgoing::new(3);
+    for seq in 1..=4 {
+      outgoing.propose(proposed(1, seq));
+    }
+    outgoing.next_batch(10);
+    let answers: Vec<Answer> = (1..=4).map(Answer::Ordered).collect();
+    outgoing.answered(&answers);
+    assert_eq!(
+      outgoing.version_of(1, 1),
+      None,
+      "only the newest 3 are kept"
+    );
+    assert_eq!(outgoing.newest().map(|(v, p)| (v, p.seq)), Some((4, 4)));
+    outgoing.confirmed(2);
+    outgoing.propose(proposed(1, 5));
+    outgoing.resubmit();
+    assert_eq!(ids(outgoing.next_batch(10)), [(1, 3), (1, 4), (1, 5)]);
+    outgoing.answered(&[Answer::Duplicate, Answer::Ordered(5), Answer::Ordered(6)]);
+    outgoing.confirmed(6);
+    assert_eq!(outgoing.newest(), None);
+  }
+}
