@@ -654,6 +654,114 @@ impl Replica {
     }
   }
 
+  /// Bridge (a log ordered elsewhere: the Redis transport): decides the log's entries, in order,
+  /// by the rules every replica of that log runs (`Order::decide_logged`), with the own pending
+  /// patches rebased on them. The changes go to this replica's clients as `Ordered` (they apply
+  /// changes, never the engine); an own entry settles its pending patch. Returns the stale or
+  /// refused entries of other origins, for the transport to tell them. An `Err`: the entries do
+  /// not follow this replica's version (a gap: the caller reads the log again from it).
+  pub fn log_receive(
+    &self,
+    entries: Vec<LogEntry>,
+  ) -> std::result::Result<Vec<(u64, u64, Error)>, String> {
+    let now = self.time.now_ms();
+    let mut guard = self.inner.lock();
+    let inner = &mut *guard;
+    let mut undone = false;
+    let mut all = Vec::new();
+    let mut received = Vec::new();
+    let mut settled = Vec::new();
+    let mut refused = Vec::new();
+    for entry in entries {
+      let LogEntry {
+        version,
+        origin,
+        seq,
+        hlc,
+        update,
+      } = entry;
+      let expected = inner.history.order.version() + 1;
+      if version < expected {
+        continue;
+      }
+      if version > expected {
+        return Err(format!(
+          "the log jumps from version {} to {version}",
+          expected - 1
+        ));
+      }
+      inner.clock.observe(&hlc, now);
+      if !undone {
+        all.extend(inner.undo_pending()?);
+        undone = true;
+      }
+      let verdict = match inner.parse_received(&update) {
+        Ok(parsed) => {
+          let Inner { history, data, .. } = &mut *inner;
+          history
+            .order
+            .decide_logged(version, origin, seq, hlc, &parsed, data)
+        }
+        Err(err) => {
+          inner.history.order.record(version, origin, seq);
+          Verdict::Refused(match err {
+            Error::Patch(err) => err,
+            other => return Err(other.to_string()),
+          })
+        }
+      };
+      let failure = match verdict {
+        Verdict::Ordered { version, changes } => {
+          inner.audience.ordered(
+            version,
+            origin,
+            seq,
+            hlc,
+            &update,
+            &changes,
+            &mut inner.events,
+          );
+          all.extend(changes);
+          if origin == self.origin {
+            inner.pending.retain(|patch| patch.seq != seq);
+            settled.push(Settled::Accepted(seq));
+          } else if inner.wants_received {
+            received.extend(Received::record(version, hlc, &update));
+          }
+          inner.history.keep(version, origin, seq, hlc, update);
+          None
+        }
+        Verdict::Duplicate => None,
+        Verdict::Stale { path } => Some(Error::StaleWrite { path }),
+        Verdict::Refused(err) => Some(Error::Patch(err)),
+      };
+      match failure {
+        Some(err) if origin == self.origin => {
+          inner.pending.retain(|patch| patch.seq != seq);
+          settled.push(Settled::Rejected {
+            seq,
+            code: err.code().to_owned(),
+            message: err.to_string(),
+          });
+        }
+        Some(err) => refused.push((origin, seq, err)),
+        None => {}
+      }
+    }
+    if undone {
+      inner.redo_pending(&mut all);
+    }
+    if !all.is_empty() || !received.is_empty() {
+      let version = inner.history.order.version();
+      inner.push_changes(version, all, &received);
+    }
+    push_settled(inner, settled);
+    inner.audience.followers.publish(true, None);
+    drop(guard);
+    self.wake();
+    Ok(refused)
+  }
+
   /// Client: takes the host's snapshot, keeps the pending patches it does not contain on top,
   /// and sends the host what it needs: log entries it missed, then the pending patches. An `Err`
   /// means the snapshot is not a JSON object (the caller drops the connection).
@@ -1325,6 +1433,74 @@ mod tests {
     replica.become_host();
     assert_eq!(replica.drain(), r#"[["a",1,1],["role","host"]]"#);
     assert_eq!(snapshot(&replica), r#"[1,{"n":1}]"#);
+  }
+
+  #[test]
+  fn replicas_reading_one_log_in_any_chunks_decide_alike_and_settle_their_own_patches() {
+    let entry = |version, origin, seq, ms, update: Value| LogEntry {
+      version,
+      origin,
+      seq,
+      hlc: Hlc { ms, counter: 0 },
+      update: RawJson::to(&update).unwrap(),
+    };
+    let log = vec![
+      entry(1, 1, 1, 10, json!({ "$inc": { "n": 1 } })),
+      entry(2, 3, 1, 11, json!({ "$inc": { "s": 1 } })),
+      entry(3, 2, 1, 12, json!({ "$set": { "s": "b" } })),
+      entry(4, 3, 2, 13, json!({ "$inc": { "n": 10 } })),
+    ];
+    let start = json!({ "n": 0, "s": "x" });
+    let a = Replica::new("log", start.clone(), 1).unwrap();
+    let b = Replica::new("log", start, 2).unwrap();
+    a.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+    b.patch(r#"{"$set":{"s":"b"}}"#).unwrap();
+    a.drain();
+    b.drain();
+    let refused_a = a.log_receive(log.clone()).unwrap();
+    let mut refused_b = b.log_receive(log[..2].to_vec()).unwrap();
+    // A chunk that repeats what was read is read from where it left off.
+    refused_b.extend(b.log_receive(log[1..].to_vec()).unwrap());
+    for (replica, refused) in [(&a, refused_a), (&b, refused_b)] {
+      assert_eq!(snapshot(replica), r#"[4,{"n":11,"s":"b"}]"#);
+      let refused: Vec<(u64, u64, &str)> = refused
+        .iter()
+        .map(|(origin, seq, err)| (*origin, *seq, err.code()))
+        .collect();
+      assert_eq!(refused, [(3, 1, "ERR_TYPE_MISMATCH")]);
+      assert!(
+        replica.drain().contains(r#"["A",[1]]"#),
+        "its own patch is accepted"
+      );
+    }
+    let gap = a.log_receive(vec![entry(6, 3, 3, 14, json!({ "$inc": { "n": 1 } }))]);
+    assert_eq!(gap, Err("the log jumps from version 4 to 6".to_owned()));
+  }
+
+  #[test]
+  fn an_own_patch_the_log_refuses_is_rolled_back_under_the_entries_before_it() {
+    let a = Replica::new("log", json!({ "n": 0 }), 1).unwrap();
+    a.patch(r#"{"$set":{"m":1}}"#).unwrap();
+    a.drain();
+    let entries = vec![
+      LogEntry {
+        version: 1,
+        origin: 3,
+        seq: 1,
+        hlc: Hlc { ms: 50, counter: 0 },
+        update: RawJson::to(&json!({ "$set": { "m": 2 } })).unwrap(),
+      },
+      LogEntry {
+        version: 2,
+        origin: 1,
+        seq: 1,
+        hlc: Hlc { ms: 40, counter: 0 },
+        update: RawJson::to(&json!({ "$set": { "m": 1 } })).unwrap(),
+      },
+    ];
+    assert!(a.log_receive(entries).unwrap().is_empty());
+    assert_eq!(snapshot(&a), r#"[2,{"n":0,"m":2}]"#, "the newer write wins");
+    assert!(a.drain().contains(r#"["x",1,"ERR_STALE_WRITE""#));
   }
 
   #[test]
