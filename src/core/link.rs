@@ -8,7 +8,8 @@
 
 use std::sync::Arc;
 
-use super::message::Message;
+use super::message::{Message, RawJson};
+use crate::clock::Hlc;
 
 /// A connection to another process. Messages leave in the order they are queued.
 pub trait Link: Send + Sync {
@@ -112,6 +113,13 @@ impl Followers {
 }
 
 /// A link that keeps what is queued (tests drive replicas and the exchange without sockets).
+/// Where a bridge sends the patches it does not order itself: to a log ordered elsewhere (the
+/// Redis transport), which every replica then reads back (`Replica::log_receive`).
+pub trait Proposer: Send + Sync {
+  /// Proposes patch `seq` of `origin`, stamped `hlc`, with `update`. Never blocks: it queues.
+  fn propose(&self, origin: u64, seq: u64, hlc: Hlc, update: &RawJson);
+}
+
 #[cfg(test)]
 #[derive(Default)]
 pub struct Recorder {

@@ -31,7 +31,7 @@ use serde_json::Value;
 use crate::clock::{Clock, Hlc, Time};
 use crate::core::events::{Document, Event, Queue, Received};
 use crate::core::exchange::{Effects, Exchange, LOCK_GRACE};
-use crate::core::link::{Fence, Followers, Link};
+use crate::core::link::{Fence, Followers, Link, Proposer};
 use crate::core::message::{LogEntry, Message, RawJson};
 use crate::core::order::{Order, Verdict};
 use crate::error::{Code, Error, Result};
@@ -115,6 +115,8 @@ struct Inner {
   joining: bool,
   /// Host only: the right to order in its epoch; a host without one (tests) always has it.
   lease: Option<Arc<dyn Fence>>,
+  /// Bridge only: where the patches go instead of being ordered here.
+  proposer: Option<Arc<dyn Proposer>>,
 }
 
 /// Host only: who hears of each ordered patch: the clients, and the taps (the host's services).
@@ -254,6 +256,7 @@ impl Replica {
         audience: Audience::default(),
         joining: false,
         lease: None,
+        proposer: None,
       }),
       waker: Mutex::new(None),
       woken: AtomicBool::new(false),
@@ -355,7 +358,9 @@ impl Replica {
     let seq = inner.next_seq;
     // A host that finds itself fenced (it was stopped and replaced) keeps the patch pending: it
     // goes to the new host once this one has stepped down and joined it.
-    let host = inner.role == Role::Host && inner.lease.as_ref().is_none_or(|lease| lease.holds());
+    let host = inner.role == Role::Host
+      && inner.proposer.is_none()
+      && inner.lease.as_ref().is_none_or(|lease| lease.holds());
     let own = if host {
       let changes = update.apply(&mut inner.data, &context)?;
       if changes.is_empty() {
@@ -392,10 +397,16 @@ impl Replica {
       } else {
         inner.next_seq += 1;
         let update_text = inner.last_update.text.clone();
-        let queued = inner
-          .to_host
-          .as_ref()
-          .is_some_and(|to_host| to_host.queue(&patch_message(seq, hlc, &update_text)));
+        let queued = match &inner.proposer {
+          Some(proposer) => {
+            proposer.propose(self.origin, seq, hlc, &update_text);
+            false
+          }
+          None => inner
+            .to_host
+            .as_ref()
+            .is_some_and(|to_host| to_host.queue(&patch_message(seq, hlc, &update_text))),
+        };
         let event = own_event(seq, 0, &changes, queued);
         inner.pending.push_back(Pending {
           seq,
@@ -510,6 +521,27 @@ impl Replica {
     self.wake();
   }
 
+  /// Becomes the bridge of a log ordered elsewhere: host for this machine's clients (they
+  /// join, and hear what the log orders through [`Replica::log_receive`]), but every patch, its
+  /// own and theirs, goes to `proposer` instead of being ordered here. The pending patches are
+  /// proposed first, in order; they stay pending until the log brings them back.
+  pub fn become_bridge(&self, proposer: Arc<dyn Proposer>) {
+    let mut guard = self.inner.lock();
+    let inner = &mut *guard;
+    inner.role = Role::Host;
+    inner.history.served = false;
+    inner.to_host = None;
+    for patch in &inner.pending {
+      proposer.propose(self.origin, patch.seq, patch.hlc, &patch.update_text);
+    }
+    inner.proposer = Some(proposer);
+    inner.events.push(&Event::Role(Role::Host.name()));
+    drop(guard);
+    let grace_until = self.time.now_ms() + LOCK_GRACE.as_millis() as u64;
+    self.exchange.lock().become_host(grace_until);
+    self.wake();
+  }
+
   /// The RPC and event state (see [`Exchange`]); hand what an operation returns to
   /// [`Replica::apply`]. Never call with the guard of another replica lock held.
   pub fn exchange(&self) -> parking_lot::MutexGuard<'_, Exchange> {
@@ -550,6 +582,7 @@ impl Replica {
     inner.role = Role::Offline;
     inner.to_host = None;
     inner.lease = None;
+    inner.proposer = None;
     // Each client's writer sends what is queued, then closes its connection.
     inner.audience.followers.close_all();
     inner.audience.taps.clear();
@@ -575,8 +608,19 @@ impl Replica {
     if inner.role != Role::Host {
       return false;
     }
+    // A bridge's own pending patches are not in the log yet: its clients are welcomed with the
+    // document without them (undone and redone on the same base, which gives the same document,
+    // so JS hears nothing of it).
+    let bridging = inner.proposer.is_some() && !inner.pending.is_empty();
+    if bridging && inner.undo_pending().is_err() {
+      return false;
+    }
     // Serialized straight from the document, under the lock, instead of cloning it first.
-    let Ok(data) = RawJson::to(&inner.data) else {
+    let data = RawJson::to(&inner.data);
+    if bridging {
+      inner.redo_pending(&mut Vec::new());
+    }
+    let Ok(data) = data else {
       return false;
     };
     let order = &inner.history.order;
@@ -622,6 +666,12 @@ impl Replica {
     let mut unexpected = None;
     for message in messages {
       match message {
+        Message::Patch { seq, hlc, update } if inner.proposer.is_some() => {
+          inner.clock.observe(&hlc, now);
+          if let Some(proposer) = &inner.proposer {
+            proposer.propose(origin, seq, hlc, &update);
+          }
+        }
         Message::Patch { seq, hlc, update } => {
           if let Err(err) =
             inner.order_received(origin, seq, hlc, update, now, &mut all, &mut received)
@@ -1501,6 +1551,97 @@ mod tests {
     assert!(a.log_receive(entries).unwrap().is_empty());
     assert_eq!(snapshot(&a), r#"[2,{"n":0,"m":2}]"#, "the newer write wins");
     assert!(a.drain().contains(r#"["x",1,"ERR_STALE_WRITE""#));
+  }
+
+  /// A proposer that keeps what it is given, as log entries would carry it.
+  #[derive(Default)]
+  struct Proposals(parking_lot::Mutex<Vec<(u64, u64, Hlc, RawJson)>>);
+
+  impl Proposer for Proposals {
+    fn propose(&self, origin: u64, seq: u64, hlc: Hlc, update: &RawJson) {
+      self.0.lock().push((origin, seq, hlc, update.clone()));
+    }
+  }
+
+  impl Proposals {
+    /// What was proposed since the last call, as the log would order it from `version` + 1.
+    fn ordered_from(&self, version: u64) -> Vec<LogEntry> {
+      std::mem::take(&mut *self.0.lock())
+        .into_iter()
+        .zip(version + 1..)
+        .map(|((origin, seq, hlc, update), version)| LogEntry {
+          version,
+          origin,
+          seq,
+          hlc,
+          update,
+        })
+        .collect()
+    }
+  }
+
+  #[test]
+  fn a_bridge_proposes_every_patch_and_relays_what_the_log_orders_to_its_clients() {
+    let bridge = Replica::new("bridged", json!({ "n": 0 }), HOST).unwrap();
+    bridge.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+    let proposals = Arc::new(Proposals::default());
+    bridge.become_bridge(proposals.clone());
+    let client = Recorder::new();
+    assert!(bridge.attach_client(7, client.clone(), welcome));
+    let Some(Message::Welcome {
+      version,
+      data: welcomed,
+      ..
+    }) = client.take().into_iter().next()
+    else {
+      panic!("no welcome");
+    };
+    assert_eq!(
+      (version, welcomed.get()),
+      (0, r#"{"n":0}"#),
+      "without the pending patch"
+    );
+    let update = RawJson::to(&json!({ "$inc": { "n": 10 } })).unwrap();
+    let hlc = Hlc { ms: 5, counter: 0 };
+    let patch = Message::Patch {
+      seq: 1,
+      hlc,
+      update,
+    };
+    bridge.host_receive(CLIENT, vec![patch], &*client).unwrap();
+    bridge.patch(r#"{"$inc":{"n":100}}"#).unwrap();
+    assert_eq!(bridge.version(), 0, "a bridge orders nothing itself");
+    assert_eq!(
+      data(&bridge),
+      json!({ "n": 101 }),
+      "its own patches show at once"
+    );
+    bridge.drain();
+    let log = proposals.ordered_from(0);
+    let proposed: Vec<(u64, u64)> = log.iter().map(|e| (e.origin, e.seq)).collect();
+    assert_eq!(proposed, [(HOST, 1), (CLIENT, 1), (HOST, 2)]);
+    assert!(bridge.log_receive(log).unwrap().is_empty());
+    assert_eq!(snapshot(&bridge), r#"[3,{"n":111}]"#);
+    assert!(bridge.drain().contains(r#"["A",[1,2]]"#));
+    let relayed: Vec<(u64, String)> = client
+      .take()
+      .into_iter()
+      .map(|message| match message {
+        Message::Ordered {
+          version, changes, ..
+        } => (version, changes.get().to_owned()),
+        other => panic!("{other:?}"),
+      })
+      .collect();
+    assert_eq!(
+      relayed,
+      [
+        (1, r#"[["s",["n"],1]]"#.to_owned()),
+        (2, r#"[["s",["n"],11]]"#.to_owned()),
+        (3, r#"[["s",["n"],111]]"#.to_owned()),
+      ],
+      "the clients apply the changes the bridge computed on the log's base"
+    );
   }
 
   #[test]
