@@ -253,3 +253,60 @@ async fn the_primary_is_reached_directly_or_through_a_sentinel_and_failures_hide
   let err = primary(&unknown).await.map(|_| ()).unwrap_err();
   assert!(err.contains("knows no master 'other'"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_machines_bridged_through_one_redis_converge_on_every_patch() {
+  use std::sync::Arc;
+
+  use memsync::transport::redis::bridge::{read, Bridge};
+  use memsync::Replica;
+  use serde_json::json;
+
+  let Some(server) = server() else { return };
+  let keys = Keys::of("shared");
+  let mut machines = Vec::new();
+  for origin in [11, 22] {
+    let replica = Arc::new(Replica::new("shared", json!({ "n": 0, "by": [] }), origin).unwrap());
+    let bridge = Bridge::new();
+    replica.become_bridge(bridge.clone());
+    let (mut writing, mut reading) = (connect(&server).await, connect(&server).await);
+    let (writer_keys, reader_keys, reader) = (keys.clone(), keys.clone(), replica.clone());
+    tokio::spawn(async move { bridge.write(&mut writing, &writer_keys).await });
+    tokio::spawn(async move { read(&reader, &mut reading, &reader_keys).await });
+    machines.push((origin, replica));
+  }
+  for round in 0..100 {
+    for (origin, replica) in &machines {
+      let update = json!({ "$inc": { "n": 1 }, "$push": { "by": format!("{origin}:{round}") } });
+      replica.patch(&update.to_string()).unwrap();
+    }
+  }
+  let deadline = Instant::now() + Duration::from_secs(10);
+  while machines.iter().any(|(_, replica)| replica.version() < 200) {
+    assert!(
+      Instant::now() < deadline,
+      "the machines did not converge within 10 s"
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+  }
+  let [(_, a), (_, b)] = &machines[..] else {
+    unreachable!()
+  };
+  assert_eq!(a.version(), 200);
+  assert_eq!(b.version(), 200);
+  assert_eq!(a.read("n"), Some(json!(200)));
+  assert_eq!(
+    a.read(""),
+    b.read(""),
+    "the same document, in the same order"
+  );
+  let by = a.read("by").unwrap();
+  let mine: Vec<&str> = by
+    .as_array()
+    .unwrap()
+    .iter()
+    .filter_map(|who| who.as_str().filter(|who| who.starts_with("11:")))
+    .collect();
+  let expected: Vec<String> = (0..100).map(|round| format!("11:{round}")).collect();
+  assert_eq!(mine, expected, "each machine's patches in its order");
+}

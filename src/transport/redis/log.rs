@@ -130,30 +130,55 @@ pub async fn read_after<C: ConnectionLike>(
     .arg(count)
     .query_async(connection)
     .await?;
+  reply.ids.into_iter().map(entry_of).collect()
+}
+
+/// Up to `count` entries after `version`, waiting up to `block_ms` for the first one (`XREAD
+/// BLOCK`: the connection does nothing else meanwhile); none when the time ran out.
+pub async fn wait_after<C: ConnectionLike>(
+  connection: &mut C,
+  keys: &Keys,
+  version: u64,
+  count: usize,
+  block_ms: u64,
+) -> RedisResult<Vec<Entry>> {
+  let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREAD")
+    .arg("COUNT")
+    .arg(count)
+    .arg("BLOCK")
+    .arg(block_ms)
+    .arg("STREAMS")
+    .arg(&keys.log)
+    .arg(format!("0-{version}"))
+    .query_async(connection)
+    .await?;
   reply
-    .ids
     .into_iter()
-    .map(|entry| {
-      let version = entry
-        .id
-        .strip_prefix("0-")
-        .and_then(|version| version.parse().ok());
-      let origin = entry
-        .get::<String>("o")
-        .and_then(|origin| origin.parse().ok());
-      match (version, origin, entry.get("s"), entry.get("p")) {
-        (Some(version), Some(origin), Some(seq), Some(payload)) => Ok(Entry {
-          version,
-          origin,
-          seq,
-          payload,
-        }),
-        _ => Err(redis::RedisError::from((
-          redis::ErrorKind::UnexpectedReturnType,
-          "not a memsync log entry",
-          entry.id,
-        ))),
-      }
-    })
+    .flat_map(|reply| reply.keys)
+    .flat_map(|key| key.ids)
+    .map(entry_of)
     .collect()
+}
+
+fn entry_of(entry: redis::streams::StreamId) -> RedisResult<Entry> {
+  let version = entry
+    .id
+    .strip_prefix("0-")
+    .and_then(|version| version.parse().ok());
+  let origin = entry
+    .get::<String>("o")
+    .and_then(|origin| origin.parse().ok());
+  match (version, origin, entry.get("s"), entry.get("p")) {
+    (Some(version), Some(origin), Some(seq), Some(payload)) => Ok(Entry {
+      version,
+      origin,
+      seq,
+      payload,
+    }),
+    _ => Err(redis::RedisError::from((
+      redis::ErrorKind::UnexpectedReturnType,
+      "not a memsync log entry",
+      entry.id,
+    ))),
+  }
 }

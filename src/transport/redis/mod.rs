@@ -7,6 +7,7 @@
 //! - `entry`: the payload of a log entry (timestamp and update text).
 //! - `outgoing`: a bridge's proposals from queued to confirmed, and what it proposes again after
 //!   Redis lost entries (pure).
+//! - `bridge`: the loops that propose this machine's patches and read the log back.
 //! - `connect`: a connection to the primary (one server, or found through the sentinels).
 //!
 //! Replicas decide each log entry with `core::order::Order::decide_logged`: an entry's version is
@@ -16,6 +17,7 @@
 //! presence, RPC, events and locks.
 
 pub mod address;
+pub mod bridge;
 pub mod connect;
 pub mod entry;
 pub mod log;
