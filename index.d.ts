@@ -130,6 +130,7 @@ export declare const MemErrors: {
   readonly ERR_STORAGE: 'ERR_STORAGE'
   readonly ERR_HTTP: 'ERR_HTTP'
   readonly ERR_INTERNAL: 'ERR_INTERNAL'
+  readonly ERR_TRANSPORT: 'ERR_TRANSPORT'
 }
 
 /** One of the `MemErrors` codes. */
@@ -159,6 +160,12 @@ export interface MemSyncOptions {
   hostTimeout?: number
   /** The rendezvous directory (default: `$XDG_RUNTIME_DIR/memsync`, else `<tmp>/memsync-<uid>`). */
   dir?: string
+  /**
+   * Shares the object with processes on other machines through Redis:
+   * `redis://[user:password@]host:port[/db]` or `redis+sentinel://host:port,host:port/master`.
+   * Each machine's host bridges its processes to the log (in progress: issue 17).
+   */
+  transport?: string
   /** This process's roles; `network.maxWriters` counts those with `'writer'`. */
   peer?: { roles?: Array<'writer' | 'reader' | 'rpc'> }
   /**

@@ -198,6 +198,11 @@ export interface StartOptions {
    * does not even format them.
    */
   debug: boolean
+  /**
+   * The shared log across machines (`options.transport`, a Redis URL checked by
+   * `transportTarget`); none: this machine's processes only.
+   */
+  transport?: string
 }
 
 /**
@@ -212,6 +217,12 @@ export declare function status(instance: ExternalObject<Instance>): string
  * process alive.
  */
 export declare function stop(instance: ExternalObject<Instance>): Promise<void>
+
+/**
+ * `options.transport` as it may be shown (its password replaced by `***`); throws
+ * `ERR_INVALID_ARG` saying what is wrong with it.
+ */
+export declare function transportTarget(url: string): string
 
 /** Releases the lock of request `id`, or cancels the request. */
 export declare function unlock(instance: ExternalObject<Instance>, id: number): void

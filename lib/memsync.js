@@ -29,7 +29,7 @@ const REPAIR_INTERVAL_MS = 1000
 const REPAIR_SPACING = 50
 // Options a started instance takes at once; the others wait for a stop, or for a new instance.
 const LIVE_OPTIONS = ['timeout', 'logEvents', 'logLevel']
-const FIXED_OPTIONS = ['dir', 'file', 'server']
+const FIXED_OPTIONS = ['dir', 'file', 'server', 'transport']
 
 /** The tags of the events named `names`, in order; throws unless the addon queues exactly those. */
 function eventTags (names) {
@@ -63,6 +63,12 @@ function checkOptions (options) {
   }
   if (options.dir !== undefined && (typeof options.dir !== 'string' || options.dir === '')) {
     throw codedError(MemErrors.ERR_INVALID_ARG, 'options.dir must be a directory path')
+  }
+  if (options.transport !== undefined) {
+    if (typeof options.transport !== 'string') {
+      throw codedError(MemErrors.ERR_INVALID_ARG, 'options.transport must be a URL string (redis://host:port)')
+    }
+    native.transportTarget(options.transport)
   }
   if (options.clientOnly && options.serverOnly) {
     throw codedError(MemErrors.ERR_INVALID_ARG, 'options.clientOnly and options.serverOnly exclude each other')
@@ -406,6 +412,7 @@ class MemSync {
         serverOnly: this.options.serverOnly === true,
         maxBuffer: this.options.network?.maxBuffer ?? undefined,
         hostTimeout: this.options.hostTimeout ?? undefined,
+        transport: this.options.transport,
         debug: debug.enabled
       })
       return await abortable(outcome, signal, () => this.#starting?.reject(signal.reason))

@@ -54,6 +54,8 @@ codes! {
   Http = "ERR_HTTP",
   /// A failure of memsync itself or of Node-API, not of the caller.
   Internal = "ERR_INTERNAL",
+  /// The shared log of `options.transport` (Redis) cannot be reached or used.
+  Transport = "ERR_TRANSPORT",
 }
 
 impl Code {
@@ -104,6 +106,8 @@ pub enum Error {
   Http(String),
   /// A failure of memsync itself or of Node-API.
   Internal(String),
+  /// The shared log of `options.transport` cannot be reached or used.
+  Transport(String),
 }
 
 /// The crate's result alias.
@@ -125,6 +129,7 @@ impl Error {
       Error::CalleeLost | Error::NotConnected => Code::RpcPeerLost,
       Error::Http(_) => Code::Http,
       Error::Internal(_) => Code::Internal,
+      Error::Transport(_) => Code::Transport,
     }
   }
 
@@ -161,7 +166,8 @@ impl fmt::Display for Error {
       | Error::Storage(message)
       | Error::Rendezvous(message)
       | Error::Http(message)
-      | Error::Internal(message) => f.write_str(message),
+      | Error::Internal(message)
+      | Error::Transport(message) => f.write_str(message),
     }
   }
 }

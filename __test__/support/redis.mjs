@@ -76,6 +76,16 @@ function start (t, binary, args, port, label) {
   return started
 }
 
+/** One redis-server on a free loopback port; resolves with its process (`.port`) and URL. */
+export async function redisServer (t) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memsync-redis-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const port = await freePort()
+  const server = start(t, 'redis-server', ['--port', port, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], port, 'redis')
+  await ready(port)
+  return { server, url: `redis://127.0.0.1:${port}` }
+}
+
 /**
  * A primary with `replicas` replicas and `sentinels` sentinels watching it as `master`
  * (down-after `downAfterMs`). Resolves once every replica is linked and every sentinel knows

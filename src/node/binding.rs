@@ -34,6 +34,7 @@ use crate::services::http::{Address, TokenRule, View};
 use crate::services::persist::FileTarget;
 use crate::services::Services;
 use crate::transport::local::connection::Budget;
+use crate::transport::redis::address::Target;
 use crate::transport::local::inbox::InboxSlot;
 use crate::transport::local::lease::DEFAULT_HOST_TIMEOUT;
 use crate::transport::local::peer;
@@ -245,6 +246,9 @@ pub struct StartOptions {
   /// Whether JS shows diagnostic lines (`NODE_DEBUG=memsync`); while it does not, the instance
   /// does not even format them.
   pub debug: bool,
+  /// The shared log across machines (`options.transport`, a Redis URL checked by
+  /// `transportTarget`); none: this machine's processes only.
+  pub transport: Option<String>,
 }
 
 /// Joins the network of the instance's name in the background; the outcome arrives as an event.
@@ -264,7 +268,13 @@ pub fn start(
     max_buffer,
     host_timeout,
     debug,
+    transport,
   } = options;
+  let log = transport
+    .as_deref()
+    .map(Target::parse)
+    .transpose()
+    .map_err(|why| into_js_error(Error::InvalidArg(why)))?;
   let mut link = instance.link.lock();
   if link.peer.is_some() {
     return Ok(());
@@ -307,6 +317,7 @@ pub fn start(
     budget,
     host_timeout: host_timeout.map_or(DEFAULT_HOST_TIMEOUT, |ms| Duration::from_millis(ms as u64)),
     inboxes: instance.inboxes.clone(),
+    log,
   };
   let task = spawn(async move {
     peer::run(
@@ -673,4 +684,13 @@ pub fn query_host<'env>(
       })))
     })
     .map_err(from_napi_error)
+}
+
+/// `options.transport` as it may be shown (its password replaced by `***`); throws
+/// `ERR_INVALID_ARG` saying what is wrong with it.
+#[napi]
+pub fn transport_target(url: String) -> Result<String> {
+  Target::parse(&url)
+    .map(|target| target.redacted())
+    .map_err(|why| into_js_error(Error::InvalidArg(why)))
 }

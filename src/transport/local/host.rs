@@ -14,6 +14,8 @@ use crate::core::exchange::LOCK_GRACE;
 use crate::core::message::{Message, PeerInfo};
 use crate::core::replica::Replica;
 use crate::error::Error;
+use crate::transport::redis::address::Target;
+use crate::transport::redis::bridge;
 use crate::services::Services;
 use crate::transport::local::burst::{burst, split, split_burst, Reader};
 use crate::transport::local::codec::{self, MAX_FRAME, PROTOCOL_VERSION};
@@ -40,12 +42,15 @@ pub enum Ended {
   Shutdown,
   /// A later epoch replaced this host while it was stopped.
   Fenced,
+  /// The shared log of `options.transport` could not be joined.
+  Unreachable(Error),
 }
 
 /// Serves as host until shutdown, or until a later epoch fences it. Fails only when it cannot
 /// listen (something that is not a socket sits at the socket path and cannot be removed): the
 /// caller reports it, so `start()` rejects with the reason instead of waiting for a host that
 /// never comes.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
   replica: &Arc<Replica>,
   mut lock: HostLock,
@@ -53,6 +58,7 @@ pub async fn serve(
   services: &Arc<Services>,
   saved: Option<u64>,
   budget: Arc<Budget>,
+  log: Option<&Target>,
   shutdown: &Shutdown,
 ) -> io::Result<Ended> {
   let socket = lock
@@ -60,7 +66,22 @@ pub async fn serve(
     .map_err(|err| io::Error::new(err.kind(), format!("cannot listen: {err}")))?;
   // Before the role is announced: once start() resolves as host, the port is served.
   let services = services.start(replica, saved, lock.view_path()).await;
-  replica.become_host_under(lease.clone());
+  // With a shared log, this host is the machine's bridge to it instead of its sequencer.
+  let bridge = match log {
+    Some(target) => match bridge::start(replica, target).await {
+      Ok(running) => Some(running),
+      Err(err) => {
+        services.stop().await;
+        drop(socket);
+        let _ = lock.release();
+        return Ok(Ended::Unreachable(err));
+      }
+    },
+    None => {
+      replica.become_host_under(lease.clone());
+      None
+    }
+  };
   // Locks are granted again once the grace period after the election is over.
   let grace_replica = replica.clone();
   let grace = tokio::spawn(async move {
@@ -81,6 +102,7 @@ pub async fn serve(
     shutdown: shutdown.clone(),
   };
   listener.run().await;
+  drop(bridge);
   heartbeat.abort();
   grace.abort();
   // Handing over cleanly: clients are detached (their writers then drain what is queued and

@@ -22,6 +22,7 @@ use crate::transport::local::client::{self, Client};
 use crate::transport::local::connection::Budget;
 use crate::transport::local::host;
 use crate::transport::local::inbox::InboxSlot;
+use crate::transport::redis::address::Target;
 use crate::transport::local::lease::Lease;
 use crate::transport::local::rendezvous::{HostLock, Rendezvous};
 use crate::transport::local::role::{Action, Config, Failure, Input, Role};
@@ -44,6 +45,8 @@ pub struct Options {
   pub host_timeout: Duration,
   /// Where a client's socket is offered to the JS thread's event loop.
   pub inboxes: Arc<InboxSlot>,
+  /// The shared log of `options.transport`, which the host bridges this machine to.
+  pub log: Option<Target>,
 }
 
 /// Runs the instance's network life until `stop` turns true. Reports a fatal failure (such as
@@ -275,6 +278,7 @@ impl Peer {
       &self.services,
       saved,
       budget,
+      self.options.log.as_ref(),
       &self.shutdown,
     )
     .await;
@@ -290,6 +294,10 @@ impl Peer {
         Input::Fenced
       }
       Ok(host::Ended::Shutdown) => Input::Stop,
+      Ok(host::Ended::Unreachable(err)) => Input::Broken(Failure {
+        code: err.kind(),
+        message: format!("memsync '{}': {err}", self.replica.name()),
+      }),
       Err(err) => Input::Broken(self.unusable(err)),
     }
   }

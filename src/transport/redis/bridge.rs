@@ -7,11 +7,15 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use redis::aio::ConnectionLike;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::clock::Hlc;
 use crate::core::link::Proposer;
 use crate::core::message::{LogEntry, RawJson};
 use crate::core::replica::Replica;
+use crate::error::Error;
+use crate::transport::redis::address::Target;
+use crate::transport::redis::connect;
 use crate::transport::redis::entry;
 use crate::transport::redis::log::{wait_after, Keys, Orderer, Placed, Proposal};
 use crate::transport::redis::outgoing::{Answer, Outgoing, Proposed};
@@ -128,5 +132,84 @@ pub async fn read<C: ConnectionLike>(
     for (origin, seq, err) in replica.log_receive(decided)? {
       replica.debug(|| format!("patch {seq} of {origin:x} was not applied: {err}"));
     }
+  }
+}
+
+/// A bridge at work for one host term: its loops end when it is dropped.
+pub struct Running {
+  tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+  fn drop(&mut self) {
+    for task in &self.tasks {
+      task.abort();
+    }
+  }
+}
+
+/// Makes `replica` this machine's bridge to the log `target` holds: it connects (twice: the
+/// reader blocks its connection), starts from the object's base document when the log is new
+/// to it, then proposes and reads until dropped. A failure of a loop is an `error` event.
+pub async fn start(replica: &Arc<Replica>, target: &Target) -> Result<Running, Error> {
+  let keys = Keys::of(replica.name());
+  let mut writing = connect::primary(target).await.map_err(Error::Transport)?;
+  let mut reading = connect::primary(target).await.map_err(Error::Transport)?;
+  join(replica, &mut writing, &keys)
+    .await
+    .map_err(|why| Error::Transport(format!("{}: {why}", target.redacted())))?;
+  let bridge = Bridge::new();
+  replica.become_bridge(bridge.clone());
+  let (writer, writer_keys) = (replica.clone(), keys.clone());
+  let write = tokio::spawn(async move {
+    if let Err(why) = bridge.write(&mut writing, &writer_keys).await {
+      writer.report_error(&Error::Transport(format!("proposing to the log failed: {why}")));
+    }
+  });
+  let reader = replica.clone();
+  let read = tokio::spawn(async move {
+    if let Err(why) = read(&reader, &mut reading, &keys).await {
+      reader.report_error(&Error::Transport(format!("reading the log failed: {why}")));
+    }
+  });
+  Ok(Running {
+    tasks: vec![write, read],
+  })
+}
+
+/// A replica at version 0 takes the object's base document, which the first bridge of all sets
+/// to its own: every machine then replays the same log on the same start.
+async fn join<C: ConnectionLike>(
+  replica: &Replica,
+  connection: &mut C,
+  keys: &Keys,
+) -> Result<(), String> {
+  let (data, version) = replica.ordered_snapshot()?;
+  if version > 0 {
+    return Ok(());
+  }
+  let ours = serde_json::to_string(&data).map_err(|err| err.to_string())?;
+  let () = redis::cmd("SET")
+    .arg(&keys.base)
+    .arg(&ours)
+    .arg("NX")
+    .query_async::<Option<()>>(connection)
+    .await
+    .map_err(|err| err.to_string())?
+    .unwrap_or(());
+  let base: Option<String> = redis::cmd("GET")
+    .arg(&keys.base)
+    .query_async(connection)
+    .await
+    .map_err(|err| err.to_string())?;
+  match base {
+    Some(base) if base != ours => {
+      let base = serde_json::from_str(&base)
+        .map_err(|err| format!("the object's base document is not JSON: {err}"))?;
+      replica.seed(base, 0);
+      Ok(())
+    }
+    Some(_) => Ok(()),
+    None => Err("the object's base document vanished as it was set".to_owned()),
   }
 }

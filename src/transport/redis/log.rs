@@ -23,6 +23,8 @@ pub struct Keys {
   pub origins: String,
   /// The version reached and the protocol the object is written with.
   pub head: String,
+  /// The document at version 0, as the first bridge found it: every machine starts from it.
+  pub base: String,
 }
 
 impl Keys {
@@ -33,6 +35,7 @@ impl Keys {
       log: format!("{tag}:log"),
       origins: format!("{tag}:origins"),
       head: format!("{tag}:head"),
+      base: format!("{tag}:base"),
     }
   }
 }
