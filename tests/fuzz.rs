@@ -469,7 +469,7 @@ fn welcome_data(message: &Message) -> Value {
 fn host_data(host: &Replica) -> Value {
   let (outbox, bytes) = capture();
   assert!(
-    host.attach_client(u64::MAX, outbox.clone(), codec::welcome),
+    host.attach_client(u64::MAX, u64::MAX, outbox.clone(), codec::welcome),
     "a host welcomes"
   );
   outbox.flush();
@@ -609,7 +609,7 @@ proptest! {
     let host = Replica::new("fuzz", doc.clone(), 99).unwrap();
     host.become_host();
     let (to_client, from_host) = capture();
-    prop_assert!(host.attach_client(1, to_client.clone(), codec::welcome));
+    prop_assert!(host.attach_client(1, 1, to_client.clone(), codec::welcome));
     to_client.flush();
     let mut welcomed = frames(&from_host).into_iter();
     let mut replica = welcome_data(&welcomed.next().unwrap());

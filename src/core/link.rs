@@ -46,7 +46,8 @@ pub fn same(a: &dyn Link, b: &dyn Link) -> bool {
 /// every client as one append.
 #[derive(Default)]
 pub struct Followers {
-  clients: Vec<(u64, Arc<dyn Link>)>,
+  /// Each client's connection id, origin and connection.
+  clients: Vec<(u64, u64, Arc<dyn Link>)>,
   ordered: Vec<Message>,
 }
 
@@ -61,19 +62,30 @@ impl Followers {
     self.clients.is_empty()
   }
 
-  /// Admits a client, which gets every message [`Followers::push`]ed from now on.
-  pub fn attach(&mut self, id: u64, link: Arc<dyn Link>) {
-    self.clients.push((id, link));
+  /// Admits a client of `origin`, which gets every message [`Followers::push`]ed from now on.
+  pub fn attach(&mut self, id: u64, origin: u64, link: Arc<dyn Link>) {
+    self.clients.push((id, origin, link));
   }
 
   /// Forgets a client whose connection ended.
   pub fn detach(&mut self, id: u64) {
-    self.clients.retain(|(client, _)| *client != id);
+    self.clients.retain(|(client, _, _)| *client != id);
   }
 
   /// The clients' connections.
   pub fn links(&self) -> impl Iterator<Item = &Arc<dyn Link>> {
-    self.clients.iter().map(|(_, link)| link)
+    self.clients.iter().map(|(_, _, link)| link)
+  }
+
+  /// Queues `message` for the client of `origin` alone, after the ordered messages pushed before
+  /// it (a bridge's rejection of that client's patch, in log order); `false` when no client of
+  /// `origin` is connected.
+  pub fn send_to(&mut self, origin: u64, message: &Message) -> bool {
+    self.publish(false, None);
+    match self.clients.iter().find(|(_, of, _)| *of == origin) {
+      Some((_, _, link)) => link.queue(message),
+      None => false,
+    }
   }
 
   /// Adds an ordered message for every client, queued at the next [`Followers::publish`].
@@ -90,7 +102,7 @@ impl Followers {
       return;
     }
     let ordered = &self.ordered;
-    self.clients.retain(|(_, link)| {
+    self.clients.retain(|(_, _, link)| {
       if !link.queue_all(ordered) {
         link.close();
         return false;
@@ -106,7 +118,7 @@ impl Followers {
   /// Closes every client's connection, after what is queued.
   pub fn close_all(&mut self) {
     self.ordered.clear();
-    for (_, link) in self.clients.drain(..) {
+    for (_, _, link) in self.clients.drain(..) {
       link.close();
     }
   }

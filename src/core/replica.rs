@@ -599,6 +599,7 @@ impl Replica {
   pub fn attach_client(
     &self,
     id: u64,
+    origin: u64,
     link: Arc<dyn Link>,
     greet: impl FnOnce(u64, RawJson, Vec<(u64, u64)>) -> Message,
   ) -> bool {
@@ -637,7 +638,7 @@ impl Replica {
       self.wake();
       return false;
     }
-    inner.audience.followers.attach(id, link.clone());
+    inner.audience.followers.attach(id, origin, link.clone());
     inner.history.served = true;
     drop(guard);
     link.flush();
@@ -707,8 +708,9 @@ impl Replica {
   /// Bridge (a log ordered elsewhere: the Redis transport): decides the log's entries, in order,
   /// by the rules every replica of that log runs (`Order::decide_logged`), with the own pending
   /// patches rebased on them. The changes go to this replica's clients as `Ordered` (they apply
-  /// changes, never the engine); an own entry settles its pending patch. Returns the stale or
-  /// refused entries of other origins, for the transport to tell them. An `Err`: the entries do
+  /// changes, never the engine); an own entry settles its pending patch, and a stale or refused
+  /// entry of a client goes to it as `Rejected`, in log order. Returns those of the other
+  /// machines' origins, whose own bridges tell them. An `Err`: the entries do
   /// not follow this replica's version (a gap: the caller reads the log again from it).
   pub fn log_receive(
     &self,
@@ -794,7 +796,17 @@ impl Replica {
             message: err.to_string(),
           });
         }
-        Some(err) => refused.push((origin, seq, err)),
+        Some(err) => {
+          let rejected = Message::Rejected {
+            seq,
+            code: err.code().to_owned(),
+            message: err.to_string(),
+          };
+          // Another machine's patch: its own bridge tells it, from the same verdict.
+          if !inner.audience.followers.send_to(origin, &rejected) {
+            refused.push((origin, seq, err));
+          }
+        }
         None => {}
       }
     }
@@ -1369,7 +1381,7 @@ mod tests {
       };
       assert!(network
         .host
-        .attach_client(7, network.to_client.clone(), welcome));
+        .attach_client(7, CLIENT, network.to_client.clone(), welcome));
       let mut frames = network.to_client.take().into_iter();
       let Some(Message::Welcome {
         version,
@@ -1587,7 +1599,7 @@ mod tests {
     let proposals = Arc::new(Proposals::default());
     bridge.become_bridge(proposals.clone());
     let client = Recorder::new();
-    assert!(bridge.attach_client(7, client.clone(), welcome));
+    assert!(bridge.attach_client(7, CLIENT, client.clone(), welcome));
     let Some(Message::Welcome {
       version,
       data: welcomed,
@@ -1608,7 +1620,14 @@ mod tests {
       hlc,
       update,
     };
-    bridge.host_receive(CLIENT, vec![patch], &*client).unwrap();
+    let push = Message::Patch {
+      seq: 2,
+      hlc,
+      update: RawJson::to(&json!({ "$push": { "n": 1 } })).unwrap(),
+    };
+    bridge
+      .host_receive(CLIENT, vec![patch, push], &*client)
+      .unwrap();
     bridge.patch(r#"{"$inc":{"n":100}}"#).unwrap();
     assert_eq!(bridge.version(), 0, "a bridge orders nothing itself");
     assert_eq!(
@@ -1619,28 +1638,31 @@ mod tests {
     bridge.drain();
     let log = proposals.ordered_from(0);
     let proposed: Vec<(u64, u64)> = log.iter().map(|e| (e.origin, e.seq)).collect();
-    assert_eq!(proposed, [(HOST, 1), (CLIENT, 1), (HOST, 2)]);
+    assert_eq!(proposed, [(HOST, 1), (CLIENT, 1), (CLIENT, 2), (HOST, 2)]);
     assert!(bridge.log_receive(log).unwrap().is_empty());
-    assert_eq!(snapshot(&bridge), r#"[3,{"n":111}]"#);
+    assert_eq!(snapshot(&bridge), r#"[4,{"n":111}]"#);
     assert!(bridge.drain().contains(r#"["A",[1,2]]"#));
-    let relayed: Vec<(u64, String)> = client
+    let relayed: Vec<String> = client
       .take()
       .into_iter()
       .map(|message| match message {
         Message::Ordered {
           version, changes, ..
-        } => (version, changes.get().to_owned()),
+        } => format!("{version} {}", changes.get()),
+        Message::Rejected { seq, code, .. } => format!("rejected {seq} {code}"),
         other => panic!("{other:?}"),
       })
       .collect();
     assert_eq!(
       relayed,
       [
-        (1, r#"[["s",["n"],1]]"#.to_owned()),
-        (2, r#"[["s",["n"],11]]"#.to_owned()),
-        (3, r#"[["s",["n"],111]]"#.to_owned()),
+        r#"1 [["s",["n"],1]]"#,
+        r#"2 [["s",["n"],11]]"#,
+        "rejected 2 ERR_TYPE_MISMATCH",
+        r#"4 [["s",["n"],111]]"#,
       ],
-      "the clients apply the changes the bridge computed on the log's base"
+      "the clients apply the changes the bridge computed on the log's base, and hear of their \
+       refused patches in log order"
     );
   }
 
@@ -1790,7 +1812,7 @@ mod tests {
       .unwrap();
     new_host.become_host();
     let to_client = Recorder::new();
-    assert!(new_host.attach_client(1, to_client.clone(), welcome));
+    assert!(new_host.attach_client(1, CLIENT, to_client.clone(), welcome));
     let Some(Message::Welcome {
       version,
       data: welcome_data,
@@ -1841,7 +1863,7 @@ mod tests {
     // It steps down and joins the new host: `h1` goes as a missed entry, `h2` as a patch.
     network.host.go_offline();
     let to_old = Recorder::new();
-    assert!(new_host.attach_client(9, to_old.clone(), welcome));
+    assert!(new_host.attach_client(9, HOST, to_old.clone(), welcome));
     let Some(Message::Welcome {
       version,
       data: welcome_data,

@@ -34,12 +34,12 @@ use crate::services::http::{Address, TokenRule, View};
 use crate::services::persist::FileTarget;
 use crate::services::Services;
 use crate::transport::local::connection::Budget;
-use crate::transport::redis::address::Target;
 use crate::transport::local::inbox::InboxSlot;
 use crate::transport::local::lease::DEFAULT_HOST_TIMEOUT;
 use crate::transport::local::peer;
 use crate::transport::local::probe;
 use crate::transport::local::rendezvous::{self, Rendezvous};
+use crate::transport::redis::address::Target;
 
 /// The `code` of a JS error, e.g. `ERR_TYPE_MISMATCH`.
 pub struct ErrorCode(&'static str);

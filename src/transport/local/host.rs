@@ -14,8 +14,6 @@ use crate::core::exchange::LOCK_GRACE;
 use crate::core::message::{Message, PeerInfo};
 use crate::core::replica::Replica;
 use crate::error::Error;
-use crate::transport::redis::address::Target;
-use crate::transport::redis::bridge;
 use crate::services::Services;
 use crate::transport::local::burst::{burst, split, split_burst, Reader};
 use crate::transport::local::codec::{self, MAX_FRAME, PROTOCOL_VERSION};
@@ -23,6 +21,8 @@ use crate::transport::local::connection::{write_outbox, Budget, FrameReader, Out
 use crate::transport::local::lease::{self, Lease};
 use crate::transport::local::rendezvous::HostLock;
 use crate::transport::local::shutdown::Shutdown;
+use crate::transport::redis::address::Target;
+use crate::transport::redis::bridge;
 
 /// How long a new connection may take to say hello.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -248,11 +248,11 @@ impl Handler {
   /// Handshake, then the client's patches in, ordered patches out, until either side ends.
   async fn run(mut self) {
     // A replaced host welcomes nobody: its snapshot could hold what the new host never sees.
-    let admitted = self.handshake().await.filter(|_| {
+    let admitted = self.handshake().await.filter(|&origin| {
       self.lease.hold()
         && self
           .replica
-          .attach_client(self.id, self.outbox.clone(), codec::welcome)
+          .attach_client(self.id, origin, self.outbox.clone(), codec::welcome)
     });
     if let Some(origin) = admitted {
       let effects = self

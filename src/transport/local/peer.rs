@@ -22,11 +22,11 @@ use crate::transport::local::client::{self, Client};
 use crate::transport::local::connection::Budget;
 use crate::transport::local::host;
 use crate::transport::local::inbox::InboxSlot;
-use crate::transport::redis::address::Target;
 use crate::transport::local::lease::Lease;
 use crate::transport::local::rendezvous::{HostLock, Rendezvous};
 use crate::transport::local::role::{Action, Config, Failure, Input, Role};
 use crate::transport::local::shutdown::Shutdown;
+use crate::transport::redis::address::Target;
 
 /// What a host's connections may hold together by default (`network.maxBuffer`): see [`Budget`].
 pub const DEFAULT_MAX_BUFFER: usize = 256 * 1024 * 1024;

@@ -130,7 +130,8 @@ pub async fn read<C: ConnectionLike>(
       continue;
     }
     for (origin, seq, err) in replica.log_receive(decided)? {
-      replica.debug(|| format!("patch {seq} of {origin:x} was not applied: {err}"));
+      replica
+        .debug(|| format!("patch {seq} of {origin:x}, of another machine, was not applied: {err}"));
     }
   }
 }
@@ -163,7 +164,9 @@ pub async fn start(replica: &Arc<Replica>, target: &Target) -> Result<Running, E
   let (writer, writer_keys) = (replica.clone(), keys.clone());
   let write = tokio::spawn(async move {
     if let Err(why) = bridge.write(&mut writing, &writer_keys).await {
-      writer.report_error(&Error::Transport(format!("proposing to the log failed: {why}")));
+      writer.report_error(&Error::Transport(format!(
+        "proposing to the log failed: {why}"
+      )));
     }
   });
   let reader = replica.clone();
