@@ -15,8 +15,10 @@ async function main () {
   mem.on('connected', announce)
   // The demo ended (or failed): nothing left to show.
   process.on('disconnect', () => process.exit(0))
+  let stopping = false
   process.on('message', async (message) => {
     if (message === 'stop') {
+      stopping = true
       await mem.stop()
       process.exit(0)
     }
@@ -25,8 +27,14 @@ async function main () {
       process.send({ label, report: { version, done: mem.data.done, logLength: mem.data.log.length } })
     }
   })
-  for (let i = 0; ; i++) {
-    await mem.patch({ $inc: { done: 1 }, $push: { log: { $each: [`${label}${i}`], $slice: -5 } } })
+  for (let i = 0; !stopping; i++) {
+    try {
+      await mem.patch({ $inc: { done: 1 }, $push: { log: { $each: [`${label}${i}`], $slice: -5 } } })
+    } catch (error) {
+      // stop() rejects the patch it interrupts, and any made after it, with ERR_STOPPED.
+      if (stopping && error.code === 'ERR_STOPPED') return
+      throw error
+    }
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
 }

@@ -630,12 +630,14 @@ impl Replica {
     // Ordered patches still waiting for the clients already are in this document.
     inner.audience.followers.publish(false, None);
     if !link.queue(&welcome) {
-      inner.events.push(&Event::Error {
-        code: Code::Internal.as_str(),
-        message: "a client cannot be welcomed: the object is larger than a frame may carry",
-      });
       drop(guard);
-      self.wake();
+      // Most often the client left during its handshake, which is no failure of the
+      // application's: a diagnostic line, not an `error` event.
+      self.debug(|| {
+        "a client was not welcomed: its connection ended, or the welcome is larger than a frame \
+         may carry"
+          .to_owned()
+      });
       return false;
     }
     inner.audience.followers.attach(id, origin, link.clone());
