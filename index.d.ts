@@ -166,6 +166,12 @@ export interface MemSyncOptions {
    * Each machine's host bridges its processes to the log (in progress: issue 17).
    */
   transport?: string
+  /**
+   * With `transport`: when a patch's promise resolves. `'primary'` (default): once the Redis
+   * primary ordered it; a Redis failover can lose it (the bridge proposes again the last 10,000
+   * it placed). `'replicated'`: once a Redis replica has it too (`WAIT 1`).
+   */
+  durability?: 'primary' | 'replicated'
   /** This process's roles; `network.maxWriters` counts those with `'writer'`. */
   peer?: { roles?: Array<'writer' | 'reader' | 'rpc'> }
   /**

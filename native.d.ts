@@ -203,6 +203,8 @@ export interface StartOptions {
    * `transportTarget`); none: this machine's processes only.
    */
   transport?: string
+  /** When a patch through `transport` resolves: `'primary'` (default) or `'replicated'`. */
+  durability?: string
 }
 
 /**

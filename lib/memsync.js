@@ -29,7 +29,7 @@ const REPAIR_INTERVAL_MS = 1000
 const REPAIR_SPACING = 50
 // Options a started instance takes at once; the others wait for a stop, or for a new instance.
 const LIVE_OPTIONS = ['timeout', 'logEvents', 'logLevel']
-const FIXED_OPTIONS = ['dir', 'file', 'server', 'transport']
+const FIXED_OPTIONS = ['dir', 'file', 'server', 'transport', 'durability']
 
 /** The tags of the events named `names`, in order; throws unless the addon queues exactly those. */
 function eventTags (names) {
@@ -69,6 +69,14 @@ function checkOptions (options) {
       throw codedError(MemErrors.ERR_INVALID_ARG, 'options.transport must be a URL string (redis://host:port)')
     }
     native.transportTarget(options.transport)
+  }
+  if (options.durability !== undefined) {
+    if (options.durability !== 'primary' && options.durability !== 'replicated') {
+      throw codedError(MemErrors.ERR_INVALID_ARG, `options.durability must be 'primary' or 'replicated', not ${JSON.stringify(options.durability)}`)
+    }
+    if (options.transport === undefined) {
+      throw codedError(MemErrors.ERR_INVALID_ARG, 'options.durability applies to a transport: set options.transport to a Redis URL')
+    }
   }
   if (options.clientOnly && options.serverOnly) {
     throw codedError(MemErrors.ERR_INVALID_ARG, 'options.clientOnly and options.serverOnly exclude each other')
@@ -413,6 +421,7 @@ class MemSync {
         maxBuffer: this.options.network?.maxBuffer ?? undefined,
         hostTimeout: this.options.hostTimeout ?? undefined,
         transport: this.options.transport,
+        durability: this.options.durability,
         debug: debug.enabled
       })
       return await abortable(outcome, signal, () => this.#starting?.reject(signal.reason))

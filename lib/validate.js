@@ -98,7 +98,7 @@ function checkNestedOptions (options) {
  */
 const KNOWN_KEYS = {
   'new MemSync({ ... })': ['name', 'data', 'rpc', 'options'],
-  options: ['clientOnly', 'serverOnly', 'logEvents', 'logLevel', 'timeout', 'hostTimeout', 'dir', 'transport', 'peer', 'network', 'file', 'server'],
+  options: ['clientOnly', 'serverOnly', 'logEvents', 'logLevel', 'timeout', 'hostTimeout', 'dir', 'transport', 'durability', 'peer', 'network', 'file', 'server'],
   'options.peer': ['roles'],
   'options.network': ['maxWriters', 'maxBuffer'],
   'options.file': ['path', 'followSymlinks'],

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use memsync::transport::redis::address::Target;
 use memsync::transport::redis::connect::primary;
 use memsync::transport::redis::log::{read_after, Entry, Keys, Orderer, Placed, Proposal};
+use memsync::Replica;
+use serde_json::json;
+use std::sync::Arc;
 
 /// A `redis-server` on a free loopback port, persistence off, killed when dropped.
 struct Server {
@@ -85,6 +88,7 @@ fn proposal(origin: u64, seq: u64, payload: &[u8]) -> Proposal<'_> {
   Proposal {
     origin,
     seq,
+    skips_gap: false,
     payload,
   }
 }
@@ -111,7 +115,8 @@ async fn a_batch_gets_consecutive_versions_resends_are_dropped_and_gaps_reported
       ],
     )
     .await
-    .unwrap();
+    .unwrap()
+    .placed;
   assert_eq!(
     placed,
     [
@@ -135,7 +140,8 @@ async fn a_batch_gets_consecutive_versions_resends_are_dropped_and_gaps_reported
       ],
     )
     .await
-    .unwrap();
+    .unwrap()
+    .placed;
   assert_eq!(
     placed,
     [Placed::Duplicate, Placed::Ordered(4), Placed::Ordered(5)]
@@ -156,6 +162,24 @@ async fn a_batch_gets_consecutive_versions_resends_are_dropped_and_gaps_reported
     ]
   );
   assert_eq!(read_after(&mut connection, &keys, 5, 10).await.unwrap(), []);
+  // Patches 4 and 5 of origin 7 are lost for good: 6 skips the gap, 7 follows it.
+  let skipping = Proposal {
+    skips_gap: true,
+    ..proposal(7, 6, b"b6")
+  };
+  let placed = orderer
+    .order(
+      &mut connection,
+      &keys,
+      &[skipping, proposal(7, 7, b"b7"), proposal(7, 5, b"b5 late")],
+    )
+    .await
+    .unwrap()
+    .placed;
+  assert_eq!(
+    placed,
+    [Placed::Ordered(6), Placed::Ordered(7), Placed::Duplicate]
+  );
 }
 
 #[tokio::test]
@@ -168,7 +192,8 @@ async fn another_protocol_is_refused_and_a_flushed_script_is_loaded_again() {
     .order(&mut connection, &keys, &[proposal(1, 1, b"x")])
     .await
     .unwrap();
-  assert_eq!(placed, [Placed::Ordered(1)]);
+  assert_eq!(placed.placed, [Placed::Ordered(1)]);
+  assert_eq!(placed.head, 1);
   // What a failover to a server that never saw the script looks like.
   let _: () = redis::cmd("SCRIPT")
     .arg("FLUSH")
@@ -179,7 +204,9 @@ async fn another_protocol_is_refused_and_a_flushed_script_is_loaded_again() {
     .order(&mut connection, &keys, &[proposal(1, 2, b"y")])
     .await
     .unwrap();
-  assert_eq!(placed, [Placed::Ordered(2)]);
+  assert_eq!(placed.placed, [Placed::Ordered(2)]);
+  let empty = orderer.order(&mut connection, &keys, &[]).await.unwrap();
+  assert_eq!((empty.placed, empty.head), (vec![], 2), "an empty batch tells the head");
   let _: () = redis::cmd("HSET")
     .arg(&keys.head)
     .arg("protocol")
@@ -254,59 +281,118 @@ async fn the_primary_is_reached_directly_or_through_a_sentinel_and_failures_hide
   assert!(err.contains("knows no master 'other'"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_machines_bridged_through_one_redis_converge_on_every_patch() {
-  use std::sync::Arc;
-
-  use memsync::transport::redis::bridge::{read, Bridge};
-  use memsync::Replica;
-  use serde_json::json;
-
-  let Some(server) = server() else { return };
-  let keys = Keys::of("shared");
+/// Two "machines" (a bridge replica each) on one server, each proposing 100 patches.
+async fn two_bridges(
+  server: &Server,
+  name: &str,
+) -> Vec<(u64, Arc<Replica>, memsync::transport::redis::bridge::Running)> {
+  use memsync::transport::redis::bridge::{start, Durability, Shared};
+  let shared = Shared {
+    target: Target::parse(&format!("redis://127.0.0.1:{}", server.port)).unwrap(),
+    durability: Durability::Primary,
+  };
+  drop(connect(server).await);
   let mut machines = Vec::new();
   for origin in [11, 22] {
-    let replica = Arc::new(Replica::new("shared", json!({ "n": 0, "by": [] }), origin).unwrap());
-    let bridge = Bridge::new();
-    replica.become_bridge(bridge.clone());
-    let (mut writing, mut reading) = (connect(&server).await, connect(&server).await);
-    let (writer_keys, reader_keys, reader) = (keys.clone(), keys.clone(), replica.clone());
-    tokio::spawn(async move { bridge.write(&mut writing, &writer_keys).await });
-    tokio::spawn(async move { read(&reader, &mut reading, &reader_keys).await });
-    machines.push((origin, replica));
+    let replica = Arc::new(Replica::new(name, json!({ "n": 0, "by": [] }), origin).unwrap());
+    let running = start(&replica, &shared).await.unwrap();
+    machines.push((origin, replica, running));
   }
   for round in 0..100 {
-    for (origin, replica) in &machines {
+    for (origin, replica, _) in &machines {
       let update = json!({ "$inc": { "n": 1 }, "$push": { "by": format!("{origin}:{round}") } });
       replica.patch(&update.to_string()).unwrap();
     }
   }
+  machines
+}
+
+/// Waits until every machine reached `version`, then checks that they hold the same document
+/// with each machine's 100 patches once, in its order.
+async fn converged(machines: &[(u64, Arc<Replica>, memsync::transport::redis::bridge::Running)], version: u64) {
   let deadline = Instant::now() + Duration::from_secs(10);
-  while machines.iter().any(|(_, replica)| replica.version() < 200) {
+  while machines
+    .iter()
+    .any(|(_, replica, _)| replica.version() < version || replica.read("n") != Some(json!(200)))
+  {
     assert!(
       Instant::now() < deadline,
-      "the machines did not converge within 10 s"
+      "the machines did not converge within 10 s: {:?}",
+      machines
+        .iter()
+        .map(|(_, replica, _)| (replica.version(), replica.read("n")))
+        .collect::<Vec<_>>()
     );
     tokio::time::sleep(Duration::from_millis(10)).await;
   }
-  let [(_, a), (_, b)] = &machines[..] else {
+  let [(_, a, _), (_, b, _)] = machines else {
     unreachable!()
   };
-  assert_eq!(a.version(), 200);
-  assert_eq!(b.version(), 200);
-  assert_eq!(a.read("n"), Some(json!(200)));
-  assert_eq!(
-    a.read(""),
-    b.read(""),
-    "the same document, in the same order"
-  );
+  assert_eq!(a.read(""), b.read(""), "the same document, in the same order");
   let by = a.read("by").unwrap();
-  let mine: Vec<&str> = by
-    .as_array()
-    .unwrap()
-    .iter()
-    .filter_map(|who| who.as_str().filter(|who| who.starts_with("11:")))
-    .collect();
-  let expected: Vec<String> = (0..100).map(|round| format!("11:{round}")).collect();
-  assert_eq!(mine, expected, "each machine's patches in its order");
+  for origin in [11, 22] {
+    let mine: Vec<&str> = by
+      .as_array()
+      .unwrap()
+      .iter()
+      .filter_map(|who| who.as_str().filter(|who| who.starts_with(&format!("{origin}:"))))
+      .collect();
+    let expected: Vec<String> = (0..100).map(|round| format!("{origin}:{round}")).collect();
+    assert_eq!(mine, expected, "each machine's patches once, in its order");
+  }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_machines_bridged_through_one_redis_converge_on_every_patch() {
+  let Some(server) = server() else { return };
+  let machines = two_bridges(&server, "shared").await;
+  converged(&machines, 200).await;
+  assert_eq!(machines[0].1.version(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_lost_the_last_entries_the_bridges_join_again_and_propose_them_again() {
+  let Some(server) = server() else { return };
+  let machines = two_bridges(&server, "lossy").await;
+  converged(&machines, 200).await;
+  // What a failover to a replica 80 entries behind leaves: the log, the head and each origin's
+  // progress as of version 120.
+  let mut connection = connect(&server).await;
+  let keys = Keys::of("lossy");
+  let kept = read_after(&mut connection, &keys, 0, 120).await.unwrap();
+  let mut pipe = redis::pipe();
+  for version in 121..=200 {
+    pipe.cmd("XDEL").arg(&keys.log).arg(format!("0-{version}")).ignore();
+  }
+  pipe.cmd("XSETID").arg(&keys.log).arg("0-120").ignore();
+  pipe.cmd("HSET").arg(&keys.head).arg("version").arg(120).ignore();
+  pipe.cmd("DEL").arg(&keys.origins).ignore();
+  for entry in &kept {
+    pipe
+      .cmd("HSET")
+      .arg(&keys.origins)
+      .arg(entry.origin.to_string())
+      .arg(entry.seq)
+      .ignore();
+  }
+  let () = pipe.query_async(&mut connection).await.unwrap();
+  // The lost patches come back once, from the bridges that keep them; the versions count them
+  // again after the 120 the log kept.
+  let deadline = Instant::now() + Duration::from_secs(10);
+  loop {
+    let head: u64 = redis::cmd("HGET")
+      .arg(&keys.head)
+      .arg("version")
+      .query_async(&mut connection)
+      .await
+      .unwrap();
+    if head >= 200 {
+      break;
+    }
+    assert!(Instant::now() < deadline, "the lost patches were not proposed again: head {head}");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+  }
+  converged(&machines, 200).await;
+  let head = read_after(&mut connection, &keys, 120, 1000).await.unwrap();
+  assert_eq!(head.len(), 80, "each lost patch proposed again once");
 }

@@ -292,6 +292,18 @@ impl Replica {
     self.inner.lock().history.order.version()
   }
 
+  /// The version, origin and seq of the last entry kept, when it is the version reached: what a
+  /// shared log must still hold for this replica to follow on from it.
+  pub fn last_entry(&self) -> Option<(u64, u64, u64)> {
+    let inner = self.inner.lock();
+    inner
+      .history
+      .log
+      .back()
+      .filter(|entry| entry.version == inner.history.order.version())
+      .map(|entry| (entry.version, entry.origin, entry.seq))
+  }
+
   /// The role, the version and (host) how many clients are connected, read together.
   pub fn status(&self) -> (Role, u64, usize) {
     let inner = self.inner.lock();
@@ -1189,6 +1201,37 @@ impl Replica {
     });
     inner.data = data;
     inner.history.order.set_version(version);
+    let mut redone = Vec::new();
+    inner.redo_pending(&mut redone);
+    if !redone.is_empty() {
+      inner.push_changes(version, redone, &[]);
+    }
+    drop(guard);
+    self.wake();
+  }
+
+  /// Bridge: the log no longer holds what this replica read from it (Redis failed over to a
+  /// replica that lacked the last entries): starts again from `data` at `version`, where each
+  /// origin's progress is `applied`, as every replica reading the log from there does. The own
+  /// pending patches stay on top; the local clients are let go, so that they join again (on this
+  /// document) and resend theirs.
+  pub fn rejoin(&self, data: Value, version: u64, applied: HashMap<u64, u64>) {
+    let mut guard = self.inner.lock();
+    let inner = &mut *guard;
+    inner.audience.followers.close_all();
+    let mut order = Order::default();
+    order.reset(version, applied);
+    inner.history.order = order;
+    inner.history.log.clear();
+    inner.history.log_bytes = 0;
+    for patch in &mut inner.pending {
+      patch.undo = None;
+    }
+    inner.events.push(&Event::Snapshot {
+      version,
+      data: Document::Value(&data),
+    });
+    inner.data = data;
     let mut redone = Vec::new();
     inner.redo_pending(&mut redone);
     if !redone.is_empty() {

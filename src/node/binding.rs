@@ -40,6 +40,7 @@ use crate::transport::local::peer;
 use crate::transport::local::probe;
 use crate::transport::local::rendezvous::{self, Rendezvous};
 use crate::transport::redis::address::Target;
+use crate::transport::redis::bridge::{Durability, Shared};
 
 /// The `code` of a JS error, e.g. `ERR_TYPE_MISMATCH`.
 pub struct ErrorCode(&'static str);
@@ -249,6 +250,8 @@ pub struct StartOptions {
   /// The shared log across machines (`options.transport`, a Redis URL checked by
   /// `transportTarget`); none: this machine's processes only.
   pub transport: Option<String>,
+  /// When a patch through `transport` resolves: `'primary'` (default) or `'replicated'`.
+  pub durability: Option<String>,
 }
 
 /// Joins the network of the instance's name in the background; the outcome arrives as an event.
@@ -269,11 +272,9 @@ pub fn start(
     host_timeout,
     debug,
     transport,
+    durability,
   } = options;
-  let log = transport
-    .as_deref()
-    .map(Target::parse)
-    .transpose()
+  let log = shared(transport.as_deref(), durability.as_deref())
     .map_err(|why| into_js_error(Error::InvalidArg(why)))?;
   let mut link = instance.link.lock();
   if link.peer.is_some() {
@@ -684,6 +685,21 @@ pub fn query_host<'env>(
       })))
     })
     .map_err(from_napi_error)
+}
+
+/// Where the instance shares its object beyond this machine, from the two options.
+fn shared(transport: Option<&str>, durability: Option<&str>) -> std::result::Result<Option<Shared>, String> {
+  let durability = durability.map(Durability::parse).transpose()?;
+  match (transport, durability) {
+    (Some(url), durability) => Ok(Some(Shared {
+      target: Target::parse(url)?,
+      durability: durability.unwrap_or_default(),
+    })),
+    (None, Some(Durability::Replicated)) => {
+      Err("durability 'replicated' needs a transport: a Redis URL in options.transport".into())
+    }
+    (None, _) => Ok(None),
+  }
 }
 
 /// `options.transport` as it may be shown (its password replaced by `***`); throws

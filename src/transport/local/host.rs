@@ -21,8 +21,7 @@ use crate::transport::local::connection::{write_outbox, Budget, FrameReader, Out
 use crate::transport::local::lease::{self, Lease};
 use crate::transport::local::rendezvous::HostLock;
 use crate::transport::local::shutdown::Shutdown;
-use crate::transport::redis::address::Target;
-use crate::transport::redis::bridge;
+use crate::transport::redis::bridge::{self, Shared};
 
 /// How long a new connection may take to say hello.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,7 +57,7 @@ pub async fn serve(
   services: &Arc<Services>,
   saved: Option<u64>,
   budget: Arc<Budget>,
-  log: Option<&Target>,
+  log: Option<&Shared>,
   shutdown: &Shutdown,
 ) -> io::Result<Ended> {
   let socket = lock
@@ -68,7 +67,7 @@ pub async fn serve(
   let services = services.start(replica, saved, lock.view_path()).await;
   // With a shared log, this host is the machine's bridge to it instead of its sequencer.
   let bridge = match log {
-    Some(target) => match bridge::start(replica, target).await {
+    Some(shared) => match bridge::start(replica, shared).await {
       Ok(running) => Some(running),
       Err(err) => {
         services.stop().await;

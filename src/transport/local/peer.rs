@@ -26,7 +26,7 @@ use crate::transport::local::lease::Lease;
 use crate::transport::local::rendezvous::{HostLock, Rendezvous};
 use crate::transport::local::role::{Action, Config, Failure, Input, Role};
 use crate::transport::local::shutdown::Shutdown;
-use crate::transport::redis::address::Target;
+use crate::transport::redis::bridge::Shared;
 
 /// What a host's connections may hold together by default (`network.maxBuffer`): see [`Budget`].
 pub const DEFAULT_MAX_BUFFER: usize = 256 * 1024 * 1024;
@@ -46,7 +46,7 @@ pub struct Options {
   /// Where a client's socket is offered to the JS thread's event loop.
   pub inboxes: Arc<InboxSlot>,
   /// The shared log of `options.transport`, which the host bridges this machine to.
-  pub log: Option<Target>,
+  pub log: Option<Shared>,
 }
 
 /// Runs the instance's network life until `stop` turns true. Reports a fatal failure (such as

@@ -1,12 +1,22 @@
-//! The bridge's two loops over Redis: one proposes the machine's patches to the log in batches,
-//! the other reads the log back into the replica. What they share is [`Bridge`], the replica's
-//! [`Proposer`]: proposals queue there (never blocking the JS thread) and wake the writer.
+//! A machine's bridge to the log: one task that proposes the machine's patches in batches and
+//! reads the log back into the replica, over two connections to the primary, and starts again
+//! after any failure. What the replica calls is [`Bridge`], its [`Proposer`]: proposals queue
+//! there (never blocking the JS thread) and wake the writer.
+//!
+//! After every reconnect, and every second while reading, the bridge checks that the primary is
+//! one and that the log still holds the last entry it read. Redis replicates asynchronously, so
+//! a failover can lose the last entries: the bridge then starts again from the log (`rejoin`) and
+//! proposes again everything it keeps (`Outgoing`); the script drops what the log still has.
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use redis::aio::ConnectionLike;
-use tokio::sync::Notify;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::RedisError;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::clock::Hlc;
@@ -17,7 +27,7 @@ use crate::error::Error;
 use crate::transport::redis::address::Target;
 use crate::transport::redis::connect;
 use crate::transport::redis::entry;
-use crate::transport::redis::log::{wait_after, Keys, Orderer, Placed, Proposal};
+use crate::transport::redis::log::{self, wait_after, Keys, Orderer, Placed, Proposal};
 use crate::transport::redis::outgoing::{Answer, Outgoing, Proposed};
 
 /// Proposals sent in one call of the ordering script.
@@ -25,32 +35,94 @@ const MAX_BATCH: usize = 256;
 /// Entries read in one `XREAD`.
 const MAX_READ: usize = 1024;
 /// How long one `XREAD` waits for an entry before it is sent again; below redis-rs's response
-/// timeout.
+/// timeout (500 ms), which is how a hung primary shows.
 const READ_BLOCK_MS: u64 = 100;
+/// How long one `WAIT` lets a replica confirm, for the same reason.
+const WAIT_MS: u64 = 300;
 /// Placed proposals kept for a resubmission when nothing confirms them.
 const KEEP: usize = 10_000;
+/// How often a reading bridge checks the primary's role and the last entry it read.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Reconnection attempts back off up to this pause.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// An outage longer than this is an `error` event (shorter ones are NODE_DEBUG lines).
+const REPORT_OUTAGE_AFTER: Duration = Duration::from_secs(5);
+
+/// When a patch's promise resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+  /// Once the primary ordered it and the bridge read it back: a failover of Redis can lose it
+  /// (the bridge proposes again what it keeps, up to [`KEEP`] patches).
+  #[default]
+  Primary,
+  /// Once a replica of Redis has it too (`WAIT 1`).
+  Replicated,
+}
+
+impl Durability {
+  /// The `durability` option's value, or why it is none.
+  pub fn parse(text: &str) -> Result<Durability, String> {
+    match text {
+      "primary" => Ok(Durability::Primary),
+      "replicated" => Ok(Durability::Replicated),
+      other => Err(format!(
+        "durability must be 'primary' or 'replicated', not '{other}'"
+      )),
+    }
+  }
+}
+
+/// Where and how a machine shares its object: `options.transport` and `options.durability`.
+#[derive(Debug, Clone)]
+pub struct Shared {
+  pub target: Target,
+  pub durability: Durability,
+}
+
+/// Why a bridge's session with Redis ended.
+enum Fault {
+  /// The connection failed, or the server is no longer the primary: connect again.
+  Connection(String),
+  /// The log no longer holds what the replica read: start again from it.
+  Lost(String),
+}
+
+impl From<RedisError> for Fault {
+  fn from(err: RedisError) -> Fault {
+    Fault::Connection(err.to_string())
+  }
+}
 
 /// The patches of this machine on their way to the log.
 pub struct Bridge {
   outgoing: Mutex<Outgoing>,
   wake: Notify,
+  durability: Durability,
+  /// The origins that propose through this bridge: with `Replicated`, their entries are read
+  /// into the replica (which settles them) only once a replica of Redis confirmed them.
+  local: Mutex<HashSet<u64>>,
+  /// The highest version `WAIT` confirmed for this bridge's writes.
+  confirmed: watch::Sender<u64>,
+  /// The reader waits for a confirmation that no proposal will bring (entries a previous bridge
+  /// of this machine placed): the writer asks for one with an empty batch.
+  confirm_wanted: AtomicBool,
 }
 
 impl Bridge {
-  pub fn new() -> Arc<Bridge> {
+  fn new(durability: Durability) -> Arc<Bridge> {
     Arc::new(Bridge {
       outgoing: Mutex::new(Outgoing::new(KEEP)),
       wake: Notify::new(),
+      durability,
+      local: Mutex::new(HashSet::new()),
+      confirmed: watch::Sender::new(0),
+      confirm_wanted: AtomicBool::new(false),
     })
   }
 
   /// Proposes the queued patches in batches, one at a time, until a call fails; the batch it
-  /// was sending is proposed again first by the next call.
-  pub async fn write<C: ConnectionLike>(
-    &self,
-    connection: &mut C,
-    keys: &Keys,
-  ) -> Result<(), String> {
+  /// was sending is proposed again first by the next session.
+  async fn write<C: ConnectionLike>(&self, connection: &mut C, keys: &Keys) -> Fault {
     let orderer = Orderer::default();
     loop {
       let batch = self
@@ -58,126 +130,374 @@ impl Bridge {
         .lock()
         .next_batch(MAX_BATCH)
         .map(<[Proposed]>::to_vec);
-      let Some(batch) = batch else {
+      let confirm = self.confirm_wanted.swap(false, Ordering::AcqRel);
+      if batch.is_none() && !confirm {
         self.wake.notified().await;
         continue;
-      };
+      }
+      let batch = batch.unwrap_or_default();
       let proposals: Vec<Proposal> = batch
         .iter()
         .map(|proposed| Proposal {
           origin: proposed.origin,
           seq: proposed.seq,
+          skips_gap: proposed.skips_gap,
           payload: &proposed.payload,
         })
         .collect();
-      match orderer.order(connection, keys, &proposals).await {
-        Ok(placed) => {
-          let answers: Vec<Answer> = placed
-            .into_iter()
-            .map(|placed| match placed {
-              Placed::Ordered(version) => Answer::Ordered(version),
-              Placed::Duplicate => Answer::Duplicate,
-              Placed::Gap { last } => Answer::Gap { last },
-            })
-            .collect();
-          self.outgoing.lock().answered(&answers);
-        }
-        Err(err) => {
-          self.outgoing.lock().unanswered();
-          return Err(err.to_string());
+      let ordered = match orderer.order(connection, keys, &proposals).await {
+        Ok(ordered) => ordered,
+        Err(err) => return err.into(),
+      };
+      let answers: Vec<Answer> = ordered
+        .placed
+        .into_iter()
+        .map(|placed| match placed {
+          Placed::Ordered(version) => Answer::Ordered(version),
+          Placed::Duplicate => Answer::Duplicate,
+          Placed::Gap { last } => Answer::Gap { last },
+        })
+        .collect();
+      if !answers.is_empty() {
+        self.outgoing.lock().answered(&answers);
+      }
+      if self.durability == Durability::Replicated {
+        if let Err(fault) = self.wait_replicated(connection, ordered.head).await {
+          return fault;
         }
       }
     }
+  }
+
+  /// Waits until a replica of Redis has every write of this connection: the log up to
+  /// `head`, since the script that answered `head` wrote.
+  async fn wait_replicated<C: ConnectionLike>(
+    &self,
+    connection: &mut C,
+    head: u64,
+  ) -> Result<(), Fault> {
+    loop {
+      let replicas: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(WAIT_MS)
+        .query_async(connection)
+        .await?;
+      if replicas >= 1 {
+        self.outgoing.lock().confirmed(head);
+        self.confirmed.send_if_modified(|confirmed| {
+          let newer = head > *confirmed;
+          *confirmed = (*confirmed).max(head);
+          newer
+        });
+        return Ok(());
+      }
+    }
+  }
+
+  /// Entries of this machine's origins wait, with `Replicated`, until `WAIT` confirmed them:
+  /// how many of `entries` the replica may read now.
+  fn readable(&self, entries: &[LogEntry]) -> usize {
+    if self.durability == Durability::Primary {
+      return entries.len();
+    }
+    let confirmed = *self.confirmed.borrow();
+    let local = self.local.lock();
+    entries
+      .iter()
+      .position(|entry| entry.version > confirmed && local.contains(&entry.origin))
+      .unwrap_or(entries.len())
   }
 }
 
 impl Proposer for Bridge {
   fn propose(&self, origin: u64, seq: u64, hlc: Hlc, update: &RawJson) {
+    if self.durability == Durability::Replicated {
+      self.local.lock().insert(origin);
+    }
     let payload = entry::encode(hlc, update).into();
     self.outgoing.lock().propose(Proposed {
       origin,
       seq,
       payload,
+      skips_gap: false,
     });
     self.wake.notify_one();
   }
 }
 
-/// Reads the log into `replica` from its version on, until a call fails or the log does not
-/// follow on (the caller joins again).
-pub async fn read<C: ConnectionLike>(
+/// The last entry the replica read: what must still be in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Read {
+  version: u64,
+  origin: u64,
+  seq: u64,
+}
+
+/// Reads the log into `replica` from its version on, checking the log every [`CHECK_EVERY`].
+async fn read(
   replica: &Replica,
-  connection: &mut C,
+  bridge: &Bridge,
+  connection: &mut MultiplexedConnection,
   keys: &Keys,
-) -> Result<(), String> {
+  last: &mut Option<Read>,
+) -> Fault {
+  let mut checked = Instant::now();
+  let mut confirmations = bridge.confirmed.subscribe();
   loop {
-    let entries = wait_after(connection, keys, replica.version(), MAX_READ, READ_BLOCK_MS)
-      .await
-      .map_err(|err| err.to_string())?;
+    let entries = match wait_after(connection, keys, replica.version(), MAX_READ, READ_BLOCK_MS).await
+    {
+      Ok(entries) => entries,
+      Err(err) => return err.into(),
+    };
+    if checked.elapsed() >= CHECK_EVERY {
+      if let Err(fault) = check(connection, keys, *last).await {
+        return fault;
+      }
+      checked = Instant::now();
+    }
     let mut decided = Vec::with_capacity(entries.len());
     for read in entries {
-      let (hlc, update) = entry::decode(&read.payload)
-        .map_err(|why| format!("entry {} of the log: {why}", read.version))?;
-      decided.push(LogEntry {
-        version: read.version,
-        origin: read.origin,
-        seq: read.seq,
-        hlc,
-        update,
-      });
+      match entry::decode(&read.payload) {
+        Ok((hlc, update)) => decided.push(LogEntry {
+          version: read.version,
+          origin: read.origin,
+          seq: read.seq,
+          hlc,
+          update,
+        }),
+        Err(why) => {
+          return Fault::Lost(format!(
+            "entry {} of the log is not one of memsync: {why}",
+            read.version
+          ))
+        }
+      }
     }
-    if decided.is_empty() {
-      continue;
-    }
-    for (origin, seq, err) in replica.log_receive(decided)? {
-      replica
-        .debug(|| format!("patch {seq} of {origin:x}, of another machine, was not applied: {err}"));
+    while !decided.is_empty() {
+      let readable = bridge.readable(&decided);
+      if readable == 0 {
+        // A replica of Redis has not confirmed this machine's next entry yet.
+        bridge.confirm_wanted.store(true, Ordering::Release);
+        bridge.wake.notify_one();
+        if confirmations.changed().await.is_err() {
+          return Fault::Connection("the bridge stopped".into());
+        }
+        continue;
+      }
+      let rest = decided.split_off(readable);
+      if let Some(newest) = decided.last() {
+        *last = Some(Read {
+          version: newest.version,
+          origin: newest.origin,
+          seq: newest.seq,
+        });
+      }
+      match replica.log_receive(std::mem::replace(&mut decided, rest)) {
+        Ok(refused) => {
+          for (origin, seq, err) in refused {
+            replica.debug(|| {
+              format!("patch {seq} of {origin:x}, of another machine, was not applied: {err}")
+            });
+          }
+        }
+        Err(why) => return Fault::Lost(why),
+      }
     }
   }
 }
 
-/// A bridge at work for one host term: its loops end when it is dropped.
+/// Whether the server is still the primary and the log still holds `last`.
+async fn check(
+  connection: &mut MultiplexedConnection,
+  keys: &Keys,
+  last: Option<Read>,
+) -> Result<(), Fault> {
+  if !connect::is_primary(connection).await? {
+    return Err(Fault::Connection(
+      "the server is no longer the primary".into(),
+    ));
+  }
+  let Some(last) = last else { return Ok(()) };
+  let held = log::entry_at(connection, keys, last.version).await?;
+  match held {
+    Some(entry) if entry.origin == last.origin && entry.seq == last.seq => Ok(()),
+    Some(_) => Err(Fault::Lost(format!(
+      "the log holds another entry at version {}",
+      last.version
+    ))),
+    None => Err(Fault::Lost(format!(
+      "the log no longer holds version {}",
+      last.version
+    ))),
+  }
+}
+
+/// A bridge at work for one host term: its task ends when it is dropped.
 pub struct Running {
-  tasks: Vec<JoinHandle<()>>,
+  task: JoinHandle<()>,
 }
 
 impl Drop for Running {
   fn drop(&mut self) {
-    for task in &self.tasks {
-      task.abort();
+    self.task.abort();
+  }
+}
+
+/// Makes `replica` this machine's bridge to the log `shared.target` holds: it connects (twice:
+/// the reader blocks its connection), checks the object's keys, starts from the object's base
+/// document when the log is new to it, then proposes and reads until dropped, connecting again
+/// after failures. An `Err`: Redis cannot be reached, or refuses the object.
+pub async fn start(replica: &Arc<Replica>, shared: &Shared) -> Result<Running, Error> {
+  let target = shared.target.clone();
+  let keys = Keys::of(replica.name());
+  let fail = |why: String| Error::Transport(format!("{}: {why}", target.redacted()));
+  let mut writing = connect::primary(&target).await.map_err(Error::Transport)?;
+  let reading = connect::primary(&target).await.map_err(Error::Transport)?;
+  log::check_keys(&mut writing, &keys).await.map_err(fail)?;
+  join(replica, &mut writing, &keys).await.map_err(fail)?;
+  let bridge = Bridge::new(shared.durability);
+  replica.become_bridge(bridge.clone());
+  let last = replica.last_entry().map(|(version, origin, seq)| Read {
+    version,
+    origin,
+    seq,
+  });
+  let replica = replica.clone();
+  let task = tokio::spawn(async move {
+    supervise(&replica, &bridge, &target, &keys, (writing, reading), last).await;
+  });
+  Ok(Running { task })
+}
+
+/// Runs sessions with Redis one after another, connecting again after a failure and starting
+/// again from the log when it lost entries.
+async fn supervise(
+  replica: &Replica,
+  bridge: &Bridge,
+  target: &Target,
+  keys: &Keys,
+  first: (MultiplexedConnection, MultiplexedConnection),
+  mut last: Option<Read>,
+) {
+  let mut connections = Some(first);
+  let mut backoff = Duration::from_millis(10);
+  let mut outage: Option<(Instant, bool)> = None;
+  let mut lost = false;
+  loop {
+    let (mut writing, mut reading) = match connections.take() {
+      Some(both) => both,
+      None => match connect_both(target).await {
+        Ok(both) => both,
+        Err(why) => {
+          note_outage(replica, &mut outage, &why);
+          tokio::time::sleep(backoff).await;
+          backoff = (backoff * 2).min(MAX_BACKOFF);
+          continue;
+        }
+      },
+    };
+    let verified = match check(&mut reading, keys, last).await {
+      Err(Fault::Lost(why)) => {
+        lost = true;
+        Err(Fault::Lost(why))
+      }
+      other => other,
+    };
+    let ready = match verified {
+      Ok(()) if !lost => Ok(()),
+      Ok(()) | Err(Fault::Lost(_)) => {
+        let rejoined = rejoin(replica, bridge, &mut writing, keys).await;
+        if rejoined.is_ok() {
+          lost = false;
+          last = None;
+        }
+        rejoined
+      }
+      Err(fault) => Err(fault),
+    };
+    if let Err(Fault::Connection(why) | Fault::Lost(why)) = ready {
+      note_outage(replica, &mut outage, &why);
+      tokio::time::sleep(backoff).await;
+      backoff = (backoff * 2).min(MAX_BACKOFF);
+      continue;
+    }
+    if outage.take().is_some() {
+      replica.debug(|| "bridging to Redis again".to_owned());
+    }
+    backoff = Duration::from_millis(10);
+    bridge.wake.notify_one();
+    let fault = tokio::select! {
+      fault = bridge.write(&mut writing, keys) => fault,
+      fault = read(replica, bridge, &mut reading, keys, &mut last) => fault,
+    };
+    bridge.outgoing.lock().unanswered();
+    match fault {
+      Fault::Connection(why) => note_outage(replica, &mut outage, &why),
+      Fault::Lost(why) => {
+        replica.debug(|| format!("the log lost entries this machine read ({why}): joining again"));
+        lost = true;
+        connections = Some((writing, reading));
+      }
     }
   }
 }
 
-/// Makes `replica` this machine's bridge to the log `target` holds: it connects (twice: the
-/// reader blocks its connection), starts from the object's base document when the log is new
-/// to it, then proposes and reads until dropped. A failure of a loop is an `error` event.
-pub async fn start(replica: &Arc<Replica>, target: &Target) -> Result<Running, Error> {
-  let keys = Keys::of(replica.name());
-  let mut writing = connect::primary(target).await.map_err(Error::Transport)?;
-  let mut reading = connect::primary(target).await.map_err(Error::Transport)?;
-  join(replica, &mut writing, &keys)
-    .await
-    .map_err(|why| Error::Transport(format!("{}: {why}", target.redacted())))?;
-  let bridge = Bridge::new();
-  replica.become_bridge(bridge.clone());
-  let (writer, writer_keys) = (replica.clone(), keys.clone());
-  let write = tokio::spawn(async move {
-    if let Err(why) = bridge.write(&mut writing, &writer_keys).await {
-      writer.report_error(&Error::Transport(format!(
-        "proposing to the log failed: {why}"
-      )));
-    }
-  });
-  let reader = replica.clone();
-  let read = tokio::spawn(async move {
-    if let Err(why) = read(&reader, &mut reading, &keys).await {
-      reader.report_error(&Error::Transport(format!("reading the log failed: {why}")));
-    }
-  });
-  Ok(Running {
-    tasks: vec![write, read],
-  })
+async fn connect_both(
+  target: &Target,
+) -> Result<(MultiplexedConnection, MultiplexedConnection), String> {
+  Ok((
+    connect::primary(target).await?,
+    connect::primary(target).await?,
+  ))
+}
+
+/// A failed attempt: a NODE_DEBUG line, and one `error` event once it lasts.
+fn note_outage(replica: &Replica, outage: &mut Option<(Instant, bool)>, why: &str) {
+  let (since, reported) = outage.get_or_insert((Instant::now(), false));
+  replica.debug(|| format!("bridging to Redis failed ({why}): trying again"));
+  if !*reported && since.elapsed() >= REPORT_OUTAGE_AFTER {
+    *reported = true;
+    replica.report_error(&Error::Transport(format!(
+      "cannot bridge to Redis for {} s ({why}); patches wait, and are proposed once it answers",
+      since.elapsed().as_secs()
+    )));
+  }
+}
+
+/// Starts the replica again from the log's base document and proposes again everything the
+/// bridge keeps. When the base is gone too (Redis restarted empty), the replica's ordered
+/// document becomes the base: the patches it contains are not proposed again.
+async fn rejoin(
+  replica: &Replica,
+  bridge: &Bridge,
+  connection: &mut MultiplexedConnection,
+  keys: &Keys,
+) -> Result<(), Fault> {
+  let (ours, _) = replica.ordered_snapshot().map_err(Fault::Lost)?;
+  let text = serde_json::to_string(&ours).map_err(|err| Fault::Lost(err.to_string()))?;
+  let set: bool = redis::cmd("SET")
+    .arg(&keys.base)
+    .arg(&text)
+    .arg("NX")
+    .query_async::<Option<String>>(connection)
+    .await?
+    .is_some();
+  let base = if set {
+    replica.debug(|| "the object is gone from Redis: this machine's document is its base again".into());
+    bridge.outgoing.lock().forget_placed();
+    ours
+  } else {
+    let base: Option<String> = redis::cmd("GET")
+      .arg(&keys.base)
+      .query_async(connection)
+      .await?;
+    let base = base.ok_or_else(|| Fault::Connection("the object's base vanished".into()))?;
+    serde_json::from_str(&base)
+      .map_err(|err| Fault::Lost(format!("the object's base document is not JSON: {err}")))?
+  };
+  replica.rejoin(base, 0, Default::default());
+  bridge.outgoing.lock().resubmit();
+  Ok(())
 }
 
 /// A replica at version 0 takes the object's base document, which the first bridge of all sets

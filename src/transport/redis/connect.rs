@@ -62,19 +62,24 @@ async fn through_sentinel(
     .ok_or_else(|| format!("it knows no master '{master}'"))?;
   let node = Node { host, port };
   let mut connection = open(&node, auth, db).await?;
-  let role: Value = redis::cmd("ROLE")
-    .query_async(&mut connection)
+  if is_primary(&mut connection)
     .await
-    .map_err(|err| err.to_string())?;
-  match role {
-    Value::Array(parts) if matches!(parts.first(), Some(Value::BulkString(role)) if role == b"master") => {
-      Ok(connection)
-    }
-    _ => Err(format!(
+    .map_err(|err| err.to_string())?
+  {
+    Ok(connection)
+  } else {
+    Err(format!(
       "it names {}:{}, which is not a primary (a failover under way)",
       node.host, node.port
-    )),
+    ))
   }
+}
+
+/// Whether the server of `connection` is a primary (`ROLE`): a demoted one still answers reads.
+pub async fn is_primary(connection: &mut MultiplexedConnection) -> redis::RedisResult<bool> {
+  let role: Value = redis::cmd("ROLE").query_async(connection).await?;
+  Ok(matches!(role, Value::Array(parts)
+    if matches!(parts.first(), Some(Value::BulkString(role)) if role == b"master")))
 }
 
 async fn open(node: &Node, auth: &Auth, db: u32) -> Result<MultiplexedConnection, String> {

@@ -45,6 +45,8 @@ impl Keys {
 pub struct Proposal<'a> {
   pub origin: u64,
   pub seq: u64,
+  /// Placed after the origin's last entry even when `seq` does not follow it.
+  pub skips_gap: bool,
   pub payload: &'a [u8],
 }
 
@@ -58,6 +60,15 @@ pub enum Placed {
   /// Its seq does not follow the origin's last one in the log, `last`: the caller resubmits
   /// from `last + 1`.
   Gap { last: u64 },
+}
+
+/// The script's answer to a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ordered {
+  /// Where each proposal went, in the batch's order.
+  pub placed: Vec<Placed>,
+  /// The version the log reached.
+  pub head: u64,
 }
 
 /// An entry of the log, as read back.
@@ -83,13 +94,14 @@ impl Default for Orderer {
 }
 
 impl Orderer {
-  /// Orders `batch` into the log of `keys`, in one call; answers in the batch's order.
+  /// Orders `batch` (possibly empty) into the log of `keys`, in one call; answers in the batch's
+  /// order.
   pub async fn order<C: ConnectionLike>(
     &self,
     connection: &mut C,
     keys: &Keys,
     batch: &[Proposal<'_>],
-  ) -> RedisResult<Vec<Placed>> {
+  ) -> RedisResult<Ordered> {
     let mut invocation = self.script.prepare_invoke();
     invocation
       .key(&keys.log)
@@ -100,21 +112,22 @@ impl Orderer {
       invocation
         .arg(proposal.origin.to_string())
         .arg(proposal.seq)
+        .arg(u8::from(proposal.skips_gap))
         .arg(proposal.payload);
     }
-    let answers: Vec<i64> = invocation.invoke_async(connection).await?;
-    Ok(
-      answers
-        .into_iter()
-        .map(|answer| match answer {
-          0 => Placed::Duplicate,
-          version if version > 0 => Placed::Ordered(version as u64),
-          last => Placed::Gap {
-            last: last.unsigned_abs(),
-          },
-        })
-        .collect(),
-    )
+    let mut answers: Vec<i64> = invocation.invoke_async(connection).await?;
+    let head = answers.pop().unwrap_or(0).unsigned_abs();
+    let placed = answers
+      .into_iter()
+      .map(|answer| match answer {
+        0 => Placed::Duplicate,
+        version if version > 0 => Placed::Ordered(version as u64),
+        last => Placed::Gap {
+          last: last.unsigned_abs(),
+        },
+      })
+      .collect();
+    Ok(Ordered { placed, head })
   }
 }
 
@@ -161,6 +174,58 @@ pub async fn wait_after<C: ConnectionLike>(
     .flat_map(|key| key.ids)
     .map(entry_of)
     .collect()
+}
+
+/// The entry at `version`, if the log holds it.
+pub async fn entry_at<C: ConnectionLike>(
+  connection: &mut C,
+  keys: &Keys,
+  version: u64,
+) -> RedisResult<Option<Entry>> {
+  let id = format!("0-{version}");
+  let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+    .arg(&keys.log)
+    .arg(&id)
+    .arg(&id)
+    .query_async(connection)
+    .await?;
+  reply.ids.into_iter().next().map(entry_of).transpose()
+}
+
+/// Refuses an object whose keys hold what memsync did not write there (never overwritten), or
+/// that bridges of another protocol write.
+pub async fn check_keys<C: ConnectionLike>(connection: &mut C, keys: &Keys) -> Result<(), String> {
+  for (key, kind) in [
+    (&keys.log, "stream"),
+    (&keys.origins, "hash"),
+    (&keys.head, "hash"),
+    (&keys.base, "string"),
+  ] {
+    let found: String = redis::cmd("TYPE")
+      .arg(key)
+      .query_async(connection)
+      .await
+      .map_err(|err| err.to_string())?;
+    if found != "none" && found != kind {
+      return Err(format!(
+        "the key '{key}' holds a {found}, not the {kind} memsync keeps there: another program uses \
+         this object's keys; memsync leaves them alone"
+      ));
+    }
+  }
+  let protocol: Option<u32> = redis::cmd("HGET")
+    .arg(&keys.head)
+    .arg("protocol")
+    .query_async(connection)
+    .await
+    .map_err(|err| err.to_string())?;
+  match protocol {
+    Some(protocol) if protocol != LOG_PROTOCOL => Err(format!(
+      "the object is written with log protocol {protocol}, this memsync speaks {LOG_PROTOCOL}: \
+       upgrade the processes of every machine together"
+    )),
+    _ => Ok(()),
+  }
 }
 
 fn entry_of(entry: redis::streams::StreamId) -> RedisResult<Entry> {

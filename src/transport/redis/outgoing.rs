@@ -17,6 +17,9 @@ pub struct Proposed {
   pub origin: u64,
   pub seq: u64,
   pub payload: Arc<[u8]>,
+  /// The log lost this origin's patches before it and nobody holds them any more: the script
+  /// places it after the origin's last entry instead of answering a gap again.
+  pub skips_gap: bool,
 }
 
 /// How the script answered one proposal (see `log::Placed`).
@@ -67,8 +70,9 @@ impl Outgoing {
 
   /// The script's answers to the batch in flight, in its order. A gap means the log lost that
   /// origin's entries after `last` (a failover between two batches): its kept proposals after
-  /// `last` and those of the batch go back to the front of the queue, in order. The others are
-  /// placed or, as duplicates, done.
+  /// `last` and those of the batch go back to the front of the queue, in order; when they do not
+  /// start at `last + 1`, the missing ones are lost for good and the first skips the gap. The
+  /// others are placed or, as duplicates, done.
   pub fn answered(&mut self, answers: &[Answer]) {
     let batch = std::mem::take(&mut self.in_flight);
     let mut again = Vec::new();
@@ -94,11 +98,17 @@ impl Outgoing {
       .into_iter()
       .partition(|(_, proposed)| !lost(proposed));
     self.placed = kept;
-    let again: Vec<Proposed> = lost_kept
+    let mut again: Vec<Proposed> = lost_kept
       .into_iter()
       .map(|(_, proposed)| proposed)
       .chain(again)
       .collect();
+    for &(origin, last) in &gaps {
+      let first = again.iter_mut().find(|proposed| proposed.origin == origin);
+      if let Some(first) = first.filter(|first| first.seq > last + 1) {
+        first.skips_gap = true;
+      }
+    }
     for proposed in again.into_iter().rev() {
       self.queued.push_front(proposed);
     }
@@ -134,6 +144,12 @@ impl Outgoing {
     }
   }
 
+  /// Everything placed is in a document that becomes the log's start again (Redis lost the
+  /// object): proposing it again would apply it twice.
+  pub fn forget_placed(&mut self) {
+    self.placed.clear();
+  }
+
   /// The version the log should hold for `origin`'s `seq`, if it is kept: what the bridge
   /// checks after a reconnect.
   pub fn version_of(&self, origin: u64, seq: u64) -> Option<u64> {
@@ -167,6 +183,7 @@ mod tests {
       origin,
       seq,
       payload: Arc::from(format!("{origin}/{seq}").into_bytes()),
+      skips_gap: false,
     }
   }
 
@@ -213,7 +230,14 @@ mod tests {
       Answer::Ordered(9),
       Answer::Gap { last: 1 },
     ]);
-    assert_eq!(ids(outgoing.next_batch(10)), [(1, 3), (1, 4), (2, 2)]);
+    let batch = outgoing.next_batch(10).unwrap_or_default();
+    assert_eq!(ids(Some(batch)), [(1, 3), (1, 4), (2, 2)]);
+    let skipping: Vec<bool> = batch.iter().map(|p| p.skips_gap).collect();
+    assert_eq!(
+      skipping,
+      [true, false, false],
+      "nobody holds origin 1's patch 2: its next one skips the gap"
+    );
   }
 
   #[test]
@@ -228,7 +252,12 @@ mod tests {
     outgoing.propose(proposed(1, 3));
     outgoing.next_batch(10);
     outgoing.answered(&[Answer::Gap { last: 1 }]);
-    assert_eq!(ids(outgoing.next_batch(10)), [(1, 2), (1, 3)]);
+    let batch = outgoing.next_batch(10).unwrap_or_default();
+    assert_eq!(ids(Some(batch)), [(1, 2), (1, 3)]);
+    assert!(
+      batch.iter().all(|p| !p.skips_gap),
+      "the kept proposal fills the gap"
+    );
     assert_eq!(
       outgoing.version_of(2, 1),
       Some(3),
