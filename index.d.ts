@@ -168,8 +168,8 @@ export interface MemSyncOptions {
   transport?: string
   /**
    * With `transport`: when a patch's promise resolves. `'primary'` (default): once the Redis
-   * primary ordered it; a Redis failover can lose it (the bridge proposes again the last 10,000
-   * it placed). `'replicated'`: once a Redis replica has it too (`WAIT 1`).
+   * primary ordered it. `'replicated'`: once a Redis replica has it too (`WAIT 1`). After a Redis
+   * failover that lost entries, each machine proposes again the last 10,000 patches it placed.
    */
   durability?: 'primary' | 'replicated'
   /** This process's roles; `network.maxWriters` counts those with `'writer'`. */

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use memsync::transport::redis::address::Target;
 use memsync::transport::redis::connect::primary;
-use memsync::transport::redis::log::{read_after, Entry, Keys, Orderer, Placed, Proposal};
+use memsync::transport::redis::log::{chain_after, read_after, Keys, Orderer, Placed, Proposal};
 use memsync::Replica;
 use serde_json::json;
 use std::sync::Arc;
@@ -146,13 +146,18 @@ async fn a_batch_gets_consecutive_versions_resends_are_dropped_and_gaps_reported
     placed,
     [Placed::Duplicate, Placed::Ordered(4), Placed::Ordered(5)]
   );
-  let entries = read_after(&mut connection, &keys, 2, 10).await.unwrap();
-  let entry = |version, origin, seq, payload: &[u8]| Entry {
-    version,
-    origin,
-    seq,
-    payload: payload.to_vec(),
-  };
+  let entries = read_after(&mut connection, &keys, 0, 10).await.unwrap();
+  let mut chain = String::new();
+  for entry in &entries {
+    chain = chain_after(&chain, entry.origin, entry.seq);
+    assert_eq!(entry.chain, chain, "each entry chains the ones before it");
+  }
+  let entries: Vec<_> = entries
+    .into_iter()
+    .skip(2)
+    .map(|entry| (entry.version, entry.origin, entry.seq, entry.payload))
+    .collect();
+  let entry = |version, origin, seq, payload: &[u8]| (version, origin, seq, payload.to_vec());
   assert_eq!(
     entries,
     [
@@ -245,7 +250,7 @@ async fn the_primary_is_reached_directly_or_through_a_sentinel_and_failures_hide
   drop(connect(&server).await);
   drop(connect(&watcher).await);
   let direct = Target::parse(&format!("redis://127.0.0.1:{}", server.port)).unwrap();
-  let mut connection = primary(&direct).await.unwrap();
+  let (mut connection, _) = primary(&direct).await.unwrap();
   let pong: String = redis::cmd("PING")
     .query_async(&mut connection)
     .await
@@ -265,7 +270,8 @@ async fn the_primary_is_reached_directly_or_through_a_sentinel_and_failures_hide
     watcher.port
   ))
   .unwrap();
-  let mut connection = primary(&through).await.unwrap();
+  let (mut connection, node) = primary(&through).await.unwrap();
+  assert_eq!(node.port, server.port, "the sentinel names the server");
   let _: () = redis::cmd("SET")
     .arg("k")
     .arg("v")
@@ -365,7 +371,14 @@ async fn after_redis_lost_the_last_entries_the_bridges_join_again_and_propose_th
     pipe.cmd("XDEL").arg(&keys.log).arg(format!("0-{version}")).ignore();
   }
   pipe.cmd("XSETID").arg(&keys.log).arg("0-120").ignore();
-  pipe.cmd("HSET").arg(&keys.head).arg("version").arg(120).ignore();
+  pipe
+    .cmd("HSET")
+    .arg(&keys.head)
+    .arg("version")
+    .arg(120)
+    .arg("chain")
+    .arg(&kept.last().unwrap().chain)
+    .ignore();
   pipe.cmd("DEL").arg(&keys.origins).ignore();
   for entry in &kept {
     pipe

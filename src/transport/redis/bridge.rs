@@ -24,7 +24,7 @@ use crate::core::link::Proposer;
 use crate::core::message::{LogEntry, RawJson};
 use crate::core::replica::Replica;
 use crate::error::Error;
-use crate::transport::redis::address::Target;
+use crate::transport::redis::address::{Node, Target};
 use crate::transport::redis::connect;
 use crate::transport::redis::entry;
 use crate::transport::redis::log::{self, wait_after, Keys, Orderer, Placed, Proposal};
@@ -55,7 +55,8 @@ pub enum Durability {
   /// (the bridge proposes again what it keeps, up to [`KEEP`] patches).
   #[default]
   Primary,
-  /// Once a replica of Redis has it too (`WAIT 1`).
+  /// Once a replica of Redis has it too (`WAIT 1`). In both modes, after a failover of Redis
+  /// that lost entries, the bridge proposes again the last [`KEEP`] patches it placed.
   Replicated,
 }
 
@@ -183,7 +184,6 @@ impl Bridge {
         .query_async(connection)
         .await?;
       if replicas >= 1 {
-        self.outgoing.lock().confirmed(head);
         self.confirmed.send_if_modified(|confirmed| {
           let newer = head > *confirmed;
           *confirmed = (*confirmed).max(head);
@@ -225,73 +225,123 @@ impl Proposer for Bridge {
   }
 }
 
-/// The last entry the replica read: what must still be in the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The last entry the replica read: what the log must still hold, and what the next entry
+/// must chain on to.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Read {
   version: u64,
   origin: u64,
   seq: u64,
+  /// Unknown for the entries a previous bridge of this machine read (a local failover).
+  chain: Option<String>,
 }
 
-/// Reads the log into `replica` from its version on, checking the log every [`CHECK_EVERY`].
+impl Read {
+  /// Before the first entry of the log.
+  fn start() -> Read {
+    Read {
+      version: 0,
+      origin: 0,
+      seq: 0,
+      chain: Some(String::new()),
+    }
+  }
+
+  /// Whether `entry` is this one.
+  fn is(&self, entry: &log::Entry) -> bool {
+    entry.origin == self.origin
+      && entry.seq == self.seq
+      && self.chain.as_ref().is_none_or(|chain| *chain == entry.chain)
+  }
+
+  /// Whether `entry` follows this one in the same log.
+  fn is_followed_by(&self, entry: &log::Entry) -> bool {
+    entry.version == self.version + 1
+      && self
+        .chain
+        .as_ref()
+        .is_none_or(|chain| log::chain_after(chain, entry.origin, entry.seq) == entry.chain)
+  }
+}
+
+/// Reads the log into `replica` from its version on, checking that each entry follows the last
+/// one read, and every [`CHECK_EVERY`] that the server is still the primary.
 async fn read(
   replica: &Replica,
   bridge: &Bridge,
   connection: &mut MultiplexedConnection,
+  server: &Server<'_>,
   keys: &Keys,
   last: &mut Option<Read>,
 ) -> Fault {
   let mut checked = Instant::now();
   let mut confirmations = bridge.confirmed.subscribe();
   loop {
+    if checked.elapsed() >= CHECK_EVERY {
+      if let Err(fault) = check(connection, server, keys, last.as_ref()).await {
+        return fault;
+      }
+      checked = Instant::now();
+    }
     let entries = match wait_after(connection, keys, replica.version(), MAX_READ, READ_BLOCK_MS).await
     {
       Ok(entries) => entries,
       Err(err) => return err.into(),
     };
-    if checked.elapsed() >= CHECK_EVERY {
-      if let Err(fault) = check(connection, keys, *last).await {
-        return fault;
-      }
-      checked = Instant::now();
-    }
     let mut decided = Vec::with_capacity(entries.len());
+    let mut reads = Vec::with_capacity(entries.len());
     for read in entries {
-      match entry::decode(&read.payload) {
-        Ok((hlc, update)) => decided.push(LogEntry {
-          version: read.version,
-          origin: read.origin,
-          seq: read.seq,
-          hlc,
-          update,
-        }),
+      let previous = reads.last().or(last.as_ref());
+      if let Some(previous) = previous.filter(|previous| !previous.is_followed_by(&read)) {
+        return Fault::Lost(format!(
+          "the log changed under this machine after version {}",
+          previous.version
+        ));
+      }
+      let (hlc, update) = match entry::decode(&read.payload) {
+        Ok(decoded) => decoded,
         Err(why) => {
           return Fault::Lost(format!(
             "entry {} of the log is not one of memsync: {why}",
             read.version
           ))
         }
-      }
+      };
+      reads.push(Read {
+        version: read.version,
+        origin: read.origin,
+        seq: read.seq,
+        chain: Some(read.chain),
+      });
+      decided.push(LogEntry {
+        version: read.version,
+        origin: read.origin,
+        seq: read.seq,
+        hlc,
+        update,
+      });
     }
     while !decided.is_empty() {
       let readable = bridge.readable(&decided);
       if readable == 0 {
-        // A replica of Redis has not confirmed this machine's next entry yet.
+        // A replica of Redis has not confirmed this machine's next entry yet; the wait is
+        // bounded so that the primary's role is still checked.
         bridge.confirm_wanted.store(true, Ordering::Release);
         bridge.wake.notify_one();
-        if confirmations.changed().await.is_err() {
+        if let Ok(Err(_)) = tokio::time::timeout(CHECK_EVERY, confirmations.changed()).await {
           return Fault::Connection("the bridge stopped".into());
+        }
+        if checked.elapsed() >= CHECK_EVERY {
+          if let Err(fault) = check(connection, server, keys, None).await {
+            return fault;
+          }
+          checked = Instant::now();
         }
         continue;
       }
       let rest = decided.split_off(readable);
-      if let Some(newest) = decided.last() {
-        *last = Some(Read {
-          version: newest.version,
-          origin: newest.origin,
-          seq: newest.seq,
-        });
-      }
+      let unread = reads.split_off(readable);
+      *last = std::mem::replace(&mut reads, unread).pop();
       match replica.log_receive(std::mem::replace(&mut decided, rest)) {
         Ok(refused) => {
           for (origin, seq, err) in refused {
@@ -306,21 +356,34 @@ async fn read(
   }
 }
 
-/// Whether the server is still the primary and the log still holds `last`.
+/// Whether the server at `server` is still the primary (by its role, and by the sentinels) and
+/// the log still holds `last`.
 async fn check(
   connection: &mut MultiplexedConnection,
+  server: &Server<'_>,
   keys: &Keys,
-  last: Option<Read>,
+  last: Option<&Read>,
 ) -> Result<(), Fault> {
   if !connect::is_primary(connection).await? {
     return Err(Fault::Connection(
       "the server is no longer the primary".into(),
     ));
   }
-  let Some(last) = last else { return Ok(()) };
-  let held = log::entry_at(connection, keys, last.version).await?;
-  match held {
-    Some(entry) if entry.origin == last.origin && entry.seq == last.seq => Ok(()),
+  match connect::named_primary(&server.target).await {
+    Ok(Some(named)) if named != server.node => {
+      return Err(Fault::Connection(format!(
+        "the sentinels now name {}:{} the primary",
+        named.host, named.port
+      )))
+    }
+    // Sentinels that cannot be asked leave the question to the server's role.
+    Ok(_) | Err(_) => {}
+  }
+  let Some(last) = last.filter(|last| last.version > 0) else {
+    return Ok(());
+  };
+  match log::entry_at(connection, keys, last.version).await? {
+    Some(entry) if last.is(&entry) => Ok(()),
     Some(_) => Err(Fault::Lost(format!(
       "the log holds another entry at version {}",
       last.version
@@ -330,6 +393,12 @@ async fn check(
       last.version
     ))),
   }
+}
+
+/// The Redis server a session talks to, as `target` led to it.
+struct Server<'a> {
+  target: &'a Target,
+  node: Node,
 }
 
 /// A bridge at work for one host term: its task ends when it is dropped.
@@ -351,20 +420,23 @@ pub async fn start(replica: &Arc<Replica>, shared: &Shared) -> Result<Running, E
   let target = shared.target.clone();
   let keys = Keys::of(replica.name());
   let fail = |why: String| Error::Transport(format!("{}: {why}", target.redacted()));
-  let mut writing = connect::primary(&target).await.map_err(Error::Transport)?;
-  let reading = connect::primary(&target).await.map_err(Error::Transport)?;
+  let (mut writing, reading, node) = connect_both(&target).await.map_err(Error::Transport)?;
   log::check_keys(&mut writing, &keys).await.map_err(fail)?;
   join(replica, &mut writing, &keys).await.map_err(fail)?;
   let bridge = Bridge::new(shared.durability);
   replica.become_bridge(bridge.clone());
-  let last = replica.last_entry().map(|(version, origin, seq)| Read {
-    version,
-    origin,
-    seq,
-  });
+  let last = match replica.version() {
+    0 => Some(Read::start()),
+    _ => replica.last_entry().map(|(version, origin, seq)| Read {
+      version,
+      origin,
+      seq,
+      chain: None,
+    }),
+  };
   let replica = replica.clone();
   let task = tokio::spawn(async move {
-    supervise(&replica, &bridge, &target, &keys, (writing, reading), last).await;
+    supervise(&replica, &bridge, &target, &keys, (writing, reading, node), last).await;
   });
   Ok(Running { task })
 }
@@ -376,7 +448,7 @@ async fn supervise(
   bridge: &Bridge,
   target: &Target,
   keys: &Keys,
-  first: (MultiplexedConnection, MultiplexedConnection),
+  first: (MultiplexedConnection, MultiplexedConnection, Node),
   mut last: Option<Read>,
 ) {
   let mut connections = Some(first);
@@ -384,7 +456,7 @@ async fn supervise(
   let mut outage: Option<(Instant, bool)> = None;
   let mut lost = false;
   loop {
-    let (mut writing, mut reading) = match connections.take() {
+    let (mut writing, mut reading, node) = match connections.take() {
       Some(both) => both,
       None => match connect_both(target).await {
         Ok(both) => both,
@@ -396,8 +468,12 @@ async fn supervise(
         }
       },
     };
-    let verified = match check(&mut reading, keys, last).await {
+    // This session's WAITs confirm what the previous primary's did not.
+    bridge.confirmed.send_replace(0);
+    let server = Server { target, node };
+    let verified = match check(&mut reading, &server, keys, last.as_ref()).await {
       Err(Fault::Lost(why)) => {
+        replica.debug(|| format!("the log lost entries this machine read ({why}): joining again"));
         lost = true;
         Err(Fault::Lost(why))
       }
@@ -409,7 +485,7 @@ async fn supervise(
         let rejoined = rejoin(replica, bridge, &mut writing, keys).await;
         if rejoined.is_ok() {
           lost = false;
-          last = None;
+          last = Some(Read::start());
         }
         rejoined
       }
@@ -428,7 +504,7 @@ async fn supervise(
     bridge.wake.notify_one();
     let fault = tokio::select! {
       fault = bridge.write(&mut writing, keys) => fault,
-      fault = read(replica, bridge, &mut reading, keys, &mut last) => fault,
+      fault = read(replica, bridge, &mut reading, &server, keys, &mut last) => fault,
     };
     bridge.outgoing.lock().unanswered();
     match fault {
@@ -436,25 +512,36 @@ async fn supervise(
       Fault::Lost(why) => {
         replica.debug(|| format!("the log lost entries this machine read ({why}): joining again"));
         lost = true;
-        connections = Some((writing, reading));
+        connections = Some((writing, reading, server.node));
       }
     }
   }
 }
 
+/// Two connections to one primary: the writer's and the reader's (which blocks on `XREAD`).
 async fn connect_both(
   target: &Target,
-) -> Result<(MultiplexedConnection, MultiplexedConnection), String> {
-  Ok((
-    connect::primary(target).await?,
-    connect::primary(target).await?,
-  ))
+) -> Result<(MultiplexedConnection, MultiplexedConnection, Node), String> {
+  let (writing, node) = connect::primary(target).await?;
+  let (reading, other) = connect::primary(target).await?;
+  if other != node {
+    return Err(format!(
+      "the primary moved from {}:{} to {}:{} while connecting",
+      node.host, node.port, other.host, other.port
+    ));
+  }
+  Ok((writing, reading, node))
 }
 
 /// A failed attempt: a NODE_DEBUG line, and one `error` event once it lasts.
 fn note_outage(replica: &Replica, outage: &mut Option<(Instant, bool)>, why: &str) {
   let (since, reported) = outage.get_or_insert((Instant::now(), false));
-  replica.debug(|| format!("bridging to Redis failed ({why}): trying again"));
+  replica.debug(|| {
+    format!(
+      "bridging to Redis failed ({why}), {} ms into the outage: trying again",
+      since.elapsed().as_millis()
+    )
+  });
   if !*reported && since.elapsed() >= REPORT_OUTAGE_AFTER {
     *reported = true;
     replica.report_error(&Error::Transport(format!(

@@ -13,9 +13,9 @@ use crate::transport::redis::address::{Auth, Node, Target};
 /// How long one connection attempt (to a sentinel or a server) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A connection to the primary of `target`, or why there is none (the URL shown without its
-/// password).
-pub async fn primary(target: &Target) -> Result<MultiplexedConnection, String> {
+/// A connection to the primary of `target` and the primary's address, or why there is none (the
+/// URL shown without its password).
+pub async fn primary(target: &Target) -> Result<(MultiplexedConnection, Node), String> {
   let fail = |why: String| format!("cannot reach {}: {why}", target.redacted());
   match target {
     Target::Single {
@@ -23,7 +23,10 @@ pub async fn primary(target: &Target) -> Result<MultiplexedConnection, String> {
       tls: false,
       auth,
       db,
-    } => open(node, auth, *db).await.map_err(fail),
+    } => open(node, auth, *db)
+      .await
+      .map(|connection| (connection, node.clone()))
+      .map_err(fail),
     Target::Single { tls: true, .. } => Err(fail("TLS (rediss://) is not supported yet".into())),
     Target::Sentinel {
       sentinels,
@@ -44,13 +47,28 @@ pub async fn primary(target: &Target) -> Result<MultiplexedConnection, String> {
   }
 }
 
-/// Asks `sentinel` for the primary of `master`, connects to it and checks its role.
-async fn through_sentinel(
-  sentinel: &Node,
-  master: &str,
-  auth: &Auth,
-  db: u32,
-) -> Result<MultiplexedConnection, String> {
+/// The primary the first sentinel that answers names now (none for a single server): a bridge
+/// compares it with the server it writes to, which may not know yet that it was replaced (a
+/// sentinel tells a deposed primary only when it next looks at it, up to 10 s later).
+pub async fn named_primary(target: &Target) -> Result<Option<Node>, String> {
+  let Target::Sentinel {
+    sentinels, master, ..
+  } = target
+  else {
+    return Ok(None);
+  };
+  let mut reasons = Vec::new();
+  for sentinel in sentinels {
+    match ask(sentinel, master).await {
+      Ok(node) => return Ok(Some(node)),
+      Err(why) => reasons.push(format!("{}:{}: {why}", sentinel.host, sentinel.port)),
+    }
+  }
+  Err(reasons.join("; "))
+}
+
+/// The primary `sentinel` names for `master`.
+async fn ask(sentinel: &Node, master: &str) -> Result<Node, String> {
   // Sentinels take no database and, commonly, no password of the data nodes.
   let mut asking = open(sentinel, &Auth::default(), 0).await?;
   let (host, port): (String, u16) = redis::cmd("SENTINEL")
@@ -60,13 +78,23 @@ async fn through_sentinel(
     .await
     .map_err(|err| err.to_string())?
     .ok_or_else(|| format!("it knows no master '{master}'"))?;
-  let node = Node { host, port };
+  Ok(Node { host, port })
+}
+
+/// Asks `sentinel` for the primary of `master`, connects to it and checks its role.
+async fn through_sentinel(
+  sentinel: &Node,
+  master: &str,
+  auth: &Auth,
+  db: u32,
+) -> Result<(MultiplexedConnection, Node), String> {
+  let node = ask(sentinel, master).await?;
   let mut connection = open(&node, auth, db).await?;
   if is_primary(&mut connection)
     .await
     .map_err(|err| err.to_string())?
   {
-    Ok(connection)
+    Ok((connection, node))
   } else {
     Err(format!(
       "it names {}:{}, which is not a primary (a failover under way)",

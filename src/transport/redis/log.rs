@@ -77,7 +77,16 @@ pub struct Entry {
   pub version: u64,
   pub origin: u64,
   pub seq: u64,
+  /// The chain up to this entry: see [`chain_after`].
+  pub chain: String,
   pub payload: Vec<u8>,
+}
+
+/// The chain of the entry of `origin` and `seq` that follows an entry with chain `previous`
+/// (`""` before the first): what the script computes, so that two replicas with one chain at a
+/// version hold the same entries up to it.
+pub fn chain_after(previous: &str, origin: u64, seq: u64) -> String {
+  sha1_smol::Sha1::from(format!("{previous} {origin} {seq}")).hexdigest()
 }
 
 /// The ordering script, ready to be called on any connection.
@@ -236,11 +245,18 @@ fn entry_of(entry: redis::streams::StreamId) -> RedisResult<Entry> {
   let origin = entry
     .get::<String>("o")
     .and_then(|origin| origin.parse().ok());
-  match (version, origin, entry.get("s"), entry.get("p")) {
-    (Some(version), Some(origin), Some(seq), Some(payload)) => Ok(Entry {
+  match (
+    version,
+    origin,
+    entry.get("s"),
+    entry.get("c"),
+    entry.get("p"),
+  ) {
+    (Some(version), Some(origin), Some(seq), Some(chain), Some(payload)) => Ok(Entry {
       version,
       origin,
       seq,
+      chain,
       payload,
     }),
     _ => Err(redis::RedisError::from((

@@ -2,11 +2,11 @@
 //! no Redis (the bridge task does the I/O and tells this what happened).
 //!
 //! A proposal goes through three states: *queued* (waiting for the next batch), *in flight* (sent
-//! in a batch not answered yet) and *placed* (the script gave it a version). Placed proposals are
-//! kept until they are *confirmed*: with `durability: 'replicated'` when `WAIT` says a replica
-//! has them, else once `keep` newer ones were placed. After Redis lost entries (a failover to a
-//! replica that lacked them), everything kept goes back to the queue, in the order first
-//! proposed: the script drops what the log still has, so resubmitting is safe.
+//! in a batch not answered yet) and *placed* (the script gave it a version). The newest `keep`
+//! placed proposals are kept, even those `WAIT` confirmed: the replica that confirmed one may
+//! resynchronize from a new primary that lacks it (a manual failover while the old primary still
+//! took writes). After Redis lost entries, everything kept goes back to the queue, in the order
+//! first proposed: the script drops what the log still has, so resubmitting is safe.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -121,17 +121,6 @@ impl Outgoing {
   pub fn unanswered(&mut self) {
     for proposed in std::mem::take(&mut self.in_flight).into_iter().rev() {
       self.queued.push_front(proposed);
-    }
-  }
-
-  /// A replica holds every entry up to `version` (`WAIT` answered): they need no resubmission.
-  pub fn confirmed(&mut self, version: u64) {
-    while self
-      .placed
-      .front()
-      .is_some_and(|(placed, _)| *placed <= version)
-    {
-      self.placed.pop_front();
     }
   }
 
@@ -266,7 +255,7 @@ mod tests {
   }
 
   #[test]
-  fn kept_proposals_are_resubmitted_after_a_loss_until_confirmed_or_pushed_out() {
+  fn the_newest_placed_proposals_are_resubmitted_after_a_loss() {
     let mut outgoing = Outgoing::new(3);
     for seq in 1..=4 {
       outgoing.propose(proposed(1, seq));
@@ -280,12 +269,15 @@ mod tests {
       "only the newest 3 are kept"
     );
     assert_eq!(outgoing.newest().map(|(v, p)| (v, p.seq)), Some((4, 4)));
-    outgoing.confirmed(2);
     outgoing.propose(proposed(1, 5));
     outgoing.resubmit();
-    assert_eq!(ids(outgoing.next_batch(10)), [(1, 3), (1, 4), (1, 5)]);
-    outgoing.answered(&[Answer::Duplicate, Answer::Ordered(5), Answer::Ordered(6)]);
-    outgoing.confirmed(6);
-    assert_eq!(outgoing.newest(), None);
+    assert_eq!(ids(outgoing.next_batch(10)), [(1, 2), (1, 3), (1, 4), (1, 5)]);
+    outgoing.answered(&[
+      Answer::Duplicate,
+      Answer::Duplicate,
+      Answer::Ordered(5),
+      Answer::Ordered(6),
+    ]);
+    assert_eq!(outgoing.newest().map(|(v, p)| (v, p.seq)), Some((6, 5)));
   }
 }
