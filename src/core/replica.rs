@@ -698,6 +698,9 @@ impl Replica {
             });
           }
         }
+        // A bridge's document comes from the log alone: what a client read from it before is
+        // in the log, or lost with it and proposed again by the bridge that placed it.
+        Message::Catchup { .. } if inner.proposer.is_some() => {}
         Message::Catchup { entries } => inner.catch_up(entries, &mut all, &mut received),
         other => {
           unexpected = Some(other);

@@ -123,7 +123,12 @@ impl Bridge {
 
   /// Proposes the queued patches in batches, one at a time, until a call fails; the batch it
   /// was sending is proposed again first by the next session.
-  async fn write<C: ConnectionLike>(&self, connection: &mut C, keys: &Keys) -> Fault {
+  async fn write<C: ConnectionLike>(
+    &self,
+    replica: &Replica,
+    connection: &mut C,
+    keys: &Keys,
+  ) -> Fault {
     let orderer = Orderer::default();
     loop {
       let batch = self
@@ -159,11 +164,18 @@ impl Bridge {
           Placed::Gap { last } => Answer::Gap { last },
         })
         .collect();
+      let gaps = answers
+        .iter()
+        .filter(|answer| matches!(answer, Answer::Gap { .. }))
+        .count();
+      if gaps > 0 {
+        replica.debug(|| format!("{gaps} proposals follow patches the log lost: proposing again from the gap"));
+      }
       if !answers.is_empty() {
         self.outgoing.lock().answered(&answers);
       }
       if self.durability == Durability::Replicated {
-        if let Err(fault) = self.wait_replicated(connection, ordered.head).await {
+        if let Err(fault) = self.wait_replicated(replica, connection, ordered.head).await {
           return fault;
         }
       }
@@ -174,9 +186,12 @@ impl Bridge {
   /// `head`, since the script that answered `head` wrote.
   async fn wait_replicated<C: ConnectionLike>(
     &self,
+    replica: &Replica,
     connection: &mut C,
     head: u64,
   ) -> Result<(), Fault> {
+    let began = Instant::now();
+    let mut told = Duration::ZERO;
     loop {
       let replicas: i64 = redis::cmd("WAIT")
         .arg(1)
@@ -190,6 +205,15 @@ impl Bridge {
           newer
         });
         return Ok(());
+      }
+      if began.elapsed() >= told + CHECK_EVERY {
+        told = began.elapsed();
+        replica.debug(|| {
+          format!(
+            "durability 'replicated': no Redis replica confirmed version {head} for {} ms",
+            told.as_millis()
+          )
+        });
       }
     }
   }
@@ -332,6 +356,13 @@ async fn read(
           return Fault::Connection("the bridge stopped".into());
         }
         if checked.elapsed() >= CHECK_EVERY {
+          replica.debug(|| {
+            format!(
+              "durability 'replicated': entry {} waits for a Redis replica to confirm it (confirmed up to {})",
+              decided[0].version,
+              *bridge.confirmed.borrow()
+            )
+          });
           if let Err(fault) = check(connection, server, keys, None).await {
             return fault;
           }
@@ -503,7 +534,7 @@ async fn supervise(
     backoff = Duration::from_millis(10);
     bridge.wake.notify_one();
     let fault = tokio::select! {
-      fault = bridge.write(&mut writing, keys) => fault,
+      fault = bridge.write(replica, &mut writing, keys) => fault,
       fault = read(replica, bridge, &mut reading, &server, keys, &mut last) => fault,
     };
     bridge.outgoing.lock().unanswered();

@@ -2,7 +2,8 @@
 //! no Redis (the bridge task does the I/O and tells this what happened).
 //!
 //! A proposal goes through three states: *queued* (waiting for the next batch), *in flight* (sent
-//! in a batch not answered yet) and *placed* (the script gave it a version). The newest `keep`
+//! in a batch not answered yet) and *placed* (the script gave it a version, or found it in the
+//! log already: a resend of a batch whose answer was lost). The newest `keep`
 //! placed proposals are kept, even those `WAIT` confirmed: the replica that confirmed one may
 //! resynchronize from a new primary that lacks it (a manual failover while the old primary still
 //! took writes). After Redis lost entries, everything kept goes back to the queue, in the order
@@ -30,19 +31,20 @@ pub enum Answer {
   Gap { last: u64 },
 }
 
-/// The bridge's proposals, from queued to confirmed.
+/// The bridge's proposals, from queued to placed.
 #[derive(Debug)]
 pub struct Outgoing {
   queued: VecDeque<Proposed>,
   in_flight: Vec<Proposed>,
-  /// Placed and not confirmed, with their versions, in version order.
-  placed: VecDeque<(u64, Proposed)>,
-  /// How many placed proposals are kept without a confirmation.
+  /// In the log, in the order placed: ordered by the script, or found there already (a resend
+  /// of a batch whose answer was lost, which the log holds since the first sending).
+  placed: VecDeque<Proposed>,
+  /// How many placed proposals are kept.
   keep: usize,
 }
 
 impl Outgoing {
-  /// Keeps at most `keep` placed proposals that nothing confirmed.
+  /// Keeps the newest `keep` placed proposals.
   pub fn new(keep: usize) -> Outgoing {
     Outgoing {
       queued: VecDeque::new(),
@@ -79,8 +81,7 @@ impl Outgoing {
     let mut gaps: Vec<(u64, u64)> = Vec::new();
     for (proposed, answer) in batch.into_iter().zip(answers.iter().copied()) {
       match answer {
-        Answer::Ordered(version) => self.placed.push_back((version, proposed)),
-        Answer::Duplicate => {}
+        Answer::Ordered(_) | Answer::Duplicate => self.placed.push_back(proposed),
         Answer::Gap { last } => {
           if !gaps.iter().any(|&(origin, _)| origin == proposed.origin) {
             gaps.push((proposed.origin, last));
@@ -96,13 +97,9 @@ impl Outgoing {
     };
     let (kept, lost_kept): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.placed)
       .into_iter()
-      .partition(|(_, proposed)| !lost(proposed));
+      .partition(|proposed| !lost(proposed));
     self.placed = kept;
-    let mut again: Vec<Proposed> = lost_kept
-      .into_iter()
-      .map(|(_, proposed)| proposed)
-      .chain(again)
-      .collect();
+    let mut again: Vec<Proposed> = lost_kept.into_iter().chain(again).collect();
     for &(origin, last) in &gaps {
       let first = again.iter_mut().find(|proposed| proposed.origin == origin);
       if let Some(first) = first.filter(|first| first.seq > last + 1) {
@@ -128,7 +125,7 @@ impl Outgoing {
   /// before what was queued since.
   pub fn resubmit(&mut self) {
     self.unanswered();
-    for (_, proposed) in std::mem::take(&mut self.placed).into_iter().rev() {
+    for proposed in std::mem::take(&mut self.placed).into_iter().rev() {
       self.queued.push_front(proposed);
     }
   }
@@ -137,29 +134,6 @@ impl Outgoing {
   /// object): proposing it again would apply it twice.
   pub fn forget_placed(&mut self) {
     self.placed.clear();
-  }
-
-  /// The version the log should hold for `origin`'s `seq`, if it is kept: what the bridge
-  /// checks after a reconnect.
-  pub fn version_of(&self, origin: u64, seq: u64) -> Option<u64> {
-    self
-      .placed
-      .iter()
-      .find(|(_, proposed)| proposed.origin == origin && proposed.seq == seq)
-      .map(|(version, _)| *version)
-  }
-
-  /// The newest kept proposal and its version: the entry a reconnect checks first.
-  pub fn newest(&self) -> Option<(u64, &Proposed)> {
-    self
-      .placed
-      .back()
-      .map(|(version, proposed)| (*version, proposed))
-  }
-
-  /// Whether nothing waits to be sent or answered.
-  pub fn is_idle(&self) -> bool {
-    self.queued.is_empty() && self.in_flight.is_empty()
   }
 }
 
@@ -184,6 +158,11 @@ mod tests {
       .collect()
   }
 
+  /// What a resubmission would propose again, leaving `outgoing` as it was otherwise.
+  fn kept(outgoing: &Outgoing) -> Vec<(u64, u64)> {
+    outgoing.placed.iter().map(|p| (p.origin, p.seq)).collect()
+  }
+
   #[test]
   fn batches_go_one_at_a_time_in_the_order_proposed() {
     let mut outgoing = Outgoing::new(100);
@@ -201,9 +180,12 @@ mod tests {
       "sent again first"
     );
     outgoing.answered(&[Answer::Ordered(3), Answer::Ordered(4)]);
-    assert!(outgoing.is_idle());
-    assert_eq!(outgoing.version_of(1, 2), Some(2));
-    assert_eq!(outgoing.version_of(1, 3), None, "a duplicate is not kept");
+    assert_eq!(ids(outgoing.next_batch(3)), []);
+    assert_eq!(
+      kept(&outgoing),
+      [(1, 1), (1, 2), (1, 3), (1, 4), (1, 5)],
+      "a duplicate is in the log too: kept like the others"
+    );
   }
 
   #[test]
@@ -248,8 +230,8 @@ mod tests {
       "the kept proposal fills the gap"
     );
     assert_eq!(
-      outgoing.version_of(2, 1),
-      Some(3),
+      kept(&outgoing),
+      [(1, 1), (2, 1)],
       "other origins are checked apart"
     );
   }
@@ -263,12 +245,7 @@ mod tests {
     outgoing.next_batch(10);
     let answers: Vec<Answer> = (1..=4).map(Answer::Ordered).collect();
     outgoing.answered(&answers);
-    assert_eq!(
-      outgoing.version_of(1, 1),
-      None,
-      "only the newest 3 are kept"
-    );
-    assert_eq!(outgoing.newest().map(|(v, p)| (v, p.seq)), Some((4, 4)));
+    assert_eq!(kept(&outgoing), [(1, 2), (1, 3), (1, 4)], "only the newest 3");
     outgoing.propose(proposed(1, 5));
     outgoing.resubmit();
     assert_eq!(ids(outgoing.next_batch(10)), [(1, 2), (1, 3), (1, 4), (1, 5)]);
@@ -278,6 +255,6 @@ mod tests {
       Answer::Ordered(5),
       Answer::Ordered(6),
     ]);
-    assert_eq!(outgoing.newest().map(|(v, p)| (v, p.seq)), Some((6, 5)));
+    assert_eq!(kept(&outgoing), [(1, 3), (1, 4), (1, 5)]);
   }
 }
