@@ -7,6 +7,7 @@
 // received them; they are counted, not failed). A stopped host's own patches are not exempt.
 //
 //   npm run chaos -- [--rounds 50] [--writes 40] [--seed <n>]
+//   npm run chaos -- --redis ...   the rounds against Redis: scripts/chaos-redis.mjs
 //
 // Each patch pushes a unique id onto `log` and counts it per writer in the same patch, so a
 // patch applied twice, lost or half-applied shows. Exits non-zero at the first failed round.
@@ -15,6 +16,11 @@ import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { converge, countOccurrences, describeStates, spawnPeer, withTimeout } from '../__test__/support/peers.mjs'
+
+if (process.argv.includes('--redis')) {
+  const { run } = await import('./chaos-redis.mjs')
+  process.exit(await run(process.argv.slice(2).filter((arg) => arg !== '--redis')))
+}
 
 const { values: args } = parseArgs({
   options: {
