@@ -17,6 +17,7 @@ import { benchRedisLatency, benchRedisRoundTrip, benchRedisThroughput, redisVers
 import { benchRelay, buildRelay } from './relay.mjs'
 import { report, targets } from './report.mjs'
 import { benchEvents, benchFailover, benchJoin, benchLatency, benchRoundTrip, benchRpc, benchStartup, benchThroughput } from './sync.mjs'
+import { benchTransport, transportReport, transportTargets } from './transport.mjs'
 
 const quick = process.argv.includes('--quick')
 
@@ -31,7 +32,8 @@ const settings = quick
       messages: 100000, // per relay writer: the relay is too fast for memsync's counts
       join: { runs: 3, sizes: [1e6, 10e6] },
       failover: { rounds: 5 },
-      startup: { samples: 40, warmup: 5 }
+      startup: { samples: 40, warmup: 5 },
+      transport: { runs: 3, burst: 20000, joinRuns: 3, joinBytes: 1e6, failoverRounds: 0 } // no Sentinel failover
     }
   : {
       latency: { runs: 5, warmup: 1000, samples: 5000 },
@@ -41,7 +43,8 @@ const settings = quick
       messages: 200000,
       join: { runs: 5, sizes: [1e6, 10e6] },
       failover: { rounds: 10 },
-      startup: { samples: 150, warmup: 10 }
+      startup: { samples: 150, warmup: 10 },
+      transport: { runs: 5, burst: 20000, joinRuns: 5, joinBytes: 1e6, failoverRounds: 2 }
     }
 
 const machine = {
@@ -110,11 +113,12 @@ results.redis = await benchRedis(base)
 results.join = await timed('join', () => benchJoin(dir, settings.join))
 results.failover = await timed('failover', () => benchFailover(dir, settings.failover))
 results.startup = await timed('startup', () => benchStartup(base, dir, settings.startup))
-results.targets = targets(results)
+results.transport = await timed('transport', () => benchTransport(base, settings))
+results.targets = [...targets(results), ...transportTargets(results.transport)]
 results.seconds = seconds
 
 const run = `${results.date.slice(0, 10)}${quick ? ', --quick' : ''}: ${machine.cpus}, ${machine.memoryGb} GB, ${machine.platform}, Node ${machine.node}`
-results.table = `memsync benchmarks, ${run}\n\n${report(results)}`
+results.table = `memsync benchmarks, ${run}\n\n${report(results)}\n\n${transportReport(results.transport)}`
 console.log(`\n${results.table}`)
 
 const json = fileURLToPath(new URL('results.json', import.meta.url))
