@@ -211,7 +211,11 @@ async fn another_protocol_is_refused_and_a_flushed_script_is_loaded_again() {
     .unwrap();
   assert_eq!(placed.placed, [Placed::Ordered(2)]);
   let empty = orderer.order(&mut connection, &keys, &[]).await.unwrap();
-  assert_eq!((empty.placed, empty.head), (vec![], 2), "an empty batch tells the head");
+  assert_eq!(
+    (empty.placed, empty.head),
+    (vec![], 2),
+    "an empty batch tells the head"
+  );
   let _: () = redis::cmd("HSET")
     .arg(&keys.head)
     .arg("protocol")
@@ -291,7 +295,11 @@ async fn the_primary_is_reached_directly_or_through_a_sentinel_and_failures_hide
 async fn two_bridges(
   server: &Server,
   name: &str,
-) -> Vec<(u64, Arc<Replica>, memsync::transport::redis::bridge::Running)> {
+) -> Vec<(
+  u64,
+  Arc<Replica>,
+  memsync::transport::redis::bridge::Running,
+)> {
   use memsync::transport::redis::bridge::{start, Durability, Shared};
   let shared = Shared {
     target: Target::parse(&format!("redis://127.0.0.1:{}", server.port)).unwrap(),
@@ -315,7 +323,14 @@ async fn two_bridges(
 
 /// Waits until every machine reached `version`, then checks that they hold the same document
 /// with each machine's 100 patches once, in its order.
-async fn converged(machines: &[(u64, Arc<Replica>, memsync::transport::redis::bridge::Running)], version: u64) {
+async fn converged(
+  machines: &[(
+    u64,
+    Arc<Replica>,
+    memsync::transport::redis::bridge::Running,
+  )],
+  version: u64,
+) {
   let deadline = Instant::now() + Duration::from_secs(10);
   while machines
     .iter()
@@ -334,14 +349,22 @@ async fn converged(machines: &[(u64, Arc<Replica>, memsync::transport::redis::br
   let [(_, a, _), (_, b, _)] = machines else {
     unreachable!()
   };
-  assert_eq!(a.read(""), b.read(""), "the same document, in the same order");
+  assert_eq!(
+    a.read(""),
+    b.read(""),
+    "the same document, in the same order"
+  );
   let by = a.read("by").unwrap();
   for origin in [11, 22] {
     let mine: Vec<&str> = by
       .as_array()
       .unwrap()
       .iter()
-      .filter_map(|who| who.as_str().filter(|who| who.starts_with(&format!("{origin}:"))))
+      .filter_map(|who| {
+        who
+          .as_str()
+          .filter(|who| who.starts_with(&format!("{origin}:")))
+      })
       .collect();
     let expected: Vec<String> = (0..100).map(|round| format!("{origin}:{round}")).collect();
     assert_eq!(mine, expected, "each machine's patches once, in its order");
@@ -368,7 +391,11 @@ async fn after_redis_lost_the_last_entries_the_bridges_join_again_and_propose_th
   let kept = read_after(&mut connection, &keys, 0, 120).await.unwrap();
   let mut pipe = redis::pipe();
   for version in 121..=200 {
-    pipe.cmd("XDEL").arg(&keys.log).arg(format!("0-{version}")).ignore();
+    pipe
+      .cmd("XDEL")
+      .arg(&keys.log)
+      .arg(format!("0-{version}"))
+      .ignore();
   }
   pipe.cmd("XSETID").arg(&keys.log).arg("0-120").ignore();
   pipe
@@ -402,7 +429,10 @@ async fn after_redis_lost_the_last_entries_the_bridges_join_again_and_propose_th
     if head >= 200 {
       break;
     }
-    assert!(Instant::now() < deadline, "the lost patches were not proposed again: head {head}");
+    assert!(
+      Instant::now() < deadline,
+      "the lost patches were not proposed again: head {head}"
+    );
     tokio::time::sleep(Duration::from_millis(10)).await;
   }
   converged(&machines, 200).await;

@@ -688,7 +688,10 @@ pub fn query_host<'env>(
 }
 
 /// Where the instance shares its object beyond this machine, from the two options.
-fn shared(transport: Option<&str>, durability: Option<&str>) -> std::result::Result<Option<Shared>, String> {
+fn shared(
+  transport: Option<&str>,
+  durability: Option<&str>,
+) -> std::result::Result<Option<Shared>, String> {
   let durability = durability.map(Durability::parse).transpose()?;
   match (transport, durability) {
     (Some(url), durability) => Ok(Some(Shared {

@@ -169,13 +169,18 @@ impl Bridge {
         .filter(|answer| matches!(answer, Answer::Gap { .. }))
         .count();
       if gaps > 0 {
-        replica.debug(|| format!("{gaps} proposals follow patches the log lost: proposing again from the gap"));
+        replica.debug(|| {
+          format!("{gaps} proposals follow patches the log lost: proposing again from the gap")
+        });
       }
       if !answers.is_empty() {
         self.outgoing.lock().answered(&answers);
       }
       if self.durability == Durability::Replicated {
-        if let Err(fault) = self.wait_replicated(replica, connection, ordered.head).await {
+        if let Err(fault) = self
+          .wait_replicated(replica, connection, ordered.head)
+          .await
+        {
           return fault;
         }
       }
@@ -275,7 +280,10 @@ impl Read {
   fn is(&self, entry: &log::Entry) -> bool {
     entry.origin == self.origin
       && entry.seq == self.seq
-      && self.chain.as_ref().is_none_or(|chain| *chain == entry.chain)
+      && self
+        .chain
+        .as_ref()
+        .is_none_or(|chain| *chain == entry.chain)
   }
 
   /// Whether `entry` follows this one in the same log.
@@ -307,11 +315,11 @@ async fn read(
       }
       checked = Instant::now();
     }
-    let entries = match wait_after(connection, keys, replica.version(), MAX_READ, READ_BLOCK_MS).await
-    {
-      Ok(entries) => entries,
-      Err(err) => return err.into(),
-    };
+    let entries =
+      match wait_after(connection, keys, replica.version(), MAX_READ, READ_BLOCK_MS).await {
+        Ok(entries) => entries,
+        Err(err) => return err.into(),
+      };
     let mut decided = Vec::with_capacity(entries.len());
     let mut reads = Vec::with_capacity(entries.len());
     for read in entries {
@@ -467,7 +475,15 @@ pub async fn start(replica: &Arc<Replica>, shared: &Shared) -> Result<Running, E
   };
   let replica = replica.clone();
   let task = tokio::spawn(async move {
-    supervise(&replica, &bridge, &target, &keys, (writing, reading, node), last).await;
+    supervise(
+      &replica,
+      &bridge,
+      &target,
+      &keys,
+      (writing, reading, node),
+      last,
+    )
+    .await;
   });
   Ok(Running { task })
 }
@@ -601,7 +617,8 @@ async fn rejoin(
     .await?
     .is_some();
   let base = if set {
-    replica.debug(|| "the object is gone from Redis: this machine's document is its base again".into());
+    replica
+      .debug(|| "the object is gone from Redis: this machine's document is its base again".into());
     bridge.outgoing.lock().forget_placed();
     ours
   } else {

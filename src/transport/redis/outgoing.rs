@@ -245,10 +245,17 @@ mod tests {
     outgoing.next_batch(10);
     let answers: Vec<Answer> = (1..=4).map(Answer::Ordered).collect();
     outgoing.answered(&answers);
-    assert_eq!(kept(&outgoing), [(1, 2), (1, 3), (1, 4)], "only the newest 3");
+    assert_eq!(
+      kept(&outgoing),
+      [(1, 2), (1, 3), (1, 4)],
+      "only the newest 3"
+    );
     outgoing.propose(proposed(1, 5));
     outgoing.resubmit();
-    assert_eq!(ids(outgoing.next_batch(10)), [(1, 2), (1, 3), (1, 4), (1, 5)]);
+    assert_eq!(
+      ids(outgoing.next_batch(10)),
+      [(1, 2), (1, 3), (1, 4), (1, 5)]
+    );
     outgoing.answered(&[
       Answer::Duplicate,
       Answer::Duplicate,
