@@ -7,8 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use memsync::transport::redis::address::Target;
+use memsync::transport::redis::bridge::{start, Durability, Running, Shared};
 use memsync::transport::redis::connect::primary;
 use memsync::transport::redis::log::{chain_after, read_after, Keys, Orderer, Placed, Proposal};
+use memsync::transport::redis::snapshot::Compaction;
 use memsync::Replica;
 use serde_json::json;
 use std::sync::Arc;
@@ -291,20 +293,21 @@ async fn the_primary_is_reached_directly_or_through_a_sentinel_and_failures_hide
   assert!(err.contains("knows no master 'other'"), "{err}");
 }
 
+fn shared(server: &Server, compaction: Compaction) -> Shared {
+  Shared {
+    target: Target::parse(&format!("redis://127.0.0.1:{}", server.port)).unwrap(),
+    durability: Durability::Primary,
+    compaction,
+  }
+}
+
 /// Two "machines" (a bridge replica each) on one server, each proposing 100 patches.
 async fn two_bridges(
   server: &Server,
   name: &str,
-) -> Vec<(
-  u64,
-  Arc<Replica>,
-  memsync::transport::redis::bridge::Running,
-)> {
-  use memsync::transport::redis::bridge::{start, Durability, Shared};
-  let shared = Shared {
-    target: Target::parse(&format!("redis://127.0.0.1:{}", server.port)).unwrap(),
-    durability: Durability::Primary,
-  };
+  compaction: Compaction,
+) -> Vec<(u64, Arc<Replica>, Running)> {
+  let shared = shared(server, compaction);
   drop(connect(server).await);
   let mut machines = Vec::new();
   for origin in [11, 22] {
@@ -323,14 +326,7 @@ async fn two_bridges(
 
 /// Waits until every machine reached `version`, then checks that they hold the same document
 /// with each machine's 100 patches once, in its order.
-async fn converged(
-  machines: &[(
-    u64,
-    Arc<Replica>,
-    memsync::transport::redis::bridge::Running,
-  )],
-  version: u64,
-) {
+async fn converged(machines: &[(u64, Arc<Replica>, Running)], version: u64) {
   let deadline = Instant::now() + Duration::from_secs(10);
   while machines
     .iter()
@@ -374,7 +370,7 @@ async fn converged(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_machines_bridged_through_one_redis_converge_on_every_patch() {
   let Some(server) = server() else { return };
-  let machines = two_bridges(&server, "shared").await;
+  let machines = two_bridges(&server, "shared", Compaction::default()).await;
   converged(&machines, 200).await;
   assert_eq!(machines[0].1.version(), 200);
 }
@@ -382,7 +378,7 @@ async fn two_machines_bridged_through_one_redis_converge_on_every_patch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_redis_lost_the_last_entries_the_bridges_join_again_and_propose_them_again() {
   let Some(server) = server() else { return };
-  let machines = two_bridges(&server, "lossy").await;
+  let machines = two_bridges(&server, "lossy", Compaction::default()).await;
   converged(&machines, 200).await;
   // What a failover to a replica 80 entries behind leaves: the log, the head and each origin's
   // progress as of version 120.
@@ -438,4 +434,81 @@ async fn after_redis_lost_the_last_entries_the_bridges_join_again_and_propose_th
   converged(&machines, 200).await;
   let head = read_after(&mut connection, &keys, 120, 1000).await.unwrap();
   assert_eq!(head.len(), 80, "each lost patch proposed again once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_that_joins_after_compaction_starts_from_the_snapshot_and_a_broken_one_is_refused(
+) {
+  let Some(server) = server() else { return };
+  let compaction = Compaction {
+    every_entries: 50,
+    every_ms: 60_000,
+    keep_entries: 20,
+    keep_ms: 0,
+  };
+  let machines = two_bridges(&server, "compacted", compaction).await;
+  converged(&machines, 200).await;
+  let mut connection = connect(&server).await;
+  let keys = Keys::of("compacted");
+  // A bridge snapshots on its once-a-second check; the log before it is trimmed.
+  let deadline = Instant::now() + Duration::from_secs(10);
+  let snapshot_version = loop {
+    let version: Option<u64> = redis::cmd("HGET")
+      .arg(&keys.snapshot)
+      .arg("version")
+      .query_async(&mut connection)
+      .await
+      .unwrap();
+    let first = read_after(&mut connection, &keys, 0, 1).await.unwrap();
+    match (version, first.first()) {
+      (Some(version), Some(first)) if version == 200 && first.version > 1 => break version,
+      _ => assert!(
+        Instant::now() < deadline,
+        "no snapshot at 200 and trimmed log within 10 s: {version:?}"
+      ),
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+  };
+  let first = read_after(&mut connection, &keys, 0, 1).await.unwrap()[0].version;
+  assert_eq!(
+    first,
+    snapshot_version - compaction.keep_entries + 1,
+    "20 entries kept before it"
+  );
+  // The log no longer starts at the base: a joiner can only start from the snapshot.
+  let joiner = Arc::new(Replica::new("compacted", json!({ "other": true }), 33).unwrap());
+  let _running = start(&joiner, &shared(&server, compaction)).await.unwrap();
+  assert_eq!(joiner.version(), 200);
+  assert_eq!(joiner.read(""), machines[0].1.read(""));
+  joiner.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+  let deadline = Instant::now() + Duration::from_secs(10);
+  while machines
+    .iter()
+    .any(|(_, replica, _)| replica.version() < 201)
+  {
+    assert!(
+      Instant::now() < deadline,
+      "the joiner's patch did not arrive"
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+  }
+  assert_eq!(machines[0].1.read("n"), Some(json!(201)));
+  // A snapshot that does not parse: a new machine refuses to join, and says why.
+  let () = redis::cmd("SET")
+    .arg(keys.chunk(snapshot_version, 0))
+    .arg("{not json")
+    .query_async(&mut connection)
+    .await
+    .unwrap();
+  let refused = Arc::new(Replica::new("compacted", json!({}), 44).unwrap());
+  let err = start(&refused, &shared(&server, compaction))
+    .await
+    .map(|_| ())
+    .unwrap_err();
+  assert!(
+    err
+      .to_string()
+      .contains("snapshot at version 200 does not parse"),
+    "{err}"
+  );
 }

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::clock::Hlc;
@@ -35,6 +36,17 @@ pub enum Verdict {
   Stale { path: String },
   /// The engine refused it; the document is unchanged.
   Refused(PatchError),
+}
+
+/// The rules' state at a version, as a snapshot of a shared log carries it: a replica that starts
+/// from it decides the next entries as one that read the whole log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+  pub version: u64,
+  /// For each origin, the highest sequence number ordered.
+  pub applied: Vec<(u64, u64)>,
+  /// When each recently written path was last written (the stale-write window).
+  pub write_times: Vec<(String, Hlc)>,
 }
 
 /// The state the rules need: the version, each origin's progress and recent write times.
@@ -67,6 +79,32 @@ impl Order {
   pub fn reset(&mut self, version: u64, applied: HashMap<u64, u64>) {
     self.version = version;
     self.applied = applied;
+  }
+
+  /// The state to start another replica from.
+  pub fn progress(&self) -> Progress {
+    Progress {
+      version: self.version,
+      applied: self
+        .applied
+        .iter()
+        .map(|(&origin, &seq)| (origin, seq))
+        .collect(),
+      write_times: self
+        .write_times
+        .iter()
+        .map(|(path, &time)| (path.clone(), time))
+        .collect(),
+    }
+  }
+
+  /// Starts from `progress`, as the replica that wrote it was.
+  pub fn from_progress(progress: Progress) -> Order {
+    Order {
+      version: progress.version,
+      applied: progress.applied.into_iter().collect(),
+      write_times: progress.write_times.into_iter().collect(),
+    }
   }
 
   /// Starts again from a document at `version` (loaded from a file).
@@ -200,6 +238,33 @@ mod tests {
   use serde_json::json;
 
   use super::*;
+
+  #[test]
+  fn a_replica_started_from_the_progress_decides_the_next_entries_alike() {
+    let update = |text: &str| Update::parse(&serde_json::from_str(text).unwrap()).unwrap();
+    let at = |ms| Hlc { ms, counter: 0 };
+    let mut data = json!({});
+    let mut whole = Order::default();
+    whole.decide_logged(1, 7, 1, at(100), &update(r#"{"$set":{"a":1}}"#), &mut data);
+    whole.decide_logged(2, 8, 1, at(50), &update(r#"{"$set":{"b":1}}"#), &mut data);
+    let mut joined = Order::from_progress(whole.progress());
+    let mut joined_data = data.clone();
+    // An older overwrite of `a` is stale for both; a resend of 7/1 is a duplicate for both.
+    let next = |order: &mut Order, data: &mut Value| {
+      let stale = order.decide_logged(3, 9, 1, at(90), &update(r#"{"$set":{"a":2}}"#), data);
+      assert!(matches!(stale, Verdict::Stale { .. }), "{stale:?}");
+      let again = order.decide_logged(4, 7, 1, at(100), &update(r#"{"$set":{"a":3}}"#), data);
+      assert!(matches!(again, Verdict::Duplicate), "{again:?}");
+    };
+    next(&mut whole, &mut data);
+    next(&mut joined, &mut joined_data);
+    assert_eq!(data, joined_data);
+    let sorted = |mut progress: Progress| {
+      progress.applied.sort_unstable();
+      progress
+    };
+    assert_eq!(sorted(whole.progress()), sorted(joined.progress()));
+  }
 
   fn update(value: Value) -> Update {
     Update::parse(&value).unwrap()

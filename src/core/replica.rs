@@ -33,7 +33,7 @@ use crate::core::events::{Document, Event, Queue, Received};
 use crate::core::exchange::{Effects, Exchange, LOCK_GRACE};
 use crate::core::link::{Fence, Followers, Link, Proposer};
 use crate::core::message::{LogEntry, Message, RawJson};
-use crate::core::order::{Order, Verdict};
+use crate::core::order::{Order, Progress, Verdict};
 use crate::error::{Code, Error, Result};
 use crate::patch::{apply_changes, compact, depth, Change, Context, PatchError, Update, MAX_DEPTH};
 
@@ -1127,6 +1127,17 @@ impl Inner {
     }
   }
 
+  /// A copy of the document without the pending patches.
+  fn ordered_data(&self) -> std::result::Result<Value, String> {
+    let mut data = self.data.clone();
+    for patch in self.pending.iter().rev() {
+      if let Some(undo) = &patch.undo {
+        apply_changes(&mut data, undo)?;
+      }
+    }
+    Ok(data)
+  }
+
   /// Reverts every pending patch, newest first; returns the changes that did it.
   fn undo_pending(&mut self) -> std::result::Result<Vec<Change>, String> {
     let mut all = Vec::new();
@@ -1213,18 +1224,17 @@ impl Replica {
     self.wake();
   }
 
-  /// Bridge: the log no longer holds what this replica read from it (Redis failed over to a
-  /// replica that lacked the last entries): starts again from `data` at `version`, where each
-  /// origin's progress is `applied`, as every replica reading the log from there does. The own
-  /// pending patches stay on top; the local clients are let go, so that they join again (on this
-  /// document) and resend theirs.
-  pub fn rejoin(&self, data: Value, version: u64, applied: HashMap<u64, u64>) {
+  /// Bridge: starts again from `data` with the rules' state `progress`, as every replica
+  /// reading the log from there does: a snapshot of the log, or its first document when the log no
+  /// longer holds what this replica read (Redis failed over to a replica that lacked the last
+  /// entries). The own pending patches stay on top; the local clients are let go, so that they
+  /// join again (on this document) and resend theirs.
+  pub fn rejoin(&self, data: Value, progress: Progress) {
+    let version = progress.version;
     let mut guard = self.inner.lock();
     let inner = &mut *guard;
     inner.audience.followers.close_all();
-    let mut order = Order::default();
-    order.reset(version, applied);
-    inner.history.order = order;
+    inner.history.order = Order::from_progress(progress);
     inner.history.log.clear();
     inner.history.log_bytes = 0;
     for patch in &mut inner.pending {
@@ -1244,17 +1254,18 @@ impl Replica {
     self.wake();
   }
 
+  /// Bridge: a copy of the ordered document, without the pending patches, and the rules' state
+  /// at its version: what a snapshot of the log holds.
+  pub fn log_state(&self) -> std::result::Result<(Value, Progress), String> {
+    let inner = self.inner.lock();
+    Ok((inner.ordered_data()?, inner.history.order.progress()))
+  }
+
   /// A copy of the ordered document, without the pending patches, and its version: what the
   /// file holds. (A host has pending patches only once it has stopped ordering.)
   pub fn ordered_snapshot(&self) -> std::result::Result<(Value, u64), String> {
     let inner = self.inner.lock();
-    let mut data = inner.data.clone();
-    for patch in inner.pending.iter().rev() {
-      if let Some(undo) = &patch.undo {
-        apply_changes(&mut data, undo)?;
-      }
-    }
-    Ok((data, inner.history.order.version()))
+    Ok((inner.ordered_data()?, inner.history.order.version()))
   }
 
   /// A copy of the value at the dotted `path` (`""`: the whole document), `None` when nothing
@@ -1712,6 +1723,55 @@ mod tests {
       "the clients apply the changes the bridge computed on the log's base, and hear of their \
        refused patches in log order"
     );
+  }
+
+  #[test]
+  fn a_bridge_that_rejoins_takes_the_logs_state_keeps_its_pending_patch_and_lets_its_clients_go() {
+    let bridge = Replica::new("rejoined", json!({ "n": 0 }), HOST).unwrap();
+    let proposals = Arc::new(Proposals::default());
+    bridge.become_bridge(proposals.clone());
+    let client = Recorder::new();
+    assert!(bridge.attach_client(7, CLIENT, client.clone(), welcome));
+    bridge.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+    assert!(bridge
+      .log_receive(proposals.ordered_from(0))
+      .unwrap()
+      .is_empty());
+    bridge.patch(r#"{"$inc":{"n":10}}"#).unwrap();
+    bridge.drain();
+    // The log's state elsewhere: another document, at version 5, where this origin's patch 1 is
+    // ordered and patch 2 is not.
+    let progress = Progress {
+      version: 5,
+      applied: vec![(HOST, 1), (CLIENT, 3)],
+      write_times: Vec::new(),
+    };
+    bridge.rejoin(json!({ "n": 100 }), progress.clone());
+    assert!(
+      client.is_closed(),
+      "its clients join again, on the new document"
+    );
+    assert_eq!(bridge.version(), 5);
+    assert_eq!(
+      data(&bridge),
+      json!({ "n": 110 }),
+      "the pending patch on top"
+    );
+    let events = bridge.drain();
+    assert!(events.starts_with(r#"[["r",5,{"n":100}]"#), "{events}");
+    let (ordered, state) = bridge.log_state().unwrap();
+    assert_eq!(ordered, json!({ "n": 100 }));
+    assert_eq!(state.version, 5);
+    // The pending patch is proposed again by the transport (its `Outgoing`), and settles here.
+    let resent = LogEntry {
+      version: 6,
+      origin: HOST,
+      seq: 2,
+      hlc: Hlc { ms: 1, counter: 0 },
+      update: RawJson::to(&json!({ "$inc": { "n": 10 } })).unwrap(),
+    };
+    assert!(bridge.log_receive(vec![resent]).unwrap().is_empty());
+    assert_eq!(snapshot(&bridge), r#"[6,{"n":110}]"#);
   }
 
   #[test]

@@ -41,6 +41,7 @@ use crate::transport::local::probe;
 use crate::transport::local::rendezvous::{self, Rendezvous};
 use crate::transport::redis::address::Target;
 use crate::transport::redis::bridge::{Durability, Shared};
+use crate::transport::redis::snapshot::Compaction;
 
 /// The `code` of a JS error, e.g. `ERR_TYPE_MISMATCH`.
 pub struct ErrorCode(&'static str);
@@ -697,6 +698,7 @@ fn shared(
     (Some(url), durability) => Ok(Some(Shared {
       target: Target::parse(url)?,
       durability: durability.unwrap_or_default(),
+      compaction: Compaction::default(),
     })),
     (None, Some(Durability::Replicated)) => {
       Err("durability 'replicated' needs a transport: a Redis URL in options.transport".into())

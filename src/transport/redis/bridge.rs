@@ -16,12 +16,14 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::RedisError;
+use serde_json::Value;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::clock::Hlc;
 use crate::core::link::Proposer;
 use crate::core::message::{LogEntry, RawJson};
+use crate::core::order::Progress;
 use crate::core::replica::Replica;
 use crate::error::Error;
 use crate::transport::redis::address::{Node, Target};
@@ -29,6 +31,7 @@ use crate::transport::redis::connect;
 use crate::transport::redis::entry;
 use crate::transport::redis::log::{self, wait_after, Keys, Orderer, Placed, Proposal};
 use crate::transport::redis::outgoing::{Answer, Outgoing, Proposed};
+use crate::transport::redis::snapshot::{self, Compaction, Snapshot};
 
 /// Proposals sent in one call of the ordering script.
 const MAX_BATCH: usize = 256;
@@ -45,6 +48,8 @@ const KEEP: usize = 10_000;
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Reconnection attempts back off up to this pause.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How long a bridge holds the right to write a snapshot: at most one is written this often.
+const LEASE_MS: u64 = 10_000;
 /// An outage longer than this is an `error` event (shorter ones are NODE_DEBUG lines).
 const REPORT_OUTAGE_AFTER: Duration = Duration::from_secs(5);
 
@@ -78,6 +83,7 @@ impl Durability {
 pub struct Shared {
   pub target: Target,
   pub durability: Durability,
+  pub compaction: Compaction,
 }
 
 /// Why a bridge's session with Redis ended.
@@ -259,8 +265,8 @@ impl Proposer for Bridge {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Read {
   version: u64,
-  origin: u64,
-  seq: u64,
+  /// Its origin and seq; unknown when the replica started from a snapshot at this version.
+  id: Option<(u64, u64)>,
   /// Unknown for the entries a previous bridge of this machine read (a local failover).
   chain: Option<String>,
 }
@@ -270,16 +276,23 @@ impl Read {
   fn start() -> Read {
     Read {
       version: 0,
-      origin: 0,
-      seq: 0,
+      id: None,
       chain: Some(String::new()),
+    }
+  }
+
+  /// Where a snapshot leaves the replica.
+  fn snapshot(snapshot: &Snapshot) -> Read {
+    Read {
+      version: snapshot.progress.version,
+      id: None,
+      chain: Some(snapshot.chain.clone()),
     }
   }
 
   /// Whether `entry` is this one.
   fn is(&self, entry: &log::Entry) -> bool {
-    entry.origin == self.origin
-      && entry.seq == self.seq
+    self.id.is_none_or(|id| id == (entry.origin, entry.seq))
       && self
         .chain
         .as_ref()
@@ -305,6 +318,7 @@ async fn read(
   server: &Server<'_>,
   keys: &Keys,
   last: &mut Option<Read>,
+  compactor: &mut Compactor,
 ) -> Fault {
   let mut checked = Instant::now();
   let mut confirmations = bridge.confirmed.subscribe();
@@ -313,6 +327,9 @@ async fn read(
       if let Err(fault) = check(connection, server, keys, last.as_ref()).await {
         return fault;
       }
+      compactor
+        .tick(replica, connection, keys, last.as_ref())
+        .await;
       checked = Instant::now();
     }
     let entries =
@@ -341,8 +358,7 @@ async fn read(
       };
       reads.push(Read {
         version: read.version,
-        origin: read.origin,
-        seq: read.seq,
+        id: Some((read.origin, read.seq)),
         chain: Some(read.chain),
       });
       decided.push(LogEntry {
@@ -395,6 +411,85 @@ async fn read(
   }
 }
 
+/// Makes the snapshots of the log, when this bridge holds the lease and one is due.
+struct Compactor {
+  compaction: Compaction,
+  /// The newest snapshot's version, as last seen, and since when.
+  newest: Option<u64>,
+  since: Instant,
+}
+
+impl Compactor {
+  fn new(compaction: Compaction) -> Compactor {
+    Compactor {
+      compaction,
+      newest: None,
+      since: Instant::now(),
+    }
+  }
+
+  /// Writes a snapshot of the replica, at `last`, when the log has grown enough since the newest
+  /// one and no other bridge is writing one. A failure is a NODE_DEBUG line: the next tick tries
+  /// again, and the log is only trimmed behind a snapshot that was written.
+  async fn tick(
+    &mut self,
+    replica: &Replica,
+    connection: &mut MultiplexedConnection,
+    keys: &Keys,
+    last: Option<&Read>,
+  ) {
+    let Ok(newest) = snapshot::newest_version(connection, keys).await else {
+      return;
+    };
+    if newest != self.newest {
+      self.newest = newest;
+      self.since = Instant::now();
+    }
+    let from = newest.unwrap_or(0);
+    let version = replica.version();
+    let due = version >= from + self.compaction.every_entries
+      || (version > from
+        && self.since.elapsed().as_millis() >= u128::from(self.compaction.every_ms));
+    let Some(chain) = last
+      .filter(|last| due && last.version == version)
+      .and_then(|last| last.chain.clone())
+    else {
+      return;
+    };
+    let leased = redis::cmd("SET")
+      .arg(&keys.lease)
+      .arg(replica.origin().to_string())
+      .arg("NX")
+      .arg("PX")
+      .arg(LEASE_MS)
+      .query_async::<Option<String>>(connection)
+      .await;
+    if !matches!(leased, Ok(Some(_))) {
+      return;
+    }
+    let outcome = match replica.log_state() {
+      Ok((data, progress)) if progress.version == version => {
+        let snapshot = Snapshot {
+          chain,
+          progress,
+          data,
+        };
+        snapshot::write(connection, keys, &snapshot, &self.compaction).await
+      }
+      Ok(_) => return,
+      Err(why) => Err(why),
+    };
+    match outcome {
+      Ok(_) => {
+        self.newest = Some(version);
+        self.since = Instant::now();
+        replica.debug(|| format!("snapshot of the log at version {version} written"));
+      }
+      Err(why) => replica.debug(|| format!("a snapshot of the log failed: {why}")),
+    }
+  }
+}
+
 /// Whether the server at `server` is still the primary (by its role, and by the sentinels) and
 /// the log still holds `last`.
 async fn check(
@@ -427,10 +522,18 @@ async fn check(
       "the log holds another entry at version {}",
       last.version
     ))),
-    None => Err(Fault::Lost(format!(
-      "the log no longer holds version {}",
-      last.version
-    ))),
+    // Trimmed up to a snapshot at that version: the next entry must follow on from it.
+    None => match log::read_after(connection, keys, last.version, 1)
+      .await?
+      .first()
+    {
+      Some(next) if last.chain.is_some() && last.is_followed_by(next) => Ok(()),
+      None if log::head(connection, keys).await? == last.version => Ok(()),
+      _ => Err(Fault::Lost(format!(
+        "the log no longer holds version {}",
+        last.version
+      ))),
+    },
   }
 }
 
@@ -461,18 +564,10 @@ pub async fn start(replica: &Arc<Replica>, shared: &Shared) -> Result<Running, E
   let fail = |why: String| Error::Transport(format!("{}: {why}", target.redacted()));
   let (mut writing, reading, node) = connect_both(&target).await.map_err(Error::Transport)?;
   log::check_keys(&mut writing, &keys).await.map_err(fail)?;
-  join(replica, &mut writing, &keys).await.map_err(fail)?;
+  let last = join(replica, &mut writing, &keys).await.map_err(fail)?;
   let bridge = Bridge::new(shared.durability);
   replica.become_bridge(bridge.clone());
-  let last = match replica.version() {
-    0 => Some(Read::start()),
-    _ => replica.last_entry().map(|(version, origin, seq)| Read {
-      version,
-      origin,
-      seq,
-      chain: None,
-    }),
-  };
+  let compactor = Compactor::new(shared.compaction);
   let replica = replica.clone();
   let task = tokio::spawn(async move {
     supervise(
@@ -482,6 +577,7 @@ pub async fn start(replica: &Arc<Replica>, shared: &Shared) -> Result<Running, E
       &keys,
       (writing, reading, node),
       last,
+      compactor,
     )
     .await;
   });
@@ -497,6 +593,7 @@ async fn supervise(
   keys: &Keys,
   first: (MultiplexedConnection, MultiplexedConnection, Node),
   mut last: Option<Read>,
+  mut compactor: Compactor,
 ) {
   let mut connections = Some(first);
   let mut backoff = Duration::from_millis(10);
@@ -528,14 +625,14 @@ async fn supervise(
     };
     let ready = match verified {
       Ok(()) if !lost => Ok(()),
-      Ok(()) | Err(Fault::Lost(_)) => {
-        let rejoined = rejoin(replica, bridge, &mut writing, keys).await;
-        if rejoined.is_ok() {
+      Ok(()) | Err(Fault::Lost(_)) => match rejoin(replica, bridge, &mut writing, keys).await {
+        Ok(read) => {
           lost = false;
-          last = Some(Read::start());
+          last = Some(read);
+          Ok(())
         }
-        rejoined
-      }
+        Err(fault) => Err(fault),
+      },
       Err(fault) => Err(fault),
     };
     if let Err(Fault::Connection(why) | Fault::Lost(why)) = ready {
@@ -551,7 +648,7 @@ async fn supervise(
     bridge.wake.notify_one();
     let fault = tokio::select! {
       fault = bridge.write(replica, &mut writing, keys) => fault,
-      fault = read(replica, bridge, &mut reading, &server, keys, &mut last) => fault,
+      fault = read(replica, bridge, &mut reading, &server, keys, &mut last, &mut compactor) => fault,
     };
     bridge.outgoing.lock().unanswered();
     match fault {
@@ -598,76 +695,107 @@ fn note_outage(replica: &Replica, outage: &mut Option<(Instant, bool)>, why: &st
   }
 }
 
-/// Starts the replica again from the log's base document and proposes again everything the
-/// bridge keeps. When the base is gone too (Redis restarted empty), the replica's ordered
-/// document becomes the base: the patches it contains are not proposed again.
-async fn rejoin(
-  replica: &Replica,
-  bridge: &Bridge,
-  connection: &mut MultiplexedConnection,
+/// Where a replica that starts reading the log starts from.
+enum Start {
+  /// The newest snapshot.
+  Snapshot(Snapshot),
+  /// The object's base document, from which the whole log is read.
+  Base(Value),
+  /// Nothing of the object was in Redis: the document offered became its base.
+  Seeded,
+}
+
+/// The newest snapshot, else the object's base document, which the first bridge of all sets to
+/// `ours`: every machine then replays the same log from the same start.
+async fn starting_point<C: ConnectionLike>(
+  connection: &mut C,
   keys: &Keys,
-) -> Result<(), Fault> {
-  let (ours, _) = replica.ordered_snapshot().map_err(Fault::Lost)?;
-  let text = serde_json::to_string(&ours).map_err(|err| Fault::Lost(err.to_string()))?;
-  let set: bool = redis::cmd("SET")
+  ours: &Value,
+) -> Result<Start, String> {
+  if let Some(snapshot) = snapshot::read(connection, keys).await? {
+    return Ok(Start::Snapshot(snapshot));
+  }
+  let text = serde_json::to_string(ours).map_err(|err| err.to_string())?;
+  let set = redis::cmd("SET")
     .arg(&keys.base)
     .arg(&text)
     .arg("NX")
     .query_async::<Option<String>>(connection)
-    .await?
-    .is_some();
-  let base = if set {
-    replica
-      .debug(|| "the object is gone from Redis: this machine's document is its base again".into());
-    bridge.outgoing.lock().forget_placed();
-    ours
-  } else {
-    let base: Option<String> = redis::cmd("GET")
-      .arg(&keys.base)
-      .query_async(connection)
-      .await?;
-    let base = base.ok_or_else(|| Fault::Connection("the object's base vanished".into()))?;
-    serde_json::from_str(&base)
-      .map_err(|err| Fault::Lost(format!("the object's base document is not JSON: {err}")))?
-  };
-  replica.rejoin(base, 0, Default::default());
-  bridge.outgoing.lock().resubmit();
-  Ok(())
-}
-
-/// A replica at version 0 takes the object's base document, which the first bridge of all sets
-/// to its own: every machine then replays the same log on the same start.
-async fn join<C: ConnectionLike>(
-  replica: &Replica,
-  connection: &mut C,
-  keys: &Keys,
-) -> Result<(), String> {
-  let (data, version) = replica.ordered_snapshot()?;
-  if version > 0 {
-    return Ok(());
-  }
-  let ours = serde_json::to_string(&data).map_err(|err| err.to_string())?;
-  let () = redis::cmd("SET")
-    .arg(&keys.base)
-    .arg(&ours)
-    .arg("NX")
-    .query_async::<Option<()>>(connection)
     .await
     .map_err(|err| err.to_string())?
-    .unwrap_or(());
+    .is_some();
+  if set {
+    return Ok(Start::Seeded);
+  }
   let base: Option<String> = redis::cmd("GET")
     .arg(&keys.base)
     .query_async(connection)
     .await
     .map_err(|err| err.to_string())?;
-  match base {
-    Some(base) if base != ours => {
-      let base = serde_json::from_str(&base)
-        .map_err(|err| format!("the object's base document is not JSON: {err}"))?;
-      replica.seed(base, 0);
-      Ok(())
+  let base = base.ok_or("the object's base document vanished as it was read")?;
+  serde_json::from_str(&base)
+    .map(Start::Base)
+    .map_err(|err| format!("the object's base document is not JSON: {err}"))
+}
+
+/// Takes `start` into the replica; where the reading goes on from.
+fn take(replica: &Replica, start: Start, ours: Value) -> Read {
+  match start {
+    Start::Snapshot(snapshot) => {
+      let read = Read::snapshot(&snapshot);
+      replica.rejoin(snapshot.data, snapshot.progress);
+      read
     }
-    Some(_) => Ok(()),
-    None => Err("the object's base document vanished as it was set".to_owned()),
+    Start::Base(base) => {
+      replica.rejoin(base, Progress::default());
+      Read::start()
+    }
+    Start::Seeded => {
+      replica.rejoin(ours, Progress::default());
+      Read::start()
+    }
   }
+}
+
+/// Starts the replica again from the log and proposes again everything the bridge keeps. When
+/// the object is gone from Redis (restarted empty), the replica's ordered document becomes its
+/// base: the patches it contains are not proposed again.
+async fn rejoin(
+  replica: &Replica,
+  bridge: &Bridge,
+  connection: &mut MultiplexedConnection,
+  keys: &Keys,
+) -> Result<Read, Fault> {
+  let (ours, _) = replica.ordered_snapshot().map_err(Fault::Lost)?;
+  let start = starting_point(connection, keys, &ours)
+    .await
+    .map_err(Fault::Connection)?;
+  if let Start::Seeded = start {
+    replica
+      .debug(|| "the object is gone from Redis: this machine's document is its base again".into());
+    bridge.outgoing.lock().forget_placed();
+  }
+  let read = take(replica, start, ours);
+  bridge.outgoing.lock().resubmit();
+  Ok(read)
+}
+
+/// A replica at version 0 starts from the newest snapshot or the object's base document; one
+/// that read the log before (a new local host) goes on from its version. Where the reading goes
+/// on from, when known.
+async fn join<C: ConnectionLike>(
+  replica: &Replica,
+  connection: &mut C,
+  keys: &Keys,
+) -> Result<Option<Read>, String> {
+  if replica.version() > 0 {
+    return Ok(replica.last_entry().map(|(version, origin, seq)| Read {
+      version,
+      id: Some((origin, seq)),
+      chain: None,
+    }));
+  }
+  let (ours, _) = replica.ordered_snapshot()?;
+  let start = starting_point(connection, keys, &ours).await?;
+  Ok(Some(take(replica, start, ours)))
 }

@@ -25,6 +25,13 @@ pub struct Keys {
   pub head: String,
   /// The document at version 0, as the first bridge found it: every machine starts from it.
   pub base: String,
+  /// The newest snapshot: its version, chunk count, chain and time.
+  pub snapshot: String,
+  /// The snapshots made, newest first, as `<version>:<ms>`: how far the log may be trimmed.
+  pub snapshots: String,
+  /// Held by the bridge writing a snapshot (`SET NX PX`).
+  pub lease: String,
+  tag: String,
 }
 
 impl Keys {
@@ -36,7 +43,16 @@ impl Keys {
       origins: format!("{tag}:origins"),
       head: format!("{tag}:head"),
       base: format!("{tag}:base"),
+      snapshot: format!("{tag}:snapshot"),
+      snapshots: format!("{tag}:snapshots"),
+      lease: format!("{tag}:lease"),
+      tag,
     }
+  }
+
+  /// Chunk `index` of the snapshot at `version`.
+  pub fn chunk(&self, version: u64, index: usize) -> String {
+    format!("{}:snapshot:{version}:{index}", self.tag)
   }
 }
 
@@ -185,6 +201,16 @@ pub async fn wait_after<C: ConnectionLike>(
     .collect()
 }
 
+/// The version the log has reached (0: none yet).
+pub async fn head<C: ConnectionLike>(connection: &mut C, keys: &Keys) -> RedisResult<u64> {
+  let version: Option<u64> = redis::cmd("HGET")
+    .arg(&keys.head)
+    .arg("version")
+    .query_async(connection)
+    .await?;
+  Ok(version.unwrap_or(0))
+}
+
 /// The entry at `version`, if the log holds it.
 pub async fn entry_at<C: ConnectionLike>(
   connection: &mut C,
@@ -209,6 +235,8 @@ pub async fn check_keys<C: ConnectionLike>(connection: &mut C, keys: &Keys) -> R
     (&keys.origins, "hash"),
     (&keys.head, "hash"),
     (&keys.base, "string"),
+    (&keys.snapshot, "hash"),
+    (&keys.snapshots, "list"),
   ] {
     let found: String = redis::cmd("TYPE")
       .arg(key)

@@ -9,12 +9,12 @@
 //!   Redis lost entries (pure).
 //! - `bridge`: the loops that propose this machine's patches and read the log back.
 //! - `connect`: a connection to the primary (one server, or found through the sentinels).
+//! - `snapshot`: snapshots of the log in chunks, and the trimming of what they make redundant.
 //!
 //! Replicas decide each log entry with `core::order::Order::decide_logged`: an entry's version is
 //! its position in the log, a refused or stale one included, so every replica counts alike.
 //!
-//! To do: the bridge (forward, read back, resubmit after a failover), snapshots and trimming,
-//! presence, RPC, events and locks.
+//! To do: presence, RPC, events and locks across machines.
 
 pub mod address;
 pub mod bridge;
@@ -22,3 +22,4 @@ pub mod connect;
 pub mod entry;
 pub mod log;
 pub mod outgoing;
+pub mod snapshot;
