@@ -161,6 +161,22 @@ impl Order {
     verdict
   }
 
+  /// Whether `decide_logged` would order this patch were the engine to accept it: not a
+  /// duplicate, and no newer write of an overwritten path.
+  pub fn admits(&self, origin: u64, seq: u64, hlc: Hlc, update: &Update) -> bool {
+    !self.is_ordered(origin, seq) && self.stale_target(update, hlc).is_none()
+  }
+
+  /// Orders, at `version` of a log ordered elsewhere, a patch that `admits` let through and the
+  /// engine already applied on the current document.
+  pub fn accept_logged(&mut self, version: u64, origin: u64, seq: u64, hlc: Hlc, update: &Update) {
+    for target in update.targets() {
+      self.note_write(target.path, hlc);
+    }
+    self.mark_ordered(origin, seq);
+    self.version = version;
+  }
+
   /// Orders a patch already applied (the sequencer's own, fresh from its clock: nothing can be
   /// newer or a duplicate); returns its version.
   pub fn accept(&mut self, origin: u64, seq: u64, hlc: Hlc, update: &Update) -> u64 {
@@ -238,6 +254,41 @@ mod tests {
   use serde_json::json;
 
   use super::*;
+
+  #[test]
+  fn admitting_and_accepting_a_patch_applied_already_is_deciding_it() {
+    let update = |text: &str| Update::parse(&serde_json::from_str(text).unwrap()).unwrap();
+    let at = |ms| Hlc { ms, counter: 0 };
+    let (mut decided, mut accepted) = (Order::default(), Order::default());
+    let mut data = json!({});
+    for order in [&mut decided, &mut accepted] {
+      order.decide_logged(
+        1,
+        7,
+        1,
+        at(100),
+        &update(r#"{"$set":{"a":1}}"#),
+        &mut data.clone(),
+      );
+    }
+    let fresh = update(r#"{"$set":{"b":1}}"#);
+    assert!(matches!(
+      decided.decide_logged(2, 8, 1, at(100), &fresh, &mut data),
+      Verdict::Ordered { .. }
+    ));
+    assert!(accepted.admits(8, 1, at(100), &fresh));
+    accepted.accept_logged(2, 8, 1, at(100), &fresh);
+    assert_eq!(decided.progress().version, accepted.progress().version);
+    assert_eq!(
+      decided.progress().write_times,
+      accepted.progress().write_times
+    );
+    assert!(!accepted.admits(8, 1, at(100), &fresh), "a duplicate");
+    assert!(
+      !accepted.admits(9, 1, at(50), &update(r#"{"$set":{"a":2}}"#)),
+      "stale"
+    );
+  }
 
   #[test]
   fn a_replica_started_from_the_progress_decides_the_next_entries_alike() {

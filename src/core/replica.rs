@@ -760,6 +760,34 @@ impl Replica {
         ));
       }
       inner.clock.observe(&hlc, now);
+      // The own oldest pending patch, applied on exactly this base and admitted by the rules:
+      // its local effect is its verdict, with nothing to undo and redo (a burst of own patches
+      // costs each entry its own work, not the work of every patch still pending).
+      let own_front = !undone
+        && origin == self.origin
+        && inner.pending.front().is_some_and(|patch| {
+          patch.seq == seq
+            && patch.undo.is_some()
+            && inner.history.order.admits(origin, seq, hlc, &patch.update)
+        });
+      if let Some(patch) = own_front.then(|| inner.pending.pop_front()).flatten() {
+        inner
+          .history
+          .order
+          .accept_logged(version, origin, seq, hlc, &patch.update);
+        inner.audience.ordered(
+          version,
+          origin,
+          seq,
+          hlc,
+          &update,
+          &patch.changes,
+          &mut inner.events,
+        );
+        settled.push(Settled::Accepted(seq));
+        inner.history.keep(version, origin, seq, hlc, update);
+        continue;
+      }
       if !undone {
         all.extend(inner.undo_pending()?);
         undone = true;

@@ -113,6 +113,9 @@ pub struct Bridge {
   /// The reader waits for a confirmation that no proposal will bring (entries a previous bridge
   /// of this machine placed): the writer asks for one with an empty batch.
   confirm_wanted: AtomicBool,
+  /// The last entry the replica took, from the reader or, for this machine's own batches, from
+  /// the writer: whoever takes entries holds it, so the two take each entry once, in order.
+  cursor: Mutex<Option<Read>>,
 }
 
 impl Bridge {
@@ -124,6 +127,7 @@ impl Bridge {
       local: Mutex::new(HashSet::new()),
       confirmed: watch::Sender::new(0),
       confirm_wanted: AtomicBool::new(false),
+      cursor: Mutex::new(None),
     })
   }
 
@@ -190,6 +194,52 @@ impl Bridge {
           return fault;
         }
       }
+      self.take_own(replica, &batch, &answers);
+    }
+  }
+
+  /// A batch the script placed right after the last entry the replica took goes into the replica
+  /// from its answer, without waiting for the reader to read it back: a patch then resolves one
+  /// read sooner. The chain is the script's, computed here too.
+  fn take_own(&self, replica: &Replica, batch: &[Proposed], answers: &[Answer]) {
+    let mut cursor = self.cursor.lock();
+    let Some(Read {
+      version: taken,
+      chain: Some(chain),
+      ..
+    }) = cursor.as_ref()
+    else {
+      return;
+    };
+    let mut chain = chain.clone();
+    let mut entries = Vec::with_capacity(batch.len());
+    for (position, (proposed, answer)) in (taken + 1..).zip(batch.iter().zip(answers)) {
+      let (Answer::Ordered(version), Ok((hlc, update))) =
+        (answer, entry::decode(&proposed.payload))
+      else {
+        return;
+      };
+      if *version != position {
+        return;
+      }
+      chain = log::chain_after(&chain, proposed.origin, proposed.seq);
+      entries.push(LogEntry {
+        version: *version,
+        origin: proposed.origin,
+        seq: proposed.seq,
+        hlc,
+        update,
+      });
+    }
+    let Some(newest) = entries.last() else { return };
+    let read = Read {
+      version: newest.version,
+      id: Some((newest.origin, newest.seq)),
+      chain: Some(chain),
+    };
+    // An `Err` (the log jumps) leaves the cursor: the reader reads the entries and finds out.
+    if replica.log_receive(entries).is_ok() {
+      *cursor = Some(read);
     }
   }
 
@@ -317,13 +367,13 @@ async fn read(
   connection: &mut MultiplexedConnection,
   server: &Server<'_>,
   keys: &Keys,
-  last: &mut Option<Read>,
   compactor: &mut Compactor,
 ) -> Fault {
   let mut checked = Instant::now();
   let mut confirmations = bridge.confirmed.subscribe();
   loop {
     if checked.elapsed() >= CHECK_EVERY {
+      let last = bridge.cursor.lock().clone();
       if let Err(fault) = check(connection, server, keys, last.as_ref()).await {
         return fault;
       }
@@ -337,9 +387,12 @@ async fn read(
         Ok(entries) => entries,
         Err(err) => return err.into(),
       };
+    let last = bridge.cursor.lock().clone();
+    let taken = last.as_ref().map_or(0, |last| last.version);
     let mut decided = Vec::with_capacity(entries.len());
     let mut reads = Vec::with_capacity(entries.len());
-    for read in entries {
+    // What the writer took from its answers since this read began is taken already.
+    for read in entries.into_iter().filter(|read| read.version > taken) {
       let previous = reads.last().or(last.as_ref());
       if let Some(previous) = previous.filter(|previous| !previous.is_followed_by(&read)) {
         return Fault::Lost(format!(
@@ -394,9 +447,21 @@ async fn read(
         }
         continue;
       }
+      let mut cursor = bridge.cursor.lock();
+      let taken = cursor.as_ref().map_or(0, |last| last.version);
+      let skip = decided[..readable]
+        .iter()
+        .take_while(|entry| entry.version <= taken)
+        .count();
+      decided.drain(..skip);
+      reads.drain(..skip);
+      let readable = readable - skip;
+      if readable == 0 {
+        continue;
+      }
       let rest = decided.split_off(readable);
       let unread = reads.split_off(readable);
-      *last = std::mem::replace(&mut reads, unread).pop();
+      *cursor = std::mem::replace(&mut reads, unread).pop();
       match replica.log_receive(std::mem::replace(&mut decided, rest)) {
         Ok(refused) => {
           for (origin, seq, err) in refused {
@@ -566,6 +631,7 @@ pub async fn start(replica: &Arc<Replica>, shared: &Shared) -> Result<Running, E
   log::check_keys(&mut writing, &keys).await.map_err(fail)?;
   let last = join(replica, &mut writing, &keys).await.map_err(fail)?;
   let bridge = Bridge::new(shared.durability);
+  *bridge.cursor.lock() = last;
   replica.become_bridge(bridge.clone());
   let compactor = Compactor::new(shared.compaction);
   let replica = replica.clone();
@@ -576,7 +642,6 @@ pub async fn start(replica: &Arc<Replica>, shared: &Shared) -> Result<Running, E
       &target,
       &keys,
       (writing, reading, node),
-      last,
       compactor,
     )
     .await;
@@ -592,7 +657,6 @@ async fn supervise(
   target: &Target,
   keys: &Keys,
   first: (MultiplexedConnection, MultiplexedConnection, Node),
-  mut last: Option<Read>,
   mut compactor: Compactor,
 ) {
   let mut connections = Some(first);
@@ -615,6 +679,7 @@ async fn supervise(
     // This session's WAITs confirm what the previous primary's did not.
     bridge.confirmed.send_replace(0);
     let server = Server { target, node };
+    let last = bridge.cursor.lock().clone();
     let verified = match check(&mut reading, &server, keys, last.as_ref()).await {
       Err(Fault::Lost(why)) => {
         replica.debug(|| format!("the log lost entries this machine read ({why}): joining again"));
@@ -628,7 +693,7 @@ async fn supervise(
       Ok(()) | Err(Fault::Lost(_)) => match rejoin(replica, bridge, &mut writing, keys).await {
         Ok(read) => {
           lost = false;
-          last = Some(read);
+          *bridge.cursor.lock() = Some(read);
           Ok(())
         }
         Err(fault) => Err(fault),
@@ -648,7 +713,7 @@ async fn supervise(
     bridge.wake.notify_one();
     let fault = tokio::select! {
       fault = bridge.write(replica, &mut writing, keys) => fault,
-      fault = read(replica, bridge, &mut reading, &server, keys, &mut last, &mut compactor) => fault,
+      fault = read(replica, bridge, &mut reading, &server, keys, &mut compactor) => fault,
     };
     bridge.outgoing.lock().unanswered();
     match fault {

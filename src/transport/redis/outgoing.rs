@@ -74,7 +74,7 @@ impl Outgoing {
   /// origin's entries after `last` (a failover between two batches): its kept proposals after
   /// `last` and those of the batch go back to the front of the queue, in order; when they do not
   /// start at `last + 1`, the missing ones are lost for good and the first skips the gap. The
-  /// others are placed or, as duplicates, done.
+  /// others are placed, ordered now or found in the log (both kept for a resubmission).
   pub fn answered(&mut self, answers: &[Answer]) {
     let batch = std::mem::take(&mut self.in_flight);
     let mut again = Vec::new();
@@ -89,6 +89,12 @@ impl Outgoing {
           again.push(proposed);
         }
       }
+    }
+    while self.placed.len() > self.keep {
+      self.placed.pop_front();
+    }
+    if gaps.is_empty() {
+      return;
     }
     let lost = |proposed: &Proposed| {
       gaps
@@ -108,9 +114,6 @@ impl Outgoing {
     }
     for proposed in again.into_iter().rev() {
       self.queued.push_front(proposed);
-    }
-    while self.placed.len() > self.keep {
-      self.placed.pop_front();
     }
   }
 
