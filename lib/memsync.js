@@ -41,8 +41,8 @@ function eventTags (names) {
 }
 
 // The events of the native replica; src/core/events.rs documents each one's fields.
-const [OWN, CHANGES, SNAPSHOT, ACK, ACCEPTED, REJECTED, ROLE, FAIL, CALL, REPLY, PONG, GRANT, EVENTS_DROPPED, EMIT, ERROR, DEBUG] = eventTags(
-  ['own', 'changes', 'snapshot', 'ack', 'accepted', 'rejected', 'role', 'fail', 'call', 'reply', 'pong', 'grant', 'eventsDropped', 'emit', 'error', 'debug'])
+const [OWN, CHANGES, SNAPSHOT, ACK, ACCEPTED, REJECTED, ROLE, FAIL, CALL, REPLY, PONG, GRANT, EVENTS_DROPPED, EMIT, ERROR, DEBUG, WARNING] = eventTags(
+  ['own', 'changes', 'snapshot', 'ack', 'accepted', 'rejected', 'role', 'fail', 'call', 'reply', 'pong', 'grant', 'eventsDropped', 'emit', 'error', 'debug', 'warning'])
 
 function checkOptions (options) {
   if (options === undefined || options === null) return {}
@@ -1026,6 +1026,9 @@ class MemSync {
         break
       case DEBUG:
         debug('%s %s', this.#tag, event[1])
+        break
+      case WARNING:
+        process.emitWarning(`${this.#tag}: ${event[2]}`, { type: 'MemSyncWarning', code: event[1] })
         break
     }
   }

@@ -512,3 +512,28 @@ async fn a_machine_that_joins_after_compaction_starts_from_the_snapshot_and_a_br
     "{err}"
   );
 }
+
+#[tokio::test]
+async fn a_clock_two_seconds_off_redis_is_warned_of_and_one_in_step_is_not() {
+  use memsync::clock::{now_ms, Time};
+  let Some(server) = server() else { return };
+  drop(connect(&server).await);
+  let warnings = |offset_ms: u64| {
+    let server = &server;
+    async move {
+      let time = Time::from_fn(move || now_ms() + offset_ms);
+      let replica = Arc::new(Replica::with_time("skewed", json!({}), offset_ms + 1, time).unwrap());
+      let _running = start(&replica, &shared(server, Compaction::default()))
+        .await
+        .unwrap();
+      replica.drain()
+    }
+  };
+  let ahead = warnings(2_000).await;
+  assert!(
+    ahead.contains(r#"["warn","MEMSYNC_CLOCK_SKEW","this machine's clock is"#)
+      && ahead.contains("ms ahead of Redis's"),
+    "{ahead}"
+  );
+  assert!(!warnings(0).await.contains("MEMSYNC_CLOCK_SKEW"));
+}

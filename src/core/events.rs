@@ -88,6 +88,8 @@ kinds! {
   Error = "error" as "error",
   /// [`Event::Debug`].
   Debug = "debug" as "debug",
+  /// [`Event::Warning`].
+  Warning = "warn" as "warning",
 }
 
 /// One event for JS. Each variant's doc gives its array on the wire and what its fields mean.
@@ -156,6 +158,9 @@ pub enum Event<'a> {
   Emit { event: String, args: RawJson },
   /// `["error", code, message]`: a failure that does not stop the instance (an `error` event).
   Error { code: &'a str, message: &'a str },
+  /// `["warn", code, message]`: a condition that weakens a guarantee without failing anything
+  /// (a process warning, as Node.js's own deprecations are).
+  Warning { code: &'a str, message: &'a str },
   /// `["debug", line]`: what the instance noticed that is not a failure of the application's
   /// (a client that went away, a peer refused), for `NODE_DEBUG=memsync`.
   Debug(&'a str),
@@ -223,6 +228,7 @@ impl Event<'_> {
       Event::EventsDropped(_) => Kind::EventsDropped,
       Event::Emit { .. } => Kind::Emit,
       Event::Error { .. } => Kind::Error,
+      Event::Warning { .. } => Kind::Warning,
       Event::Debug(_) => Kind::Debug,
     }
   }
@@ -262,9 +268,9 @@ impl Serialize for Event<'_> {
       Event::Accepted(seqs) => (tag, seqs).serialize(serializer),
       Event::Rejected { seq, code, message } => (tag, seq, code, message).serialize(serializer),
       Event::Role(role) => (tag, role).serialize(serializer),
-      Event::Fail { code, message } | Event::Error { code, message } => {
-        (tag, code, message).serialize(serializer)
-      }
+      Event::Fail { code, message }
+      | Event::Error { code, message }
+      | Event::Warning { code, message } => (tag, code, message).serialize(serializer),
       Event::Call { id, method, args } => (tag, id, method, args).serialize(serializer),
       Event::Reply {
         id,

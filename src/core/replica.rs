@@ -1335,6 +1335,16 @@ impl Replica {
     self.wake();
   }
 
+  /// Warns of a condition that weakens a guarantee (JS: a process warning with `code`).
+  pub fn warn(&self, code: &str, message: &str) {
+    self
+      .inner
+      .lock()
+      .events
+      .push(&Event::Warning { code, message });
+    self.wake();
+  }
+
   /// Reports a failure that does not stop the instance (JS: an `error` event with `code`).
   pub fn report_error(&self, err: &Error) {
     self.inner.lock().events.push(&Event::Error {

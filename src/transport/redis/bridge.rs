@@ -629,6 +629,7 @@ pub async fn start(replica: &Arc<Replica>, shared: &Shared) -> Result<Running, E
   let fail = |why: String| Error::Transport(format!("{}: {why}", target.redacted()));
   let (mut writing, reading, node) = connect_both(&target).await.map_err(Error::Transport)?;
   log::check_keys(&mut writing, &keys).await.map_err(fail)?;
+  warn_of_skew(replica, &mut writing).await;
   let last = join(replica, &mut writing, &keys).await.map_err(fail)?;
   let bridge = Bridge::new(shared.durability);
   *bridge.cursor.lock() = last;
@@ -647,6 +648,40 @@ pub async fn start(replica: &Arc<Replica>, shared: &Shared) -> Result<Running, E
     .await;
   });
   Ok(Running { task })
+}
+
+/// Clocks further apart than this weaken the stale-write rule across machines.
+const MAX_SKEW_MS: u64 = 500;
+
+/// Warns when this machine's clock and Redis's differ by more than [`MAX_SKEW_MS`]: a patch's
+/// timestamp decides whether it is stale against another machine's.
+async fn warn_of_skew(replica: &Replica, connection: &mut MultiplexedConnection) {
+  let asked = replica.time().now_ms();
+  let Ok((seconds, micros)) = redis::cmd("TIME")
+    .query_async::<(u64, u64)>(connection)
+    .await
+  else {
+    return;
+  };
+  let answered = replica.time().now_ms();
+  let redis_ms = seconds * 1000 + micros / 1000;
+  // Compared with the middle of the round trip.
+  let local_ms = asked + (answered - asked) / 2;
+  let skew = redis_ms.abs_diff(local_ms);
+  if skew > MAX_SKEW_MS {
+    replica.warn(
+      "MEMSYNC_CLOCK_SKEW",
+      &format!(
+        "this machine's clock is {skew} ms {} Redis's (TIME): a patch's timestamp decides \
+         whether it overwrites another machine's, so keep the clocks in sync (NTP)",
+        if local_ms > redis_ms {
+          "ahead of"
+        } else {
+          "behind"
+        }
+      ),
+    );
+  }
 }
 
 /// Runs sessions with Redis one after another, connecting again after a failure and starting
