@@ -221,6 +221,12 @@ export declare function status(instance: ExternalObject<Instance>): string
 export declare function stop(instance: ExternalObject<Instance>): Promise<void>
 
 /**
+ * What the Redis of `url` holds of the object `name` (`memsync status --transport`), without
+ * joining it; resolves with an outcome (see `outcome`).
+ */
+export declare function transportStatus(url: string, name: string): Promise<string>
+
+/**
  * `options.transport` as it may be shown (its password replaced by `***`); throws
  * `ERR_INVALID_ARG` saying what is wrong with it.
  */

@@ -3,7 +3,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { converge, rendezvousDir, spawnPeer, uniqueName } from './support/peers.mjs'
-import { command, redisMissing, redisServer, sentinelDeployment } from './support/redis.mjs'
+import { command, redisMissing, redisServer, sentinelDeployment, waitFor } from './support/redis.mjs'
+import { runCli } from './support/services.mjs'
 import { MemSync } from '../index.js'
 
 const missing = redisMissing()
@@ -106,4 +107,29 @@ test("with durability 'replicated', writes resume within 5 s of a kill -9 of the
   for (const id of resolved) {
     assert.equal(state.data.log.filter((entry) => entry === id).length, 1, `${id} resolved, so it is there once`)
   }
+})
+
+test('the memsync command reaches an object through Redis with --transport: status asks Redis, get and patch join as a machine of their own', { skip: missing ?? false, timeout: 60000 }, async (t) => {
+  const { url } = await redisServer(t)
+  const name = uniqueName('cli')
+  const host = await spawnPeer(t, name, rendezvousDir(t), { data: { n: 1 }, options: { transport: url } }, 'host')
+  await host.request('start')
+  assert.deepEqual(await host.request('patch', { update: { $inc: { n: 1 } } }), { ok: true })
+  const cli = async (...args) => {
+    const result = await runCli(args)
+    assert.equal(result.code, 0, result.stderr)
+    return JSON.parse(result.stdout)
+  }
+  assert.deepEqual(await cli('status', '--transport', url, name), { name, transport: url, version: 1, logEntries: 1, snapshotVersion: null })
+  assert.deepEqual(await cli('get', '--transport', url, name), { n: 2 })
+  assert.deepEqual(await cli('patch', '--transport', url, name, '{"$inc":{"n":10}}'), { name, version: 2 })
+  await waitFor(async () => (await host.request('state')).data.n === 12, 10000, 'the patch of the command line')
+  const nothing = uniqueName('nothing')
+  const unknown = await runCli(['get', '--transport', url, nothing])
+  assert.equal(unknown.code, 1)
+  assert.match(unknown.stderr, /no object named '.*' in redis:\/\/127\.0\.0\.1/)
+  assert.equal((await command(Number(new URL(url).port), 'EXISTS', `{ms:${nothing}}:base`)).trim(), ':0', 'asking created nothing')
+  const bad = await runCli(['status', '--transport', 'memcached://x', name])
+  assert.equal(bad.code, 2)
+  assert.match(bad.stderr, /--transport: .*memcached/)
 })

@@ -3,10 +3,13 @@
 // user's processes share. It joins an object as a client that never becomes host (`clientOnly`),
 // so it can neither start a network nor take one over, and checks first that the name is live
 // (its socket accepts a connection), so that an unknown name fails at once instead of waiting
-// for a host. Output is JSON (one document per line) when stdout is not a terminal, or with
-// --json; readable text on a terminal.
+// for a host. With --transport it reaches the object through Redis instead, as a machine of its
+// own (a private rendezvous directory), after checking that Redis holds the object. Output is JSON
+// (one document per line) when stdout is not a terminal, or with --json; readable text on a
+// terminal.
 
 const fs = require('node:fs')
+const os = require('node:os')
 const path = require('node:path')
 const { parseArgs } = require('node:util')
 const native = require('../native.js')
@@ -18,6 +21,7 @@ const DEFAULT_TIMEOUT_MS = 5000
 const COMMON_OPTIONS = {
   dir: { type: 'string' },
   timeout: { type: 'string' },
+  transport: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 }
@@ -25,6 +29,8 @@ const COMMON_OPTIONS = {
 const COMMON_HELP = `Options:
   --dir <dir>      the rendezvous directory (default: $XDG_RUNTIME_DIR/memsync, else <tmp>/memsync-<uid>)
   --timeout <ms>   how long to wait for the host (default ${DEFAULT_TIMEOUT_MS})
+  --transport <url>  reach the object through Redis (redis://host:port, redis+sentinel://...),
+                   as the processes of other machines share it (not with ls)
   --json           JSON output on a terminal too (it is JSON whenever stdout is not a terminal)
   -h, --help       this help`
 
@@ -94,7 +100,7 @@ function commandHelp (name) {
 {"version","timestamp","patch"}, and the whole object again after a change of host.
 With a path: {"version","value"} whenever the value changes.`,
     patch: 'Resolves once the host has accepted the update; prints the version then reached.',
-    status: 'Asks the host without joining the object.'
+    status: 'Asks the host without joining the object; with --transport, asks Redis: the version, the log\'s length and the newest snapshot.'
   }[name]
   return `Usage: memsync ${name} ${command.args.join(' ')} [options]
 
@@ -155,11 +161,28 @@ function context (values) {
     timeout = Number(values.timeout)
     if (!(Number.isInteger(timeout) && timeout > 0)) throw new CliError(`--timeout must be a positive number of milliseconds, not '${values.timeout}'`, { usage: true })
   }
+  let shown
+  if (values.transport !== undefined) {
+    try {
+      shown = native.transportTarget(values.transport)
+    } catch (error) {
+      throw new CliError(`--transport: ${error.message}`, { usage: true })
+    }
+  }
   return {
     dir: path.resolve(values.dir ?? native.defaultDir()),
     timeout,
+    transport: values.transport,
+    shown,
     json: values.json === true || !process.stdout.isTTY
   }
+}
+
+/** What the Redis of `--transport` holds of `name`; throws when it holds nothing of it. */
+async function transportStatus (ctx, name) {
+  const status = settle(await native.transportStatus(ctx.transport, name))
+  if (!status.exists) throw new CliError(`no object named '${name}' in ${ctx.shown}`)
+  return status
 }
 
 /** Prints `value` as one line of JSON, or as `readable(value)` on a terminal. */
@@ -176,24 +199,46 @@ function isLive (ctx, name) {
   return native.isLive(ctx.dir, name)
 }
 
-/** Joins `name` as a client that never becomes host. */
+/**
+ * Joins `name` as a client that never becomes host, or with --transport as a machine of its own;
+ * resolves with the instance and `leave()`, which stops it (and removes what it made).
+ */
 async function join (ctx, name) {
+  if (ctx.transport !== undefined) {
+    await transportStatus(ctx, name)
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memsync-cli-'))
+    const mem = new MemSync(name, {}, { dir, transport: ctx.transport, timeout: ctx.timeout })
+    const leave = async () => {
+      try {
+        await mem.stop()
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    }
+    try {
+      await mem.start()
+    } catch (error) {
+      await leave()
+      throw error
+    }
+    return { mem, leave }
+  }
   // Constructing checks the name before it is joined to a path.
   const mem = new MemSync(name, {}, { dir: ctx.dir, clientOnly: true, timeout: ctx.timeout })
   if (!(await isLive(ctx, name))) {
     throw new CliError(`no live object named '${name}' in ${ctx.dir} ('memsync ls' lists them)`)
   }
   await mem.start()
-  return mem
+  return { mem, leave: () => mem.stop() }
 }
 
 /** Runs `use(mem)` on the joined object, then leaves it. */
 async function joined (ctx, name, use) {
-  const mem = await join(ctx, name)
+  const { mem, leave } = await join(ctx, name)
   try {
     return await use(mem)
   } finally {
-    await mem.stop()
+    await leave()
   }
 }
 
@@ -212,6 +257,7 @@ async function settledVersion (mem) {
 }
 
 async function ls (ctx) {
+  if (ctx.transport !== undefined) throw new CliError('ls lists the objects of this machine; with --transport, name one: memsync status --transport <url> <name>', { usage: true })
   const live = settle(await native.liveNames(ctx.dir))
   const objects = await Promise.all(live.map(async ({ name, file }) => {
     // A long name is hashed into its file name and cannot be read back: listed by that file.
@@ -258,6 +304,17 @@ async function patch (ctx, name, text) {
 }
 
 async function status (ctx, name) {
+  if (ctx.transport !== undefined) {
+    const status = await transportStatus(ctx, name)
+    print(ctx, { name, transport: ctx.shown, version: status.version, logEntries: status.logEntries, snapshotVersion: status.snapshotVersion }, (s) => [
+      `${s.name}`,
+      `  transport  ${s.transport}`,
+      `  version    ${s.version}`,
+      `  log        ${s.logEntries} entries`,
+      `  snapshot   ${s.snapshotVersion === null ? 'none yet' : `at version ${s.snapshotVersion}`}`
+    ].join('\n'))
+    return
+  }
   if (!(await isLive(ctx, name))) {
     throw new CliError(`no live object named '${name}' in ${ctx.dir} ('memsync ls' lists them)`)
   }
@@ -284,7 +341,7 @@ async function url (ctx, name) {
 }
 
 async function watch (ctx, name, dotted) {
-  const mem = await join(ctx, name)
+  const { mem, leave } = await join(ctx, name)
   const time = () => new Date().toTimeString().slice(0, 8)
   let shown // the JSON of the value last printed, with a path
   const showSnapshot = async () => {
@@ -341,7 +398,7 @@ async function watch (ctx, name, dotted) {
   })
   stopping = true
   await printing
-  await mem.stop()
+  await leave()
 }
 
 module.exports = { main }

@@ -41,6 +41,8 @@ use crate::transport::local::probe;
 use crate::transport::local::rendezvous::{self, Rendezvous};
 use crate::transport::redis::address::Target;
 use crate::transport::redis::bridge::{Durability, Shared};
+use crate::transport::redis::connect;
+use crate::transport::redis::log::{self, Keys};
 use crate::transport::redis::snapshot::Compaction;
 
 /// The `code` of a JS error, e.g. `ERR_TYPE_MISMATCH`.
@@ -684,6 +686,28 @@ pub fn query_host<'env>(
       Ok(outcome(answer.map_err(|err| {
         Error::Rendezvous(format!("memsync '{name}': {err}"))
       })))
+    })
+    .map_err(from_napi_error)
+}
+
+/// What the Redis of `url` holds of the object `name` (`memsync status --transport`), without
+/// joining it; resolves with an outcome (see `outcome`).
+#[napi(ts_return_type = "Promise<string>")]
+pub fn transport_status<'env>(
+  env: &'env Env,
+  url: String,
+  name: String,
+) -> Result<PromiseRaw<'env, String>> {
+  let target = Target::parse(&url).map_err(|why| into_js_error(Error::InvalidArg(why)))?;
+  env
+    .spawn_future(async move {
+      let status = async {
+        let (mut connection, _) = connect::primary(&target).await?;
+        log::status(&mut connection, &Keys::of(&name))
+          .await
+          .map_err(|err| format!("{}: {err}", target.redacted()))
+      };
+      Ok(outcome(status.await.map_err(Error::Transport)))
     })
     .map_err(from_napi_error)
 }

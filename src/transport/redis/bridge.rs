@@ -389,39 +389,12 @@ async fn read(
       };
     let last = bridge.cursor.lock().clone();
     let taken = last.as_ref().map_or(0, |last| last.version);
-    let mut decided = Vec::with_capacity(entries.len());
-    let mut reads = Vec::with_capacity(entries.len());
     // What the writer took from its answers since this read began is taken already.
-    for read in entries.into_iter().filter(|read| read.version > taken) {
-      let previous = reads.last().or(last.as_ref());
-      if let Some(previous) = previous.filter(|previous| !previous.is_followed_by(&read)) {
-        return Fault::Lost(format!(
-          "the log changed under this machine after version {}",
-          previous.version
-        ));
-      }
-      let (hlc, update) = match entry::decode(&read.payload) {
-        Ok(decoded) => decoded,
-        Err(why) => {
-          return Fault::Lost(format!(
-            "entry {} of the log is not one of memsync: {why}",
-            read.version
-          ))
-        }
-      };
-      reads.push(Read {
-        version: read.version,
-        id: Some((read.origin, read.seq)),
-        chain: Some(read.chain),
-      });
-      decided.push(LogEntry {
-        version: read.version,
-        origin: read.origin,
-        seq: read.seq,
-        hlc,
-        update,
-      });
-    }
+    let fresh = entries.into_iter().filter(|read| read.version > taken);
+    let (mut decided, mut reads) = match decode(fresh, last.as_ref()) {
+      Ok(decoded) => decoded,
+      Err(fault) => return fault,
+    };
     while !decided.is_empty() {
       let readable = bridge.readable(&decided);
       if readable == 0 {
@@ -472,6 +445,85 @@ async fn read(
         }
         Err(why) => return Fault::Lost(why),
       }
+    }
+  }
+}
+
+/// The entries read, checked to follow `last` and each other (their chain), as the replica takes
+/// them, with where each leaves the reading.
+fn decode(
+  entries: impl Iterator<Item = log::Entry>,
+  last: Option<&Read>,
+) -> Result<(Vec<LogEntry>, Vec<Read>), Fault> {
+  let mut decided = Vec::new();
+  let mut reads: Vec<Read> = Vec::new();
+  for read in entries {
+    let previous = reads.last().or(last);
+    if let Some(previous) = previous.filter(|previous| !previous.is_followed_by(&read)) {
+      return Err(Fault::Lost(format!(
+        "the log changed under this machine after version {}",
+        previous.version
+      )));
+    }
+    let (hlc, update) = entry::decode(&read.payload).map_err(|why| {
+      Fault::Lost(format!(
+        "entry {} of the log is not one of memsync: {why}",
+        read.version
+      ))
+    })?;
+    reads.push(Read {
+      version: read.version,
+      id: Some((read.origin, read.seq)),
+      chain: Some(read.chain),
+    });
+    decided.push(LogEntry {
+      version: read.version,
+      origin: read.origin,
+      seq: read.seq,
+      hlc,
+      update,
+    });
+  }
+  Ok((decided, reads))
+}
+
+/// Reads the log up to its end into a replica that just joined, so that `start()` resolves
+/// with the object as it is now, not as its snapshot or base was. A log that does not follow on
+/// from the replica (trimmed past a new local host's version, or changed) is joined again from
+/// its newest snapshot.
+async fn catch_up<C: ConnectionLike>(
+  replica: &Replica,
+  connection: &mut C,
+  keys: &Keys,
+  mut last: Option<Read>,
+) -> Result<Option<Read>, String> {
+  let mut joins = 0;
+  loop {
+    let entries = log::read_after(connection, keys, replica.version(), MAX_READ)
+      .await
+      .map_err(|err| err.to_string())?;
+    if entries.is_empty() {
+      return Ok(last);
+    }
+    let taken = decode(entries.into_iter(), last.as_ref())
+      .map_err(|fault| match fault {
+        Fault::Lost(why) | Fault::Connection(why) => why,
+      })
+      .and_then(|(decided, mut reads)| {
+        replica.log_receive(decided)?;
+        Ok(reads.pop())
+      });
+    match taken {
+      Ok(read) => last = read,
+      Err(why) if joins < 3 => {
+        joins += 1;
+        replica
+          .debug(|| format!("the log does not follow on from this machine ({why}): joining again"));
+        let (ours, _) = replica.ordered_snapshot()?;
+        let start = starting_point(connection, keys, &ours).await?;
+        last = Some(take(replica, start, ours));
+      }
+      Err(why) => return Err(why),
     }
   }
 }
@@ -631,6 +683,9 @@ pub async fn start(replica: &Arc<Replica>, shared: &Shared) -> Result<Running, E
   log::check_keys(&mut writing, &keys).await.map_err(fail)?;
   warn_of_skew(replica, &mut writing).await;
   let last = join(replica, &mut writing, &keys).await.map_err(fail)?;
+  let last = catch_up(replica, &mut writing, &keys, last)
+    .await
+    .map_err(fail)?;
   let bridge = Bridge::new(shared.durability);
   *bridge.cursor.lock() = last;
   replica.become_bridge(bridge.clone());

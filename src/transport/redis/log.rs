@@ -201,6 +201,39 @@ pub async fn wait_after<C: ConnectionLike>(
     .collect()
 }
 
+/// What Redis holds of an object, as `memsync status --transport` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+  /// Whether any bridge ever started the object here.
+  pub exists: bool,
+  /// The version the log has reached.
+  pub version: u64,
+  /// The entries the log holds (fewer than `version` once snapshots let it be trimmed).
+  pub log_entries: u64,
+  /// The newest snapshot's version.
+  pub snapshot_version: Option<u64>,
+}
+
+/// What Redis holds of the object of `keys`.
+pub async fn status<C: ConnectionLike>(connection: &mut C, keys: &Keys) -> RedisResult<Status> {
+  let (exists, version, log_entries, snapshot_version): (bool, Option<u64>, u64, Option<u64>) =
+    redis::pipe()
+      .exists(&keys.base)
+      .hget(&keys.head, "version")
+      .cmd("XLEN")
+      .arg(&keys.log)
+      .hget(&keys.snapshot, "version")
+      .query_async(connection)
+      .await?;
+  Ok(Status {
+    exists,
+    version: version.unwrap_or(0),
+    log_entries,
+    snapshot_version,
+  })
+}
+
 /// The version the log has reached (0: none yet).
 pub async fn head<C: ConnectionLike>(connection: &mut C, keys: &Keys) -> RedisResult<u64> {
   let version: Option<u64> = redis::cmd("HGET")
