@@ -620,7 +620,7 @@ async fn check(
       "the server is no longer the primary".into(),
     ));
   }
-  match connect::named_primary(&server.target).await {
+  match connect::named_primary(server.target).await {
     Ok(Some(named)) if named != server.node => {
       return Err(Fault::Connection(format!(
         "the sentinels now name {}:{} the primary",
