@@ -855,14 +855,7 @@ impl Replica {
         None => {}
       }
     }
-    if undone {
-      inner.redo_pending(&mut all);
-    }
-    if !all.is_empty() || !received.is_empty() {
-      let version = inner.history.order.version();
-      inner.push_changes(version, all, &received);
-    }
-    push_settled(inner, settled);
+    inner.finish_receiving(undone, all, &received, settled);
     inner.audience.followers.publish(true, None);
     drop(guard);
     self.wake();
@@ -1012,14 +1005,7 @@ impl Replica {
         other => return Err(format!("unexpected message from the host: {other:?}")),
       }
     }
-    if undone {
-      inner.redo_pending(&mut all);
-    }
-    if !all.is_empty() || !received.is_empty() {
-      let version = inner.history.order.version();
-      inner.push_changes(version, all, &received);
-    }
-    push_settled(inner, settled);
+    inner.finish_receiving(undone, all, &received, settled);
     drop(guard);
     self.wake();
     Ok(())
@@ -1153,6 +1139,25 @@ impl Inner {
         Verdict::Duplicate | Verdict::Refused(_) => {}
       }
     }
+  }
+
+  /// The end of taking a burst of ordered patches: the pending patches again on top (when they
+  /// were undone), the changes and the received patches as one event, then the settlements.
+  fn finish_receiving(
+    &mut self,
+    undone: bool,
+    mut all: Vec<Change>,
+    received: &[RawJson],
+    settled: Vec<Settled>,
+  ) {
+    if undone {
+      self.redo_pending(&mut all);
+    }
+    if !all.is_empty() || !received.is_empty() {
+      let version = self.history.order.version();
+      self.push_changes(version, all, received);
+    }
+    push_settled(self, settled);
   }
 
   /// A copy of the document without the pending patches.
