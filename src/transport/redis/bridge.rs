@@ -796,24 +796,34 @@ async fn supervise(
       backoff = (backoff * 2).min(MAX_BACKOFF);
       continue;
     }
-    if outage.take().is_some() {
-      replica.debug(|| "bridging to Redis again".to_owned());
-    }
-    backoff = Duration::from_millis(10);
+    replica.debug(|| "bridging to Redis".to_owned());
     bridge.wake.notify_one();
+    let began = Instant::now();
     let fault = tokio::select! {
       fault = bridge.write(replica, &mut writing, keys) => fault,
       fault = read(replica, bridge, &mut reading, &server, keys, &mut compactor) => fault,
     };
     bridge.outgoing.lock().unanswered();
+    // Only a session that lasted ends the trouble: one that fails at once again and again (an
+    // entry that is not memsync's, a server that keeps dropping it) backs off and is reported.
+    if began.elapsed() >= CHECK_EVERY {
+      outage = None;
+      backoff = Duration::from_millis(10);
+    }
     match fault {
       Fault::Connection(why) => note_outage(replica, &mut outage, &why),
       Fault::Lost(why) => {
-        replica.debug(|| format!("the log lost entries this machine read ({why}): joining again"));
+        note_outage(
+          replica,
+          &mut outage,
+          &format!("the log lost entries this machine read ({why}): joining again"),
+        );
         lost = true;
         connections = Some((writing, reading, server.node));
       }
     }
+    tokio::time::sleep(backoff).await;
+    backoff = (backoff * 2).min(MAX_BACKOFF);
   }
 }
 
