@@ -18,15 +18,26 @@ export const uniqueName = (label) => `${label}-${process.pid}-${names++}`
 /** The peers each test spawned, killed before its rendezvous directories are removed. */
 const peersOf = new WeakMap()
 
+/** Rendezvous directories an instance of this process still used when its test ended. */
+const leftovers = new Set()
+process.once('exit', () => {
+  for (const dir of leftovers) fs.rmSync(dir, { recursive: true, force: true })
+})
+
 /** A fresh rendezvous directory (memsync creates it, 0700), removed when the test ends. */
 export function rendezvousDir (t) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memsync-test-'))
   // This hook runs before the kill hooks of peers spawned later, and a surviving peer would take
   // the host role and create the directory and its files again while they are removed: the
-  // test's peers go first. Retried for the instances of this process, whose stop hooks run later.
+  // test's peers go first. An instance of this process may take the host role from them and keep
+  // its files until its own stop hook, which runs after this one: its directory goes at exit.
   t.after(async () => {
     await Promise.all([...(peersOf.get(t) ?? [])].map((peer) => peer.kill()))
-    fs.rmSync(tmp, { recursive: true, force: true, maxRetries: 10 })
+    try {
+      fs.rmSync(tmp, { recursive: true, force: true, maxRetries: 3 })
+    } catch {
+      leftovers.add(tmp)
+    }
   })
   return path.join(tmp, 'rdv')
 }
