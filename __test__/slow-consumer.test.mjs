@@ -61,5 +61,7 @@ test('a host drops a client that stops reading, stays bounded, and the client re
   const states = await converge([host, stopped, reader], { timeoutMs: 20000 })
   assert.ok(states.every((state) => state.data.big === states[0].data.big))
   t.diagnostic(`the host grew by ${mb(grown)} while a stopped client missed ${mb(FLOOD.count * FLOOD.size)} of patches`)
-  assert.ok(grown < 80 * MB, `the host grew by ${mb(grown)}`)
+  // RSS after a full collection still holds memory the allocator kept: one CI run measured 48, 63
+  // and 84 MB on Node.js 20, 22 and 24 for the same flood. Unbounded, a host grew 265 MB here.
+  assert.ok(grown < 100 * MB, `the host grew by ${mb(grown)}`)
 })
