@@ -123,8 +123,10 @@ export async function sentinelDeployment (t, { replicas = 2, sentinels = 3, mast
   }
   await waitFor(async () => {
     const info = await command(primaryPort, 'INFO', 'replication')
-    return info.includes(`connected_slaves:${replicas}`)
-  }, 10000, `the ${replicas} replicas linked to the primary`)
+    // Online, not only connected: a replica still waiting for its first full sync (delayed 5 s by
+    // default) has none of the data, and a failover to it would lose everything.
+    return info.includes(`connected_slaves:${replicas}`) && (info.match(/state=online/g) ?? []).length === replicas
+  }, 15000, `the ${replicas} replicas linked to the primary and in sync`)
   await waitFor(async () => {
     const counts = await Promise.all(sentinelProcesses.map((s) => command(s.port, 'SENTINEL', 'MASTER', master)))
     return counts.every((reply) => reply.includes(`num-other-sentinels\r\n$1\r\n${sentinels - 1}`))

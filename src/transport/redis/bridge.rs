@@ -931,14 +931,14 @@ async fn rejoin(
   connection: &mut MultiplexedConnection,
   keys: &Keys,
 ) -> Result<Read, Fault> {
-  let (ours, _) = replica.ordered_snapshot().map_err(Fault::Lost)?;
+  let (ours, progress) = replica.log_state().map_err(Fault::Lost)?;
   let start = starting_point(connection, keys, &ours)
     .await
     .map_err(Fault::Connection)?;
   if let Start::Seeded = start {
     replica
       .debug(|| "the object is gone from Redis: this machine's document is its base again".into());
-    bridge.outgoing.lock().forget_placed();
+    bridge.outgoing.lock().forget_taken(&progress.applied);
   }
   let read = take(replica, start, ours);
   bridge.outgoing.lock().resubmit();

@@ -133,10 +133,17 @@ impl Outgoing {
     }
   }
 
-  /// Everything placed is in a document that becomes the log's start again (Redis lost the
-  /// object): proposing it again would apply it twice.
-  pub fn forget_placed(&mut self) {
-    self.placed.clear();
+  /// The document the replica took, up to `taken` (each origin's highest seq in it), becomes the
+  /// log's start again (Redis lost the object): proposing what it holds again would apply it
+  /// twice, while the placed proposals it does not hold yet (an own patch placed just before the
+  /// loss, not read back) are still to be proposed.
+  pub fn forget_taken(&mut self, taken: &[(u64, u64)]) {
+    let taken: std::collections::HashMap<u64, u64> = taken.iter().copied().collect();
+    self.placed.retain(|proposed| {
+      taken
+        .get(&proposed.origin)
+        .is_none_or(|&seq| proposed.seq > seq)
+    });
   }
 }
 
@@ -236,6 +243,23 @@ mod tests {
       kept(&outgoing),
       [(1, 1), (2, 1)],
       "other origins are checked apart"
+    );
+  }
+
+  #[test]
+  fn when_the_object_starts_again_from_the_replica_only_what_it_took_is_forgotten() {
+    let mut outgoing = Outgoing::new(100);
+    for (origin, seq) in [(1, 1), (2, 1), (1, 2), (2, 2)] {
+      outgoing.propose(proposed(origin, seq));
+    }
+    outgoing.next_batch(10);
+    let answers: Vec<Answer> = (1..=4).map(Answer::Ordered).collect();
+    outgoing.answered(&answers);
+    outgoing.forget_taken(&[(1, 2), (2, 1)]);
+    assert_eq!(
+      kept(&outgoing),
+      [(2, 2)],
+      "placed, not read back before the loss"
     );
   }
 
