@@ -537,3 +537,28 @@ async fn a_clock_two_seconds_off_redis_is_warned_of_and_one_in_step_is_not() {
   );
   assert!(!warnings(0).await.contains("MEMSYNC_CLOCK_SKEW"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_loaded_from_a_file_gives_way_to_the_log_and_seeds_only_a_new_object() {
+  let Some(server) = server() else { return };
+  let machines = two_bridges(&server, "filed", Compaction::default()).await;
+  converged(&machines, 200).await;
+  // What options.file gives a host at start: another document, at a version of its own.
+  let from_file = Arc::new(Replica::new("filed", json!({}), 33).unwrap());
+  from_file.seed(json!({ "n": 999, "by": [] }), 7);
+  let _running = start(&from_file, &shared(&server, Compaction::default()))
+    .await
+    .unwrap();
+  assert_eq!(from_file.version(), 200);
+  assert_eq!(from_file.read(""), machines[0].1.read(""));
+  let fresh = Arc::new(Replica::new("filed-new", json!({}), 44).unwrap());
+  fresh.seed(json!({ "n": 999 }), 7);
+  let _fresh = start(&fresh, &shared(&server, Compaction::default()))
+    .await
+    .unwrap();
+  assert_eq!(
+    fresh.read("n"),
+    Some(json!(999)),
+    "the file seeds an object Redis does not hold"
+  );
+}

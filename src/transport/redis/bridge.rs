@@ -945,8 +945,8 @@ async fn rejoin(
   Ok(read)
 }
 
-/// A replica at version 0 starts from the newest snapshot or the object's base document; one
-/// that read the log before (a new local host) goes on from its version. Where the reading goes
+/// A replica starts from the newest snapshot or the object's base document, unless it read the
+/// log before (a new local host), when it goes on from its last entry. Where the reading goes
 /// on from, when known.
 async fn join<C: ConnectionLike>(
   replica: &Replica,
@@ -954,11 +954,15 @@ async fn join<C: ConnectionLike>(
   keys: &Keys,
 ) -> Result<Option<Read>, String> {
   if replica.version() > 0 {
-    return Ok(replica.last_entry().map(|(version, origin, seq)| Read {
-      version,
-      id: Some((origin, seq)),
-      chain: None,
-    }));
+    if let Some((version, origin, seq)) = replica.last_entry() {
+      return Ok(Some(Read {
+        version,
+        id: Some((origin, seq)),
+        chain: None,
+      }));
+    }
+    // A version this machine cannot place in the log (a document loaded from options.file): the
+    // log's state wins, and the document only seeds an object Redis does not hold.
   }
   let (ours, _) = replica.ordered_snapshot()?;
   let start = starting_point(connection, keys, &ours).await?;
