@@ -180,12 +180,9 @@ impl Order {
   /// Orders a patch already applied (the sequencer's own, fresh from its clock: nothing can be
   /// newer or a duplicate); returns its version.
   pub fn accept(&mut self, origin: u64, seq: u64, hlc: Hlc, update: &Update) -> u64 {
-    for target in update.targets() {
-      self.note_write(target.path, hlc);
-    }
-    self.version += 1;
-    self.mark_ordered(origin, seq);
-    self.version
+    let version = self.version + 1;
+    self.accept_logged(version, origin, seq, hlc, update);
+    version
   }
 
   /// Records a patch ordered by another sequencer, at `version`.
