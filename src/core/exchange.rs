@@ -20,6 +20,13 @@
 //! `["reply", id, error, result?]` (the outcome of an own call), `["e", event, args]`,
 //! `["g", id]` (an own lock request is granted) and `["pong", id, pid]` (a ping's answer).
 //!
+//! Across machines (a bridge of a shared log): the other machines are known from their presence
+//! ([`Machine`]), each with a link for the calls and replies sent to it and one link for the
+//! events sent to all. A call no process of this machine offers is routed to the first machine
+//! that does; a call from another machine is only ever routed to a process of this one, so a
+//! call cannot go round. A machine that is no longer present fails the calls routed to it with
+//! `ERR_RPC_PEER_LOST`.
+//!
 //! Locks: every process keeps its own requests (held or waiting) so that it can re-announce
 //! them to a new host after a failover, with their original request time; the host's table is
 //! [`LockTable`], its own process being the owner [`HOST`].
@@ -32,7 +39,7 @@ use crate::clock::{Hlc, Time};
 use crate::core::events::Event;
 use crate::core::link::Link;
 use crate::core::locks::{LockTable, Ticket, HOST};
-use crate::core::message::{Message, PeerInfo, RawJson, RemoteError};
+use crate::core::message::{Message, PeerInfo, Process, RawJson, RemoteError};
 use crate::error::Error;
 
 /// The role that `network.maxWriters` counts.
@@ -71,6 +78,8 @@ enum Caller {
   Local(u64),
   /// A client connection, under the client's id.
   Client { conn: u64, id: u64 },
+  /// Another machine, under its own id for the call.
+  Machine { machine: u64, id: u64 },
 }
 
 /// Who runs a routed call.
@@ -78,6 +87,7 @@ enum Caller {
 enum Callee {
   Local,
   Client(u64),
+  Machine(u64),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -98,6 +108,18 @@ enum Upstream {
   Offline,
   Client(Arc<dyn Link>),
   Host,
+}
+
+/// Another machine of a shared log, as its presence says.
+pub struct Machine {
+  /// Its id (its bridge's origin).
+  pub id: u64,
+  /// Its host name, for `getStatus()`.
+  pub name: String,
+  /// Where the calls and replies for it go.
+  pub link: Arc<dyn Link>,
+  /// Its processes.
+  pub processes: Vec<Process>,
 }
 
 /// An own lock request.
@@ -132,6 +154,10 @@ pub struct Exchange {
   host: Option<(u32, PeerInfo)>,
   /// Client: how many clients the host has, as it last said.
   host_clients: u64,
+  /// Bridge: where the events for every other machine go.
+  everyone: Option<Arc<dyn Link>>,
+  /// Bridge: the other machines, by id.
+  machines: BTreeMap<u64, Machine>,
 }
 
 impl Exchange {
@@ -151,6 +177,8 @@ impl Exchange {
       locks: LockTable::new(0),
       host: None,
       host_clients: 0,
+      everyone: None,
+      machines: BTreeMap::new(),
     }
   }
 
@@ -331,6 +359,126 @@ impl Exchange {
     self.host_clients = 0;
     self.clients.clear();
     self.routes.clear();
+    self.everyone = None;
+    self.machines.clear();
+  }
+
+  /// Bridge: events for the other machines go to `everyone` from now on.
+  pub fn attach_machines(&mut self, everyone: Arc<dyn Link>) {
+    self.everyone = Some(everyone);
+  }
+
+  /// Bridge: the other machines are `machines` now. The calls routed to one that is gone fail
+  /// with `ERR_RPC_PEER_LOST`; the replies to its calls would go nowhere.
+  pub fn set_machines(&mut self, machines: Vec<Machine>) -> Effects {
+    let mut effects = Effects::default();
+    if self.everyone.is_none() {
+      return effects;
+    }
+    self.machines = machines
+      .into_iter()
+      .map(|machine| (machine.id, machine))
+      .collect();
+    let present = |machine: &u64| self.machines.contains_key(machine);
+    let lost: Vec<u64> = self
+      .routes
+      .iter()
+      .filter(|(_, route)| matches!(route.callee, Callee::Machine(m) if !present(&m)))
+      .map(|(&id, _)| id)
+      .collect();
+    self.routes.retain(
+      |_, route| !matches!(route.caller, Caller::Machine { machine, .. } if !present(&machine)),
+    );
+    for id in lost {
+      if let Some(route) = self.routes.remove(&id) {
+        self.answer(
+          route.caller,
+          None,
+          Some(Error::CalleeLost.into()),
+          &mut effects,
+        );
+      }
+    }
+    effects
+  }
+
+  /// Bridge: what this machine announces of its processes: itself and its welcomed clients.
+  pub fn processes(&self) -> Vec<Process> {
+    let own = Process {
+      pid: std::process::id(),
+      host: true,
+      info: self.own.clone(),
+    };
+    let clients = self
+      .clients
+      .values()
+      .filter(|client| client.outbox.is_some())
+      .map(|client| Process {
+        pid: client.pid,
+        host: false,
+        info: client.info.clone(),
+      });
+    std::iter::once(own).chain(clients).collect()
+  }
+
+  /// Bridge: whether this process may become the host of its machine beside `others`, the
+  /// processes of the other machines: a writer is refused, as a client would be, when they have
+  /// as many writers as the smallest `maxWriters` allows, unless it was admitted before (a new
+  /// host after a local failover).
+  pub fn admits_machine(&self, others: &[Process]) -> Result<(), Error> {
+    if !is_writer(&self.own) || self.admitted {
+      return Ok(());
+    }
+    let limit = others
+      .iter()
+      .filter_map(|process| process.info.max_writers)
+      .chain(self.own.max_writers)
+      .min();
+    let writers = others.iter().filter(|p| is_writer(&p.info)).count();
+    match limit.filter(|&limit| writers >= limit as usize) {
+      Some(limit) => Err(Error::MaxWriters { writers, limit }),
+      None => Ok(()),
+    }
+  }
+
+  /// Bridge: a message from another machine: a call for a process of this one, the reply to a
+  /// call routed there, or an event.
+  pub fn from_machine(&mut self, machine: u64, message: Message) -> Effects {
+    let mut effects = Effects::default();
+    match message {
+      Message::Call { id, method, args } => {
+        self.route(Caller::Machine { machine, id }, method, args, &mut effects)
+      }
+      Message::Reply { id, result, error } => {
+        let from_callee = self
+          .routes
+          .get(&id)
+          .is_some_and(|route| route.callee == Callee::Machine(machine));
+        if from_callee {
+          if let Some(route) = self.routes.remove(&id) {
+            self.answer(route.caller, result, error, &mut effects);
+          }
+        }
+      }
+      Message::Emit { event, args } => {
+        let message = Message::Emit { event, args };
+        for outbox in self.clients.values().filter_map(|c| c.outbox.as_ref()) {
+          effects.send(outbox, &message);
+        }
+        if let Message::Emit { event, args } = message {
+          effects.events.push(Event::Emit { event, args });
+        }
+      }
+      _ => {}
+    }
+    effects
+  }
+
+  /// The writers of the other machines, and the smallest `maxWriters` one of their processes set.
+  fn machines_writers(&self) -> (usize, Option<u32>) {
+    let processes = self.machines.values().flat_map(|m| &m.processes);
+    let writers = processes.clone().filter(|p| is_writer(&p.info)).count();
+    (writers, processes.filter_map(|p| p.info.max_writers).min())
   }
 
   /// Host: a client said hello; it is not sent anything until [`Exchange::attached`]. A writer
@@ -339,12 +487,14 @@ impl Exchange {
   /// it is a writer; a writer reconnecting after a failover (`rejoining`) keeps its slot.
   pub fn admit(&mut self, conn: u64, pid: u32, info: PeerInfo) -> Result<(), Error> {
     if is_writer(&info) && !info.rejoining {
-      let limit = match (self.own.max_writers, info.max_writers) {
-        (Some(host), Some(client)) => Some(host.min(client)),
-        (one, other) => one.or(other),
-      };
+      let (elsewhere, machines_limit) = self.machines_writers();
+      let limit = [self.own.max_writers, info.max_writers, machines_limit]
+        .into_iter()
+        .flatten()
+        .min();
       let writers = usize::from(is_writer(&self.own))
-        + self.clients.values().filter(|c| is_writer(&c.info)).count();
+        + self.clients.values().filter(|c| is_writer(&c.info)).count()
+        + elsewhere;
       if let Some(limit) = limit.filter(|&limit| writers >= limit as usize) {
         return Err(Error::MaxWriters { writers, limit });
       }
@@ -414,12 +564,21 @@ impl Exchange {
   pub fn peers_json(&self) -> String {
     let peer = |pid: u32, host: bool, info: &PeerInfo| serde_json::json!({ "pid": pid, "host": host, "roles": info.roles, "methods": info.methods });
     let peers: Vec<serde_json::Value> = match &self.link {
-      Upstream::Host => self
-        .clients
-        .values()
-        .filter(|client| client.outbox.is_some())
-        .map(|client| peer(client.pid, false, &client.info))
-        .collect(),
+      Upstream::Host => {
+        let clients = self
+          .clients
+          .values()
+          .filter(|client| client.outbox.is_some())
+          .map(|client| peer(client.pid, false, &client.info));
+        let elsewhere = self.machines.values().flat_map(|machine| {
+          machine.processes.iter().map(|process| {
+            let mut described = peer(process.pid, process.host, &process.info);
+            described["machine"] = machine.name.clone().into();
+            described
+          })
+        });
+        clients.chain(elsewhere).collect()
+      }
       Upstream::Client(_) => self
         .host
         .iter()
@@ -492,7 +651,7 @@ impl Exchange {
     }
     self.routes.retain(|_, route| match route.caller {
       Caller::Client { conn: caller, .. } => caller != conn,
-      Caller::Local(_) => true,
+      Caller::Local(_) | Caller::Machine { .. } => true,
     });
     effects
   }
@@ -551,6 +710,9 @@ impl Exchange {
           if let Some(outbox) = &client.outbox {
             effects.send(outbox, &message);
           }
+        }
+        if let Some(everyone) = &self.everyone {
+          effects.send(everyone, &message);
         }
       }
       Upstream::Offline => {
@@ -626,6 +788,9 @@ impl Exchange {
             effects.send(outbox, &message);
           }
         }
+        if let Some(everyone) = &self.everyone {
+          effects.send(everyone, &message);
+        }
         if let Message::Emit { event, args } = message {
           effects.events.push(Event::Emit { event, args });
         }
@@ -668,12 +833,12 @@ impl Exchange {
     effects
   }
 
-  /// Host: hands a call to the host's own JS or to a client that registered `method`, or fails
-  /// it as not found.
+  /// Host: hands a call to the host's own JS, to a client that registered `method` or, for a
+  /// call of this machine, to another machine where a process did; or fails it as not found.
   fn route(&mut self, caller: Caller, method: String, args: RawJson, effects: &mut Effects) {
     let offers = |info: &PeerInfo| info.methods.contains(&method);
     // The host's own JS checked its own table before calling.
-    let callee = if matches!(caller, Caller::Client { .. }) && offers(&self.own) {
+    let callee = if !matches!(caller, Caller::Local(_)) && offers(&self.own) {
       Some(Callee::Local)
     } else {
       self
@@ -686,6 +851,16 @@ impl Exchange {
         })
         .map(|(&conn, _)| Callee::Client(conn))
     };
+    let callee = callee.or_else(|| {
+      if matches!(caller, Caller::Machine { .. }) {
+        return None;
+      }
+      self
+        .machines
+        .values()
+        .find(|machine| machine.processes.iter().any(|p| offers(&p.info)))
+        .map(|machine| Callee::Machine(machine.id))
+    });
     let Some(callee) = callee else {
       let error = Error::RpcNotFound { method };
       self.answer(caller, None, Some(error.into()), effects);
@@ -699,6 +874,11 @@ impl Exchange {
       Callee::Client(conn) => {
         if let Some(outbox) = self.clients.get(&conn).and_then(|c| c.outbox.clone()) {
           effects.send(&outbox, &Message::Call { id, method, args });
+        }
+      }
+      Callee::Machine(machine) => {
+        if let Some(link) = self.machines.get(&machine).map(|m| m.link.clone()) {
+          effects.send(&link, &Message::Call { id, method, args });
         }
       }
     }
@@ -717,6 +897,11 @@ impl Exchange {
       Caller::Client { conn, id } => {
         if let Some(outbox) = self.clients.get(&conn).and_then(|c| c.outbox.clone()) {
           effects.send(&outbox, &Message::Reply { id, result, error });
+        }
+      }
+      Caller::Machine { machine, id } => {
+        if let Some(link) = self.machines.get(&machine).map(|m| m.link.clone()) {
+          effects.send(&link, &Message::Reply { id, result, error });
         }
       }
     }
@@ -1122,6 +1307,183 @@ mod tests {
     assert_eq!(
       client.peers_json(),
       r#"[{"pid":9,"host":true,"roles":[],"methods":["f"]}]"#
+    );
+  }
+
+  /// Machine `id` (on host `name`), one process offering `methods`, with the recorder its link.
+  fn machine(id: u64, methods: &[&str]) -> (Machine, Arc<Recorder>) {
+    let link = Recorder::new();
+    let machine = Machine {
+      id,
+      name: format!("box-{id}"),
+      link: link.clone(),
+      processes: vec![Process {
+        pid: 900 + id as u32,
+        host: true,
+        info: info(methods),
+      }],
+    };
+    (machine, link)
+  }
+
+  /// A bridge: [`host`] with the other machines of `machines`, and the link to every machine.
+  fn bridge(
+    own: &[&str],
+    clients: &[&[&str]],
+    machines: Vec<Machine>,
+  ) -> (Exchange, Vec<Arc<Recorder>>, Arc<Recorder>) {
+    let (mut exchange, outboxes) = host(own, clients);
+    let everyone = Recorder::new();
+    exchange.attach_machines(everyone.clone());
+    assert!(exchange.set_machines(machines).events.is_empty());
+    (exchange, outboxes, everyone)
+  }
+
+  #[test]
+  fn a_call_nobody_on_this_machine_offers_goes_to_a_machine_that_does_and_its_reply_comes_back() {
+    let (far, far_link) = machine(50, &["far"]);
+    let (other, other_link) = machine(40, &["g"]);
+    let (mut exchange, outboxes, _) = bridge(&[], &[&[]], vec![far, other]);
+    let effects = exchange.from_client(1, call(3, "far"));
+    assert_eq!(effects.flush.len(), 1);
+    let [Message::Call { id, method, .. }] = &far_link.take()[..] else {
+      panic!("a call for machine 50");
+    };
+    assert_eq!(method, "far");
+    let id = *id;
+    assert!(other_link.take().is_empty());
+    // Only the machine the call went to may answer it.
+    let answer = |id| Message::Reply {
+      id,
+      result: Some(raw(json!(8))),
+      error: None,
+    };
+    exchange.from_machine(40, answer(id));
+    assert!(outboxes[0].take().is_empty());
+    exchange.from_machine(50, answer(id));
+    assert_eq!(
+      outboxes[0].take(),
+      vec![Message::Reply {
+        id: 3,
+        result: Some(raw(json!(8))),
+        error: None
+      }]
+    );
+    // The bridge's own JS calls too.
+    exchange.call(4, "g".into(), raw(json!([])));
+    assert!(matches!(other_link.take()[..], [Message::Call { .. }]));
+  }
+
+  #[test]
+  fn a_call_from_another_machine_runs_on_this_one_or_fails_there_and_never_goes_on() {
+    let (far, far_link) = machine(50, &["far"]);
+    let (other, other_link) = machine(40, &["g"]);
+    let (mut exchange, outboxes, _) = bridge(&["mine"], &[&["theirs"]], vec![far, other]);
+    let effects = exchange.from_machine(50, call(11, "mine"));
+    assert_eq!(texts(&effects), vec![r#"["call",1,"mine",[1]]"#.to_owned()]);
+    exchange.reply(1, Some(raw(json!("ok"))), None);
+    assert_eq!(
+      far_link.take(),
+      vec![Message::Reply {
+        id: 11,
+        result: Some(raw(json!("ok"))),
+        error: None
+      }]
+    );
+    exchange.from_machine(50, call(12, "theirs"));
+    assert!(matches!(outboxes[0].take()[..], [Message::Call { .. }]));
+    // Machine 40 offers `g`, but a call from a machine only runs here.
+    exchange.from_machine(50, call(13, "g"));
+    assert!(other_link.take().is_empty());
+    let [Message::Reply {
+      id: 13,
+      error: Some(RemoteError { code, .. }),
+      ..
+    }] = &far_link.take()[..]
+    else {
+      panic!("not found");
+    };
+    assert_eq!(code.as_deref(), Some("ERR_RPC_NOT_FOUND"));
+  }
+
+  #[test]
+  fn a_machine_that_is_gone_fails_the_calls_routed_to_it() {
+    let (far, far_link) = machine(50, &["far"]);
+    let (mut exchange, outboxes, _) = bridge(&[], &[&[]], vec![far]);
+    exchange.from_client(1, call(3, "far"));
+    exchange.call(4, "far".into(), raw(json!([])));
+    assert_eq!(far_link.take().len(), 2);
+    let (other, _) = machine(40, &[]);
+    let effects = exchange.set_machines(vec![other]);
+    assert_eq!(texts(&effects).len(), 1);
+    assert!(texts(&effects)[0].contains("ERR_RPC_PEER_LOST"));
+    let [Message::Reply {
+      id: 3,
+      error: Some(RemoteError { code, .. }),
+      ..
+    }] = &outboxes[0].take()[..]
+    else {
+      panic!("peer lost");
+    };
+    assert_eq!(code.as_deref(), Some("ERR_RPC_PEER_LOST"));
+    // Nobody offers it now.
+    let effects = exchange.call(5, "far".into(), raw(json!([])));
+    assert!(texts(&effects)[0].contains("ERR_RPC_NOT_FOUND"));
+  }
+
+  #[test]
+  fn events_reach_every_machine_once_and_those_of_another_machine_every_process_here() {
+    let (mut exchange, outboxes, everyone) = bridge(&[], &[&[], &[]], vec![machine(50, &[]).0]);
+    let emit = |event: &str| Message::Emit {
+      event: event.into(),
+      args: raw(json!([1])),
+    };
+    exchange.emit("own".into(), raw(json!([1])));
+    exchange.from_client(1, emit("client's"));
+    assert_eq!(everyone.take(), vec![emit("own"), emit("client's")]);
+    let effects = exchange.from_machine(50, emit("far"));
+    assert_eq!(texts(&effects), vec![r#"["e","far",[1]]"#.to_owned()]);
+    assert!(everyone.take().is_empty(), "not sent back");
+    assert_eq!(outboxes[0].take(), vec![emit("own"), emit("far")]);
+    assert_eq!(
+      outboxes[1].take(),
+      vec![emit("own"), emit("client's"), emit("far")]
+    );
+  }
+
+  #[test]
+  fn writers_of_other_machines_count_against_the_limit() {
+    let mut far = machine(50, &[]).0;
+    far.processes[0].info = writer(Some(2));
+    let mut exchange = Exchange::new(Time::wall());
+    exchange.configure(writer(None));
+    assert_eq!(exchange.admits_machine(&far.processes), Ok(()));
+    let both = [far.processes.clone(), far.processes.clone()].concat();
+    assert_eq!(
+      exchange.admits_machine(&both),
+      Err(Error::MaxWriters {
+        writers: 2,
+        limit: 2
+      })
+    );
+    exchange.become_host(0);
+    exchange.attach_machines(Recorder::new());
+    exchange.set_machines(vec![far]);
+    // The bridge and the other machine's writer fill the other machine's limit of 2.
+    assert_eq!(
+      exchange.admit(1, 101, writer(None)),
+      Err(Error::MaxWriters {
+        writers: 2,
+        limit: 2
+      })
+    );
+    assert_eq!(exchange.admit(2, 102, info(&[])), Ok(()));
+    let listed: serde_json::Value = serde_json::from_str(&exchange.peers_json()).unwrap();
+    assert_eq!(listed[0]["machine"], "box-50");
+    assert_eq!(
+      exchange.processes().len(),
+      1,
+      "client 2 is not welcomed yet"
     );
   }
 }

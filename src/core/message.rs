@@ -284,6 +284,19 @@ pub struct PeerInfo {
   pub rejoining: bool,
 }
 
+/// A process as its machine announces it to the other machines of a shared log (the Redis
+/// transport's presence): what `getStatus().peers` lists, RPC routes to and `maxWriters` counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Process {
+  /// Its process id.
+  pub pid: u32,
+  /// Whether it is its machine's host (the bridge to the log).
+  pub host: bool,
+  /// What it offers and is.
+  pub info: PeerInfo,
+}
+
 /// Why an RPC call failed, as the caller's error sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteError {

@@ -30,6 +30,7 @@ use crate::transport::redis::address::{Node, Target};
 use crate::transport::redis::connect;
 use crate::transport::redis::entry;
 use crate::transport::redis::log::{self, wait_after, Keys, Orderer, Placed, Proposal};
+use crate::transport::redis::machines;
 use crate::transport::redis::outgoing::{Answer, Outgoing, Proposed};
 use crate::transport::redis::snapshot::{self, Compaction, Snapshot};
 
@@ -660,27 +661,36 @@ struct Server<'a> {
   node: Node,
 }
 
-/// A bridge at work for one host term: its task ends when it is dropped.
+/// A bridge at work for one host term: its tasks (the log's, the machines' exchange) end when it
+/// is dropped.
 pub struct Running {
   task: JoinHandle<()>,
+  machines: JoinHandle<()>,
 }
 
 impl Drop for Running {
   fn drop(&mut self) {
     self.task.abort();
+    self.machines.abort();
   }
 }
 
 /// Makes `replica` this machine's bridge to the log `shared.target` holds: it connects (twice:
 /// the reader blocks its connection), checks the object's keys, starts from the object's base
 /// document when the log is new to it, then proposes and reads until dropped, connecting again
-/// after failures. An `Err`: Redis cannot be reached, or refuses the object.
+/// after failures; beside it, the machines' exchange (presence, RPC, events). An `Err`: Redis
+/// cannot be reached, refuses the object, or the other machines have as many writers as
+/// `maxWriters` allows.
 pub async fn start(replica: &Arc<Replica>, shared: &Shared) -> Result<Running, Error> {
   let target = shared.target.clone();
   let keys = Keys::of(replica.name());
   let fail = |why: String| Error::Transport(format!("{}: {why}", target.redacted()));
   let (mut writing, reading, node) = connect_both(&target).await.map_err(Error::Transport)?;
   log::check_keys(&mut writing, &keys).await.map_err(fail)?;
+  let elsewhere = machines::processes_elsewhere(&mut writing, &keys, replica.origin())
+    .await
+    .map_err(fail)?;
+  replica.exchange().admits_machine(&elsewhere)?;
   warn_of_skew(replica, &mut writing).await;
   let last = join(replica, &mut writing, &keys).await.map_err(fail)?;
   let last = catch_up(replica, &mut writing, &keys, last)
@@ -689,6 +699,13 @@ pub async fn start(replica: &Arc<Replica>, shared: &Shared) -> Result<Running, E
   let bridge = Bridge::new(shared.durability);
   *bridge.cursor.lock() = last;
   replica.become_bridge(bridge.clone());
+  let outbox = machines::attach(replica);
+  let machines = tokio::spawn(machines::run(
+    replica.clone(),
+    target.clone(),
+    keys.clone(),
+    outbox,
+  ));
   let compactor = Compactor::new(shared.compaction);
   let replica = replica.clone();
   let task = tokio::spawn(async move {
@@ -702,7 +719,7 @@ pub async fn start(replica: &Arc<Replica>, shared: &Shared) -> Result<Running, E
     )
     .await;
   });
-  Ok(Running { task })
+  Ok(Running { task, machines })
 }
 
 /// Clocks further apart than this weaken the stale-write rule across machines.

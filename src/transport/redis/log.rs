@@ -31,6 +31,10 @@ pub struct Keys {
   pub snapshots: String,
   /// Held by the bridge writing a snapshot (`SET NX PX`).
   pub lease: String,
+  /// The ids of the machines that announced themselves (a set; see [`Keys::machine`]).
+  pub machines: String,
+  /// Every machine's events of `mem.events`, capped (a stream).
+  pub events: String,
   tag: String,
 }
 
@@ -46,8 +50,20 @@ impl Keys {
       snapshot: format!("{tag}:snapshot"),
       snapshots: format!("{tag}:snapshots"),
       lease: format!("{tag}:lease"),
+      machines: format!("{tag}:machines"),
+      events: format!("{tag}:events"),
       tag,
     }
+  }
+
+  /// The presence of machine `id`: what runs there, until it expires.
+  pub fn machine(&self, id: u64) -> String {
+    format!("{}:machine:{id:x}", self.tag)
+  }
+
+  /// The calls and replies for machine `id` (a capped stream).
+  pub fn inbox(&self, id: u64) -> String {
+    format!("{}:inbox:{id:x}", self.tag)
   }
 
   /// Chunk `index` of the snapshot at `version`.
@@ -270,6 +286,8 @@ pub async fn check_keys<C: ConnectionLike>(connection: &mut C, keys: &Keys) -> R
     (&keys.base, "string"),
     (&keys.snapshot, "hash"),
     (&keys.snapshots, "list"),
+    (&keys.machines, "set"),
+    (&keys.events, "stream"),
   ] {
     let found: String = redis::cmd("TYPE")
       .arg(key)

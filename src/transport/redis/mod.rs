@@ -10,16 +10,18 @@
 //! - `bridge`: the loops that propose this machine's patches and read the log back.
 //! - `connect`: a connection to the primary (one server, or found through the sentinels).
 //! - `snapshot`: snapshots of the log in chunks, and the trimming of what they make redundant.
+//! - `machines`: presence, RPC and events between machines, beside the log.
 //!
 //! Replicas decide each log entry with `core::order::Order::decide_logged`: an entry's version is
 //! its position in the log, a refused or stale one included, so every replica counts alike.
 //!
-//! To do: presence, RPC, events and locks across machines.
+//! To do: locks across machines.
 
 pub mod address;
 pub mod bridge;
 pub mod connect;
 pub mod entry;
 pub mod log;
+pub mod machines;
 pub mod outgoing;
 pub mod snapshot;
