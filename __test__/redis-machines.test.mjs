@@ -131,3 +131,45 @@ test('maxWriters counts the writers of every machine', { skip: missing ?? false,
   const alsoRefused = await writer.request('tryStart')
   assert.equal(alsoRefused.error, 'ERR_MAX_WRITERS', JSON.stringify(alsoRefused))
 })
+
+test('a lock contended by processes of two machines guards a read-modify-write: the count is exact', { skip: missing ?? false, timeout: 120000 }, async (t) => {
+  const { url } = await redisServer(t)
+  const { a, a2, b, b2 } = await twoMachines(t, url)
+  await a.request('patch', { update: { $set: { n: 0 } } })
+  const COUNT = 25
+  const results = await Promise.all([a, a2, b, b2].map((p) => p.request('lockedIncrement', { key: 'n', count: COUNT }, 100000)))
+  for (const result of results) assert.deepEqual(result.rejected, [], 'no $set was rejected')
+  const states = await Promise.all([a, a2, b, b2].map((p) => p.request('state')))
+  // Without mutual exclusion, or with a grant before the last holder's $set had arrived, two
+  // processes would read the same n and an increment would be lost.
+  assert.equal(Math.max(...states.map((s) => s.data.n)), 4 * COUNT)
+})
+
+test('a lock whose holder\'s machine dies goes to the next waiter; one held across a failover of its own machine\'s host stays', { skip: missing ?? false, timeout: 120000 }, async (t) => {
+  const { url } = await redisServer(t)
+  const { a, a2, b, b2 } = await twoMachines(t, url, {}, { timeout: 30000 })
+  // a2 (a client of machine A) holds 'k' while A's host dies: A's new host is a2 itself.
+  const held = await a2.request('lockHold', { key: 'k' })
+  await a2.waitEvent('locked')
+  const waiting = await b2.request('lockHold', { key: 'k' })
+  const sinceA2 = a2.mark()
+  await a.kill('SIGKILL')
+  await a2.waitEvent('connected', { since: sinceA2, predicate: (e) => e.role === 'host', timeoutMs: 15000 })
+  // Past the dead host's presence (3 s): the lock stays a2's, b2 still waits.
+  const probe = await b.request('lockHold', { key: 'k', timeout: 5000 })
+  assert.equal((await b.request('settled', { token: probe.token })).error, 'ERR_TIMEOUT', 'nobody else got the lock')
+  assert.equal(b2.history.some((m) => m.event === 'locked'), false, 'b2 still waits')
+  const { at: releasedAt } = await a2.request('lockRelease', { key: 'k' })
+  const granted = await b2.waitEvent('locked', { timeoutMs: 10000 })
+  assert.ok(granted.at >= releasedAt)
+  assert.deepEqual(await a2.request('settled', { token: held.token }), { ok: true })
+
+  // Now b2 holds it, and machine B dies whole: a2's request is granted once B's presence expires.
+  const next = await a2.request('lockHold', { key: 'k' })
+  const sinceNext = a2.mark()
+  await Promise.all([b.kill('SIGKILL'), b2.kill('SIGKILL')])
+  const began = Date.now()
+  await a2.waitEvent('locked', { since: sinceNext, timeoutMs: 15000 })
+  assert.ok(Date.now() - began < 10000, `granted ${Date.now() - began} ms after machine B died`)
+  assert.ok(next.token !== undefined)
+})

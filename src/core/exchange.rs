@@ -27,6 +27,12 @@
 //! call cannot go round. A machine that is no longer present fails the calls routed to it with
 //! `ERR_RPC_PEER_LOST`.
 //!
+//! Locks across machines: a bridge's table is the log's. Its own requests and its clients' are
+//! proposed to the log ([`Proposer::propose_lock`]), the owners being processes' origins, and
+//! every bridge applies the log's lock changes in order ([`Exchange::logged_lock`]), so all
+//! tables agree and a grant follows the releasing holder's patches. A bridge tells its own
+//! processes of their grants.
+//!
 //! Locks: every process keeps its own requests (held or waiting) so that it can re-announce
 //! them to a new host after a failover, with their original request time; the host's table is
 //! [`LockTable`], its own process being the owner [`HOST`].
@@ -37,8 +43,8 @@ use std::time::Duration;
 
 use crate::clock::{Hlc, Time};
 use crate::core::events::Event;
-use crate::core::link::Link;
-use crate::core::locks::{LockTable, Ticket, HOST};
+use crate::core::link::{Link, Proposer};
+use crate::core::locks::{KeyState, LockOp, LockTable, Owner, Ticket, HOST};
 use crate::core::message::{Message, PeerInfo, Process, RawJson, RemoteError};
 use crate::error::Error;
 
@@ -99,6 +105,8 @@ struct Route {
 /// A connected client, as the host knows it.
 struct Client {
   pid: u32,
+  /// Its instance's id: the owner of its locks in a shared log's table.
+  origin: u64,
   info: PeerInfo,
   /// `None` until its welcome is queued: nothing may reach it before that.
   outbox: Option<Arc<dyn Link>>,
@@ -158,6 +166,9 @@ pub struct Exchange {
   everyone: Option<Arc<dyn Link>>,
   /// Bridge: the other machines, by id.
   machines: BTreeMap<u64, Machine>,
+  /// Bridge: this instance's origin and where lock changes are proposed; the lock table is then
+  /// the log's.
+  log: Option<(u64, Arc<dyn Proposer>)>,
 }
 
 impl Exchange {
@@ -179,6 +190,7 @@ impl Exchange {
       host_clients: 0,
       everyone: None,
       machines: BTreeMap::new(),
+      log: None,
     }
   }
 
@@ -237,10 +249,104 @@ impl Exchange {
     }
   }
 
+  /// Became the bridge of a shared log, as instance `origin`. The lock table is the log's, as
+  /// the transport restored it ([`Exchange::restore_locks`], [`Exchange::logged_lock`]). Own
+  /// requests are proposed again (one the log has already changes nothing), and own requests the
+  /// log granted meanwhile are granted.
+  pub fn become_bridge(&mut self, origin: u64, log: Arc<dyn Proposer>) -> Effects {
+    self.link = Upstream::Host;
+    self.admitted = true;
+    self.offline_emits.clear();
+    self.offline_bytes = 0;
+    for (&id, lock) in &self.own_locks {
+      log.propose_lock(LockOp::Request {
+        ticket: Ticket { owner: origin, id },
+        key: lock.key.clone(),
+        since: lock.since,
+      });
+    }
+    self.log = Some((origin, log));
+    let mut effects = Effects::default();
+    self.tell_own_holders(&mut effects);
+    effects
+  }
+
+  /// Bridge: applies a lock change of the log and tells this machine's processes of their grants.
+  pub fn logged_lock(&mut self, op: LockOp) -> Effects {
+    let mut effects = Effects::default();
+    let grants = self.locks.apply(op);
+    self.deliver_logged_grants(grants, &mut effects);
+    effects
+  }
+
+  /// Bridge: the lock table, for a snapshot of the log.
+  pub fn lock_state(&self) -> Vec<KeyState> {
+    self.locks.export()
+  }
+
+  /// Bridge: the log's lock table is `keys` (from a snapshot; empty from the log's start). This
+  /// machine's processes that hold a lock by it and were not told yet are told.
+  pub fn restore_locks(&mut self, keys: Vec<KeyState>) -> Effects {
+    let mut effects = Effects::default();
+    self.locks = LockTable::import(keys);
+    self.tell_own_holders(&mut effects);
+    effects
+  }
+
+  /// Bridge: grants the own requests the log's table says this process holds.
+  fn tell_own_holders(&mut self, effects: &mut Effects) {
+    let Some(&(origin, _)) = self.log.as_ref() else {
+      return;
+    };
+    let holders: Vec<Ticket> = self
+      .own_locks
+      .iter()
+      .map(|(&id, lock)| (Ticket { owner: origin, id }, lock))
+      .filter(|(ticket, lock)| !lock.held && self.locks.holder(&lock.key) == Some(*ticket))
+      .map(|(ticket, _)| ticket)
+      .collect();
+    self.deliver_logged_grants(holders, effects);
+  }
+
+  /// Bridge: the owners of the log's locks, for finding those whose process is gone.
+  pub fn lock_owners(&self) -> Vec<Owner> {
+    self.locks.owners()
+  }
+
+  /// Bridge: proposes that `owner`'s locks go (its process is gone).
+  pub fn drop_lock_owner(&self, owner: Owner) {
+    if let Some((_, log)) = &self.log {
+      log.propose_lock(LockOp::Drop { owner });
+    }
+  }
+
+  /// Bridge: tells this machine's owners of `grants` (tickets of other machines are theirs).
+  fn deliver_logged_grants(&mut self, grants: Vec<Ticket>, effects: &mut Effects) {
+    let Some(&(origin, _)) = self.log.as_ref() else {
+      return;
+    };
+    for ticket in grants {
+      if ticket.owner == origin {
+        if let Some(lock) = self.own_locks.get_mut(&ticket.id) {
+          lock.held = true;
+          effects.events.push(Event::Grant(ticket.id));
+        }
+      } else if let Some(outbox) = self
+        .clients
+        .values()
+        .find(|client| client.origin == ticket.owner)
+        .and_then(|client| client.outbox.clone())
+      {
+        effects.send(&outbox, &Message::Granted { id: ticket.id });
+      }
+    }
+  }
+
   /// Host: the grace period after the election is over: grants what waited for free keys.
   pub fn end_grace(&mut self, now: u64) -> Effects {
     let mut effects = Effects::default();
-    if matches!(self.link, Upstream::Host) {
+    // A shared log's table has no grace period: it is never rebuilt by a new host.
+    if matches!(self.link, Upstream::Host) && self.log.is_none() {
       let grants = self.locks.end_grace(now);
       self.deliver_grants(grants, &mut effects);
     }
@@ -260,6 +366,15 @@ impl Exchange {
           held: false,
         };
         effects.send(&to_host, &message);
+      }
+      Upstream::Host if self.log.is_some() => {
+        if let Some((origin, log)) = &self.log {
+          log.propose_lock(LockOp::Request {
+            ticket: Ticket { owner: *origin, id },
+            key: key.clone(),
+            since,
+          });
+        }
       }
       Upstream::Host => {
         let grants = self
@@ -301,10 +416,15 @@ impl Exchange {
         let to_host = to_host.clone();
         effects.send(&to_host, &Message::Unlock { id });
       }
-      Upstream::Host => {
-        let grants = self.locks.release(Ticket { owner: HOST, id }, now);
-        self.deliver_grants(grants, &mut effects);
-      }
+      Upstream::Host => match &self.log {
+        Some((origin, log)) => log.propose_lock(LockOp::Release {
+          ticket: Ticket { owner: *origin, id },
+        }),
+        None => {
+          let grants = self.locks.release(Ticket { owner: HOST, id }, now);
+          self.deliver_grants(grants, &mut effects);
+        }
+      },
       // The host that knew of it is gone; the next one never hears of it.
       Upstream::Offline => {}
     }
@@ -361,6 +481,7 @@ impl Exchange {
     self.routes.clear();
     self.everyone = None;
     self.machines.clear();
+    self.log = None;
   }
 
   /// Bridge: events for the other machines go to `everyone` from now on.
@@ -406,6 +527,7 @@ impl Exchange {
   pub fn processes(&self) -> Vec<Process> {
     let own = Process {
       pid: std::process::id(),
+      origin: self.log.as_ref().map_or(0, |&(origin, _)| origin),
       host: true,
       info: self.own.clone(),
     };
@@ -415,6 +537,7 @@ impl Exchange {
       .filter(|client| client.outbox.is_some())
       .map(|client| Process {
         pid: client.pid,
+        origin: client.origin,
         host: false,
         info: client.info.clone(),
       });
@@ -485,7 +608,7 @@ impl Exchange {
   /// is refused (`Err` with the code and reason) when the network already has as many writers
   /// as the smaller of the host's and its own `maxWriters` allows, the host counting itself when
   /// it is a writer; a writer reconnecting after a failover (`rejoining`) keeps its slot.
-  pub fn admit(&mut self, conn: u64, pid: u32, info: PeerInfo) -> Result<(), Error> {
+  pub fn admit(&mut self, conn: u64, pid: u32, origin: u64, info: PeerInfo) -> Result<(), Error> {
     if is_writer(&info) && !info.rejoining {
       let (elsewhere, machines_limit) = self.machines_writers();
       let limit = [self.own.max_writers, info.max_writers, machines_limit]
@@ -503,6 +626,7 @@ impl Exchange {
       conn,
       Client {
         pid,
+        origin,
         info,
         outbox: None,
       },
@@ -624,14 +748,22 @@ impl Exchange {
   /// are forgotten (their replies go nowhere); its locks are released and its requests
   /// cancelled.
   pub fn detach(&mut self, conn: u64) -> Effects {
-    let mut effects = match self.clients.remove(&conn) {
+    let client = self.clients.remove(&conn);
+    let origin = client.as_ref().map(|client| client.origin);
+    let mut effects = match client {
       Some(Client {
         outbox: Some(_), ..
       }) => self.announce_clients(),
       _ => Effects::default(),
     };
-    let grants = self.locks.drop_owner(conn, self.time.now_ms());
-    self.deliver_grants(grants, &mut effects);
+    match (&self.log, origin) {
+      (Some((_, log)), Some(origin)) => log.propose_lock(LockOp::Drop { owner: origin }),
+      (Some(_), None) => {}
+      (None, _) => {
+        let grants = self.locks.drop_owner(conn, self.time.now_ms());
+        self.deliver_grants(grants, &mut effects);
+      }
+    }
     let lost: Vec<u64> = self
       .routes
       .iter()
@@ -754,6 +886,21 @@ impl Exchange {
         since,
         held,
       } => {
+        if let (Some((_, log)), Some(client)) = (&self.log, self.clients.get(&conn)) {
+          let ticket = Ticket {
+            owner: client.origin,
+            id,
+          };
+          // A request the log granted while the client had no host (a local failover).
+          if !held && self.locks.holder(&key) == Some(ticket) {
+            if let Some(outbox) = &client.outbox {
+              effects.send(outbox, &Message::Granted { id });
+            }
+          }
+          // Held or not: a request the log's table has already changes nothing.
+          log.propose_lock(LockOp::Request { ticket, key, since });
+          return effects;
+        }
         let ticket = Ticket { owner: conn, id };
         let now = self.time.now_ms();
         if held {
@@ -764,6 +911,15 @@ impl Exchange {
         }
       }
       Message::Unlock { id } => {
+        if let (Some((_, log)), Some(client)) = (&self.log, self.clients.get(&conn)) {
+          log.propose_lock(LockOp::Release {
+            ticket: Ticket {
+              owner: client.origin,
+              id,
+            },
+          });
+          return effects;
+        }
         let now = self.time.now_ms();
         let grants = self.locks.release(Ticket { owner: conn, id }, now);
         self.deliver_grants(grants, &mut effects);
@@ -953,7 +1109,7 @@ mod tests {
       let conn = i as u64 + 1;
       let outbox = Recorder::new();
       exchange
-        .admit(conn, 100 + conn as u32, info(methods))
+        .admit(conn, 100 + conn as u32, 0, info(methods))
         .unwrap();
       exchange.attached(conn, outbox.clone());
       outboxes.push(outbox);
@@ -1159,21 +1315,21 @@ mod tests {
     });
     exchange.become_host(0);
     // The host is a writer: one slot left under a client's limit of 2.
-    assert!(exchange.admit(1, 0, writer(Some(2))).is_ok());
-    let err = exchange.admit(2, 0, writer(Some(2))).unwrap_err();
+    assert!(exchange.admit(1, 0, 0, writer(Some(2))).is_ok());
+    let err = exchange.admit(2, 0, 0, writer(Some(2))).unwrap_err();
     assert_eq!(err.code(), "ERR_MAX_WRITERS");
     // Readers are not counted; the host's own limit (3) applies to a client without one.
-    assert!(exchange.admit(3, 0, info(&[])).is_ok());
-    assert!(exchange.admit(4, 0, writer(None)).is_ok());
-    assert!(exchange.admit(5, 0, writer(None)).is_err());
+    assert!(exchange.admit(3, 0, 0, info(&[])).is_ok());
+    assert!(exchange.admit(4, 0, 0, writer(None)).is_ok());
+    assert!(exchange.admit(5, 0, 0, writer(None)).is_err());
     exchange.detach(4);
-    assert!(exchange.admit(5, 0, writer(None)).is_ok());
+    assert!(exchange.admit(5, 0, 0, writer(None)).is_ok());
     // A writer reconnecting after a failover keeps its slot.
     let rejoining = PeerInfo {
       rejoining: true,
       ..writer(None)
     };
-    assert!(exchange.admit(6, 0, rejoining).is_ok());
+    assert!(exchange.admit(6, 0, 0, rejoining).is_ok());
   }
 
   #[test]
@@ -1181,7 +1337,7 @@ mod tests {
     let mut exchange = Exchange::new(Time::wall());
     exchange.become_host(0);
     for conn in 1..10 {
-      assert!(exchange.admit(conn, 0, writer(None)).is_ok());
+      assert!(exchange.admit(conn, 0, 0, writer(None)).is_ok());
     }
   }
 
@@ -1260,7 +1416,7 @@ mod tests {
     };
     assert_eq!(clients, 3, "the joining client counts itself");
     let joining = Recorder::new();
-    exchange.admit(3, 103, info(&[])).unwrap();
+    exchange.admit(3, 103, 0, info(&[])).unwrap();
     let effects = exchange.attached(3, joining.clone());
     assert_eq!(effects.flush.len(), 3);
     for outbox in outboxes.iter().chain([&joining]) {
@@ -1269,7 +1425,7 @@ mod tests {
     exchange.detach(1);
     assert_eq!(outboxes[1].take(), vec![Message::Clients { count: 2 }]);
     // A client that never got its welcome leaves without a word.
-    exchange.admit(4, 104, info(&[])).unwrap();
+    exchange.admit(4, 104, 0, info(&[])).unwrap();
     assert!(exchange.detach(4).flush.is_empty());
 
     let mut client = Exchange::new(Time::wall());
@@ -1319,6 +1475,7 @@ mod tests {
       link: link.clone(),
       processes: vec![Process {
         pid: 900 + id as u32,
+        origin: 9000 + id,
         host: true,
         info: info(methods),
       }],
@@ -1471,13 +1628,13 @@ mod tests {
     exchange.set_machines(vec![far]);
     // The bridge and the other machine's writer fill the other machine's limit of 2.
     assert_eq!(
-      exchange.admit(1, 101, writer(None)),
+      exchange.admit(1, 101, 0, writer(None)),
       Err(Error::MaxWriters {
         writers: 2,
         limit: 2
       })
     );
-    assert_eq!(exchange.admit(2, 102, info(&[])), Ok(()));
+    assert_eq!(exchange.admit(2, 102, 0, info(&[])), Ok(()));
     let listed: serde_json::Value = serde_json::from_str(&exchange.peers_json()).unwrap();
     assert_eq!(listed[0]["machine"], "box-50");
     assert_eq!(
@@ -1485,5 +1642,117 @@ mod tests {
       1,
       "client 2 is not welcomed yet"
     );
+  }
+
+  /// The lock changes a bridge proposes.
+  #[derive(Default)]
+  struct LockLog(parking_lot::Mutex<Vec<LockOp>>);
+
+  impl Proposer for LockLog {
+    fn propose(&self, _: u64, _: u64, _: Hlc, _: &RawJson) {}
+
+    fn propose_lock(&self, op: LockOp) {
+      self.0.lock().push(op);
+    }
+  }
+
+  impl LockLog {
+    fn take(&self) -> Vec<LockOp> {
+      std::mem::take(&mut *self.0.lock())
+    }
+  }
+
+  fn since(ms: u64) -> Hlc {
+    Hlc { ms, counter: 0 }
+  }
+
+  #[test]
+  fn a_bridge_proposes_its_machines_lock_requests_and_grants_what_the_log_decides() {
+    const OWN: u64 = 500;
+    let mut exchange = Exchange::new(Time::wall());
+    exchange.lock(1, "k".into(), since(5), 0);
+    let log = Arc::new(LockLog::default());
+    assert!(exchange.become_bridge(OWN, log.clone()).events.is_empty());
+    let own = Ticket { owner: OWN, id: 1 };
+    let request = |ticket, ms| LockOp::Request {
+      ticket,
+      key: "k".into(),
+      since: since(ms),
+    };
+    assert_eq!(log.take(), vec![request(own, 5)], "asked before start()");
+    let client = Recorder::new();
+    exchange.admit(3, 103, 77, info(&[])).unwrap();
+    exchange.attached(3, client.clone());
+    client.take();
+    exchange.from_client(
+      3,
+      Message::Lock {
+        id: 9,
+        key: "k".into(),
+        since: since(7),
+        held: false,
+      },
+    );
+    let theirs = Ticket { owner: 77, id: 9 };
+    assert_eq!(log.take(), vec![request(theirs, 7)]);
+    // Another machine asked first: the log grants it; nothing for this machine.
+    let far = Ticket { owner: 1234, id: 1 };
+    assert!(exchange.logged_lock(request(far, 1)).events.is_empty());
+    assert!(exchange.logged_lock(request(own, 5)).events.is_empty());
+    exchange.logged_lock(request(theirs, 7));
+    let granted = exchange.logged_lock(LockOp::Release { ticket: far });
+    assert_eq!(texts(&granted), vec!["[\"g\",1]".to_owned()]);
+    exchange.unlock(1, 0);
+    assert_eq!(log.take(), vec![LockOp::Release { ticket: own }]);
+    let granted = exchange.logged_lock(LockOp::Release { ticket: own });
+    assert_eq!(granted.flush.len(), 1);
+    assert_eq!(client.take(), vec![Message::Granted { id: 9 }]);
+    // The client's connection ends: the log hears that its locks go.
+    exchange.detach(3);
+    assert_eq!(log.take(), vec![LockOp::Drop { owner: 77 }]);
+    assert_eq!(exchange.lock_owners(), vec![77]);
+    exchange.logged_lock(LockOp::Drop { owner: 77 });
+    assert!(exchange.lock_owners().is_empty());
+  }
+
+  #[test]
+  fn a_new_bridge_takes_the_logs_table_and_grants_what_it_granted_meanwhile() {
+    const OWN: u64 = 500;
+    let mut exchange = Exchange::new(Time::wall());
+    exchange.lock(1, "k".into(), since(5), 0);
+    let mut table = LockTable::new(0);
+    table.apply(LockOp::Request {
+      ticket: Ticket { owner: OWN, id: 1 },
+      key: "k".into(),
+      since: since(5),
+    });
+    assert!(
+      exchange.restore_locks(table.export()).events.is_empty(),
+      "not a bridge yet"
+    );
+    let effects = exchange.become_bridge(OWN, Arc::new(LockLog::default()));
+    assert_eq!(texts(&effects), vec!["[\"g\",1]".to_owned()]);
+    assert_eq!(exchange.lock_state(), table.export());
+    // A client that waited through a local failover is told when it asks again.
+    let client = Recorder::new();
+    table.apply(LockOp::Request {
+      ticket: Ticket { owner: 77, id: 2 },
+      key: "other".into(),
+      since: since(6),
+    });
+    exchange.restore_locks(table.export());
+    exchange.admit(3, 103, 77, info(&[])).unwrap();
+    exchange.attached(3, client.clone());
+    client.take();
+    exchange.from_client(
+      3,
+      Message::Lock {
+        id: 2,
+        key: "other".into(),
+        since: since(6),
+        held: false,
+      },
+    );
+    assert_eq!(client.take(), vec![Message::Granted { id: 2 }]);
   }
 }

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use super::locks::LockOp;
 use super::message::{Message, RawJson};
 use crate::clock::Hlc;
 
@@ -124,14 +125,18 @@ impl Followers {
   }
 }
 
-/// A link that keeps what is queued (tests drive replicas and the exchange without sockets).
 /// Where a bridge sends the patches it does not order itself: to a log ordered elsewhere (the
-/// Redis transport), which every replica then reads back (`Replica::log_receive`).
+/// Redis transport), which every replica then reads back (`Replica::log_receive`); and the
+/// changes of the lock table, which every bridge applies in the log's order.
 pub trait Proposer: Send + Sync {
   /// Proposes patch `seq` of `origin`, stamped `hlc`, with `update`. Never blocks: it queues.
   fn propose(&self, origin: u64, seq: u64, hlc: Hlc, update: &RawJson);
+
+  /// Proposes a change of the lock table, after the patches proposed before it. Never blocks.
+  fn propose_lock(&self, op: LockOp);
 }
 
+/// A link that keeps what is queued (tests drive replicas and the exchange without sockets).
 #[cfg(test)]
 #[derive(Default)]
 pub struct Recorder {

@@ -10,8 +10,14 @@
 //! ([`LockTable::claim`]) and waiters their requests; for a grace period after the election no
 //! lock is granted, so that a holder that reconnects a little later than a waiter is not
 //! overtaken. [`LockTable::end_grace`] grants what waited.
+//!
+//! Across machines (a shared log), the table is not a host's: every bridge builds the same one
+//! from the [`LockOp`]s of the log, in order, the owners being processes' origins; a snapshot of
+//! the log carries it as [`LockTable::export`] gives it.
 
 use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
 
 use crate::clock::Hlc;
 
@@ -22,7 +28,7 @@ pub type Owner = u64;
 pub const HOST: Owner = 0;
 
 /// One lock request: its owner and the owner's id for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Ticket {
   /// Who asked.
   pub owner: Owner,
@@ -47,6 +53,32 @@ struct Key {
   holder: Option<Ticket>,
   /// In request order.
   waiting: Vec<Request>,
+}
+
+/// A change of the lock table, as a shared log carries it; the owners are processes' origins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum LockOp {
+  /// `ticket` asks for `key` (again: a process that re-announces its lock asks again, which
+  /// changes nothing when the table has it).
+  Request {
+    ticket: Ticket,
+    key: String,
+    since: Hlc,
+  },
+  /// `ticket` releases its lock, or stops waiting.
+  Release { ticket: Ticket },
+  /// `owner` is gone: everything it held or waited for is released.
+  Drop { owner: Owner },
+}
+
+/// One key of a table, as a snapshot keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyState {
+  pub key: String,
+  pub holder: Option<Ticket>,
+  /// In request order.
+  pub waiting: Vec<(Ticket, Hlc)>,
 }
 
 /// The locks of one host.
@@ -147,6 +179,69 @@ impl LockTable {
   /// The holder of `key`, if any.
   pub fn holder(&self, key: &str) -> Option<Ticket> {
     self.keys.get(key).and_then(|entry| entry.holder)
+  }
+
+  /// Applies `op` of a shared log (no grace period there). Returns the tickets granted.
+  pub fn apply(&mut self, op: LockOp) -> Vec<Ticket> {
+    match op {
+      LockOp::Request { ticket, key, since } => self.request(ticket, &key, since, 0),
+      LockOp::Release { ticket } => self.release(ticket, 0),
+      LockOp::Drop { owner } => self.drop_owner(owner, 0),
+    }
+  }
+
+  /// Every owner that holds or waits for a lock.
+  pub fn owners(&self) -> Vec<Owner> {
+    let mut owners: Vec<Owner> = self.tickets.keys().map(|ticket| ticket.owner).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    owners
+  }
+
+  /// The table's keys, sorted, for a snapshot.
+  pub fn export(&self) -> Vec<KeyState> {
+    let mut keys: Vec<KeyState> = self
+      .keys
+      .iter()
+      .map(|(key, entry)| KeyState {
+        key: key.clone(),
+        holder: entry.holder,
+        waiting: entry
+          .waiting
+          .iter()
+          .map(|request| (request.ticket, request.since))
+          .collect(),
+      })
+      .collect();
+    keys.sort_by(|a, b| a.key.cmp(&b.key));
+    keys
+  }
+
+  /// The table [`LockTable::export`] gave `keys`, without a grace period.
+  pub fn import(keys: Vec<KeyState>) -> LockTable {
+    let mut table = LockTable::new(0);
+    for state in keys {
+      let tickets = state
+        .holder
+        .into_iter()
+        .chain(state.waiting.iter().map(|(ticket, _)| *ticket));
+      for ticket in tickets {
+        table.tickets.insert(ticket, state.key.clone());
+      }
+      let waiting = state
+        .waiting
+        .into_iter()
+        .map(|(ticket, since)| Request { ticket, since })
+        .collect();
+      table.keys.insert(
+        state.key,
+        Key {
+          holder: state.holder,
+          waiting,
+        },
+      );
+    }
+    table
   }
 
   fn grant_next(&mut self, key: &str, now: u64) -> Option<Ticket> {
@@ -267,5 +362,39 @@ mod tests {
     table.request(t(1, 1), "k", at(5), 10);
     assert!(!table.claim(t(2, 1), "k", at(1), 10));
     assert_eq!(table.release(t(1, 1), 10), vec![t(2, 1)]);
+  }
+
+  #[test]
+  fn a_table_built_from_log_ops_survives_its_export_and_grants_alike() {
+    let ops = [
+      LockOp::Request {
+        ticket: t(7, 1),
+        key: "k".into(),
+        since: at(1),
+      },
+      LockOp::Request {
+        ticket: t(8, 1),
+        key: "k".into(),
+        since: at(3),
+      },
+      LockOp::Request {
+        ticket: t(9, 2),
+        key: "k".into(),
+        since: at(2),
+      },
+    ];
+    let mut table = LockTable::new(0);
+    let granted: Vec<Ticket> = ops.into_iter().flat_map(|op| table.apply(op)).collect();
+    assert_eq!(granted, vec![t(7, 1)]);
+    assert_eq!(table.owners(), vec![7, 8, 9]);
+    let mut copy = LockTable::import(table.export());
+    assert_eq!(copy.export(), table.export());
+    for one in [&mut table, &mut copy] {
+      assert_eq!(one.apply(LockOp::Drop { owner: 7 }), vec![t(9, 2)]);
+      assert_eq!(
+        one.apply(LockOp::Release { ticket: t(9, 2) }),
+        vec![t(8, 1)]
+      );
+    }
   }
 }

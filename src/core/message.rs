@@ -291,6 +291,8 @@ pub struct PeerInfo {
 pub struct Process {
   /// Its process id.
   pub pid: u32,
+  /// Its instance's id (the origin of its patches and the owner of its locks).
+  pub origin: u64,
   /// Whether it is its machine's host (the bridge to the log).
   pub host: bool,
   /// What it offers and is.

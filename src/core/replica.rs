@@ -546,11 +546,11 @@ impl Replica {
     for patch in &inner.pending {
       proposer.propose(self.origin, patch.seq, patch.hlc, &patch.update_text);
     }
-    inner.proposer = Some(proposer);
+    inner.proposer = Some(proposer.clone());
     inner.events.push(&Event::Role(Role::Host.name()));
     drop(guard);
-    let grace_until = self.time.now_ms() + LOCK_GRACE.as_millis() as u64;
-    self.exchange.lock().become_host(grace_until);
+    let effects = self.exchange.lock().become_bridge(self.origin, proposer);
+    self.apply(effects, true);
     self.wake();
   }
 
@@ -1675,6 +1675,8 @@ mod tests {
     fn propose(&self, origin: u64, seq: u64, hlc: Hlc, update: &RawJson) {
       self.0.lock().push((origin, seq, hlc, update.clone()));
     }
+
+    fn propose_lock(&self, _: crate::core::locks::LockOp) {}
   }
 
   impl Proposals {

@@ -324,7 +324,7 @@ impl Handler {
   /// Admits a client that said hello, if the exchange lets it write (`maxWriters`).
   fn admit(&self, origin: u64, pid: u32, peer: PeerInfo) -> Option<u64> {
     // Two statements: the exchange's lock must be released before `about` takes it again.
-    let admitted = self.replica.exchange().admit(self.id, pid, peer);
+    let admitted = self.replica.exchange().admit(self.id, pid, origin, peer);
     match admitted {
       Ok(()) => {
         // Before the welcome: the client knows its host when its start() resolves.

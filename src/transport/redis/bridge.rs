@@ -9,7 +9,7 @@
 //! proposes again everything it keeps (`Outgoing`); the script drops what the log still has.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Hlc;
 use crate::core::link::Proposer;
+use crate::core::locks::{KeyState, LockOp, LockTable};
 use crate::core::message::{LogEntry, RawJson};
 use crate::core::order::Progress;
 use crate::core::replica::Replica;
@@ -117,11 +118,18 @@ pub struct Bridge {
   /// The last entry the replica took, from the reader or, for this machine's own batches, from
   /// the writer: whoever takes entries holds it, so the two take each entry once, in order.
   cursor: Mutex<Option<Read>>,
+  /// The origin of this bridge's lock changes (apart from its patches', whose sequence numbers
+  /// the replica gives) and the last sequence number given to one.
+  lock_origin: u64,
+  lock_seq: AtomicU64,
 }
 
 impl Bridge {
-  fn new(durability: Durability) -> Arc<Bridge> {
+  fn new(durability: Durability, origin: u64) -> Arc<Bridge> {
     Arc::new(Bridge {
+      // Origins are random: the complement of this one is no other instance's.
+      lock_origin: !origin,
+      lock_seq: AtomicU64::new(0),
       outgoing: Mutex::new(Outgoing::new(KEEP)),
       wake: Notify::new(),
       durability,
@@ -214,6 +222,7 @@ impl Bridge {
     };
     let mut chain = chain.clone();
     let mut entries = Vec::with_capacity(batch.len());
+    let mut locks = Vec::new();
     for (position, (proposed, answer)) in (taken + 1..).zip(batch.iter().zip(answers)) {
       let (Answer::Ordered(version), Ok((hlc, update))) =
         (answer, entry::decode(&proposed.payload))
@@ -224,6 +233,7 @@ impl Bridge {
         return;
       }
       chain = log::chain_after(&chain, proposed.origin, proposed.seq);
+      locks.push(entry::lock_of(&proposed.payload));
       entries.push(LogEntry {
         version: *version,
         origin: proposed.origin,
@@ -241,6 +251,7 @@ impl Bridge {
     // An `Err` (the log jumps) leaves the cursor: the reader reads the entries and finds out.
     if replica.log_receive(entries).is_ok() {
       *cursor = Some(read);
+      take_locks(replica, locks);
     }
   }
 
@@ -295,19 +306,37 @@ impl Bridge {
   }
 }
 
-impl Proposer for Bridge {
-  fn propose(&self, origin: u64, seq: u64, hlc: Hlc, update: &RawJson) {
+impl Bridge {
+  fn propose_payload(&self, origin: u64, seq: u64, payload: Vec<u8>) {
     if self.durability == Durability::Replicated {
       self.local.lock().insert(origin);
     }
-    let payload = entry::encode(hlc, update).into();
     self.outgoing.lock().propose(Proposed {
       origin,
       seq,
-      payload,
+      payload: payload.into(),
       skips_gap: false,
     });
     self.wake.notify_one();
+  }
+}
+
+impl Proposer for Bridge {
+  fn propose(&self, origin: u64, seq: u64, hlc: Hlc, update: &RawJson) {
+    self.propose_payload(origin, seq, entry::encode(hlc, update));
+  }
+
+  fn propose_lock(&self, op: LockOp) {
+    let seq = self.lock_seq.fetch_add(1, Ordering::Relaxed) + 1;
+    self.propose_payload(self.lock_origin, seq, entry::encode_lock(&op));
+  }
+}
+
+/// Applies the lock changes among entries the replica just took, in order.
+fn take_locks(replica: &Replica, locks: impl IntoIterator<Item = Option<LockOp>>) {
+  for op in locks.into_iter().flatten() {
+    let effects = replica.exchange().logged_lock(op);
+    replica.apply(effects, true);
   }
 }
 
@@ -379,7 +408,7 @@ async fn read(
         return fault;
       }
       compactor
-        .tick(replica, connection, keys, last.as_ref())
+        .tick(replica, connection, keys, &bridge.cursor)
         .await;
       checked = Instant::now();
     }
@@ -392,7 +421,7 @@ async fn read(
     let taken = last.as_ref().map_or(0, |last| last.version);
     // What the writer took from its answers since this read began is taken already.
     let fresh = entries.into_iter().filter(|read| read.version > taken);
-    let (mut decided, mut reads) = match decode(fresh, last.as_ref()) {
+    let (mut decided, mut reads, mut locks) = match decode(fresh, last.as_ref()) {
       Ok(decoded) => decoded,
       Err(fault) => return fault,
     };
@@ -429,15 +458,18 @@ async fn read(
         .count();
       decided.drain(..skip);
       reads.drain(..skip);
+      locks.drain(..skip);
       let readable = readable - skip;
       if readable == 0 {
         continue;
       }
       let rest = decided.split_off(readable);
       let unread = reads.split_off(readable);
+      let later = locks.split_off(readable);
       *cursor = std::mem::replace(&mut reads, unread).pop();
       match replica.log_receive(std::mem::replace(&mut decided, rest)) {
         Ok(refused) => {
+          take_locks(replica, std::mem::replace(&mut locks, later));
           for (origin, seq, err) in refused {
             replica.debug(|| {
               format!("patch {seq} of {origin:x}, of another machine, was not applied: {err}")
@@ -451,13 +483,14 @@ async fn read(
 }
 
 /// The entries read, checked to follow `last` and each other (their chain), as the replica takes
-/// them, with where each leaves the reading.
+/// them, with where each leaves the reading and the lock change each carries.
 fn decode(
   entries: impl Iterator<Item = log::Entry>,
   last: Option<&Read>,
-) -> Result<(Vec<LogEntry>, Vec<Read>), Fault> {
+) -> Result<Decoded, Fault> {
   let mut decided = Vec::new();
   let mut reads: Vec<Read> = Vec::new();
+  let mut locks = Vec::new();
   for read in entries {
     let previous = reads.last().or(last);
     if let Some(previous) = previous.filter(|previous| !previous.is_followed_by(&read)) {
@@ -472,6 +505,7 @@ fn decode(
         read.version
       ))
     })?;
+    locks.push(entry::lock_of(&read.payload));
     reads.push(Read {
       version: read.version,
       id: Some((read.origin, read.seq)),
@@ -485,8 +519,11 @@ fn decode(
       update,
     });
   }
-  Ok((decided, reads))
+  Ok((decided, reads, locks))
 }
+
+/// What [`decode`] gives: the entries, where each leaves the reading, their lock changes.
+type Decoded = (Vec<LogEntry>, Vec<Read>, Vec<Option<LockOp>>);
 
 /// Reads the log up to its end into a replica that just joined, so that `start()` resolves
 /// with the object as it is now, not as its snapshot or base was. A log that does not follow on
@@ -510,8 +547,9 @@ async fn catch_up<C: ConnectionLike>(
       .map_err(|fault| match fault {
         Fault::Lost(why) | Fault::Connection(why) => why,
       })
-      .and_then(|(decided, mut reads)| {
+      .and_then(|(decided, mut reads, locks)| {
         replica.log_receive(decided)?;
+        take_locks(replica, locks);
         Ok(reads.pop())
       });
     match taken {
@@ -554,8 +592,10 @@ impl Compactor {
     replica: &Replica,
     connection: &mut MultiplexedConnection,
     keys: &Keys,
-    last: Option<&Read>,
+    cursor: &Mutex<Option<Read>>,
   ) {
+    let last = cursor.lock().clone();
+    let last = last.as_ref();
     let Ok(newest) = snapshot::newest_version(connection, keys).await else {
       return;
     };
@@ -585,12 +625,20 @@ impl Compactor {
     if !matches!(leased, Ok(Some(_))) {
       return;
     }
-    let outcome = match replica.log_state() {
-      Ok((data, progress)) if progress.version == version => {
+    // Under the cursor: the writer takes no entry (nor lock change) between the two.
+    let state = {
+      let _taking = cursor.lock();
+      replica
+        .log_state()
+        .map(|(data, progress)| (data, progress, replica.exchange().lock_state()))
+    };
+    let outcome = match state {
+      Ok((data, progress, locks)) if progress.version == version => {
         let snapshot = Snapshot {
           chain,
           progress,
           data,
+          locks,
         };
         snapshot::write(connection, keys, &snapshot, &self.compaction).await
       }
@@ -696,7 +744,7 @@ pub async fn start(replica: &Arc<Replica>, shared: &Shared) -> Result<Running, E
   let last = catch_up(replica, &mut writing, &keys, last)
     .await
     .map_err(fail)?;
-  let bridge = Bridge::new(shared.durability);
+  let bridge = Bridge::new(shared.durability, replica.origin());
   *bridge.cursor.lock() = last;
   replica.become_bridge(bridge.clone());
   let outbox = machines::attach(replica);
@@ -926,17 +974,58 @@ fn take(replica: &Replica, start: Start, ours: Value) -> Read {
     Start::Snapshot(snapshot) => {
       let read = Read::snapshot(&snapshot);
       replica.rejoin(snapshot.data, snapshot.progress);
+      restore_locks(replica, snapshot.locks);
       read
     }
     Start::Base(base) => {
       replica.rejoin(base, Progress::default());
+      restore_locks(replica, Vec::new());
       Read::start()
     }
     Start::Seeded => {
       replica.rejoin(ours, Progress::default());
+      restore_locks(replica, Vec::new());
       Read::start()
     }
   }
+}
+
+/// The log's lock table at `version`: the newest snapshot's, if it is not newer, and the lock
+/// changes of the log after it. `None` when the log cannot tell (trimmed past the snapshot, or
+/// the snapshot is newer): the caller joins from the newest snapshot instead.
+async fn locks_at<C: ConnectionLike>(
+  connection: &mut C,
+  keys: &Keys,
+  version: u64,
+) -> Result<Option<Vec<KeyState>>, String> {
+  let (mut table, mut at) = match snapshot::read(connection, keys).await? {
+    Some(snapshot) if snapshot.progress.version <= version => {
+      (LockTable::import(snapshot.locks), snapshot.progress.version)
+    }
+    Some(_) => return Ok(None),
+    None => (LockTable::new(0), 0),
+  };
+  while at < version {
+    let entries = log::read_after(connection, keys, at, MAX_READ)
+      .await
+      .map_err(|err| err.to_string())?;
+    if entries.first().is_none_or(|first| first.version != at + 1) {
+      return Ok(None);
+    }
+    for read in entries.iter().take_while(|read| read.version <= version) {
+      if let Some(op) = entry::lock_of(&read.payload) {
+        table.apply(op);
+      }
+      at = read.version;
+    }
+  }
+  Ok(Some(table.export()))
+}
+
+/// The log's lock table where a replica starts reading it.
+fn restore_locks(replica: &Replica, locks: Vec<KeyState>) {
+  let effects = replica.exchange().restore_locks(locks);
+  replica.apply(effects, true);
 }
 
 /// Starts the replica again from the log and proposes again everything the bridge keeps. When
@@ -972,11 +1061,18 @@ async fn join<C: ConnectionLike>(
 ) -> Result<Option<Read>, String> {
   if replica.version() > 0 {
     if let Some((version, origin, seq)) = replica.last_entry() {
-      return Ok(Some(Read {
-        version,
-        id: Some((origin, seq)),
-        chain: None,
-      }));
+      // A client never applied the log's lock changes: the table is rebuilt up to its version.
+      if let Some(locks) = locks_at(connection, keys, version).await? {
+        restore_locks(replica, locks);
+        return Ok(Some(Read {
+          version,
+          id: Some((origin, seq)),
+          chain: None,
+        }));
+      }
+      replica.debug(|| {
+        format!("the log cannot give its lock table at version {version}: joining from its start")
+      });
     }
     // A version this machine cannot place in the log (a document loaded from options.file): the
     // log's state wins, and the document only seeds an object Redis does not hold.

@@ -13,10 +13,14 @@
 //! - `events`, one capped stream of every machine's events: a machine reads it from where it
 //!   stopped, so a reconnect loses none that the stream still holds, and each sender's events
 //!   keep their order (they leave one queue, in order, and a failed send is sent again first).
+//!
+//! Locks are the log's (`core::exchange`); this module only notices owners whose process no
+//! machine lists any more, for [`PRESENCE_TTL`], and has the machine with the smallest id
+//! propose that their locks go.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
@@ -194,12 +198,14 @@ pub fn attach(replica: &Replica) -> Arc<Outbox> {
   outbox
 }
 
-/// Where the reading of the two streams stands.
+/// What a machine keeps between sessions: where the reading of the two streams stands, and
+/// since when each lock owner has been missing from every machine's presence.
 #[derive(Default)]
 struct Cursors {
   /// The last event read; `None` before the first session, which starts at the stream's end.
   events: Option<String>,
   inbox: String,
+  missing: HashMap<u64, Instant>,
 }
 
 /// Announces this machine, learns the others, sends what the exchange queued and hands it what
@@ -210,6 +216,7 @@ pub async fn run(replica: Arc<Replica>, target: Target, keys: Keys, outbox: Arc<
   let mut cursors = Cursors {
     events: None,
     inbox: "0-0".into(),
+    missing: HashMap::new(),
   };
   let mut backoff = Duration::from_millis(10);
   loop {
@@ -241,9 +248,14 @@ async fn session(
     Ok(both) => both,
     Err(why) => return why,
   };
+  let Cursors {
+    events,
+    inbox,
+    missing,
+  } = cursors;
   let outcome = tokio::select! {
-    err = send(replica, &mut sending, keys, me, name, outbox) => err,
-    err = receive(replica, &mut reading, keys, me, cursors) => err,
+    err = send(replica, &mut sending, keys, me, name, outbox, missing) => err,
+    err = receive(replica, &mut reading, keys, me, events, inbox) => err,
   };
   outcome.to_string()
 }
@@ -280,13 +292,14 @@ async fn send(
   me: u64,
   name: &str,
   outbox: &Arc<Outbox>,
+  missing: &mut HashMap<u64, Instant>,
 ) -> redis::RedisError {
   let mut beat = tokio::time::interval(BEAT);
   beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
   loop {
     tokio::select! {
       _ = beat.tick() => {
-        if let Err(err) = announce(replica, connection, keys, me, name, outbox).await {
+        if let Err(err) = announce(replica, connection, keys, me, name, outbox, missing).await {
           return err;
         }
       }
@@ -306,6 +319,7 @@ async fn announce(
   me: u64,
   name: &str,
   outbox: &Arc<Outbox>,
+  missing: &mut HashMap<u64, Instant>,
 ) -> redis::RedisResult<()> {
   let presence = Presence {
     name: name.to_owned(),
@@ -329,7 +343,8 @@ async fn announce(
     .ignore()
     .query_async::<()>(connection)
     .await?;
-  let machines = present(connection, keys, me)
+  let mut alive: HashSet<u64> = presence.processes.iter().map(|p| p.origin).collect();
+  let machines: Vec<Machine> = present(connection, keys, me)
     .await?
     .into_iter()
     .map(|(id, presence)| Machine {
@@ -339,9 +354,41 @@ async fn announce(
       processes: presence.processes,
     })
     .collect();
+  alive.extend(
+    machines
+      .iter()
+      .flat_map(|m| m.processes.iter().map(|p| p.origin)),
+  );
+  let proposer = machines.iter().all(|machine| machine.id > me);
   let effects = replica.exchange().set_machines(machines);
   replica.apply(effects, true);
+  release_missing(replica, &alive, proposer, missing);
   Ok(())
+}
+
+/// Proposes that the locks of owners missing from every presence for [`PRESENCE_TTL`] go, when
+/// this machine is the `proposer`.
+fn release_missing(
+  replica: &Replica,
+  alive: &HashSet<u64>,
+  proposer: bool,
+  missing: &mut HashMap<u64, Instant>,
+) {
+  let owners = replica.exchange().lock_owners();
+  let owners: Vec<u64> = owners
+    .into_iter()
+    .filter(|owner| !alive.contains(owner))
+    .collect();
+  missing.retain(|owner, _| owners.contains(owner));
+  for owner in owners {
+    let since = *missing.entry(owner).or_insert_with(Instant::now);
+    if proposer && since.elapsed() >= PRESENCE_TTL {
+      replica.debug(|| format!("the process of {owner:x} is gone: its locks are released"));
+      replica.exchange().drop_lock_owner(owner);
+      // Proposed again only if it is still there after another wait.
+      missing.insert(owner, Instant::now());
+    }
+  }
 }
 
 /// Sends everything queued, in order, in one pipeline; on a failure the messages stay queued,
@@ -402,11 +449,12 @@ async fn receive(
   connection: &mut MultiplexedConnection,
   keys: &Keys,
   me: u64,
-  cursors: &mut Cursors,
+  events_cursor: &mut Option<String>,
+  inbox_cursor: &mut String,
 ) -> redis::RedisError {
   let inbox = keys.inbox(me);
   loop {
-    let events_from = cursors.events.clone().unwrap_or_else(|| "0-0".into());
+    let events_from = events_cursor.clone().unwrap_or_else(|| "0-0".into());
     let read: redis::RedisResult<Option<StreamReadReply>> = redis::cmd("XREAD")
       .arg("COUNT")
       .arg(MAX_READ)
@@ -416,7 +464,7 @@ async fn receive(
       .arg(&keys.events)
       .arg(&inbox)
       .arg(&events_from)
-      .arg(&cursors.inbox)
+      .arg(&*inbox_cursor)
       .query_async(connection)
       .await;
     let reply = match read {
@@ -433,9 +481,9 @@ async fn receive(
           .get::<String>("m")
           .and_then(|text| serde_json::from_str::<Message>(&text).ok());
         if events {
-          cursors.events = Some(entry.id);
+          *events_cursor = Some(entry.id);
         } else {
-          cursors.inbox = entry.id;
+          *inbox_cursor = entry.id;
         }
         match (from, message) {
           (Some(from), _) if from == me => {}

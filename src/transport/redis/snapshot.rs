@@ -9,6 +9,7 @@ use redis::Script;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::core::locks::KeyState;
 use crate::core::order::Progress;
 use crate::transport::redis::log::Keys;
 
@@ -22,6 +23,9 @@ pub struct Snapshot {
   pub chain: String,
   pub progress: Progress,
   pub data: Value,
+  /// The lock table at that version (absent from a snapshot of a log without locks).
+  #[serde(default, skip_serializing_if = "Vec::is_empty")]
+  pub locks: Vec<KeyState>,
 }
 
 /// How often snapshots are made and how much log is kept behind them.
