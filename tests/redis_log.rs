@@ -562,3 +562,74 @@ async fn a_document_loaded_from_a_file_gives_way_to_the_log_and_seeds_only_a_new
     "the file seeds an object Redis does not hold"
   );
 }
+
+/// Waits until `replica`'s events for JS include `event`.
+async fn heard(replica: &Replica, event: &str) {
+  let deadline = Instant::now() + Duration::from_secs(10);
+  let mut events = String::new();
+  while !events.contains(event) {
+    assert!(
+      Instant::now() < deadline,
+      "no {event} within 10 s: {events}"
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    events.push_str(&replica.drain());
+  }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_holds_on_every_machine_and_a_joiner_from_a_snapshot_knows_who_holds_it() {
+  use memsync::clock::Hlc;
+  let Some(server) = server() else { return };
+  let compaction = Compaction {
+    every_entries: 5,
+    every_ms: 60_000,
+    keep_entries: 2,
+    keep_ms: 0,
+  };
+  let shared = shared(&server, compaction);
+  drop(connect(&server).await);
+  let mut machines = Vec::new();
+  for origin in [11, 22] {
+    let replica = Arc::new(Replica::new("locked", json!({ "n": 0 }), origin).unwrap());
+    let running = start(&replica, &shared).await.unwrap();
+    machines.push((replica, running));
+  }
+  let [(a, _), (b, _)] = &machines[..] else {
+    unreachable!()
+  };
+  let lock = |replica: &Replica, id: u64, ms: u64| {
+    let since = Hlc { ms, counter: 0 };
+    let effects = replica.exchange().lock(id, "k".into(), since, 0);
+    replica.apply(effects, true);
+  };
+  lock(a, 1, 1);
+  heard(a, r#"["g",1]"#).await;
+  lock(b, 2, 2);
+  for _ in 0..10 {
+    a.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+  }
+  // A snapshot after the lock entries, and the log trimmed behind it.
+  let mut connection = connect(&server).await;
+  let keys = Keys::of("locked");
+  let deadline = Instant::now() + Duration::from_secs(10);
+  loop {
+    let first = read_after(&mut connection, &keys, 0, 1).await.unwrap();
+    if first.first().is_some_and(|first| first.version > 3) {
+      break;
+    }
+    assert!(Instant::now() < deadline, "no trimmed log within 10 s");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+  }
+  let joiner = Arc::new(Replica::new("locked", json!({}), 33).unwrap());
+  let _running = start(&joiner, &shared).await.unwrap();
+  let table = joiner.exchange().lock_state();
+  assert_eq!(table, a.exchange().lock_state());
+  assert_eq!(table.len(), 1);
+  assert_eq!(table[0].holder.map(|ticket| ticket.owner), Some(11));
+  assert_eq!(table[0].waiting.len(), 1, "machine 22's request waits");
+  assert!(!b.drain().contains(r#"["g",2]"#));
+  let effects = a.exchange().unlock(1, 0);
+  a.apply(effects, true);
+  heard(b, r#"["g",2]"#).await;
+}
