@@ -278,7 +278,10 @@ export interface MemSyncStatus {
   buffered: number
   /** This process's `peer.roles`. */
   roles: string[]
-  /** The processes this one is connected to: a host's clients, or a client's host. */
+  /**
+   * The processes this one knows: a host's clients, or a client's host; with `transport`, a host
+   * also lists the processes of the other machines.
+   */
   peers: PeerStatus[]
 }
 
@@ -291,6 +294,8 @@ export interface PeerStatus {
   roles: string[]
   /** The dotted names of the RPC functions it registered. */
   methods: string[]
+  /** With `transport`: the host name of the other machine it runs on (absent on this machine). */
+  machine?: string
 }
 
 /**

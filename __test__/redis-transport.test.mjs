@@ -1,5 +1,6 @@
 // One object across "machines" (each its own rendezvous directory) through a real redis-server:
 // each machine's host bridges its processes to the log (issue 17, in progress).
+import os from 'node:os'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { converge, rendezvousDir, spawnPeer, uniqueName } from './support/peers.mjs'
@@ -120,7 +121,9 @@ test('the memsync command reaches an object through Redis with --transport: stat
     assert.equal(result.code, 0, result.stderr)
     return JSON.parse(result.stdout)
   }
-  assert.deepEqual(await cli('status', '--transport', url, name), { name, transport: url, version: 1, logEntries: 1, snapshotVersion: null })
+  const { machines, ...status } = await cli('status', '--transport', url, name)
+  assert.deepEqual(status, { name, transport: url, version: 1, logEntries: 1, snapshotVersion: null })
+  assert.deepEqual(machines, [{ name: os.hostname(), pids: [host.pid] }], 'the host\'s machine, present')
   assert.deepEqual(await cli('get', '--transport', url, name), { n: 2 })
   assert.deepEqual(await cli('patch', '--transport', url, name, '{"$inc":{"n":10}}'), { name, version: 2 })
   await waitFor(async () => (await host.request('state')).data.n === 12, 10000, 'the patch of the command line')

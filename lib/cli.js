@@ -306,12 +306,14 @@ async function patch (ctx, name, text) {
 async function status (ctx, name) {
   if (ctx.transport !== undefined) {
     const status = await transportStatus(ctx, name)
-    print(ctx, { name, transport: ctx.shown, version: status.version, logEntries: status.logEntries, snapshotVersion: status.snapshotVersion }, (s) => [
+    const machines = status.machines.map((m) => ({ name: m.name, pids: m.processes.map((p) => p.pid) }))
+    print(ctx, { name, transport: ctx.shown, version: status.version, logEntries: status.logEntries, snapshotVersion: status.snapshotVersion, machines }, (s) => [
       `${s.name}`,
       `  transport  ${s.transport}`,
       `  version    ${s.version}`,
       `  log        ${s.logEntries} entries`,
-      `  snapshot   ${s.snapshotVersion === null ? 'none yet' : `at version ${s.snapshotVersion}`}`
+      `  snapshot   ${s.snapshotVersion === null ? 'none yet' : `at version ${s.snapshotVersion}`}`,
+      `  machines   ${s.machines.length === 0 ? 'none' : s.machines.map((m) => `${m.name} (pids ${m.pids.join(', ')})`).join('; ')}`
     ].join('\n'))
     return
   }

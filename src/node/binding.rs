@@ -43,6 +43,7 @@ use crate::transport::redis::address::Target;
 use crate::transport::redis::bridge::{Durability, Shared};
 use crate::transport::redis::connect;
 use crate::transport::redis::log::{self, Keys};
+use crate::transport::redis::machines;
 use crate::transport::redis::snapshot::Compaction;
 
 /// The `code` of a JS error, e.g. `ERR_TYPE_MISMATCH`.
@@ -703,9 +704,15 @@ pub fn transport_status<'env>(
     .spawn_future(async move {
       let status = async {
         let (mut connection, _) = connect::primary(&target).await?;
-        log::status(&mut connection, &Keys::of(&name))
+        let keys = Keys::of(&name);
+        let failed = |err: redis::RedisError| format!("{}: {err}", target.redacted());
+        let log = log::status(&mut connection, &keys).await.map_err(failed)?;
+        let machines = machines::listed(&mut connection, &keys)
           .await
-          .map_err(|err| format!("{}: {err}", target.redacted()))
+          .map_err(failed)?;
+        let mut status = serde_json::to_value(log).map_err(|err| err.to_string())?;
+        status["machines"] = serde_json::to_value(machines).map_err(|err| err.to_string())?;
+        Ok::<_, String>(status)
       };
       Ok(outcome(status.await.map_err(Error::Transport)))
     })

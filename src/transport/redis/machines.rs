@@ -173,6 +173,31 @@ async fn present(
   Ok(present)
 }
 
+/// A machine as `memsync status --transport` lists it.
+#[derive(Debug, Serialize)]
+pub struct Listed {
+  pub name: String,
+  pub processes: Vec<Process>,
+}
+
+/// The machines present now.
+pub async fn listed(
+  connection: &mut MultiplexedConnection,
+  keys: &Keys,
+) -> redis::RedisResult<Vec<Listed>> {
+  // No machine has id 0 (bridges' origins are random): none is left out.
+  let present = present(connection, keys, 0).await?;
+  Ok(
+    present
+      .into_iter()
+      .map(|(_, presence)| Listed {
+        name: presence.name,
+        processes: presence.processes,
+      })
+      .collect(),
+  )
+}
+
 /// The processes of the other machines present now, for the writer limit at a bridge's start.
 pub async fn processes_elsewhere(
   connection: &mut MultiplexedConnection,
