@@ -633,3 +633,42 @@ async fn a_lock_holds_on_every_machine_and_a_joiner_from_a_snapshot_knows_who_ho
   a.apply(effects, true);
   heard(b, r#"["g",2]"#).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_local_host_gets_the_rules_state_every_bridge_has_from_the_snapshot_and_the_log() {
+  use memsync::transport::redis::bridge::state_at;
+  let Some(server) = server() else { return };
+  for (name, compaction) in [
+    ("from-base", Compaction::default()),
+    (
+      "from-snapshot",
+      Compaction {
+        every_entries: 50,
+        every_ms: 60_000,
+        keep_entries: 20,
+        keep_ms: 0,
+      },
+    ),
+  ] {
+    let machines = two_bridges(&server, name, compaction).await;
+    converged(&machines, 200).await;
+    let mut connection = connect(&server).await;
+    let keys = Keys::of(name);
+    let (_, progress) = machines[0].1.log_state().unwrap();
+    assert!(
+      !progress.write_times.is_empty(),
+      "the window of the $inc and $push"
+    );
+    let (computed, locks) = state_at(&mut connection, &keys, name, 200)
+      .await
+      .unwrap()
+      .expect("the log can tell");
+    let sorted = |mut progress: memsync::core::order::Progress| {
+      progress.applied.sort_unstable();
+      progress.write_times.sort();
+      progress
+    };
+    assert_eq!(sorted(computed), sorted(progress), "{name}");
+    assert!(locks.is_empty());
+  }
+}

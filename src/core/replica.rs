@@ -1287,6 +1287,22 @@ impl Replica {
     self.wake();
   }
 
+  /// Bridge: takes the rules' state `progress`, computed from the log at this replica's version
+  /// (a client never kept the stale-write window): a new local host's verdicts then agree with
+  /// the other machines'. An `Err` when the versions differ.
+  pub fn adopt_progress(&self, progress: Progress) -> std::result::Result<(), String> {
+    let mut inner = self.inner.lock();
+    let version = inner.history.order.version();
+    if progress.version != version {
+      return Err(format!(
+        "the log's state is at version {}, this replica at {version}",
+        progress.version
+      ));
+    }
+    inner.history.order = Order::from_progress(progress);
+    Ok(())
+  }
+
   /// Bridge: a copy of the ordered document, without the pending patches, and the rules' state
   /// at its version: what a snapshot of the log holds.
   pub fn log_state(&self) -> std::result::Result<(Value, Progress), String> {

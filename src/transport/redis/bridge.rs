@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Hlc;
 use crate::core::link::Proposer;
-use crate::core::locks::{KeyState, LockOp, LockTable};
+use crate::core::locks::{KeyState, LockOp};
 use crate::core::message::{LogEntry, RawJson};
 use crate::core::order::Progress;
 use crate::core::replica::Replica;
@@ -990,36 +990,58 @@ fn take(replica: &Replica, start: Start, ours: Value) -> Read {
   }
 }
 
-/// The log's lock table at `version`: the newest snapshot's, if it is not newer, and the lock
-/// changes of the log after it. `None` when the log cannot tell (trimmed past the snapshot, or
-/// the snapshot is newer): the caller joins from the newest snapshot instead.
-async fn locks_at<C: ConnectionLike>(
+/// What a client replica never kept and a bridge needs, at `version`: the rules' state (the
+/// stale-write window, each origin's progress) and the lock table. They are computed on a scratch
+/// replica from the newest snapshot (or the base) and the log up to `version`, so that the
+/// verdicts of a new local host agree with the other machines'. `None` when the log cannot tell
+/// (trimmed past it, or its snapshot is newer): the caller joins from the newest snapshot.
+pub async fn state_at<C: ConnectionLike>(
   connection: &mut C,
   keys: &Keys,
+  name: &str,
   version: u64,
-) -> Result<Option<Vec<KeyState>>, String> {
-  let (mut table, mut at) = match snapshot::read(connection, keys).await? {
+) -> Result<Option<(Progress, Vec<KeyState>)>, String> {
+  let (data, progress, locks) = match snapshot::read(connection, keys).await? {
     Some(snapshot) if snapshot.progress.version <= version => {
-      (LockTable::import(snapshot.locks), snapshot.progress.version)
+      (snapshot.data, snapshot.progress, snapshot.locks)
     }
     Some(_) => return Ok(None),
-    None => (LockTable::new(0), 0),
+    None => {
+      let base: Option<String> = redis::cmd("GET")
+        .arg(&keys.base)
+        .query_async(connection)
+        .await
+        .map_err(|err| err.to_string())?;
+      let Some(base) = base else { return Ok(None) };
+      let base = serde_json::from_str(&base)
+        .map_err(|err| format!("the object's base document is not JSON: {err}"))?;
+      (base, Progress::default(), Vec::new())
+    }
   };
-  while at < version {
+  let scratch =
+    Replica::new(name, Value::Object(Default::default()), 0).map_err(|err| err.to_string())?;
+  scratch.rejoin(data, progress);
+  restore_locks(&scratch, locks);
+  while scratch.version() < version {
+    let at = scratch.version();
     let entries = log::read_after(connection, keys, at, MAX_READ)
       .await
       .map_err(|err| err.to_string())?;
     if entries.first().is_none_or(|first| first.version != at + 1) {
       return Ok(None);
     }
-    for read in entries.iter().take_while(|read| read.version <= version) {
-      if let Some(op) = entry::lock_of(&read.payload) {
-        table.apply(op);
-      }
-      at = read.version;
-    }
+    let wanted = entries
+      .into_iter()
+      .take_while(|read| read.version <= version);
+    let (decided, _, locks) = decode(wanted, None).map_err(|fault| match fault {
+      Fault::Lost(why) | Fault::Connection(why) => why,
+    })?;
+    scratch.log_receive(decided)?;
+    take_locks(&scratch, locks);
   }
-  Ok(Some(table.export()))
+  let (_, progress) = scratch.log_state()?;
+  let locks = scratch.exchange().lock_state();
+  Ok(Some((progress, locks)))
 }
 
 /// The log's lock table where a replica starts reading it.
@@ -1061,8 +1083,8 @@ async fn join<C: ConnectionLike>(
 ) -> Result<Option<Read>, String> {
   if replica.version() > 0 {
     if let Some((version, origin, seq)) = replica.last_entry() {
-      // A client never applied the log's lock changes: the table is rebuilt up to its version.
-      if let Some(locks) = locks_at(connection, keys, version).await? {
+      if let Some((progress, locks)) = state_at(connection, keys, replica.name(), version).await? {
+        replica.adopt_progress(progress)?;
         restore_locks(replica, locks);
         return Ok(Some(Read {
           version,
@@ -1071,7 +1093,7 @@ async fn join<C: ConnectionLike>(
         }));
       }
       replica.debug(|| {
-        format!("the log cannot give its lock table at version {version}: joining from its start")
+        format!("the log cannot give its state at version {version}: joining from its snapshot")
       });
     }
     // A version this machine cannot place in the log (a document loaded from options.file): the
