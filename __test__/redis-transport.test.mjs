@@ -1,11 +1,12 @@
 // One object across "machines" (each its own rendezvous directory) through a real redis-server:
-// each machine's host bridges its processes to the log (issue 17, in progress).
+// each machine's host bridges its processes to the log: patches, durability, the CLI, the services.
 import os from 'node:os'
+import path from 'node:path'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { converge, rendezvousDir, spawnPeer, uniqueName } from './support/peers.mjs'
 import { command, redisMissing, redisServer, sentinelDeployment, waitFor } from './support/redis.mjs'
-import { runCli } from './support/services.mjs'
+import { dataDir, freePort, runCli, waitForFile } from './support/services.mjs'
 import { MemSync } from '../index.js'
 
 const missing = redisMissing()
@@ -135,4 +136,22 @@ test('the memsync command reaches an object through Redis with --transport: stat
   const bad = await runCli(['status', '--transport', 'memcached://x', name])
   assert.equal(bad.code, 2)
   assert.match(bad.stderr, /--transport: .*memcached/)
+})
+
+test("a machine's host serves the HTTP view and saves the file of an object other machines patch too", { skip: missing ?? false, timeout: 60000 }, async (t) => {
+  const { url } = await redisServer(t)
+  const name = uniqueName('services')
+  const port = await freePort()
+  const file = path.join(dataDir(t), 'object.json')
+  const a = await spawnPeer(t, name, rendezvousDir(t), { data: { n: 0 }, options: { transport: url, server: { port }, file: { path: file } } }, 'a')
+  assert.equal((await a.request('start')).role, 'host')
+  const b = await spawnPeer(t, name, rendezvousDir(t), { data: {}, options: { transport: url } }, 'b')
+  assert.equal((await b.request('start')).role, 'host')
+  for (let i = 0; i < 5; i++) assert.deepEqual(await b.request('patch', { update: { $inc: { n: 1 } } }), { ok: true })
+  await waitFor(async () => {
+    const response = await fetch(`http://127.0.0.1:${port}/${name}/n`)
+    return response.status === 200 && JSON.parse(await response.text()) === 5
+  }, 10000, "machine B's patches in machine A's HTTP view")
+  assert.deepEqual(await a.request('flush'), { ok: true })
+  await waitForFile(file, (saved) => saved.data.n === 5)
 })
