@@ -24,6 +24,12 @@ async function twoMachines (t, url, rpc = {}, options = {}) {
   return { name, a, a2, b, b2 }
 }
 
+/** How many connections the server at `port` accepted so far. */
+async function connectionsReceived (port) {
+  const info = await command(port, 'INFO', 'stats')
+  return Number(/total_connections_received:(\d+)/.exec(info)[1])
+}
+
 /** Until `bridge`'s getStatus() lists the processes `pids` of another machine. */
 async function seesElsewhere (bridge, pids) {
   await waitFor(async () => {
@@ -83,7 +89,7 @@ test('events reach every process of every machine once, in each sender\'s order'
 })
 
 test('a call to another machine fails with ERR_RPC_PEER_LOST when its callee dies, or the whole machine', { skip: missing ?? false, timeout: 60000 }, async (t) => {
-  const { url } = await redisServer(t)
+  const { url, server: { port } } = await redisServer(t)
   const { a, a2, b, b2 } = await twoMachines(t, url, { a: ['stall'], a2: ['hang'] }, { timeout: 30000 })
   await seesElsewhere(b, [a.pid, a2.pid])
   const sinceA2 = a2.mark()
@@ -98,10 +104,13 @@ test('a call to another machine fails with ERR_RPC_PEER_LOST when its callee die
   const sinceA = a.mark()
   const toA = await b.request('callLater', { method: 'stall' })
   await a.waitEvent('hanging', { since: sinceA })
+  const connections = await connectionsReceived(port)
   await a.kill('SIGKILL')
   const machineLost = await b.request('settled', { token: toA.token })
   assert.equal(machineLost.error, 'ERR_RPC_PEER_LOST', machineLost.message)
   assert.ok(machineLost.ms < 6000, `rejected ${machineLost.ms.toFixed(0)} ms after the call`)
+  // One more: the connection that asks.
+  assert.equal(await connectionsReceived(port), connections + 1, 'machine B kept its connections while it waited')
 })
 
 test('maxWriters counts the writers of every machine', { skip: missing ?? false, timeout: 60000 }, async (t) => {

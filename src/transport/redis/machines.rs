@@ -47,9 +47,10 @@ const INBOX_TTL: Duration = Duration::from_secs(60);
 const KEPT: usize = 10_000;
 /// Bytes of messages kept while Redis cannot be reached; past it the oldest go.
 const QUEUED_BYTES: usize = 4 * 1024 * 1024;
-/// Entries read in one `XREAD`, and how long it waits (it is sent again after).
+/// Entries read in one `XREAD`, and how long it waits (it is sent again after): below redis-rs's
+/// response timeout (500 ms), past which the read would fail.
 const MAX_READ: usize = 256;
-const READ_BLOCK_MS: u64 = 1000;
+const READ_BLOCK_MS: u64 = 100;
 /// Reconnection attempts back off up to this pause.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -245,8 +246,13 @@ pub async fn run(replica: Arc<Replica>, target: Target, keys: Keys, outbox: Arc<
   };
   let mut backoff = Duration::from_millis(10);
   loop {
+    let began = Instant::now();
     let why = session(&replica, &target, &keys, me, &name, &outbox, &mut cursors).await;
     replica.debug(|| format!("the machines' exchange through Redis failed ({why}): trying again"));
+    // Only a session that lasted ends the trouble; one that fails at once again and again backs off.
+    if began.elapsed() >= BEAT {
+      backoff = Duration::from_millis(10);
+    }
     tokio::time::sleep(backoff).await;
     backoff = (backoff * 2).min(MAX_BACKOFF);
   }
