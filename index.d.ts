@@ -162,10 +162,11 @@ export interface MemSyncOptions {
   dir?: string
   /**
    * Shares the object with processes on other machines through Redis:
-   * `redis://[user:password@]host:port[/db]` or `redis+sentinel://host:port,host:port/master`.
-   * Each machine's host bridges its processes to the log (in progress: issue 17).
+   * `redis://[user:password@]host:port[/db]` or `redis+sentinel://host:port,host:port/master`,
+   * or the same as an object (see {@link TransportOptions}). Each machine's host bridges its
+   * processes to the log (in progress: issue 17).
    */
-  transport?: string
+  transport?: string | TransportOptions
   /**
    * With `transport`: when a patch's promise resolves. `'primary'` (default): once the Redis
    * primary ordered it. `'replicated'`: once a Redis replica has it too (`WAIT 1`). After a Redis
@@ -283,6 +284,30 @@ export interface MemSyncStatus {
    * also lists the processes of the other machines.
    */
   peers: PeerStatus[]
+}
+
+/**
+ * `options.transport` as an object, in ioredis's spirit: exactly one of `host` (one server),
+ * `sentinels` with `name` (Sentinel) and `cluster` (a Redis Cluster).
+ */
+export interface TransportOptions {
+  host?: string
+  /** Default 6379. */
+  port?: number
+  /** Sentinels (default port 26379), with `name`, the master they watch. */
+  sentinels?: Array<{ host: string; port?: number }>
+  name?: string
+  /** The nodes a Cluster is found from. */
+  cluster?: Array<{ host: string; port?: number }>
+  username?: string
+  password?: string
+  /** Not with a Cluster. */
+  db?: number
+  /**
+   * One server over TLS: `true` (the system's CAs), or paths of PEM files: `ca` (the CAs to trust
+   * instead), `cert` and `key` (a client certificate). Paths, unlike ioredis's contents.
+   */
+  tls?: true | { ca?: string; cert?: string; key?: string }
 }
 
 /** Another process of the object, as `getStatus()` reports it. */

@@ -1,5 +1,6 @@
 // One object across "machines" (each its own rendezvous directory) through a real redis-server:
 // each machine's host bridges its processes to the log: patches, durability, the CLI, the services.
+import { createRequire } from 'node:module'
 import os from 'node:os'
 import path from 'node:path'
 import { test } from 'node:test'
@@ -8,6 +9,8 @@ import { converge, rendezvousDir, spawnPeer, uniqueName } from './support/peers.
 import { command, redisMissing, redisServer, sentinelDeployment, waitFor } from './support/redis.mjs'
 import { dataDir, freePort, runCli, waitForFile } from './support/services.mjs'
 import { MemSync } from '../index.js'
+
+const require = createRequire(import.meta.url)
 
 const missing = redisMissing()
 
@@ -21,7 +24,9 @@ test('processes on two machines share one object through Redis, clients of each 
   assert.equal((await a.request('start')).role, 'host')
   const a2 = await spawnPeer(t, name, machineA, config, 'a-client')
   assert.equal((await a2.request('start')).role, 'client')
-  const b = await spawnPeer(t, name, machineB, { ...config, data: { other: true } }, 'b-host')
+  // The same Redis as an object, in ioredis's spirit.
+  const { port } = new URL(url)
+  const b = await spawnPeer(t, name, machineB, { data: { other: true }, options: { transport: { host: '127.0.0.1', port: Number(port) } } }, 'b-host')
   assert.equal((await b.request('start')).role, 'host')
   for (let i = 0; i < 20; i++) {
     for (const [peer, who] of [[a, 'a'], [a2, 'a2'], [b, 'b']]) {
@@ -67,6 +72,27 @@ test('keys of the object holding foreign data, or written by another log protoco
   const refused = await old.start().then(() => null, (error) => error)
   assert.equal(refused?.code, 'ERR_TRANSPORT', String(refused))
   assert.match(refused.message, /log protocol 99/)
+})
+
+test('a transport given as an object is read into its URL, and a wrong one is refused with ERR_INVALID_ARG', () => {
+  const { transportUrl } = require('../lib/transport.js')
+  assert.equal(transportUrl({ host: 'redis.local', port: 6380, db: 2 }), 'redis://redis.local:6380/2')
+  assert.equal(transportUrl({ host: '::1', username: 'app', password: 'p@ss/wörd' }), 'redis://app:p%40ss%2Fw%C3%B6rd@[::1]:6379')
+  assert.equal(transportUrl({ host: 'h', tls: true }), 'rediss://h:6379')
+  assert.equal(transportUrl({ host: 'h', tls: { ca: '/etc/ssl/my ca.pem', cert: 'c.pem', key: 'k.pem' } }), 'rediss://h:6379?ca=%2Fetc%2Fssl%2Fmy%20ca.pem&cert=c.pem&key=k.pem')
+  assert.equal(transportUrl({ sentinels: [{ host: 'a' }, { host: 'b', port: 26380 }], name: 'mymaster', password: 'x' }), 'redis+sentinel://:x@a:26379,b:26380/mymaster')
+  assert.equal(transportUrl({ cluster: [{ host: 'n1', port: 7000 }, { host: 'n2', port: 7001 }] }), 'redis+cluster://n1:7000,n2:7001')
+  for (const [transport, why] of [
+    [{ host: 'h', sentinels: [{ host: 's' }], name: 'm' }, /exactly one of host/],
+    [{ sentinels: [{ host: 's' }] }, /name of their master/],
+    [{ host: 'h', port: 0 }, /port must be an integer/],
+    [{ host: 'h', tls: { ca: '-----BEGIN CERTIFICATE-----' } }, /path of a PEM file/],
+    [{ host: 'h', retryStrategy: () => 1 }, /unknown field retryStrategy/],
+    [{ cluster: [{ host: 'n' }], db: 1 }, /only database 0/],
+    [['redis://h'], /must be a URL/]
+  ]) {
+    assert.throws(() => new MemSync(uniqueName('bad'), {}, { transport }), { code: 'ERR_INVALID_ARG', message: why })
+  }
 })
 
 test("durability is 'primary' or 'replicated', and only with a transport", () => {

@@ -62,6 +62,10 @@ async function main (): Promise<void> {
   void writer
   // @ts-expect-error a number of bytes
   void new MemSync('b', {}, { network: { maxBuffer: '64MB' } })
+  void new MemSync('r', {}, { transport: { sentinels: [{ host: 's1' }, { host: 's2', port: 26380 }], name: 'mymaster' }, durability: 'replicated' })
+  void new MemSync('t', {}, { transport: { host: 'redis.local', tls: { ca: '/etc/ca.pem' } } })
+  // @ts-expect-error tls takes paths, not buffers
+  void new MemSync('u', {}, { transport: { host: 'redis.local', tls: { ca: Buffer.from('') } } })
   const bus = new MemSync<object, any, { tick: [n: number] }>('bus')
   bus.events.on('tick', (n) => { const count: number = n; void count })
   bus.events.emit('tick', 1)

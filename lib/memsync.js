@@ -12,6 +12,7 @@ const { LiveObject, getAt, touches } = require('./changes.js')
 const { MemErrors, codedError, settle } = require('./errors.js')
 const { ChangeFeed, DEFAULT_BUFFER_SIZE } = require('./feed.js')
 const { toJson } = require('./json.js')
+const { transportUrl } = require('./transport.js')
 const { checkEventName, checkKeys, checkListener, checkMethod, checkNestedOptions, checkOptionKeys, checkPath, checkRpc, isPlainObject } = require('./validate.js')
 
 const RESOLVED = Promise.resolve()
@@ -64,12 +65,7 @@ function checkOptions (options) {
   if (options.dir !== undefined && (typeof options.dir !== 'string' || options.dir === '')) {
     throw codedError(MemErrors.ERR_INVALID_ARG, 'options.dir must be a directory path')
   }
-  if (options.transport !== undefined) {
-    if (typeof options.transport !== 'string') {
-      throw codedError(MemErrors.ERR_INVALID_ARG, 'options.transport must be a URL string (redis://host:port)')
-    }
-    native.transportTarget(options.transport)
-  }
+  if (options.transport !== undefined) native.transportTarget(transportUrl(options.transport))
   if (options.durability !== undefined) {
     if (options.durability !== 'primary' && options.durability !== 'replicated') {
       throw codedError(MemErrors.ERR_INVALID_ARG, `options.durability must be 'primary' or 'replicated', not ${JSON.stringify(options.durability)}`)
@@ -420,7 +416,7 @@ class MemSync {
         serverOnly: this.options.serverOnly === true,
         maxBuffer: this.options.network?.maxBuffer ?? undefined,
         hostTimeout: this.options.hostTimeout ?? undefined,
-        transport: this.options.transport,
+        transport: this.options.transport === undefined ? undefined : transportUrl(this.options.transport),
         durability: this.options.durability,
         debug: debug.enabled
       })
