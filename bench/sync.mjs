@@ -164,8 +164,11 @@ export async function benchBurstSweep (dir, { runs, count, windows }) {
   const name = uniqueName('bursts')
   const peers = []
   try {
-    peers.push(await startPeer(name, dir, 'burst host', 'host', { data: { w0: 0, w1: 0 } }))
-    peers.push(await startPeer(name, dir, 'burst writer 0', 'client'), await startPeer(name, dir, 'burst writer 1', 'client'))
+    // A collapsed burst of 20,000 takes seconds to be acknowledged: longer than patch()'s default
+    // timeout (15 s) on a busy machine, which would fail the row instead of measuring it.
+    const options = { timeout: 120000 }
+    peers.push(await startPeer(name, dir, 'burst host', 'host', { data: { w0: 0, w1: 0 }, options }))
+    peers.push(await startPeer(name, dir, 'burst writer 0', 'client', { options }), await startPeer(name, dir, 'burst writer 1', 'client', { options }))
     const writers = peers.slice(1)
     const rates = new Map(windows.map((w) => [w, []]))
     let each = 0
