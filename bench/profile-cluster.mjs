@@ -1,7 +1,7 @@
 // Where the clustered HTTP service of bench/cluster.mjs spends its time (issue 18), per process
 // and per thread: not part of `npm run bench`, run by hand.
 //
-//   node bench/profile-cluster.mjs [--seconds 8] [--connections 50] [--cpu-prof] [--perf] [--out DIR]
+//   node bench/profile-cluster.mjs [--seconds 8] [--connections 50] [--cpu-prof] [--perf] [--switches] [--out DIR]
 //
 // The load generator drives the service's plain mode, then its memsync mode, `seconds` each
 // after a warm-up. Printed:
@@ -16,7 +16,11 @@
 //   --perf-basic-prof, so JIT frames have names): CPU per request by process, what the thread
 //   was doing (memsync's entry points, HTTP, the GC...) and the kind of code (kernel, addon,
 //   V8...), plain against memsync; and memsync's own time by leaf symbol. The addon's symbols
-//   need a build with CARGO_PROFILE_RELEASE_STRIP=none (release builds strip them).
+//   need a build with CARGO_PROFILE_RELEASE_STRIP=none (release builds strip them);
+// - with --switches, one more memsync run with `perf record -e sched:sched_switch` on the host
+//   worker and one client: why their JS threads left the CPU (the system call, or preempted) and
+//   in which JS function. Time a JS thread spends waiting inside a call, which --cpu-prof counts
+//   and CPU time does not, shows there (the host's patch() waiting for its replica's lock).
 // The .cpuprofile files (Chrome's DevTools open them) and perf-<mode>.data stay in DIR.
 import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -31,6 +35,7 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '50' },
     'cpu-prof': { type: 'boolean', default: false },
     perf: { type: 'boolean', default: false },
+    switches: { type: 'boolean', default: false },
     out: { type: 'string' }
   }
 })
@@ -92,7 +97,7 @@ const us = (ns) => `${(ns / 1e3).toFixed(1).padStart(6)} µs`
 
 const execArgv = [
   ...(args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${out}`] : []),
-  ...(args.perf ? ['--perf-basic-prof'] : [])
+  ...(args.perf || args.switches ? ['--perf-basic-prof'] : [])
 ]
 const result = await withClusterService(base, path.join(base, 'rdv'), { workers: 4, execArgv, cwd: out, stopCleanly: true, redis: false }, async ({ service, load, port, workers }) => {
   const pids = [service.child.pid, ...workers.map((w) => w.pid), load.child.pid]
@@ -100,6 +105,13 @@ const result = await withClusterService(base, path.join(base, 'rdv'), { workers:
   for (const mode of ['plain', 'memsync']) await drive(load, port, mode, { connections, seconds: 2 })
   const plain = await measured(load, port, 'plain', pids, args.perf ? path.join(out, 'perf-plain.data') : null)
   const memsync = await measured(load, port, 'memsync', pids, args.perf ? path.join(out, 'perf-memsync.data') : null)
+  if (args.switches) {
+    const watched = [workers.find((w) => w.role === 'host').pid, workers.find((w) => w.role === 'client').pid]
+    const perf = spawn('perf', ['record', '-e', 'sched:sched_switch', '--call-graph', 'dwarf,8192', '-o', path.join(out, 'switches.data'), '-p', watched.join(','), '--', 'sleep', String(Math.max(1, seconds - 1))], { stdio: ['ignore', 'ignore', 'inherit'] })
+    const exited = new Promise((resolve) => perf.on('exit', resolve))
+    await drive(load, port, 'memsync', { connections, seconds })
+    await exited
+  }
   return { roles, workers, plain, memsync }
 })
 
@@ -316,6 +328,24 @@ if (args.perf) {
   for (const [key, n] of [...runs.memsync.leaves].sort((a, b) => b[1] - a[1]).slice(0, 30)) {
     console.log(`| ${key} | ${us(perRequest('memsync', n))} |`)
   }
+}
+if (args.switches) {
+  const host = result.workers.find((w) => w.role === 'host').pid
+  const counts = new Map()
+  let total = 0
+  for (const { pid, tid, frames } of perfSamples(path.join(out, 'switches.data'))) {
+    if (pid !== tid) continue // the JS threads only
+    total++
+    const syms = frames.map((f) => f.sym)
+    const why = syms.map((sym) => /__x64_sys_(\w+)/.exec(sym)?.[1]).find(Boolean) ?? (syms.some((sym) => /irqentry_exit|exit_to_user_mode/.test(sym)) ? 'preempted' : 'other')
+    const js = syms.find((sym) => sym.startsWith('JS:'))?.replace(/^JS:[*~^]?/, '').replace(/ \S*\/([^/]+):(\d+):\d+$/, ' $1:$2') ?? (syms.some((sym) => /uv__io_poll/.test(sym)) ? '(waiting in the event loop)' : '-')
+    const key = `${pid === host ? 'host' : 'a client'} | ${why} | ${js}`
+    counts.set(key, (counts.get(key) ?? 0) + 1)
+  }
+  console.log(`\nWhy the JS threads of the host and of one client left the CPU during a memsync run (${total} switches, ${Math.max(1, seconds - 1)} s):\n`)
+  console.log('| worker | why (system call, or preempted) | in | switches |')
+  console.log('|---|---|---|---:|')
+  for (const [key, n] of [...counts].sort((a, b) => b[1] - a[1]).slice(0, 20)) console.log(`| ${key} | ${n} |`)
 }
 for (const { pid } of result.workers) fs.rmSync(`/tmp/perf-${pid}.map`, { force: true })
 console.log(`\nprofiles in ${out}`)
