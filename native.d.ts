@@ -32,7 +32,7 @@ export declare function drain(instance: ExternalObject<Instance>): string
 
 /**
  * Sends `event` with `argsJson` (a JSON array) to every other process. Queued like a patch:
- * JS flushes at the end of its task, so a loop of emits is one write.
+ * JS flushes at the end of its event loop's turn, so a loop of emits is one write.
  */
 export declare function emit(instance: ExternalObject<Instance>, event: string, argsJson: string): void
 
@@ -46,8 +46,8 @@ export declare function errorCodes(): Array<string>
 export declare function eventTags(): Record<string, string>
 
 /**
- * Sends what `patch()` queued for other processes; JS calls it once per task, so a loop of
- * patches costs one write.
+ * Sends what `patch()` queued for other processes; JS calls it once per turn of its event loop,
+ * so a loop of patches costs one write.
  */
 export declare function flush(instance: ExternalObject<Instance>): void
 

@@ -1,4 +1,4 @@
-// The Markdown tables of a run and the verdict on each target (issues 4 and 8), from the
+// The Markdown tables of a run and the verdict on each target (issues 4, 8 and 18), from the
 // results that run.mjs collects. A section that failed or was skipped shows as such; the
 // others still report.
 import { formatMb, formatMs, formatNs, formatRate } from './measure.mjs'
@@ -18,7 +18,16 @@ const TARGETS = {
   redisThroughputFactor: 5, // 4 writers ≥ 5x Redis pub/sub with 4 publishers
   joinParseFactor: 2, // join of 10 MB ≤ 2x JSON.parse of the same text
   memoryJsonFactor: 2.5, // RSS for an object ≤ 2.5x its JSON size + 30 MB
-  memoryFixedBytes: 30 * MB
+  memoryFixedBytes: 30 * MB,
+  // issue 18
+  latencyP50NsIssue18: 25e3,
+  latencyP99NsIssue18: 100e3,
+  patchesPerSecond2WritersIssue18: 400e3,
+  redisThroughputFactorIssue18: 2, // 4 writers ≥ 2x Redis pub/sub with 4 publishers
+  clusterPlainFactor: 0.85, // the clustered HTTP service with memsync ≥ 0.85x plain, requests/s
+  clusterRedisFactor: 1.3, // ... ≥ 1.3x the same service with ioredis
+  clusterP99PlainFactor: 1.5, // ... p99 ≤ 1.5x plain's
+  burstSweepFactor: 0.9 // acknowledged patches/s with 20,000 in flight per writer ≥ 0.9x with 256
 }
 
 const usable = (section) => section !== undefined && section.error === undefined && section.skipped === undefined
@@ -29,7 +38,7 @@ const range = (s, format) => `${format(s.median)} (${format(s.min)}–${format(s
  * patches/s or bytes); a target whose measure or reference is missing is left out.
  */
 export function targets (results) {
-  const { latency, relay, redis = {}, throughput, join, failover, startup } = results
+  const { latency, relay, redis = {}, throughput, bursts, cluster, join, failover, startup } = results
   const list = []
   const add = (id, label, value, bound, atMost = true) => {
     list.push({ id, label, value, bound, atMost, met: atMost ? value <= bound : value >= bound })
@@ -39,14 +48,28 @@ export function targets (results) {
     add('latency_p50', 'issue 4', p50, TARGETS.latencyP50Ns)
     if (usable(relay)) add('latency_p50_relay', `${TARGETS.relayLatencyFactor}x relay`, p50, TARGETS.relayLatencyFactor * relay.latency.p50.median)
     if (usable(redis.latency)) add('latency_p50_redis', `${TARGETS.redisLatencyFactor}x Redis`, p50, TARGETS.redisLatencyFactor * redis.latency.p50.median)
+    add('latency_p50_issue18', 'issue 18', p50, TARGETS.latencyP50NsIssue18)
     add('latency_p99', 'issue 4', latency.p99.median, TARGETS.latencyP99Ns)
+    add('latency_p99_issue18', 'issue 18', latency.p99.median, TARGETS.latencyP99NsIssue18)
   }
   if (usable(throughput)) {
     const two = throughput.find((t) => t.writers === 2 && t.processes === 4)
     if (two) add('throughput_2w', 'issue 4', two.median, TARGETS.patchesPerSecond2Writers, false)
+    if (two) add('throughput_2w_issue18', 'issue 18', two.median, TARGETS.patchesPerSecond2WritersIssue18, false)
     const four = throughput.find((t) => t.writers === 4 && t.processes === 6)
     const redisFour = usable(redis.throughput) ? redis.throughput.find((t) => t.writers === 4) : undefined
     if (four && redisFour) add('throughput_4w_redis', `${TARGETS.redisThroughputFactor}x Redis`, four.median, TARGETS.redisThroughputFactor * redisFour.median, false)
+    if (four && redisFour) add('throughput_4w_redis_issue18', `issue 18: ${TARGETS.redisThroughputFactorIssue18}x Redis`, four.median, TARGETS.redisThroughputFactorIssue18 * redisFour.median, false)
+  }
+  if (usable(bursts)) {
+    const at = (window) => bursts.windows.find((w) => w.window === window)
+    if (at(20000) && at(256)) add('burst_20000_256', 'issue 18', at(20000).median / at(256).median, TARGETS.burstSweepFactor, false)
+  }
+  if (usable(cluster)) {
+    // Ratios of the same round, median of the rounds.
+    add('cluster_memsync_plain', 'issue 18', cluster.ratios.memsyncPlain.median, TARGETS.clusterPlainFactor, false)
+    if (cluster.ratios.memsyncRedis) add('cluster_memsync_redis', 'issue 18', cluster.ratios.memsyncRedis.median, TARGETS.clusterRedisFactor, false)
+    add('cluster_p99_plain', 'issue 18', cluster.ratios.p99MemsyncPlain.median, TARGETS.clusterP99PlainFactor)
   }
   if (usable(join)) {
     for (const size of join.sizes) {
@@ -123,8 +146,8 @@ function syncTable (results, list) {
   const latencyRow = (label, key, ids) => {
     lines.push(`| ${label} | ${cell(latency, (l) => l[key], formatNs)} | ${cell(relay, (r) => r.latency[key], formatNs)} | ${cell(redisPart('latency'), (l) => l[key], formatNs)} | ${verdict(list, ids, formatNs)}`)
   }
-  latencyRow('propagation A → host → B, p50', 'p50', ['latency_p50_relay', 'latency_p50_redis', 'latency_p50'])
-  latencyRow('propagation, p99', 'p99', ['latency_p99'])
+  latencyRow('propagation A → host → B, p50', 'p50', ['latency_p50_relay', 'latency_p50_redis', 'latency_p50', 'latency_p50_issue18'])
+  latencyRow('propagation, p99', 'p99', ['latency_p99', 'latency_p99_issue18'])
   latencyRow('propagation, p99.9', 'p999', [])
   latencyRow('round trip A → B → A / 2, p50', 'rttHalfP50', [])
   lines.push(`| a client's await patch(): round trip to the host, p50 (Redis: HINCRBY) | ${cell(roundTrip, (r) => r.p50, formatNs)} | – | ${cell(redisPart('roundTrip'), (r) => r.p50, formatNs)} | | |`)
@@ -135,7 +158,7 @@ function syncTable (results, list) {
     const own = usable(throughput) ? throughput.find((t) => t.writers === writers && t.processes === writers + 2) : throughput
     const raw = usable(relay) ? relay.throughput.find((t) => t.writers === writers) : relay
     const theirs = usable(redisPart('throughput')) ? redis.throughput.find((t) => t.writers === writers) : redisPart('throughput')
-    const ids = { 2: ['throughput_2w'], 4: ['throughput_4w_redis'] }[writers] ?? []
+    const ids = { 2: ['throughput_2w', 'throughput_2w_issue18'], 4: ['throughput_4w_redis', 'throughput_4w_redis_issue18'] }[writers] ?? []
     lines.push(`| end to end, ${writers} writer${writers > 1 ? 's' : ''} + a reader + the hub (per second, every process) | ${cell(own, (r) => r, formatRate)} | ${cell(raw, (r) => r, formatRate)} | ${cell(theirs, (r) => r, formatRate)} | ${verdict(list, ids, formatRate)}`)
   }
   return lines
@@ -154,6 +177,33 @@ function throughputMatrix (throughput) {
       return row ? range(row, formatRate) : ''
     })
     lines.push(`| ${p} process${p > 1 ? 'es' : ''} | ${cells.join(' | ')} |`)
+  }
+  return lines
+}
+
+const formatRatio = (r) => `${r.toFixed(2)}x`
+
+/** Issue 18's rows: the clustered HTTP service's three modes, and the burst sweep. */
+function loadTables ({ cluster, bursts }, list) {
+  const lines = []
+  const redisCell = (pick, format) => cluster?.redisSkipped !== undefined ? 'skipped' : cell(cluster, (c) => pick(c.redis), format)
+  const title = usable(cluster) ? `${cluster.workers} workers, ${cluster.connections} keep-alive connections` : 'node:cluster'
+  lines.push(`| clustered HTTP service (${title}): median (min–max) | plain | memsync: await patch() | ioredis: await hincrby() | target | met |`)
+  lines.push('|---|---:|---:|---:|---|:-:|')
+  lines.push(`| requests/s | ${cell(cluster, (c) => c.plain.rate, formatRate)} | ${cell(cluster, (c) => c.memsync.rate, formatRate)} | ${redisCell((m) => m.rate, formatRate)} | | |`)
+  lines.push(`| latency, p99 | ${cell(cluster, (c) => c.plain.p99, formatMs)} | ${cell(cluster, (c) => c.memsync.p99, formatMs)} | ${redisCell((m) => m.p99, formatMs)} | | |`)
+  lines.push(`| requests/s, memsync / plain (same round) | | ${cell(cluster, (c) => c.ratios.memsyncPlain, formatRatio)} | | ${verdict(list, ['cluster_memsync_plain'], formatRatio)}`)
+  lines.push(`| requests/s, memsync / ioredis (same round) | | ${cluster?.redisSkipped !== undefined ? 'skipped' : cell(cluster, (c) => c.ratios.memsyncRedis, formatRatio)} | | ${verdict(list, ['cluster_memsync_redis'], formatRatio)}`)
+  lines.push(`| latency p99, memsync / plain (same round) | | ${cell(cluster, (c) => c.ratios.p99MemsyncPlain, formatRatio)} | | ${verdict(list, ['cluster_p99_plain'], formatRatio)}`)
+  lines.push('')
+  lines.push('| burst sweep: 2 writers + a host, $inc on disjoint fields, unawaited | acknowledged patches/s: median (min–max) | target | met |')
+  lines.push('|---|---:|---|:-:|')
+  if (usable(bursts)) {
+    for (const row of bursts.windows) lines.push(`| ${row.window.toLocaleString('en')} in flight per writer | ${range(row, formatRate)} | | |`)
+    const target = list.find((t) => t.id === 'burst_20000_256')
+    if (target) lines.push(`| 20,000 in flight against 256 (medians) | ${formatRatio(target.value)} | ${verdict(list, ['burst_20000_256'], formatRatio)}`)
+  } else {
+    lines.push(`| bursts | ${cell(bursts)} | | |`)
   }
   return lines
 }
@@ -183,7 +233,7 @@ function joinTable ({ join, failover, startup }, list) {
 
 /** How each row was measured, in a few sentences under the tables. */
 function notes (results) {
-  const { latency, throughput, relay, join, failover, startup } = results
+  const { latency, throughput, bursts, cluster, relay, join, failover, startup } = results
   const redis = results.redis ?? {}
   const out = []
   if (usable(latency)) {
@@ -191,6 +241,12 @@ function notes (results) {
   }
   if (usable(throughput)) {
     out.push(`End to end: ${throughput[0].patchesPerRun.toLocaleString('en')} $inc per run (at most ${throughput[0].inFlight} unacknowledged per writer) until every process has applied all; in the matrix the host is the first process and the writers are the last ones.`)
+  }
+  if (usable(cluster)) {
+    out.push(`Clustered HTTP service: node:cluster, ${cluster.workers} workers sharing one port (round-robin), each with a memsync instance (the first worker is the host) and an ioredis client; a load generator in its own process keeps ${cluster.connections} keep-alive connections with one request each in flight (raw sockets, HTTP/1.1); ${cluster.rounds.length} rounds of ${cluster.seconds} s per mode after a warm-up round, the modes in turn within each round; after every memsync and ioredis run, every worker holds (and Redis holds) exactly the count of successful requests.`)
+  }
+  if (usable(bursts)) {
+    out.push(`Burst sweep: ${bursts.count.toLocaleString('en')} patches per writer per window size, made a window at a time (\`ps.push(mem.patch(u))\`, then \`Promise.all(ps)\`); the window sizes in turn in each of ${bursts.windows[0].runs.length} runs; from the first writer's start to the last acknowledgement; the replicas agree at the end.`)
   }
   if (usable(relay)) out.push(`Relay: benches/relay.rs, ${relay.messageBytes}-byte frames, writes coalesced per client, ${relay.inFlight} in flight per writer; it reports no p99.9.`)
   if (redis.skipped !== undefined) out.push(`Redis: skipped, ${redis.skipped}.`)
@@ -218,6 +274,8 @@ export function report (results) {
     ...syncTable(results, list),
     '',
     ...throughputMatrix(results.throughput),
+    '',
+    ...loadTables(results, list),
     '',
     ...joinTable(results, list),
     '',

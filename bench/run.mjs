@@ -1,6 +1,6 @@
 // `npm run bench [-- --quick]`: every benchmark of memsync beside its references (mingo, plain
-// objects, the raw Rust relay, Redis, JSON.parse), measured in the same run; Markdown tables on
-// screen, bench/results.json and bench/results.png on disk.
+// objects, the raw Rust relay, Redis, JSON.parse, a plain HTTP service), measured in the same
+// run; Markdown tables on screen, bench/results.json and bench/results.png on disk.
 //
 // A benchmark that fails is reported (in the tables, results.json and the exit code) and the
 // others still run. Every child process is killed at the end, whatever happens (children.mjs,
@@ -12,11 +12,12 @@ import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { benchApi } from './api.mjs'
 import { chartPng } from './chart.mjs'
+import { benchCluster } from './cluster.mjs'
 import { benchEngine } from './engine.mjs'
 import { benchRedisLatency, benchRedisRoundTrip, benchRedisThroughput, redisVersion, startRedis } from './redis.mjs'
 import { benchRelay, buildRelay } from './relay.mjs'
 import { report, targets } from './report.mjs'
-import { benchEvents, benchFailover, benchJoin, benchLatency, benchRoundTrip, benchRpc, benchStartup, benchThroughput } from './sync.mjs'
+import { benchBurstSweep, benchEvents, benchFailover, benchJoin, benchLatency, benchRoundTrip, benchRpc, benchStartup, benchThroughput } from './sync.mjs'
 import { benchTransport, transportReport, transportTargets } from './transport.mjs'
 
 const quick = process.argv.includes('--quick')
@@ -28,6 +29,8 @@ const settings = quick
       latency: { runs: 3, warmup: 300, samples: 1500 },
       roundTrip: { runs: 3, warmup: 300, samples: 2000 },
       throughput: { runs: 3, patches: 30000, writers: [1, 2, 4], processes: [1, 2, 4, 8] },
+      bursts: { runs: 3, count: 20000, windows: [64, 256, 1024, 4096, 20000] },
+      cluster: { workers: 4, connections: 50, runs: 3, seconds: 2, warmupSeconds: 1 },
       events: { runs: 3, count: 50000 },
       messages: 100000, // per relay writer: the relay is too fast for memsync's counts
       join: { runs: 3, sizes: [1e6, 10e6] },
@@ -39,6 +42,8 @@ const settings = quick
       latency: { runs: 5, warmup: 1000, samples: 5000 },
       roundTrip: { runs: 5, warmup: 1000, samples: 5000 },
       throughput: { runs: 5, patches: 100000, writers: [1, 2, 4], processes: [1, 2, 4, 8] },
+      bursts: { runs: 5, count: 20000, windows: [64, 256, 1024, 4096, 20000] },
+      cluster: { workers: 4, connections: 50, runs: 5, seconds: 4, warmupSeconds: 2 },
       events: { runs: 5, count: 200000 },
       messages: 200000,
       join: { runs: 5, sizes: [1e6, 10e6] },
@@ -109,7 +114,9 @@ results.roundTrip = await timed('roundTrip', () => benchRoundTrip(dir, settings.
 results.rpc = await timed('rpc', () => benchRpc(dir, settings.roundTrip))
 results.events = await timed('events', () => benchEvents(dir, settings.events))
 results.throughput = await timed('throughput', () => benchThroughput(dir, settings.throughput))
+results.bursts = await timed('bursts', () => benchBurstSweep(dir, settings.bursts))
 results.redis = await benchRedis(base)
+results.cluster = await timed('cluster', () => benchCluster(base, dir, settings.cluster))
 results.join = await timed('join', () => benchJoin(dir, settings.join))
 results.failover = await timed('failover', () => benchFailover(dir, settings.failover))
 results.startup = await timed('startup', () => benchStartup(base, dir, settings.startup))

@@ -1,5 +1,6 @@
 // memsync between processes: propagation latency, a client's patch round trip, end-to-end
-// throughput, join and memory of large objects, failover and start-up.
+// throughput, bursts of unawaited patches, join and memory of large objects, failover and
+// start-up.
 //
 // Every peer but the start-up ones is a child process (fixtures/sync-peer.mjs) driven over Node
 // IPC; times are taken inside the processes (measure.mjs's now(), one clock for all of them).
@@ -151,6 +152,47 @@ export async function benchThroughput (dir, settings) {
     }
   }
   return rows
+}
+
+// ---------------------------------------------------------------------------------------------
+// The burst sweep (issue 18): a host and 2 writers, each writer making `count` `$inc` of a field
+// of its own, `window` at a time unawaited, for each window in turn within every run; the
+// acknowledged patches/s of both writers, from the first's start to the last acknowledgement.
+// The replicas must agree at the end.
+
+export async function benchBurstSweep (dir, { runs, count, windows }) {
+  const name = uniqueName('bursts')
+  const peers = []
+  try {
+    // A collapsed burst of 20,000 takes seconds to be acknowledged: longer than patch()'s default
+    // timeout (15 s) on a busy machine, which would fail the row instead of measuring it.
+    const options = { timeout: 120000 }
+    peers.push(await startPeer(name, dir, 'burst host', 'host', { data: { w0: 0, w1: 0 }, options }))
+    peers.push(await startPeer(name, dir, 'burst writer 0', 'client', { options }), await startPeer(name, dir, 'burst writer 1', 'client', { options }))
+    const writers = peers.slice(1)
+    const rates = new Map(windows.map((w) => [w, []]))
+    let each = 0
+    const sweep = async (window, perWriter) => {
+      const done = await Promise.all(writers.map((w, i) => w.request('burst', { field: `w${i}`, count: perWriter, window }, 300000)))
+      each += perWriter
+      return (perWriter * writers.length * 1e9) / (Math.max(...done.map((d) => d.end)) - Math.min(...done.map((d) => d.start)))
+    }
+    await sweep(256, Math.ceil(count / 4)) // warm-up
+    for (let run = 0; run < runs; run++) {
+      for (const window of windows) rates.get(window).push(await sweep(window, count))
+    }
+    const states = await Promise.all(peers.map((p) => p.request('state', {}, 30000)))
+    if (states.some((s) => s.data.w0 !== each || s.data.w1 !== each || s.version !== states[0].version)) {
+      throw new Error(`burst sweep: expected w0 = w1 = ${each} in every replica at one version: ${JSON.stringify(states.map(({ data, version }) => ({ data, version })))}`)
+    }
+    return {
+      writers: writers.length,
+      count,
+      windows: windows.map((window) => ({ window, runs: rates.get(window), ...summarize(rates.get(window)) }))
+    }
+  } finally {
+    await killAll(peers)
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -198,8 +198,8 @@ pub fn patch(instance: &External<Instance>, update_json: String) -> Result<Strin
   instance.replica.patch(&update_json).map_err(into_js_error)
 }
 
-/// Sends what `patch()` queued for other processes; JS calls it once per task, so a loop of
-/// patches costs one write.
+/// Sends what `patch()` queued for other processes; JS calls it once per turn of its event loop,
+/// so a loop of patches costs one write.
 #[napi]
 pub fn flush(instance: &External<Instance>) {
   instance.replica.flush();
@@ -445,7 +445,7 @@ pub fn reply(
 }
 
 /// Sends `event` with `argsJson` (a JSON array) to every other process. Queued like a patch:
-/// JS flushes at the end of its task, so a loop of emits is one write.
+/// JS flushes at the end of its event loop's turn, so a loop of emits is one write.
 #[napi]
 pub fn emit(instance: &External<Instance>, event: String, args_json: String) -> Result<()> {
   let args = raw_json(args_json, "The event arguments")?;
