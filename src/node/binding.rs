@@ -702,8 +702,9 @@ pub fn transport_status<'env>(
   env
     .spawn_future(async move {
       let status = async {
-        let (mut connection, _) = connect::primary(&target).await?;
-        log::status(&mut connection, &Keys::of(&name))
+        let keys = Keys::of(&name);
+        let (mut connection, _) = connect::primary(&target, &keys).await?;
+        log::status(&mut connection, &keys)
           .await
           .map_err(|err| format!("{}: {err}", target.redacted()))
       };
