@@ -45,6 +45,15 @@ test('two machines share one object through a Redis that speaks only TLS, trusti
   await waitFor(async () => (await a.request('state')).data.n === 30, 10000, 'the patch of the command line on machine a')
 })
 
+test('a server that offers only TLS 1.2 is reached too', { skip: missing ?? false, timeout: 30000 }, async (t) => {
+  const { server, certs } = await tlsRedisServer(t, { protocols: 'TLSv1.2' })
+  const mem = new MemSync(uniqueName('tls12'), { n: 1 }, { dir: rendezvousDir(t), transport: rediss(server.port, certs.ca, certs.client), timeout: 10000 })
+  t.after(() => mem.stop())
+  await mem.start()
+  await mem.patch({ $inc: { n: 1 } })
+  assert.deepEqual(mem.data, { n: 2 })
+})
+
 test('a server certificate of a CA the machine does not trust, no client certificate for a server that checks clients, or a missing certificate file, rejects start() with ERR_TRANSPORT saying why, without the password', { skip: missing ?? false, timeout: 60000 }, async (t) => {
   const { server, certs, dir } = await tlsRedisServer(t)
   const stranger = certificates(dir, 'stranger')

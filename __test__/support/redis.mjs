@@ -170,18 +170,20 @@ export function certificates (dir, label) {
 }
 
 /**
- * One redis-server that speaks only TLS (its plain port off), with a certificate of a CA made
- * for the test; it asks clients for a certificate of that CA too (Redis's default). Resolves
- * with its process, the certificates' paths and the directory they are in.
+ * One redis-server that speaks only TLS (its plain port off; `protocols` as its tls-protocols),
+ * with a certificate of a CA made for the test; it asks clients for a certificate of that CA too
+ * (Redis's default). Resolves with its process, the certificates' paths and the directory they
+ * are in.
  */
-export async function tlsRedisServer (t) {
+export async function tlsRedisServer (t, { protocols = 'TLSv1.2 TLSv1.3' } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memsync-redis-tls-'))
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
   const certs = certificates(dir, 'test')
   const port = await freePort()
   const server = start(t, 'redis-server', [
     '--port', '0', '--tls-port', port, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
-    '--tls-cert-file', certs.server.cert, '--tls-key-file', certs.server.key, '--tls-ca-cert-file', certs.ca
+    '--tls-cert-file', certs.server.cert, '--tls-key-file', certs.server.key, '--tls-ca-cert-file', certs.ca,
+    '--tls-protocols', protocols
   ], port, 'redis-tls')
   // No plain port to PING: the server's own log says when it listens.
   await waitFor(() => server.log.includes('Ready to accept connections'), 10000, `the TLS redis-server on ${port}`)
