@@ -162,7 +162,10 @@ export interface MemSyncOptions {
   dir?: string
   /**
    * Shares the object with processes on other machines through Redis:
-   * `redis://[user:password@]host:port[/db]` or `redis+sentinel://host:port,host:port/master`,
+   * `redis://[user:password@]host:port[/db]`, over TLS
+   * `rediss://[user:password@]host:port[/db][?ca=<file>&cert=<file>&key=<file>]` (PEM files: the
+   * CA to trust instead of the system's, a client certificate and its key),
+   * `redis+sentinel://host:port,host:port/master[/db]` or `redis+cluster://host:port,host:port`,
    * or the same as an object (see {@link TransportOptions}). Each machine's host bridges its
    * processes to the log (in progress: issue 17).
    */

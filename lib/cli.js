@@ -29,7 +29,7 @@ const COMMON_OPTIONS = {
 const COMMON_HELP = `Options:
   --dir <dir>      the rendezvous directory (default: $XDG_RUNTIME_DIR/memsync, else <tmp>/memsync-<uid>)
   --timeout <ms>   how long to wait for the host (default ${DEFAULT_TIMEOUT_MS})
-  --transport <url>  reach the object through Redis (redis://host:port, redis+sentinel://...),
+  --transport <url>  reach the object through Redis (redis://, rediss://, redis+sentinel://, redis+cluster://),
                    as the processes of other machines share it (not with ls)
   --json           JSON output on a terminal too (it is JSON whenever stdout is not a terminal)
   -h, --help       this help`

@@ -255,8 +255,9 @@ async fn the_primary_is_reached_directly_or_through_a_sentinel_and_failures_hide
   // Both listen before they are asked.
   drop(connect(&server).await);
   drop(connect(&watcher).await);
+  let keys = Keys::of("reached");
   let direct = Target::parse(&format!("redis://127.0.0.1:{}", server.port)).unwrap();
-  let (mut connection, _) = primary(&direct).await.unwrap();
+  let (mut connection, _) = primary(&direct, &keys).await.unwrap();
   let pong: String = redis::cmd("PING")
     .query_async(&mut connection)
     .await
@@ -268,7 +269,7 @@ async fn the_primary_is_reached_directly_or_through_a_sentinel_and_failures_hide
     watcher.port
   ))
   .unwrap();
-  let err = primary(&through).await.map(|_| ()).unwrap_err();
+  let err = primary(&through, &keys).await.map(|_| ()).unwrap_err();
   // The password is for the data node, whose server has none: AUTH fails there.
   assert!(err.contains(":***@") && !err.contains("hunter2"), "{err}");
   let through = Target::parse(&format!(
@@ -276,7 +277,7 @@ async fn the_primary_is_reached_directly_or_through_a_sentinel_and_failures_hide
     watcher.port
   ))
   .unwrap();
-  let (mut connection, node) = primary(&through).await.unwrap();
+  let (mut connection, node) = primary(&through, &keys).await.unwrap();
   assert_eq!(node.port, server.port, "the sentinel names the server");
   let _: () = redis::cmd("SET")
     .arg("k")
@@ -289,7 +290,7 @@ async fn the_primary_is_reached_directly_or_through_a_sentinel_and_failures_hide
     watcher.port
   ))
   .unwrap();
-  let err = primary(&unknown).await.map(|_| ()).unwrap_err();
+  let err = primary(&unknown, &keys).await.map(|_| ()).unwrap_err();
   assert!(err.contains("knows no master 'other'"), "{err}");
 }
 

@@ -134,6 +134,113 @@ export async function sentinelDeployment (t, { replicas = 2, sentinels = 3, mast
   return { master, primary, replicas: replicaProcesses, sentinels: sentinelProcesses, url: `redis+sentinel://${sentinelProcesses.map((s) => `127.0.0.1:${s.port}`).join(',')}/${master}` }
 }
 
+/** Why TLS or Cluster tests cannot run here (they need openssl and redis-cli too), or null. */
+export function redisToolsMissing () {
+  for (const [binary, flag, from] of [['openssl', 'version', 'openssl'], ['redis-cli', '--version', 'redis-tools']]) {
+    if (spawnSync(binary, [flag]).error) return `${binary} is not installed (apt-get install ${from})`
+  }
+  return redisMissing()
+}
+
+function openssl (dir, ...args) {
+  const { status, stderr } = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' })
+  if (status !== 0) throw new Error(`openssl ${args.join(' ')}: ${stderr}`)
+}
+
+/**
+ * A CA (`<label>-ca.pem`) in `dir`, and certificates it signs for 127.0.0.1: `<label>-server.pem`
+ * and `<label>-client.pem`, with their keys (`.key`). Resolves with the paths.
+ */
+export function certificates (dir, label) {
+  const file = (name) => path.join(dir, `${label}-${name}`)
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+  openssl(dir, 'req', '-x509', ...ec, '-keyout', file('ca.key'), '-out', file('ca.pem'), '-days', '2', '-subj', `/CN=memsync test CA ${label}`)
+  fs.writeFileSync(file('ext'), 'subjectAltName=IP:127.0.0.1\n')
+  const sign = (name) => {
+    openssl(dir, 'req', ...ec, '-keyout', file(`${name}.key`), '-out', file(`${name}.csr`), '-subj', `/CN=memsync test ${name}`)
+    openssl(dir, 'x509', '-req', '-in', file(`${name}.csr`), '-CA', file('ca.pem'), '-CAkey', file('ca.key'), '-CAcreateserial', '-out', file(`${name}.pem`), '-days', '2', '-extfile', file('ext'))
+  }
+  sign('server')
+  sign('client')
+  return {
+    ca: file('ca.pem'),
+    server: { cert: file('server.pem'), key: file('server.key') },
+    client: { cert: file('client.pem'), key: file('client.key') }
+  }
+}
+
+/**
+ * One redis-server that speaks only TLS (its plain port off; `protocols` as its tls-protocols),
+ * with a certificate of a CA made for the test; it asks clients for a certificate of that CA too
+ * (Redis's default). Resolves with its process, the certificates' paths and the directory they
+ * are in.
+ */
+export async function tlsRedisServer (t, { protocols = 'TLSv1.2 TLSv1.3' } = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memsync-redis-tls-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const certs = certificates(dir, 'test')
+  const port = await freePort()
+  const server = start(t, 'redis-server', [
+    '--port', '0', '--tls-port', port, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
+    '--tls-cert-file', certs.server.cert, '--tls-key-file', certs.server.key, '--tls-ca-cert-file', certs.ca,
+    '--tls-protocols', protocols
+  ], port, 'redis-tls')
+  // No plain port to PING: the server's own log says when it listens.
+  await waitFor(() => server.log.includes('Ready to accept connections'), 10000, `the TLS redis-server on ${port}`)
+  return { server, certs, dir }
+}
+
+/**
+ * A Redis Cluster of `masters` primaries with `replicas` replicas each, on loopback ports (the
+ * cluster bus on ports of its own, so no port + 10000 overflows), made with
+ * `redis-cli --cluster create`. Resolves once every node reports `cluster_state:ok` and every
+ * replica is in sync, with the processes (`.port`) and the `redis+cluster://` URL of the primaries.
+ */
+export async function clusterDeployment (t, { masters = 3, replicas = 0, nodeTimeoutMs = 1000 } = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memsync-redis-cluster-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const nodes = []
+  for (let i = 0; i < masters * (1 + replicas); i++) {
+    const port = await freePort()
+    const bus = await freePort()
+    nodes.push(start(t, 'redis-server', [
+      '--port', port, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
+      '--cluster-enabled', 'yes', '--cluster-config-file', path.join(dir, `nodes-${port}.conf`),
+      '--cluster-port', bus, '--cluster-node-timeout', nodeTimeoutMs
+    ], port, `node${i}`))
+  }
+  for (const node of nodes) await ready(node.port)
+  // The first `masters` nodes become the primaries: redis-cli --cluster create lists them first.
+  const created = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', String(replicas), '--cluster-yes'], { encoding: 'utf8' })
+  if (created.status !== 0) throw new Error(`redis-cli --cluster create: ${created.stdout}${created.stderr}`)
+  await waitFor(async () => {
+    const infos = await Promise.all(nodes.map((node) => command(node.port, 'CLUSTER', 'INFO')))
+    return infos.every((info) => info.includes('cluster_state:ok'))
+  }, 20000, 'cluster_state:ok on every node')
+  if (replicas > 0) {
+    await waitFor(async () => {
+      const infos = await Promise.all(nodes.map((node) => command(node.port, 'INFO', 'replication')))
+      const synced = infos.filter((info) => info.includes('role:slave') && info.includes('master_link_status:up') && info.includes('master_sync_in_progress:0'))
+      return synced.length === masters * replicas
+    }, 20000, 'every replica in sync with its primary')
+  }
+  const primaries = []
+  for (const node of nodes) {
+    if ((await command(node.port, 'ROLE')).startsWith('*3\r\n$6\r\nmaster')) primaries.push(node)
+  }
+  return { nodes, primaries, url: `redis+cluster://${primaries.map((node) => `127.0.0.1:${node.port}`).join(',')}` }
+}
+
+/** The node of `nodes` that serves `key` (the others answer MOVED), or undefined. */
+export async function ownerOf (nodes, key) {
+  for (const node of nodes) {
+    try {
+      if ((await command(node.port, 'EXISTS', key)).startsWith(':')) return node
+    } catch {}
+  }
+  return undefined
+}
+
 /** The port of the primary the sentinel at `port` names for `master`. */
 export async function primaryPortOf (port, master) {
   const reply = await command(port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', master)

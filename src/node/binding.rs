@@ -703,8 +703,8 @@ pub fn transport_status<'env>(
   env
     .spawn_future(async move {
       let status = async {
-        let (mut connection, _) = connect::primary(&target).await?;
         let keys = Keys::of(&name);
+        let (mut connection, _) = connect::primary(&target, &keys).await?;
         let failed = |err: redis::RedisError| format!("{}: {err}", target.redacted());
         let log = log::status(&mut connection, &keys).await.map_err(failed)?;
         let machines = machines::listed(&mut connection, &keys)

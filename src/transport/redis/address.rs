@@ -1,6 +1,9 @@
 //! Where an object's Redis lives: the `transport` option's URL, read into a [`Target`].
 //!
-//! - `redis://[user[:password]@]host[:port][/db]`, `rediss://...` (TLS): one server;
+//! - `redis://[user[:password]@]host[:port][/db]`: one server;
+//! - `rediss://[user[:password]@]host[:port][/db][?ca=<file>&cert=<file>&key=<file>]`: one server
+//!   over TLS, trusting the CA certificates of `ca` (PEM) instead of the system's, and presenting
+//!   the client certificate `cert` with its key `key` when the server asks for one;
 //! - `redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/master[/db]`: the primary that
 //!   the sentinels name `master`;
 //! - `redis+cluster://[user[:password]@]host[:port][,host[:port]...]`: a Cluster, found from any of
@@ -11,8 +14,9 @@
 //! the URL without its password.
 
 use std::fmt;
+use std::path::PathBuf;
 
-use percent_encoding::percent_decode_str;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
 /// The port of a Redis server when the URL names none.
 pub const DEFAULT_PORT: u16 = 6379;
@@ -43,13 +47,24 @@ impl fmt::Debug for Auth {
   }
 }
 
+/// The files of a TLS connection (`rediss://...?ca=&cert=&key=`). Paths rather than PEM text: a
+/// URL is shown in errors and `memsync status`, and a file is read again at each connection, so a
+/// renewed certificate is taken without a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Tls {
+  /// The CA certificates (PEM) that the server's certificate must chain to; none: the system's.
+  pub ca: Option<PathBuf>,
+  /// The client certificate (PEM) and its private key, for a server that checks clients.
+  pub identity: Option<(PathBuf, PathBuf)>,
+}
+
 /// What a `transport` URL names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-  /// One server, over TLS when `tls` (`rediss://`).
+  /// One server, over TLS when `tls` is some (`rediss://`).
   Single {
     node: Node,
-    tls: bool,
+    tls: Option<Tls>,
     auth: Auth,
     db: u32,
   },
@@ -75,6 +90,16 @@ impl Target {
       Some((credentials, rest)) => (read_auth(credentials).map_err(|why| fail(&why))?, rest),
       None => (Auth::default(), rest),
     };
+    // The query follows the path; it holds file paths, hence split off before the path.
+    let (rest, query) = match rest.split_once('?') {
+      Some((rest, query)) => (rest, Some(query)),
+      None => (rest, None),
+    };
+    if query.is_some() && scheme != "rediss" {
+      return Err(fail(
+        "only rediss:// takes parameters (?ca=&cert=&key=, files of its TLS)",
+      ));
+    }
     let (hosts, path) = match rest.split_once('/') {
       Some((hosts, path)) => (hosts, Some(path)),
       None => (rest, None),
@@ -90,9 +115,13 @@ impl Target {
           [db] => read_db(db).map_err(|why| fail(&why))?,
           _ => return Err(fail("the path is a database number or nothing")),
         };
+        let tls = match scheme {
+          "rediss" => Some(read_tls(query.unwrap_or_default()).map_err(|why| fail(&why))?),
+          _ => None,
+        };
         Ok(Target::Single {
           node,
-          tls: scheme == "rediss",
+          tls,
           auth,
           db,
         })
@@ -133,7 +162,7 @@ impl Target {
         auth,
         db,
       } => (
-        if *tls { "rediss" } else { "redis" },
+        if tls.is_some() { "rediss" } else { "redis" },
         std::slice::from_ref(node),
         auth,
         (*db != 0).then(|| db.to_string()),
@@ -168,8 +197,77 @@ impl Target {
       })
       .collect();
     let path = path.map(|path| format!("/{path}")).unwrap_or_default();
-    format!("{scheme}://{credentials}{}{path}", hosts.join(","))
+    let query = match self {
+      Target::Single { tls: Some(tls), .. } => tls.query(),
+      _ => String::new(),
+    };
+    format!("{scheme}://{credentials}{}{path}{query}", hosts.join(","))
   }
+}
+
+/// What a file path keeps encoded in a query: what would end the value or the query, and `@`,
+/// which would read as the end of the credentials.
+const QUERY_VALUE: &AsciiSet = &CONTROLS
+  .add(b' ')
+  .add(b'%')
+  .add(b'&')
+  .add(b'#')
+  .add(b'=')
+  .add(b'@');
+
+impl Tls {
+  /// The URL's query that reads back into these files: `?ca=...&cert=...&key=...`, or nothing.
+  fn query(&self) -> String {
+    let mut parameters = Vec::new();
+    let mut add = |name: &str, path: &PathBuf| {
+      let value = utf8_percent_encode(&path.to_string_lossy(), QUERY_VALUE).to_string();
+      parameters.push(format!("{name}={value}"));
+    };
+    if let Some(ca) = &self.ca {
+      add("ca", ca);
+    }
+    if let Some((cert, key)) = &self.identity {
+      add("cert", cert);
+      add("key", key);
+    }
+    match parameters.is_empty() {
+      true => String::new(),
+      false => format!("?{}", parameters.join("&")),
+    }
+  }
+}
+
+/// The parameters of `rediss://...?ca=&cert=&key=`.
+fn read_tls(query: &str) -> Result<Tls, String> {
+  let (mut ca, mut cert, mut key) = (None, None, None);
+  for parameter in query.split('&').filter(|parameter| !parameter.is_empty()) {
+    let (name, value) = parameter
+      .split_once('=')
+      .ok_or_else(|| format!("the parameter '{parameter}' has no value (name=value)"))?;
+    let slot = match name {
+      "ca" => &mut ca,
+      "cert" => &mut cert,
+      "key" => &mut key,
+      other => {
+        return Err(format!(
+          "unknown parameter '{other}' (ca, cert and key: files of the TLS connection)"
+        ))
+      }
+    };
+    let value = decode(value)?;
+    if value.is_empty() {
+      return Err(format!("the parameter '{name}' names no file"));
+    }
+    if slot.replace(PathBuf::from(value)).is_some() {
+      return Err(format!("the parameter '{name}' is given twice"));
+    }
+  }
+  let identity = match (cert, key) {
+    (Some(cert), Some(key)) => Some((cert, key)),
+    (None, None) => None,
+    _ => return Err("a client certificate needs both cert and key".into()),
+  };
+  Ok(Tls { ca, identity })
 }
 
 /// `url` with whatever stands between `://` and the last `@` reduced to its user name.
@@ -272,7 +370,7 @@ mod tests {
       Target::parse("redis://localhost").unwrap(),
       Target::Single {
         node: node("localhost", 6379),
-        tls: false,
+        tls: None,
         auth: Auth::default(),
         db: 0
       }
@@ -282,7 +380,7 @@ mod tests {
       target,
       Target::Single {
         node: node("cache.internal", 6380),
-        tls: true,
+        tls: Some(Tls::default()),
         auth: Auth {
           user: Some("app".into()),
           password: Some("p@ss".into())
@@ -293,6 +391,35 @@ mod tests {
     assert_eq!(target.redacted(), "rediss://app:***@cache.internal:6380/2");
     let ipv6 = Target::parse("redis://:secret@[::1]:7000").unwrap();
     assert_eq!(ipv6.redacted(), "redis://:***@[::1]:7000");
+  }
+
+  #[test]
+  fn tls_files_come_from_the_query_and_show_in_the_redacted_url() {
+    let url = "rediss://:pw@h:6380/1?ca=/etc/ca.pem&cert=/my%20certs/c.pem&key=/k%26%40.pem";
+    let target = Target::parse(url).unwrap();
+    assert_eq!(
+      target,
+      Target::Single {
+        node: node("h", 6380),
+        tls: Some(Tls {
+          ca: Some("/etc/ca.pem".into()),
+          identity: Some(("/my certs/c.pem".into(), "/k&@.pem".into())),
+        }),
+        auth: Auth {
+          user: None,
+          password: Some("pw".into())
+        },
+        db: 1
+      }
+    );
+    assert_eq!(
+      target.redacted(),
+      "rediss://:***@h:6380/1?ca=/etc/ca.pem&cert=/my%20certs/c.pem&key=/k%26%40.pem"
+    );
+    let reread = target.redacted().replace("***", "pw");
+    assert_eq!(Target::parse(&reread).unwrap(), target);
+    let no_path = Target::parse("rediss://h?ca=/ca.pem").unwrap();
+    assert_eq!(no_path.redacted(), "rediss://h:6379?ca=/ca.pem");
   }
 
   #[test]
@@ -337,6 +464,18 @@ mod tests {
       ("redis+sentinel://:hunter2@s1,s2", "name the master"),
       ("redis+cluster://:hunter2@a/0", "no database number"),
       ("redis://:hunter2@[::1:6379", "does not close"),
+      (
+        "redis://:hunter2@h?ca=/ca.pem",
+        "only rediss:// takes parameters",
+      ),
+      (
+        "rediss://:hunter2@h?cafile=/ca.pem",
+        "unknown parameter 'cafile'",
+      ),
+      ("rediss://:hunter2@h?ca", "has no value"),
+      ("rediss://:hunter2@h?ca=", "names no file"),
+      ("rediss://:hunter2@h?ca=/a&ca=/b", "given twice"),
+      ("rediss://:hunter2@h?cert=/c.pem", "needs both cert and key"),
     ];
     for (url, why) in cases {
       let err = Target::parse(url).unwrap_err();

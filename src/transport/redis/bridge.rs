@@ -656,8 +656,8 @@ impl Compactor {
   }
 }
 
-/// Whether the server at `server` is still the primary (by its role, and by the sentinels) and
-/// the log still holds `last`.
+/// Whether the server at `server` is still the primary (by its role, and by the sentinels or the
+/// Cluster) and the log still holds `last`.
 async fn check(
   connection: &mut MultiplexedConnection,
   server: &Server<'_>,
@@ -669,14 +669,16 @@ async fn check(
       "the server is no longer the primary".into(),
     ));
   }
-  match connect::named_primary(server.target).await {
+  match connect::named_primary(server.target, keys).await {
     Ok(Some(named)) if named != server.node => {
       return Err(Fault::Connection(format!(
-        "the sentinels now name {}:{} the primary",
-        named.host, named.port
+        "{} now names {}:{} the primary",
+        connect::namer(server.target),
+        named.host,
+        named.port
       )))
     }
-    // Sentinels that cannot be asked leave the question to the server's role.
+    // Sentinels or nodes that cannot be asked leave the question to the server's role.
     Ok(_) | Err(_) => {}
   }
   let Some(last) = last.filter(|last| last.version > 0) else {
@@ -733,7 +735,9 @@ pub async fn start(replica: &Arc<Replica>, shared: &Shared) -> Result<Running, E
   let target = shared.target.clone();
   let keys = Keys::of(replica.name());
   let fail = |why: String| Error::Transport(format!("{}: {why}", target.redacted()));
-  let (mut writing, reading, node) = connect_both(&target).await.map_err(Error::Transport)?;
+  let (mut writing, reading, node) = connect_both(&target, &keys)
+    .await
+    .map_err(Error::Transport)?;
   log::check_keys(&mut writing, &keys).await.map_err(fail)?;
   let elsewhere = machines::processes_elsewhere(&mut writing, &keys, replica.origin())
     .await
@@ -821,7 +825,7 @@ async fn supervise(
   loop {
     let (mut writing, mut reading, node) = match connections.take() {
       Some(both) => both,
-      None => match connect_both(target).await {
+      None => match connect_both(target, keys).await {
         Ok(both) => both,
         Err(why) => {
           note_outage(replica, &mut outage, &why);
@@ -895,9 +899,10 @@ async fn supervise(
 /// Two connections to one primary: the writer's and the reader's (which blocks on `XREAD`).
 async fn connect_both(
   target: &Target,
+  keys: &Keys,
 ) -> Result<(MultiplexedConnection, MultiplexedConnection, Node), String> {
-  let (writing, node) = connect::primary(target).await?;
-  let (reading, other) = connect::primary(target).await?;
+  let (writing, node) = connect::primary(target, keys).await?;
+  let (reading, other) = connect::primary(target, keys).await?;
   if other != node {
     return Err(format!(
       "the primary moved from {}:{} to {}:{} while connecting",

@@ -70,6 +70,26 @@ impl Keys {
   pub fn chunk(&self, version: u64, index: usize) -> String {
     format!("{}:snapshot:{version}:{index}", self.tag)
   }
+
+  /// The Cluster slot of every key of the object: that of the text inside the hash tag.
+  pub fn slot(&self) -> u16 {
+    hash_slot(&self.tag[1..self.tag.len() - 1])
+  }
+}
+
+/// Redis Cluster's slot of a hash tag's text: CRC16 (XMODEM) modulo 16384, as in the Cluster
+/// specification (redis-rs has it only behind its `cluster` feature, which this does not need).
+pub fn hash_slot(text: &str) -> u16 {
+  let crc = text.bytes().fold(0u16, |crc, byte| {
+    (0..8).fold(crc ^ (u16::from(byte) << 8), |crc, _| {
+      if crc & 0x8000 != 0 {
+        (crc << 1) ^ 0x1021
+      } else {
+        crc << 1
+      }
+    })
+  });
+  crc % 16384
 }
 
 /// A patch a bridge proposes: its origin's identity and sequence number, and its encoded entry.
@@ -343,5 +363,19 @@ fn entry_of(entry: redis::streams::StreamId) -> RedisResult<Entry> {
       "not a memsync log entry",
       entry.id,
     ))),
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn slots_are_redis_clusters() {
+    // The specification's check value of CRC16, and slots CLUSTER KEYSLOT gives.
+    assert_eq!(hash_slot("123456789"), 0x31c3);
+    assert_eq!(hash_slot("foo"), 12182);
+    assert_eq!(hash_slot("bar"), 5061);
+    assert_eq!(Keys::of("foo").slot(), hash_slot("ms:foo"));
   }
 }

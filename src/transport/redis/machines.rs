@@ -268,8 +268,8 @@ async fn session(
   cursors: &mut Cursors,
 ) -> String {
   let connected = async {
-    let (sending, _) = connect::primary(target).await?;
-    let (mut reading, _) = connect::primary(target).await?;
+    let (sending, _) = connect::primary(target, keys).await?;
+    let (mut reading, _) = connect::primary(target, keys).await?;
     if cursors.events.is_none() {
       cursors.events = Some(newest_event(&mut reading, keys).await?);
     }

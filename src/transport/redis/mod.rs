@@ -8,7 +8,8 @@
 //! - `outgoing`: a bridge's proposals from queued to confirmed, and what it proposes again after
 //!   Redis lost entries (pure).
 //! - `bridge`: the loops that propose this machine's patches and read the log back.
-//! - `connect`: a connection to the primary (one server, or found through the sentinels).
+//! - `connect`: a connection to the primary (one server, over TLS or not; found through the
+//!   sentinels; or the primary of the object's slot in a Cluster).
 //! - `snapshot`: snapshots of the log in chunks, and the trimming of what they make redundant.
 //! - `machines`: presence, RPC and events between machines, beside the log.
 //!
