@@ -54,7 +54,9 @@ test('two machines share objects through a Redis Cluster; objects whose slots ar
     assert.equal(state.version, 20)
     const result = await runCli(['status', '--transport', seed, name])
     assert.equal(result.code, 0, result.stderr)
-    assert.deepEqual(JSON.parse(result.stdout), { name, transport: seed, version: 20, logEntries: 20, snapshotVersion: null })
+    const { machines, ...status } = JSON.parse(result.stdout)
+    assert.deepEqual(status, { name, transport: seed, version: 20, logEntries: 20, snapshotVersion: null })
+    assert.deepEqual(machines.flatMap((m) => m.pids).sort(), [a.pid, b.pid].sort(), 'both machines present')
   }
   const owners = await Promise.all(names.map((name) => ownerOf(primaries, `{ms:${name}}:log`)))
   assert.notEqual(owners[0], owners[1], 'the two logs are on different primaries')

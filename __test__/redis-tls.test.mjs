@@ -23,7 +23,9 @@ test('two machines share one object through a Redis that speaks only TLS, trusti
   const name = uniqueName('tls')
   const config = { data: { n: 0, by: [] }, options: { transport: url } }
   const a = await spawnPeer(t, name, rendezvousDir(t), config, 'a')
-  const b = await spawnPeer(t, name, rendezvousDir(t), config, 'b')
+  // The same as an object, in ioredis's spirit.
+  const tls = { ca: certs.ca, cert: certs.client.cert, key: certs.client.key }
+  const b = await spawnPeer(t, name, rendezvousDir(t), { ...config, options: { transport: { host: '127.0.0.1', port: server.port, tls } } }, 'b')
   assert.equal((await a.request('start')).role, 'host')
   assert.equal((await b.request('start')).role, 'host')
   for (let i = 0; i < 10; i++) {
@@ -40,7 +42,9 @@ test('two machines share one object through a Redis that speaks only TLS, trusti
     assert.equal(result.code, 0, result.stderr)
     return JSON.parse(result.stdout)
   }
-  assert.deepEqual(await cli('status', '--transport', url, name), { name, transport: url, version: 20, logEntries: 20, snapshotVersion: null })
+  const { machines, ...status } = await cli('status', '--transport', url, name)
+  assert.deepEqual(status, { name, transport: url, version: 20, logEntries: 20, snapshotVersion: null })
+  assert.deepEqual(machines.flatMap((m) => m.pids).sort(), [a.pid, b.pid].sort(), 'both machines present')
   assert.deepEqual(await cli('patch', '--transport', url, name, '{"$inc":{"n":10}}'), { name, version: 21 })
   await waitFor(async () => (await a.request('state')).data.n === 30, 10000, 'the patch of the command line on machine a')
 })
