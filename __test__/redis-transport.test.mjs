@@ -54,6 +54,22 @@ test('a transport URL that is not one throws ERR_INVALID_ARG; an unreachable Red
   assert.doesNotMatch(error.message, /hunter2/)
 })
 
+test('a wrong password rejects start() with ERR_TRANSPORT, saying so without the password; the right one shares the object', { skip: missing ?? false, timeout: 30000 }, async (t) => {
+  const { server } = await redisServer(t, { password: 's3cret' })
+  const name = uniqueName('auth')
+  const wrong = new MemSync(name, {}, { dir: rendezvousDir(t), transport: `redis://:hunter2@127.0.0.1:${server.port}`, timeout: 10000 })
+  t.after(() => wrong.stop())
+  const error = await wrong.start().then(() => null, (error) => error)
+  assert.equal(error?.code, 'ERR_TRANSPORT', String(error))
+  assert.match(error.message, /authentication failed/i)
+  assert.doesNotMatch(error.message, /hunter2/)
+  const right = new MemSync(name, { n: 1 }, { dir: rendezvousDir(t), transport: { host: '127.0.0.1', port: server.port, password: 's3cret' }, timeout: 10000 })
+  t.after(() => right.stop())
+  assert.equal(await right.start(), 'host')
+  await right.patch({ $inc: { n: 1 } })
+  assert.equal(right.data.n, 2)
+})
+
 test('keys of the object holding foreign data, or written by another log protocol, are refused at start() and left as they were', { skip: missing ?? false, timeout: 30000 }, async (t) => {
   const { server } = await redisServer(t)
   const foreign = uniqueName('foreign')

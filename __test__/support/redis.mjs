@@ -46,7 +46,8 @@ async function ready (port, timeoutMs = 10000) {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     try {
-      if ((await command(port, 'PING')).startsWith('+PONG')) return
+      // A server with a password answers NOAUTH: it is up.
+      if (/^(\+PONG|-NOAUTH)/.test(await command(port, 'PING'))) return
     } catch {}
     if (Date.now() > deadline) throw new Error(`redis on port ${port} did not answer PING within ${timeoutMs} ms`)
     await new Promise((resolve) => setTimeout(resolve, 25))
@@ -77,11 +78,12 @@ function start (t, binary, args, port, label) {
 }
 
 /** One redis-server on a free loopback port; resolves with its process (`.port`) and URL. */
-export async function redisServer (t) {
+export async function redisServer (t, { password } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memsync-redis-'))
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
   const port = await freePort()
-  const server = start(t, 'redis-server', ['--port', port, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], port, 'redis')
+  const auth = password === undefined ? [] : ['--requirepass', password]
+  const server = start(t, 'redis-server', ['--port', port, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...auth], port, 'redis')
   await ready(port)
   return { server, url: `redis://127.0.0.1:${port}` }
 }
