@@ -45,6 +45,10 @@ use crate::clock::Hlc;
 use crate::core::message::RawJson;
 use crate::patch::{apply_changes, Change, Context, Key, PatchError, Update};
 
+/// The most full rebases after which the index is not rebuilt (see `Pending::backoff`): a
+/// patch that would commute waits at most this many rebases to be taken without one.
+const MAX_SKIP: u32 = 16;
+
 /// An own patch that the host has not ordered yet.
 pub(crate) struct PendingPatch {
   pub seq: u64,
@@ -64,8 +68,14 @@ pub(crate) struct PendingPatch {
 pub(crate) struct Pending {
   patches: VecDeque<PendingPatch>,
   /// What the pending patches touch; `None` while they are undone (their records are being
-  /// rewritten, and nothing may go under them but through the full rebase).
+  /// rewritten, and nothing may go under them but through the full rebase), or when it was not
+  /// rebuilt after one (`skip`).
   index: Option<Index>,
+  /// Full rebases after which the index is not rebuilt: doubled (up to [`MAX_SKIP`]) each time a
+  /// rebuilt index is found in the way, so that a writer of the same paths as this process's,
+  /// patch after patch, does not make every rebase pay for an index it cannot use.
+  backoff: u32,
+  skip: u32,
   /// Tests: every patch received goes through the full rebase, the reference for the rule.
   #[cfg(test)]
   pub full_rebase_only: bool,
@@ -76,6 +86,8 @@ impl Default for Pending {
     Pending {
       patches: VecDeque::new(),
       index: Some(Index::default()),
+      backoff: 0,
+      skip: 0,
       #[cfg(test)]
       full_rebase_only: false,
     }
@@ -159,7 +171,8 @@ impl Pending {
   /// Applies every pending patch again on `data`, oldest first, appending their changes to
   /// `all`. One that no longer applies stays pending without effect: the host decides.
   pub fn redo(&mut self, data: &mut Value, all: &mut Vec<Change>) {
-    let mut index = Index::default();
+    let mut index = (self.skip == 0).then(Index::default);
+    self.skip = self.skip.saturating_sub(1);
     for patch in self.patches.iter_mut() {
       let context = Context {
         now_ms: patch.hlc.ms as i64,
@@ -177,27 +190,29 @@ impl Pending {
           patch.failure = Some(err);
         }
       }
-      index.count(patch, true);
+      if let Some(index) = &mut index {
+        index.count(patch, true);
+      }
     }
-    self.index = Some(index);
+    self.index = index;
   }
 
   /// Whether `changes`, made by a patch ordered before the pending ones on the document without
   /// them, may be applied on `data` (the document with them) in place of the full rebase, with
   /// the same result (see the module's rule).
-  pub fn commutes(&self, changes: &[Change], data: &Value) -> bool {
+  pub fn commutes(&mut self, changes: &[Change], data: &Value) -> bool {
     if self.patches.is_empty() {
       return true;
     }
     let Some(index) = self.usable_index() else {
       return false;
     };
-    changes.iter().all(|change| {
+    let commutes = changes.iter().all(|change| {
       if matches!(change, Change::Move { .. }) {
         return false;
       }
       let path = change.path();
-      if index.paths.overlaps(&cut_keys(path), Use::Touched) {
+      if index.paths.overlaps(cut_keys(path), Use::Touched) {
         return false;
       }
       match change {
@@ -207,22 +222,35 @@ impl Pending {
         },
         _ => true,
       }
-    })
+    });
+    self.found(commutes)
   }
 
   /// Whether `update` may be planned on the document with the pending patches and plan what it
   /// would on the document without them: they wrote none of its target paths, nor `_id`.
-  pub fn unwritten(&self, update: &Update) -> bool {
+  pub fn unwritten(&mut self, update: &Update) -> bool {
     if self.patches.is_empty() {
       return true;
     }
     let Some(index) = self.usable_index() else {
       return false;
     };
-    !index.paths.overlaps(&["_id"], Use::Written)
+    let unwritten = !index.paths.overlaps(["_id"].into_iter(), Use::Written)
       && update
         .targets()
-        .all(|target| !index.paths.overlaps(&cut_text(target.path), Use::Written))
+        .all(|target| !index.paths.overlaps(cut_text(target.path), Use::Written));
+    self.found(unwritten)
+  }
+
+  /// Notes what the index said (`clear`: the patch may go under the pending ones), and says it.
+  fn found(&mut self, clear: bool) -> bool {
+    if clear {
+      self.backoff = 0;
+    } else {
+      self.backoff = (self.backoff * 2).clamp(1, MAX_SKIP);
+      self.skip = self.backoff;
+    }
+    clear
   }
 
   /// The index, when it describes every pending patch.
@@ -265,8 +293,9 @@ struct Node {
 }
 
 impl Node {
-  /// Counts `path` in (`add`) or out, as touched, and as written when `written`.
-  fn count(&mut self, path: &[&str], written: bool, add: bool) {
+  /// Counts `path` in (`add`) or out, as touched, and as written when `written`. A name is
+  /// copied only for a new node: this runs for every pending patch made, settled and redone.
+  fn count<'p>(&mut self, mut path: impl Iterator<Item = &'p str>, written: bool, add: bool) {
     let uses = if written { 2 } else { 1 };
     let step = |counts: &mut [usize; 2]| {
       for count in &mut counts[..uses] {
@@ -278,29 +307,31 @@ impl Node {
       }
     };
     step(&mut self.below);
-    let Some((first, rest)) = path.split_first() else {
+    let Some(first) = path.next() else {
       step(&mut self.here);
       return;
     };
-    if !add && !self.children.contains_key(*first) {
-      return;
+    if add && !self.children.contains_key(first) {
+      self.children.insert(first.to_owned(), Node::default());
     }
-    let child = self.children.entry((*first).to_owned()).or_default();
-    child.count(rest, written, add);
+    let Some(child) = self.children.get_mut(first) else {
+      return;
+    };
+    child.count(path, written, add);
     if child.below[0] == 0 {
-      self.children.remove(*first);
+      self.children.remove(first);
     }
   }
 
   /// Whether a path counted as `used` overlaps `path`: is a prefix of it, or has it as prefix.
-  fn overlaps(&self, path: &[&str], used: Use) -> bool {
+  fn overlaps<'p>(&self, path: impl Iterator<Item = &'p str>, used: Use) -> bool {
     let slot = used as usize;
     let mut node = self;
     for part in path {
       if node.here[slot] > 0 {
         return true;
       }
-      match node.children.get(*part) {
+      match node.children.get(part) {
         Some(child) => node = child,
         None => return false,
       }
@@ -326,10 +357,10 @@ impl Index {
       return;
     }
     for target in patch.update.targets() {
-      self.paths.count(&cut_text(target.path), false, add);
+      self.paths.count(cut_text(target.path), false, add);
     }
     for change in patch.changes.iter().chain(undo) {
-      self.paths.count(&cut_keys(change.path()), true, add);
+      self.paths.count(cut_keys(change.path()), true, add);
     }
     // A key removed by the patch or by its undo (which removes what the patch created); one
     // inside an array is covered by the array's path.
@@ -364,23 +395,19 @@ impl Index {
 }
 
 /// The object keys of `path` up to its first array index.
-fn cut_keys(path: &[Key]) -> Vec<&str> {
-  path
-    .iter()
-    .map_while(|key| match key {
-      Key::Field(name) => Some(name.as_str()),
-      Key::Index(_) => None,
-    })
-    .collect()
+fn cut_keys(path: &[Key]) -> impl Iterator<Item = &str> {
+  path.iter().map_while(|key| match key {
+    Key::Field(name) => Some(name.as_str()),
+    Key::Index(_) => None,
+  })
 }
 
 /// The components of a dotted update path up to the first that may index an array (numeric)
 /// or is an operator (`$[]`; `$`-prefixed names are cut too, which only widens the path).
-fn cut_text(path: &str) -> Vec<&str> {
+fn cut_text(path: &str) -> impl Iterator<Item = &str> {
   path
     .split('.')
     .take_while(|part| !part.starts_with('$') && !part.bytes().all(|byte| byte.is_ascii_digit()))
-    .collect()
 }
 
 /// The names of `path`, when it has no array index.
@@ -419,7 +446,7 @@ mod tests {
   fn paths(entries: &[(&str, bool)]) -> Node {
     let mut node = Node::default();
     for (path, written) in entries {
-      node.count(&cut_text(path), *written, true);
+      node.count(cut_text(path), *written, true);
     }
     node
   }
@@ -437,30 +464,38 @@ mod tests {
       ("c.d", true, false),
       ("d", false, false),
     ] {
-      let path = cut_text(path);
-      assert_eq!(node.overlaps(&path, Use::Touched), touched, "{path:?}");
-      assert_eq!(node.overlaps(&path, Use::Written), written, "{path:?}");
+      assert_eq!(
+        node.overlaps(cut_text(path), Use::Touched),
+        touched,
+        "{path}"
+      );
+      assert_eq!(
+        node.overlaps(cut_text(path), Use::Written),
+        written,
+        "{path}"
+      );
     }
   }
 
   #[test]
   fn paths_are_cut_at_the_first_array_index_or_operator() {
-    assert_eq!(cut_text("a.b.0.c"), ["a", "b"]);
-    assert_eq!(cut_text("a.$[].c"), ["a"]);
-    assert_eq!(cut_text("a.$b"), ["a"]);
+    let cut = |path| cut_text(path).collect::<Vec<_>>();
+    assert_eq!(cut("a.b.0.c"), ["a", "b"]);
+    assert_eq!(cut("a.$[].c"), ["a"]);
+    assert_eq!(cut("a.$b"), ["a"]);
     let keys = [
       Key::Field("a".into()),
       Key::Index(2),
       Key::Field("b".into()),
     ];
-    assert_eq!(cut_keys(&keys), ["a"]);
+    assert_eq!(cut_keys(&keys).collect::<Vec<_>>(), ["a"]);
   }
 
   #[test]
   fn counted_out_paths_leave_nothing_behind() {
     let mut node = paths(&[("a.b", true), ("a.c", false), ("a.b", false)]);
     for (path, written) in [("a.b", true), ("a.c", false), ("a.b", false)] {
-      node.count(&cut_text(path), written, false);
+      node.count(cut_text(path), written, false);
     }
     assert!(node.children.is_empty());
     assert_eq!((node.here, node.below), ([0, 0], [0, 0]));
