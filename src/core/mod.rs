@@ -4,6 +4,8 @@
 //! - [`message`]: what replicas say to each other.
 //! - [`order`]: the ordering rules (dedupe, stale writes, the engine's verdict), for any
 //!   sequencer.
+//! - `pending`: a replica's pending patches, and when a patch ordered elsewhere goes under them
+//!   without a full rebase.
 //! - [`replica`]: one instance's copy of the document: pending patches and rebases, ordering on a
 //!   host, the events for JS.
 //! - [`exchange`]: RPC routing, the event bus, writer limits and locks beside the document.
@@ -16,4 +18,5 @@ pub mod link;
 pub mod locks;
 pub mod message;
 pub mod order;
+mod pending;
 pub mod replica;

@@ -34,8 +34,9 @@ use crate::core::exchange::{Effects, Exchange, LOCK_GRACE};
 use crate::core::link::{Fence, Followers, Link, Proposer};
 use crate::core::message::{LogEntry, Message, RawJson};
 use crate::core::order::{Order, Progress, Verdict};
+use crate::core::pending::{Pending, PendingPatch};
 use crate::error::{Code, Error, Result};
-use crate::patch::{apply_changes, compact, depth, Change, Context, PatchError, Update, MAX_DEPTH};
+use crate::patch::{apply_changes, compact, depth, Change, Context, Update, MAX_DEPTH};
 
 /// Ordered entries a client keeps to hand to a new host that missed them after a failover.
 const LOG_LEN: usize = 4096;
@@ -97,7 +98,7 @@ struct Inner {
   role: Role,
   clock: Clock,
   next_seq: u64,
-  pending: VecDeque<Pending>,
+  pending: Pending,
   history: History,
   last_update: ParsedUpdate,
   /// Host only: the last update text a client sent, parsed (clients repeat their updates).
@@ -178,21 +179,6 @@ struct History {
   served: bool,
 }
 
-/// An own patch that the host has not ordered yet.
-struct Pending {
-  seq: u64,
-  hlc: Hlc,
-  update_text: RawJson,
-  update: Arc<Update>,
-  /// Reverts its local effect; `None` when it could not be applied on the current base (the
-  /// host will decide).
-  undo: Option<Vec<Change>>,
-  /// Why it could not be applied on the current base, when it could not.
-  failure: Option<PatchError>,
-  /// Its local effect, which a new host broadcasts when it orders the patch.
-  changes: Vec<Change>,
-}
-
 struct ParsedUpdate {
   text: RawJson,
   /// Shared with the pending patches made from it, which would otherwise copy it.
@@ -241,7 +227,7 @@ impl Replica {
         role: Role::Offline,
         clock: Clock::new(),
         next_seq: 1,
-        pending: VecDeque::new(),
+        pending: Pending::default(),
         history: History {
           order: Order::default(),
           log: VecDeque::new(),
@@ -420,7 +406,7 @@ impl Replica {
             .is_some_and(|to_host| to_host.queue(&patch_message(seq, hlc, &update_text))),
         };
         let event = own_event(seq, 0, &changes, queued);
-        inner.pending.push_back(Pending {
+        inner.pending.push_back(PendingPatch {
           seq,
           hlc,
           update_text,
@@ -479,7 +465,7 @@ impl Replica {
     inner.role = Role::Host;
     inner.history.served = false;
     inner.to_host = None;
-    let pending = std::mem::take(&mut inner.pending);
+    let pending = inner.pending.take();
     for patch in pending {
       match patch.undo {
         Some(_) => {
@@ -543,7 +529,7 @@ impl Replica {
     inner.role = Role::Host;
     inner.history.served = false;
     inner.to_host = None;
-    for patch in &inner.pending {
+    for patch in inner.pending.iter() {
       proposer.propose(self.origin, patch.seq, patch.hlc, &patch.update_text);
     }
     inner.proposer = Some(proposer.clone());
@@ -788,23 +774,37 @@ impl Replica {
         inner.history.keep(version, origin, seq, hlc, update);
         continue;
       }
-      if !undone {
-        all.extend(inner.undo_pending()?);
-        undone = true;
-      }
-      let verdict = match inner.parse_received(&update) {
-        Ok(parsed) => {
-          let Inner { history, data, .. } = &mut *inner;
-          history
-            .order
-            .decide_logged(version, origin, seq, hlc, &parsed, data)
+      let parsed = inner.parse_received(&update);
+      // Another machine's entry is decided where the replica stands when that gives what the
+      // full rebase would (see `Inner::decide_over_pending`).
+      let over = match &parsed {
+        Ok(parsed) if !undone && origin != self.origin => {
+          inner.decide_over_pending(version, origin, seq, hlc, parsed)?
         }
-        Err(err) => {
-          inner.history.order.record(version, origin, seq);
-          Verdict::Refused(match err {
-            Error::Patch(err) => err,
-            other => return Err(other.to_string()),
-          })
+        _ => None,
+      };
+      let verdict = match over {
+        Some(verdict) => verdict,
+        None => {
+          if !undone {
+            all.extend(inner.undo_pending()?);
+            undone = true;
+          }
+          match parsed {
+            Ok(parsed) => {
+              let Inner { history, data, .. } = &mut *inner;
+              history
+                .order
+                .decide_logged(version, origin, seq, hlc, &parsed, data)
+            }
+            Err(err) => {
+              inner.history.order.record(version, origin, seq);
+              Verdict::Refused(match err {
+                Error::Patch(err) => err,
+                other => return Err(other.to_string()),
+              })
+            }
+          }
         }
       };
       let failure = match verdict {
@@ -927,7 +927,7 @@ impl Replica {
     if !missed.is_empty() {
       to_host.queue(&Message::Catchup { entries: missed });
     }
-    for patch in &inner.pending {
+    for patch in inner.pending.iter() {
       to_host.queue(&patch_message(patch.seq, patch.hlc, &patch.update_text));
     }
     inner.to_host = Some(to_host.clone());
@@ -974,13 +974,15 @@ impl Replica {
             // Applied on exactly this base already: nothing to change.
             inner.pending.pop_front();
           } else {
-            // Any other ordered patch goes under the pending ones.
-            if !undone {
+            // Any other ordered patch goes under the pending ones: applied where the replica
+            // stands when it commutes with them, else by the full rebase.
+            let changes: Vec<Change> =
+              serde_json::from_str(changes.get()).map_err(|err| err.to_string())?;
+            let under = origin != self.origin && inner.pending.commutes(&changes, &inner.data);
+            if !undone && !under {
               all.extend(inner.undo_pending()?);
               undone = true;
             }
-            let changes: Vec<Change> =
-              serde_json::from_str(changes.get()).map_err(|err| err.to_string())?;
             apply_changes(&mut inner.data, &changes)?;
             all.extend(changes);
           }
@@ -1087,6 +1089,45 @@ impl Inner {
     Ok(())
   }
 
+  /// Bridge: decides the log's entry at `version` (another origin's) on the document with the
+  /// pending patches, when that gives what the full rebase would: `update` reads nothing they
+  /// wrote, so it plans the same there, and its changes commute with them (see `pending`).
+  /// `None`: nothing was decided, the caller rebases.
+  fn decide_over_pending(
+    &mut self,
+    version: u64,
+    origin: u64,
+    seq: u64,
+    hlc: Hlc,
+    update: &Update,
+  ) -> std::result::Result<Option<Verdict>, String> {
+    if !self.pending.unwritten(update) {
+      return Ok(None);
+    }
+    let order = &mut self.history.order;
+    let context = Context {
+      now_ms: hlc.ms as i64,
+    };
+    // A duplicate or a stale write is decided without the document.
+    if !order.admits(origin, seq, hlc, update) {
+      let verdict = order.decide_logged(version, origin, seq, hlc, update, &mut self.data);
+      return Ok(Some(verdict));
+    }
+    match update.plan(&self.data, &context) {
+      Ok(changes) if self.pending.commutes(&changes, &self.data) => {
+        apply_changes(&mut self.data, &changes)?;
+        order.accept_logged(version, origin, seq, hlc, update);
+        Ok(Some(Verdict::Ordered { version, changes }))
+      }
+      Ok(_) => Ok(None),
+      // The refusal, and its message, that the document without the pending patches gets.
+      Err(_) => {
+        let verdict = order.decide_logged(version, origin, seq, hlc, update, &mut self.data);
+        Ok(Some(verdict))
+      }
+    }
+  }
+
   /// The parsed form of a client's update; the last one is kept, as clients repeat theirs.
   fn parse_received(&mut self, update: &RawJson) -> Result<Arc<Update>> {
     if let Some((text, parsed)) = &self.last_received {
@@ -1173,38 +1214,13 @@ impl Inner {
 
   /// Reverts every pending patch, newest first; returns the changes that did it.
   fn undo_pending(&mut self) -> std::result::Result<Vec<Change>, String> {
-    let mut all = Vec::new();
-    for patch in self.pending.iter_mut().rev() {
-      if let Some(undo) = patch.undo.take() {
-        apply_changes(&mut self.data, &undo)?;
-        all.extend(undo);
-      }
-    }
-    Ok(all)
+    self.pending.undo(&mut self.data)
   }
 
   /// Applies every pending patch again, oldest first, appending their changes to `all`. One that
   /// no longer applies stays pending without effect: the host decides.
   fn redo_pending(&mut self, all: &mut Vec<Change>) {
-    let Inner { data, pending, .. } = self;
-    for patch in pending.iter_mut() {
-      let context = Context {
-        now_ms: patch.hlc.ms as i64,
-      };
-      match patch.update.apply_with_undo(data, &context) {
-        Ok((changes, undo)) => {
-          all.extend(changes.iter().cloned());
-          patch.changes = changes;
-          patch.undo = Some(undo);
-          patch.failure = None;
-        }
-        Err(err) => {
-          patch.changes.clear();
-          patch.undo = None;
-          patch.failure = Some(err);
-        }
-      }
-    }
+    self.pending.redo(&mut self.data, all);
   }
 }
 
@@ -1270,9 +1286,7 @@ impl Replica {
     inner.history.order = Order::from_progress(progress);
     inner.history.log.clear();
     inner.history.log_bytes = 0;
-    for patch in &mut inner.pending {
-      patch.undo = None;
-    }
+    inner.pending.forget_effects();
     inner.events.push(&Event::Snapshot {
       version,
       data: Document::Value(&data),
@@ -1878,6 +1892,26 @@ mod tests {
   }
 
   #[test]
+  fn a_patch_on_other_paths_goes_under_the_pending_ones_without_moving_them() {
+    let mut network = Network::new(json!({ "mine": 0, "theirs": 0 }));
+    network.client.drain();
+    for _ in 0..3 {
+      network.client.patch(r#"{"$inc":{"mine":1}}"#).unwrap();
+    }
+    network.host.patch(r#"{"$inc":{"theirs":1}}"#).unwrap();
+    network.deliver_to_client();
+    assert_eq!(
+      network.client.drain(),
+      r#"[["c",1,[["s",["theirs"],1]],[]]]"#,
+      "JS hears of the other patch alone"
+    );
+    assert_eq!(data(&network.client), json!({ "mine": 3, "theirs": 1 }));
+    network.deliver_to_host();
+    network.deliver_to_client();
+    network.assert_converged();
+  }
+
+  #[test]
   fn pending_patches_are_rebased_on_what_the_host_ordered_first() {
     let mut network = Network::new(json!({ "list": [] }));
     network.client.drain();
@@ -2204,5 +2238,375 @@ mod tests {
     assert_eq!(replica.read("a.list.01.b"), Some(json!(2)));
     assert_eq!(replica.read("a.missing"), None);
     assert_eq!(replica.read("a.list.0.x"), None);
+  }
+
+  /// What JS holds and hears from a replica: the document its change lists build, the patches
+  /// it is told of (`receivedPatches`), and every other event, in order.
+  #[derive(Default, Debug, PartialEq)]
+  struct Listener {
+    data: String,
+    received: Vec<Value>,
+    events: Vec<Value>,
+  }
+
+  impl Listener {
+    /// Takes events as `patch()` or `drain()` hands them to JS.
+    fn hear(&mut self, events: &str) {
+      let events: Vec<Value> = serde_json::from_str(events).unwrap();
+      let mut data: Value = serde_json::from_str(&self.data).unwrap_or(Value::Null);
+      for event in events {
+        let at = match event[0].as_str() {
+          Some("r") => {
+            data = event[2].clone();
+            continue;
+          }
+          Some("o") => 3,
+          Some("c") => 2,
+          _ => {
+            self.events.push(event);
+            continue;
+          }
+        };
+        if !event[at].is_null() {
+          let changes: Vec<Change> = serde_json::from_value(event[at].clone()).unwrap();
+          apply_changes(&mut data, &changes).unwrap();
+        }
+        match event[0].as_str() {
+          Some("c") => self
+            .received
+            .extend(event[3].as_array().unwrap().iter().cloned()),
+          _ => self.events.push(event),
+        }
+      }
+      self.data = serde_json::to_string(&data).unwrap();
+    }
+  }
+
+  /// A replica's document (its text: key order counts) and pending patches' records.
+  fn state(replica: &Replica) -> String {
+    let inner = replica.inner.lock();
+    let pending: Vec<String> = inner
+      .pending
+      .iter()
+      .map(|patch| {
+        format!(
+          "{} {:?} {:?} {:?}",
+          patch.seq,
+          patch.changes,
+          patch.undo,
+          patch.failure.as_ref().map(ToString::to_string)
+        )
+      })
+      .collect();
+    format!(
+      "{} {} {pending:?}",
+      inner.history.order.version(),
+      serde_json::to_string(&inner.data).unwrap()
+    )
+  }
+
+  /// Twin replicas, one that takes patches ordered elsewhere under its pending ones when they
+  /// commute, one that always rebases in full: everything each holds and tells must agree.
+  struct Twins {
+    fast: Replica,
+    full: Replica,
+    heard: [Listener; 2],
+  }
+
+  impl Twins {
+    fn new(data: Value, origin: u64, time: &Time) -> Twins {
+      let fast = Replica::with_time("t", data.clone(), origin, time.clone()).unwrap();
+      let full = Replica::with_time("t", data.clone(), origin, time.clone()).unwrap();
+      full.inner.lock().pending.full_rebase_only = true;
+      for replica in [&fast, &full] {
+        replica.set_wants_received(true);
+      }
+      let heard = || Listener {
+        data: data.to_string(),
+        ..Listener::default()
+      };
+      Twins {
+        fast,
+        full,
+        heard: [heard(), heard()],
+      }
+    }
+
+    fn both<T: PartialEq + std::fmt::Debug>(&mut self, what: &str, f: impl Fn(&Replica) -> T) -> T {
+      let (fast, full) = (f(&self.fast), f(&self.full));
+      assert_eq!(fast, full, "{what}");
+      fast
+    }
+
+    fn patch(&mut self, update: &str) {
+      let events = self.both("a local patch", |replica| {
+        replica.patch(update).map_err(|err| err.to_string())
+      });
+      for heard in self.heard.iter_mut() {
+        heard.hear(events.as_deref().unwrap_or("[]"));
+      }
+    }
+
+    fn check(&mut self, step: &str) {
+      assert_eq!(state(&self.fast), state(&self.full), "after {step}");
+      self.heard[0].hear(&self.fast.drain());
+      self.heard[1].hear(&self.full.drain());
+      assert_eq!(self.heard[0], self.heard[1], "what JS hears after {step}");
+      let inner = self.fast.inner.lock();
+      let data = serde_json::to_string(&inner.data).unwrap();
+      assert_eq!(self.heard[0].data, data, "JS's object after {step}");
+    }
+  }
+
+  /// One step of a random exchange between a host and a client with patches in flight.
+  #[derive(Debug, Clone)]
+  enum Step {
+    /// The client patches (its patch stays pending until the host orders it).
+    Local(Value),
+    /// Another process's patch, ordered by the host.
+    Remote(Value),
+    /// The host reads this many of the client's patches.
+    ToHost(usize),
+    /// The client reads this many of the host's messages, as one batch.
+    ToClient(usize),
+  }
+
+  fn updates() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let path = prop::sample::select(vec![
+      "a", "b", "c", "a.x", "a.y", "a.x.y", "b.x", "c.0", "c.1", "c.3", "c.$[]", "d.e", "_id", "n",
+      "m", "a.0",
+    ]);
+    let value = prop_oneof![
+      (-3i64..4).prop_map(Value::from),
+      Just(json!(i64::MAX)),
+      Just(json!(0.5)),
+      Just(json!("s")),
+      Just(Value::Null),
+      Just(json!({ "x": 1 })),
+      Just(json!([1, 2])),
+    ];
+    let op = prop_oneof![
+      3 => (path.clone(), value.clone()).prop_map(|(p, v)| json!({ "$set": { p: v } })),
+      4 => (path.clone(), -2i64..3).prop_map(|(p, n)| json!({ "$inc": { p: n } })),
+      1 => (path.clone(), Just(0.5)).prop_map(|(p, n)| json!({ "$inc": { p: n } })),
+      1 => (path.clone(), -2i64..3).prop_map(|(p, n)| json!({ "$mul": { p: n } })),
+      1 => path.clone().prop_map(|p| json!({ "$unset": { p: "" } })),
+      1 => (path.clone(), value.clone()).prop_map(|(p, v)| json!({ "$max": { p: v } })),
+      2 => (path.clone(), value.clone()).prop_map(|(p, v)| json!({ "$push": { p: v } })),
+      1 => (path.clone(), value.clone())
+        .prop_map(|(p, v)| json!({ "$push": { p: { "$each": [v], "$position": 0, "$slice": 3 } } })),
+      1 => (path.clone(), value.clone()).prop_map(|(p, v)| json!({ "$pull": { p: v } })),
+      1 => (path.clone(), value.clone()).prop_map(|(p, v)| json!({ "$addToSet": { p: v } })),
+      1 => path.clone().prop_map(|p| json!({ "$pop": { p: 1 } })),
+      1 => (path.clone(), path.clone()).prop_map(|(a, b)| json!({ "$rename": { a: b } })),
+      1 => (path.clone(), value).prop_map(|(p, v)| json!({ "$setOnInsert": { p: v } })),
+    ];
+    prop::collection::vec(op, 1..3).prop_map(|ops| {
+      let mut merged = serde_json::Map::new();
+      for op in ops {
+        for (name, fields) in op.as_object().into_iter().flatten() {
+          let entry = merged.entry(name.clone()).or_insert_with(|| json!({}));
+          for (field, value) in fields.as_object().into_iter().flatten() {
+            entry[field] = value.clone();
+          }
+        }
+      }
+      Value::Object(merged)
+    })
+  }
+
+  fn documents() -> impl proptest::strategy::Strategy<Value = Value> {
+    proptest::sample::select(vec![
+      json!({}),
+      json!({ "n": 0, "m": 0 }),
+      json!({ "_id": 1, "a": { "x": 1, "y": [1, 2] }, "b": 2, "c": [1, { "x": 1 }], "n": 5 }),
+      json!({ "a": { "x": { "y": 1 } }, "b": { "x": "s" }, "c": [], "d": {} }),
+    ])
+  }
+
+  fn steps() -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
+    use proptest::prelude::*;
+    let step = prop_oneof![
+      4 => updates().prop_map(Step::Local),
+      3 => updates().prop_map(Step::Remote),
+      1 => (1usize..4).prop_map(Step::ToHost),
+      2 => (1usize..6).prop_map(Step::ToClient),
+    ];
+    prop::collection::vec(step, 1..40)
+  }
+
+  fn run_client_twins(data: Value, steps: Vec<Step>) {
+    let now = Arc::new(AtomicU64::new(1_000_000));
+    let clock = now.clone();
+    let time = Time::from_fn(move || clock.load(Ordering::Relaxed));
+    let host = Replica::with_time("t", data, HOST, time.clone()).unwrap();
+    host.become_host();
+    let mut twins = Twins::new(json!({}), CLIENT, &time);
+    let (to_client, to_fast, to_full) = (Recorder::new(), Recorder::new(), Recorder::new());
+    assert!(host.attach_client(7, CLIENT, to_client.clone(), welcome));
+    let Some(Message::Welcome {
+      version,
+      data,
+      applied,
+      ..
+    }) = to_client.take().pop()
+    else {
+      panic!("not a welcome");
+    };
+    twins
+      .fast
+      .client_welcome(version, data.clone(), applied.clone(), to_fast.clone())
+      .unwrap();
+    twins
+      .full
+      .client_welcome(version, data, applied, to_full.clone())
+      .unwrap();
+    twins.check("the welcome");
+    let (mut outbox, mut inbox) = (VecDeque::new(), VecDeque::new());
+    for step in steps {
+      now.fetch_add(1, Ordering::Relaxed);
+      match &step {
+        Step::Local(update) => {
+          let text = update.to_string();
+          twins.patch(&text);
+        }
+        Step::Remote(update) => {
+          let _ = host.patch(&update.to_string());
+        }
+        Step::ToHost(count) => {
+          let burst: Vec<Message> = outbox.drain(..(*count).min(outbox.len())).collect();
+          host.host_receive(CLIENT, burst, &*to_client).unwrap();
+        }
+        Step::ToClient(count) => {
+          let batch: Vec<Message> = inbox.drain(..(*count).min(inbox.len())).collect();
+          twins
+            .both("a batch from the host", |replica| {
+              replica.client_receive(batch.clone())
+            })
+            .unwrap();
+        }
+      }
+      let (sent, reference) = (to_fast.take(), to_full.take());
+      assert_eq!(
+        format!("{sent:?}"),
+        format!("{reference:?}"),
+        "after {step:?}"
+      );
+      outbox.extend(sent);
+      inbox.extend(to_client.take());
+      eprintln!(
+        "DBG {step:?}\n  fast {}\n  full {}\n  inbox {:?}",
+        state(&twins.fast),
+        state(&twins.full),
+        inbox
+      );
+      twins.check(&format!("{step:?}"));
+    }
+  }
+
+  /// A log ordered elsewhere (a Redis stream) read by twin bridges, with another machine's
+  /// entries among their own.
+  fn run_bridge_twins(data: Value, steps: Vec<Step>) {
+    let now = Arc::new(AtomicU64::new(1_000_000));
+    let clock = now.clone();
+    let time = Time::from_fn(move || clock.load(Ordering::Relaxed));
+    let mut twins = Twins::new(data, HOST, &time);
+    let proposals = [
+      Arc::new(Proposals::default()),
+      Arc::new(Proposals::default()),
+    ];
+    let followers = [Recorder::new(), Recorder::new()];
+    for (i, replica) in [&twins.fast, &twins.full].into_iter().enumerate() {
+      replica.become_bridge(proposals[i].clone());
+      assert!(replica.attach_client(7, CLIENT, followers[i].clone(), welcome));
+    }
+    twins.check("becoming bridges");
+    let (mut own, mut log) = (VecDeque::new(), Vec::new());
+    let (mut foreign_seq, mut read) = (0, 0);
+    for step in steps {
+      now.fetch_add(1, Ordering::Relaxed);
+      match &step {
+        Step::Local(update) => {
+          let text = update.to_string();
+          twins.patch(&text);
+        }
+        Step::Remote(update) => {
+          // Another machine's patch, stamped a little in the past or the future, so that some
+          // overwrites are stale.
+          foreign_seq += 1;
+          let ms = now.load(Ordering::Relaxed) + foreign_seq % 5 - 2;
+          log.push((3, foreign_seq, Hlc { ms, counter: 0 }, raw(update)));
+        }
+        Step::ToHost(count) => {
+          for _ in 0..*count {
+            log.extend(own.pop_front());
+          }
+        }
+        Step::ToClient(count) => {
+          let end = (read + count).min(log.len());
+          let entries: Vec<LogEntry> = log[read..end]
+            .iter()
+            .zip(read as u64 + 1..)
+            .map(|((origin, seq, hlc, update), version)| LogEntry {
+              version,
+              origin: *origin,
+              seq: *seq,
+              hlc: *hlc,
+              update: update.clone(),
+            })
+            .collect();
+          read = end;
+          twins
+            .both("the verdicts on other machines' entries", |replica| {
+              replica
+                .log_receive(entries.clone())
+                .map(|refused| format!("{refused:?}"))
+            })
+            .unwrap();
+        }
+      }
+      let (mine, reference) = (
+        proposals[0].0.lock().split_off(0),
+        proposals[1].0.lock().split_off(0),
+      );
+      assert_eq!(
+        format!("{mine:?}"),
+        format!("{reference:?}"),
+        "after {step:?}"
+      );
+      own.extend(mine);
+      let (sent, reference) = (followers[0].take(), followers[1].take());
+      assert_eq!(
+        format!("{sent:?}"),
+        format!("{reference:?}"),
+        "to the clients after {step:?}"
+      );
+      twins.check(&format!("{step:?}"));
+    }
+  }
+
+  fn raw(value: &Value) -> RawJson {
+    RawJson::to(value).unwrap()
+  }
+
+  proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn patches_that_commute_go_under_the_pending_ones_as_the_full_rebase_would_put_them(
+      data in documents(),
+      steps in steps(),
+    ) {
+      run_client_twins(data, steps);
+    }
+
+    #[test]
+    fn a_bridge_decides_the_logs_entries_over_its_pending_patches_as_the_full_rebase_would(
+      data in documents(),
+      steps in steps(),
+    ) {
+      run_bridge_twins(data, steps);
+    }
   }
 }

@@ -180,9 +180,15 @@ impl Update {
     })
   }
 
+  /// The changes that applying to `doc` would make, without making them (read-only): what
+  /// [`Update::apply`] returns, to commit with [`apply_changes`] once the caller wants them.
+  pub fn plan(&self, doc: &Value, ctx: &Context) -> Result<Vec<Change>, PatchError> {
+    plan::plan(&self.ops, &self.order, self.check_concrete, doc, ctx.now_ms)
+  }
+
   /// Plans against `doc` and applies; on Err, `doc` is exactly as before.
   pub fn apply(&self, doc: &mut Value, ctx: &Context) -> Result<Vec<Change>, PatchError> {
-    let changes = plan::plan(&self.ops, &self.order, self.check_concrete, doc, ctx.now_ms)?;
+    let changes = self.plan(doc, ctx)?;
     // Planning checked every path against this document, so a change that does not apply
     // would be an engine bug; debug builds (and so the tests) stop on it.
     let committed = change::commit(doc, &changes);
