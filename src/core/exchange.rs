@@ -573,28 +573,50 @@ impl Exchange {
         self.route(Caller::Machine { machine, id }, method, args, &mut effects)
       }
       Message::Reply { id, result, error } => {
-        let from_callee = self
-          .routes
-          .get(&id)
-          .is_some_and(|route| route.callee == Callee::Machine(machine));
-        if from_callee {
-          if let Some(route) = self.routes.remove(&id) {
-            self.answer(route.caller, result, error, &mut effects);
-          }
-        }
+        self.callee_replied(Callee::Machine(machine), id, result, error, &mut effects)
       }
-      Message::Emit { event, args } => {
-        let message = Message::Emit { event, args };
-        for outbox in self.clients.values().filter_map(|c| c.outbox.as_ref()) {
-          effects.send(outbox, &message);
-        }
-        if let Message::Emit { event, args } = message {
-          effects.events.push(Event::Emit { event, args });
-        }
-      }
+      Message::Emit { event, args } => self.relay_emit(None, event, args, &mut effects),
       _ => {}
     }
     effects
+  }
+
+  /// Host: the answer of `callee` to the call routed to it as `id`. Only the callee may answer,
+  /// and only once.
+  fn callee_replied(
+    &mut self,
+    callee: Callee,
+    id: u64,
+    result: Option<RawJson>,
+    error: Option<RemoteError>,
+    effects: &mut Effects,
+  ) {
+    if self
+      .routes
+      .get(&id)
+      .is_some_and(|route| route.callee == callee)
+    {
+      if let Some(route) = self.routes.remove(&id) {
+        self.answer(route.caller, result, error, effects);
+      }
+    }
+  }
+
+  /// Host: an event of client `from`, or of another machine (`None`), for this process's JS and
+  /// every other client; one of this machine's for the other machines too.
+  fn relay_emit(&mut self, from: Option<u64>, event: String, args: RawJson, effects: &mut Effects) {
+    let message = Message::Emit { event, args };
+    for (&conn, client) in &self.clients {
+      if let (true, Some(outbox)) = (Some(conn) != from, &client.outbox) {
+        effects.send(outbox, &message);
+      }
+    }
+    if let (Some(_), Some(everyone)) = (from, &self.everyone) {
+      effects.send(everyone, &message);
+    }
+    if let Message::Emit { event, args } = message {
+      effects.events.push(Event::Emit { event, args });
+    }
   }
 
   /// The writers of the other machines, and the smallest `maxWriters` one of their processes set.
@@ -869,16 +891,7 @@ impl Exchange {
         self.route(Caller::Client { conn, id }, method, args, &mut effects)
       }
       Message::Reply { id, result, error } => {
-        // Only the callee may answer, and only once.
-        let from_callee = self
-          .routes
-          .get(&id)
-          .is_some_and(|route| route.callee == Callee::Client(conn));
-        if from_callee {
-          if let Some(route) = self.routes.remove(&id) {
-            self.answer(route.caller, result, error, &mut effects);
-          }
-        }
+        self.callee_replied(Callee::Client(conn), id, result, error, &mut effects)
       }
       Message::Lock {
         id,
@@ -937,20 +950,7 @@ impl Exchange {
           });
         }
       }
-      Message::Emit { event, args } => {
-        let message = Message::Emit { event, args };
-        for (&other, client) in &self.clients {
-          if let (true, Some(outbox)) = (other != conn, &client.outbox) {
-            effects.send(outbox, &message);
-          }
-        }
-        if let Some(everyone) = &self.everyone {
-          effects.send(everyone, &message);
-        }
-        if let Message::Emit { event, args } = message {
-          effects.events.push(Event::Emit { event, args });
-        }
-      }
+      Message::Emit { event, args } => self.relay_emit(Some(conn), event, args, &mut effects),
       _ => {}
     }
     effects
