@@ -131,6 +131,7 @@ export declare const MemErrors: {
   readonly ERR_HTTP: 'ERR_HTTP'
   readonly ERR_INTERNAL: 'ERR_INTERNAL'
   readonly ERR_TRANSPORT: 'ERR_TRANSPORT'
+  readonly ERR_PENDING_LIMIT: 'ERR_PENDING_LIMIT'
 }
 
 /** One of the `MemErrors` codes. */
@@ -183,8 +184,10 @@ export interface MemSyncOptions {
    * `ERR_MAX_WRITERS`. `maxBuffer`: the bytes a host's connections may hold together, frames
    * partly received and frames queued for clients (default 256 MiB, at least 1 MiB); past it the
    * connections holding the most are dropped, and their clients resync when they reconnect.
+   * `maxPending`: the most patches of this process that may wait to be ordered (default
+   * 100,000); one more rejects with `ERR_PENDING_LIMIT` and is not applied.
    */
-  network?: { maxWriters?: number; maxBuffer?: number }
+  network?: { maxWriters?: number; maxBuffer?: number; maxPending?: number }
   /**
    * The host saves the object to `path` as `{ data, version, timestamp }` (memsync 0.5's file):
    * at most 100 ms after a change, on `flush()` and when it stops. The process that starts the

@@ -162,6 +162,12 @@ export declare function rpcNotFoundMessage(method: string): string
 export declare function save(instance: ExternalObject<Instance>): Promise<string>
 
 /**
+ * How many of this process's patches may wait to be ordered (`network.maxPending`; none: the
+ * default, 100,000); past it `patch` throws `ERR_PENDING_LIMIT` and applies nothing.
+ */
+export declare function setMaxPending(instance: ExternalObject<Instance>, limit?: number | undefined | null): void
+
+/**
  * Sets what the instance offers and is, as the JSON of `{ methods, roles, maxWriters }` (the
  * dotted paths of its RPC functions, `peer.roles`, `network.maxWriters`); announced when it
  * connects.

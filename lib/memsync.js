@@ -382,6 +382,7 @@ class MemSync {
     this.data = this.#live.root
     this.connection = this.#connected.promise
     this.#announcePeer()
+    this.#applyMaxPending()
     this.#trackReceivedListeners()
     this.#setLogEvents(this.options.logEvents === true)
   }
@@ -783,8 +784,14 @@ class MemSync {
     }
     this.options = checkOptions({ ...this.options, ...changes })
     if (changes.peer !== undefined || changes.network !== undefined) this.#announcePeer()
+    if (changes.network !== undefined) this.#applyMaxPending()
     this.#setLogEvents(this.options.logEvents === true)
     debug('%s setOptions %j', this.#tag, Object.keys(changes))
+  }
+
+  /** How many own patches may wait to be ordered before patch() refuses more. */
+  #applyMaxPending () {
+    native.setMaxPending(this.#native, this.options.network?.maxPending)
   }
 
   /** What this process offers and is, told to the others when it connects. */

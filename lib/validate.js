@@ -78,6 +78,7 @@ function checkSection (options, section, fields) {
 }
 
 /** memsync 0.5's nested options `peer.roles` and `network.maxWriters`, and `network.maxBuffer`
+ * and `network.maxPending`
  * (`file` and `server` are checked with the services, lib/memsync.js). */
 function checkNestedOptions (options) {
   checkSection(options, 'peer', [
@@ -87,7 +88,8 @@ function checkNestedOptions (options) {
     // Sent as a 32-bit count.
     ['maxWriters', (n) => Number.isSafeInteger(n) && n > 0 && n < 2 ** 32, 'a positive integer'],
     // Below 1 MiB most snapshots would not fit, and their clients could never join.
-    ['maxBuffer', (n) => Number.isSafeInteger(n) && n >= 2 ** 20, 'a number of bytes of at least 1 MiB (1048576)']
+    ['maxBuffer', (n) => Number.isSafeInteger(n) && n >= 2 ** 20, 'a number of bytes of at least 1 MiB (1048576)'],
+    ['maxPending', (n) => Number.isSafeInteger(n) && n > 0, 'a positive integer']
   ])
 }
 
@@ -100,7 +102,7 @@ const KNOWN_KEYS = {
   'new MemSync({ ... })': ['name', 'data', 'rpc', 'options'],
   options: ['clientOnly', 'serverOnly', 'logEvents', 'logLevel', 'timeout', 'hostTimeout', 'dir', 'transport', 'durability', 'peer', 'network', 'file', 'server'],
   'options.peer': ['roles'],
-  'options.network': ['maxWriters', 'maxBuffer'],
+  'options.network': ['maxWriters', 'maxBuffer', 'maxPending'],
   'options.file': ['path', 'followSymlinks'],
   'options.server': ['port', 'host', 'token'],
   'call({ ... }, ...args)': ['method', 'signal']

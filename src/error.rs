@@ -56,6 +56,8 @@ codes! {
   Internal = "ERR_INTERNAL",
   /// The shared log of `options.transport` (Redis) cannot be reached or used.
   Transport = "ERR_TRANSPORT",
+  /// As many of this process's patches as `network.maxPending` allows wait to be ordered.
+  PendingLimit = "ERR_PENDING_LIMIT",
 }
 
 impl Code {
@@ -85,6 +87,11 @@ pub enum Error {
   StaleWrite {
     /// The path written by the newer patch.
     path: String,
+  },
+  /// A patch refused, not applied: `limit` own patches wait to be ordered already.
+  PendingLimit {
+    /// `network.maxPending`.
+    limit: usize,
   },
   /// A writer refused: the network has `writers` of the `limit` it allows.
   MaxWriters {
@@ -125,6 +132,7 @@ impl Error {
       Error::Rendezvous(_) => Code::Rendezvous,
       Error::StaleWrite { .. } => Code::StaleWrite,
       Error::MaxWriters { .. } => Code::MaxWriters,
+      Error::PendingLimit { .. } => Code::PendingLimit,
       Error::RpcNotFound { .. } => Code::RpcNotFound,
       Error::CalleeLost | Error::NotConnected => Code::RpcPeerLost,
       Error::Http(_) => Code::Http,
@@ -156,6 +164,11 @@ impl fmt::Display for Error {
       Error::RpcNotFound { method } => {
         write!(f, "The handler for \"{method}\" RPC call was not found")
       }
+      Error::PendingLimit { limit } => write!(
+        f,
+        "{limit} patches of this process wait for the host to order them (network.maxPending): \
+         this one was not applied; await earlier patches before making more"
+      ),
       Error::CalleeLost => {
         f.write_str("The process running the RPC call exited or disconnected before it answered")
       }

@@ -95,6 +95,11 @@ impl Default for Pending {
 }
 
 impl Pending {
+  /// How many there are.
+  pub fn len(&self) -> usize {
+    self.patches.len()
+  }
+
   /// Whether there is none.
   pub fn is_empty(&self) -> bool {
     self.patches.is_empty()

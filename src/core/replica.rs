@@ -43,6 +43,9 @@ const LOG_LEN: usize = 4096;
 /// Update bytes the log keeps at most, whatever the number of entries: the entries a new host
 /// may miss are the last few in flight, and large updates must not pin memory.
 const LOG_BYTES: usize = 8 * 1024 * 1024;
+/// Own patches that may wait to be ordered unless `network.maxPending` says otherwise: about
+/// 130 MB of small patches (1.3 KB each, replica and JS together; docs/internals.md).
+pub const DEFAULT_MAX_PENDING: usize = 100_000;
 
 /// What this instance is in its network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +102,8 @@ struct Inner {
   clock: Clock,
   next_seq: u64,
   pending: Pending,
+  /// The most own patches that may wait to be ordered (`network.maxPending`).
+  max_pending: usize,
   history: History,
   last_update: ParsedUpdate,
   /// Host only: the last update text a client sent, parsed (clients repeat their updates).
@@ -228,6 +233,7 @@ impl Replica {
         clock: Clock::new(),
         next_seq: 1,
         pending: Pending::default(),
+        max_pending: DEFAULT_MAX_PENDING,
         history: History {
           order: Order::default(),
           log: VecDeque::new(),
@@ -331,9 +337,15 @@ impl Replica {
     }
   }
 
+  /// Sets how many own patches may wait to be ordered; past it [`Replica::patch`] refuses more.
+  pub fn set_max_pending(&self, limit: usize) {
+    self.inner.lock().max_pending = limit;
+  }
+
   /// Applies an update given as JSON text and returns the queued events as a JSON array, the last
   /// one `["o", seq, version, changes, queued]` for this patch (`version` 0: not ordered yet; `changes`
-  /// null: nothing changed). On error the document is exactly as it was.
+  /// null: nothing changed). On error the document is exactly as it was: [`Error::PendingLimit`]
+  /// when `max_pending` own patches wait to be ordered already.
   pub fn patch(&self, update_text: &str) -> Result<String> {
     let now = self.time.now_ms();
     let mut guard = self.inner.lock();
@@ -389,6 +401,11 @@ impl Replica {
         own_event(seq, version, &changes, queued)
       }
     } else {
+      if inner.pending.len() >= inner.max_pending {
+        return Err(Error::PendingLimit {
+          limit: inner.max_pending,
+        });
+      }
       let (changes, undo) = update.apply_with_undo(&mut inner.data, &context)?;
       if changes.is_empty() {
         Event::UNCHANGED.to_json()

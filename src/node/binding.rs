@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use crate::core::events::Kind;
 use crate::core::message::{PeerInfo, RawJson, RemoteError};
-use crate::core::replica::Replica;
+use crate::core::replica::{Replica, DEFAULT_MAX_PENDING};
 use crate::error::{Code, Error};
 use crate::node::js_poll::JsPoll;
 use crate::services::http::{Address, TokenRule, View};
@@ -381,6 +381,14 @@ pub fn probe<'env>(
 pub fn release(instance: &External<Instance>) {
   instance.link.lock().waker = None;
   instance.js_poll.borrow_mut().take();
+}
+
+/// How many of this process's patches may wait to be ordered (`network.maxPending`; none: the
+/// default, 100,000); past it `patch` throws `ERR_PENDING_LIMIT` and applies nothing.
+#[napi]
+pub fn set_max_pending(instance: &External<Instance>, limit: Option<f64>) {
+  let limit = limit.map_or(DEFAULT_MAX_PENDING, |limit| limit as usize);
+  instance.replica.set_max_pending(limit);
 }
 
 /// Like `ref()`/`unref()` on `net.Server`: whether a started instance keeps the process alive.
