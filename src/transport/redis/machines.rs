@@ -258,6 +258,8 @@ pub async fn run(replica: Arc<Replica>, target: Target, keys: Keys, outbox: Arc<
   }
 }
 
+/// One session: two connections of its own (one blocks on `XREAD`), beating and sending on one
+/// and reading on the other until a command fails; returns why.
 async fn session(
   replica: &Replica,
   target: &Target,
