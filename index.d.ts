@@ -168,7 +168,7 @@ export interface MemSyncOptions {
    * CA to trust instead of the system's, a client certificate and its key),
    * `redis+sentinel://host:port,host:port/master[/db]` or `redis+cluster://host:port,host:port`,
    * or the same as an object (see {@link TransportOptions}). Each machine's host bridges its
-   * processes to the log (in progress: issue 17).
+   * processes to the log.
    */
   transport?: string | TransportOptions
   /**

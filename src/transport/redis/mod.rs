@@ -1,4 +1,4 @@
-//! The Redis transport (issue 17, in progress): one object shared by processes on many machines,
+//! The Redis transport: one object shared by processes on many machines,
 //! with Redis as the log. Processes of a machine keep the local transport; only the local host
 //! changes: it forwards patches to Redis and feeds its clients from the log.
 //!
