@@ -271,11 +271,14 @@ impl Exchange {
     effects
   }
 
-  /// Bridge: applies a lock change of the log and tells this machine's processes of their grants.
+  /// Bridge: applies a lock change of the log and tells this machine's processes of their grants
+  /// (none before it is the bridge: it then tells them when it becomes one).
   pub fn logged_lock(&mut self, op: LockOp) -> Effects {
     let mut effects = Effects::default();
     let grants = self.locks.apply(op);
-    self.deliver_logged_grants(grants, &mut effects);
+    if self.log.is_some() {
+      self.deliver_grants(grants, &mut effects);
+    }
     effects
   }
 
@@ -305,7 +308,7 @@ impl Exchange {
       .filter(|(ticket, lock)| !lock.held && self.locks.holder(&lock.key) == Some(*ticket))
       .map(|(ticket, _)| ticket)
       .collect();
-    self.deliver_logged_grants(holders, effects);
+    self.deliver_grants(holders, effects);
   }
 
   /// Bridge: the owners of the log's locks, for finding those whose process is gone.
@@ -317,28 +320,6 @@ impl Exchange {
   pub fn drop_lock_owner(&self, owner: Owner) {
     if let Some((_, log)) = &self.log {
       log.propose_lock(LockOp::Drop { owner });
-    }
-  }
-
-  /// Bridge: tells this machine's owners of `grants` (tickets of other machines are theirs).
-  fn deliver_logged_grants(&mut self, grants: Vec<Ticket>, effects: &mut Effects) {
-    let Some(&(origin, _)) = self.log.as_ref() else {
-      return;
-    };
-    for ticket in grants {
-      if ticket.owner == origin {
-        if let Some(lock) = self.own_locks.get_mut(&ticket.id) {
-          lock.held = true;
-          effects.events.push(Event::Grant(ticket.id));
-        }
-      } else if let Some(outbox) = self
-        .clients
-        .values()
-        .find(|client| client.origin == ticket.owner)
-        .and_then(|client| client.outbox.clone())
-      {
-        effects.send(&outbox, &Message::Granted { id: ticket.id });
-      }
     }
   }
 
@@ -356,52 +337,41 @@ impl Exchange {
   /// JS asks for lock `key` under its id `id`, stamped `since`.
   pub fn lock(&mut self, id: u64, key: String, since: Hlc, now: u64) -> Effects {
     let mut effects = Effects::default();
+    self.own_locks.insert(
+      id,
+      OwnLock {
+        key: key.clone(),
+        since,
+        held: false,
+      },
+    );
     match &self.link {
       Upstream::Client(to_host) => {
         let to_host = to_host.clone();
         let message = Message::Lock {
           id,
-          key: key.clone(),
+          key,
           since,
           held: false,
         };
         effects.send(&to_host, &message);
       }
-      Upstream::Host if self.log.is_some() => {
-        if let Some((origin, log)) = &self.log {
-          log.propose_lock(LockOp::Request {
-            ticket: Ticket { owner: *origin, id },
-            key: key.clone(),
-            since,
-          });
+      Upstream::Host => match &self.log {
+        Some((origin, log)) => log.propose_lock(LockOp::Request {
+          ticket: Ticket { owner: *origin, id },
+          key,
+          since,
+        }),
+        None => {
+          let grants = self
+            .locks
+            .request(Ticket { owner: HOST, id }, &key, since, now);
+          self.deliver_grants(grants, &mut effects);
         }
-      }
-      Upstream::Host => {
-        let grants = self
-          .locks
-          .request(Ticket { owner: HOST, id }, &key, since, now);
-        self.own_locks.insert(
-          id,
-          OwnLock {
-            key,
-            since,
-            held: false,
-          },
-        );
-        self.deliver_grants(grants, &mut effects);
-        return effects;
-      }
+      },
       // Sent to the next host when it welcomes us.
       Upstream::Offline => {}
     }
-    self.own_locks.insert(
-      id,
-      OwnLock {
-        key,
-        since,
-        held: false,
-      },
-    );
     effects
   }
 
@@ -431,19 +401,24 @@ impl Exchange {
     effects
   }
 
-  /// Tells each granted owner: JS for the host's own requests, else the client.
+  /// Tells each granted owner: JS for this process's own requests, else the client. A host's
+  /// own table names owners by connection ([`HOST`] for itself), a shared log's by origin; the
+  /// tickets of other machines' processes are their bridges' to tell.
   fn deliver_grants(&mut self, grants: Vec<Ticket>, effects: &mut Effects) {
+    let own = self.log.as_ref().map_or(HOST, |&(origin, _)| origin);
     for ticket in grants {
-      if ticket.owner == HOST {
+      if ticket.owner == own {
         if let Some(lock) = self.own_locks.get_mut(&ticket.id) {
           lock.held = true;
           effects.events.push(Event::Grant(ticket.id));
         }
-      } else if let Some(outbox) = self
-        .clients
-        .get(&ticket.owner)
-        .and_then(|client| client.outbox.clone())
-      {
+        continue;
+      }
+      let client = match self.log {
+        Some(_) => self.clients.values().find(|c| c.origin == ticket.owner),
+        None => self.clients.get(&ticket.owner),
+      };
+      if let Some(outbox) = client.and_then(|client| client.outbox.clone()) {
         effects.send(&outbox, &Message::Granted { id: ticket.id });
       }
     }
@@ -899,19 +874,21 @@ impl Exchange {
         since,
         held,
       } => {
-        if let (Some((_, log)), Some(client)) = (&self.log, self.clients.get(&conn)) {
-          let ticket = Ticket {
-            owner: client.origin,
-            id,
-          };
-          // A request the log granted while the client had no host (a local failover).
-          if !held && self.locks.holder(&key) == Some(ticket) {
-            if let Some(outbox) = &client.outbox {
-              effects.send(outbox, &Message::Granted { id });
+        if let Some((_, log)) = &self.log {
+          if let Some(client) = self.clients.get(&conn) {
+            let ticket = Ticket {
+              owner: client.origin,
+              id,
+            };
+            // A request the log granted while the client had no host (a local failover).
+            if !held && self.locks.holder(&key) == Some(ticket) {
+              if let Some(outbox) = &client.outbox {
+                effects.send(outbox, &Message::Granted { id });
+              }
             }
+            // Held or not: a request the log's table has already changes nothing.
+            log.propose_lock(LockOp::Request { ticket, key, since });
           }
-          // Held or not: a request the log's table has already changes nothing.
-          log.propose_lock(LockOp::Request { ticket, key, since });
           return effects;
         }
         let ticket = Ticket { owner: conn, id };
@@ -924,13 +901,15 @@ impl Exchange {
         }
       }
       Message::Unlock { id } => {
-        if let (Some((_, log)), Some(client)) = (&self.log, self.clients.get(&conn)) {
-          log.propose_lock(LockOp::Release {
-            ticket: Ticket {
-              owner: client.origin,
-              id,
-            },
-          });
+        if let Some((_, log)) = &self.log {
+          if let Some(client) = self.clients.get(&conn) {
+            log.propose_lock(LockOp::Release {
+              ticket: Ticket {
+                owner: client.origin,
+                id,
+              },
+            });
+          }
           return effects;
         }
         let now = self.time.now_ms();
