@@ -1030,6 +1030,12 @@ impl Replica {
     Ok(())
   }
 
+  /// The JS thread is about to receive and then drains by itself: wake-ups meanwhile are not
+  /// sent. True when none was on its way, and then the caller must drain (or `nudge`).
+  pub fn claim_wake(&self) -> bool {
+    !self.woken.swap(true, Ordering::AcqRel)
+  }
+
   fn wake(&self) {
     if !self.woken.swap(true, Ordering::AcqRel) {
       if let Some(waker) = self.waker.lock().as_ref() {

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{spawn, Env, External, Function, PromiseRaw};
+use napi::bindgen_prelude::{spawn, Env, External, Function, FunctionRef, PromiseRaw};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
@@ -86,6 +86,8 @@ pub struct Instance {
   /// The client socket this thread's event loop polls (see `inbox`). Touched on the JS thread
   /// only.
   js_poll: RefCell<Option<JsPoll>>,
+  /// The facade's drain (`start`'s `onWake`), which a poll calls after reading; JS thread only.
+  on_wake: RefCell<Option<FunctionRef<(), ()>>>,
 }
 
 /// What a started instance holds.
@@ -147,6 +149,7 @@ pub fn create_instance(
     }),
     inboxes: Arc::default(),
     js_poll: RefCell::new(None),
+    on_wake: RefCell::new(None),
   }))
 }
 
@@ -224,7 +227,13 @@ fn poll_inbox(env: &Env, instance: &Instance) {
   let mut js_poll = instance.js_poll.borrow_mut();
   if let Some(inbox) = instance.inboxes.take() {
     // The tokio task keeps reading if the poll cannot start.
-    *js_poll = JsPoll::start(env, inbox).ok();
+    let on_wake = instance.on_wake.borrow();
+    let drain = on_wake
+      .as_ref()
+      .and_then(|on_wake| on_wake.borrow_back(env).ok());
+    *js_poll = drain
+      .and_then(|drain| drain.create_ref().ok())
+      .and_then(|drain| JsPoll::start(env, inbox, instance.replica.clone(), drain).ok());
   }
   let Some(poll) = js_poll.as_ref() else {
     return;
@@ -284,6 +293,7 @@ pub fn start(
   if link.peer.is_some() {
     return Ok(());
   }
+  *instance.on_wake.borrow_mut() = Some(on_wake.create_ref().map_err(from_napi_error)?);
   let mut waker: Waker = on_wake
     .build_threadsafe_function()
     .callee_handled::<false>()
@@ -381,6 +391,7 @@ pub fn probe<'env>(
 pub fn release(instance: &External<Instance>) {
   instance.link.lock().waker = None;
   instance.js_poll.borrow_mut().take();
+  instance.on_wake.borrow_mut().take();
 }
 
 /// How many of this process's patches may wait to be ordered (`network.maxPending`; none: the
