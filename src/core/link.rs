@@ -82,7 +82,7 @@ impl Followers {
   /// it (a bridge's rejection of that client's patch, in log order); `false` when no client of
   /// `origin` is connected.
   pub fn send_to(&mut self, origin: u64, message: &Message) -> bool {
-    self.publish(false, None);
+    self.publish();
     match self.clients.iter().find(|(_, of, _)| *of == origin) {
       Some((_, _, link)) => link.queue(message),
       None => false,
@@ -94,26 +94,34 @@ impl Followers {
     self.ordered.push(message);
   }
 
-  /// Queues the pushed messages to every client. With `flush`, sends them at once, except to
-  /// `except` (the origin of the burst, flushed by the caller after the others). A client that
-  /// cannot take them (gone, over its limit, a message too large to send) is closed and
-  /// forgotten: it resyncs from a snapshot when it reconnects, so it never misses a version.
-  pub fn publish(&mut self, flush: bool, except: Option<&dyn Link>) {
+  /// Queues the pushed messages to every client. A client that cannot take them (gone, over its
+  /// limit, a message too large to send) is closed and forgotten: it resyncs from a snapshot when
+  /// it reconnects, so it never misses a version. True when there was something to queue.
+  pub fn publish(&mut self) -> bool {
     if self.ordered.is_empty() {
-      return;
+      return false;
     }
     let ordered = &self.ordered;
     self.clients.retain(|(_, _, link)| {
-      if !link.queue_all(ordered) {
+      let taken = link.queue_all(ordered);
+      if !taken {
         link.close();
-        return false;
       }
-      if flush && !except.is_some_and(|origin| same(origin, &**link)) {
-        link.flush();
-      }
-      true
+      taken
     });
     self.ordered.clear();
+    true
+  }
+
+  /// [`Followers::publish`], returning the links to flush once the caller has let go of the
+  /// replica's lock: a write wakes the reader, which on a small machine may take the CPU from
+  /// the lock's holder while patches wait for the lock.
+  pub fn publish_to_flush(&mut self) -> Vec<Arc<dyn Link>> {
+    if self.publish() {
+      self.links().cloned().collect()
+    } else {
+      Vec::new()
+    }
   }
 
   /// Closes every client's connection, after what is queued.

@@ -31,7 +31,7 @@ use serde_json::Value;
 use crate::clock::{Clock, Hlc, Time};
 use crate::core::events::{Document, Event, Queue, Received};
 use crate::core::exchange::{Effects, Exchange, LOCK_GRACE};
-use crate::core::link::{Fence, Followers, Link, Proposer};
+use crate::core::link::{same, Fence, Followers, Link, Proposer};
 use crate::core::message::{LogEntry, Message, RawJson};
 use crate::core::order::{Order, Progress, Verdict};
 use crate::core::pending::{Pending, PendingPatch};
@@ -397,7 +397,7 @@ impl Replica {
             .history
             .keep(version, self.origin, seq, hlc, text.clone());
         }
-        inner.audience.followers.publish(false, None);
+        inner.audience.followers.publish();
         own_event(seq, version, &changes, queued)
       }
     } else {
@@ -643,7 +643,7 @@ impl Replica {
     let applied = order.applied().iter().map(|(&o, &s)| (o, s)).collect();
     let welcome = greet(order.version(), data, applied);
     // Ordered patches still waiting for the clients already are in this document.
-    inner.audience.followers.publish(false, None);
+    inner.audience.followers.publish();
     if !link.queue(&welcome) {
       drop(guard);
       // Most often the client left during its handshake, which is no failure of the
@@ -715,8 +715,12 @@ impl Replica {
       let version = inner.history.order.version();
       inner.push_changes(version, all, &received);
     }
-    inner.audience.followers.publish(true, Some(reply));
+    let others = inner.audience.followers.publish_to_flush();
     drop(guard);
+    // The origin of the burst last: the others' copies go out before its acknowledgement.
+    for link in others.iter().filter(|link| !same(&***link, reply)) {
+      link.flush();
+    }
     reply.flush();
     self.wake();
     match unexpected {
@@ -873,8 +877,11 @@ impl Replica {
       }
     }
     inner.finish_receiving(undone, all, &received, settled);
-    inner.audience.followers.publish(true, None);
+    let clients = inner.audience.followers.publish_to_flush();
     drop(guard);
+    for link in clients {
+      link.flush();
+    }
     self.wake();
     Ok(refused)
   }
