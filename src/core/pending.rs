@@ -656,7 +656,7 @@ fn increments<'u>(update: &'u Update, changes: &[Change], undo: &[Change]) -> Ve
   };
   update
     .integer_increments()
-    .filter(|(path, _)| plain_keys(path).is_some())
+    .filter(|(path, _)| plain(path))
     .filter_map(|(path, by)| {
       let (change, new) = set_at(changes, path)?;
       let (undo, old) = set_at(undo, path)?;
@@ -795,10 +795,15 @@ fn same_path(keys: &[Key], path: &str) -> bool {
     && parts.next().is_none()
 }
 
-/// The keys of a dotted update path that names object keys alone (nothing that may index an
-/// array, nor an operator).
+/// Whether a dotted update path names object keys alone (nothing that may index an array, nor
+/// an operator).
+fn plain(path: &str) -> bool {
+  cut_text(path).count() == path.split('.').count()
+}
+
+/// The keys of a dotted update path that names object keys alone.
 fn plain_keys(path: &str) -> Option<Vec<Key>> {
-  (cut_text(path).count() == path.split('.').count()).then(|| {
+  plain(path).then(|| {
     cut_text(path)
       .map(|part| Key::Field(part.to_owned()))
       .collect()
