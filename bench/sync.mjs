@@ -155,10 +155,10 @@ export async function benchThroughput (dir, settings) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The burst sweep (issue 18): a host and 2 writers, each writer making `count` `$inc` of a field
-// of its own, `window` at a time unawaited, for each window in turn within every run; the
-// acknowledged patches/s of both writers, from the first's start to the last acknowledgement.
-// The replicas must agree at the end.
+// The burst sweep (issue 18): a host and 2 writers, each writer making `count` `$inc`, `window`
+// at a time unawaited, for each window in turn within every run, of a field of its own and then
+// of one counter both increment; the acknowledged patches/s of both writers, from the first's
+// start to the last acknowledgement. The replicas must agree at the end.
 
 export async function benchBurstSweep (dir, { runs, count, windows }) {
   const name = uniqueName('bursts')
@@ -167,29 +167,33 @@ export async function benchBurstSweep (dir, { runs, count, windows }) {
     // A collapsed burst of 20,000 takes seconds to be acknowledged: longer than patch()'s default
     // timeout (15 s) on a busy machine, which would fail the row instead of measuring it.
     const options = { timeout: 120000 }
-    peers.push(await startPeer(name, dir, 'burst host', 'host', { data: { w0: 0, w1: 0 }, options }))
+    peers.push(await startPeer(name, dir, 'burst host', 'host', { data: { w0: 0, w1: 0, n: 0 }, options }))
     peers.push(await startPeer(name, dir, 'burst writer 0', 'client', { options }), await startPeer(name, dir, 'burst writer 1', 'client', { options }))
     const writers = peers.slice(1)
-    const rates = new Map(windows.map((w) => [w, []]))
-    let each = 0
-    const sweep = async (window, perWriter) => {
-      const done = await Promise.all(writers.map((w, i) => w.request('burst', { field: `w${i}`, count: perWriter, window }, 300000)))
-      each += perWriter
+    // Two kinds of burst, in turn for each window: each writer increments a field of its own
+    // (its patches and the other's touch disjoint paths), or both increment one counter (the
+    // same path, where increments commute).
+    const kinds = { disjoint: (i) => `w${i}`, counter: () => 'n' }
+    const rates = Object.fromEntries(Object.keys(kinds).map((kind) => [kind, new Map(windows.map((w) => [w, []]))]))
+    const each = { disjoint: 0, counter: 0 }
+    const sweep = async (kind, window, perWriter) => {
+      const done = await Promise.all(writers.map((w, i) => w.request('burst', { field: kinds[kind](i), count: perWriter, window }, 300000)))
+      each[kind] += perWriter
       return (perWriter * writers.length * 1e9) / (Math.max(...done.map((d) => d.end)) - Math.min(...done.map((d) => d.start)))
     }
-    await sweep(256, Math.ceil(count / 4)) // warm-up
+    for (const kind of Object.keys(kinds)) await sweep(kind, 256, Math.ceil(count / 4)) // warm-up
     for (let run = 0; run < runs; run++) {
-      for (const window of windows) rates.get(window).push(await sweep(window, count))
+      for (const window of windows) {
+        for (const kind of Object.keys(kinds)) rates[kind].get(window).push(await sweep(kind, window, count))
+      }
     }
     const states = await Promise.all(peers.map((p) => p.request('state', {}, 30000)))
-    if (states.some((s) => s.data.w0 !== each || s.data.w1 !== each || s.version !== states[0].version)) {
-      throw new Error(`burst sweep: expected w0 = w1 = ${each} in every replica at one version: ${JSON.stringify(states.map(({ data, version }) => ({ data, version })))}`)
+    const expected = (data) => data.w0 === each.disjoint && data.w1 === each.disjoint && data.n === writers.length * each.counter
+    if (states.some((s) => !expected(s.data) || s.version !== states[0].version)) {
+      throw new Error(`burst sweep: expected w0 = w1 = ${each.disjoint} and n = ${writers.length * each.counter} in every replica at one version: ${JSON.stringify(states.map(({ data, version }) => ({ data, version })))}`)
     }
-    return {
-      writers: writers.length,
-      count,
-      windows: windows.map((window) => ({ window, runs: rates.get(window), ...summarize(rates.get(window)) }))
-    }
+    const rows = (kind) => windows.map((window) => ({ window, runs: rates[kind].get(window), ...summarize(rates[kind].get(window)) }))
+    return { writers: writers.length, count, windows: rows('disjoint'), counter: rows('counter') }
   } finally {
     await killAll(peers)
   }

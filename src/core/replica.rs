@@ -804,14 +804,15 @@ impl Replica {
         }
         _ => None,
       };
-      let verdict = match over {
-        Some(verdict) => verdict,
+      // With the changes as made here, when they differ from the verdict's.
+      let (verdict, here) = match over {
+        Some(over) => over,
         None => {
           if !undone {
             all.extend(inner.undo_pending()?);
             undone = true;
           }
-          match parsed {
+          let verdict = match parsed {
             Ok(parsed) => {
               let Inner { history, data, .. } = &mut *inner;
               history
@@ -825,7 +826,8 @@ impl Replica {
                 other => return Err(other.to_string()),
               })
             }
-          }
+          };
+          (verdict, None)
         }
       };
       let failure = match verdict {
@@ -839,7 +841,7 @@ impl Replica {
             &changes,
             &mut inner.events,
           );
-          all.extend(changes);
+          all.extend(here.unwrap_or(changes));
           if origin == self.origin {
             inner.pending.retain(|patch| patch.seq != seq);
             settled.push(Settled::Accepted(seq));
@@ -1003,12 +1005,17 @@ impl Replica {
             let changes: Vec<Change> =
               serde_json::from_str(changes.get()).map_err(|err| err.to_string())?;
             let under = origin != self.origin && inner.pending.commutes(&changes, &inner.data);
-            if !undone && !under {
-              all.extend(inner.undo_pending()?);
-              undone = true;
+            if under {
+              let here = inner.pending.put_under(&changes, &mut inner.data)?;
+              all.extend(here.unwrap_or(changes));
+            } else {
+              if !undone {
+                all.extend(inner.undo_pending()?);
+                undone = true;
+              }
+              apply_changes(&mut inner.data, &changes)?;
+              all.extend(changes);
             }
-            apply_changes(&mut inner.data, &changes)?;
-            all.extend(changes);
           }
           if origin == self.origin {
             if !own_front {
@@ -1051,6 +1058,9 @@ impl Replica {
     }
   }
 }
+
+/// A verdict, with the changes as made here when they differ from its own.
+type Decided = (Verdict, Option<Vec<Change>>);
 
 impl Inner {
   /// After dropped document events: queues the snapshot that replaces them, first. Called before
@@ -1121,8 +1131,10 @@ impl Inner {
 
   /// Bridge: decides the log's entry at `version` (another origin's) on the document with the
   /// pending patches, when that gives what the full rebase would: `update` reads nothing they
-  /// wrote, so it plans the same there, and its changes commute with them (see `pending`).
-  /// `None`: nothing was decided, the caller rebases.
+  /// wrote but counters they increment, whose ordered values it is planned on, so it plans the
+  /// same there, and its changes commute with them (see `pending`). `None`: nothing was
+  /// decided, the caller rebases. With the verdict, the changes as made here when they differ
+  /// from its own.
   fn decide_over_pending(
     &mut self,
     version: u64,
@@ -1130,32 +1142,36 @@ impl Inner {
     seq: u64,
     hlc: Hlc,
     update: &Update,
-  ) -> std::result::Result<Option<Verdict>, String> {
-    if !self.pending.unwritten(update) {
+  ) -> std::result::Result<Option<Decided>, String> {
+    let Some(mut counters) = self.pending.unwritten(update, &self.data) else {
       return Ok(None);
-    }
+    };
     let order = &mut self.history.order;
     let context = Context {
       now_ms: hlc.ms as i64,
     };
-    // A duplicate or a stale write is decided without the document.
-    if !order.admits(origin, seq, hlc, update) {
-      let verdict = order.decide_logged(version, origin, seq, hlc, update, &mut self.data);
-      return Ok(Some(verdict));
+    Pending::swap(&mut self.data, &mut counters);
+    let planned = order
+      .admits(origin, seq, hlc, update)
+      .then(|| update.plan(&self.data, &context).ok())
+      .flatten();
+    // A duplicate or a stale write is decided without the document; a refusal, and its
+    // message, is the one the document without the pending patches gets.
+    let decided = match planned {
+      Some(changes) => Ok(changes),
+      None => Err(order.decide_logged(version, origin, seq, hlc, update, &mut self.data)),
+    };
+    Pending::swap(&mut self.data, &mut counters);
+    let changes = match decided {
+      Ok(changes) => changes,
+      Err(verdict) => return Ok(Some((verdict, None))),
+    };
+    if !self.pending.commutes(&changes, &self.data) {
+      return Ok(None);
     }
-    match update.plan(&self.data, &context) {
-      Ok(changes) if self.pending.commutes(&changes, &self.data) => {
-        apply_changes(&mut self.data, &changes)?;
-        order.accept_logged(version, origin, seq, hlc, update);
-        Ok(Some(Verdict::Ordered { version, changes }))
-      }
-      Ok(_) => Ok(None),
-      // The refusal, and its message, that the document without the pending patches gets.
-      Err(_) => {
-        let verdict = order.decide_logged(version, origin, seq, hlc, update, &mut self.data);
-        Ok(Some(verdict))
-      }
-    }
+    let here = self.pending.put_under(&changes, &mut self.data)?;
+    order.accept_logged(version, origin, seq, hlc, update);
+    Ok(Some((Verdict::Ordered { version, changes }, here)))
   }
 
   /// The parsed form of a client's update; the last one is kept, as clients repeat theirs.
@@ -1232,13 +1248,9 @@ impl Inner {
   }
 
   /// A copy of the document without the pending patches.
-  fn ordered_data(&self) -> std::result::Result<Value, String> {
+  fn ordered_data(&mut self) -> std::result::Result<Value, String> {
     let mut data = self.data.clone();
-    for patch in self.pending.iter().rev() {
-      if let Some(undo) = &patch.undo {
-        apply_changes(&mut data, undo)?;
-      }
-    }
+    self.pending.revert(&mut data)?;
     Ok(data)
   }
 
@@ -1350,14 +1362,14 @@ impl Replica {
   /// Bridge: a copy of the ordered document, without the pending patches, and the rules' state
   /// at its version: what a snapshot of the log holds.
   pub fn log_state(&self) -> std::result::Result<(Value, Progress), String> {
-    let inner = self.inner.lock();
+    let mut inner = self.inner.lock();
     Ok((inner.ordered_data()?, inner.history.order.progress()))
   }
 
   /// A copy of the ordered document, without the pending patches, and its version: what the
   /// file holds. (A host has pending patches only once it has stopped ordering.)
   pub fn ordered_snapshot(&self) -> std::result::Result<(Value, u64), String> {
-    let inner = self.inner.lock();
+    let mut inner = self.inner.lock();
     Ok((inner.ordered_data()?, inner.history.order.version()))
   }
 
@@ -1494,6 +1506,8 @@ mod tests {
   use super::*;
   use crate::core::events::MAX_EVENT_BACKLOG;
   use crate::core::link::Recorder;
+  use crate::patch::tests::merged;
+  use crate::patch::Key;
 
   /// A welcome as a host's transport makes one.
   fn welcome(version: u64, data: RawJson, applied: Vec<(u64, u64)>) -> Message {
@@ -1921,24 +1935,73 @@ mod tests {
     network.assert_converged();
   }
 
+  /// A network on `before` whose client made `mine` patches, then the host `theirs`, which the
+  /// client receives: JS hears `heard` of it, and the client's data is `after`.
+  fn ordered_under(
+    before: Value,
+    mine: (&str, usize),
+    theirs: (&str, usize),
+    heard: &str,
+    after: Value,
+  ) -> Network {
+    let mut network = Network::new(before);
+    network.client.drain();
+    for _ in 0..mine.1 {
+      network.client.patch(mine.0).unwrap();
+    }
+    for _ in 0..theirs.1 {
+      network.host.patch(theirs.0).unwrap();
+    }
+    network.deliver_to_client();
+    assert_eq!(network.client.drain(), heard);
+    assert_eq!(data(&network.client), after);
+    network
+  }
+
   #[test]
   fn a_patch_on_other_paths_goes_under_the_pending_ones_without_moving_them() {
-    let mut network = Network::new(json!({ "mine": 0, "theirs": 0 }));
-    network.client.drain();
-    for _ in 0..3 {
-      network.client.patch(r#"{"$inc":{"mine":1}}"#).unwrap();
-    }
-    network.host.patch(r#"{"$inc":{"theirs":1}}"#).unwrap();
-    network.deliver_to_client();
-    assert_eq!(
-      network.client.drain(),
+    // JS hears of the other patch alone.
+    let mut network = ordered_under(
+      json!({ "mine": 0, "theirs": 0 }),
+      (r#"{"$inc":{"mine":1}}"#, 3),
+      (r#"{"$inc":{"theirs":1}}"#, 1),
       r#"[["c",1,[["s",["theirs"],1]],[]]]"#,
-      "JS hears of the other patch alone"
+      json!({ "mine": 3, "theirs": 1 }),
     );
-    assert_eq!(data(&network.client), json!({ "mine": 3, "theirs": 1 }));
     network.deliver_to_host();
     network.deliver_to_client();
     network.assert_converged();
+  }
+
+  #[test]
+  fn an_increment_of_a_counter_goes_under_pending_increments_of_it_without_moving_them() {
+    // JS hears of the counter's new value.
+    let mut network = ordered_under(
+      json!({ "hits": 0, "other": 1 }),
+      (r#"{"$inc":{"hits":1}}"#, 100),
+      (r#"{"$inc":{"hits":2}}"#, 3),
+      r#"[["c",3,[["s",["hits"],106]],[]]]"#,
+      json!({ "hits": 106, "other": 1 }),
+    );
+    let set = |value: i64| Change::Set {
+      path: vec![Key::Field("hits".into())],
+      value: json!(value),
+    };
+    {
+      let inner = network.client.inner.lock();
+      assert_eq!(inner.pending.undone, 0, "no pending patch was undone");
+      let oldest = &inner.pending.records()[0];
+      assert_eq!(
+        format!("{oldest:?}"),
+        format!("{:?}", (vec![set(7)], Some(vec![set(6)]))),
+        "the oldest one's records are the rebased ones"
+      );
+    }
+    network.deliver_to_host();
+    network.deliver_to_client();
+    network.assert_converged();
+    assert_eq!(data(&network.client), json!({ "hits": 106, "other": 1 }));
+    assert_eq!(network.client.inner.lock().pending.undone, 0);
   }
 
   #[test]
@@ -2318,12 +2381,11 @@ mod tests {
     let pending: Vec<String> = inner
       .pending
       .iter()
-      .map(|patch| {
+      .zip(inner.pending.records())
+      .map(|(patch, (changes, undo))| {
         format!(
-          "{} {:?} {:?} {:?}",
+          "{} {changes:?} {undo:?} {:?}",
           patch.seq,
-          patch.changes,
-          patch.undo,
           patch.failure.as_ref().map(ToString::to_string)
         )
       })
@@ -2432,18 +2494,33 @@ mod tests {
       1 => (path.clone(), path.clone()).prop_map(|(a, b)| json!({ "$rename": { a: b } })),
       1 => (path.clone(), value).prop_map(|(p, v)| json!({ "$setOnInsert": { p: v } })),
     ];
-    prop::collection::vec(op, 1..3).prop_map(|ops| {
-      let mut merged = serde_json::Map::new();
-      for op in ops {
-        for (name, fields) in op.as_object().into_iter().flatten() {
-          let entry = merged.entry(name.clone()).or_insert_with(|| json!({}));
-          for (field, value) in fields.as_object().into_iter().flatten() {
-            entry[field] = value.clone();
-          }
-        }
-      }
-      Value::Object(merged)
-    })
+    prop::collection::vec(op, 1..3).prop_map(merged)
+  }
+
+  /// Updates of a few counters, most of them increments by integers, which go under pending
+  /// increments of the same field: near the limits of the integers (so that some sums overflow,
+  /// here or under other patches), by doubles, and other writes of the same fields.
+  fn counter_updates() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let path = prop::sample::select(vec!["n", "m", "a.x", "a"]);
+    let number = prop_oneof![
+      40 => (-3i64..4).prop_map(Value::from),
+      1 => Just(json!(i64::MAX)),
+      1 => Just(json!(i64::MIN)),
+      1 => Just(json!(u64::MAX)),
+      1 => Just(json!(1i64 << 62)),
+      1 => Just(json!(-(1i64 << 62))),
+      1 => Just(json!(0.5)),
+    ];
+    let op = prop_oneof![
+      40 => (path.clone(), number.clone()).prop_map(|(p, n)| json!({ "$inc": { p: n } })),
+      1 => (path.clone(), number.clone()).prop_map(|(p, v)| json!({ "$set": { p: v } })),
+      1 => path.clone().prop_map(|p| json!({ "$unset": { p: "" } })),
+      1 => (path.clone(), number.clone()).prop_map(|(p, v)| json!({ "$max": { p: v } })),
+      1 => (path.clone(), number).prop_map(|(p, n)| json!({ "$mul": { p: n } })),
+      1 => path.prop_map(|p| json!({ "$set": { p: "s" } })),
+    ];
+    prop::collection::vec(op, 1..3).prop_map(merged)
   }
 
   fn documents() -> impl proptest::strategy::Strategy<Value = Value> {
@@ -2455,7 +2532,19 @@ mod tests {
     ])
   }
 
-  fn steps() -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
+  fn counter_documents() -> impl proptest::strategy::Strategy<Value = Value> {
+    proptest::sample::select(vec![
+      json!({ "n": 0, "m": 5, "a": { "x": 1 } }),
+      json!({ "n": i64::MAX - 2, "m": i64::MIN + 2, "a": { "x": u64::MAX - 1 } }),
+      json!({ "n": -1, "m": i64::MAX, "a": { "x": i64::MIN } }),
+      json!({ "n": 0.5, "a": {} }),
+      json!({}),
+    ])
+  }
+
+  fn steps<S: proptest::strategy::Strategy<Value = Value>>(
+    updates: fn() -> S,
+  ) -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
     use proptest::prelude::*;
     let step = prop_oneof![
       4 => updates().prop_map(Step::Local),
@@ -2525,12 +2614,6 @@ mod tests {
       );
       outbox.extend(sent);
       inbox.extend(to_client.take());
-      eprintln!(
-        "DBG {step:?}\n  fast {}\n  full {}\n  inbox {:?}",
-        state(&twins.fast),
-        state(&twins.full),
-        inbox
-      );
       twins.check(&format!("{step:?}"));
     }
   }
@@ -2626,7 +2709,7 @@ mod tests {
     #[test]
     fn patches_that_commute_go_under_the_pending_ones_as_the_full_rebase_would_put_them(
       data in documents(),
-      steps in steps(),
+      steps in steps(updates),
     ) {
       run_client_twins(data, steps);
     }
@@ -2634,7 +2717,23 @@ mod tests {
     #[test]
     fn a_bridge_decides_the_logs_entries_over_its_pending_patches_as_the_full_rebase_would(
       data in documents(),
-      steps in steps(),
+      steps in steps(updates),
+    ) {
+      run_bridge_twins(data, steps);
+    }
+
+    #[test]
+    fn increments_of_a_counter_go_under_pending_ones_as_the_full_rebase_would_put_them(
+      data in counter_documents(),
+      steps in steps(counter_updates),
+    ) {
+      run_client_twins(data, steps);
+    }
+
+    #[test]
+    fn a_bridge_decides_increments_over_its_pending_ones_as_the_full_rebase_would(
+      data in counter_documents(),
+      steps in steps(counter_updates),
     ) {
       run_bridge_twins(data, steps);
     }

@@ -24,7 +24,7 @@ impl fmt::Display for Key {
 }
 
 /// The value at `path` in `doc`, if there is one.
-pub(super) fn get<'a>(doc: &'a Value, path: &[Key]) -> Option<&'a Value> {
+pub fn get<'a>(doc: &'a Value, path: &[Key]) -> Option<&'a Value> {
   path
     .iter()
     .try_fold(doc, |current, key| match (current, key) {

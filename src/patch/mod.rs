@@ -65,7 +65,7 @@ mod op;
 mod path;
 mod plan;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod undo;
 
 use std::cmp::Ordering;
@@ -74,7 +74,7 @@ use serde_json::Value;
 
 pub use change::{apply_changes, compact, Change};
 pub use error::{ErrorKind, PatchError};
-pub use key::Key;
+pub use key::{get as value_at_keys, Key};
 pub use path::MAX_DEPTH;
 
 use op::{Action, Op, Operator};
@@ -180,6 +180,16 @@ impl Update {
     })
   }
 
+  /// Every `$inc` by an integer, with its path as written: on an integer it adds exactly (an
+  /// integer sum is checked, never rounded), so such increments of one field commute while no
+  /// sum leaves the integers.
+  pub fn integer_increments(&self) -> impl Iterator<Item = (&str, i128)> {
+    self.ops.iter().filter_map(|op| match &op.action {
+      Action::Inc(by) => op::integer(by).map(|by| (op.path.text(), by)),
+      _ => None,
+    })
+  }
+
   /// The changes that applying to `doc` would make, without making them (read-only): what
   /// [`Update::apply`] returns, to commit with [`apply_changes`] once the caller wants them.
   pub fn plan(&self, doc: &Value, ctx: &Context) -> Result<Vec<Change>, PatchError> {
@@ -205,6 +215,17 @@ pub fn depth(value: &Value) -> usize {
     Value::Object(fields) => 1 + fields.values().map(depth).max().unwrap_or(0),
     _ => 0,
   }
+}
+
+/// A JSON integer (never a double, even `5.0`) widened to i128, as `$inc` reads it.
+pub fn integer(value: &Value) -> Option<i128> {
+  value.as_number().and_then(op::integer)
+}
+
+/// An integer as the engine writes it (i64 when it fits, else u64); `None` outside both, where
+/// the engine's integer arithmetic overflows.
+pub fn integer_value(n: i128) -> Option<Value> {
+  compare::Num::Int(n).to_value()
 }
 
 /// Convenience: parse + apply.

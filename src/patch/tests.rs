@@ -12,6 +12,21 @@ use serde_json::{json, Value};
 use super::compare::compare_numbers;
 use super::*;
 
+/// One update of the operations of `ops` (a later operand of one field replaces an earlier):
+/// random updates of several operators.
+pub(crate) fn merged(ops: Vec<Value>) -> Value {
+  let mut merged = serde_json::Map::new();
+  for op in ops {
+    for (name, fields) in op.as_object().into_iter().flatten() {
+      let entry = merged.entry(name.clone()).or_insert_with(|| json!({}));
+      for (field, value) in fields.as_object().into_iter().flatten() {
+        entry[field] = value.clone();
+      }
+    }
+  }
+  Value::Object(merged)
+}
+
 /// 2024-05-01T12:00:00.000Z, the clock of every table case that does not set `now`.
 const NOW_MS: i64 = 1_714_564_800_000;
 

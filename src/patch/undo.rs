@@ -196,18 +196,7 @@ mod tests {
       (path(), prop_oneof![Just(1), Just(-1)]).prop_map(|(p, n)| json!({"$pop": {p: n}})),
       (path(), path()).prop_map(|(a, b)| json!({"$rename": {a: b}})),
     ];
-    prop::collection::vec(op, 1..3).prop_map(|ops| {
-      let mut merged = serde_json::Map::new();
-      for op in ops {
-        for (name, fields) in op.as_object().into_iter().flatten() {
-          let entry = merged.entry(name.clone()).or_insert_with(|| json!({}));
-          for (field, value) in fields.as_object().into_iter().flatten() {
-            entry[field] = value.clone();
-          }
-        }
-      }
-      Value::Object(merged)
-    })
+    prop::collection::vec(op, 1..3).prop_map(super::super::tests::merged)
   }
 
   proptest! {
