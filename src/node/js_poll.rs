@@ -97,23 +97,26 @@ impl Drop for JsDrain {
 }
 
 impl PollData {
-  /// Calls the facade's drain as a libuv callback of Node's calls into JS. Nothing of the
-  /// handle is touched after the call: JS may close it.
+  /// Calls the facade's drain as a libuv callback of Node's calls into JS; when it cannot (the
+  /// handle was closed, or Node-API refused), the threadsafe function wakes JS instead.
   fn drain_in_js(&self) {
+    if !self.call_drain() {
+      self.replica.nudge();
+    }
+  }
+
+  /// Whether the drain was called. Nothing of the handle is touched after the call: JS may close
+  /// it.
+  fn call_drain(&self) -> bool {
     let drain = self.drain.borrow();
     let Some(js) = drain.as_ref() else {
-      // Closed: nothing polls any more, the threadsafe function wakes JS.
-      drop(drain);
-      self.replica.nudge();
-      return;
+      return false;
     };
     let (env, async_context) = (js.env, js.async_context);
     let mut scope = std::ptr::null_mut();
     // SAFETY: on the JS thread, outside any JS call: a scope for the handles made below.
     if unsafe { sys::napi_open_handle_scope(env, &mut scope) } != sys::Status::napi_ok {
-      drop(drain);
-      self.replica.nudge();
-      return;
+      return false;
     }
     let function = js
       .function
@@ -124,7 +127,7 @@ impl PollData {
     // SAFETY: `env` is this thread's live environment, `scope` is open; a throw in the drain is
     // handed to Node as an uncaught exception, as the threadsafe function's call would.
     unsafe {
-      match function {
+      let called = match function {
         Ok(function) if sys::napi_get_global(env, &mut global) == sys::Status::napi_ok => {
           let status = sys::napi_make_callback(
             env,
@@ -141,10 +144,12 @@ impl PollData {
               sys::napi_fatal_exception(env, error);
             }
           }
+          true
         }
-        _ => self.replica.nudge(),
-      }
+        _ => false,
+      };
       sys::napi_close_handle_scope(env, scope);
+      called
     }
   }
 }
