@@ -31,6 +31,12 @@ export declare function defaultDir(): string
 export declare function drain(instance: ExternalObject<Instance>): string
 
 /**
+ * The queued events and, last, the digest of the document they lead to, or with `whole` the
+ * document: what the check of `data` against direct writes compares it with.
+ */
+export declare function drainForCheck(instance: ExternalObject<Instance>, whole: boolean): string
+
+/**
  * Sends `event` with `argsJson` (a JSON array) to every other process. Queued like a patch:
  * JS flushes at the end of its event loop's turn, so a loop of emits is one write.
  */

@@ -2,10 +2,15 @@
 // ERR_DIRECT_WRITE, and the process then agrees with the others again (docs/guarantees.md).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { createRequire } from 'node:module'
 import memsync from '../index.js'
+import { mulberry32 } from './support/generate-updates.mjs'
 import { rendezvousDir, spawnPeer, uniqueName, withTimeout } from './support/peers.mjs'
 
 const { MemSync, MemErrors } = memsync
+const require = createRequire(import.meta.url)
+const native = require('../native.js')
+const { digest } = require('../lib/changes.js')
 
 const nextError = (mem) => withTimeout(new Promise((resolve) => mem.once('error', resolve)), 5000, 'no error event for the direct write')
 
@@ -60,4 +65,47 @@ test('data read through the API is a plain object with Object.prototype, as in 0
   assert.equal(Object.getPrototypeOf(mem.data), Object.prototype)
   assert.deepStrictEqual(mem.data, { a: { b: [1] } })
   assert.equal(Object.isFrozen(mem.data.a), false, 'not frozen: frozen arrays read 2.5-7x slower on Node 20 (docs/guarantees.md)')
+})
+
+// The check compares a digest of `data` with one of the replica's document and reads the whole
+// document only when they differ: the two implementations (lib/changes.js, src/core/digest.rs)
+// must agree on every document, or a check would find nothing where something differs, or read
+// the whole document every time.
+test('data and the replica digest every document alike', () => {
+  const random = mulberry32(18)
+  const pick = (list) => list[Math.floor(random() * list.length)]
+  const leaves = [
+    null, true, false, 0, -0, 1, -1, 0.1, 1e-300, 1.7976931348623157e308, 2 ** 53, 2 ** 53 + 2,
+    -(2 ** 63), 2 ** 64 - 2 ** 11, '', 'a', 'é', '日本', '\u{1F600}', 'line\nbreak', '"quoted"'
+  ]
+  const keys = ['a', 'b', '0', '1', '10', '2', '__proto__', 'constructor', 'é', '\u{1F600}', 'k k']
+  const generate = (depth) => {
+    const roll = random()
+    if (depth > 4 || roll < 0.4) return pick(leaves)
+    if (roll < 0.7) return Array.from({ length: Math.floor(random() * 4) }, () => generate(depth + 1))
+    const object = {}
+    for (let i = Math.floor(random() * 5); i > 0; i--) {
+      Object.defineProperty(object, pick(keys), { value: generate(depth + 1), enumerable: true, writable: true, configurable: true })
+    }
+    return object
+  }
+  // Integers past 2^53 as the replica reads them from a file or another language: exact, then
+  // rounded to a double by JSON.parse and by the digest alike.
+  const texts = ['{}', '{"big":18446744073709551615,"small":-9223372036854775808,"odd":9007199254740993}', '{"z":-0,"f":-0.0,"e":1E2}']
+  for (let i = 0; i < 300; i++) texts.push(JSON.stringify({ root: generate(0), [pick(keys)]: generate(1) }))
+  for (const text of texts) {
+    const instance = native.createInstance(uniqueName('digest'), text, null, undefined)
+    try {
+      const [tag, a, b] = JSON.parse(native.drainForCheck(instance, false)).pop()
+      assert.equal(tag, native.eventTags().digest)
+      assert.deepEqual(digest(JSON.parse(text)), [a, b], text)
+    } finally {
+      native.release(instance)
+    }
+  }
+  assert.notDeepEqual(digest({ n: 1 }), digest({ n: NaN }))
+  assert.notDeepEqual(digest({ n: null }), digest({ n: NaN }))
+  assert.notDeepEqual(digest({ n: null }), digest({ n: undefined }))
+  assert.notDeepEqual(digest({}), digest({ n: undefined }))
+  assert.notDeepEqual(digest([null]), digest([undefined]))
 })

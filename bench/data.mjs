@@ -1,14 +1,15 @@
 // What keeping `mem.data` from silent divergence costs (docs/guarantees.md), for the options measured:
 // reads of each beside a plain object, and the cost per applied change of the chosen design
-// (lib/changes.js: plain objects changed in place, a private copy, the truth, changed alongside,
-// and `repair()` comparing the two) beside a plain object changed in place (memsync before it) and
-// beside copy-on-write (copying and freezing the touched container, what freezing would need).
-// One process, no native code: it measures the JS side only. Run: node bench/data.mjs [--quick]
+// (lib/changes.js: plain objects changed in place, checked against the replica's document by
+// digest) beside copy-on-write (copying and freezing the touched container, what freezing would
+// need); then what one check costs: the digest of `data` in JS, and the replica's digest, which
+// holds its lock. Run: node bench/data.mjs [--quick] (the addon must be built)
 import { createRequire } from 'node:module'
 import { summarize, formatNs } from './measure.mjs'
 
 const require = createRequire(import.meta.url)
-const { LiveObject } = require('../lib/changes.js')
+const { LiveObject, digest } = require('../lib/changes.js')
+const native = require('../native.js')
 
 const quick = process.argv.includes('--quick')
 const SAMPLES = quick ? 5 : 11
@@ -38,7 +39,7 @@ const refuse = () => { throw new TypeError('read-only') }
 
 const READ_OPTIONS = [
   ['plain object (before)', () => small()],
-  ['chosen: plain object and a truth', () => new LiveObject(small()).root],
+  ['chosen: plain, checked by digest', () => new LiveObject(small()).root],
   ['read-only root properties', () => readOnlyRoot(small())],
   ['frozen below a read-only root', () => readOnlyRoot(freezeDeep(small()))],
   ['Proxy refusing writes', () => new Proxy(small(), { set: refuse, defineProperty: refuse, deleteProperty: refuse })],
@@ -79,7 +80,7 @@ function benchReads () {
   })
 }
 
-// The plain object changed in place, as lib/changes.js did before: 's' changes only.
+// A bare assignment per change ('s' changes only): the least applying a change can cost.
 function applyInPlace (root, changes) {
   for (const [, path, value] of changes) {
     let node = root
@@ -134,13 +135,30 @@ function benchChanges () {
   })
 }
 
-// `repair()` finding nothing: what the periodic check costs (lib/memsync.js spaces the checks so
-// that they take at most 2% of the time).
-function benchRepair () {
+// A check finding nothing: the digest of `data` in JS, and the replica's digest of its document,
+// taken under the replica's lock (lib/memsync.js spaces the checks so that they take at most 2%
+// of the time).
+function benchCheck () {
   const items = (n) => Array.from({ length: n }, (_, i) => ({ id: i, name: `item ${i}`, tags: ['a', 'b'] }))
-  return [['small object', small()], ['10,000-key object', keys(10000)], ['10,000 records of 3 fields (~0.5 MB JSON)', { items: items(10000) }]].map(([label, data]) => {
+  const cases = [
+    ['small object', small()],
+    ['10,000-key object', keys(10000)],
+    ['10,000 records of 3 fields (~0.5 MB JSON)', { items: items(10000) }],
+    ['100,000 records of 3 fields (~5 MB JSON)', { items: items(100000) }]
+  ]
+  return cases.map(([label, data], i) => {
     const live = new LiveObject(data)
-    return { label, ns: time((object) => object.repair(), live, () => null, quick ? 20 : 100) }
+    const instance = native.createInstance(`bench-data-${process.pid}-${i}`, JSON.stringify(data), null, undefined)
+    try {
+      const iterations = label.startsWith('100,000') ? 3 : quick ? 20 : 100
+      return {
+        label,
+        js: time((object) => object.matches(digest(data)), live, () => null, iterations),
+        replica: time((handle) => native.drainForCheck(handle, false), instance, () => null, iterations)
+      }
+    } finally {
+      native.release(instance)
+    }
   })
 }
 
@@ -153,5 +171,5 @@ console.log('\nApply one change list:                         plain in place    
 for (const { label, plain, chosen, copyOnWrite } of benchChanges()) {
   console.log(`  ${label.padEnd(44)} ${formatNs(plain).padStart(10)} ${formatNs(chosen).padStart(10)} ${copyOnWrite === null ? '' : formatNs(copyOnWrite).padStart(12)}`)
 }
-console.log('\nrepair() finding nothing:')
-for (const { label, ns } of benchRepair()) console.log(`  ${label.padEnd(44)} ${formatNs(ns).padStart(10)}`)
+console.log('\nA check finding nothing:                       JS digest of data   replica digest (its lock held)')
+for (const { label, js, replica } of benchCheck()) console.log(`  ${label.padEnd(44)} ${formatNs(js).padStart(12)} ${formatNs(replica).padStart(14)}`)

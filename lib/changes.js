@@ -1,8 +1,8 @@
 'use strict'
 // Applies the engine's change lists (see src/patch/change.rs) to the live JS object in place, so
 // `mem.data` keeps its identity and reads stay plain property reads, and finds and undoes direct
-// writes to it, which would otherwise leave this process disagreeing with the others for good
-// (docs/guarantees.md).
+// writes to it against the replica's document, which would otherwise leave this process
+// disagreeing with the others for good (docs/guarantees.md).
 //
 // A change is ['s', path, value] (set, creating missing objects and padding arrays with null),
 // ['u', path] (delete a key), ['p', path, start, deleteCount, items] (splice an array) or
@@ -92,9 +92,7 @@ function removeRuns (root, run) {
   array.length = kept
 }
 
-// `copy` makes the values the changes carry the tree's own (the truth must share no object with
-// `data`, which the application can reach).
-function applyChanges (root, changes, copy) {
+function applyChanges (root, changes) {
   for (let i = 0; i < changes.length; i++) {
     const run = removalRun(changes, i)
     if (run > 1) {
@@ -106,14 +104,14 @@ function applyChanges (root, changes, copy) {
     const path = change[1]
     switch (change[0]) {
       case 's':
-        assign(parentOf(root, path, true), path[path.length - 1], copy(change[2]))
+        assign(parentOf(root, path, true), path[path.length - 1], change[2])
         break
       case 'u':
         take(root, path)
         break
       case 'p': {
         const array = getAt(root, path)
-        const items = copy === same ? change[4] : change[4].map(copy)
+        const items = change[4]
         // Spreading a huge item list would overflow the call stack; large inserts go in chunks.
         if (items.length < 10000) {
           array.splice(change[2], change[3], ...items)
@@ -156,27 +154,18 @@ function replaceContents (target, source) {
   for (const key of Object.keys(source)) assign(target, key, source[key])
 }
 
-const same = (value) => value
 const isContainer = (value) => value !== null && typeof value === 'object'
 
-/** A deep copy of JSON value `value` (faster than structuredClone on the small values of most changes). */
-function copyOf (value) {
-  if (!isContainer(value)) return value
-  if (Array.isArray(value)) return value.map(copyOf)
-  const copy = {}
-  for (const key of Object.keys(value)) assign(copy, key, copyOf(value[key]))
-  return copy
-}
-
 /**
- * The shared object as this process shows it (`root` is `mem.data`), beside a private copy of the
- * same, the truth, that only the replica's changes reach. `repair()` compares the two and undoes
- * what was written to `root` directly. Plain objects cost nothing to read; the truth costs a
- * second in-place change per change, and as much memory again as `data`.
+ * The shared object as this process shows it: `root` is `mem.data`, a plain object changed in
+ * place by the replica's change lists. `repair(document)` compares it with the replica's document
+ * (parsed fresh from JSON, so it shares nothing with `root`) and undoes what was written to
+ * `root` directly. `applied` counts the change lists and replacements, which tells the caller
+ * whether `root` moved on after the document was taken.
  */
 class LiveObject {
   root = {}
-  #truth = {}
+  applied = 0
 
   constructor (source) {
     this.replace(source)
@@ -184,47 +173,54 @@ class LiveObject {
 
   /** Applies one change list from the replica. */
   apply (changes) {
-    applyChanges(this.#truth, changes, copyOf)
-    applyChanges(this.root, changes, same)
+    applyChanges(this.root, changes)
+    this.applied++
   }
 
   /** Makes `root` hold exactly what `source` (fresh from JSON) holds, keeping its identity. */
   replace (source) {
-    replaceContents(this.#truth, copyOf(source))
     replaceContents(this.root, source)
+    this.applied++
+  }
+
+  /** Whether `root` digests to `expected` ([a, b], see `digest`), as the replica's document does. */
+  matches ([a, b]) {
+    const [ownA, ownB] = digest(this.root)
+    return ownA === a && ownB === b
   }
 
   /**
-   * Makes `root` equal the truth again, in place where the shape still matches (a reference the
-   * application holds stays live). Returns the dotted paths it restored; O(size of the object).
+   * Makes `root` equal `document` (the replica's, after the same changes) again, in place where
+   * the shape still matches (a reference the application holds stays live), taking the values it
+   * restores from `document`. Returns the dotted paths it restored; O(size of the object).
    */
-  repair () {
+  repair (document) {
     const found = []
-    restore(this.root, this.#truth, [], found)
+    restore(this.root, document, [], found)
     return found
   }
 }
 
-// Restores container `live` (an array or object, as `truth` is) to `truth`; `path` is its place,
-// a stack shared by the whole walk, copied only for what is found.
-function restore (live, truth, path, found) {
-  if (Array.isArray(truth)) {
-    if (live.length !== truth.length) {
+// Restores container `live` (an array or object, as `document` is) to `document`; `path` is its
+// place, a stack shared by the whole walk, copied only for what is found.
+function restore (live, document, path, found) {
+  if (Array.isArray(document)) {
+    if (live.length !== document.length) {
       found.push(path.join('.'))
       live.length = 0
-      for (const item of truth) live.push(copyOf(item))
+      for (const item of document) live.push(item)
       return
     }
-    for (let i = 0; i < truth.length; i++) restoreSlot(live, i, truth[i], path, found)
+    for (let i = 0; i < document.length; i++) restoreSlot(live, i, document[i], path, found)
     return
   }
   for (const key of Object.keys(live)) {
-    if (!hasOwn(truth, key)) {
+    if (!hasOwn(document, key)) {
       found.push([...path, key].join('.'))
       delete live[key]
     }
   }
-  for (const key of Object.keys(truth)) restoreSlot(live, key, truth[key], path, found)
+  for (const key of Object.keys(document)) restoreSlot(live, key, document[key], path, found)
 }
 
 function restoreSlot (parent, key, expected, path, found) {
@@ -235,9 +231,110 @@ function restoreSlot (parent, key, expected, path, found) {
     restore(actual, expected, path, found)
   } else if (actual !== expected || !hasOwn(parent, key)) {
     found.push(path.join('.'))
-    assign(parent, key, copyOf(expected))
+    assign(parent, key, expected)
   }
   path.pop()
 }
 
-module.exports = { LiveObject, getAt, touches }
+// The digest of src/core/digest.rs, computed alike over `data` (that file says what it reads).
+// Each function returns lane a and leaves lane b in `laneB`, so the walk allocates nothing.
+const SEED_A = 0
+const SEED_B = 0x9747b28c | 0
+const NULL = 1
+const FALSE = 2
+const TRUE = 3
+const NUMBER = 4
+const STRING = 5
+const ARRAY = 6
+const OBJECT = 7
+// What JSON cannot hold (undefined, a function, NaN's neighbours in a direct write): no document
+// digests to this.
+const OTHER = 8
+let laneB = 0
+const doubleView = new DataView(new ArrayBuffer(8))
+
+function step (hash, word) {
+  word = Math.imul(word, 0xcc9e2d51 | 0)
+  word = Math.imul((word << 15) | (word >>> 17), 0x1b873593)
+  hash ^= word
+  hash = (hash << 13) | (hash >>> 19)
+  return (Math.imul(hash, 5) + (0xe6546b64 | 0)) | 0
+}
+
+function finish (hash) {
+  hash ^= hash >>> 16
+  hash = Math.imul(hash, 0x85ebca6b | 0)
+  hash ^= hash >>> 13
+  hash = Math.imul(hash, 0xc2b2ae35 | 0)
+  return hash ^ (hash >>> 16)
+}
+
+function digestString (text) {
+  let a = SEED_A ^ STRING
+  let b = SEED_B ^ STRING
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i)
+    a = step(a, unit)
+    b = step(b, unit)
+  }
+  laneB = finish(b ^ text.length)
+  return finish(a ^ text.length)
+}
+
+function digestValue (value) {
+  switch (typeof value) {
+    case 'string':
+      return digestString(value)
+    case 'number': {
+      if (!Number.isFinite(value)) break
+      doubleView.setFloat64(0, value === 0 ? 0 : value, true)
+      const low = doubleView.getUint32(0, true) | 0
+      const high = doubleView.getUint32(4, true) | 0
+      laneB = finish(step(step(SEED_B ^ NUMBER, low), high))
+      return finish(step(step(SEED_A ^ NUMBER, low), high))
+    }
+    case 'boolean': {
+      const tag = value ? TRUE : FALSE
+      laneB = finish(SEED_B ^ tag)
+      return finish(SEED_A ^ tag)
+    }
+    case 'object': {
+      if (value === null) {
+        laneB = finish(SEED_B ^ NULL)
+        return finish(SEED_A ^ NULL)
+      }
+      if (Array.isArray(value)) {
+        let a = SEED_A ^ ARRAY
+        let b = SEED_B ^ ARRAY
+        for (let i = 0; i < value.length; i++) {
+          a = step(a, digestValue(value[i]))
+          b = step(b, laneB)
+        }
+        laneB = finish(b ^ value.length)
+        return finish(a ^ value.length)
+      }
+      let sumA = 0
+      let sumB = 0
+      const keys = Object.keys(value)
+      for (const key of keys) {
+        const keyA = digestString(key)
+        const keyB = laneB
+        const itemA = digestValue(value[key])
+        sumA = (sumA + finish(step(step(SEED_A, keyA), itemA))) | 0
+        sumB = (sumB + finish(step(step(SEED_B, keyB), laneB))) | 0
+      }
+      laneB = finish(step(SEED_B ^ OBJECT, sumB) ^ keys.length)
+      return finish(step(SEED_A ^ OBJECT, sumA) ^ keys.length)
+    }
+  }
+  laneB = finish(SEED_B ^ OTHER)
+  return finish(SEED_A ^ OTHER)
+}
+
+/** The digest of `value` as src/core/digest.rs computes it: two unsigned 32-bit numbers. */
+function digest (value) {
+  const a = digestValue(value)
+  return [a >>> 0, laneB >>> 0]
+}
+
+module.exports = { LiveObject, digest, getAt, touches }

@@ -24,8 +24,8 @@ const { maxUpdateDepth: UPDATE_MAX_DEPTH, maxUpdateBytes: UPDATE_MAX_BYTES, maxB
 const debug = debuglog('memsync')
 // Node 20 may lack Symbol.asyncDispose; Node's own classes use this one then.
 const asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose')
-// The check of `data` against the truth (lib/changes.js) runs at most this often, and takes at
-// most 1/REPAIR_SPACING of the time on a big object.
+// The check of `data` against the replica's document (lib/changes.js) runs at most this often,
+// and takes at most 1/REPAIR_SPACING of the time on a big object.
 const REPAIR_INTERVAL_MS = 1000
 const REPAIR_SPACING = 50
 // Options a started instance takes at once; the others wait for a stop, or for a new instance.
@@ -41,9 +41,15 @@ function eventTags (names) {
   return names.map((name) => tags[name])
 }
 
-// The events of the native replica; src/core/events.rs documents each one's fields.
+// The events of the native replica; src/core/events.rs documents each one's fields. `digest` and
+// `document` come only last from drainForCheck, which reads them by position.
 const [OWN, CHANGES, SNAPSHOT, ACK, ACCEPTED, REJECTED, ROLE, FAIL, CALL, REPLY, PONG, GRANT, EVENTS_DROPPED, EMIT, ERROR, DEBUG, WARNING] = eventTags(
-  ['own', 'changes', 'snapshot', 'ack', 'accepted', 'rejected', 'role', 'fail', 'call', 'reply', 'pong', 'grant', 'eventsDropped', 'emit', 'error', 'debug', 'warning'])
+  ['own', 'changes', 'snapshot', 'ack', 'accepted', 'rejected', 'role', 'fail', 'call', 'reply', 'pong', 'grant', 'eventsDropped', 'emit', 'error', 'debug', 'warning', 'digest', 'document'])
+
+/** Whether `event` changes `data` when applied (see `#apply`). */
+function changesData (event) {
+  return (event[0] === OWN && event[3] !== null) || event[0] === CHANGES || event[0] === SNAPSHOT
+}
 
 function checkOptions (options) {
   if (options === undefined || options === null) return {}
@@ -312,11 +318,11 @@ class MemSync {
   /** Called when the connection is lost: waits that must start over with the next one. */
   #onLost = new Set()
   #observers = []
-  /** `data` and the truth it is checked against. */
+  /** `data`, and its check against the replica's document. */
   #live
   /** The open iterators of changes(). */
   #feeds = new Set()
-  /** The next check of `data` against the truth, while started. */
+  /** The next check of `data` against the replica's document, while started. */
   #repairTimer = null
   /** The listeners that print for `logEvents`, while it is on. */
   #logListeners = null
@@ -816,7 +822,7 @@ class MemSync {
       const began = performance.now()
       let restored
       try {
-        restored = this.#live.repair()
+        restored = this.#repair()
       } catch (error) {
         // Say so rather than end the process from a timer: `data` frozen whole, or a throwing getter.
         restored = []
@@ -830,6 +836,26 @@ class MemSync {
       }
       if (this.#started) this.#scheduleRepair(Math.max(REPAIR_INTERVAL_MS, took * REPAIR_SPACING))
     }, ms).unref()
+  }
+
+  // Compares `data` with the replica's document, by digest first: only when they differ is the
+  // document itself read and `data` restored from it. Each read applies the events queued before
+  // it, so that `data` and the document are at the same point; an observer that patches while
+  // they are applied moves `data` past it, and then nothing is compared until the next check.
+  #repair () {
+    const digest = this.#readForCheck(false)
+    if (digest === null || this.#live.matches(digest.slice(1))) return []
+    const document = this.#readForCheck(true)
+    return document === null ? [] : this.#live.repair(document[1])
+  }
+
+  /** The digest (or, with `whole`, the document) event at the point `data` is brought to; null if `data` moved on. */
+  #readForCheck (whole) {
+    const events = JSON.parse(native.drainForCheck(this.#native, whole))
+    const last = events.pop()
+    const expected = this.#live.applied + events.filter(changesData).length
+    this.#handle(events)
+    return this.#live.applied === expected ? last : null
   }
 
   // In the check phase of this turn of the event loop (setImmediate), not at the end of the task

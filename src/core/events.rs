@@ -90,6 +90,10 @@ kinds! {
   Debug = "debug" as "debug",
   /// [`Event::Warning`].
   Warning = "warn" as "warning",
+  /// [`Event::Document`].
+  Document = "d" as "document",
+  /// [`Event::Digest`].
+  Digest = "h" as "digest",
 }
 
 /// One event for JS. Each variant's doc gives its array on the wire and what its fields mean.
@@ -164,6 +168,13 @@ pub enum Event<'a> {
   /// `["debug", line]`: what the instance noticed that is not a failure of the application's
   /// (a client that went away, a peer refused), for `NODE_DEBUG=memsync`.
   Debug(&'a str),
+  /// `["h", a, b]`: the digest (`core::digest`) of the document as the events before it leave
+  /// it, which JS compares with that of `data` to find direct writes. Never queued: only the last
+  /// event of `Replica::drain_for_check`.
+  Digest([u32; 2]),
+  /// `["d", data]`: the whole document as the events before it leave it, which JS restores `data`
+  /// from when the digests differ. Never queued, as [`Event::Digest`].
+  Document(&'a Value),
 }
 
 /// The document of a snapshot, as the text that arrived or as the value held.
@@ -230,6 +241,8 @@ impl Event<'_> {
       Event::Error { .. } => Kind::Error,
       Event::Warning { .. } => Kind::Warning,
       Event::Debug(_) => Kind::Debug,
+      Event::Document(_) => Kind::Document,
+      Event::Digest(_) => Kind::Digest,
     }
   }
 
@@ -286,6 +299,8 @@ impl Serialize for Event<'_> {
       Event::Grant(number) | Event::EventsDropped(number) => (tag, number).serialize(serializer),
       Event::Emit { event, args } => (tag, event, args).serialize(serializer),
       Event::Debug(line) => (tag, line).serialize(serializer),
+      Event::Document(data) => (tag, data).serialize(serializer),
+      Event::Digest([a, b]) => (tag, a, b).serialize(serializer),
     }
   }
 }
@@ -436,6 +451,7 @@ mod tests {
   #[test]
   fn events_are_compact_arrays_opened_by_their_tag() {
     let args = RawJson::to(&json!([1, "a"])).unwrap();
+    let data = json!({ "b": 1, "a": [null] });
     let cases = [
       (
         Event::Own {
@@ -472,6 +488,8 @@ mod tests {
       (Event::Role("host"), r#"["role","host"]"#),
       (Event::Accepted(&[1, 2]), r#"["A",[1,2]]"#),
       (Event::Debug("a \"peer\""), r#"["debug","a \"peer\""]"#),
+      (Event::Document(&data), r#"["d",{"b":1,"a":[null]}]"#),
+      (Event::Digest([1, 4294967295]), r#"["h",1,4294967295]"#),
     ];
     for (event, text) in cases {
       assert_eq!(event.to_json(), text);

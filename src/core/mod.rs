@@ -11,7 +11,9 @@
 //! - [`exchange`]: RPC routing, the event bus, writer limits and locks beside the document.
 //! - [`locks`]: the lock table, a pure state machine.
 //! - [`link`]: the connections the core sends on, a host's followers, and its right to order.
+//! - [`digest`]: the digest of a document that JS computes alike, to find direct writes.
 
+pub mod digest;
 pub mod events;
 pub mod exchange;
 pub mod link;

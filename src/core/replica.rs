@@ -29,6 +29,7 @@ use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
 
 use crate::clock::{Clock, Hlc, Time};
+use crate::core::digest::digest;
 use crate::core::events::{Document, Event, Queue, Received};
 use crate::core::exchange::{Effects, Exchange, LOCK_GRACE};
 use crate::core::link::{same, Fence, Followers, Link, Proposer};
@@ -444,6 +445,22 @@ impl Replica {
     let mut inner = self.inner.lock();
     inner.resync_events();
     inner.events.drain("")
+  }
+
+  /// The queued events followed by what JS checks `data` against for direct writes
+  /// (`lib/changes.js`): the digest of the document they lead to (`["h", a, b]`), or with `whole`
+  /// the document itself (`["d", data]`). Taken under one lock, so that the two agree; the
+  /// digest walks the document under it (docs/guarantees.md has the times).
+  pub fn drain_for_check(&self, whole: bool) -> String {
+    self.woken.store(false, Ordering::Release);
+    let mut inner = self.inner.lock();
+    inner.resync_events();
+    let last = if whole {
+      Event::Document(&inner.data).to_json()
+    } else {
+      Event::Digest(digest(&inner.data)).to_json()
+    };
+    inner.events.drain(&last)
   }
 
   /// Becomes host under `lease` (see [`Replica::become_host`]).
@@ -1650,6 +1667,23 @@ mod tests {
       r#"[["o",1,1,[["s",["n"],3]],0]]"#
     );
     assert_eq!(snapshot(&replica), r#"[1,{"n":3}]"#);
+  }
+
+  #[test]
+  fn what_the_direct_write_check_reads_follows_the_events_that_lead_to_it() {
+    let replica = Replica::new("a", json!({ "n": 1 }), HOST).unwrap();
+    replica.become_host();
+    assert_eq!(
+      replica.drain_for_check(true),
+      r#"[["role","host"],["d",{"n":1}]]"#
+    );
+    replica.patch(r#"{"$inc":{"n":2}}"#).unwrap();
+    assert_eq!(replica.drain_for_check(true), r#"[["d",{"n":3}]]"#);
+    let [a, b] = digest(&json!({ "n": 3 }));
+    assert_eq!(
+      replica.drain_for_check(false),
+      format!(r#"[["h",{a},{b}]]"#)
+    );
   }
 
   #[test]

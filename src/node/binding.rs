@@ -223,6 +223,13 @@ pub fn drain(env: Env, instance: &External<Instance>) -> String {
   instance.replica.drain()
 }
 
+/// The queued events and, last, the digest of the document they lead to, or with `whole` the
+/// document: what the check of `data` against direct writes compares it with.
+#[napi]
+pub fn drain_for_check(instance: &External<Instance>, whole: bool) -> String {
+  instance.replica.drain_for_check(whole)
+}
+
 fn poll_inbox(env: &Env, instance: &Instance) {
   let mut js_poll = instance.js_poll.borrow_mut();
   if let Some(inbox) = instance.inboxes.take() {
