@@ -6,6 +6,7 @@
 //!   sequencer.
 //! - `pending`: a replica's pending patches, and when a patch ordered elsewhere goes under them
 //!   without a full rebase.
+//! - `recent`: the last ordered entries a replica keeps for a host that may replace its own.
 //! - [`replica`]: one instance's copy of the document: pending patches and rebases, ordering on a
 //!   host, the events for JS.
 //! - [`exchange`]: RPC routing, the event bus, writer limits and locks beside the document.
@@ -21,4 +22,5 @@ pub mod locks;
 pub mod message;
 pub mod order;
 mod pending;
+mod recent;
 pub mod replica;

@@ -21,7 +21,7 @@
 //! while the lock is held, every critical section is short and CPU-only, and the JS thread takes
 //! it on every `patch()`, where an async lock would cost a task hop (mini-redis `db.rs`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -36,6 +36,7 @@ use crate::core::link::{same, Fence, Followers, Link, Proposer};
 use crate::core::message::{LogEntry, Message, RawJson};
 use crate::core::order::{Order, Progress, Verdict};
 use crate::core::pending::{Pending, PendingPatch};
+use crate::core::recent::Recent;
 use crate::error::{Code, Error, Result};
 use crate::patch::{apply_changes, compact, depth, Change, Context, Update, MAX_DEPTH};
 
@@ -178,9 +179,8 @@ impl Audience {
 struct History {
   /// The version, each origin's progress and (host) the write times: the ordering rules' state.
   order: Order,
-  log: VecDeque<LogEntry>,
-  /// Bytes of the updates in `log`.
-  log_bytes: usize,
+  /// The last ordered entries, for a host that may replace this one's.
+  log: Recent,
   /// Host only: whether a client joined during this term, which only then may replace it.
   served: bool,
 }
@@ -237,8 +237,7 @@ impl Replica {
         max_pending: DEFAULT_MAX_PENDING,
         history: History {
           order: Order::default(),
-          log: VecDeque::new(),
-          log_bytes: 0,
+          log: Recent::new(LOG_LEN, LOG_BYTES),
           served: false,
         },
         last_update: ParsedUpdate::parse("{}")?,
@@ -292,9 +291,8 @@ impl Replica {
     inner
       .history
       .log
-      .back()
-      .filter(|entry| entry.version == inner.history.order.version())
-      .map(|entry| (entry.version, entry.origin, entry.seq))
+      .last()
+      .filter(|&(version, _, _)| version == inner.history.order.version())
   }
 
   /// The role, the version and (host) how many clients are connected, read together.
@@ -394,9 +392,7 @@ impl Replica {
         // no client may have received them (its clients may have left it already). A host that
         // never had a client cannot be replaced, and keeps nothing.
         if inner.history.served {
-          inner
-            .history
-            .keep(version, self.origin, seq, hlc, text.clone());
+          inner.history.keep(version, self.origin, seq, hlc, text);
         }
         inner.audience.followers.publish();
         own_event(seq, version, &changes, queued)
@@ -524,7 +520,7 @@ impl Replica {
             self.origin,
             patch.seq,
             patch.hlc,
-            patch.update_text,
+            &patch.update_text,
           );
           inner.events.push(&Event::Ack {
             seq: patch.seq,
@@ -809,7 +805,7 @@ impl Replica {
           &mut inner.events,
         );
         settled.push(Settled::Accepted(seq));
-        inner.history.keep(version, origin, seq, hlc, update);
+        inner.history.keep(version, origin, seq, hlc, &update);
         continue;
       }
       let parsed = inner.parse_received(&update);
@@ -865,7 +861,7 @@ impl Replica {
           } else if inner.wants_received {
             received.extend(Received::record(version, hlc, &update));
           }
-          inner.history.keep(version, origin, seq, hlc, update);
+          inner.history.keep(version, origin, seq, hlc, &update);
           None
         }
         Verdict::Duplicate => None,
@@ -939,13 +935,10 @@ impl Replica {
     let parsed = parsed.map_err(|err| err.to_string())?;
     let applied: HashMap<u64, u64> = applied.into_iter().collect();
     let covered = |origin: u64, seq: u64| applied.get(&origin).is_some_and(|&done| done >= seq);
-    let missed: Vec<LogEntry> = inner
+    let missed = inner
       .history
       .log
-      .iter()
-      .filter(|entry| !covered(entry.origin, entry.seq))
-      .cloned()
-      .collect();
+      .select(|origin, seq| !covered(origin, seq));
     let mut acks = Vec::new();
     inner.pending.retain(|patch| {
       let done = covered(self.origin, patch.seq);
@@ -957,7 +950,6 @@ impl Replica {
     inner.data = parsed;
     inner.history.order.reset(version, applied);
     inner.history.log.clear();
-    inner.history.log_bytes = 0;
     inner.role = Role::Client;
     let mut redone = Vec::new();
     inner.redo_pending(&mut redone);
@@ -1042,7 +1034,7 @@ impl Replica {
           } else if inner.wants_received {
             received.extend(Received::record(version, hlc, &update));
           }
-          inner.history.record(version, origin, seq, hlc, update);
+          inner.history.record(version, origin, seq, hlc, &update);
         }
         Message::Rejected { seq, code, message } => {
           if !undone {
@@ -1285,26 +1277,14 @@ impl Inner {
 
 impl History {
   /// Client: notes an ordered patch: version, the origin's progress and the log.
-  fn record(&mut self, version: u64, origin: u64, seq: u64, hlc: Hlc, update: RawJson) {
+  fn record(&mut self, version: u64, origin: u64, seq: u64, hlc: Hlc, update: &RawJson) {
     self.order.record(version, origin, seq);
     self.keep(version, origin, seq, hlc, update);
   }
 
   /// Appends an ordered entry to the log, which forgets its oldest past its bounds.
-  fn keep(&mut self, version: u64, origin: u64, seq: u64, hlc: Hlc, update: RawJson) {
-    self.log_bytes += update.get().len();
-    while self.log.len() >= LOG_LEN || (self.log_bytes > LOG_BYTES && !self.log.is_empty()) {
-      if let Some(oldest) = self.log.pop_front() {
-        self.log_bytes -= oldest.update.get().len();
-      }
-    }
-    self.log.push_back(LogEntry {
-      version,
-      origin,
-      seq,
-      hlc,
-      update,
-    });
+  fn keep(&mut self, version: u64, origin: u64, seq: u64, hlc: Hlc, update: &RawJson) {
+    self.log.push(version, origin, seq, hlc, update);
   }
 }
 
@@ -1344,7 +1324,6 @@ impl Replica {
     inner.audience.followers.close_all();
     inner.history.order = Order::from_progress(progress);
     inner.history.log.clear();
-    inner.history.log_bytes = 0;
     inner.pending.forget_effects();
     inner.events.push(&Event::Snapshot {
       version,
@@ -1518,6 +1497,7 @@ fn type_name(value: &Value) -> &'static str {
 mod tests {
   use serde_json::json;
 
+  use std::collections::VecDeque;
   use std::sync::atomic::AtomicU64;
 
   use super::*;
