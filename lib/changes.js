@@ -247,8 +247,8 @@ const NUMBER = 4
 const STRING = 5
 const ARRAY = 6
 const OBJECT = 7
-// What JSON cannot hold (undefined, a function, NaN's neighbours in a direct write): no document
-// digests to this.
+// What JSON cannot hold and a direct write may leave (undefined, NaN, Infinity, a function): no
+// document digests to this.
 const OTHER = 8
 let laneB = 0
 const doubleView = new DataView(new ArrayBuffer(8))

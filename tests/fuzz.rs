@@ -12,7 +12,7 @@
 use std::sync::{Arc, Mutex};
 
 use memsync::clock::Hlc;
-use memsync::core::message::{LogEntry, Message, RawJson};
+use memsync::core::message::{JsonText, LogEntry, Message, RawJson};
 use memsync::patch::{apply, apply_changes, depth, Change, Context, Update, MAX_DEPTH};
 use memsync::transport::local::codec::{self, decode, encode, ProtocolError, MAX_FRAME};
 use memsync::transport::local::connection::Outbox;
@@ -346,8 +346,8 @@ fn message() -> impl Strategy<Value = Message> {
         origin,
         seq,
         hlc,
-        update: raw(&update),
-        changes: raw(&changes)
+        update: JsonText::from(update.to_string()),
+        changes: JsonText::from(changes.to_string())
       }
     ),
     (0u64..6, ".*", ".*").prop_map(|(seq, code, message)| Message::Rejected { seq, code, message }),

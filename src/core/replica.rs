@@ -33,7 +33,7 @@ use crate::core::digest::digest;
 use crate::core::events::{Document, Event, Queue, Received};
 use crate::core::exchange::{Effects, Exchange, LOCK_GRACE};
 use crate::core::link::{same, Fence, Followers, Link, Proposer};
-use crate::core::message::{LogEntry, Message, RawJson};
+use crate::core::message::{JsonText, LogEntry, Message, RawJson};
 use crate::core::order::{Order, Progress, Verdict};
 use crate::core::pending::{Pending, PendingPatch};
 use crate::core::recent::Recent;
@@ -150,14 +150,14 @@ impl Audience {
     events: &mut Queue,
   ) {
     if !self.followers.is_empty() {
-      match RawJson::to(&changes) {
+      match serde_json::to_string(&changes) {
         Ok(changes) => self.followers.push(Message::Ordered {
           version,
           origin,
           seq,
           hlc,
-          update: update.clone(),
-          changes,
+          update: JsonText::from(update),
+          changes: JsonText::from(changes),
         }),
         Err(err) => {
           events.push(&Event::Error {
@@ -392,7 +392,9 @@ impl Replica {
         // no client may have received them (its clients may have left it already). A host that
         // never had a client cannot be replaced, and keeps nothing.
         if inner.history.served {
-          inner.history.keep(version, self.origin, seq, hlc, text);
+          inner
+            .history
+            .keep(version, self.origin, seq, hlc, text.get());
         }
         inner.audience.followers.publish();
         own_event(seq, version, &changes, queued)
@@ -520,7 +522,7 @@ impl Replica {
             self.origin,
             patch.seq,
             patch.hlc,
-            &patch.update_text,
+            patch.update_text.get(),
           );
           inner.events.push(&Event::Ack {
             seq: patch.seq,
@@ -805,7 +807,7 @@ impl Replica {
           &mut inner.events,
         );
         settled.push(Settled::Accepted(seq));
-        inner.history.keep(version, origin, seq, hlc, &update);
+        inner.history.keep(version, origin, seq, hlc, update.get());
         continue;
       }
       let parsed = inner.parse_received(&update);
@@ -861,7 +863,7 @@ impl Replica {
           } else if inner.wants_received {
             received.extend(Received::record(version, hlc, &update));
           }
-          inner.history.keep(version, origin, seq, hlc, &update);
+          inner.history.keep(version, origin, seq, hlc, update.get());
           None
         }
         Verdict::Duplicate => None,
@@ -1032,9 +1034,12 @@ impl Replica {
             }
             settled.push(Settled::Accepted(seq));
           } else if inner.wants_received {
+            let update = update.checked().map_err(|err| err.to_string())?;
             received.extend(Received::record(version, hlc, &update));
           }
-          inner.history.record(version, origin, seq, hlc, &update);
+          inner
+            .history
+            .record(version, origin, seq, hlc, update.get());
         }
         Message::Rejected { seq, code, message } => {
           if !undone {
@@ -1277,13 +1282,13 @@ impl Inner {
 
 impl History {
   /// Client: notes an ordered patch: version, the origin's progress and the log.
-  fn record(&mut self, version: u64, origin: u64, seq: u64, hlc: Hlc, update: &RawJson) {
+  fn record(&mut self, version: u64, origin: u64, seq: u64, hlc: Hlc, update: &str) {
     self.order.record(version, origin, seq);
     self.keep(version, origin, seq, hlc, update);
   }
 
   /// Appends an ordered entry to the log, which forgets its oldest past its bounds.
-  fn keep(&mut self, version: u64, origin: u64, seq: u64, hlc: Hlc, update: &RawJson) {
+  fn keep(&mut self, version: u64, origin: u64, seq: u64, hlc: Hlc, update: &str) {
     self.log.push(version, origin, seq, hlc, update);
   }
 }
@@ -1664,6 +1669,31 @@ mod tests {
       replica.drain_for_check(false),
       format!(r#"[["h",{a},{b}]]"#)
     );
+  }
+
+  #[test]
+  fn an_ordered_patch_whose_texts_are_not_json_fails_where_they_are_read() {
+    let replica = Replica::new("a", json!({ "n": 1 }), 2).unwrap();
+    let ordered = |version, update: &str, changes: &str| Message::Ordered {
+      version,
+      origin: 9,
+      seq: version,
+      hlc: Hlc::default(),
+      update: JsonText::from(update.to_owned()),
+      changes: JsonText::from(changes.to_owned()),
+    };
+    assert!(replica
+      .client_receive(vec![ordered(1, "{}", "[x]")])
+      .is_err());
+    // The update is only stored, unless JS wants the records of received patches.
+    let changes = r#"[["s",["n"],2]]"#;
+    assert!(replica
+      .client_receive(vec![ordered(1, "{x}", changes)])
+      .is_ok());
+    replica.set_wants_received(true);
+    assert!(replica
+      .client_receive(vec![ordered(2, "{x}", changes)])
+      .is_err());
   }
 
   #[test]

@@ -12,7 +12,7 @@
 use std::fmt;
 
 use crate::clock::Hlc;
-use crate::core::message::{Message, RawJson};
+use crate::core::message::{JsonText, Message, RawJson};
 
 /// The version a client announces in [`Message::Hello`]; the host refuses any other.
 pub const PROTOCOL_VERSION: u32 = 4;
@@ -206,8 +206,8 @@ impl Fields<'_> {
     })
   }
 
-  /// The next `len` bytes as one JSON value (checked, as the JSON form is).
-  fn json(&mut self, len: usize) -> Result<RawJson, ProtocolError> {
+  /// The next `len` bytes, which must be UTF-8.
+  fn str(&mut self, len: usize) -> Result<&str, ProtocolError> {
     if len > self.0.len() {
       return Err(ProtocolError::InvalidMessage(
         "a binary frame ends inside its JSON".to_owned(),
@@ -215,14 +215,25 @@ impl Fields<'_> {
     }
     let (text, rest) = self.0.split_at(len);
     self.0 = rest;
-    let text =
-      std::str::from_utf8(text).map_err(|err| ProtocolError::InvalidJson(err.to_string()))?;
-    Ok(RawJson::parse(text.to_owned())?)
+    std::str::from_utf8(text).map_err(|err| ProtocolError::InvalidJson(err.to_string()))
+  }
+
+  /// The next `len` bytes as text that opens with `open` and closes with `close`, not checked
+  /// further to be JSON (see [`JsonText`]): a frame cut short or misframed fails here.
+  fn text(&mut self, len: usize, open: char, close: char) -> Result<JsonText, ProtocolError> {
+    let text = self.str(len)?;
+    if !(text.starts_with(open) && text.ends_with(close)) {
+      return Err(ProtocolError::InvalidJson(format!(
+        "a binary frame's JSON is not enclosed in {open}{close}"
+      )));
+    }
+    Ok(JsonText::from(text.to_owned()))
   }
 
   /// The rest as one JSON value.
   fn rest_json(&mut self) -> Result<RawJson, ProtocolError> {
-    self.json(self.0.len())
+    let text = self.str(self.0.len())?.to_owned();
+    Ok(RawJson::parse(text)?)
   }
 }
 
@@ -232,14 +243,16 @@ fn decode_ordered(fields: &mut Fields<'_>) -> Result<Message, ProtocolError> {
   let seq = fields.u64()?;
   let hlc = fields.hlc()?;
   let update_len = usize::try_from(fields.u32()?).unwrap_or(usize::MAX);
-  let update = fields.json(update_len)?;
+  // Not checked to be JSON here: the receiving replica parses the changes anyway, and checks
+  // the update when it needs it as JSON (`JsonText`).
+  let update = fields.text(update_len, '{', '}')?;
   Ok(Message::Ordered {
     version,
     origin,
     seq,
     hlc,
     update,
-    changes: fields.rest_json()?,
+    changes: fields.text(fields.0.len(), '[', ']')?,
   })
 }
 
@@ -273,6 +286,10 @@ mod tests {
 
   fn raw(value: serde_json::Value) -> RawJson {
     RawJson::to(&value).unwrap()
+  }
+
+  fn text(value: serde_json::Value) -> JsonText {
+    JsonText::from(value.to_string())
   }
 
   fn hlc(ms: u64, counter: u32) -> Hlc {
@@ -363,8 +380,8 @@ mod tests {
         origin: 5,
         seq: 2,
         hlc: hlc(1, u32::MAX),
-        update: raw(json!({ "$inc": { "n": 1 } })),
-        changes: raw(json!([{ "op": "set", "path": ["n"], "value": 1 }])),
+        update: text(json!({ "$inc": { "n": 1 } })),
+        changes: text(json!([{ "op": "set", "path": ["n"], "value": 1 }])),
       },
       Message::Rejected {
         seq: 3,
@@ -480,8 +497,8 @@ mod tests {
       origin: 2,
       seq: 3,
       hlc: hlc(4, 5),
-      update: raw(json!({"$set": {"a": 1}})),
-      changes: raw(json!([["s", ["a"], 1]])),
+      update: text(json!({"$set": {"a": 1}})),
+      changes: text(json!([["s", ["a"], 1]])),
     });
     let reframe = |payload: &[u8]| {
       let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
