@@ -269,6 +269,12 @@ function finish (hash) {
   return hash ^ (hash >>> 16)
 }
 
+// The digest of a value that holds nothing but its kind (null, true, false, OTHER).
+function digestLeaf (tag) {
+  laneB = finish(SEED_B ^ tag)
+  return finish(SEED_A ^ tag)
+}
+
 function digestString (text) {
   let a = SEED_A ^ STRING
   let b = SEED_B ^ STRING
@@ -293,16 +299,10 @@ function digestValue (value) {
       laneB = finish(step(step(SEED_B ^ NUMBER, low), high))
       return finish(step(step(SEED_A ^ NUMBER, low), high))
     }
-    case 'boolean': {
-      const tag = value ? TRUE : FALSE
-      laneB = finish(SEED_B ^ tag)
-      return finish(SEED_A ^ tag)
-    }
+    case 'boolean':
+      return digestLeaf(value ? TRUE : FALSE)
     case 'object': {
-      if (value === null) {
-        laneB = finish(SEED_B ^ NULL)
-        return finish(SEED_A ^ NULL)
-      }
+      if (value === null) return digestLeaf(NULL)
       if (Array.isArray(value)) {
         let a = SEED_A ^ ARRAY
         let b = SEED_B ^ ARRAY
@@ -327,8 +327,7 @@ function digestValue (value) {
       return finish(step(SEED_A ^ OBJECT, sumA) ^ keys.length)
     }
   }
-  laneB = finish(SEED_B ^ OTHER)
-  return finish(SEED_A ^ OTHER)
+  return digestLeaf(OTHER)
 }
 
 /** The digest of `value` as src/core/digest.rs computes it: two unsigned 32-bit numbers. */

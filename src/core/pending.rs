@@ -72,7 +72,8 @@ use serde_json::Value;
 use crate::clock::Hlc;
 use crate::core::message::RawJson;
 use crate::patch::{
-  apply_changes, integer, integer_value, value_at_keys, Change, Context, Key, PatchError, Update,
+  apply_changes, integer, integer_value, value_at_keys, value_at_keys_mut, Change, Context, Key,
+  PatchError, Update,
 };
 
 /// The most changes of a patch among which its increments are looked for, pair by pair: a
@@ -807,15 +808,6 @@ fn plain_keys(path: &str) -> Option<Vec<Key>> {
     cut_text(path)
       .map(|part| Key::Field(part.to_owned()))
       .collect()
-  })
-}
-
-/// The value at `path` in `data`, to change.
-fn value_at_keys_mut<'a>(data: &'a mut Value, path: &[Key]) -> Option<&'a mut Value> {
-  path.iter().try_fold(data, |node, key| match (node, key) {
-    (Value::Object(map), Key::Field(name)) => map.get_mut(name),
-    (Value::Array(items), Key::Index(index)) => items.get_mut(*index),
-    _ => None,
   })
 }
 

@@ -394,7 +394,8 @@ impl Replica {
         if inner.history.served {
           inner
             .history
-            .keep(version, self.origin, seq, hlc, text.get());
+            .log
+            .push(version, self.origin, seq, hlc, text.get());
         }
         inner.audience.followers.publish();
         own_event(seq, version, &changes, queued)
@@ -517,7 +518,7 @@ impl Replica {
             &mut inner.events,
           );
           // Logged as in `patch`, for the host that may replace this one.
-          inner.history.keep(
+          inner.history.log.push(
             version,
             self.origin,
             patch.seq,
@@ -807,7 +808,10 @@ impl Replica {
           &mut inner.events,
         );
         settled.push(Settled::Accepted(seq));
-        inner.history.keep(version, origin, seq, hlc, update.get());
+        inner
+          .history
+          .log
+          .push(version, origin, seq, hlc, update.get());
         continue;
       }
       let parsed = inner.parse_received(&update);
@@ -863,7 +867,10 @@ impl Replica {
           } else if inner.wants_received {
             received.extend(Received::record(version, hlc, &update));
           }
-          inner.history.keep(version, origin, seq, hlc, update.get());
+          inner
+            .history
+            .log
+            .push(version, origin, seq, hlc, update.get());
           None
         }
         Verdict::Duplicate => None,
@@ -1284,11 +1291,6 @@ impl History {
   /// Client: notes an ordered patch: version, the origin's progress and the log.
   fn record(&mut self, version: u64, origin: u64, seq: u64, hlc: Hlc, update: &str) {
     self.order.record(version, origin, seq);
-    self.keep(version, origin, seq, hlc, update);
-  }
-
-  /// Appends an ordered entry to the log, which forgets its oldest past its bounds.
-  fn keep(&mut self, version: u64, origin: u64, seq: u64, hlc: Hlc, update: &str) {
     self.log.push(version, origin, seq, hlc, update);
   }
 }

@@ -33,3 +33,14 @@ pub fn get<'a>(doc: &'a Value, path: &[Key]) -> Option<&'a Value> {
       _ => None,
     })
 }
+
+/// The value at `path` in `doc`, to change, if there is one.
+pub fn get_mut<'a>(doc: &'a mut Value, path: &[Key]) -> Option<&'a mut Value> {
+  path
+    .iter()
+    .try_fold(doc, |current, key| match (current, key) {
+      (Value::Object(map), Key::Field(name)) => map.get_mut(name),
+      (Value::Array(items), Key::Index(index)) => items.get_mut(*index),
+      _ => None,
+    })
+}

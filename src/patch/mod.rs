@@ -74,7 +74,7 @@ use serde_json::Value;
 
 pub use change::{apply_changes, compact, Change};
 pub use error::{ErrorKind, PatchError};
-pub use key::{get as value_at_keys, Key};
+pub use key::{get as value_at_keys, get_mut as value_at_keys_mut, Key};
 pub use path::MAX_DEPTH;
 
 use op::{Action, Op, Operator};
