@@ -1,6 +1,29 @@
 /** The native state of one MemSync instance: opaque to JS, freed when garbage-collected. */
 export type Instance = { readonly __memsyncInstance: unique symbol }
 
+// patch, flush and drain are plain Node-API callbacks (src/node/direct.rs): napi build does not
+// see them, so they are typed here, ahead of what it generates.
+
+/**
+ * Applies the update given as JSON text. Returns the events queued for JS as a JSON array, the
+ * last one for this patch. Throws with the engine's `code` and leaves the document untouched on
+ * error.
+ */
+export declare function patch(instance: ExternalObject<Instance>, updateJson: string): string
+
+/**
+ * Sends what `patch()` queued for other processes; JS calls it once per turn of its event loop,
+ * so a loop of patches costs one write.
+ */
+export declare function flush(instance: ExternalObject<Instance>): void
+
+/**
+ * The events that arrived from the network, as a JSON array. Also where the JS thread takes
+ * up polling a new client socket, lets go of one that ended, and claims back one that the tokio
+ * task read while this thread was busy.
+ */
+export declare function drain(instance: ExternalObject<Instance>): string
+
 export declare class ExternalObject<T> {
   readonly '': {
     readonly '': unique symbol
@@ -24,13 +47,6 @@ export declare function createInstance(name: string, dataJson: string, dir?: str
 export declare function defaultDir(): string
 
 /**
- * The events that arrived from the network, as a JSON array. Also where the JS thread takes
- * up polling a new client socket, lets go of one that ended, and claims back one that the tokio
- * task read while this thread was busy.
- */
-export declare function drain(instance: ExternalObject<Instance>): string
-
-/**
  * The queued events and, last, the digest of the document they lead to, or with `whole` the
  * document: what the check of `data` against direct writes compares it with.
  */
@@ -50,12 +66,6 @@ export declare function errorCodes(): Array<string>
  * events without a copy of the table (`src/events.rs`).
  */
 export declare function eventTags(): Record<string, string>
-
-/**
- * Sends what `patch()` queued for other processes; JS calls it once per turn of its event loop,
- * so a loop of patches costs one write.
- */
-export declare function flush(instance: ExternalObject<Instance>): void
 
 /** What an instance does while it is host, besides ordering patches. */
 export interface HostServices {
@@ -114,13 +124,6 @@ export declare function liveNames(dir: string): Promise<string>
  * Offline, the request waits and is sent to the next host.
  */
 export declare function lock(instance: ExternalObject<Instance>, id: number, key: string): void
-
-/**
- * Applies the update given as JSON text. Returns the events queued for JS as a JSON array, the
- * last one for this patch. Throws with the engine's `code` and leaves the document untouched on
- * error.
- */
-export declare function patch(instance: ExternalObject<Instance>, updateJson: string): string
 
 /**
  * Pings the host (client) or every client (host) under `id`; returns the pids pinged as a JSON

@@ -22,3 +22,25 @@ test('index.d.ts declares every MemErrors code', () => {
   const declared = declaration.slice(0, declaration.indexOf('}')).match(/ERR_[A-Z_]+(?=:)/g)
   assert.deepEqual(sorted(declared), sorted(Object.keys(MemErrors)))
 })
+
+// patch, flush and drain are plain Node-API callbacks (src/node/direct.rs), not napi-rs functions:
+// they check their arguments themselves.
+test('the native calls made per patch refuse wrong arguments with a coded error', () => {
+  const instance = native.createInstance(`errors-${process.pid}`, '{"n":0}', null, null)
+  const refusals = [
+    [() => native.patch(instance), /patch\(instance, updateJson\): missing arguments/],
+    [() => native.patch(instance, 5), /updateJson must be a string/],
+    [() => native.patch({}, '{}'), /instance is not a MemSync instance/],
+    [() => native.flush(), /flush\(instance\): missing arguments/],
+    [() => native.drain('instance'), /drain\(instance\): instance is not a MemSync instance/]
+  ]
+  for (const [call, message] of refusals) {
+    assert.throws(call, (error) => error instanceof Error && error.code === MemErrors.ERR_INVALID_ARG && message.test(error.message))
+  }
+  assert.throws(() => native.patch(instance, '{"$inc":{"n":"x"}}'), { code: MemErrors.ERR_BAD_VALUE })
+  // Text beyond ASCII crosses both ways unchanged; a lone surrogate arrives as U+FFFD.
+  const events = JSON.parse(native.patch(instance, '{"$set":{"s":"é😀\ud800","n":1}}'))
+  assert.deepEqual(events.at(-1)[3], [['s', ['n'], 1], ['s', ['s'], 'é😀\ufffd']])
+  native.flush(instance)
+  assert.deepEqual(JSON.parse(native.drain(instance)), [])
+})

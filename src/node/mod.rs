@@ -3,4 +3,5 @@
 //! libuv poll handle through which the JS thread's event loop reads a client's inbox.
 
 mod binding;
+mod direct;
 mod js_poll;
