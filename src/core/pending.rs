@@ -6,7 +6,7 @@
 //! patch received (a writer with 20,000 patches in flight did 20,000 undos and redos for each
 //! patch of another writer). When R touches nothing that they touch, the rebase gives the
 //! document as it is with R's changes on top, and each pending patch's changes and undo as they
-//! are: [`Pending::commutes`] says when, in time that depends on R's changes and not on the
+//! are: [`Pending::put_under`] finds out, in time that depends on R's changes and not on the
 //! number of pending patches, and the replica then applies R's changes where it stands.
 //!
 //! # The rule
@@ -120,6 +120,17 @@ pub(crate) struct Pending {
   /// Tests: how many times the pending patches were undone.
   #[cfg(test)]
   pub undone: usize,
+}
+
+/// What [`Pending::put_under`] did with a patch ordered before the pending ones.
+#[derive(Debug)]
+pub enum Under {
+  /// Applied where the replica stands, with the changes as made here when some differ (a
+  /// counter's Set shifted).
+  Applied(Option<Vec<Change>>),
+  /// Its changes do not commute with the pending patches: nothing was applied, and the full
+  /// rebase must apply it.
+  Blocked,
 }
 
 impl Default for Pending {
@@ -267,24 +278,36 @@ impl Pending {
     self.index = index;
   }
 
-  /// Whether `changes`, made by a patch ordered before the pending ones on the document without
-  /// them, may be applied on `data` (the document with them) by [`Pending::put_under`] in place
-  /// of the full rebase, with the same result (see the module's rule).
-  pub fn commutes(&mut self, changes: &[Change], data: &Value) -> bool {
+  /// Applies `changes`, made by a patch ordered before the pending ones on the document without
+  /// them, on `data` (the document with them) in place of the full rebase, when that gives the
+  /// same result (see the module's rule): the Set of a counter becomes the Set of its value here
+  /// shifted by what it shifts the ordered value by, and the counter notes the shift, which the
+  /// pending patches' records catch up on when next read. [`Under::Blocked`] leaves `data` as it
+  /// is, for the full rebase.
+  pub fn put_under(&mut self, changes: &[Change], data: &mut Value) -> Result<Under, String> {
     if self.patches.is_empty() {
-      return true;
+      apply_changes(data, changes)?;
+      return Ok(Under::Applied(None));
     }
     let Some(index) = self.usable_index() else {
-      return false;
+      return Ok(Under::Blocked);
     };
-    let commutes = changes.iter().all(|change| {
+    // Each counter Set's position, shift and value here, decided on `data` before any change.
+    let mut shifts = Vec::new();
+    let commutes = changes.iter().enumerate().all(|(at, change)| {
       if matches!(change, Change::Move { .. }) {
         return false;
       }
       let path = change.path();
       if index.paths.overlaps(cut_keys(path), Use::Touched) {
         // Only increments of a counter may be in the way, of which a Set shifts the value.
-        return index.shift(change, data).is_some();
+        return match index.shift(change, data) {
+          Some((shift, value)) => {
+            shifts.push((at, shift, value));
+            true
+          }
+          None => false,
+        };
       }
       match change {
         Change::Set { .. } => match created_in(data, path) {
@@ -294,43 +317,29 @@ impl Pending {
         _ => true,
       }
     });
-    self.found(commutes)
-  }
-
-  /// Applies `changes`, which [`Pending::commutes`] let through, on `data` where the replica
-  /// stands: the Set of a counter becomes the Set of its value here shifted by what it shifts
-  /// the ordered value by, and the counter notes the shift, which the pending patches' records
-  /// catch up on when next read. Returns the changes as made here, when some differ.
-  pub fn put_under(
-    &mut self,
-    changes: &[Change],
-    data: &mut Value,
-  ) -> Result<Option<Vec<Change>>, String> {
-    let mut here: Option<Vec<Change>> = None;
-    if let Some(index) = &mut self.index {
-      for (at, change) in changes.iter().enumerate() {
-        let Change::Set { path, .. } = change else {
-          continue;
-        };
-        if index.paths.counter(path).is_none() {
-          continue;
-        }
-        let (shift, value) = index
-          .shift(change, data)
-          .ok_or_else(|| format!("change {at} no longer shifts its counter"))?;
-        if let Some(counter) = index.paths.counter_mut(cut_keys(path)) {
-          counter.shifted += shift;
+    if !self.found(commutes) {
+      return Ok(Under::Blocked);
+    }
+    let here = match (&mut self.index, shifts.is_empty()) {
+      (Some(index), false) => {
+        let mut here = changes.to_vec();
+        for (at, shift, value) in shifts {
+          let path = changes[at].path();
+          if let Some(counter) = index.paths.counter_mut(cut_keys(path)) {
+            counter.shifted += shift;
+          }
+          here[at] = Change::Set {
+            path: path.to_vec(),
+            value,
+          };
         }
         index.behind = true;
-        let here = here.get_or_insert_with(|| changes.to_vec());
-        here[at] = Change::Set {
-          path: path.clone(),
-          value,
-        };
+        Some(here)
       }
-    }
+      _ => None,
+    };
     apply_changes(data, here.as_deref().unwrap_or(changes))?;
-    Ok(here)
+    Ok(Under::Applied(here))
   }
 
   /// Whether `update` may be planned on the document with the pending patches and plan what it

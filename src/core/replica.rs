@@ -35,7 +35,7 @@ use crate::core::exchange::{Effects, Exchange, LOCK_GRACE};
 use crate::core::link::{same, Fence, Followers, Link, Proposer};
 use crate::core::message::{JsonText, LogEntry, Message, RawJson};
 use crate::core::order::{Order, Progress, Verdict};
-use crate::core::pending::{Pending, PendingPatch};
+use crate::core::pending::{Pending, PendingPatch, Under};
 use crate::core::recent::Recent;
 use crate::error::{Code, Error, Result};
 use crate::patch::{apply_changes, compact, depth, Change, Context, Update, MAX_DEPTH};
@@ -1022,9 +1022,12 @@ impl Replica {
             // stands when it commutes with them, else by the full rebase.
             let changes: Vec<Change> =
               serde_json::from_str(changes.get()).map_err(|err| err.to_string())?;
-            let under = origin != self.origin && inner.pending.commutes(&changes, &inner.data);
-            if under {
-              let here = inner.pending.put_under(&changes, &mut inner.data)?;
+            let under = if origin == self.origin {
+              Under::Blocked
+            } else {
+              inner.pending.put_under(&changes, &mut inner.data)?
+            };
+            if let Under::Applied(here) = under {
               all.extend(here.unwrap_or(changes));
             } else {
               if !undone {
@@ -1187,10 +1190,9 @@ impl Inner {
       Ok(changes) => changes,
       Err(verdict) => return Ok(Some((verdict, None))),
     };
-    if !self.pending.commutes(&changes, &self.data) {
+    let Under::Applied(here) = self.pending.put_under(&changes, &mut self.data)? else {
       return Ok(None);
-    }
-    let here = self.pending.put_under(&changes, &mut self.data)?;
+    };
     order.accept_logged(version, origin, seq, hlc, update);
     Ok(Some((Verdict::Ordered { version, changes }, here)))
   }
