@@ -160,12 +160,10 @@ const isContainer = (value) => value !== null && typeof value === 'object'
  * The shared object as this process shows it: `root` is `mem.data`, a plain object changed in
  * place by the replica's change lists. `repair(document)` compares it with the replica's document
  * (parsed fresh from JSON, so it shares nothing with `root`) and undoes what was written to
- * `root` directly. `applied` counts the change lists and replacements, which tells the caller
- * whether `root` moved on after the document was taken.
+ * `root` directly.
  */
 class LiveObject {
   root = {}
-  applied = 0
 
   constructor (source) {
     this.replace(source)
@@ -174,13 +172,11 @@ class LiveObject {
   /** Applies one change list from the replica. */
   apply (changes) {
     applyChanges(this.root, changes)
-    this.applied++
   }
 
   /** Makes `root` hold exactly what `source` (fresh from JSON) holds, keeping its identity. */
   replace (source) {
     replaceContents(this.root, source)
-    this.applied++
   }
 
   /** Whether `root` digests to `expected` ([a, b], see `digest`), as the replica's document does. */

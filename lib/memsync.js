@@ -46,11 +46,6 @@ function eventTags (names) {
 const [OWN, CHANGES, SNAPSHOT, ACK, ACCEPTED, REJECTED, ROLE, FAIL, CALL, REPLY, PONG, GRANT, EVENTS_DROPPED, EMIT, ERROR, DEBUG, WARNING] = eventTags(
   ['own', 'changes', 'snapshot', 'ack', 'accepted', 'rejected', 'role', 'fail', 'call', 'reply', 'pong', 'grant', 'eventsDropped', 'emit', 'error', 'debug', 'warning', 'digest', 'document'])
 
-/** Whether `event` changes `data` when applied (see `#apply`). */
-function changesData (event) {
-  return (event[0] === OWN && event[3] !== null) || event[0] === CHANGES || event[0] === SNAPSHOT
-}
-
 function checkOptions (options) {
   if (options === undefined || options === null) return {}
   if (!isPlainObject(options)) {
@@ -343,6 +338,9 @@ class MemSync {
    * applied queues its own behind them instead of overtaking them. */
   #queue = []
   #handling = false
+  /** How many times events were taken from the replica (patch(), drains): the direct-write
+   * check's sign that `data` moved past the document it read. */
+  #takes = 0
   /** Whether a flush of the frames queued by patch() is scheduled for the end of this turn. */
   #flushScheduled = false
   #flush = () => {
@@ -569,6 +567,7 @@ class MemSync {
       // A field value of undefined is stored as null, as the MongoDB Node driver sends it: an
       // update built from an optional field must not fail.
       events = JSON.parse(native.patch(this.#native, toJson(update, 'The update', UPDATE_MAX_DEPTH, UPDATE_MAX_BYTES, true)))
+      this.#takes++
     } catch (error) {
       return Promise.reject(error)
     }
@@ -849,13 +848,17 @@ class MemSync {
     return document === null ? [] : this.#live.repair(document[1])
   }
 
-  /** The digest (or, with `whole`, the document) event at the point `data` is brought to; null if `data` moved on. */
+  /**
+   * The digest (or, with `whole`, the document) event at the point `data` is brought to; null if
+   * `data` may have moved on: events taken from the replica while these were handled (an
+   * observer's patch()) were applied after them.
+   */
   #readForCheck (whole) {
     const events = JSON.parse(native.drainForCheck(this.#native, whole))
+    const take = ++this.#takes
     const last = events.pop()
-    const expected = this.#live.applied + events.filter(changesData).length
     this.#handle(events)
-    return this.#live.applied === expected ? last : null
+    return this.#takes === take ? last : null
   }
 
   // In the check phase of this turn of the event loop (setImmediate), not at the end of the task
@@ -957,6 +960,7 @@ class MemSync {
 
   #drain () {
     const events = JSON.parse(native.drain(this.#native))
+    this.#takes++
     if (events.length > 0) this.#handle(events)
   }
 
