@@ -13,11 +13,6 @@ use crate::transport::local::socket::{SocketReader, SocketWriter};
 /// A connection's reading half.
 pub type Reader = SocketReader;
 
-/// Room for this many messages is made at once for a burst: most bursts are a few frames, and a
-/// batch grown from empty was reallocated twice for them (5% of a client's receive samples in
-/// the clustered service's profile).
-pub const BURST_CAPACITY: usize = 8;
-
 /// Hands a burst over in order: each run of document messages (patches and what orders them) to
 /// `documents` as one batch, every other message to `exchange`.
 pub fn split_burst<E>(
@@ -55,7 +50,7 @@ pub fn burst<R>(
 where
   R: tokio::io::AsyncRead + Unpin,
 {
-  let mut batch = Vec::with_capacity(BURST_CAPACITY);
+  let mut batch = Vec::with_capacity(1 + reader.complete_frames());
   batch.push(first);
   loop {
     match reader.buffered_message() {

@@ -177,6 +177,24 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>, ProtocolError> {
   Ok(Some((message, HEADER_LEN + len)))
 }
 
+/// How many complete frames `buf` begins with: the room a burst's batch needs (bursts of tens
+/// of frames are common, and a batch grown one message at a time was reallocated for each
+/// doubling: 5-7% of a client's receive samples in the clustered service's profile).
+pub fn complete_frames(mut buf: &[u8]) -> usize {
+  let mut count = 0;
+  while let Some(header) = buf.first_chunk::<HEADER_LEN>() {
+    let len = usize::try_from(u32::from_be_bytes(*header)).unwrap_or(usize::MAX);
+    match buf[HEADER_LEN..].get(len..) {
+      Some(rest) => {
+        buf = rest;
+        count += 1;
+      }
+      None => break,
+    }
+  }
+  count
+}
+
 /// The fields of a binary payload, read in order.
 struct Fields<'a>(&'a [u8]);
 
@@ -415,6 +433,22 @@ mod tests {
         clients: 9,
       },
     ]
+  }
+
+  #[test]
+  fn complete_frames_counts_the_frames_received_in_full() {
+    let mut bytes = Vec::new();
+    for message in every_message() {
+      bytes.extend(frame(&message));
+    }
+    let all = every_message().len();
+    assert_eq!(complete_frames(&bytes), all);
+    assert_eq!(complete_frames(&bytes[..bytes.len() - 1]), all - 1);
+    assert_eq!(complete_frames(&[]), 0);
+    assert_eq!(complete_frames(&bytes[..HEADER_LEN - 1]), 0);
+    assert_eq!(complete_frames(&bytes[..HEADER_LEN]), 0);
+    // An oversized length counts as incomplete: decode refuses it.
+    assert_eq!(complete_frames(&u32::MAX.to_be_bytes()), 0);
   }
 
   #[test]

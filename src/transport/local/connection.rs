@@ -304,6 +304,11 @@ impl ReadBuffer {
     self.bytes.len() - self.start
   }
 
+  /// How many frames are received in full and not decoded yet.
+  pub(crate) fn complete_frames(&self) -> usize {
+    codec::complete_frames(&self.bytes[self.start..])
+  }
+
   /// The next message if it is already received in full; never reads.
   pub(crate) fn buffered_message(&mut self) -> Result<Option<Message>, ConnectionError> {
     let Some((message, consumed)) = codec::decode(&self.bytes[self.start..])? else {
@@ -413,6 +418,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
   /// burst of messages as one batch.
   pub fn buffered_message(&mut self) -> Result<Option<Message>, ConnectionError> {
     self.read.buffered_message()
+  }
+
+  /// How many frames are received in full and not decoded yet; never reads.
+  pub fn complete_frames(&self) -> usize {
+    self.read.complete_frames()
   }
 
   /// The stream, and what was received from it but not decoded yet: for whoever reads it next.

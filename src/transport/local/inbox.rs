@@ -23,7 +23,6 @@ use tokio::sync::Notify;
 
 use crate::core::message::Message;
 use crate::core::replica::Replica;
-use crate::transport::local::burst::BURST_CAPACITY;
 use crate::transport::local::connection::{ConnectionError, ReadBuffer};
 
 /// Handles a burst of messages from the host, in order; an error ends the connection.
@@ -118,7 +117,7 @@ impl Inbox {
 
   /// Handles the complete frames in `buffer` as one burst.
   fn handle_buffered(&self, buffer: &mut ReadBuffer) -> Option<InboxEnd> {
-    let mut batch = Vec::with_capacity(BURST_CAPACITY);
+    let mut batch = Vec::with_capacity(buffer.complete_frames());
     let mut failed = None;
     loop {
       match buffer.buffered_message() {
