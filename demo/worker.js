@@ -6,16 +6,23 @@ const { MemSync } = require('..')
 async function main () {
   const [name, dir, label, file, port] = process.argv.slice(2)
   const mem = new MemSync(name, { done: 0, log: [] }, { dir, file: { path: file }, server: { port: Number(port) } })
+  let stopping = false
+  // stop() rejects the patch it interrupts, and any made after it, with ERR_STOPPED.
+  const stoppedBy = (error) => stopping && error.code === 'ERR_STOPPED'
   const announce = (role) => {
     if (!process.connected) return
     process.send({ label, role, pid: process.pid })
-    if (role === 'host') mem.patch({ $set: { host: `worker ${label} (pid ${process.pid})` } })
+    // A worker may take the host role over while it stops too, as the demo stops them all.
+    if (role === 'host') {
+      mem.patch({ $set: { host: `worker ${label} (pid ${process.pid})` } }).catch((error) => {
+        if (!stoppedBy(error)) throw error
+      })
+    }
   }
   announce(await mem.start())
   mem.on('connected', announce)
   // The demo ended (or failed): nothing left to show.
   process.on('disconnect', () => process.exit(0))
-  let stopping = false
   process.on('message', async (message) => {
     if (message === 'stop') {
       stopping = true
@@ -31,8 +38,7 @@ async function main () {
     try {
       await mem.patch({ $inc: { done: 1 }, $push: { log: { $each: [`${label}${i}`], $slice: -5 } } })
     } catch (error) {
-      // stop() rejects the patch it interrupts, and any made after it, with ERR_STOPPED.
-      if (stopping && error.code === 'ERR_STOPPED') return
+      if (stoppedBy(error)) return
       throw error
     }
     await new Promise((resolve) => setTimeout(resolve, 20))
