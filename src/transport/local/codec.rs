@@ -154,12 +154,9 @@ pub fn encode(message: &Message, out: &mut Vec<u8>) -> Result<(), ProtocolError>
 /// `Err`: the bytes can never become a valid frame; an oversized length is reported as soon as the
 /// header is complete, without waiting for the body.
 pub fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>, ProtocolError> {
-  let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
+  let Some(len) = declared_len(buf) else {
     return Ok(None);
   };
-  // A u32 always fits in usize on the 32- and 64-bit targets we build for; saturate otherwise so
-  // the size check below still refuses it.
-  let len = usize::try_from(u32::from_be_bytes(*header)).unwrap_or(usize::MAX);
   if len > MAX_FRAME {
     return Err(ProtocolError::Oversized {
       len,
@@ -182,8 +179,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>, ProtocolError> {
 /// doubling: 5-7% of a client's receive samples in the clustered service's profile).
 pub fn complete_frames(mut buf: &[u8]) -> usize {
   let mut count = 0;
-  while let Some(header) = buf.first_chunk::<HEADER_LEN>() {
-    let len = usize::try_from(u32::from_be_bytes(*header)).unwrap_or(usize::MAX);
+  while let Some(len) = declared_len(buf) {
     match buf[HEADER_LEN..].get(len..) {
       Some(rest) => {
         buf = rest;
@@ -193,6 +189,14 @@ pub fn complete_frames(mut buf: &[u8]) -> usize {
     }
   }
   count
+}
+
+/// The payload length declared by the header at the start of `buf`, once the header is in.
+fn declared_len(buf: &[u8]) -> Option<usize> {
+  let header = buf.first_chunk::<HEADER_LEN>()?;
+  // A u32 always fits in usize on the 32- and 64-bit targets we build for; saturate otherwise so
+  // that a size check still refuses it.
+  Some(usize::try_from(u32::from_be_bytes(*header)).unwrap_or(usize::MAX))
 }
 
 /// The fields of a binary payload, read in order.
