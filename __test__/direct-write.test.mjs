@@ -11,6 +11,7 @@ const { MemSync, MemErrors } = memsync
 const require = createRequire(import.meta.url)
 const native = require('../native.js')
 const { digest } = require('../lib/changes.js')
+const { parseEvents } = require('../lib/events.js')
 
 const nextError = (mem) => withTimeout(new Promise((resolve) => mem.once('error', resolve)), 5000, 'no error event for the direct write')
 
@@ -96,7 +97,7 @@ test('data and the replica digest every document alike', () => {
   for (const text of texts) {
     const instance = native.createInstance(uniqueName('digest'), text, null, undefined)
     try {
-      const [tag, a, b] = JSON.parse(native.drainForCheck(instance, false)).pop()
+      const [tag, a, b] = parseEvents(native.drainForCheck(instance, false)).pop()
       assert.equal(tag, native.eventTags().digest)
       assert.deepEqual(digest(JSON.parse(text)), [a, b], text)
     } finally {

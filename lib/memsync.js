@@ -10,6 +10,7 @@ const { debuglog } = require('node:util')
 const native = require('../native.js')
 const { LiveObject, getAt, touches } = require('./changes.js')
 const { MemErrors, codedError, settle } = require('./errors.js')
+const { TAGS, parseEvents } = require('./events.js')
 const { ChangeFeed, DEFAULT_BUFFER_SIZE } = require('./feed.js')
 const { toJson } = require('./json.js')
 const { transportUrl } = require('./transport.js')
@@ -32,19 +33,9 @@ const REPAIR_SPACING = 50
 const LIVE_OPTIONS = ['timeout', 'logEvents', 'logLevel']
 const FIXED_OPTIONS = ['dir', 'file', 'server', 'transport', 'durability']
 
-/** The tags of the events named `names`, in order; throws unless the addon queues exactly those. */
-function eventTags (names) {
-  const tags = native.eventTags()
-  if (Object.keys(tags).sort().join() !== [...names].sort().join()) {
-    throw new Error(`memsync: the addon's events (${Object.keys(tags).join(', ')}) are not those lib/memsync.js decodes (${names.join(', ')})`)
-  }
-  return names.map((name) => tags[name])
-}
-
 // The events of the native replica; src/core/events.rs documents each one's fields. `digest` and
 // `document` come only last from drainForCheck, which reads them by position.
-const [OWN, CHANGES, SNAPSHOT, ACK, ACCEPTED, REJECTED, ROLE, FAIL, CALL, REPLY, PONG, GRANT, EVENTS_DROPPED, EMIT, ERROR, DEBUG, WARNING] = eventTags(
-  ['own', 'changes', 'snapshot', 'ack', 'accepted', 'rejected', 'role', 'fail', 'call', 'reply', 'pong', 'grant', 'eventsDropped', 'emit', 'error', 'debug', 'warning', 'digest', 'document'])
+const [OWN, CHANGES, SNAPSHOT, ACK, ACCEPTED, REJECTED, ROLE, FAIL, CALL, REPLY, PONG, GRANT, EVENTS_DROPPED, EMIT, ERROR, DEBUG, WARNING] = TAGS
 
 function checkOptions (options) {
   if (options === undefined || options === null) return {}
@@ -566,7 +557,7 @@ class MemSync {
       checkOperands(update)
       // A field value of undefined is stored as null, as the MongoDB Node driver sends it: an
       // update built from an optional field must not fail.
-      events = JSON.parse(native.patch(this.#native, toJson(update, 'The update', UPDATE_MAX_DEPTH, UPDATE_MAX_BYTES, true)))
+      events = parseEvents(native.patch(this.#native, toJson(update, 'The update', UPDATE_MAX_DEPTH, UPDATE_MAX_BYTES, true)))
       this.#takes++
     } catch (error) {
       return Promise.reject(error)
@@ -854,7 +845,7 @@ class MemSync {
    * observer's patch()) were applied after them.
    */
   #readForCheck (whole) {
-    const events = JSON.parse(native.drainForCheck(this.#native, whole))
+    const events = parseEvents(native.drainForCheck(this.#native, whole))
     const take = ++this.#takes
     const last = events.pop()
     this.#handle(events)
@@ -959,7 +950,7 @@ class MemSync {
   }
 
   #drain () {
-    const events = JSON.parse(native.drain(this.#native))
+    const events = parseEvents(native.drain(this.#native))
     this.#takes++
     if (events.length > 0) this.#handle(events)
   }

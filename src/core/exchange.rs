@@ -1054,7 +1054,7 @@ mod tests {
   use super::*;
   use crate::core::link::Recorder;
 
-  /// The events of `effects` as JS receives them.
+  /// The events of `effects` as the addon serializes them.
   fn texts(effects: &Effects) -> Vec<String> {
     effects.events.iter().map(Event::to_json).collect()
   }
@@ -1115,7 +1115,7 @@ mod tests {
     assert_eq!(effects.events.len(), 1);
     assert!(effects.events[0]
       .to_json()
-      .starts_with(r#"["call",1,"f",[1]]"#));
+      .starts_with(r#"["call",3,1,"f",[1]]"#));
     assert!(
       outboxes[1].take().is_empty(),
       "the client offering f is not asked"
@@ -1190,7 +1190,7 @@ mod tests {
     let effects = exchange.call(9, "a.b".into(), raw(json!([])));
     assert!(effects.events[0]
       .to_json()
-      .starts_with(r#"["reply",9,{"code":"ERR_RPC_NOT_FOUND""#));
+      .starts_with(r#"["reply",2,9,{"code":"ERR_RPC_NOT_FOUND""#));
   }
 
   #[test]
@@ -1215,7 +1215,7 @@ mod tests {
     assert_eq!(effects.events.len(), 1);
     assert!(effects.events[0]
       .to_json()
-      .starts_with(r#"["reply",3,{"code":"ERR_RPC_PEER_LOST""#));
+      .starts_with(r#"["reply",2,3,{"code":"ERR_RPC_PEER_LOST""#));
     assert!(exchange.routes.is_empty());
   }
 
@@ -1248,7 +1248,7 @@ mod tests {
           args: raw(json!([n])),
         },
       );
-      assert_eq!(texts(&effects), vec![format!(r#"["e","tick",[{n}]]"#)]);
+      assert_eq!(texts(&effects), vec![format!(r#"["e",2,"tick",[{n}]]"#)]);
     }
     assert!(outboxes[1].take().is_empty(), "not back to the sender");
     for outbox in [&outboxes[0], &outboxes[2]] {
@@ -1325,7 +1325,7 @@ mod tests {
     let (mut exchange, outboxes) = host(&[], &[&[]]);
     let since = Hlc { ms: 1, counter: 0 };
     let effects = exchange.lock(1, "k".into(), since, 10);
-    assert_eq!(texts(&effects), vec![r#"["g",1]"#.to_owned()]);
+    assert_eq!(texts(&effects), vec![r#"["g",1,1]"#.to_owned()]);
     exchange.from_client(
       1,
       Message::Lock {
@@ -1341,7 +1341,7 @@ mod tests {
     // The holder's connection ends: the host's next request is granted at once.
     exchange.lock(2, "k".into(), Hlc { ms: 3, counter: 0 }, 12);
     let effects = exchange.detach(1);
-    assert_eq!(texts(&effects), vec![r#"["g",2]"#.to_owned()]);
+    assert_eq!(texts(&effects), vec![r#"["g",1,2]"#.to_owned()]);
   }
 
   #[test]
@@ -1383,7 +1383,7 @@ mod tests {
     assert_eq!(client.locks.holder("waiting"), None);
     assert_eq!(
       texts(&client.end_grace(1000)),
-      vec![r#"["g",2]"#.to_owned()]
+      vec![r#"["g",1,2]"#.to_owned()]
     );
   }
 
@@ -1431,7 +1431,7 @@ mod tests {
       assert_eq!(outbox.take(), vec![Message::Ping { id: 4 }]);
     }
     let effects = exchange.from_client(2, Message::Pong { id: 4 });
-    assert_eq!(texts(&effects), vec![r#"["pong",4,102]"#.to_owned()]);
+    assert_eq!(texts(&effects), vec![r#"["pong",2,4,102]"#.to_owned()]);
     // A client answers the host's ping, and knows the host from its `About`.
     let mut client = Exchange::new(Time::wall());
     let to_host = Recorder::new();
@@ -1516,7 +1516,10 @@ mod tests {
     let (other, other_link) = machine(40, &["g"]);
     let (mut exchange, outboxes, _) = bridge(&["mine"], &[&["theirs"]], vec![far, other]);
     let effects = exchange.from_machine(50, call(11, "mine"));
-    assert_eq!(texts(&effects), vec![r#"["call",1,"mine",[1]]"#.to_owned()]);
+    assert_eq!(
+      texts(&effects),
+      vec![r#"["call",3,1,"mine",[1]]"#.to_owned()]
+    );
     exchange.reply(1, Some(raw(json!("ok"))), None);
     assert_eq!(
       far_link.take(),
@@ -1578,7 +1581,7 @@ mod tests {
     exchange.from_client(1, emit("client's"));
     assert_eq!(everyone.take(), vec![emit("own"), emit("client's")]);
     let effects = exchange.from_machine(50, emit("far"));
-    assert_eq!(texts(&effects), vec![r#"["e","far",[1]]"#.to_owned()]);
+    assert_eq!(texts(&effects), vec![r#"["e",2,"far",[1]]"#.to_owned()]);
     assert!(everyone.take().is_empty(), "not sent back");
     assert_eq!(outboxes[0].take(), vec![emit("own"), emit("far")]);
     assert_eq!(
@@ -1680,7 +1683,7 @@ mod tests {
     assert!(exchange.logged_lock(request(own, 5)).events.is_empty());
     exchange.logged_lock(request(theirs, 7));
     let granted = exchange.logged_lock(LockOp::Release { ticket: far });
-    assert_eq!(texts(&granted), vec!["[\"g\",1]".to_owned()]);
+    assert_eq!(texts(&granted), vec!["[\"g\",1,1]".to_owned()]);
     exchange.unlock(1, 0);
     assert_eq!(log.take(), vec![LockOp::Release { ticket: own }]);
     let granted = exchange.logged_lock(LockOp::Release { ticket: own });
@@ -1710,7 +1713,7 @@ mod tests {
       "not a bridge yet"
     );
     let effects = exchange.become_bridge(OWN, Arc::new(LockLog::default()));
-    assert_eq!(texts(&effects), vec!["[\"g\",1]".to_owned()]);
+    assert_eq!(texts(&effects), vec!["[\"g\",1,1]".to_owned()]);
     assert_eq!(exchange.lock_state(), table.export());
     // A client that waited through a local failover is told when it asks again.
     let client = Recorder::new();

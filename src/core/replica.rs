@@ -358,7 +358,7 @@ impl Replica {
     }
     let update = &inner.last_update.update;
     if update.is_empty() {
-      return Ok(inner.events.drain(&Event::UNCHANGED.to_json()));
+      return Ok(inner.events.drain(&Event::UNCHANGED.to_tokens()));
     }
     let hlc = inner.clock.now(now);
     let context = Context {
@@ -373,7 +373,7 @@ impl Replica {
     let own = if host {
       let changes = update.apply(&mut inner.data, &context)?;
       if changes.is_empty() {
-        Event::UNCHANGED.to_json()
+        Event::UNCHANGED.to_tokens()
       } else {
         inner.next_seq += 1;
         let text = &inner.last_update.text;
@@ -408,7 +408,7 @@ impl Replica {
       }
       let (changes, undo) = update.apply_with_undo(&mut inner.data, &context)?;
       if changes.is_empty() {
-        Event::UNCHANGED.to_json()
+        Event::UNCHANGED.to_tokens()
       } else {
         inner.next_seq += 1;
         let update_text = inner.last_update.text.clone();
@@ -455,9 +455,9 @@ impl Replica {
     let mut inner = self.inner.lock();
     inner.resync_events();
     let last = if whole {
-      Event::Document(&inner.data).to_json()
+      Event::Document(&inner.data).to_tokens()
     } else {
-      Event::Digest(digest(&inner.data)).to_json()
+      Event::Digest(digest(&inner.data)).to_tokens()
     };
     inner.events.drain(&last)
   }
@@ -1445,7 +1445,7 @@ fn patch_message(seq: u64, hlc: Hlc, update: &RawJson) -> Message {
   }
 }
 
-/// `Event::Own` for a patch that changed something.
+/// The tokens of `Event::Own` for a patch that changed something.
 fn own_event(seq: u64, version: u64, changes: &[Change], queued: bool) -> String {
   Event::Own {
     seq,
@@ -1453,7 +1453,7 @@ fn own_event(seq: u64, version: u64, changes: &[Change], queued: bool) -> String
     changes: Some(changes),
     queued,
   }
-  .to_json()
+  .to_tokens()
 }
 
 /// How the host settled one of this replica's patches, in the order it did.
@@ -1510,7 +1510,7 @@ mod tests {
   use std::sync::atomic::AtomicU64;
 
   use super::*;
-  use crate::core::events::MAX_EVENT_BACKLOG;
+  use crate::core::events::{nested, parse_events, MAX_EVENT_BACKLOG};
   use crate::core::link::Recorder;
   use crate::patch::tests::merged;
   use crate::patch::Key;
@@ -1649,11 +1649,11 @@ mod tests {
   fn a_host_orders_its_own_patches_at_once() {
     let replica = Replica::new("a", json!({ "n": 1 }), HOST).unwrap();
     replica.become_host();
-    assert_eq!(replica.drain(), r#"[["role","host"]]"#);
-    assert_eq!(replica.patch("{}").unwrap(), r#"[["o",0,0,null,0]]"#);
+    assert_eq!(replica.drain(), r#"["role",1,"host"]"#);
+    assert_eq!(replica.patch("{}").unwrap(), r#"["o",0,0,0,-1]"#);
     assert_eq!(
       replica.patch(r#"{"$inc":{"n":2}}"#).unwrap(),
-      r#"[["o",1,1,[["s",["n"],3]],0]]"#
+      r#"["o",1,1,0,1,"s",1,"n",3]"#
     );
     assert_eq!(snapshot(&replica), r#"[1,{"n":3}]"#);
   }
@@ -1664,14 +1664,14 @@ mod tests {
     replica.become_host();
     assert_eq!(
       replica.drain_for_check(true),
-      r#"[["role","host"],["d",{"n":1}]]"#
+      r#"["role",1,"host","d",1,{"n":1}]"#
     );
     replica.patch(r#"{"$inc":{"n":2}}"#).unwrap();
-    assert_eq!(replica.drain_for_check(true), r#"[["d",{"n":3}]]"#);
+    assert_eq!(replica.drain_for_check(true), r#"["d",1,{"n":3}]"#);
     let [a, b] = digest(&json!({ "n": 3 }));
     assert_eq!(
       replica.drain_for_check(false),
-      format!(r#"[["h",{a},{b}]]"#)
+      format!(r#"["h",2,{a},{b}]"#)
     );
   }
 
@@ -1712,12 +1712,12 @@ mod tests {
   fn patches_before_a_host_exists_wait_and_are_ordered_when_one_does() {
     let replica = Replica::new("a", json!({ "n": 0 }), HOST).unwrap();
     assert_eq!(
-      replica.patch(r#"{"$inc":{"n":1}}"#).unwrap(),
+      nested(&replica.patch(r#"{"$inc":{"n":1}}"#).unwrap()),
       r#"[["o",1,0,[["s",["n"],1]],0]]"#
     );
     assert_eq!(replica.version(), 0);
     replica.become_host();
-    assert_eq!(replica.drain(), r#"[["a",1,1],["role","host"]]"#);
+    assert_eq!(replica.drain(), r#"["a",2,1,1,"role",1,"host"]"#);
     assert_eq!(snapshot(&replica), r#"[1,{"n":1}]"#);
   }
 
@@ -1755,7 +1755,7 @@ mod tests {
         .collect();
       assert_eq!(refused, [(3, 1, "ERR_TYPE_MISMATCH")]);
       assert!(
-        replica.drain().contains(r#"["A",[1]]"#),
+        replica.drain().contains(r#""A",1,1"#),
         "its own patch is accepted"
       );
     }
@@ -1786,7 +1786,7 @@ mod tests {
     ];
     assert!(a.log_receive(entries).unwrap().is_empty());
     assert_eq!(snapshot(&a), r#"[2,{"n":0,"m":2}]"#, "the newer write wins");
-    assert!(a.drain().contains(r#"["x",1,"ERR_STALE_WRITE""#));
+    assert!(a.drain().contains(r#""x",3,1,"ERR_STALE_WRITE""#));
   }
 
   /// A proposer that keeps what it is given, as log entries would carry it.
@@ -1867,7 +1867,7 @@ mod tests {
     assert_eq!(proposed, [(HOST, 1), (CLIENT, 1), (CLIENT, 2), (HOST, 2)]);
     assert!(bridge.log_receive(log).unwrap().is_empty());
     assert_eq!(snapshot(&bridge), r#"[4,{"n":111}]"#);
-    assert!(bridge.drain().contains(r#"["A",[1,2]]"#));
+    assert!(bridge.drain().contains(r#""A",2,1,2"#));
     let relayed: Vec<String> = client
       .take()
       .into_iter()
@@ -1925,7 +1925,7 @@ mod tests {
       "the pending patch on top"
     );
     let events = bridge.drain();
-    assert!(events.starts_with(r#"[["r",5,{"n":100}]"#), "{events}");
+    assert!(events.starts_with(r#"["r",2,5,{"n":100}"#), "{events}");
     let (ordered, state) = bridge.log_state().unwrap();
     assert_eq!(ordered, json!({ "n": 100 }));
     assert_eq!(state.version, 5);
@@ -1946,7 +1946,7 @@ mod tests {
     let network = Network::new(json!({ "n": 5 }));
     assert_eq!(data(&network.client), json!({ "n": 5 }));
     let events = network.client.drain();
-    assert!(events.starts_with(r#"[["r",0,{"n":5}]"#), "{events}");
+    assert!(events.starts_with(r#"["r",2,0,{"n":5}"#), "{events}");
     network.assert_converged();
   }
 
@@ -1968,7 +1968,7 @@ mod tests {
     push_settled(&mut inner, settled);
     assert_eq!(
       inner.events.drain(""),
-      r#"[["A",[1,2]],["x",3,"ERR_STALE_WRITE","stale"],["A",[4]]]"#
+      r#"["A",2,1,2,"x",3,3,"ERR_STALE_WRITE","stale","A",1,4]"#
     );
   }
 
@@ -1979,7 +1979,7 @@ mod tests {
     network.client.patch(r#"{"$push":{"list":"b"}}"#).unwrap();
     network.deliver_to_host();
     network.deliver_to_client();
-    assert_eq!(network.client.drain(), r#"[["A",[1]]]"#);
+    assert_eq!(network.client.drain(), r#"["A",1,1]"#);
     network.assert_converged();
   }
 
@@ -2001,7 +2001,7 @@ mod tests {
       network.host.patch(theirs.0).unwrap();
     }
     network.deliver_to_client();
-    assert_eq!(network.client.drain(), heard);
+    assert_eq!(nested(&network.client.drain()), heard);
     assert_eq!(data(&network.client), after);
     network
   }
@@ -2064,10 +2064,9 @@ mod tests {
     assert_eq!(data(&network.client), json!({ "list": ["a", "b"] }));
     // Undo "b", apply "a", apply "b" again, then the acknowledgement.
     let events = network.client.drain();
-    let rebase =
-      r#"[["c",2,[["p",["list"],0,1,[]],["p",["list"],0,0,["a"]],["p",["list"],1,0,["b"]]],"#;
+    let rebase = r#"["c",2,0,3,"p",1,"list",0,1,[],"p",1,"list",0,0,["a"],"p",1,"list",1,0,["b"],"#;
     assert!(events.starts_with(rebase), "{events}");
-    assert!(events.ends_with(r#"["A",[1]]]"#), "{events}");
+    assert!(events.ends_with(r#""A",1,1]"#), "{events}");
     network.assert_converged();
   }
 
@@ -2093,7 +2092,7 @@ mod tests {
     network.deliver_to_host();
     network.deliver_to_client();
     assert_eq!(data(&network.client), json!({ "v": "text" }));
-    let events = network.client.drain();
+    let events = nested(&network.client.drain());
     assert!(events.contains(r#"["x",1,"ERR_TYPE_MISMATCH""#), "{events}");
     network.assert_converged();
   }
@@ -2108,7 +2107,7 @@ mod tests {
     network.deliver_to_client();
     network.client.drain();
     network.client.become_host();
-    let events = network.client.drain();
+    let events = nested(&network.client.drain());
     assert!(events.contains(r#"["x",1,"ERR_TYPE_MISMATCH""#), "{events}");
     assert_eq!(data(&network.client), json!({ "v": "text" }));
   }
@@ -2124,7 +2123,7 @@ mod tests {
     network.deliver_to_host();
     network.deliver_to_client();
     assert_eq!(data(&network.client), json!({ "x": "new" }));
-    let events = network.client.drain();
+    let events = nested(&network.client.drain());
     assert!(events.contains(r#"["x",1,"ERR_STALE_WRITE""#), "{events}");
     network.assert_converged();
   }
@@ -2200,7 +2199,7 @@ mod tests {
     // Resumed, the old host learns that it was replaced, and its next patch is not ordered: it
     // stays pending.
     fence.0.store(false, Ordering::Relaxed);
-    let events = network.host.patch(r#"{"$push":{"list":"h2"}}"#).unwrap();
+    let events = nested(&network.host.patch(r#"{"$push":{"list":"h2"}}"#).unwrap());
     // Version 0: not ordered yet.
     assert!(events.starts_with(r#"[["o",2,0,"#), "{events}");
     assert_eq!(network.host.version(), 1);
@@ -2245,8 +2244,7 @@ mod tests {
     }
     let queued = network.client.inner.lock().events.bytes();
     assert!(queued < MAX_EVENT_BACKLOG, "{queued} bytes queued");
-    let events = network.client.patch(r#"{"$inc":{"n":100}}"#).unwrap();
-    let events: Vec<Value> = serde_json::from_str(&events).unwrap();
+    let events = parse_events(&network.client.patch(r#"{"$inc":{"n":100}}"#).unwrap());
     // The snapshot is taken before the patch applies: JS applies the patch once, on top of it.
     let kinds: Vec<&Value> = events.iter().map(|event| &event[0]).collect();
     assert_eq!(events[0][0], "r", "{kinds:?}");
@@ -2276,9 +2274,13 @@ mod tests {
       flush: Vec::new(),
     };
     replica.apply(effects, false);
-    let events: Vec<Value> = serde_json::from_str(&replica.drain()).unwrap();
-    assert_eq!(events[0], json!(["edrop", 5]));
-    assert_eq!(events.len(), 16);
+    let tokens: Vec<Value> = serde_json::from_str(&replica.drain()).unwrap();
+    assert_eq!(tokens[..3], [json!("edrop"), json!(1), json!(5)]);
+    assert_eq!(
+      tokens.len(),
+      3 + 15 * 4,
+      "the loss, then 15 events of 4 tokens"
+    );
     // Drained: room again.
     let effects = Effects {
       events: vec![Event::Emit {
@@ -2288,7 +2290,7 @@ mod tests {
       flush: Vec::new(),
     };
     replica.apply(effects, false);
-    assert_eq!(replica.drain(), r#"[["e","small",[]]]"#);
+    assert_eq!(replica.drain(), r#"["e",2,"small",[]]"#);
   }
 
   #[test]
@@ -2303,7 +2305,7 @@ mod tests {
     );
     let events = replica.drain();
     assert!(
-      events.starts_with(r#"[["r",7,{"n":10,"from":"file"}],["c",7,[["s",["n"],11]],[]]"#),
+      events.starts_with(r#"["r",2,7,{"n":10,"from":"file"},"c",7,0,1,"s",1,"n",11"#),
       "{events}"
     );
     replica.become_host();
@@ -2393,7 +2395,7 @@ mod tests {
   impl Listener {
     /// Takes events as `patch()` or `drain()` hands them to JS.
     fn hear(&mut self, events: &str) {
-      let events: Vec<Value> = serde_json::from_str(events).unwrap();
+      let events = parse_events(events);
       let mut data: Value = serde_json::from_str(&self.data).unwrap_or(Value::Null);
       for event in events {
         let at = match event[0].as_str() {

@@ -778,7 +778,7 @@ pub(crate) mod tests {
     }
     let events = host.replica.drain();
     assert_eq!(
-      events.matches(r#"["error","ERR_STORAGE""#).count(),
+      events.matches(r#""error",2,"ERR_STORAGE""#).count(),
       1,
       "{events}"
     );
