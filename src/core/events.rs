@@ -250,8 +250,11 @@ impl Event<'_> {
 
   /// The event's JSON text, an array of its tokens: the one place an event is serialized.
   pub fn to_json(&self) -> String {
-    // Only a map with non-string keys fails to serialize, and no event holds one.
-    serde_json::to_string(self).unwrap_or_else(|_| "[]".to_owned())
+    // Only a map with non-string keys fails to serialize, and no event holds one; were one to,
+    // a line that cannot fail keeps the drain's tokens whole.
+    serde_json::to_string(self).unwrap_or_else(|err| {
+      Event::Debug(&format!("an event could not be serialized: {err}")).to_json()
+    })
   }
 
   /// The event's tokens, as a drain lists them: its JSON text without the array's brackets.
@@ -269,7 +272,9 @@ impl Serialize for Event<'_> {
   /// than a dozen numbers), so the lists of the events on every patch's path (changes, a run of
   /// acknowledgements) are spelled out in line after their length, and every other event gives
   /// its field count after its tag. JS rebuilds the arrays the variants' docs show
-  /// (`lib/events.js`).
+  /// (`lib/events.js`). In tokens: own `"o", seq, version, queued, changes` (changes: their count,
+  /// or -1 for null, then each one, see [`change_tokens`]), changes `"c", version, records' count,
+  /// records..., changes`, accepted `"A", count, seq...`, any other `tag, field count, fields...`.
   fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
     let mut tokens = serializer.serialize_seq(None)?;
     tokens.serialize_element(self.kind().tag())?;
