@@ -76,7 +76,8 @@ test('non-reading clients and a flood: the budget holds, the clients holding the
   const { host, socketPath } = await startHost(t, name, dir, budget)
   const readers = []
   for (const label of ['reader0', 'reader1']) {
-    const reader = await spawnPeer(t, name, dir, {}, label)
+    // NODE_DEBUG=memsync: a reader says on stderr why it lost the host and how it joined again.
+    const reader = await spawnPeer(t, name, dir, {}, label, { env: { ...process.env, NODE_DEBUG: 'memsync' } })
     assert.equal((await reader.request('start')).role, 'client')
     readers.push(reader)
   }

@@ -190,8 +190,22 @@ export async function converge (peers, { timeoutMs = 10000 } = {}) {
     const same = states.every((s) => s.version === first.version && isDeepStrictEqual(s.data, first.data))
     if (same) return states
     const highest = Math.max(...states.map((s) => s.version))
-    await Promise.all(peers.map((peer) => peer.request('waitVersion', { version: highest }, Math.max(1, deadline - Date.now()))))
+    try {
+      await Promise.all(peers.map((peer) => peer.request('waitVersion', { version: highest }, Math.max(1, deadline - Date.now()))))
+    } catch (error) {
+      throw new Error(`${error.message}\n${await explainStall(peers)}`)
+    }
   }
+}
+
+/** Where each peer stands and its last events, for a wait that timed out. */
+async function explainStall (peers) {
+  const lines = await Promise.all(peers.map(async (peer) => {
+    const state = await peer.request('state', {}, 2000).then((s) => `${s.status} v${s.version}`, (error) => `no state (${error.message.split('\n')[0]})`)
+    const events = peer.history.slice(-8).map((e) => e.event).join(', ')
+    return `  ${peer.describe()}: ${state}; last events: ${events || 'none'}`
+  }))
+  return lines.join('\n')
 }
 
 export function describeStates (peers, states) {
