@@ -737,4 +737,41 @@ mod tests {
       "a drain makes room"
     );
   }
+
+  #[test]
+  fn a_drain_lists_the_queued_events_in_order_then_the_last_one() {
+    let mut queue = Queue::default();
+    assert_eq!(queue.drain(""), "[]");
+    assert_eq!(queue.drain(&Event::Grant(1).to_tokens()), r#"["g",1,1]"#);
+    let data = json!({ "n": 1 });
+    let unset: Vec<Change> = serde_json::from_value(json!([["u", ["b"]]])).unwrap();
+    queue.push(&Event::Role("client"));
+    queue.push(&Event::Changes {
+      version: 2,
+      changes: &unset,
+      received: &[],
+    });
+    queue.push(&Event::Grant(7));
+    queue.push(&Event::Changes {
+      version: 3,
+      changes: &unset,
+      received: &[],
+    });
+    // A snapshot supersedes the changes; what is not a document event stays, in order.
+    queue.drop_documents();
+    queue.push_front(&Event::Snapshot {
+      version: 3,
+      data: Document::Value(&data),
+    });
+    queue.push(&Event::Accepted(&[4, 5]));
+    let expected = r#"["r",2,3,{"n":1},"role",1,"client","g",1,7,"A",2,4,5]"#;
+    assert_eq!(queue.bytes(), expected.len() - 2 - 3, "the tokens, without the separating commas");
+    assert_eq!(queue.drain(""), expected);
+    queue.push(&Event::Grant(8));
+    assert_eq!(
+      queue.drain(&Event::UNCHANGED.to_tokens()),
+      r#"["g",1,8,"o",0,0,0,-1]"#
+    );
+    assert_eq!(queue.drain(""), "[]", "a drain empties the queue");
+  }
 }
