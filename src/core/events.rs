@@ -765,7 +765,11 @@ mod tests {
     });
     queue.push(&Event::Accepted(&[4, 5]));
     let expected = r#"["r",2,3,{"n":1},"role",1,"client","g",1,7,"A",2,4,5]"#;
-    assert_eq!(queue.bytes(), expected.len() - 2 - 3, "the tokens, without the separating commas");
+    assert_eq!(
+      queue.bytes(),
+      expected.len() - 2 - 3,
+      "the tokens, without the separating commas"
+    );
     assert_eq!(queue.drain(""), expected);
     queue.push(&Event::Grant(8));
     assert_eq!(

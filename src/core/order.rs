@@ -12,8 +12,9 @@
 //!
 //! Pure: no I/O, no clock of its own (timestamps come with the patches).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
+use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

@@ -64,9 +64,10 @@
 //! are all increments (rule 4) is planned on the counter's ordered value, its value here minus
 //! their sum, put in place for the planning: it reads nothing else there.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
+use foldhash::HashMap;
 use serde_json::Value;
 
 use crate::clock::Hlc;
@@ -386,7 +387,7 @@ impl Pending {
   /// Tests: the pending patches' changes and undo, caught up with their counters' shifts.
   #[cfg(test)]
   pub fn records(&self) -> Vec<(Vec<Change>, Option<Vec<Change>>)> {
-    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut seen: HashMap<String, usize> = HashMap::default();
     self
       .patches
       .iter()

@@ -21,10 +21,10 @@
 //! while the lock is held, every critical section is short and CPU-only, and the JS thread takes
 //! it on every `patch()`, where an async lock would cost a task hop (mini-redis `db.rs`).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use foldhash::HashMap;
 use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
 
