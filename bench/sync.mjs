@@ -193,7 +193,7 @@ export async function benchBurstSweep (dir, { runs, count, windows }) {
     const states = await Promise.all(peers.map((p) => p.request('state', {}, 30000)))
     const expected = (data) => Object.entries(fields).every(([key, value]) => data[key] === value)
     if (states.some((s) => !expected(s.data) || s.version !== states[0].version)) {
-      throw new Error(`burst sweep: expected w0 = w1 = ${each.disjoint} and n = ${writers.length * each.counter} in every replica at one version: ${JSON.stringify(states.map(({ data, version }) => ({ data, version })))}`)
+      throw new Error(`burst sweep: expected ${JSON.stringify(fields)} in every replica at one version: ${JSON.stringify(states.map(({ data, version }) => ({ data, version })))}`)
     }
     const rows = (kind) => windows.map((window) => ({ window, runs: rates[kind].get(window), ...summarize(rates[kind].get(window)) }))
     return { writers: writers.length, count, windows: rows('disjoint'), counter: rows('counter') }
