@@ -8,7 +8,7 @@ import { createRequire } from 'node:module'
 import { summarize, formatNs } from './measure.mjs'
 
 const require = createRequire(import.meta.url)
-const { LiveObject, digest } = require('../lib/changes.js')
+const { ChangeList, LiveObject, digest } = require('../lib/changes.js')
 const native = require('../native.js')
 
 const quick = process.argv.includes('--quick')
@@ -111,6 +111,11 @@ const CHANGES = [
   ['100,000-element array, one element', () => ({ list: range(100000) }), (i) => [['s', ['list', i % 100000], i]]]
 ]
 
+// A change list as the replica sends it, in tokens ('s' changes only, as CHANGES holds).
+function changeList (changes) {
+  return new ChangeList(changes.flatMap(([kind, path, value]) => [kind, path.length, ...path, value]), 0, changes.length)
+}
+
 function time (apply, target, make, iterations) {
   const ns = []
   for (let s = 0; s <= SAMPLES; s++) {
@@ -129,7 +134,7 @@ function benchChanges () {
     return {
       label,
       plain: time(applyInPlace, data(), make, iterations),
-      chosen: time((live, changes) => live.apply(changes), new LiveObject(data()), make, iterations),
+      chosen: time((live, changes) => live.apply(changes), new LiveObject(data()), (i) => changeList(make(i)), iterations),
       copyOnWrite: nested ? time(applyCopyOnWrite, data(), make, quick ? 20 : 100) : null
     }
   })

@@ -4,9 +4,11 @@
 // writes to it against the replica's document, which would otherwise leave this process
 // disagreeing with the others for good (docs/guarantees.md).
 //
-// A change is ['s', path, value] (set, creating missing objects and padding arrays with null),
-// ['u', path] (delete a key), ['p', path, start, deleteCount, items] (splice an array) or
-// ['m', from, to] (rename). Path components are strings (keys) or numbers (array indexes).
+// A change list arrives as tokens (src/core/events.rs, `change_tokens`) and is read where it
+// lies: each change is its kind, its path's length and keys, then its operands. 's' (set,
+// creating missing objects and padding arrays with null): the value; 'u' (delete a key): none;
+// 'p' (splice an array): start, delete count, the items; 'm' (rename): the length and keys of the
+// path it moves to. Path components are strings (keys) or numbers (array indexes).
 
 const { hasOwn } = Object
 
@@ -26,124 +28,201 @@ function assign (parent, key, value) {
   }
 }
 
-function parentOf (root, path, create) {
+// A path is `keys[from]` to `keys[to - 1]`: a change's keys within its list's tokens, or an
+// observer's parts.
+function parentOf (root, keys, from, to, create) {
   let node = root
-  for (let i = 0; i < path.length - 1; i++) {
-    let next = child(node, path[i])
+  for (let i = from; i < to - 1; i++) {
+    let next = child(node, keys[i])
     if (next === undefined) {
       if (!create) return undefined
       next = {}
-      assign(node, path[i], next)
+      assign(node, keys[i], next)
     }
     node = next
   }
   return node
 }
 
-function getAt (root, path) {
+function getAt (root, keys, from = 0, to = keys.length) {
   let node = root
-  for (let i = 0; i < path.length; i++) {
+  for (let i = from; i < to; i++) {
     if (node === null || typeof node !== 'object') return undefined
-    node = child(node, path[i])
+    node = child(node, keys[i])
   }
   return node
 }
 
-function take (root, path) {
-  const parent = parentOf(root, path, false)
-  const key = path[path.length - 1]
+function take (root, keys, from, to) {
+  const parent = parentOf(root, keys, from, to, false)
+  const key = keys[to - 1]
   if (parent === undefined || !hasOwn(parent, key)) return undefined
   const value = parent[key]
   delete parent[key]
   return value
 }
 
-function samePath (a, b) {
-  if (a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+function samePath (tokens, a, b, length) {
+  for (let i = 0; i < length; i++) if (tokens[a + i] !== tokens[b + i]) return false
   return true
 }
 
-// How many changes from `first` are pure removals from one array, each below the previous (what
-// $pull emits). One splice each would shift the tail every time, quadratic on a long array, so
-// such a run is applied in one pass, as src/patch/change.rs does.
-function removalRun (changes, first) {
-  const head = changes[first]
-  if (head[0] !== 'p' || head[4].length !== 0) return 0
-  let floor = head[2]
+// Where the change at `at` ends (its kind, its path, its operands).
+function skip (tokens, at) {
+  const operands = at + 2 + tokens[at + 1]
+  switch (tokens[at]) {
+    case 's':
+      return operands + 1
+    case 'u':
+      return operands
+    case 'p':
+      return operands + 3
+    case 'm':
+      return operands + 1 + tokens[operands]
+    default:
+      throw new Error(`memsync: the addon sent an unknown change '${tokens[at]}'`)
+  }
+}
+
+/** `count` changes in `tokens` from `at`, read in place; `end` is where the list ends. */
+class ChangeList {
+  constructor (tokens, at, count) {
+    this.tokens = tokens
+    this.at = at
+    this.count = count
+    let end = at
+    for (let c = 0; c < count; c++) end = skip(tokens, end)
+    this.end = end
+  }
+
+  /** The changes as arrays: ['s', path, value], ['u', path], ['p', path, start, deleteCount, items], ['m', from, to]. */
+  toArray () {
+    const { tokens } = this
+    const changes = []
+    for (let c = 0, at = this.at; c < this.count; c++) {
+      const to = at + 2 + tokens[at + 1]
+      const path = tokens.slice(at + 2, to)
+      const end = skip(tokens, at)
+      switch (tokens[at]) {
+        case 's':
+          changes.push(['s', path, tokens[to]])
+          break
+        case 'u':
+          changes.push(['u', path])
+          break
+        case 'p':
+          changes.push(['p', path, tokens[to], tokens[to + 1], tokens[to + 2]])
+          break
+        case 'm':
+          changes.push(['m', path, tokens.slice(to + 1, end)])
+          break
+      }
+      at = end
+    }
+    return changes
+  }
+}
+
+// How many of the `left` changes from the splice at `at` are pure removals from one array, each
+// below the previous (what $pull emits). One splice each would shift the tail every time,
+// quadratic on a long array, so such a run is applied in one pass, as src/patch/change.rs does.
+function removalRun (tokens, at, left) {
+  const keys = tokens[at + 1]
+  let operands = at + 2 + keys
+  if (tokens[operands + 2].length !== 0) return 0
+  let floor = tokens[operands]
   let length = 1
-  for (let i = first + 1; i < changes.length; i++) {
-    const next = changes[i]
-    if (next[0] !== 'p' || next[4].length !== 0 || next[2] + next[3] > floor || !samePath(next[1], head[1])) break
-    floor = next[2]
+  let next = operands + 3
+  while (length < left && tokens[next] === 'p' && tokens[next + 1] === keys && samePath(tokens, at + 2, next + 2, keys)) {
+    operands = next + 2 + keys
+    if (tokens[operands + 2].length !== 0 || tokens[operands] + tokens[operands + 1] > floor) break
+    floor = tokens[operands]
     length++
+    next = operands + 3
   }
   return length
 }
 
-function removeRuns (root, run) {
-  const array = getAt(root, run[0][1])
+// Applies the `run` removals from `at` (see removalRun) to `array`; returns where they end.
+function removeRun (array, tokens, at, run) {
   const removed = new Uint8Array(array.length)
-  for (const [, , start, count] of run) removed.fill(1, start, start + count)
+  for (let r = 0; r < run; r++) {
+    const operands = at + 2 + tokens[at + 1]
+    removed.fill(1, tokens[operands], tokens[operands] + tokens[operands + 1])
+    at = operands + 3
+  }
   let kept = 0
   for (let i = 0; i < array.length; i++) {
     if (!removed[i]) array[kept++] = array[i]
   }
   array.length = kept
+  return at
 }
 
-function applyChanges (root, changes) {
-  for (let i = 0; i < changes.length; i++) {
-    const run = removalRun(changes, i)
-    if (run > 1) {
-      removeRuns(root, changes.slice(i, i + run))
-      i += run - 1
-      continue
-    }
-    const change = changes[i]
-    const path = change[1]
-    switch (change[0]) {
+function splice (array, start, deleteCount, items) {
+  // Spreading a huge item list would overflow the call stack; large inserts go in chunks.
+  if (items.length < 10000) {
+    array.splice(start, deleteCount, ...items)
+  } else {
+    array.splice(start, deleteCount)
+    for (let i = 0; i < items.length; i += 10000) array.splice(start + i, 0, ...items.slice(i, i + 10000))
+  }
+}
+
+function applyChanges (root, { tokens, at, count }) {
+  for (let c = 0; c < count; c++) {
+    const from = at + 2
+    const to = from + tokens[at + 1]
+    switch (tokens[at]) {
       case 's':
-        assign(parentOf(root, path, true), path[path.length - 1], change[2])
+        assign(parentOf(root, tokens, from, to, true), tokens[to - 1], tokens[to])
+        at = to + 1
         break
       case 'u':
-        take(root, path)
+        take(root, tokens, from, to)
+        at = to
         break
       case 'p': {
-        const array = getAt(root, path)
-        const items = change[4]
-        // Spreading a huge item list would overflow the call stack; large inserts go in chunks.
-        if (items.length < 10000) {
-          array.splice(change[2], change[3], ...items)
+        const array = getAt(root, tokens, from, to)
+        const run = removalRun(tokens, at, count - c)
+        if (run > 1) {
+          at = removeRun(array, tokens, at, run)
+          c += run - 1
         } else {
-          array.splice(change[2], change[3])
-          for (let i = 0; i < items.length; i += 10000) array.splice(change[2] + i, 0, ...items.slice(i, i + 10000))
+          splice(array, tokens[to], tokens[to + 1], tokens[to + 2])
+          at = to + 3
         }
         break
       }
-      case 'm':
-        assign(parentOf(root, change[2], true), change[2][change[2].length - 1], take(root, path))
+      case 'm': {
+        const end = to + 1 + tokens[to]
+        assign(parentOf(root, tokens, to + 1, end, true), tokens[end - 1], take(root, tokens, from, to))
+        at = end
         break
+      }
       default:
-        throw new Error(`Unknown change type ${JSON.stringify(change[0])}`)
+        throw new Error(`memsync: the addon sent an unknown change '${tokens[at]}'`)
     }
   }
 }
 
-// A change at `changed` concerns an observer of `observed` when one path is a prefix of the other
-// (the path itself, a parent or a child was touched).
-function related (observed, changed) {
-  const n = Math.min(observed.length, changed.length)
+// A change at keys[from..to) concerns an observer of `observed` when one path is a prefix of the
+// other (the path itself, a parent or a child was touched).
+function related (observed, keys, from, to) {
+  const n = Math.min(observed.length, to - from)
   for (let i = 0; i < n; i++) {
-    if (observed[i] !== String(changed[i])) return false
+    if (observed[i] !== String(keys[from + i])) return false
   }
   return true
 }
 
-function touches (observed, changes) {
-  for (const change of changes) {
-    if (related(observed, change[1])) return true
-    if (change[0] === 'm' && related(observed, change[2])) return true
+/** Whether any change of `changes` (a ChangeList) concerns an observer of `observed`. */
+function touches (observed, { tokens, at, count }) {
+  for (let c = 0; c < count; c++) {
+    const to = at + 2 + tokens[at + 1]
+    if (related(observed, tokens, at + 2, to)) return true
+    if (tokens[at] === 'm' && related(observed, tokens, to + 1, to + 1 + tokens[to])) return true
+    at = skip(tokens, at)
   }
   return false
 }
@@ -169,7 +248,7 @@ class LiveObject {
     this.replace(source)
   }
 
-  /** Applies one change list from the replica. */
+  /** Applies one change list (a ChangeList) from the replica. */
   apply (changes) {
     applyChanges(this.root, changes)
   }
@@ -332,4 +411,4 @@ function digest (value) {
   return [a >>> 0, laneB >>> 0]
 }
 
-module.exports = { LiveObject, digest, getAt, touches }
+module.exports = { ChangeList, LiveObject, digest, getAt, touches }
