@@ -44,6 +44,27 @@ test('a process whose event loop is stuck holds a bounded backlog and catches up
   assert.ok(grown < 60 * MB, `the stuck process grew by ${mb(grown)}`)
 })
 
+test('a wait in progress while the event loop is stuck ends, and observers hear of the snapshot that replaces the changes dropped meanwhile', { skip: linuxOnly }, async (t) => {
+  const dir = rendezvousDir(t)
+  const name = uniqueName('waiting')
+  const host = await startPeer(t, name, dir, 'host', 'host', { data: { big: '' } })
+  const stuck = await startPeer(t, name, dir, 'stuck', 'client')
+  await stuck.request('observe', { path: 'big' })
+  // 150 patches of 64 KiB: their events (each change with its 'change' record) pass the 16 MiB a
+  // stuck event loop may leave waiting, so JS gets one snapshot and no 'change' event for them.
+  const count = 150
+  const waiting = stuck.request('waitVersion', { version: count }, 30000)
+  const release = path.join(path.dirname(dir), 'release')
+  const blocked = stuck.request('block', { until: release, ms: 30000 }, 40000)
+  await host.request('flood', { count, size: FLOOD.size }, 30000)
+  const { data } = await host.request('state')
+  const since = stuck.mark()
+  fs.writeFileSync(release, '')
+  assert.deepEqual(await blocked, { released: true })
+  assert.ok((await waiting).version >= count)
+  await stuck.waitEvent('observed', { since, predicate: (event) => event.value === data.big })
+})
+
 test('a host drops a client that stops reading, stays bounded, and the client resyncs when it reads again', { skip: linuxOnly }, async (t) => {
   const dir = rendezvousDir(t)
   const name = uniqueName('stopped')
