@@ -115,6 +115,13 @@ impl Queue {
     written
   }
 
+  /// Puts `self`'s bytes (the rest of a write) before `queue`'s, which came after them.
+  fn put_before(mut self, queue: &mut Queue) {
+    self.blocks.append(&mut queue.blocks);
+    self.len += queue.len;
+    *queue = self;
+  }
+
   /// The bytes to write first (empty when nothing is queued).
   fn front(&self) -> &[u8] {
     self.blocks.front().map_or(&[], Vec::as_slice)
@@ -496,7 +503,9 @@ struct Outgoing {
   queued: Queue,
   /// The writer task holds bytes not yet fully written; nothing may be written before them.
   writing: bool,
-  /// How many bytes the writer task holds.
+  /// A thread writes directly (`Outbox::flush`), without the lock: no one else writes meanwhile.
+  flushing: bool,
+  /// How many bytes the writer task, or a direct write, holds.
   in_flight: usize,
   /// `queued` and `in_flight` as charged to the budget.
   charged: usize,
@@ -619,34 +628,63 @@ impl Outbox {
   }
 
   /// Sends what is queued: straight to the socket when no write is in flight, else by the
-  /// writer task once the write in flight is done.
+  /// writer task once the write in flight is done. The direct write runs without the lock: a
+  /// write wakes the reader, and the scheduler may switch to it before the writing thread lets
+  /// go, while another thread queuing a frame (a host's JS thread in `patch()`) waits for the
+  /// lock for a whole time slice (`bench/profile-cluster.mjs --switches`).
   pub fn flush(&self) {
     let mut state = self.state.lock();
-    if state.queued.is_empty() || state.writing || state.dropped {
+    if state.queued.is_empty() || state.writing || state.flushing || state.dropped {
       return;
     }
-    if let Some(direct) = &self.direct {
-      while !state.queued.is_empty() {
-        match direct(state.queued.front()) {
+    let Some(direct) = &self.direct else {
+      state.writing = true;
+      let (before, now) = self.settle(&mut state);
+      drop(state);
+      self.recharge(before, now);
+      self.wake_writer.notify_one();
+      return;
+    };
+    state.flushing = true;
+    loop {
+      let mut batch = std::mem::take(&mut state.queued);
+      state.in_flight = batch.len();
+      drop(state);
+      while !batch.is_empty() {
+        match direct(batch.front()) {
           Ok(0) => break,
-          Ok(n) => state.queued.consume(n),
+          Ok(n) => batch.consume(n),
           Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
           // Full (`WouldBlock`) or failed: the writer task waits, or meets the error itself.
           Err(_) => break,
         }
       }
-      if state.queued.is_empty() {
-        let (before, now) = self.settle(&mut state);
-        drop(state);
-        self.recharge(before, now);
-        return;
+      state = self.state.lock();
+      state.in_flight = 0;
+      if !state.dropped && batch.is_empty() && !state.queued.is_empty() {
+        // Frames queued meanwhile go out now, after this write's.
+        continue;
       }
+      let handed_over = !state.dropped && !batch.is_empty();
+      if handed_over {
+        // The writer task goes on from there, with the rest of this write first.
+        batch.put_before(&mut state.queued);
+        state.writing = true;
+      } else if batch.is_empty() && state.queued.is_empty() {
+        // The one block of a small burst is kept for the next.
+        state.queued = batch;
+      }
+      state.flushing = false;
+      // The writer task waits for the end of a direct write to take over, or to shut down.
+      let wake = handed_over || state.closed;
+      let (before, now) = self.settle(&mut state);
+      drop(state);
+      self.recharge(before, now);
+      if wake {
+        self.wake_writer.notify_one();
+      }
+      return;
     }
-    state.writing = true;
-    let (before, now) = self.settle(&mut state);
-    drop(state);
-    self.recharge(before, now);
-    self.wake_writer.notify_one();
   }
 
   /// Queues a frame and flushes. `false` when the connection is closed or dropped.
@@ -807,10 +845,13 @@ where
   let _release = Release(&outbox);
   let mut buffer = Queue::default();
   loop {
-    let closed = {
+    let closed = 'taken: {
       let mut state = outbox.state.lock();
       if state.dropped {
         return;
+      }
+      if state.flushing {
+        break 'taken None;
       }
       // The previous write is done: its bytes are released along with the swap below.
       state.in_flight = 0;
@@ -823,9 +864,13 @@ where
         state.writing = true;
         false
       };
-      (closed, outbox.settle(&mut state))
+      Some((closed, outbox.settle(&mut state)))
     };
-    let (closed, (before, now)) = closed;
+    let Some((closed, (before, now))) = closed else {
+      // A direct write is under way: it wakes this task when it is done.
+      outbox.wake_writer.notified().await;
+      continue;
+    };
     outbox.recharge(before, now);
     if closed {
       let _ = out.shutdown().await;
@@ -868,6 +913,7 @@ where
 #[cfg(test)]
 mod tests {
   use std::sync::atomic::{AtomicUsize, Ordering};
+  use std::sync::{OnceLock, Weak};
   use std::time::Duration;
 
   use serde_json::json;
@@ -1168,6 +1214,38 @@ mod tests {
     let mut b = b;
     b.read_to_end(&mut received).await.unwrap();
     assert_eq!(received, frames.concat());
+  }
+
+  #[test]
+  fn a_direct_write_leaves_the_outbox_free_and_what_is_queued_meanwhile_follows_it() {
+    let frames: Vec<Vec<u8>> = (0..3).map(|seq| encoded(&patch(seq))).collect();
+    let sink = Arc::new(Mutex::new(Vec::new()));
+    let slot: Arc<OnceLock<Weak<Outbox>>> = Arc::new(OnceLock::new());
+    let (written, outbox_of_write, later) = (sink.clone(), slot.clone(), frames[1..].to_vec());
+    let direct: DirectWrite = Box::new(move |bytes: &[u8]| {
+      let outbox = outbox_of_write.get().and_then(Weak::upgrade).unwrap();
+      // Another thread queuing a frame during the write does not wait for the write.
+      assert!(
+        outbox.state.try_lock().is_some(),
+        "the lock is held during a write"
+      );
+      if written.lock().is_empty() {
+        for frame in &later {
+          assert!(outbox.send(frame));
+        }
+      }
+      written.lock().extend_from_slice(bytes);
+      Ok(bytes.len())
+    });
+    let outbox = Outbox::new(Some(direct), usize::MAX);
+    slot.set(Arc::downgrade(&outbox)).unwrap();
+    assert!(outbox.send(&frames[0]));
+    assert_eq!(
+      *sink.lock(),
+      frames.concat(),
+      "in order, without the writer task"
+    );
+    assert!(outbox.take_queued().is_empty());
   }
 
   #[test]
