@@ -272,9 +272,10 @@ impl Serialize for Event<'_> {
   /// than a dozen numbers), so the lists of the events on every patch's path (changes, a run of
   /// acknowledgements) are spelled out in line after their length, and every other event gives
   /// its field count after its tag. JS rebuilds the arrays the variants' docs show
-  /// (`lib/events.js`), except the change lists, which `lib/changes.js` reads in place. In tokens: own `"o", seq, version, queued, changes` (changes: their count,
-  /// or -1 for null, then each one, see [`change_tokens`]), changes `"c", version, records' count,
-  /// records..., changes`, accepted `"A", count, seq...`, any other `tag, field count, fields...`.
+  /// (`lib/events.js`), except the change lists, which `lib/changes.js` reads in place. In
+  /// tokens: own `"o", seq, version, queued, changes` (changes: their count, or -1 for null, then
+  /// each one, see [`change_tokens`]), changes `"c", version, records' count, records...,
+  /// changes`, accepted `"A", count, seq...`, any other `tag, field count, fields...`.
   fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
     let mut tokens = serializer.serialize_seq(None)?;
     tokens.serialize_element(self.kind().tag())?;
