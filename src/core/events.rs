@@ -506,7 +506,9 @@ impl Queue {
 
   /// The queued events plus `last` (an event's tokens, or empty), as one JSON array of tokens.
   pub fn drain(&mut self, last: &str) -> String {
-    let mut out = String::with_capacity(2 + last.len());
+    // Sized once: the events' texts are most of it, and growing it copied them again.
+    let queued: usize = self.events.iter().map(|(_, text)| text.len() + 1).sum();
+    let mut out = String::with_capacity(2 + queued + last.len());
     out.push('[');
     self.backlog = 0;
     let bus_dropped = self.bus.drain();

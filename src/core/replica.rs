@@ -2053,6 +2053,44 @@ mod tests {
   }
 
   #[test]
+  fn the_index_counts_a_pending_patch_only_once_a_patch_received_must_go_under_it() {
+    let mut network = Network::new(json!({ "mine": 0, "theirs": 0 }));
+    network.client.drain();
+    let counted = |network: &Network| network.client.inner.lock().pending.counted();
+    // Awaited one at a time: acknowledged before anything reads the index.
+    for _ in 0..3 {
+      network.client.patch(r#"{"$inc":{"mine":1}}"#).unwrap();
+      network.deliver_to_host();
+      network.deliver_to_client();
+      assert_eq!(counted(&network), (0, false));
+    }
+    network.client.patch(r#"{"$inc":{"mine":1}}"#).unwrap();
+    network.host.patch(r#"{"$inc":{"theirs":1}}"#).unwrap();
+    network.deliver_to_client();
+    assert_eq!(
+      counted(&network),
+      (1, true),
+      "counted in to let the host's patch under it"
+    );
+    assert_eq!(network.client.inner.lock().pending.undone, 0);
+    network.client.patch(r#"{"$inc":{"mine":1}}"#).unwrap();
+    assert_eq!(
+      counted(&network),
+      (1, true),
+      "the newer patch waits to be counted"
+    );
+    network.deliver_to_host();
+    network.deliver_to_client();
+    assert_eq!(
+      counted(&network),
+      (0, false),
+      "counted out as each was acknowledged"
+    );
+    network.assert_converged();
+    assert_eq!(data(&network.client), json!({ "mine": 5, "theirs": 1 }));
+  }
+
+  #[test]
   fn pending_patches_are_rebased_on_what_the_host_ordered_first() {
     let mut network = Network::new(json!({ "list": [] }));
     network.client.drain();
