@@ -423,8 +423,9 @@ export declare class MemSync<
   /**
    * The patches applied here from now on (own and other processes'), in order. At most
    * `bufferSize` (default 1024) wait for a slow consumer; one more ends the iterator: it yields
-   * those, then throws `ERR_CHANGES_DROPPED` (read `data`, then call `changes()` again). It is done
-   * when the instance stops; `break` unsubscribes.
+   * those, then throws `ERR_CHANGES_DROPPED` (read `data`, then call `changes()` again), as it does
+   * when this process's event loop left so many changes waiting that they were applied from one
+   * snapshot. It is done when the instance stops; `break` unsubscribes.
    */
   changes(options?: { bufferSize?: number }): AsyncIterableIterator<Change<TData>>
   /** Keeps the process alive while started (the default), as `net.Server#ref`. */

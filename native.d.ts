@@ -111,6 +111,11 @@ export interface Limits {
    * take them, past which further ones are dropped (`ERR_EVENTS_DROPPED`).
    */
   maxBusBacklog: number
+  /**
+   * Bytes of changes from other processes queued for a JS thread that does not take them, past
+   * which they give way to one snapshot and their records are lost (`ERR_CHANGES_DROPPED`).
+   */
+  maxEventBacklog: number
 }
 
 /**

@@ -44,25 +44,42 @@ test('a process whose event loop is stuck holds a bounded backlog and catches up
   assert.ok(grown < 60 * MB, `the stuck process grew by ${mb(grown)}`)
 })
 
-test('a wait in progress while the event loop is stuck ends, and observers hear of the snapshot that replaces the changes dropped meanwhile', { skip: linuxOnly }, async (t) => {
+test('a wait in progress while the event loop is stuck ends, observers hear of the snapshot that replaces the changes dropped meanwhile, and the lost records are reported', { skip: linuxOnly }, async (t) => {
   const dir = rendezvousDir(t)
   const name = uniqueName('waiting')
   const host = await startPeer(t, name, dir, 'host', 'host', { data: { big: '' } })
   const stuck = await startPeer(t, name, dir, 'stuck', 'client')
   await stuck.request('observe', { path: 'big' })
-  // 150 patches of 64 KiB: their events (each change with its 'change' record) pass the 16 MiB a
+  const start = stuck.mark()
+  await stuck.request('follow')
+  // 200 patches of 64 KiB: their events (each change with its 'change' record) pass the 16 MiB a
   // stuck event loop may leave waiting, so JS gets one snapshot and no 'change' event for them.
-  const count = 150
+  const count = 200
   const waiting = stuck.request('waitVersion', { version: count }, 30000)
   const release = path.join(path.dirname(dir), 'release')
   const blocked = stuck.request('block', { until: release, ms: 30000 }, 40000)
+  // Every patch of the flood reaches a stuck loop: none is drained before it blocks.
+  await stuck.waitEvent('blocking', { since: start })
   await host.request('flood', { count, size: FLOOD.size }, 30000)
+  // The stuck process's socket thread reads what its JS thread does not: once the host holds
+  // nothing for it, the flood waits in its replica's queue for JS (a socket's buffer at most).
+  const deadline = Date.now() + 20000
+  while ((await host.request('status')).buffered > 0) {
+    assert.ok(Date.now() < deadline, 'the host still held bytes for the stuck process after 20 s')
+  }
   const { data } = await host.request('state')
   const since = stuck.mark()
   fs.writeFileSync(release, '')
   assert.deepEqual(await blocked, { released: true })
   assert.ok((await waiting).version >= count)
   await stuck.waitEvent('observed', { since, predicate: (event) => event.value === data.big })
+  // The peer listens to 'change': the records it did not get are reported, and an open changes()
+  // iterator ends rather than skip them.
+  const lost = /applied from one snapshot, without their change and receivedPatches records/
+  await stuck.waitEvent('error', { since: start, predicate: (event) => lost.test(event.message), timeoutMs: 10000 })
+  const ended = await stuck.waitEvent('followEnded', { since: start, timeoutMs: 10000 })
+  assert.equal(ended.code, 'ERR_CHANGES_DROPPED')
+  assert.match(ended.message, lost)
 })
 
 test('a host drops a client that stops reading, stays bounded, and the client resyncs when it reads again', { skip: linuxOnly }, async (t) => {

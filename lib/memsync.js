@@ -20,7 +20,7 @@ const RESOLVED = Promise.resolve()
 const DEFAULT_TIMEOUT_MS = 15000
 // How deep and large an update may be: checked here so that the error names the path; the
 // engine also checks the document's exact depth.
-const { maxUpdateDepth: UPDATE_MAX_DEPTH, maxUpdateBytes: UPDATE_MAX_BYTES, maxBusBacklog: MAX_BUS_BACKLOG } = native.limits()
+const { maxUpdateDepth: UPDATE_MAX_DEPTH, maxUpdateBytes: UPDATE_MAX_BYTES, maxBusBacklog: MAX_BUS_BACKLOG, maxEventBacklog: MAX_EVENT_BACKLOG } = native.limits()
 // `NODE_DEBUG=memsync`: the JS side's diagnostics, each line tagged as logEvents' are.
 const debug = debuglog('memsync')
 // Node 20 may lack Symbol.asyncDispose; Node's own classes use this one then.
@@ -1001,6 +1001,7 @@ class MemSync {
         this.#live.replace(event[2])
         const changed = this.#observers.filter((observer, i) => JSON.stringify(getAt(this.data, observer.parts)) !== before[i])
         this.#call(changed)
+        if (event[3] === true) this.#recordsLost()
         break
       }
       case ACK:
@@ -1059,6 +1060,17 @@ class MemSync {
       case WARNING:
         process.emitWarning(`${this.#tag}: ${event[2]}`, { type: 'MemSyncWarning', code: event[1] })
         break
+    }
+  }
+
+  // The snapshot that replaced changes this process's event loop left waiting: their records are
+  // gone, which the changes() iterators and the listeners of the records must not take for a quiet
+  // stretch.
+  #recordsLost () {
+    const message = `'${this.name}': patches from other processes were applied from one snapshot, without their change and receivedPatches records: this process's event loop did not take them while ${MAX_EVENT_BACKLOG / 2 ** 20} MiB of their changes waited`
+    for (const feed of this.#feeds) feed.close(codedError(MemErrors.ERR_CHANGES_DROPPED, `changes(): ${message}. Read mem.data for the current state, and call changes() again to follow it`))
+    if (this.#emitter.listenerCount('change') > 0 || this.#emitter.listenerCount('receivedPatches') > 0) {
+      this.#reportError(codedError(MemErrors.ERR_CHANGES_DROPPED, message))
     }
   }
 

@@ -120,9 +120,14 @@ pub enum Event<'a> {
     changes: &'a [Change],
     received: &'a [RawJson],
   },
-  /// `["r", version, data]`: the whole document, at `version`, replaces `data` (joining a host, a
-  /// loaded file, or after JS left too many changes undrained).
-  Snapshot { version: u64, data: Document<'a> },
+  /// `["r", version, data, resync]`: the whole document, at `version`, replaces `data` (joining a
+  /// host, a loaded file, or with `resync` after JS left too many changes undrained, whose
+  /// records are lost).
+  Snapshot {
+    version: u64,
+    data: Document<'a>,
+    resync: bool,
+  },
   /// `["a", seq, version]`: the host ordered own patch `seq` at `version`.
   Ack { seq: u64, version: u64 },
   /// `["A", [seq, ...]]`: the host ordered these own patches (a run of acknowledgements).
@@ -323,11 +328,13 @@ impl Serialize for Event<'_> {
       Event::Snapshot {
         version,
         data: Document::Text(text),
-      } => fields!(version, text),
+        resync,
+      } => fields!(version, text, resync),
       Event::Snapshot {
         version,
         data: Document::Value(value),
-      } => fields!(version, value),
+        resync,
+      } => fields!(version, value, resync),
       Event::Ack { seq, version } => fields!(seq, version),
       Event::Rejected { seq, code, message } => fields!(seq, code, message),
       Event::Role(role) => fields!(role),
@@ -765,9 +772,10 @@ mod tests {
     queue.push_front(&Event::Snapshot {
       version: 3,
       data: Document::Value(&data),
+      resync: false,
     });
     queue.push(&Event::Accepted(&[4, 5]));
-    let expected = r#"["r",2,3,{"n":1},"role",1,"client","g",1,7,"A",2,4,5]"#;
+    let expected = r#"["r",3,3,{"n":1},false,"role",1,"client","g",1,7,"A",2,4,5]"#;
     assert_eq!(
       queue.bytes(),
       expected.len() - 2 - 3,

@@ -931,6 +931,7 @@ impl Replica {
       inner.events.push(&Event::Snapshot {
         version,
         data: Document::Text(&data),
+        resync: false,
       });
       inner.joining = true;
     }
@@ -1094,6 +1095,7 @@ impl Inner {
       self.events.push_front(&Event::Snapshot {
         version: self.history.order.version(),
         data: Document::Value(&self.data),
+        resync: true,
       });
     }
   }
@@ -1309,6 +1311,7 @@ impl Replica {
     inner.events.push(&Event::Snapshot {
       version,
       data: Document::Value(&data),
+      resync: false,
     });
     inner.data = data;
     inner.history.order.set_version(version);
@@ -1337,6 +1340,7 @@ impl Replica {
     inner.events.push(&Event::Snapshot {
       version,
       data: Document::Value(&data),
+      resync: false,
     });
     inner.data = data;
     let mut redone = Vec::new();
@@ -1925,7 +1929,10 @@ mod tests {
       "the pending patch on top"
     );
     let events = bridge.drain();
-    assert!(events.starts_with(r#"["r",2,5,{"n":100}"#), "{events}");
+    assert!(
+      events.starts_with(r#"["r",3,5,{"n":100},false"#),
+      "{events}"
+    );
     let (ordered, state) = bridge.log_state().unwrap();
     assert_eq!(ordered, json!({ "n": 100 }));
     assert_eq!(state.version, 5);
@@ -1946,7 +1953,7 @@ mod tests {
     let network = Network::new(json!({ "n": 5 }));
     assert_eq!(data(&network.client), json!({ "n": 5 }));
     let events = network.client.drain();
-    assert!(events.starts_with(r#"["r",2,0,{"n":5}"#), "{events}");
+    assert!(events.starts_with(r#"["r",3,0,{"n":5},false"#), "{events}");
     network.assert_converged();
   }
 
@@ -2287,6 +2294,11 @@ mod tests {
     let kinds: Vec<&Value> = events.iter().map(|event| &event[0]).collect();
     assert_eq!(events[0][0], "r", "{kinds:?}");
     assert_eq!(events[0][2]["n"], json!(19));
+    assert_eq!(
+      events[0][3],
+      json!(true),
+      "JS learns that records were lost"
+    );
     assert_eq!(events.last().unwrap()[0], "o");
     assert!(
       !events.iter().any(|event| event[0] == "c"),
@@ -2343,7 +2355,7 @@ mod tests {
     );
     let events = replica.drain();
     assert!(
-      events.starts_with(r#"["r",2,7,{"n":10,"from":"file"},"c",7,0,1,"s",1,"n",11"#),
+      events.starts_with(r#"["r",3,7,{"n":10,"from":"file"},false,"c",7,0,1,"s",1,"n",11"#),
       "{events}"
     );
     replica.become_host();

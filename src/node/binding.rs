@@ -681,6 +681,9 @@ pub struct Limits {
   /// Bytes of `mem.events` events from other processes queued for a JS thread that does not
   /// take them, past which further ones are dropped (`ERR_EVENTS_DROPPED`).
   pub max_bus_backlog: u32,
+  /// Bytes of changes from other processes queued for a JS thread that does not take them, past
+  /// which they give way to one snapshot and their records are lost (`ERR_CHANGES_DROPPED`).
+  pub max_event_backlog: u32,
 }
 
 /// The limits JS checks (see `Limits`).
@@ -691,6 +694,7 @@ pub fn limits() -> Limits {
     max_update_depth: crate::patch::MAX_UPDATE_DEPTH as u32,
     max_update_bytes: crate::transport::local::codec::MAX_UPDATE_BYTES as u32,
     max_bus_backlog: crate::core::events::MAX_BUS_BACKLOG as u32,
+    max_event_backlog: crate::core::events::MAX_EVENT_BACKLOG as u32,
   }
 }
 
