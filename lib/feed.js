@@ -31,8 +31,13 @@ class ChangeFeed {
     } else if (this.#buffer.length < this.#bufferSize) {
       this.#buffer.push(change)
     } else {
-      this.close(codedError(MemErrors.ERR_CHANGES_DROPPED, `changes(): the consumer fell ${this.#bufferSize} changes behind (bufferSize); later ones were not kept. Read mem.data for the current state, and call changes() again to follow it`))
+      this.lose(`the consumer fell ${this.#bufferSize} changes behind (bufferSize); later ones were not kept`)
     }
+  }
+
+  /** Ends the feed with ERR_CHANGES_DROPPED, after the changes it holds: `why` changes were lost. */
+  lose (why) {
+    this.close(codedError(MemErrors.ERR_CHANGES_DROPPED, `changes(): ${why}. Read mem.data for the current state, and call changes() again to follow it`))
   }
 
   /** Ends the feed: `error` is thrown by next() once the buffer is read; without one it is done. */

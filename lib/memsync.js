@@ -1068,7 +1068,7 @@ class MemSync {
   // stretch.
   #recordsLost () {
     const message = `'${this.name}': patches from other processes were applied from one snapshot, without their change and receivedPatches records: this process's event loop did not take them while ${MAX_EVENT_BACKLOG / 2 ** 20} MiB of their changes waited`
-    for (const feed of this.#feeds) feed.close(codedError(MemErrors.ERR_CHANGES_DROPPED, `changes(): ${message}. Read mem.data for the current state, and call changes() again to follow it`))
+    for (const feed of this.#feeds) feed.lose(message)
     if (this.#emitter.listenerCount('change') > 0 || this.#emitter.listenerCount('receivedPatches') > 0) {
       this.#reportError(codedError(MemErrors.ERR_CHANGES_DROPPED, message))
     }

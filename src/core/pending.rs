@@ -208,10 +208,10 @@ impl Pending {
       let was_counted = position < counted;
       position += 1;
       let kept = keep(patch);
-      if kept && was_counted {
-        kept_counted += 1;
-      } else if !kept && was_counted {
-        if let Some(index) = index.as_mut() {
+      if was_counted {
+        if kept {
+          kept_counted += 1;
+        } else if let Some(index) = index.as_mut() {
           index.count(patch, false);
         }
       }
