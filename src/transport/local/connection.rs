@@ -284,15 +284,17 @@ impl ReadBuffer {
     }
   }
 
-  /// Reads once from the non-blocking socket `fd`: the number of bytes read, 0 at its end.
-  pub(crate) fn read_fd(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> io::Result<usize> {
+  /// Reads once from the non-blocking socket `fd`: the number of bytes read (0 at its end), and
+  /// whether they filled the room offered (if not, the socket held no more at that moment).
+  pub(crate) fn read_fd(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> io::Result<(usize, bool)> {
     self.make_room();
     let mut spare = ReadBuf::uninit(self.bytes.spare_capacity_mut());
     crate::transport::local::socket::read_into(fd, &mut spare)?;
     let read = spare.filled().len();
+    let filled = spare.remaining() == 0;
     // SAFETY: `read_into` initialised the first `read` bytes of the spare capacity.
     unsafe { self.bytes.set_len(self.bytes.len() + read) };
-    Ok(read)
+    Ok((read, filled))
   }
 
   /// Moves the unread tail to the front and offers at least [`READ_CHUNK`] bytes to the next read.

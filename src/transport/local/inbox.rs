@@ -84,6 +84,13 @@ impl Inbox {
 
   /// Reads and handles everything that has arrived; false once the connection has ended.
   pub fn receive(&self) -> bool {
+    self.read_and_handle(false)
+  }
+
+  /// Reads and handles what has arrived, until a read would block or, with `until_short_read`,
+  /// until a read that did not fill the buffer (which emptied the socket); false once the
+  /// connection has ended.
+  fn read_and_handle(&self, until_short_read: bool) -> bool {
     let mut reading = self.reading.lock();
     if reading.closed {
       return false;
@@ -92,14 +99,19 @@ impl Inbox {
     let mut end = self.handle_buffered(&mut reading.buffer);
     while end.is_none() {
       match reading.buffer.read_fd(self.socket.as_fd()) {
-        Ok(0) => {
+        Ok((0, _)) => {
           let err = match reading.buffer.partial_frame() {
             0 => io::Error::from(io::ErrorKind::UnexpectedEof).into(),
             buffered => ConnectionError::TruncatedFrame { buffered },
           };
           end = Some(InboxEnd::Lost(err));
         }
-        Ok(_) => end = self.handle_buffered(&mut reading.buffer),
+        Ok((_, filled)) => {
+          end = self.handle_buffered(&mut reading.buffer);
+          if until_short_read && !filled {
+            break;
+          }
+        }
         Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
         Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
         Err(err) => end = Some(InboxEnd::Lost(err.into())),
@@ -137,10 +149,13 @@ impl Inbox {
     failed.map(InboxEnd::Lost)
   }
 
-  /// The JS thread's turn, when its event loop saw the socket readable.
+  /// The JS thread's turn, when its event loop saw the socket readable. libuv's poll is
+  /// level-triggered: bytes left or arriving after a short read make it call again, so the read
+  /// that would only say "would block" (one system call of four per patch received) is skipped.
+  /// Tokio's readiness is edge-triggered and cleared on "would block": its reads go on to it.
   pub fn js_turn(&self) -> bool {
     self.js_turns.fetch_add(1, Ordering::Relaxed);
-    self.receive()
+    self.read_and_handle(true)
   }
 
   /// The JS thread polls the socket from now on (and runs): the tokio task stops listening.
