@@ -24,6 +24,10 @@
 #[cfg(not(unix))]
 compile_error!("memsync runs on Linux and macOS only");
 
+// jemalloc for the Rust side of the addon (why: Cargo.toml); Node and V8 keep glibc's malloc.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 pub mod clock;
 pub mod core;
 pub mod error;
