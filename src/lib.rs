@@ -10,6 +10,8 @@
 //! - [`core`]: the replica, the ordering rules, the exchange (RPC, events, locks, writers), the
 //!   messages, the events for JS; no tokio, sockets or napi.
 //! - [`patch`]: the pure MongoDB update engine over `serde_json::Value`.
+//! - [`doc`]: the compact JSON value meant for the document (32-byte values, inline short
+//!   strings, ordered maps indexed when large); pure.
 //! - [`clock`] (the hybrid clock; time injected), [`error`] (the crate's `Error`, one `ERR_*` code
 //!   per variant; `Code` lists them all), [`name`] (object names and their file names), [`user`]
 //!   (this process's uid).
@@ -30,6 +32,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 pub mod clock;
 pub mod core;
+pub mod doc;
 pub mod error;
 pub mod name;
 // Not in test builds: `#[napi]` exports nothing there, and a test binary cannot link against
