@@ -71,6 +71,11 @@ impl Map {
     }
   }
 
+  /// Gives back the room for entries beyond those held.
+  pub fn shrink_to_fit(&mut self) {
+    self.entries.shrink_to_fit();
+  }
+
   /// The number of entries.
   pub fn len(&self) -> usize {
     self.entries.len()

@@ -116,6 +116,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
     while let Some(item) = seq.next_element()? {
       items.push(item);
     }
+    items.shrink_to_fit();
     Ok(Value::Array(items))
   }
 
@@ -125,6 +126,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
       // A repeated key keeps its first place and takes the last value, as serde_json's map.
       map.insert(key, access.next_value()?);
     }
+    map.shrink_to_fit();
     Ok(Value::Object(map))
   }
 }
