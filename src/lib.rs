@@ -9,9 +9,9 @@
 //!   `options.file`) and `http` (the HTTP view of `options.server`).
 //! - [`core`]: the replica, the ordering rules, the exchange (RPC, events, locks, writers), the
 //!   messages, the events for JS; no tokio, sockets or napi.
-//! - [`patch`]: the pure MongoDB update engine over `serde_json::Value`.
-//! - [`doc`]: the compact JSON value meant for the document (32-byte values, inline short
-//!   strings, ordered maps indexed when large); pure.
+//! - [`patch`]: the pure MongoDB update engine over [`doc::Value`].
+//! - [`doc`]: the document's JSON value (32-byte values, short strings inline, ordered maps
+//!   indexed when large), which the replica, the engine, the file and the HTTP view hold; pure.
 //! - [`clock`] (the hybrid clock; time injected), [`error`] (the crate's `Error`, one `ERR_*` code
 //!   per variant; `Code` lists them all), [`name`] (object names and their file names), [`user`]
 //!   (this process's uid).

@@ -13,13 +13,20 @@ use std::sync::{Arc, Mutex};
 
 use memsync::clock::Hlc;
 use memsync::core::message::{JsonText, LogEntry, Message, RawJson};
+use memsync::doc::{Map, Value};
 use memsync::patch::{apply, apply_changes, depth, Change, Context, Update, MAX_DEPTH};
 use memsync::transport::local::codec::{self, decode, encode, ProtocolError, MAX_FRAME};
 use memsync::transport::local::connection::Outbox;
 use memsync::Replica;
 use proptest::prelude::*;
-use serde_json::{json, Map, Value};
 use tokio::io::AsyncWriteExt;
+
+/// serde_json's `json!`, converted into the document's value that the crate takes.
+macro_rules! json {
+  ($($json:tt)+) => {
+    memsync::doc::Value::from(serde_json::json!($($json)+))
+  };
+}
 
 /// Every code the engine may reject an update with.
 const ENGINE_CODES: [&str; 11] = [
@@ -104,7 +111,7 @@ fn leaf() -> impl Strategy<Value = Value> {
     Just(Value::Null),
     any::<bool>().prop_map(Value::Bool),
     number(),
-    word().prop_map(Value::String),
+    word().prop_map(Value::from),
     prop::sample::select(vec!["^a", "[", "(?i)A", "\u{0}", "1", ""]).prop_map(Value::from),
   ]
 }
@@ -149,7 +156,7 @@ fn operation() -> impl Strategy<Value = (String, String, Value)> {
     (Just("$mul"), number()),
     (Just("$min"), value()),
     (Just("$max"), value()),
-    (Just("$rename"), path().prop_map(Value::String)),
+    (Just("$rename"), path().prop_map(Value::from)),
     (
       Just("$currentDate"),
       prop::sample::select(vec![
@@ -172,17 +179,18 @@ fn operation() -> impl Strategy<Value = (String, String, Value)> {
         prop::option::of(prop_oneof![-3i64..4, any::<i64>()]),
       )
         .prop_map(|(each, position, sort, slice)| {
-          let mut spec = json!({ "$each": each });
+          let mut spec = Map::new();
+          spec.insert("$each", json!(each));
           if let Some(position) = position {
-            spec["$position"] = json!(position);
+            spec.insert("$position", json!(position));
           }
           if let Some(sort) = sort {
-            spec["$sort"] = sort;
+            spec.insert("$sort", sort);
           }
           if let Some(slice) = slice {
-            spec["$slice"] = json!(slice);
+            spec.insert("$slice", json!(slice));
           }
-          spec
+          Value::Object(spec)
         }),
     ),
     (
@@ -252,7 +260,10 @@ fn update() -> impl Strategy<Value = Value> {
     8 => prop::collection::vec(operation(), 1..4).prop_map(|operations| {
       let mut update = Map::new();
       for (operator, path, arg) in operations {
-        if let Value::Object(fields) = update.entry(operator).or_insert_with(|| json!({})) {
+        if !update.contains_key(&operator) {
+          update.insert(operator.as_str(), json!({}));
+        }
+        if let Some(Value::Object(fields)) = update.get_mut(&operator) {
           fields.insert(path, arg);
         }
       }
@@ -290,7 +301,7 @@ fn log_entry() -> impl Strategy<Value = LogEntry> {
 fn changes() -> impl Strategy<Value = Value> {
   let keys = prop::collection::vec(
     prop_oneof![
-      word().prop_map(Value::String),
+      word().prop_map(Value::from),
       (0u64..4).prop_map(Value::from)
     ],
     0..4,
@@ -581,7 +592,7 @@ proptest! {
   /// Change lists from a hostile host: applied or refused, never a panic.
   #[test]
   fn replicas_take_arbitrary_change_lists(doc in document(), changes in changes()) {
-    if let Ok(changes) = serde_json::from_value::<Vec<Change>>(changes) {
+    if let Ok(changes) = serde_json::from_value::<Vec<Change>>(changes.into()) {
       let mut doc = doc;
       let _ = apply_changes(&mut doc, &changes);
     }

@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
   &["core"],
   &["error"],
   &["patch"],
-  &["clock", "name", "user"],
+  &["clock", "doc", "name", "user"],
 ];
 
 fn layer(module: &str) -> usize {

@@ -12,8 +12,14 @@ use memsync::transport::redis::connect::primary;
 use memsync::transport::redis::log::{chain_after, read_after, Keys, Orderer, Placed, Proposal};
 use memsync::transport::redis::snapshot::Compaction;
 use memsync::Replica;
-use serde_json::json;
 use std::sync::Arc;
+
+/// serde_json's `json!`, converted into the document's value that the crate takes.
+macro_rules! json {
+  ($($json:tt)+) => {
+    memsync::doc::Value::from(serde_json::json!($($json)+))
+  };
+}
 
 /// A `redis-server` on a free loopback port, persistence off, killed when dropped.
 struct Server {

@@ -9,7 +9,7 @@
 //! integer-like keys first whatever order the replica keeps. Both sides must compute exactly
 //! this; `__test__/direct-write.test.mjs` compares them on many documents.
 
-use serde_json::Value;
+use crate::doc::Value;
 
 const SEEDS: [u32; 2] = [0, 0x9747_b28c];
 const NULL: u32 = 1;
@@ -95,7 +95,7 @@ fn finish(mut hash: u32) -> u32 {
 
 #[cfg(test)]
 mod tests {
-  use serde_json::json;
+  use crate::doc::json;
 
   use super::*;
 

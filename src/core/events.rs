@@ -7,10 +7,10 @@
 //! one's array; [`Kind::ALL`] is the one table of tags, which JS reads through `eventTags()`
 //! instead of copying it.
 
+use crate::doc::Value;
 use serde::ser::SerializeSeq;
 use serde::Serialize;
 use serde::Serializer;
-use serde_json::Value;
 
 use crate::clock::Hlc;
 use crate::core::message::{RawJson, RemoteError};
@@ -630,7 +630,7 @@ pub(crate) fn nested(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-  use serde_json::json;
+  use crate::doc::json;
 
   use super::*;
 
@@ -638,7 +638,7 @@ mod tests {
   fn events_are_flat_arrays_of_tokens_opened_by_their_tag() {
     let args = RawJson::to(&json!([1, "a"])).unwrap();
     let data = json!({ "b": 1, "a": [null] });
-    let changes: Vec<Change> = serde_json::from_value(json!([
+    let changes: Vec<Change> = serde_json::from_value(serde_json::json!([
       ["s", ["a", 0], { "x": [1] }],
       ["u", ["b"]],
       ["p", ["c"], 1, 2, [3, [4]]],
@@ -754,7 +754,7 @@ mod tests {
     assert_eq!(queue.drain(""), "[]");
     assert_eq!(queue.drain(&Event::Grant(1).to_tokens()), r#"["g",1,1]"#);
     let data = json!({ "n": 1 });
-    let unset: Vec<Change> = serde_json::from_value(json!([["u", ["b"]]])).unwrap();
+    let unset: Vec<Change> = serde_json::from_value(serde_json::json!([["u", ["b"]]])).unwrap();
     queue.push(&Event::Role("client"));
     queue.push(&Event::Changes {
       version: 2,

@@ -14,9 +14,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::doc::Value;
 use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::clock::Hlc;
 use crate::patch::{Change, Context, PatchError, Update};
@@ -249,7 +249,7 @@ fn comparable_path(path: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-  use serde_json::json;
+  use crate::doc::json;
 
   use super::*;
 

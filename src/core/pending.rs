@@ -71,8 +71,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::doc::Value;
 use foldhash::HashMap;
-use serde_json::Value;
 
 use crate::clock::Hlc;
 use crate::core::message::RawJson;

@@ -24,9 +24,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::doc::Value;
 use foldhash::HashMap;
 use parking_lot::{Condvar, Mutex};
-use serde_json::Value;
 
 use crate::clock::{Clock, Hlc, Time};
 use crate::core::digest::digest;
@@ -1508,7 +1508,7 @@ fn type_name(value: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-  use serde_json::json;
+  use crate::doc::json;
 
   use std::collections::VecDeque;
   use std::sync::atomic::AtomicU64;
@@ -2461,7 +2461,8 @@ mod tests {
           }
         };
         if !event[at].is_null() {
-          let changes: Vec<Change> = serde_json::from_value(event[at].clone()).unwrap();
+          let changes: Vec<Change> =
+            serde_json::from_value(serde_json::Value::from(&event[at])).unwrap();
           apply_changes(&mut data, &changes).unwrap();
         }
         match event[0].as_str() {

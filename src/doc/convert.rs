@@ -85,17 +85,17 @@ impl From<bool> for Value {
   }
 }
 
-impl From<i64> for Value {
-  fn from(n: i64) -> Value {
-    Value::Number(n.into())
-  }
+macro_rules! from_integer {
+  ($($t:ty)*) => {$(
+    impl From<$t> for Value {
+      fn from(n: $t) -> Value {
+        Value::Number(n.into())
+      }
+    }
+  )*};
 }
 
-impl From<u64> for Value {
-  fn from(n: u64) -> Value {
-    Value::Number(n.into())
-  }
-}
+from_integer!(i8 i16 i32 i64 isize u8 u16 u32 u64 usize);
 
 /// As serde_json: a float that is not finite becomes null.
 impl From<f64> for Value {
@@ -162,3 +162,48 @@ impl PartialEq<Value> for Json {
     other == self
   }
 }
+
+// Comparisons with plain values, as serde_json's (`value == "x"`, `value == 1`).
+
+impl PartialEq<str> for Value {
+  fn eq(&self, other: &str) -> bool {
+    self.as_str() == Some(other)
+  }
+}
+
+impl PartialEq<&str> for Value {
+  fn eq(&self, other: &&str) -> bool {
+    self.as_str() == Some(*other)
+  }
+}
+
+impl PartialEq<String> for Value {
+  fn eq(&self, other: &String) -> bool {
+    self.as_str() == Some(other.as_str())
+  }
+}
+
+impl PartialEq<bool> for Value {
+  fn eq(&self, other: &bool) -> bool {
+    self.as_bool() == Some(*other)
+  }
+}
+
+impl PartialEq<f64> for Value {
+  fn eq(&self, other: &f64) -> bool {
+    self.as_f64() == Some(*other)
+  }
+}
+
+macro_rules! eq_integer {
+  ($as:ident, $wide:ty: $($t:ty)*) => {$(
+    impl PartialEq<$t> for Value {
+      fn eq(&self, other: &$t) -> bool {
+        self.$as().is_some_and(|n| n == *other as $wide)
+      }
+    }
+  )*};
+}
+
+eq_integer!(as_i64, i64: i8 i16 i32 i64 isize);
+eq_integer!(as_u64, u64: u8 u16 u32 u64 usize);

@@ -227,3 +227,13 @@ impl fmt::Debug for Value {
     }
   }
 }
+
+/// serde_json's `json!`, converted into a document [`Value`]: tests state documents as before.
+#[cfg(test)]
+macro_rules! json {
+  ($($json:tt)+) => {
+    $crate::doc::Value::from(serde_json::json!($($json)+))
+  };
+}
+#[cfg(test)]
+pub(crate) use json;

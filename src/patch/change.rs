@@ -5,10 +5,10 @@
 
 use std::fmt;
 
+use crate::doc::{Map, Value};
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::ser::{SerializeTuple, Serializer};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 use super::error::{dotted, type_name};
 use super::key::Key;
@@ -268,7 +268,7 @@ fn put(parent: &mut Value, key: &Key, value: Value) -> Result<(), String> {
   match (parent, key) {
     (Value::Object(map), Key::Field(name)) => {
       // Overwriting in place needs no owned key.
-      if let Some(slot) = member_mut(map, name) {
+      if let Some(slot) = map.get_mut(name) {
         *slot = value;
       } else {
         map.insert(name.clone(), value);
@@ -306,7 +306,7 @@ fn find<'a>(doc: &'a mut Value, path: &[Key]) -> Option<&'a mut Value> {
   path
     .iter()
     .try_fold(doc, |current, key| match (current, key) {
-      (Value::Object(map), Key::Field(name)) => member_mut(map, name),
+      (Value::Object(map), Key::Field(name)) => map.get_mut(name),
       (Value::Array(items), Key::Index(index)) => items.get_mut(*index),
       _ => None,
     })
@@ -319,10 +319,12 @@ fn walk<'a>(doc: &'a mut Value, path: &[Key], create: bool) -> Result<&'a mut Va
   for key in path {
     current = match (current, key) {
       (Value::Object(map), Key::Field(name)) => {
-        if create && member(map, name).is_none() {
+        if create && map.get(name).is_none() {
           map.insert(name.clone(), Value::Object(Map::new()));
         }
-        member_mut(map, name).ok_or_else(|| format!("no field '{name}'"))?
+        map
+          .get_mut(name)
+          .ok_or_else(|| format!("no field '{name}'"))?
       }
       (Value::Array(items), Key::Index(index)) => {
         if create && *index >= items.len() {
@@ -338,33 +340,6 @@ fn walk<'a>(doc: &'a mut Value, path: &[Key], create: bool) -> Result<&'a mut Va
     };
   }
   Ok(current)
-}
-
-/// Up to this many members, an object is searched key by key, which costs less than hashing the
-/// name with the map's SipHash; past it, many keys of the name's length (each compared in full)
-/// could cost more.
-const SCAN: usize = 8;
-
-/// The member `name` of `map` (what `map.get` finds).
-pub(crate) fn member<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-  if map.len() <= SCAN {
-    map
-      .iter()
-      .find_map(|(key, value)| (key == name).then_some(value))
-  } else {
-    map.get(name)
-  }
-}
-
-/// [`member`], mutable.
-fn member_mut<'a>(map: &'a mut Map<String, Value>, name: &str) -> Option<&'a mut Value> {
-  if map.len() <= SCAN {
-    map
-      .iter_mut()
-      .find_map(|(key, value)| (key == name).then_some(value))
-  } else {
-    map.get_mut(name)
-  }
 }
 
 /// Fills `items` with nulls up to `index`, within MongoDB's backfill limit.

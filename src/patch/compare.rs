@@ -6,7 +6,7 @@
 
 use std::cmp::Ordering;
 
-use serde_json::{Number, Value};
+use crate::doc::{Number, Value};
 
 /// A JSON number as MongoDB sees it: an integer (i64 or u64, widened so both fit) or a double.
 #[derive(Debug, Clone, Copy)]

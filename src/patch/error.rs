@@ -2,7 +2,7 @@
 
 use std::fmt::{self, Write as _};
 
-use serde_json::Value;
+use crate::doc::Value;
 
 use super::key::Key;
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde_json::Value;
+use crate::doc::Value;
 
 /// One component of a concrete path: an object key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -8,8 +8,8 @@
 
 use std::cmp::Ordering;
 
+use crate::doc::{Map, Value};
 use regex::{Regex, RegexBuilder};
-use serde_json::{Map, Value};
 
 use super::compare::{compare_same_class, equal, Num};
 use super::error::{render, ErrorKind, PatchError};
@@ -135,7 +135,7 @@ fn bad_value(message: impl Into<String>) -> PatchError {
 }
 
 impl Query {
-  fn parse(map: &Map<String, Value>) -> Result<Query, PatchError> {
+  fn parse(map: &Map) -> Result<Query, PatchError> {
     let mut clauses = Vec::with_capacity(map.len());
     for (key, value) in map {
       let clause = match key.as_str() {
@@ -189,7 +189,7 @@ fn parse_list(name: &str, value: &Value) -> Result<Vec<Query>, PatchError> {
   }
 }
 
-fn parse_conds(map: &Map<String, Value>) -> Result<Vec<Cond>, PatchError> {
+fn parse_conds(map: &Map) -> Result<Vec<Cond>, PatchError> {
   let mut conds = Vec::with_capacity(map.len());
   let mut regex = None;
   let mut options = None;

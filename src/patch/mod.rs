@@ -1,5 +1,5 @@
 //! The MongoDB update engine: applies an update document (`{$set: {...}, $inc: {...}}`) to a
-//! `serde_json::Value`, all-or-nothing, and describes what it did as a list of [`Change`]s that
+//! document ([`crate::doc::Value`], which the update is parsed into too), all-or-nothing, and describes what it did as a list of [`Change`]s that
 //! other replicas replay with [`apply_changes`]. Pure: no I/O, no clock (time comes in through
 //! [`Context`]).
 //!
@@ -70,7 +70,7 @@ mod undo;
 
 use std::cmp::Ordering;
 
-use serde_json::Value;
+use crate::doc::Value;
 
 pub use change::{apply_changes, compact, Change};
 pub use error::{ErrorKind, PatchError};

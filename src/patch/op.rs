@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::ops::Bound;
 
-use serde_json::{Map, Number, Value};
+use crate::doc::{Map, Number, Value};
 
 use super::compare::equal;
 use super::error::{render, type_name, ErrorKind, PatchError};

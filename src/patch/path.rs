@@ -3,9 +3,8 @@
 
 use std::cmp::Ordering;
 
-use serde_json::Value;
+use crate::doc::Value;
 
-use super::change::member;
 use super::error::{dotted, render_element, ErrorKind, PatchError};
 use super::key::Key;
 use super::MAX_PADDING;
@@ -458,7 +457,7 @@ fn descend<'a>(
           ),
         ))
       }
-      (name, Value::Object(map)) => match member(map, name) {
+      (name, Value::Object(map)) => match map.get(name) {
         Some(child) => current = child,
         None => break Slot::Missing { pad: 0 },
       },

@@ -6,7 +6,7 @@
 
 use std::cmp::Ordering;
 
-use serde_json::{Number, Value};
+use crate::doc::{Number, Value};
 
 use super::change::Change;
 use super::compare::{compare, equal, Num};
@@ -164,7 +164,7 @@ impl<'a> Planner<'a> {
       }),
       Action::CurrentDate(kind) => {
         let now = match kind {
-          DateKind::Date => Value::String(iso_date(self.now_ms)),
+          DateKind::Date => Value::String(iso_date(self.now_ms).into()),
           DateKind::Timestamp => Value::from(self.now_ms),
         };
         self.write(target, |current, _| {

@@ -5,9 +5,9 @@ use std::cmp::Ordering;
 use std::fs;
 use std::path::PathBuf;
 
+use crate::doc::{json, Map, Value};
 use proptest::prelude::*;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::compare::compare_numbers;
 use super::*;
@@ -15,12 +15,17 @@ use super::*;
 /// One update of the operations of `ops` (a later operand of one field replaces an earlier):
 /// random updates of several operators.
 pub(crate) fn merged(ops: Vec<Value>) -> Value {
-  let mut merged = serde_json::Map::new();
+  let mut merged = Map::new();
   for op in ops {
     for (name, fields) in op.as_object().into_iter().flatten() {
-      let entry = merged.entry(name.clone()).or_insert_with(|| json!({}));
+      if !merged.contains_key(name) {
+        merged.insert(name.clone(), json!({}));
+      }
+      let mut entry = merged.get_mut(name).and_then(Value::as_object_mut);
       for (field, value) in fields.as_object().into_iter().flatten() {
-        entry[field] = value.clone();
+        entry.iter_mut().for_each(|entry| {
+          entry.insert(field.clone(), value.clone());
+        });
       }
     }
   }
@@ -443,8 +448,8 @@ fn push_cost_follows_the_change() {
 #[test]
 fn set_cost_follows_the_change() {
   // About 10 MB of object: 100,000 fields of 100-character strings.
-  let big: serde_json::Map<String, Value> = (0..100_000)
-    .map(|i| (format!("f{i}"), Value::String("x".repeat(100))))
+  let big: Map = (0..100_000)
+    .map(|i| (format!("f{i}"), Value::from("x".repeat(100))))
     .collect();
   let mut doc = json!({"big": big, "n": 0});
   let ctx = Context::default();
@@ -542,8 +547,7 @@ fn large_updates_report_conflicts_alike() {
   ];
   for (paths, conflict) in cases {
     for fillers in [0, 20] {
-      let mut set: serde_json::Map<String, Value> =
-        (0..fillers).map(|i| (format!("f{i}"), json!(i))).collect();
+      let mut set: Map = (0..fillers).map(|i| (format!("f{i}"), json!(i))).collect();
       set.extend(paths.as_object().cloned().unwrap_or_default());
       let update = json!({"$set": set, "$rename": {"r": "q.r"}});
       match (Update::parse(&update), conflict) {
@@ -557,9 +561,8 @@ fn large_updates_report_conflicts_alike() {
     }
   }
   // A $rename's target takes part too.
-  let mut set: serde_json::Map<String, Value> =
-    (0..20).map(|i| (format!("f{i}"), json!(i))).collect();
-  set.insert("q".into(), json!(1));
+  let mut set: Map = (0..20).map(|i| (format!("f{i}"), json!(i))).collect();
+  set.insert("q", json!(1));
   let err = Update::parse(&json!({"$set": set, "$rename": {"r": "q.r"}})).unwrap_err();
   assert!(err
     .message
@@ -627,7 +630,7 @@ fn operation() -> impl Strategy<Value = (String, String, Value)> {
     number().prop_map(|v| ("$mul", v)),
     value().prop_map(|v| ("$min", v)),
     value().prop_map(|v| ("$max", v)),
-    path().prop_map(|p| ("$rename", Value::String(p))),
+    path().prop_map(|p| ("$rename", Value::from(p))),
     prop::sample::select(vec![json!(true), json!({"$type": "timestamp"})])
       .prop_map(|v| ("$currentDate", v)),
     value().prop_map(|v| ("$push", v)),
@@ -642,17 +645,18 @@ fn operation() -> impl Strategy<Value = (String, String, Value)> {
       prop::option::of(-3i64..4)
     )
       .prop_map(|(each, position, sort, slice)| {
-        let mut spec = json!({"$each": each});
+        let mut spec = Map::new();
+        spec.insert("$each", Value::Array(each));
         if let Some(p) = position {
-          spec["$position"] = json!(p);
+          spec.insert("$position", json!(p));
         }
         if let Some(s) = sort {
-          spec["$sort"] = s;
+          spec.insert("$sort", s);
         }
         if let Some(s) = slice {
-          spec["$slice"] = json!(s);
+          spec.insert("$slice", json!(s));
         }
-        ("$push", spec)
+        ("$push", Value::Object(spec))
       }),
     value().prop_map(|v| ("$addToSet", v)),
     prop::collection::vec(value(), 0..3).prop_map(|each| ("$addToSet", json!({"$each": each}))),
@@ -672,9 +676,12 @@ fn operation() -> impl Strategy<Value = (String, String, Value)> {
 
 fn update() -> impl Strategy<Value = Value> {
   prop::collection::vec(operation(), 1..4).prop_map(|ops| {
-    let mut update = serde_json::Map::new();
+    let mut update = Map::new();
     for (name, path, arg) in ops {
-      if let Value::Object(fields) = update.entry(name).or_insert_with(|| json!({})) {
+      if !update.contains_key(&name) {
+        update.insert(name.as_str(), json!({}));
+      }
+      if let Some(Value::Object(fields)) = update.get_mut(&name) {
         fields.insert(path, arg);
       }
     }

@@ -5,7 +5,7 @@
 //! applies its own again. Undo costs what the change cost: it keeps only what each change
 //! overwrote or removed, never a copy of the document.
 
-use serde_json::Value;
+use crate::doc::Value;
 
 use super::change::{apply_changes, removal_run, Change};
 use super::key::{get, Key};
@@ -123,8 +123,8 @@ fn restore(doc: &Value, path: &[Key]) -> Change {
 
 #[cfg(test)]
 mod tests {
+  use crate::doc::json;
   use proptest::prelude::*;
-  use serde_json::json;
 
   use super::*;
 
@@ -166,7 +166,7 @@ mod tests {
     prop_oneof![
       Just(Value::Null),
       any::<i8>().prop_map(|n| json!(n)),
-      "[a-c]".prop_map(Value::String),
+      "[a-c]".prop_map(Value::from),
     ]
   }
 

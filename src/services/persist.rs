@@ -30,8 +30,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::doc::{Map, Value};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::clock::{now_ms, Hlc};
@@ -132,7 +132,7 @@ impl Stored {
 
 #[derive(Deserialize)]
 struct FileIn {
-  data: Map<String, Value>,
+  data: Map,
   #[serde(default)]
   version: u64,
 }
@@ -460,7 +460,7 @@ impl Saver {
 pub(crate) mod tests {
   use std::os::unix::fs::PermissionsExt;
 
-  use serde_json::json;
+  use crate::doc::json;
 
   use super::*;
 

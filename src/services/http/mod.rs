@@ -593,7 +593,7 @@ impl Body for EventStream {
 
 #[cfg(test)]
 mod tests {
-  use serde_json::json;
+  use crate::doc::json;
 
   use super::*;
 

@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::doc::Value;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::RedisError;
-use serde_json::Value;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
