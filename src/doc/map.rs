@@ -86,12 +86,6 @@ impl Map {
     self.entries.is_empty()
   }
 
-  /// Removes every entry.
-  pub fn clear(&mut self) {
-    self.entries.clear();
-    self.index = None;
-  }
-
   fn position(&self, key: &str) -> Option<usize> {
     match &self.index {
       Some(index) => index.find(&self.entries, key),
@@ -107,14 +101,6 @@ impl Map {
   /// The value of `key`, to change.
   pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
     self.position(key).map(|at| &mut self.entries[at].1)
-  }
-
-  /// The entry of `key` with the key as stored.
-  pub fn get_key_value(&self, key: &str) -> Option<(&Str, &Value)> {
-    self.position(key).map(|at| {
-      let (k, v) = &self.entries[at];
-      (k, v)
-    })
   }
 
   /// Whether the map has `key`.
@@ -152,13 +138,8 @@ impl Map {
 
   /// Removes `key` and returns its value; the entries after it move up one place.
   pub fn shift_remove(&mut self, key: &str) -> Option<Value> {
-    self.shift_remove_entry(key).map(|(_, value)| value)
-  }
-
-  /// Removes `key` and returns its entry; the entries after it move up one place.
-  pub fn shift_remove_entry(&mut self, key: &str) -> Option<(Str, Value)> {
     let at = self.position(key)?;
-    let entry = self.entries.remove(at);
+    let (_, value) = self.entries.remove(at);
     if self.entries.len() < INDEX_BELOW {
       self.index = None;
     } else if let Some(index) = &mut self.index {
@@ -172,7 +153,7 @@ impl Map {
         }
       }
     }
-    Some(entry)
+    Some(value)
   }
 
   /// Keeps only the entries for which `keep` returns true, in their order.
@@ -197,11 +178,6 @@ impl Map {
   /// The values in order.
   pub fn values(&self) -> impl DoubleEndedIterator<Item = &Value> + ExactSizeIterator {
     self.entries.iter().map(|(_, value)| value)
-  }
-
-  /// The values in order, to change.
-  pub fn values_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut Value> + ExactSizeIterator {
-    self.entries.iter_mut().map(|(_, value)| value)
   }
 
   /// The entries in order.

@@ -125,16 +125,6 @@ impl Value {
     matches!(self, Value::Null)
   }
 
-  /// Whether this is a boolean.
-  pub fn is_boolean(&self) -> bool {
-    matches!(self, Value::Bool(_))
-  }
-
-  /// Whether this is a number.
-  pub fn is_number(&self) -> bool {
-    matches!(self, Value::Number(_))
-  }
-
   /// Whether this is a number stored as an i64 (or a u64 that fits one).
   pub fn is_i64(&self) -> bool {
     self.as_number().is_some_and(Number::is_i64)
@@ -148,11 +138,6 @@ impl Value {
   /// Whether this is a number stored as an f64.
   pub fn is_f64(&self) -> bool {
     self.as_number().is_some_and(Number::is_f64)
-  }
-
-  /// Whether this is a string.
-  pub fn is_string(&self) -> bool {
-    matches!(self, Value::String(_))
   }
 
   /// Whether this is an array.
