@@ -9,6 +9,7 @@
 //! runs each representation in a process of its own (`-- serde_json` or `-- doc` runs one).
 //! (`--no-default-features`: an executable cannot link the napi binding, napi-rs#1099.)
 
+#[cfg(not(feature = "napi"))]
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -16,19 +17,23 @@ use std::time::{Duration, Instant};
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Counts what is held: bytes asked for, blocks, and the bytes of glibc's chunks
-/// (`malloc_usable_size` plus its 8-byte header).
+/// (`malloc_usable_size` plus its 8-byte header). Not with the binding, whose build allocates
+/// with jemalloc (src/lib.rs).
+#[cfg(not(feature = "napi"))]
 struct Counting;
 
 static BYTES: AtomicUsize = AtomicUsize::new(0);
 static BLOCKS: AtomicUsize = AtomicUsize::new(0);
 static CHUNKS: AtomicUsize = AtomicUsize::new(0);
 
+#[cfg(not(feature = "napi"))]
 fn chunk(ptr: *mut u8) -> usize {
   // SAFETY: `ptr` is a live block from the system allocator (glibc's malloc).
   unsafe { libc::malloc_usable_size(ptr.cast()) + 8 }
 }
 
 // SAFETY: every call is passed on to `System`; the counters only observe.
+#[cfg(not(feature = "napi"))]
 unsafe impl GlobalAlloc for Counting {
   unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
     // SAFETY: the caller's contract, passed on.
@@ -50,6 +55,7 @@ unsafe impl GlobalAlloc for Counting {
   }
 }
 
+#[cfg(not(feature = "napi"))]
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
@@ -141,6 +147,10 @@ fn measure<T: DeserializeOwned + Serialize>(text: &str) -> Row {
 /// Measures one representation (`serde_json` or `doc`) in this process, or with no argument
 /// each in a process of its own, so that each first parse starts from fresh pages.
 fn main() {
+  if cfg!(feature = "napi") {
+    eprintln!("doc_memory counts through the system allocator: run it with --no-default-features");
+    std::process::exit(2);
+  }
   let text = generate(10_000_000);
   match std::env::args().nth(1).as_deref() {
     None => {

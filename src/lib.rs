@@ -27,6 +27,9 @@
 compile_error!("memsync runs on Linux and macOS only");
 
 // jemalloc for the Rust side of the addon (why: Cargo.toml); Node and V8 keep glibc's malloc.
+// Builds without the binding keep the system's: the raw relay bench, and examples/doc_memory.rs,
+// which counts allocations through its own.
+#[cfg(feature = "napi")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
