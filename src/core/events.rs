@@ -7,13 +7,13 @@
 //! one's array; [`Kind::ALL`] is the one table of tags, which JS reads through `eventTags()`
 //! instead of copying it.
 
-use crate::doc::Value;
 use serde::ser::SerializeSeq;
 use serde::Serialize;
 use serde::Serializer;
 
 use crate::clock::Hlc;
 use crate::core::message::{RawJson, RemoteError};
+use crate::doc::Value;
 use crate::patch::{Change, Key};
 
 /// Bytes of document events queued for a JS thread that does not drain them (a stuck event

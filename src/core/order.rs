@@ -14,11 +14,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::doc::Value;
 use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Hlc;
+use crate::doc::Value;
 use crate::patch::{Change, Context, PatchError, Update};
 
 /// Paths whose last write time is remembered for the stale-write check, before old ones go.

@@ -71,11 +71,11 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::doc::Value;
 use foldhash::HashMap;
 
 use crate::clock::Hlc;
 use crate::core::message::RawJson;
+use crate::doc::Value;
 use crate::patch::{
   apply_changes, integer, integer_value, value_at_keys, value_at_keys_mut, Change, Context, Key,
   PatchError, Update,

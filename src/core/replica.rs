@@ -24,7 +24,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::doc::Value;
 use foldhash::HashMap;
 use parking_lot::{Condvar, Mutex};
 
@@ -37,6 +36,7 @@ use crate::core::message::{JsonText, LogEntry, Message, RawJson};
 use crate::core::order::{Order, Progress, Verdict};
 use crate::core::pending::{Pending, PendingPatch, Under};
 use crate::core::recent::Recent;
+use crate::doc::Value;
 use crate::error::{Code, Error, Result};
 use crate::patch::{apply_changes, compact, depth, Change, Context, Update, MAX_DEPTH};
 

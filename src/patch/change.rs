@@ -5,10 +5,11 @@
 
 use std::fmt;
 
-use crate::doc::{Map, Value};
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::ser::{SerializeTuple, Serializer};
 use serde::{Deserialize, Serialize};
+
+use crate::doc::{Map, Value};
 
 use super::error::{dotted, type_name};
 use super::key::Key;

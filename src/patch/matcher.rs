@@ -8,8 +8,9 @@
 
 use std::cmp::Ordering;
 
-use crate::doc::{Map, Value};
 use regex::{Regex, RegexBuilder};
+
+use crate::doc::{Map, Value};
 
 use super::compare::{compare_same_class, equal, Num};
 use super::error::{render, ErrorKind, PatchError};

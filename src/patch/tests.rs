@@ -5,9 +5,10 @@ use std::cmp::Ordering;
 use std::fs;
 use std::path::PathBuf;
 
-use crate::doc::{json, Map, Value};
 use proptest::prelude::*;
 use serde::Deserialize;
+
+use crate::doc::{json, Map, Value};
 
 use super::compare::compare_numbers;
 use super::*;

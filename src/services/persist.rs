@@ -30,13 +30,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::doc::{Map, Value};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::clock::{now_ms, Hlc};
 use crate::core::message::RawJson;
 use crate::core::replica::{Replica, Tap};
+use crate::doc::{Map, Value};
 use crate::error::{Error, Result};
 
 /// How long after a change the host saves: one save covers the changes of that window.

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::doc::Value;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::RedisError;
@@ -26,6 +25,7 @@ use crate::core::locks::{KeyState, LockOp};
 use crate::core::message::{LogEntry, RawJson};
 use crate::core::order::Progress;
 use crate::core::replica::Replica;
+use crate::doc::Value;
 use crate::error::Error;
 use crate::transport::redis::address::{Node, Target};
 use crate::transport::redis::connect;

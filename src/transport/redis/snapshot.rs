@@ -4,13 +4,13 @@
 //! the log before it is trimmed (`snapshot.lua`). The pointer only moves forward, so two bridges
 //! that snapshot at once cannot move it back.
 
-use crate::doc::Value;
 use redis::aio::ConnectionLike;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
 use crate::core::locks::KeyState;
 use crate::core::order::Progress;
+use crate::doc::Value;
 use crate::transport::redis::log::Keys;
 
 /// The most bytes in one chunk.
