@@ -5,15 +5,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use memsync::doc::{Map, Value};
+use memsync::doc::{json, Map, Value};
 use memsync::patch::{apply, Context};
-
-/// serde_json's `json!`, converted into the document's value that the engine takes.
-macro_rules! json {
-  ($($json:tt)+) => {
-    Value::from(serde_json::json!($($json)+))
-  };
-}
 
 const CTX: Context = Context {
   now_ms: 1_714_564_800_000,

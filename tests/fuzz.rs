@@ -13,20 +13,13 @@ use std::sync::{Arc, Mutex};
 
 use memsync::clock::Hlc;
 use memsync::core::message::{JsonText, LogEntry, Message, RawJson};
-use memsync::doc::{Map, Value};
+use memsync::doc::{json, Map, Value};
 use memsync::patch::{apply, apply_changes, depth, Change, Context, Update, MAX_DEPTH};
 use memsync::transport::local::codec::{self, decode, encode, ProtocolError, MAX_FRAME};
 use memsync::transport::local::connection::Outbox;
 use memsync::Replica;
 use proptest::prelude::*;
 use tokio::io::AsyncWriteExt;
-
-/// serde_json's `json!`, converted into the document's value that the crate takes.
-macro_rules! json {
-  ($($json:tt)+) => {
-    memsync::doc::Value::from(serde_json::json!($($json)+))
-  };
-}
 
 /// Every code the engine may reject an update with.
 const ENGINE_CODES: [&str; 11] = [
@@ -592,7 +585,7 @@ proptest! {
   /// Change lists from a hostile host: applied or refused, never a panic.
   #[test]
   fn replicas_take_arbitrary_change_lists(doc in document(), changes in changes()) {
-    if let Ok(changes) = serde_json::from_value::<Vec<Change>>(changes.into()) {
+    if let Ok(changes) = serde_json::from_value::<Vec<Change>>(serde_json::Value::from(&changes)) {
       let mut doc = doc;
       let _ = apply_changes(&mut doc, &changes);
     }

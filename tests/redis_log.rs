@@ -6,6 +6,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use memsync::doc::json;
 use memsync::transport::redis::address::Target;
 use memsync::transport::redis::bridge::{start, Durability, Running, Shared};
 use memsync::transport::redis::connect::primary;
@@ -13,13 +14,6 @@ use memsync::transport::redis::log::{chain_after, read_after, Keys, Orderer, Pla
 use memsync::transport::redis::snapshot::Compaction;
 use memsync::Replica;
 use std::sync::Arc;
-
-/// serde_json's `json!`, converted into the document's value that the crate takes.
-macro_rules! json {
-  ($($json:tt)+) => {
-    memsync::doc::Value::from(serde_json::json!($($json)+))
-  };
-}
 
 /// A `redis-server` on a free loopback port, persistence off, killed when dropped.
 struct Server {

@@ -1,5 +1,6 @@
-//! Conversions between [`Value`] and `serde_json::Value`, for the edges where a value is not
-//! document content (RPC arguments, messages) and for tests written with `json!`.
+//! Conversions between [`Value`] and `serde_json::Value`, and from Rust's scalars: for tests,
+//! the crate's and `tests/`, which state documents with `json!`. The library itself never converts
+//! between the two value types: it parses text straight into a [`Value`].
 
 use serde_json::Value as Json;
 
@@ -24,43 +25,6 @@ impl From<Json> for Value {
   }
 }
 
-impl From<&Json> for Value {
-  fn from(value: &Json) -> Value {
-    match value {
-      Json::Null => Value::Null,
-      Json::Bool(b) => Value::Bool(*b),
-      Json::Number(n) => Value::Number(n.clone()),
-      Json::String(s) => Value::String(Str::from(s.as_str())),
-      Json::Array(items) => Value::Array(items.iter().map(Value::from).collect()),
-      Json::Object(map) => {
-        let mut out = Map::with_capacity(map.len());
-        for (key, value) in map {
-          out.insert(key.as_str(), Value::from(value));
-        }
-        Value::Object(out)
-      }
-    }
-  }
-}
-
-impl From<Value> for Json {
-  fn from(value: Value) -> Json {
-    match value {
-      Value::Null => Json::Null,
-      Value::Bool(b) => Json::Bool(b),
-      Value::Number(n) => Json::Number(n),
-      Value::String(s) => Json::String(s.into_string()),
-      Value::Array(items) => Json::Array(items.into_iter().map(Json::from).collect()),
-      Value::Object(map) => Json::Object(
-        map
-          .into_iter()
-          .map(|(key, value)| (key.into_string(), Json::from(value)))
-          .collect(),
-      ),
-    }
-  }
-}
-
 impl From<&Value> for Json {
   fn from(value: &Value) -> Json {
     match value {
@@ -76,12 +40,6 @@ impl From<&Value> for Json {
           .collect(),
       ),
     }
-  }
-}
-
-impl From<bool> for Value {
-  fn from(b: bool) -> Value {
-    Value::Bool(b)
   }
 }
 
@@ -116,24 +74,6 @@ impl From<String> for Value {
   }
 }
 
-impl From<Str> for Value {
-  fn from(s: Str) -> Value {
-    Value::String(s)
-  }
-}
-
-impl From<Vec<Value>> for Value {
-  fn from(items: Vec<Value>) -> Value {
-    Value::Array(items)
-  }
-}
-
-impl From<Map> for Value {
-  fn from(map: Map) -> Value {
-    Value::Object(map)
-  }
-}
-
 /// Structural equality with serde_json's value, by the same rules as `Value`'s own: for tests
 /// that state what they expect with `json!`.
 impl PartialEq<Json> for Value {
@@ -163,47 +103,9 @@ impl PartialEq<Value> for Json {
   }
 }
 
-// Comparisons with plain values, as serde_json's (`value == "x"`, `value == 1`).
-
-impl PartialEq<str> for Value {
-  fn eq(&self, other: &str) -> bool {
-    self.as_str() == Some(other)
-  }
-}
-
+/// A string's comparison, as serde_json's (`value == "x"`).
 impl PartialEq<&str> for Value {
   fn eq(&self, other: &&str) -> bool {
     self.as_str() == Some(*other)
   }
 }
-
-impl PartialEq<String> for Value {
-  fn eq(&self, other: &String) -> bool {
-    self.as_str() == Some(other.as_str())
-  }
-}
-
-impl PartialEq<bool> for Value {
-  fn eq(&self, other: &bool) -> bool {
-    self.as_bool() == Some(*other)
-  }
-}
-
-impl PartialEq<f64> for Value {
-  fn eq(&self, other: &f64) -> bool {
-    self.as_f64() == Some(*other)
-  }
-}
-
-macro_rules! eq_integer {
-  ($as:ident, $wide:ty: $($t:ty)*) => {$(
-    impl PartialEq<$t> for Value {
-      fn eq(&self, other: &$t) -> bool {
-        self.$as().is_some_and(|n| n == *other as $wide)
-      }
-    }
-  )*};
-}
-
-eq_integer!(as_i64, i64: i8 i16 i32 i64 isize);
-eq_integer!(as_u64, u64: u8 u16 u32 u64 usize);

@@ -8,8 +8,8 @@
 //! - A [`Value`] is 32 bytes (serde_json's with `preserve_order` is 80).
 //!
 //! The method names are serde_json's, so code written against it reads the same. Text is parsed
-//! straight into a [`Value`] (its `Deserialize`), and `From` converts from and to
-//! `serde_json::Value` at the edges where values are not document content.
+//! straight into a [`Value`] (its `Deserialize`); `From` converts from and to `serde_json::Value`
+//! for tests written with `json!`.
 //!
 //! `docs/design/compact-document.md` has the measurements.
 
@@ -213,12 +213,13 @@ impl fmt::Debug for Value {
   }
 }
 
-/// serde_json's `json!`, converted into a document [`Value`]: tests state documents as before.
-#[cfg(test)]
-macro_rules! json {
+/// serde_json's `json!`, converted into a document [`Value`]: tests (the crate's, `tests/` and
+/// `benches/`) state documents as before. Use it as `memsync::doc::json!`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! doc_json {
   ($($json:tt)+) => {
-    $crate::doc::Value::from(serde_json::json!($($json)+))
+    $crate::doc::Value::from(::serde_json::json!($($json)+))
   };
 }
-#[cfg(test)]
-pub(crate) use json;
+pub use crate::doc_json as json;

@@ -1,7 +1,7 @@
 //! The MongoDB update engine: applies an update document (`{$set: {...}, $inc: {...}}`) to a
-//! document ([`crate::doc::Value`], which the update is parsed into too), all-or-nothing, and describes what it did as a list of [`Change`]s that
-//! other replicas replay with [`apply_changes`]. Pure: no I/O, no clock (time comes in through
-//! [`Context`]).
+//! document ([`crate::doc::Value`], which the update is parsed into too), all-or-nothing, and
+//! describes what it did as a list of [`Change`]s that other replicas replay with
+//! [`apply_changes`]. Pure: no I/O, no clock (time comes in through [`Context`]).
 //!
 //! # How an update is applied
 //! 1. [`Update::parse`] validates the update document on its own: operator names, argument

@@ -22,11 +22,10 @@ pub(crate) fn merged(ops: Vec<Value>) -> Value {
       if !merged.contains_key(name) {
         merged.insert(name.clone(), json!({}));
       }
-      let mut entry = merged.get_mut(name).and_then(Value::as_object_mut);
-      for (field, value) in fields.as_object().into_iter().flatten() {
-        entry.iter_mut().for_each(|entry| {
+      if let Some(Value::Object(entry)) = merged.get_mut(name) {
+        for (field, value) in fields.as_object().into_iter().flatten() {
           entry.insert(field.clone(), value.clone());
-        });
+        }
       }
     }
   }
