@@ -241,6 +241,12 @@ export declare function status(instance: ExternalObject<Instance>): string
 export declare function stop(instance: ExternalObject<Instance>): Promise<void>
 
 /**
+ * The document of the snapshot event with null `data` in the last drain, as a string, once (a
+ * joined host's, handed on as it arrived instead of inside the drain's text).
+ */
+export declare function takeSnapshot(instance: ExternalObject<Instance>): string | null
+
+/**
  * What the Redis of `url` holds of the object `name` (`memsync status --transport`), without
  * joining it; resolves with an outcome (see `outcome`).
  */

@@ -255,6 +255,26 @@ test('a catch-up from a survivor does not overwrite a newer $set the new host ac
   assert.equal(next.data.x, 'new', 'the newest $set of x wins on the host')
 })
 
+test('a process joining a host whose document is larger than the event backlog (16 MiB) holds all of it', { timeout: 60000 }, async (t) => {
+  const dir = rendezvousDir(t)
+  const name = uniqueName('big-join')
+  const host = await spawnPeer(t, name, dir, { data: {} }, 'host')
+  assert.equal((await host.request('start')).role, 'host')
+  const part = (i) => String(i).repeat(5.5e6)
+  for (let i = 0; i < 4; i++) {
+    assert.deepEqual(await host.request('patch', { update: { $set: { [`part${i}`]: part(i) } } }, 30000), { ok: true })
+  }
+  const joiner = new MemSync(name, { mine: true }, { dir })
+  t.after(() => joiner.stop())
+  assert.equal(await joiner.start(), 'client')
+  assert.deepEqual(Object.keys(joiner.data), ['part0', 'part1', 'part2', 'part3'], "the host's document, not the joiner's default or an empty one")
+  for (let i = 0; i < 4; i++) assert.ok(joiner.data[`part${i}`] === part(i), `part${i} arrived whole`)
+  // Patches flow on after the join, on top of the whole document.
+  await joiner.patch({ $set: { after: 1 } })
+  assert.deepEqual(Object.keys(joiner.data), ['part0', 'part1', 'part2', 'part3', 'after'])
+  assert.ok(joiner.data.part3 === part(3))
+})
+
 test('hasPeers() tells whether anything accepts connections on the socket of the name (memsync 0.5)', { timeout: 20000 }, async (t) => {
   const dir = rendezvousDir(t)
   const name = uniqueName('peers')

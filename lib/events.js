@@ -4,7 +4,8 @@
 // per event, per change and per path: the events on every patch's path (own, changes, accepted)
 // spell out their lists after their length, and every other event gives its field count after
 // its tag. `parseEvents` makes the array src/core/events.rs documents of each event, except that
-// a change list stays in the tokens, read in place (a ChangeList of lib/changes.js).
+// a change list stays in the tokens, read in place (a ChangeList of lib/changes.js), and that a
+// joined host's document, which comes beside the drain, is put in its snapshot's place.
 
 const native = require('../native.js')
 const { ChangeList } = require('./changes.js')
@@ -24,9 +25,13 @@ const tag = (name) => TAGS[NAMES.indexOf(name)]
 const OWN = tag('own')
 const CHANGES = tag('changes')
 const ACCEPTED = tag('accepted')
+const SNAPSHOT = tag('snapshot')
 
-/** The events of a drain's text, each the array src/core/events.rs documents (change lists as ChangeLists). */
-function parseEvents (text) {
+/**
+ * The events of a drain's text, each the array src/core/events.rs documents (change lists as
+ * ChangeLists); `takeSnapshot()` gives the document of a snapshot whose data is null.
+ */
+function parseEvents (text, takeSnapshot) {
   const tokens = JSON.parse(text)
   const events = []
   let at = 0
@@ -52,6 +57,7 @@ function parseEvents (text) {
       const count = tokens[at]
       const event = tokens.slice(at, at + 1 + count)
       event[0] = kind
+      if (kind === SNAPSHOT && event[2] === null) event[2] = takeSnapshot()
       events.push(event)
       at += 1 + count
     }

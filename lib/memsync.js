@@ -332,6 +332,17 @@ class MemSync {
   /** How many times events were taken from the replica (patch(), drains): the direct-write
    * check's sign that `data` moved past the document it read. */
   #takes = 0
+  /** A joined host's document, which a drain hands beside its events, parsed; undefined when it
+   * is not JSON (the replica refuses it too, and joins again). */
+  #takeSnapshot = () => {
+    const text = native.takeSnapshot(this.#native)
+    try {
+      return text === null ? undefined : JSON.parse(text)
+    } catch {
+      return undefined
+    }
+  }
+
   /** Whether a flush of the frames queued by patch() is scheduled for the end of this turn. */
   #flushScheduled = false
   #flush = () => {
@@ -557,7 +568,7 @@ class MemSync {
       checkOperands(update)
       // A field value of undefined is stored as null, as the MongoDB Node driver sends it: an
       // update built from an optional field must not fail.
-      events = parseEvents(native.patch(this.#native, toJson(update, 'The update', UPDATE_MAX_DEPTH, UPDATE_MAX_BYTES, true)))
+      events = parseEvents(native.patch(this.#native, toJson(update, 'The update', UPDATE_MAX_DEPTH, UPDATE_MAX_BYTES, true)), this.#takeSnapshot)
       this.#takes++
     } catch (error) {
       return Promise.reject(error)
@@ -845,7 +856,7 @@ class MemSync {
    * observer's patch()) were applied after them.
    */
   #readForCheck (whole) {
-    const events = parseEvents(native.drainForCheck(this.#native, whole))
+    const events = parseEvents(native.drainForCheck(this.#native, whole), this.#takeSnapshot)
     const take = ++this.#takes
     const last = events.pop()
     this.#handle(events)
@@ -950,7 +961,7 @@ class MemSync {
   }
 
   #drain () {
-    const events = parseEvents(native.drain(this.#native))
+    const events = parseEvents(native.drain(this.#native), this.#takeSnapshot)
     this.#takes++
     if (events.length > 0) this.#handle(events)
   }
@@ -997,6 +1008,7 @@ class MemSync {
       }
       case SNAPSHOT: {
         // A snapshot (joining, or a new host): observers hear of the paths whose value it changed.
+        if (event[2] === undefined) break
         const before = this.#observers.map((observer) => JSON.stringify(getAt(this.data, observer.parts)))
         this.#live.replace(event[2])
         const changed = this.#observers.filter((observer, i) => JSON.stringify(getAt(this.data, observer.parts)) !== before[i])

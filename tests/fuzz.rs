@@ -335,7 +335,7 @@ fn message() -> impl Strategy<Value = Message> {
         protocol: 1,
         host_pid: 1,
         version,
-        data: raw(&data),
+        data: JsonText::from(raw(&data).get().to_owned()),
         applied
       }),
     ".*".prop_map(|reason| Message::Refused { reason, code: None }),
@@ -457,13 +457,11 @@ fn frames(bytes: &Mutex<Vec<u8>>) -> Vec<Message> {
   messages
 }
 
-fn parsed(json: &RawJson) -> Value {
-  serde_json::from_str(json.get()).expect("raw JSON parses")
-}
-
 fn welcome_data(message: &Message) -> Value {
   match message {
-    Message::Welcome { data, .. } => parsed(data),
+    Message::Welcome { data, .. } => {
+      serde_json::from_str(data.get()).expect("a welcome's data parses")
+    }
     other => panic!("expected a welcome, got {other:?}"),
   }
 }
@@ -662,7 +660,7 @@ proptest! {
       let _ = client.patch(&serde_json::to_string(update).unwrap());
     }
     let (to_host, sent) = capture();
-    let _ = client.client_welcome(7, raw(&data), applied, to_host);
+    let _ = client.client_welcome(7, JsonText::from(raw(&data).get().to_owned()), applied, to_host);
     for batch in batches {
       let _ = client.client_receive(batch);
       for update in &own {

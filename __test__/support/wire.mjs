@@ -5,7 +5,7 @@ import { EventEmitter, once } from 'node:events'
 import net from 'node:net'
 import { withTimeout } from './peers.mjs'
 
-export const PROTOCOL_VERSION = 4
+export const PROTOCOL_VERSION = 5
 export const MAX_FRAME = 64 * 1024 * 1024
 
 /** A frame: the 4-byte big-endian length of `payload` (an object, sent as JSON, or raw bytes), then it. */
@@ -17,8 +17,8 @@ export function frame (payload) {
 }
 
 /**
- * A payload as the message it carries: JSON, or the binary form of `ordered` (tag 1) and `patch`
- * (tag 2) that src/transport/local/codec.rs sends. Numbers above 2^53 lose precision (the tests only read
+ * A payload as the message it carries: JSON, or the binary form of `ordered` (tag 1), `patch`
+ * (tag 2) and `welcome` (tag 3) that src/transport/local/codec.rs sends. Numbers above 2^53 lose precision (the tests only read
  * types and small values).
  */
 function decodePayload (payload) {
@@ -32,6 +32,11 @@ function decodePayload (payload) {
     }
   }
   if (payload[0] === 2) return { t: 'patch', c: { seq: u64(1), hlc: [u64(9), payload.readUInt32LE(17)], update: json(21) } }
+  if (payload[0] === 3) {
+    const pairs = payload.readUInt32LE(17)
+    const applied = Array.from({ length: pairs }, (_, i) => [u64(21 + 16 * i), u64(29 + 16 * i)])
+    return { t: 'welcome', c: { protocol: payload.readUInt32LE(1), hostPid: payload.readUInt32LE(5), version: u64(9), data: json(21 + 16 * pairs), applied } }
+  }
   return JSON.parse(payload.toString('utf8'))
 }
 

@@ -7,12 +7,14 @@
 //! one's array; [`Kind::ALL`] is the one table of tags, which JS reads through `eventTags()`
 //! instead of copying it.
 
+use std::sync::Arc;
+
 use serde::ser::SerializeSeq;
 use serde::Serialize;
 use serde::Serializer;
 
 use crate::clock::Hlc;
-use crate::core::message::{RawJson, RemoteError};
+use crate::core::message::{JsonText, RawJson, RemoteError};
 use crate::doc::Value;
 use crate::patch::{Change, Key};
 
@@ -122,7 +124,8 @@ pub enum Event<'a> {
   },
   /// `["r", version, data, resync]`: the whole document, at `version`, replaces `data` (joining a
   /// host, a loaded file, or with `resync` after JS left too many changes undrained, whose
-  /// records are lost).
+  /// records are lost). `data` is null when the document's text is handed to JS beside the
+  /// drain ([`Queue::take_snapshot`]).
   Snapshot {
     version: u64,
     data: Document<'a>,
@@ -184,13 +187,15 @@ pub enum Event<'a> {
   Document(&'a Value),
 }
 
-/// The document of a snapshot, as the text that arrived or as the value held.
+/// The document of a snapshot, as the value held or as text handed to JS beside the drain.
 #[derive(Debug)]
 pub enum Document<'a> {
-  /// JSON text, sent on as it is.
-  Text(&'a RawJson),
   /// A value, serialized.
   Value(&'a Value),
+  /// The text that arrived, which JS parses as it is: copied into the drain's text, a 10 MB
+  /// document was copied twice more on its way to JS (a sixth of a join), and JS parsed it
+  /// as part of the drain all the same ([`Queue::push_snapshot`]).
+  Aside,
 }
 
 /// A patch ordered elsewhere, as JS reports it (`receivedPatches`, `change`) and the HTTP view
@@ -327,9 +332,9 @@ impl Serialize for Event<'_> {
       }
       Event::Snapshot {
         version,
-        data: Document::Text(text),
+        data: Document::Aside,
         resync,
-      } => fields!(version, text, resync),
+      } => fields!(version, &(), resync),
       Event::Snapshot {
         version,
         data: Document::Value(value),
@@ -422,6 +427,10 @@ pub struct Queue {
   /// The document events were dropped for the backlog: the next drain starts with a snapshot,
   /// and no document event is queued until then.
   resync: bool,
+  /// The text of the queued snapshot whose document goes beside the events.
+  aside: Option<Arc<JsonText>>,
+  /// The text of the drained snapshot whose document goes beside the events, until JS takes it.
+  handed: Option<Arc<JsonText>>,
 }
 
 /// The bytes of one kind of events queued, up to a limit past which further ones are dropped and
@@ -491,6 +500,21 @@ impl Queue {
     std::mem::take(&mut self.resync)
   }
 
+  /// Queues a snapshot of the document `text` at `version`, which the drain hands JS beside the
+  /// events instead of inside them. It does not count towards the backlog: it replaces every
+  /// document event before it, and a document larger than the backlog would otherwise be
+  /// replaced at once by a snapshot of what the replica held before it.
+  pub fn push_snapshot(&mut self, version: u64, text: Arc<JsonText>) {
+    self.drop_documents();
+    let event = Event::Snapshot {
+      version,
+      data: Document::Aside,
+      resync: false,
+    };
+    self.events.push((Kind::Snapshot, event.to_tokens()));
+    self.aside = Some(text);
+  }
+
   /// Queues `event` before every other.
   pub fn push_front(&mut self, event: &Event) {
     self.events.insert(0, (event.kind(), event.to_tokens()));
@@ -503,12 +527,20 @@ impl Queue {
       .retain(|(kind, _)| !matches!(kind, Kind::Changes | Kind::Snapshot));
     self.backlog = 0;
     self.resync = false;
+    self.aside = None;
   }
 
   /// Bytes of the queued events' texts.
   #[cfg(test)]
   pub fn bytes(&self) -> usize {
     self.events.iter().map(|(_, text)| text.len()).sum()
+  }
+
+  /// The document of the snapshot event with null `data` that the last drain returned, once: JS
+  /// takes it as it parses the drain, so a later drain (which may bring another) cannot come
+  /// between.
+  pub fn take_snapshot(&mut self) -> Option<Arc<JsonText>> {
+    self.handed.take()
   }
 
   /// The queued events plus `last` (an event's tokens, or empty), as one JSON array of tokens.
@@ -542,6 +574,7 @@ impl Queue {
       out.push_str(last);
     }
     out.push(']');
+    self.handed = self.aside.take();
     out
   }
 }
@@ -788,5 +821,36 @@ mod tests {
       r#"["g",1,8,"o",0,0,0,-1]"#
     );
     assert_eq!(queue.drain(""), "[]", "a drain empties the queue");
+  }
+
+  #[test]
+  fn a_snapshot_of_text_goes_beside_the_events_and_replaces_the_document_events() {
+    let text = || Arc::new(JsonText::from(r#"{"n":1}"#.to_owned()));
+    let mut queue = Queue::default();
+    queue.push(&Event::Changes {
+      version: 1,
+      changes: &[],
+      received: &[],
+    });
+    queue.push(&Event::Grant(7));
+    queue.push_snapshot(2, text());
+    queue.push(&Event::Changes {
+      version: 3,
+      changes: &[],
+      received: &[],
+    });
+    assert_eq!(queue.drain(""), r#"["g",1,7,"r",3,2,null,false,"c",3,0,0]"#);
+    assert_eq!(queue.take_snapshot().as_deref(), Some(&*text()));
+    assert!(queue.take_snapshot().is_none(), "taken once");
+
+    // A snapshot of the document replaces it, text and all; a drain without one hands none.
+    queue.push_snapshot(4, text());
+    queue.drop_documents();
+    assert_eq!(queue.drain(""), "[]");
+    assert!(queue.take_snapshot().is_none());
+    queue.push_snapshot(5, text());
+    queue.drain("");
+    queue.drain("");
+    assert!(queue.take_snapshot().is_none(), "only the last drain's");
   }
 }

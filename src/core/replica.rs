@@ -121,6 +121,9 @@ struct Inner {
   audience: Audience,
   /// JS already has the host's snapshot but the replica is still parsing it.
   joining: bool,
+  /// Host only: the length of the last welcome's document, the room the next one's text is
+  /// written into.
+  welcome_len: usize,
   /// Host only: the right to order in its epoch; a host without one (tests) always has it.
   lease: Option<Arc<dyn Fence>>,
   /// Bridge only: where the patches go instead of being ordered here.
@@ -247,6 +250,7 @@ impl Replica {
         to_host: None,
         audience: Audience::default(),
         joining: false,
+        welcome_len: 0,
         lease: None,
         proposer: None,
       }),
@@ -446,6 +450,12 @@ impl Replica {
     inner.events.drain("")
   }
 
+  /// The document of the snapshot event with null `data` in the last drain (see
+  /// [`Queue::take_snapshot`]).
+  pub fn take_snapshot(&self) -> Option<Arc<JsonText>> {
+    self.inner.lock().events.take_snapshot()
+  }
+
   /// The queued events followed by what JS checks `data` against for direct writes
   /// (`lib/changes.js`): the digest of the document they lead to (`["h", a, b]`), or with `whole`
   /// the document itself (`["d", data]`). Taken under one lock, so that the two agree; the
@@ -632,7 +642,7 @@ impl Replica {
     id: u64,
     origin: u64,
     link: Arc<dyn Link>,
-    greet: impl FnOnce(u64, RawJson, Vec<(u64, u64)>) -> Message,
+    greet: impl FnOnce(u64, JsonText, Vec<(u64, u64)>) -> Message,
   ) -> bool {
     let mut guard = self.inner.lock();
     let inner = &mut *guard;
@@ -647,14 +657,16 @@ impl Replica {
     if bridging && inner.undo_pending().is_err() {
       return false;
     }
-    // Serialized straight from the document, under the lock, instead of cloning it first.
-    let data = RawJson::to(&inner.data);
+    // Serialized straight from the document, under the lock, instead of cloning it first, into
+    // room for the last welcome's document and an eighth more.
+    let data = JsonText::serialize(&inner.data, inner.welcome_len + inner.welcome_len / 8);
     if bridging {
       inner.redo_pending(&mut Vec::new());
     }
     let Ok(data) = data else {
       return false;
     };
+    inner.welcome_len = data.get().len();
     let order = &inner.history.order;
     let applied = order.applied().iter().map(|(&o, &s)| (o, s)).collect();
     let welcome = greet(order.version(), data, applied);
@@ -916,7 +928,7 @@ impl Replica {
   pub fn client_welcome(
     &self,
     version: u64,
-    data: RawJson,
+    data: JsonText,
     applied: Vec<(u64, u64)>,
     to_host: Arc<dyn Link>,
   ) -> std::result::Result<(), String> {
@@ -924,15 +936,12 @@ impl Replica {
       return Err("the host's data is not an object".to_owned());
     }
     // JS gets the snapshot's text first and parses it while this thread parses it too: a join
-    // costs one parse, not two in a row. Until the replica holds it, `patch()` waits.
+    // costs one parse, not two in a row. Until the replica holds it, `patch()` waits. Text that
+    // is not JSON fails both parses: JS keeps its data and this connection is dropped.
+    let data = Arc::new(data);
     {
       let mut inner = self.inner.lock();
-      inner.events.drop_documents();
-      inner.events.push(&Event::Snapshot {
-        version,
-        data: Document::Text(&data),
-        resync: false,
-      });
+      inner.events.push_snapshot(version, data.clone());
       inner.joining = true;
     }
     self.wake();
@@ -1520,7 +1529,7 @@ mod tests {
   use crate::patch::Key;
 
   /// A welcome as a host's transport makes one.
-  fn welcome(version: u64, data: RawJson, applied: Vec<(u64, u64)>) -> Message {
+  fn welcome(version: u64, data: JsonText, applied: Vec<(u64, u64)>) -> Message {
     Message::Welcome {
       protocol: 0,
       host_pid: 0,
@@ -1953,7 +1962,9 @@ mod tests {
     let network = Network::new(json!({ "n": 5 }));
     assert_eq!(data(&network.client), json!({ "n": 5 }));
     let events = network.client.drain();
-    assert!(events.starts_with(r#"["r",3,0,{"n":5},false"#), "{events}");
+    assert!(events.starts_with(r#"["r",3,0,null,false"#), "{events}");
+    let snapshot = network.client.take_snapshot().expect("the host's document");
+    assert_eq!(snapshot.get(), r#"{"n":5}"#);
     network.assert_converged();
   }
 
@@ -2193,7 +2204,7 @@ mod tests {
     network.deliver_to_client();
     // A second client that missed the last ordered entry becomes the new host.
     let new_host = Replica::new("t", json!({}), 3).unwrap();
-    let empty = RawJson::to(&json!({ "list": [] })).unwrap();
+    let empty = JsonText::from(r#"{"list":[]}"#.to_owned());
     let unused = Recorder::new();
     new_host
       .client_welcome(0, empty, Vec::new(), unused)
@@ -2443,12 +2454,17 @@ mod tests {
   }
 
   impl Listener {
-    /// Takes events as `patch()` or `drain()` hands them to JS.
-    fn hear(&mut self, events: &str) {
+    /// Takes events as `patch()` or `drain()` of `replica` hands them to JS.
+    fn hear(&mut self, replica: &Replica, events: &str) {
       let events = parse_events(events);
       let mut data: Value = serde_json::from_str(&self.data).unwrap_or(Value::Null);
       for event in events {
         let at = match event[0].as_str() {
+          Some("r") if event[2].is_null() => {
+            let text = replica.take_snapshot().expect("the snapshot's document");
+            data = serde_json::from_str(text.get()).unwrap();
+            continue;
+          }
           Some("r") => {
             data = event[2].clone();
             continue;
@@ -2535,15 +2551,15 @@ mod tests {
       let events = self.both("a local patch", |replica| {
         replica.patch(update).map_err(|err| err.to_string())
       });
-      for heard in self.heard.iter_mut() {
-        heard.hear(events.as_deref().unwrap_or("[]"));
-      }
+      let events = events.as_deref().unwrap_or("[]");
+      self.heard[0].hear(&self.fast, events);
+      self.heard[1].hear(&self.full, events);
     }
 
     fn check(&mut self, step: &str) {
       assert_eq!(state(&self.fast), state(&self.full), "after {step}");
-      self.heard[0].hear(&self.fast.drain());
-      self.heard[1].hear(&self.full.drain());
+      self.heard[0].hear(&self.fast, &self.fast.drain());
+      self.heard[1].hear(&self.full, &self.full.drain());
       assert_eq!(self.heard[0], self.heard[1], "what JS hears after {step}");
       let inner = self.fast.inner.lock();
       let data = serde_json::to_string(&inner.data).unwrap();

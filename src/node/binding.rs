@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::{spawn, Env, External, Function, FunctionRef, PromiseRaw};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::Status;
+use napi::{JsString, Status};
 use napi_derive::napi;
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -219,6 +219,20 @@ pub fn set_wants_received(instance: &External<Instance>, wanted: bool) {
 pub(super) fn drain(env: &Env, instance: &Instance) -> String {
   poll_inbox(env, instance);
   instance.replica.drain()
+}
+
+/// The document of the snapshot event with null `data` in the last drain, as a string, once (a
+/// joined host's, handed on as it arrived instead of inside the drain's text).
+#[napi(ts_return_type = "string | null")]
+pub fn take_snapshot<'env>(
+  env: &'env Env,
+  instance: &External<Instance>,
+) -> napi::Result<Option<JsString<'env>>> {
+  instance
+    .replica
+    .take_snapshot()
+    .map(|text| env.create_string(text.get()))
+    .transpose()
 }
 
 /// The queued events and, last, the digest of the document they lead to, or with `whole` the

@@ -2,9 +2,11 @@
 //!
 //! A frame is a 4-byte big-endian payload length followed by the payload: the UTF-8 JSON of one
 //! [`Message`], except for the two that every patch costs, [`Message::Patch`] and
-//! [`Message::Ordered`], which are a tag byte (never the start of JSON), their numbers in
-//! little-endian binary and their JSON texts as they are: decoding their JSON envelope took a
-//! quarter of a writing client's JS thread. Either form decodes. Everything here is synchronous
+//! [`Message::Ordered`], and the one that carries the whole document, [`Message::Welcome`],
+//! which are a tag byte (never the start of JSON), their numbers in little-endian binary and
+//! their JSON texts as they are: decoding their JSON envelope took a quarter of a writing
+//! client's JS thread, and scanning a 10 MB document to find its end a tenth of a join. Either
+//! form decodes. Everything here is synchronous
 //! and does no I/O: [`encode`] appends to a buffer and [`decode`] reads from a slice, so the codec
 //! is tested byte by byte (mini-redis `tests/frame_validation.rs`). "Not enough bytes yet" is `Ok(None)`, a normal result kept apart
 //! from [`ProtocolError`], which means the peer sent something we will never accept.
@@ -15,7 +17,7 @@ use crate::clock::Hlc;
 use crate::core::message::{JsonText, Message, RawJson};
 
 /// The version a client announces in [`Message::Hello`]; the host refuses any other.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The largest payload a frame may carry, in bytes. A larger announced length is rejected before
 /// its body arrives, so a broken peer cannot make us buffer without bound.
@@ -34,6 +36,10 @@ const ORDERED_TAG: u8 = 1;
 /// The first payload byte of a binary [`Message::Patch`]: seq, hlc ms (u64 each), hlc counter
 /// (u32), the update.
 const PATCH_TAG: u8 = 2;
+/// The first payload byte of a binary [`Message::Welcome`]: protocol, host pid (u32 each),
+/// version (u64), the number of applied pairs (u32), each pair's origin and seq (u64 each), the
+/// document.
+const WELCOME_TAG: u8 = 3;
 
 /// Why bytes received are not a valid frame, or a message cannot be sent as one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +83,7 @@ impl From<serde_json::Error> for ProtocolError {
 }
 
 /// The host's `Welcome` to a client: the document at `version`, and what it contains.
-pub fn welcome(version: u64, data: RawJson, applied: Vec<(u64, u64)>) -> Message {
+pub fn welcome(version: u64, data: JsonText, applied: Vec<(u64, u64)>) -> Message {
   Message::Welcome {
     protocol: PROTOCOL_VERSION,
     host_pid: std::process::id(),
@@ -121,6 +127,29 @@ pub fn encode(message: &Message, out: &mut Vec<u8>) -> Result<(), ProtocolError>
       out.extend_from_slice(&hlc.ms.to_le_bytes());
       out.extend_from_slice(&hlc.counter.to_le_bytes());
       out.extend_from_slice(update.get().as_bytes());
+      Ok(())
+    }
+    Message::Welcome {
+      protocol,
+      host_pid,
+      version,
+      data,
+      applied,
+    } => {
+      // Sized once: the document is most of it.
+      out.reserve(1 + 20 + 16 * applied.len() + data.get().len());
+      out.push(WELCOME_TAG);
+      out.extend_from_slice(&protocol.to_le_bytes());
+      out.extend_from_slice(&host_pid.to_le_bytes());
+      out.extend_from_slice(&version.to_le_bytes());
+      // Past u32::MAX pairs the frame is oversized anyway, which the check below reports.
+      let pairs = u32::try_from(applied.len()).unwrap_or(u32::MAX);
+      out.extend_from_slice(&pairs.to_le_bytes());
+      for (origin, seq) in applied {
+        out.extend_from_slice(&origin.to_le_bytes());
+        out.extend_from_slice(&seq.to_le_bytes());
+      }
+      out.extend_from_slice(data.get().as_bytes());
       Ok(())
     }
     _ => serde_json::to_writer(&mut *out, message),
@@ -169,6 +198,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>, ProtocolError> {
   let message = match payload.split_first() {
     Some((&ORDERED_TAG, fields)) => decode_ordered(&mut Fields(fields))?,
     Some((&PATCH_TAG, fields)) => decode_patch(&mut Fields(fields))?,
+    Some((&WELCOME_TAG, fields)) => decode_welcome(&mut Fields(fields))?,
     _ => serde_json::from_slice(payload)?,
   };
   Ok(Some((message, HEADER_LEN + len)))
@@ -189,6 +219,12 @@ pub fn complete_frames(mut buf: &[u8]) -> usize {
     }
   }
   count
+}
+
+/// The length of the frame at the start of `buf` (header included, at most a frame's limit),
+/// once its header is in: what a reader makes room for before the rest arrives.
+pub fn frame_len(buf: &[u8]) -> Option<usize> {
+  declared_len(buf).map(|len| HEADER_LEN + len.min(MAX_FRAME))
 }
 
 /// The payload length declared by the header at the start of `buf`, once the header is in.
@@ -283,6 +319,32 @@ fn decode_patch(fields: &mut Fields<'_>) -> Result<Message, ProtocolError> {
     seq: fields.u64()?,
     hlc: fields.hlc()?,
     update: fields.rest_json()?,
+  })
+}
+
+fn decode_welcome(fields: &mut Fields<'_>) -> Result<Message, ProtocolError> {
+  let protocol = fields.u32()?;
+  let host_pid = fields.u32()?;
+  let version = fields.u64()?;
+  let pairs = fields.u32()?;
+  // Each pair is 16 bytes: a count the frame cannot hold is refused before any room is made.
+  let pairs = usize::try_from(pairs).unwrap_or(usize::MAX);
+  if pairs > fields.0.len() / 16 {
+    return Err(ProtocolError::InvalidMessage(
+      "a welcome's applied pairs run past its frame".to_owned(),
+    ));
+  }
+  let mut applied = Vec::with_capacity(pairs);
+  for _ in 0..pairs {
+    applied.push((fields.u64()?, fields.u64()?));
+  }
+  Ok(Message::Welcome {
+    protocol,
+    host_pid,
+    version,
+    applied,
+    // Not checked to be JSON here: the client parses it as it takes it (`JsonText`).
+    data: fields.text(fields.0.len(), '{', '}')?,
   })
 }
 
@@ -381,7 +443,7 @@ mod tests {
         protocol: PROTOCOL_VERSION,
         host_pid: 1,
         version: 9,
-        data: raw(json!({ "a": { "b": [1, 2.5, "x", null, true] }, "é": "ü" })),
+        data: text(json!({ "a": { "b": [1, 2.5, "x", null, true] }, "é": "ü" })),
         applied: vec![(1, 3), (u64::MAX, 0)],
       },
       Message::Refused {
@@ -469,16 +531,30 @@ mod tests {
 
   #[test]
   fn wire_format_is_compact_camel_case() {
+    let bytes = frame(&Message::Status {
+      host_pid: 1,
+      version: 2,
+      clients: 3,
+    });
+    let expected = br#"{"t":"status","c":{"hostPid":1,"version":2,"clients":3}}"#;
+    assert_eq!(&bytes[..4], (expected.len() as u32).to_be_bytes());
+    assert_eq!(&bytes[4..], expected);
+
     let bytes = frame(&Message::Welcome {
       protocol: 1,
       host_pid: 2,
       version: 3,
-      data: raw(json!({})),
+      data: text(json!({})),
       applied: vec![(4, 5)],
     });
-    let expected =
-      br#"{"t":"welcome","c":{"protocol":1,"hostPid":2,"version":3,"data":{},"applied":[[4,5]]}}"#;
-    assert_eq!(&bytes[..4], (expected.len() as u32).to_be_bytes());
+    let mut expected = vec![WELCOME_TAG];
+    expected.extend_from_slice(&1u32.to_le_bytes());
+    expected.extend_from_slice(&2u32.to_le_bytes());
+    expected.extend_from_slice(&3u64.to_le_bytes());
+    expected.extend_from_slice(&1u32.to_le_bytes());
+    expected.extend_from_slice(&4u64.to_le_bytes());
+    expected.extend_from_slice(&5u64.to_le_bytes());
+    expected.extend_from_slice(b"{}");
     assert_eq!(&bytes[4..], expected);
 
     let bytes = frame(&Message::Patch {
@@ -571,6 +647,47 @@ mod tests {
       assert!(
         matches!(decode(&reframe(&bytes)), Err(ProtocolError::InvalidJson(_))),
         "{update:?}"
+      );
+    }
+  }
+
+  #[test]
+  fn broken_welcomes_are_errors() {
+    let reframe = |payload: &[u8]| {
+      let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
+      bytes.extend_from_slice(payload);
+      bytes
+    };
+    let welcome = |pairs: u32, rest: &[u8]| {
+      let mut payload = vec![WELCOME_TAG];
+      payload.extend_from_slice(&[0; 16]);
+      payload.extend_from_slice(&pairs.to_le_bytes());
+      payload.extend_from_slice(rest);
+      reframe(&payload)
+    };
+    assert!(matches!(
+      decode(&welcome(0, b"{}")),
+      Ok(Some((Message::Welcome { .. }, _)))
+    ));
+    // More pairs than the frame holds (no room is made for them), a pair cut short, a document
+    // that is not an object, or none.
+    for (pairs, rest) in [(u32::MAX, &b"{}"[..]), (2, &[0; 18][..]), (1, &[0; 15][..])] {
+      assert!(
+        matches!(
+          decode(&welcome(pairs, rest)),
+          Err(ProtocolError::InvalidMessage(_))
+        ),
+        "{pairs} pairs, {} bytes",
+        rest.len()
+      );
+    }
+    for document in [&b"[]"[..], b"", b"{", &[b'{', 0xff, b'}']] {
+      assert!(
+        matches!(
+          decode(&welcome(0, document)),
+          Err(ProtocolError::InvalidJson(_))
+        ),
+        "{document:?}"
       );
     }
   }

@@ -297,13 +297,18 @@ impl ReadBuffer {
     Ok((read, filled))
   }
 
-  /// Moves the unread tail to the front and offers at least [`READ_CHUNK`] bytes to the next read.
+  /// Moves the unread tail to the front and offers the next read at least [`READ_CHUNK`] bytes,
+  /// or room for the rest of a larger frame whose header is in: a 10 MB welcome read into room
+  /// grown by doubling was copied and paged in again at every step.
   fn make_room(&mut self) {
     if self.start > 0 {
       self.bytes.drain(..self.start);
       self.start = 0;
     }
-    if self.bytes.capacity() - self.bytes.len() < READ_CHUNK {
+    let rest = codec::frame_len(&self.bytes).map_or(0, |len| len.saturating_sub(self.bytes.len()));
+    if rest > READ_CHUNK {
+      self.bytes.reserve_exact(rest);
+    } else if self.bytes.capacity() - self.bytes.len() < READ_CHUNK {
       self.bytes.reserve(READ_CHUNK);
     }
   }
