@@ -9,7 +9,7 @@ import net from 'node:net'
 import path from 'node:path'
 import { once } from 'node:events'
 import { converge, rendezvousDir, spawnPeer, uniqueName, withTimeout } from './support/peers.mjs'
-import { MAX_FRAME, PROTOCOL_VERSION, StderrLog, connectRaw, frame, hello, holdLock } from './support/wire.mjs'
+import { MAX_FRAME, PROTOCOL_VERSION, StderrLog, binaryWelcome, connectRaw, frame, hello, holdLock } from './support/wire.mjs'
 
 const OPTIONS = { timeout: 5000 }
 // The peers whose diagnostic lines a test reads show them on stderr.
@@ -249,6 +249,8 @@ test('a client facing a fake host that answers with garbage applies nothing, bac
     { name: 'garbage instead of a welcome', answer: (s) => s.write('HTTP/1.1 400 Bad Request\r\n\r\n'), log: /cannot join the host: protocol error: frame of \d+ bytes exceeds the limit/ },
     { name: 'a welcome whose data is not an object', answer: (s) => s.write(frame(welcome(42))), log: /cannot join the host: the host's welcome is unusable: the host's data is not an object/ },
     { name: 'a welcome whose data is an array', answer: (s) => s.write(frame(welcome([1, 2]))), log: /cannot join the host: the host's welcome is unusable: the host's data is not an object/ },
+    // The document goes to JS unchecked, beside the drain: JS's parse fails as the replica's does.
+    { name: 'a binary welcome whose document is not JSON', answer: (s) => s.write(binaryWelcome({ text: '{"n": nope}' })), log: /cannot join the host: the host's welcome is unusable: expected ident at line 1 column 8/ },
     { name: 'an ordered patch instead of a welcome', answer: (s) => s.write(frame(ordered())), log: /cannot join the host: its first message is ordered, not welcome/ },
     { name: 'a refusal', answer: (s) => s.end(frame({ t: 'refused', c: { reason: 'go away' } })), log: /cannot join the host: the host refused us: go away/ },
     { name: 'a truncated welcome, then close', answer: (s) => s.end(frame(welcome()).subarray(0, 10)), log: /cannot join the host: connection closed in the middle of a frame/ }

@@ -40,6 +40,21 @@ function decodePayload (payload) {
   return JSON.parse(payload.toString('utf8'))
 }
 
+/** The frame of a binary `welcome` (tag 3) whose document is `text`, as it is, JSON or not. */
+export function binaryWelcome ({ version = 1, text, applied = [] }) {
+  const head = Buffer.alloc(21 + 16 * applied.length)
+  head[0] = 3
+  head.writeUInt32LE(PROTOCOL_VERSION, 1)
+  head.writeUInt32LE(process.pid, 5)
+  head.writeBigUInt64LE(BigInt(version), 9)
+  head.writeUInt32LE(applied.length, 17)
+  applied.forEach(([origin, seq], i) => {
+    head.writeBigUInt64LE(BigInt(origin), 21 + 16 * i)
+    head.writeBigUInt64LE(BigInt(seq), 29 + 16 * i)
+  })
+  return frame(Buffer.concat([head, Buffer.from(text)]))
+}
+
 /** The messages in `bytes` (complete frames only). */
 export function decodeFrames (bytes) {
   const messages = []
