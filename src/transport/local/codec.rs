@@ -572,12 +572,7 @@ mod tests {
 
   #[test]
   fn patches_and_ordered_patches_decode_from_json_too() {
-    let json_frame = |payload: &[u8]| {
-      let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
-      bytes.extend_from_slice(payload);
-      bytes
-    };
-    let patch = json_frame(br#"{"t":"patch","c":{"seq":1,"hlc":[2,3],"update":{"$inc":{"n":1}}}}"#);
+    let patch = raw_frame(br#"{"t":"patch","c":{"seq":1,"hlc":[2,3],"update":{"$inc":{"n":1}}}}"#);
     assert_eq!(
       decode(&patch),
       Ok(Some((
@@ -589,7 +584,7 @@ mod tests {
         patch.len()
       )))
     );
-    let ordered = json_frame(
+    let ordered = raw_frame(
       br#"{"t":"ordered","c":{"version":4,"origin":5,"seq":1,"hlc":[2,3],"update":{},"changes":[]}}"#,
     );
     let Ok(Some((
@@ -614,18 +609,13 @@ mod tests {
       update: text(json!({"$set": {"a": 1}})),
       changes: text(json!([["s", ["a"], 1]])),
     });
-    let reframe = |payload: &[u8]| {
-      let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
-      bytes.extend_from_slice(payload);
-      bytes
-    };
     let payload = &good[4..];
     // Cut inside the numbers, inside the update's length (bytes 37 to 40), inside the update
     // (41 to 56), and before the changes.
     for cut in [5, 39, 45, 56, 57] {
       assert!(
         matches!(
-          decode(&reframe(&payload[..cut])),
+          decode(&raw_frame(&payload[..cut])),
           Err(ProtocolError::InvalidMessage(_) | ProtocolError::InvalidJson(_))
         ),
         "cut at {cut}"
@@ -635,7 +625,7 @@ mod tests {
     let mut long = payload.to_vec();
     long[37..41].copy_from_slice(&u32::MAX.to_le_bytes());
     assert!(matches!(
-      decode(&reframe(&long)),
+      decode(&raw_frame(&long)),
       Err(ProtocolError::InvalidMessage(_))
     ));
     // Text that is not JSON, or not UTF-8.
@@ -645,7 +635,10 @@ mod tests {
       let mut bytes = patch.clone();
       bytes.extend_from_slice(update);
       assert!(
-        matches!(decode(&reframe(&bytes)), Err(ProtocolError::InvalidJson(_))),
+        matches!(
+          decode(&raw_frame(&bytes)),
+          Err(ProtocolError::InvalidJson(_))
+        ),
         "{update:?}"
       );
     }
@@ -653,17 +646,12 @@ mod tests {
 
   #[test]
   fn broken_welcomes_are_errors() {
-    let reframe = |payload: &[u8]| {
-      let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
-      bytes.extend_from_slice(payload);
-      bytes
-    };
     let welcome = |pairs: u32, rest: &[u8]| {
       let mut payload = vec![WELCOME_TAG];
       payload.extend_from_slice(&[0; 16]);
       payload.extend_from_slice(&pairs.to_le_bytes());
       payload.extend_from_slice(rest);
-      reframe(&payload)
+      raw_frame(&payload)
     };
     assert!(matches!(
       decode(&welcome(0, b"{}")),
