@@ -6,10 +6,10 @@
 //! which are a tag byte (never the start of JSON), their numbers in little-endian binary and
 //! their JSON texts as they are: decoding their JSON envelope took a quarter of a writing
 //! client's JS thread, and scanning a 10 MB document to find its end a tenth of a join. Either
-//! form decodes. Everything here is synchronous
-//! and does no I/O: [`encode`] appends to a buffer and [`decode`] reads from a slice, so the codec
-//! is tested byte by byte (mini-redis `tests/frame_validation.rs`). "Not enough bytes yet" is `Ok(None)`, a normal result kept apart
-//! from [`ProtocolError`], which means the peer sent something we will never accept.
+//! form decodes. Everything here is synchronous and does no I/O: [`encode`] appends to a buffer
+//! and [`decode`] reads from a slice, so the codec is tested byte by byte (mini-redis
+//! `tests/frame_validation.rs`). "Not enough bytes yet" is `Ok(None)`, a normal result kept
+//! apart from [`ProtocolError`], which means the peer sent something we will never accept.
 
 use std::fmt;
 
