@@ -121,8 +121,9 @@ struct Inner {
   audience: Audience,
   /// JS already has the host's snapshot but the replica is still parsing it.
   joining: bool,
-  /// Host only: the length of the last welcome's document, the room the next one's text is
-  /// written into.
+  /// The length of the last welcome's document, sent as host or taken as client: the room the
+  /// next welcome's text is written into (a client that becomes host welcomes every other
+  /// client again).
   welcome_len: usize,
   /// Host only: the right to order in its epoch; a host without one (tests) always has it.
   lease: Option<Arc<dyn Fence>>,
@@ -946,6 +947,7 @@ impl Replica {
     }
     self.wake();
     let parsed = serde_json::from_str::<Value>(data.get());
+    let welcome_len = data.get().len();
     drop(data);
     let mut guard = self.inner.lock();
     let inner = &mut *guard;
@@ -967,6 +969,7 @@ impl Replica {
       !done
     });
     inner.data = parsed;
+    inner.welcome_len = welcome_len;
     inner.history.order.reset(version, applied);
     inner.history.log.clear();
     inner.role = Role::Client;
