@@ -335,7 +335,7 @@ fn message() -> impl Strategy<Value = Message> {
         protocol: 1,
         host_pid: 1,
         version,
-        data: JsonText::from(raw(&data).get().to_owned()),
+        data: JsonText::from(&raw(&data)),
         applied
       }),
     ".*".prop_map(|reason| Message::Refused { reason, code: None }),
@@ -660,7 +660,7 @@ proptest! {
       let _ = client.patch(&serde_json::to_string(update).unwrap());
     }
     let (to_host, sent) = capture();
-    let _ = client.client_welcome(7, JsonText::from(raw(&data).get().to_owned()), applied, to_host);
+    let _ = client.client_welcome(7, JsonText::from(&raw(&data)), applied, to_host);
     for batch in batches {
       let _ = client.client_receive(batch);
       for update in &own {

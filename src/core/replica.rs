@@ -943,11 +943,11 @@ impl Replica {
     {
       let mut inner = self.inner.lock();
       inner.events.push_snapshot(version, data.clone());
+      inner.welcome_len = data.get().len();
       inner.joining = true;
     }
     self.wake();
     let parsed = serde_json::from_str::<Value>(data.get());
-    let welcome_len = data.get().len();
     drop(data);
     let mut guard = self.inner.lock();
     let inner = &mut *guard;
@@ -969,7 +969,6 @@ impl Replica {
       !done
     });
     inner.data = parsed;
-    inner.welcome_len = welcome_len;
     inner.history.order.reset(version, applied);
     inner.history.log.clear();
     inner.role = Role::Client;
