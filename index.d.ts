@@ -434,7 +434,8 @@ export declare class MemSync<
   unref(): this
   /**
    * Applies a MongoDB update document. `data` shows the change when this returns; the promise
-   * settles once the change is accepted, or rejects with a `MemSyncError`, leaving `data` untouched.
+   * settles once the change is accepted (in the host, once a client has it too, so that it
+   * survives the host), or rejects with a `MemSyncError`, leaving `data` untouched.
    * An abort of `signal` cannot unsend it: the promise rejects, but the patch stays queued and may
    * still be applied everywhere. An already aborted signal refuses it before it changes anything.
    */

@@ -13,9 +13,10 @@ export declare function patch(instance: ExternalObject<Instance>, updateJson: st
 
 /**
  * Sends what `patch()` queued for other processes; JS calls it once per turn of its event loop,
- * so a loop of patches costs one write.
+ * so a loop of patches costs one write. `false` when a host's patches among them do not yet
+ * survive it (`replicated`).
  */
-export declare function flush(instance: ExternalObject<Instance>): void
+export declare function flush(instance: ExternalObject<Instance>): boolean
 
 /**
  * The events that arrived from the network, as a JSON array. Also where the JS thread takes
@@ -156,6 +157,13 @@ export declare function read(instance: ExternalObject<Instance>, path: string): 
 
 /** Releases the waker of a stopped instance (the JS side calls it once `stop()` resolved). */
 export declare function release(instance: ExternalObject<Instance>): void
+
+/**
+ * Resolves once one of this host's clients has every frame queued to it so far, or none can,
+ * or after `hostTimeout` (null: the default) if every client stopped reading: a stopped peer is
+ * tolerated that long elsewhere too.
+ */
+export declare function replicated(instance: ExternalObject<Instance>, hostTimeoutMs?: number | undefined | null): Promise<void>
 
 /**
  * Answers the call handed to JS as `["call", id, ...]`: `resultJson` (absent for `undefined`),

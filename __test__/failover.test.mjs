@@ -4,6 +4,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
+import memsync from '../index.js'
 import { converge, countOccurrences, describeStates, rendezvousDir, spawnPeer, spawnPeers, uniqueName, withTimeout } from './support/peers.mjs'
 
 // Each client pushes WRITES unique ids, WRITE_BATCH in flight at a time, a batch every
@@ -135,4 +136,65 @@ test('a client whose JS thread is blocked still notices its host go and takes th
   assert.deepEqual((await newcomer.request('state')).data, { n: 5 })
   await busy
   assert.equal((await blocked.request('status')).status, 'host')
+})
+
+test("kill -9 of the host in its own patch's then(): the patches that resolved survive it in the clients", { timeout: 20000 }, async (t) => {
+  const dir = rendezvousDir(t)
+  const name = uniqueName('acknowledged')
+  const [host, ...clients] = await spawnPeers(t, 3, name, dir, { data: { log: [] }, options: OPTIONS })
+  assert.equal((await host.request('start')).role, 'host')
+  for (const { role } of await Promise.all(clients.map((c) => c.request('start')))) assert.equal(role, 'client')
+  const ids = Array.from({ length: 50 }, (_, i) => `h${i}`)
+  const resolvedFile = path.join(path.dirname(dir), 'resolved')
+  // The reply may be lost with the process: the test waits for its exit instead.
+  host.request('patchAndDie', { updates: ids.map((id) => ({ $push: { log: id } })), resolvedFile }).catch(() => {})
+  await withTimeout(host.exit, 10000, 'the host did not die in its patch\'s then()')
+  assert.ok(fs.existsSync(resolvedFile), 'the host\'s last patch resolved before it died')
+  const states = await converge(clients)
+  assert.equal(states.filter((s) => s.status === 'host').length, 1, describeStates(clients, states))
+  assert.deepEqual(states[0].data.log, ids, 'every patch whose promise resolved in the host is in the survivors')
+})
+
+/** A host in this process with `hostTimeout` and one client, which is then stopped (SIGSTOP). */
+async function hostWithStoppedClient (t, hostTimeout) {
+  const dir = rendezvousDir(t)
+  const name = uniqueName('unread')
+  const host = new memsync.MemSync(name, { big: '' }, { dir, hostTimeout })
+  t.after(() => host.stop())
+  assert.equal(await host.start(), 'host')
+  const client = await spawnPeer(t, name, dir, {}, 'stopped client')
+  assert.equal((await client.request('start')).role, 'client')
+  client.child.kill('SIGSTOP')
+  t.after(() => client.child.kill('SIGCONT'))
+  return { host, client }
+}
+
+/** 4 MiB of patches in one turn: far more than a socket's buffer, far less than the backlog that
+ * gets a client dropped. */
+function fillSockets (host) {
+  return Array.from({ length: 64 }, (_, i) => host.patch({ $set: { big: String(i).repeat(64 * 1024) } }))
+}
+
+test("a host's patch resolves once a client can have it: not while its only client is stopped with a full socket, and once it reads again", { timeout: 30000 }, async (t) => {
+  // hostTimeout bounds how long the host's patches wait for a stopped client: longer than the test.
+  const { host, client } = await hostWithStoppedClient(t, 60000)
+  const patches = fillSockets(host)
+  let resolved = 0
+  for (const patch of patches) patch.then(() => { resolved++ })
+  // The flush runs in this turn's check phase; a patch it replicated resolves right after it.
+  for (let turn = 0; turn < 3; turn++) await new Promise((resolve) => setImmediate(resolve))
+  assert.equal(resolved, 0, 'no patch resolved while no client could have it')
+  client.child.kill('SIGCONT')
+  await withTimeout(Promise.all(patches), 10000, 'the patches did not resolve once the client read again')
+  const [state] = await converge([client])
+  assert.equal(state.data.big, host.data.big)
+})
+
+test("a host's patch waits at most hostTimeout for clients that all stopped reading", { timeout: 30000 }, async (t) => {
+  const { host } = await hostWithStoppedClient(t, 300)
+  const began = performance.now()
+  const patches = fillSockets(host)
+  await withTimeout(Promise.all(patches), 10000, 'the patches still waited for a stopped client after 10 s')
+  const waited = performance.now() - began
+  assert.ok(waited >= 250, `resolved after ${waited.toFixed(0)} ms, before hostTimeout`)
 })

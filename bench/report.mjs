@@ -154,6 +154,7 @@ function syncTable (results, list) {
   latencyRow('round trip A → B → A / 2, p50', 'rttHalfP50', [])
   lines.push(`| a client's await patch(): round trip to the host, p50 (Redis: HINCRBY) | ${cell(roundTrip, (r) => r.p50, formatNs)} | – | ${cell(redisPart('roundTrip'), (r) => r.p50, formatNs)} | | |`)
   lines.push(`| a client's await patch(), p99 (Redis: HINCRBY) | ${cell(roundTrip, (r) => r.p99, formatNs)} | – | ${cell(redisPart('roundTrip'), (r) => r.p99, formatNs)} | | |`)
+  lines.push(`| the host's own await patch(), a client connected, p50 / p99 | ${cell(roundTrip?.host, (r) => r.p50, formatNs)} / ${cell(roundTrip?.host, (r) => r.p99, formatNs)} | – | – | | |`)
   lines.push(`| await call() of a function another client registered, p50 / p99 | ${cell(rpc, (r) => r.p50, formatNs)} / ${cell(rpc, (r) => r.p99, formatNs)} | – | – | | |`)
   lines.push(`| events.emit() from one client to another (events/s) | ${cell(events, (r) => r, formatRate)} | – | – | | |`)
   for (const writers of [1, 2, 4]) {

@@ -61,7 +61,8 @@ export async function benchLatency (dir, settings) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A client's `await mem.patch()`: to the host, ordered, and back (Redis's HINCRBY counterpart).
+// A client's `await mem.patch()`: to the host, ordered, and back (Redis's HINCRBY counterpart);
+// and the host's own, which resolves once the client's socket has it (`host`).
 
 export async function benchRoundTrip (dir, settings) {
   const name = uniqueName('roundtrip')
@@ -69,7 +70,8 @@ export async function benchRoundTrip (dir, settings) {
   try {
     peers.push(await startPeer(name, dir, 'round-trip host', 'host', { data: { n: 0 } }))
     peers.push(await startPeer(name, dir, 'round-trip client', 'client'))
-    return await roundTrips(peers[1], 'roundTrips', settings)
+    const client = await roundTrips(peers[1], 'roundTrips', settings)
+    return { ...client, host: await roundTrips(peers[0], 'roundTrips', settings) }
   } finally {
     await killAll(peers)
   }

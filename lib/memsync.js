@@ -345,9 +345,26 @@ class MemSync {
 
   /** Whether a flush of the frames queued by patch() is scheduled for the end of this turn. */
   #flushScheduled = false
+  /** The promise of this turn's own patches as host, `{ promise, resolve }`: they resolve once a
+   * client has them, so that they survive the host (null: none this turn). */
+  #unreplicated = null
+  /** Those of earlier turns whose frames wait in full sockets; stop() resolves them. */
+  #replicating = new Set()
   #flush = () => {
     this.#flushScheduled = false
-    native.flush(this.#native)
+    const replicated = native.flush(this.#native)
+    const turn = this.#unreplicated
+    if (turn === null) return
+    this.#unreplicated = null
+    if (replicated) {
+      turn.resolve()
+      return
+    }
+    this.#replicating.add(turn)
+    native.replicated(this.#native, this.options.hostTimeout ?? null).finally(() => {
+      this.#replicating.delete(turn)
+      turn.resolve()
+    })
   }
 
   constructor (nameOrConfig, defaultObject, options) {
@@ -449,6 +466,9 @@ class MemSync {
     clearTimeout(this.#repairTimer)
     this.#repairTimer = null
     await native.stop(this.#native)
+    // The clients got what was queued for them, or had left: nothing more will go out.
+    for (const turn of this.#replicating) turn.resolve()
+    this.#replicating.clear()
     this.#drain()
     // The waker is released only now, after the last events were drained: from here on the
     // instance never keeps the process alive.
@@ -578,7 +598,13 @@ class MemSync {
     const own = events[events.length - 1]
     const [, seq, version, changes, queued] = own
     own[4] = update
-    const accepted = changes !== null && version === 0 ? this.#waitForOrder(seq) : RESOLVED
+    // A client's patch resolves once the host ordered it; the host's own once a client has it,
+    // after this turn's flush, so that a host killed after the promise resolved loses nothing.
+    const accepted = changes === null
+      ? RESOLVED
+      : version === 0
+        ? this.#waitForOrder(seq)
+        : queued === 1 ? this.#replicatedThisTurn() : RESOLVED
     // Other processes get the patch at the end of this turn of the event loop: a loop of patches,
     // or the patches of every request that arrived in one turn, is one write.
     if (queued === 1) this.#scheduleFlush()
@@ -861,6 +887,16 @@ class MemSync {
     const last = events.pop()
     this.#handle(events)
     return this.#takes === take ? last : null
+  }
+
+  /** The promise of this turn's own patches as host (`#unreplicated`). */
+  #replicatedThisTurn () {
+    if (this.#unreplicated === null) {
+      let resolve
+      const promise = new Promise((resolve_) => { resolve = resolve_ })
+      this.#unreplicated = { promise, resolve }
+    }
+    return this.#unreplicated.promise
   }
 
   // In the check phase of this turn of the event loop (setImmediate), not at the end of the task

@@ -6,11 +6,16 @@
 //! lock, and flushes outside it. Encoding, sockets and tasks stay in the transport, so the core
 //! imports nothing above it and its tests use [`Recorder`] links instead of sockets.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use super::locks::LockOp;
 use super::message::{Message, RawJson};
 use crate::clock::Hlc;
+
+/// [`Link::wait_sent`]'s wait.
+pub type Sending = Pin<Box<dyn Future<Output = bool> + Send>>;
 
 /// A connection to another process. Messages leave in the order they are queued.
 pub trait Link: Send + Sync {
@@ -26,6 +31,18 @@ pub trait Link: Send + Sync {
 
   /// Sends what is queued, now or as soon as the connection can take it.
   fn flush(&self);
+
+  /// Whether everything queued so far has left this process: the peer gets it even if this
+  /// process dies now. A link that cannot tell says yes.
+  fn sent(&self) -> bool {
+    true
+  }
+
+  /// Ends with `true` once everything queued before the call has left this process, or with
+  /// `false` when the connection ends first.
+  fn wait_sent(self: Arc<Self>) -> Sending {
+    Box::pin(std::future::ready(true))
+  }
 
   /// Accepts nothing more; what is queued is still sent, then the connection ends.
   fn close(&self);
@@ -146,9 +163,11 @@ pub trait Proposer: Send + Sync {
 
 /// A link that keeps what is queued (tests drive replicas and the exchange without sockets).
 #[cfg(test)]
-#[derive(Default)]
 pub struct Recorder {
   state: parking_lot::Mutex<RecorderState>,
+  /// Whether what is queued has left: `Some(true)` (the default), not yet (`None`), or never
+  /// (`Some(false)`, the connection ended).
+  sent: tokio::sync::watch::Sender<Option<bool>>,
 }
 
 #[cfg(test)]
@@ -162,7 +181,20 @@ struct RecorderState {
 impl Recorder {
   /// A new, open link.
   pub fn new() -> Arc<Recorder> {
-    Arc::new(Recorder::default())
+    Arc::new(Recorder {
+      state: parking_lot::Mutex::default(),
+      sent: tokio::sync::watch::Sender::new(Some(true)),
+    })
+  }
+
+  /// Plays a full socket: what is queued has not left until [`Recorder::release`].
+  pub fn hold(&self) {
+    self.sent.send_replace(None);
+  }
+
+  /// Ends [`Recorder::hold`]: what was queued has left (`true`), or never will (`false`).
+  pub fn release(&self, sent: bool) {
+    self.sent.send_replace(Some(sent));
   }
 
   /// Takes what was queued so far.
@@ -188,6 +220,20 @@ impl Link for Recorder {
   }
 
   fn flush(&self) {}
+
+  fn sent(&self) -> bool {
+    *self.sent.borrow() == Some(true)
+  }
+
+  fn wait_sent(self: Arc<Self>) -> Sending {
+    let mut sent = self.sent.subscribe();
+    Box::pin(async move {
+      match sent.wait_for(Option::is_some).await {
+        Ok(sent) => sent.unwrap_or(false),
+        Err(_) => false,
+      }
+    })
+  }
 
   fn close(&self) {
     self.state.lock().closed = true;

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use foldhash::HashMap;
+use futures_util::future::select_ok;
 use parking_lot::{Condvar, Mutex};
 
 use crate::clock::{Clock, Hlc, Time};
@@ -329,16 +330,44 @@ impl Replica {
     self.inner.lock().wants_received = wanted;
   }
 
-  /// Sends the frames that `patch()` queued for other processes.
-  pub fn flush(&self) {
-    let links: Vec<Arc<dyn Link>> = {
+  /// Sends the frames that `patch()` queued for other processes. `false` on a host none of whose
+  /// clients has all of them yet (every socket to them is full): until one has
+  /// ([`Replica::replicated`]), the host's patches among them would die with it.
+  pub fn flush(&self) -> bool {
+    let (links, clients): (Vec<Arc<dyn Link>>, usize) = {
       let inner = self.inner.lock();
       let clients = inner.audience.followers.links();
-      inner.to_host.iter().chain(clients).cloned().collect()
+      (
+        inner.to_host.iter().chain(clients).cloned().collect(),
+        inner.audience.followers.len(),
+      )
     };
-    for link in links {
+    for link in &links {
       link.flush();
     }
+    let clients = &links[links.len() - clients..];
+    clients.is_empty() || clients.iter().any(|link| link.sent())
+  }
+
+  /// Ends once one of this host's clients has every frame queued to it so far, so that they
+  /// survive the host (a client resends the ordered patches a new host lacks), or once none can
+  /// (no client is left, or each connection ended first).
+  pub async fn replicated(&self) {
+    let links = self.client_links();
+    if links.is_empty() || links.iter().any(|link| link.sent()) {
+      return;
+    }
+    let waits = links.into_iter().map(|link| {
+      let sent = link.wait_sent();
+      async move {
+        if sent.await {
+          Ok(())
+        } else {
+          Err(())
+        }
+      }
+    });
+    let _ = select_ok(waits.map(Box::pin)).await;
   }
 
   /// Sets how many own patches may wait to be ordered; past it [`Replica::patch`] refuses more.
@@ -486,17 +515,15 @@ impl Replica {
     lease.is_none_or(|lease| lease.holds())
   }
 
+  /// A host's connections to its clients, to use once the lock is released.
+  fn client_links(&self) -> Vec<Arc<dyn Link>> {
+    let inner = self.inner.lock();
+    inner.audience.followers.links().cloned().collect()
+  }
+
   /// Host: tells every client that this host is not stopped.
   pub fn heartbeat(&self) {
-    let links: Vec<Arc<dyn Link>> = self
-      .inner
-      .lock()
-      .audience
-      .followers
-      .links()
-      .cloned()
-      .collect();
-    for link in links {
+    for link in self.client_links() {
       link.queue(&Message::Heartbeat);
       link.flush();
     }
@@ -2196,6 +2223,45 @@ mod tests {
     network.deliver_to_client();
     assert_eq!(data(&network.client), json!({ "n": 11 }));
     network.assert_converged();
+  }
+
+  #[tokio::test]
+  async fn a_host_patch_is_replicated_once_any_client_has_its_frames_or_none_can() {
+    use futures_util::FutureExt;
+    let host = Replica::new("t", json!({ "n": 0 }), 1).unwrap();
+    host.become_host();
+    host.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+    assert!(host.flush(), "no client: nothing to wait for");
+    let (slow, fast) = (Recorder::new(), Recorder::new());
+    assert!(host.attach_client(1, CLIENT, slow.clone(), welcome));
+    assert!(host.attach_client(2, CLIENT + 1, fast.clone(), welcome));
+    let within = |wait| tokio::time::timeout(std::time::Duration::from_secs(5), wait);
+
+    slow.hold();
+    fast.hold();
+    host.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+    assert!(!host.flush(), "both sockets are full");
+    let mut replicated = std::pin::pin!(host.replicated());
+    assert!((&mut replicated).now_or_never().is_none());
+    fast.release(true);
+    within(replicated)
+      .await
+      .expect("one client has it, the other still held");
+
+    fast.hold();
+    host.patch(r#"{"$inc":{"n":1}}"#).unwrap();
+    assert!(!host.flush());
+    let mut replicated = std::pin::pin!(host.replicated());
+    slow.release(false);
+    assert!(
+      (&mut replicated).now_or_never().is_none(),
+      "one connection ended, the other may still get it"
+    );
+    fast.release(false);
+    within(replicated).await.expect("both connections ended");
+
+    fast.release(true);
+    assert!(host.flush(), "a client has everything");
   }
 
   #[test]

@@ -202,9 +202,30 @@ pub(super) fn patch(instance: &Instance, update_json: &str) -> Result<String> {
 }
 
 /// Sends what `patch()` queued for other processes; JS calls it once per turn of its event loop,
-/// so a loop of patches costs one write.
-pub(super) fn flush(instance: &Instance) {
-  instance.replica.flush();
+/// so a loop of patches costs one write. `false` when a host's patches among them do not yet
+/// survive it (`replicated`).
+pub(super) fn flush(instance: &Instance) -> bool {
+  instance.replica.flush()
+}
+
+/// Resolves once one of this host's clients has every frame queued to it so far, or none can,
+/// or after `hostTimeout` (null: the default) if every client stopped reading: a stopped peer is
+/// tolerated that long elsewhere too.
+#[napi(ts_return_type = "Promise<void>")]
+pub fn replicated<'env>(
+  env: &'env Env,
+  instance: &External<Instance>,
+  host_timeout_ms: Option<f64>,
+) -> Result<PromiseRaw<'env, ()>> {
+  let replica = instance.replica.clone();
+  let patience =
+    host_timeout_ms.map_or(DEFAULT_HOST_TIMEOUT, |ms| Duration::from_millis(ms as u64));
+  env
+    .spawn_future(async move {
+      let _ = tokio::time::timeout(patience, replica.replicated()).await;
+      Ok(())
+    })
+    .map_err(from_napi_error)
 }
 
 /// Whether JS listens to `receivedPatches` or `change`, which need every received patch's update.

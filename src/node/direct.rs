@@ -73,8 +73,14 @@ unsafe extern "C" fn flush(env: sys::napi_env, info: sys::napi_callback_info) ->
   // SAFETY: as in `patch`.
   unsafe {
     call(env, info, "flush(instance)", |instance, []| {
-      binding::flush(instance);
-      Ok(ptr::null_mut())
+      let replicated = binding::flush(instance);
+      let mut value = ptr::null_mut();
+      let made = sys::napi_get_boolean(env, replicated, &mut value);
+      if made == sys::Status::napi_ok {
+        Ok(value)
+      } else {
+        Err(cannot("return whether a flush replicated"))
+      }
     })
   }
 }

@@ -13,9 +13,10 @@ export declare function patch(instance: ExternalObject<Instance>, updateJson: st
 
 /**
  * Sends what `patch()` queued for other processes; JS calls it once per turn of its event loop,
- * so a loop of patches costs one write.
+ * so a loop of patches costs one write. `false` when a host's patches among them do not yet
+ * survive it (`replicated`).
  */
-export declare function flush(instance: ExternalObject<Instance>): void
+export declare function flush(instance: ExternalObject<Instance>): boolean
 
 /**
  * The events that arrived from the network, as a JSON array. Also where the JS thread takes

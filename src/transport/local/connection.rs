@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::Notify;
 
-use crate::core::link::Link;
+use crate::core::link::{Link, Sending};
 use crate::core::message::Message;
 use crate::transport::local::codec::{self, ProtocolError};
 
@@ -511,6 +511,8 @@ pub struct Outbox {
   wake_writer: Notify,
   /// Aborts a write the peer does not read when the connection is dropped.
   abort_write: Notify,
+  /// Wakes [`Outbox::wait_sent`] when bytes left, or the connection was dropped.
+  sent_progress: Notify,
   direct: Option<DirectWrite>,
   limit: usize,
   budget: Option<Arc<Budget>>,
@@ -533,6 +535,10 @@ struct Outgoing {
   closed: bool,
   /// Dropped (over the limit, or a write failed): the writer gives up at once.
   dropped: bool,
+  /// The bytes ever queued, and how many of them went to the operating system: the peer gets
+  /// those even if this process dies.
+  appended: u64,
+  sent: u64,
 }
 
 impl Outbox {
@@ -555,6 +561,7 @@ impl Outbox {
       state: Mutex::new(Outgoing::default()),
       wake_writer: Notify::new(),
       abort_write: Notify::new(),
+      sent_progress: Notify::new(),
       direct,
       limit,
       budget,
@@ -605,6 +612,7 @@ impl Outbox {
     drop(state);
     self.wake_writer.notify_one();
     self.abort_write.notify_one();
+    self.sent_progress.notify_waiters();
     self.recharge(before, now);
     release_freed(freed);
   }
@@ -636,6 +644,7 @@ impl Outbox {
     if !state.queued.append(write) {
       return false;
     }
+    state.appended += (state.queued.len() - waiting) as u64;
     // A single frame larger than the limit (a big snapshot) still goes when nothing is waiting.
     if waiting > 0 && state.queued.len() > self.limit {
       drop(state);
@@ -680,6 +689,8 @@ impl Outbox {
         }
       }
       state = self.state.lock();
+      let sent = state.in_flight - batch.len();
+      self.record_sent(&mut state, sent);
       state.in_flight = 0;
       if !state.dropped && batch.is_empty() && !state.queued.is_empty() {
         // Frames queued meanwhile go out now, after this write's.
@@ -704,6 +715,42 @@ impl Outbox {
         self.wake_writer.notify_one();
       }
       return;
+    }
+  }
+
+  /// Counts `n` more bytes as gone to the operating system, and wakes whoever waits for them.
+  fn record_sent(&self, state: &mut Outgoing, n: usize) {
+    state.sent += n as u64;
+    if n > 0 {
+      self.sent_progress.notify_waiters();
+    }
+  }
+
+  /// Whether every byte queued so far went to the operating system.
+  pub fn is_sent(&self) -> bool {
+    let state = self.state.lock();
+    state.sent == state.appended
+  }
+
+  /// Ends with `true` once every byte queued before the call went to the operating system, or
+  /// with `false` when the connection is dropped first.
+  pub async fn wait_sent(&self) -> bool {
+    let mark = self.state.lock().appended;
+    loop {
+      // Registered before the check, so that no progress is missed in between.
+      let progress = self.sent_progress.notified();
+      let mut progress = std::pin::pin!(progress);
+      progress.as_mut().enable();
+      {
+        let state = self.state.lock();
+        if state.sent >= mark {
+          return true;
+        }
+        if state.dropped {
+          return false;
+        }
+      }
+      progress.await;
     }
   }
 
@@ -771,6 +818,14 @@ impl Link for Outbox {
 
   fn flush(&self) {
     Outbox::flush(self);
+  }
+
+  fn sent(&self) -> bool {
+    self.is_sent()
+  }
+
+  fn wait_sent(self: Arc<Self>) -> Sending {
+    Box::pin(async move { Outbox::wait_sent(&self).await })
   }
 
   fn close(&self) {
@@ -852,14 +907,19 @@ pub async fn write_outbox<W>(mut out: W, outbox: Arc<Outbox>)
 where
   W: AsyncWrite + Unpin,
 {
-  // Whatever ends the task, the bytes in flight are no longer held.
+  // Whatever ends the task, the bytes in flight are no longer held, and what is left unsent
+  // never will be: whoever waits for it learns so.
   struct Release<'a>(&'a Outbox);
   impl Drop for Release<'_> {
     fn drop(&mut self) {
       let mut state = self.0.state.lock();
       state.in_flight = 0;
+      if state.sent < state.appended {
+        state.dropped = true;
+      }
       let (before, now) = self.0.settle(&mut state);
       drop(state);
+      self.0.sent_progress.notify_waiters();
       self.0.recharge(before, now);
     }
   }
@@ -909,10 +969,12 @@ where
     };
     if !written {
       outbox.state.lock().dropped = true;
+      outbox.sent_progress.notify_waiters();
       drop(buffer);
       release_freed(held);
       return;
     }
+    outbox.record_sent(&mut outbox.state.lock(), held);
     release_freed(held);
   }
 }
@@ -1289,6 +1351,60 @@ mod tests {
       "in order, without the writer task"
     );
     assert!(outbox.take_queued().is_empty());
+  }
+
+  /// [`Outbox::wait_sent`] in a task of its own, once it has taken its mark.
+  async fn wait_sent_in_a_task(outbox: &Arc<Outbox>) -> tokio::task::JoinHandle<bool> {
+    let outbox = outbox.clone();
+    let waiting = tokio::spawn(async move { outbox.wait_sent().await });
+    tokio::task::yield_now().await;
+    waiting
+  }
+
+  #[test]
+  fn bytes_a_direct_write_took_are_sent_and_those_a_full_socket_refused_are_not() {
+    let taken = Outbox::new(Some(Box::new(|bytes: &[u8]| Ok(bytes.len()))), usize::MAX);
+    assert!(taken.is_sent(), "nothing queued");
+    assert!(taken.send(&encoded(&patch(1))));
+    assert!(taken.is_sent());
+    let full = Outbox::new(
+      Some(Box::new(|_: &[u8]| Err(io::ErrorKind::WouldBlock.into()))),
+      usize::MAX,
+    );
+    assert!(full.send(&encoded(&patch(1))));
+    assert!(!full.is_sent(), "left to the writer task");
+  }
+
+  #[tokio::test]
+  async fn a_wait_for_sent_bytes_ends_once_those_queued_before_it_are_written() {
+    let (a, b) = duplex(8);
+    let outbox = Outbox::new(None, usize::MAX);
+    let writer = tokio::spawn(write_outbox(a, outbox.clone()));
+    assert!(outbox.send(&encoded(&patch(1))));
+    let waiting = wait_sent_in_a_task(&outbox).await;
+    // Queued after the wait began: the wait does not need it, and nobody reads it.
+    assert!(outbox.send(&encoded(&patch(2))));
+    let mut b = reader(b);
+    assert_eq!(b.read_message().await.unwrap(), Some(patch(1)));
+    let sent = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+    assert!(sent.expect("the wait ends").unwrap());
+    assert!(
+      !outbox.is_sent(),
+      "the second frame is still in the pipe's way"
+    );
+    writer.abort();
+  }
+
+  #[tokio::test]
+  async fn a_wait_for_sent_bytes_ends_false_when_the_writer_ends_without_them() {
+    let (a, _b) = duplex(8);
+    let outbox = Outbox::new(None, usize::MAX);
+    let writer = tokio::spawn(write_outbox(a, outbox.clone()));
+    assert!(outbox.send(&encoded(&patch(1))));
+    let waiting = wait_sent_in_a_task(&outbox).await;
+    writer.abort();
+    let sent = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+    assert!(!sent.expect("the wait ends").unwrap());
   }
 
   #[test]
