@@ -146,10 +146,13 @@ test("kill -9 of the host in its own patch's then(): the patches that resolved s
   for (const { role } of await Promise.all(clients.map((c) => c.request('start')))) assert.equal(role, 'client')
   const ids = Array.from({ length: 50 }, (_, i) => `h${i}`)
   const resolvedFile = path.join(path.dirname(dir), 'resolved')
+  const marks = clients.map((c) => c.mark())
   // The reply may be lost with the process: the test waits for its exit instead.
   host.request('patchAndDie', { updates: ids.map((id) => ({ $push: { log: id } })), resolvedFile }).catch(() => {})
   await withTimeout(host.exit, 10000, 'the host did not die in its patch\'s then()')
   assert.ok(fs.existsSync(resolvedFile), 'the host\'s last patch resolved before it died')
+  // Each survivor is connected again, one as the new host and the other to it.
+  await Promise.all(clients.map((client, i) => client.waitEvent('connected', { since: marks[i] })))
   const states = await converge(clients)
   assert.equal(states.filter((s) => s.status === 'host').length, 1, describeStates(clients, states))
   assert.deepEqual(states[0].data.log, ids, 'every patch whose promise resolved in the host is in the survivors')

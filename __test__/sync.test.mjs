@@ -220,6 +220,24 @@ test('two instances of one name in one process sync; two names in one process ar
   assert.equal((await c.getStatus()).host.connections, 0)
 })
 
+test('a burst made in one go is sent every 1,024 patches: the host orders them before the turn that makes them ends', { timeout: 20000 }, async (t) => {
+  const dir = rendezvousDir(t)
+  const name = uniqueName('burst')
+  const host = new MemSync(name, { n: 0 }, { dir })
+  const writer = new MemSync(name, {}, { dir })
+  t.after(() => Promise.all([host.stop(), writer.stop()]))
+  assert.equal(await host.start(), 'host')
+  assert.equal(await writer.start(), 'client')
+  const patches = []
+  for (let i = 0; i < 1024; i++) patches.push(writer.patch({ $inc: { n: 1 } }))
+  // Still in the writer's turn (its end-of-turn flush has not run): the host's own thread orders
+  // what was sent, and patch({}) applies what the host ordered to its data, synchronously.
+  const deadline = Date.now() + 10000
+  while (host.data.n < 1024 && Date.now() < deadline) host.patch({})
+  assert.equal(host.data.n, 1024, 'the host ordered the whole burst while it was being made')
+  await withTimeout(Promise.all(patches), 10000, 'the burst was not acknowledged')
+})
+
 // Patches a survivor brings to a new host go through the stale-write check too: an older $set the
 // old host accepted must not overwrite a newer $set the new host has accepted.
 test('a catch-up from a survivor does not overwrite a newer $set the new host accepted', { timeout: 10000 }, async (t) => {

@@ -29,6 +29,9 @@ const asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose')
 // and takes at most 1/REPAIR_SPACING of the time on a big object.
 const REPAIR_INTERVAL_MS = 1000
 const REPAIR_SPACING = 50
+// A burst of patches made in one go is sent every BURST_FLUSH patches rather than at the end of
+// the turn, so that the host orders the first while the rest are still being made.
+const BURST_FLUSH = 1024
 // Options a started instance takes at once; the others wait for a stop, or for a new instance.
 const LIVE_OPTIONS = ['timeout', 'logEvents', 'logLevel']
 const FIXED_OPTIONS = ['dir', 'file', 'server', 'transport', 'durability']
@@ -345,13 +348,22 @@ class MemSync {
 
   /** Whether a flush of the frames queued by patch() is scheduled for the end of this turn. */
   #flushScheduled = false
-  /** The promise of this turn's own patches as host, `{ promise, resolve }`: they resolve once a
-   * client has them, so that they survive the host (null: none this turn). */
+  /** The promise of the own patches made as host since the last flush, `{ promise, resolve }`:
+   * they resolve once a client has them, so that they survive the host (null: none). */
   #unreplicated = null
   /** Those of earlier turns whose frames wait in full sockets; stop() resolves them. */
   #replicating = new Set()
+  /** Patches queued since the last flush. */
+  #unflushed = 0
   #flush = () => {
     this.#flushScheduled = false
+    this.#send()
+  }
+
+  /** Sends what is queued for other processes; a host's patches among it resolve once a client
+   * has them. */
+  #send () {
+    this.#unflushed = 0
     const replicated = native.flush(this.#native)
     const turn = this.#unreplicated
     if (turn === null) return
@@ -604,10 +616,13 @@ class MemSync {
       ? RESOLVED
       : version === 0
         ? this.#waitForOrder(seq)
-        : queued === 1 ? this.#replicatedThisTurn() : RESOLVED
+        : queued === 1 ? this.#unreplicatedPromise() : RESOLVED
     // Other processes get the patch at the end of this turn of the event loop: a loop of patches,
     // or the patches of every request that arrived in one turn, is one write.
-    if (queued === 1) this.#scheduleFlush()
+    if (queued === 1) {
+      if (++this.#unflushed === BURST_FLUSH) this.#send()
+      else this.#scheduleFlush()
+    }
     this.#handle(events)
     // Sent already: an abort only stops the wait (the patch stays queued and may be applied).
     return abortable(accepted, signal, () => {})
@@ -889,8 +904,8 @@ class MemSync {
     return this.#takes === take ? last : null
   }
 
-  /** The promise of this turn's own patches as host (`#unreplicated`). */
-  #replicatedThisTurn () {
+  /** The promise of the own patches made as host since the last flush (`#unreplicated`). */
+  #unreplicatedPromise () {
     if (this.#unreplicated === null) {
       let resolve
       const promise = new Promise((resolve_) => { resolve = resolve_ })
