@@ -159,11 +159,11 @@ export declare function read(instance: ExternalObject<Instance>, path: string): 
 export declare function release(instance: ExternalObject<Instance>): void
 
 /**
- * Resolves once one of this host's clients has every frame queued to it so far, or none can,
- * or after `hostTimeout` (null: the default) if every client stopped reading: a stopped peer is
- * tolerated that long elsewhere too.
+ * Resolves with `true` once one of this host's clients has every frame queued to it so far, or
+ * none can; with `false` after `hostTimeout` (null: the default) if every client stopped
+ * reading: a stopped peer is tolerated that long elsewhere too.
  */
-export declare function replicated(instance: ExternalObject<Instance>, hostTimeoutMs?: number | undefined | null): Promise<void>
+export declare function replicated(instance: ExternalObject<Instance>, hostTimeoutMs?: number | undefined | null): Promise<boolean>
 
 /**
  * Answers the call handed to JS as `["call", id, ...]`: `resultJson` (absent for `undefined`),

@@ -355,6 +355,9 @@ class MemSync {
   #replicating = new Set()
   /** Patches queued since the last flush. */
   #unflushed = 0
+  /** Every client let a host's patches wait `hostTimeout` (each stopped reading): until one has
+   * everything again, the host's patches resolve without waiting for them. */
+  #clientsStalled = false
   #flush = () => {
     this.#flushScheduled = false
     this.#send()
@@ -365,15 +368,18 @@ class MemSync {
   #send () {
     this.#unflushed = 0
     const replicated = native.flush(this.#native)
+    if (replicated) this.#clientsStalled = false
     const turn = this.#unreplicated
     if (turn === null) return
     this.#unreplicated = null
-    if (replicated) {
+    if (replicated || this.#clientsStalled) {
       turn.resolve()
       return
     }
     this.#replicating.add(turn)
-    native.replicated(this.#native, this.options.hostTimeout ?? null).finally(() => {
+    native.replicated(this.#native, this.options.hostTimeout ?? null).then((inTime) => {
+      if (!inTime) this.#clientsStalled = true
+    }, this.#report).finally(() => {
       this.#replicating.delete(turn)
       turn.resolve()
     })

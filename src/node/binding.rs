@@ -208,22 +208,22 @@ pub(super) fn flush(instance: &Instance) -> bool {
   instance.replica.flush()
 }
 
-/// Resolves once one of this host's clients has every frame queued to it so far, or none can,
-/// or after `hostTimeout` (null: the default) if every client stopped reading: a stopped peer is
-/// tolerated that long elsewhere too.
-#[napi(ts_return_type = "Promise<void>")]
+/// Resolves with `true` once one of this host's clients has every frame queued to it so far, or
+/// none can; with `false` after `hostTimeout` (null: the default) if every client stopped
+/// reading: a stopped peer is tolerated that long elsewhere too.
+#[napi(ts_return_type = "Promise<boolean>")]
 pub fn replicated<'env>(
   env: &'env Env,
   instance: &External<Instance>,
   host_timeout_ms: Option<f64>,
-) -> Result<PromiseRaw<'env, ()>> {
+) -> Result<PromiseRaw<'env, bool>> {
   let replica = instance.replica.clone();
   let patience =
     host_timeout_ms.map_or(DEFAULT_HOST_TIMEOUT, |ms| Duration::from_millis(ms as u64));
   env
     .spawn_future(async move {
-      let _ = tokio::time::timeout(patience, replica.replicated()).await;
-      Ok(())
+      let in_time = tokio::time::timeout(patience, replica.replicated()).await;
+      Ok(in_time.is_ok())
     })
     .map_err(from_napi_error)
 }
