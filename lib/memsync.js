@@ -151,14 +151,20 @@ function hostServices ({ file, server }) {
   }
 }
 
+/** A promise and the function that resolves it. */
+function settleable () {
+  let resolve
+  const promise = new Promise((resolve_) => { resolve = resolve_ })
+  return { promise, resolve }
+}
+
 /**
  * The `connection` promise and its resolver. It is also memsync 0.5's deferred (atma's class_Dfr):
  * `done(fn)`, `fail(fn)` and `resolve(value)`, each returning it. It never rejects: a connection
  * is waited for until stop(). `report` takes what a `done` callback throws.
  */
 function deferred (report) {
-  let resolve
-  const promise = new Promise((resolve_) => { resolve = resolve_ })
+  const { promise, resolve } = settleable()
   promise.done = (fn) => {
     promise.then(fn).catch(report)
     return promise
@@ -912,11 +918,7 @@ class MemSync {
 
   /** The promise of the own patches made as host since the last flush (`#unreplicated`). */
   #unreplicatedPromise () {
-    if (this.#unreplicated === null) {
-      let resolve
-      const promise = new Promise((resolve_) => { resolve = resolve_ })
-      this.#unreplicated = { promise, resolve }
-    }
+    this.#unreplicated ??= settleable()
     return this.#unreplicated.promise
   }
 

@@ -334,19 +334,15 @@ impl Replica {
   /// clients has all of them yet (every socket to them is full): until one has
   /// ([`Replica::replicated`]), the host's patches among them would die with it.
   pub fn flush(&self) -> bool {
-    let (links, clients): (Vec<Arc<dyn Link>>, usize) = {
+    let (to_host, clients) = {
       let inner = self.inner.lock();
-      let clients = inner.audience.followers.links();
-      (
-        inner.to_host.iter().chain(clients).cloned().collect(),
-        inner.audience.followers.len(),
-      )
+      let clients: Vec<Arc<dyn Link>> = inner.audience.followers.links().cloned().collect();
+      (inner.to_host.clone(), clients)
     };
-    for link in &links {
+    for link in to_host.iter().chain(&clients) {
       link.flush();
     }
-    let clients = &links[links.len() - clients..];
-    clients.is_empty() || clients.iter().any(|link| link.sent())
+    replicated_now(&clients)
   }
 
   /// Ends once one of this host's clients has every frame queued to it so far, so that they
@@ -354,7 +350,7 @@ impl Replica {
   /// (no client is left, or each connection ended first).
   pub async fn replicated(&self) {
     let links = self.client_links();
-    if links.is_empty() || links.iter().any(|link| link.sent()) {
+    if replicated_now(&links) {
       return;
     }
     let waits = links.into_iter().map(|link| {
@@ -1488,6 +1484,12 @@ fn patch_message(seq: u64, hlc: Hlc, update: &RawJson) -> Message {
 }
 
 /// The tokens of `Event::Own` for a patch that changed something.
+/// Whether a host's frames queued so far survive it: a client has all of them, or none is
+/// connected.
+fn replicated_now(clients: &[Arc<dyn Link>]) -> bool {
+  clients.is_empty() || clients.iter().any(|link| link.sent())
+}
+
 fn own_event(seq: u64, version: u64, changes: &[Change], queued: bool) -> String {
   Event::Own {
     seq,

@@ -968,8 +968,8 @@ where
       _ = outbox.abort_write.notified() => false,
     };
     if !written {
+      // `_release` tells whoever waits for these bytes, as the task ends.
       outbox.state.lock().dropped = true;
-      outbox.sent_progress.notify_waiters();
       drop(buffer);
       release_freed(held);
       return;
