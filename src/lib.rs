@@ -33,13 +33,16 @@ compile_error!("memsync runs on Linux and macOS only");
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-// Freed pages go back to the system at once, as glibc's do, instead of after jemalloc's default
-// 10 s decay (which runs only when something allocates): with it, a host that had queued a flood
-// for a stopped client kept 80 to 100 MB of RSS instead of about 35 (__test__/slow-consumer).
+// Freed pages go back to the system within about a second, purged by one jemalloc background
+// thread (`jemalloc_bg_thd`), instead of after jemalloc's default 10 s decay, which runs only when
+// something allocates: with that, a host that had queued a flood for a stopped client kept 80 to
+// 100 MB of RSS instead of about 35 (__test__/slow-consumer). Purging on the freeing thread
+// instead (a decay of 0) put an madvise and the page faults of taking the pages back on the
+// per-patch path: 2 writers ran 7-19% slower (docs/benchmarks.md).
 #[cfg(feature = "napi")]
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
-pub static malloc_conf: &[u8] = b"dirty_decay_ms:0,muzzy_decay_ms:0\0";
+pub static malloc_conf: &[u8] = b"background_thread:true,max_background_threads:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 pub mod clock;
 pub mod core;
