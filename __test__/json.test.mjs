@@ -97,3 +97,19 @@ test('updates with escapes, unicode and awkward keys reach data as written', { t
   await mem.patch({ $set: { value } })
   assert.deepEqual(mem.data.value, JSON.parse(JSON.stringify(value)))
 })
+
+// The addon reads an update of up to about 500 bytes on its stack and a longer one from the heap
+// (src/node/direct.rs): every length around that edge, with characters of 1 to 4 bytes at the end,
+// arrives whole.
+test('updates of every length around the addon\'s stack buffer arrive whole', { timeout: 20000 }, async (t) => {
+  const mem = new MemSync(`json-edge-${process.pid}`, {})
+  t.after(() => mem.stop())
+  await mem.start()
+  for (const tail of ['a', 'é', '€', '😀']) {
+    for (let length = 470; length < 530; length++) {
+      const value = 'x'.repeat(length) + tail
+      await mem.patch({ $set: { value } })
+      assert.equal(mem.data.value, value, `${length} bytes, then ${tail}`)
+    }
+  }
+})

@@ -9,6 +9,7 @@
 //! `binding`'s functions do, no more; `src/node/native-header.d.ts` types them.
 
 use std::ffi::{c_void, CStr};
+use std::mem::MaybeUninit;
 use std::ptr;
 
 use napi::bindgen_prelude::{Env, External, Object};
@@ -60,8 +61,12 @@ unsafe extern "C" fn patch(env: sys::napi_env, info: sys::napi_callback_info) ->
       info,
       "patch(instance, updateJson)",
       |instance, [update]| {
-        let update = read_string(env, update, "patch(instance, updateJson): updateJson")?;
-        let events = binding::patch(instance, &update)?;
+        let events = with_string(
+          env,
+          update,
+          "patch(instance, updateJson): updateJson",
+          |update| binding::patch(instance, update).map_err(Thrown),
+        )?;
         string(env, &events).ok_or_else(|| cannot("return the events of a patch"))
       },
     )
@@ -183,6 +188,44 @@ unsafe fn arguments<'a, const N: usize>(
   let mut rest = [ptr::null_mut(); N];
   rest.copy_from_slice(&argv[1..=N]);
   Ok((instance, rest))
+}
+
+/// Bytes of a string argument read on the stack: an update almost always fits, and is then read
+/// in one pass, without the pass that measures it and without an allocation.
+const STACK_STRING_BYTES: usize = 512;
+
+/// Calls `body` with the string argument `what` as UTF-8 (Node replaces lone surrogates).
+///
+/// # Safety
+/// As for [`call`], with `value` a value of this call.
+unsafe fn with_string<R>(
+  env: sys::napi_env,
+  value: sys::napi_value,
+  what: &str,
+  body: impl FnOnce(&str) -> Result<R, Thrown>,
+) -> Result<R, Thrown> {
+  let mut buffer = [MaybeUninit::<u8>::uninit(); STACK_STRING_BYTES];
+  let mut written = 0;
+  // SAFETY: Node writes at most `buffer.len() - 1` bytes and a NUL after them.
+  let status = unsafe {
+    sys::napi_get_value_string_utf8(
+      env,
+      value,
+      buffer.as_mut_ptr().cast(),
+      buffer.len(),
+      &mut written,
+    )
+  };
+  // Node writes whole characters only (at most 4 bytes each): with room for one more left, the
+  // string ended.
+  if status == sys::Status::napi_ok && written + 4 < buffer.len() {
+    // SAFETY: Node initialized the first `written` bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(buffer.as_ptr().cast::<u8>(), written) };
+    let text = std::str::from_utf8(bytes).map_err(|_| cannot("read a string argument as UTF-8"))?;
+    return body(text);
+  }
+  let text = unsafe { read_string(env, value, what) }?;
+  body(&text)
 }
 
 /// The string argument `what` as UTF-8 (Node replaces lone surrogates).
