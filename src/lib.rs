@@ -39,11 +39,19 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 // 100 MB of RSS instead of about 35 (__test__/slow-consumer). Purging on the freeing thread
 // instead (a decay of 0) put an madvise and the page faults of taking the pages back on the
 // per-patch path: 2 writers ran 7-19% slower (docs/benchmarks.md).
-#[cfg(feature = "napi")]
+#[cfg(all(feature = "napi", target_os = "linux", target_env = "gnu"))]
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
 pub static malloc_conf: &[u8] =
   b"background_thread:true,max_background_threads:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
+// jemalloc has no background threads on macOS (asked for one, it fails to start, and every
+// allocation with it), and the musl builds cannot be run here to check theirs: these purge on the
+// freeing thread.
+#[cfg(all(feature = "napi", not(all(target_os = "linux", target_env = "gnu"))))]
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8] = b"dirty_decay_ms:0,muzzy_decay_ms:0\0";
 
 pub mod clock;
 pub mod core;
