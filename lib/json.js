@@ -153,6 +153,8 @@ const NEEDS_ESCAPE = /["\\\u0000-\u001f]/
 // Values (objects, arrays and primitives) past which `plainJson` hands a value to JSON.stringify:
 // building a long text by concatenation costs more than V8's encoder does.
 const PLAIN_JSON_MAX_VALUES = 256
+// Left for the current `toJson` call. A getter that calls toJson again resets it, which only moves
+// the point where the walk gives up, never the text.
 let plainValuesLeft = 0
 
 function quoted (string) {

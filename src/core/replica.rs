@@ -1483,13 +1483,13 @@ fn patch_message(seq: u64, hlc: Hlc, update: &RawJson) -> Message {
   }
 }
 
-/// The tokens of `Event::Own` for a patch that changed something.
 /// Whether a host's frames queued so far survive it: a client has all of them, or none is
 /// connected.
 fn replicated_now(clients: &[Arc<dyn Link>]) -> bool {
   clients.is_empty() || clients.iter().any(|link| link.sent())
 }
 
+/// The tokens of `Event::Own` for a patch that changed something.
 fn own_event(seq: u64, version: u64, changes: &[Change], queued: bool) -> String {
   Event::Own {
     seq,

@@ -205,17 +205,9 @@ unsafe fn with_string<R>(
   body: impl FnOnce(&str) -> Result<R, Thrown>,
 ) -> Result<R, Thrown> {
   let mut buffer = [MaybeUninit::<u8>::uninit(); STACK_STRING_BYTES];
-  let mut written = 0;
-  // SAFETY: Node writes at most `buffer.len() - 1` bytes and a NUL after them.
-  let status = unsafe {
-    sys::napi_get_value_string_utf8(
-      env,
-      value,
-      buffer.as_mut_ptr().cast(),
-      buffer.len(),
-      &mut written,
-    )
-  };
+  // SAFETY: the buffer holds `buffer.len()` bytes.
+  let (status, written) =
+    unsafe { copy_utf8(env, value, buffer.as_mut_ptr().cast(), buffer.len()) };
   // Node writes whole characters only (at most 4 bytes each): with room for one more left, the
   // string ended.
   if status == sys::Status::napi_ok && written + 4 < buffer.len() {
@@ -237,10 +229,8 @@ unsafe fn read_string(
   value: sys::napi_value,
   what: &str,
 ) -> Result<String, Thrown> {
-  let mut length = 0;
   // SAFETY: a null buffer asks for the length alone.
-  let status =
-    unsafe { sys::napi_get_value_string_utf8(env, value, ptr::null_mut(), 0, &mut length) };
+  let (status, length) = unsafe { copy_utf8(env, value, ptr::null_mut(), 0) };
   if status == sys::Status::napi_string_expected {
     return Err(Thrown(binding::into_js_error(Error::InvalidArg(format!(
       "{what} must be a string"
@@ -250,23 +240,34 @@ unsafe fn read_string(
     return Err(cannot("read a string argument"));
   }
   let mut bytes = Vec::<u8>::with_capacity(length + 1);
-  let mut written = 0;
   // SAFETY: the buffer holds `length` bytes and the terminating NUL Node writes after them.
-  let status = unsafe {
-    sys::napi_get_value_string_utf8(
-      env,
-      value,
-      bytes.as_mut_ptr().cast(),
-      length + 1,
-      &mut written,
-    )
-  };
+  let (status, written) = unsafe { copy_utf8(env, value, bytes.as_mut_ptr().cast(), length + 1) };
   if status != sys::Status::napi_ok || written != length {
     return Err(cannot("read a string argument"));
   }
   // SAFETY: Node wrote `written` bytes.
   unsafe { bytes.set_len(written) };
   String::from_utf8(bytes).map_err(|_| cannot("read a string argument as UTF-8"))
+}
+
+/// Node's UTF-8 copy of the string `value` into the `capacity` bytes at `buffer`: at most
+/// `capacity - 1` bytes of whole characters, then a NUL. With a null buffer, the length alone.
+/// The status, and the bytes written (or the length).
+///
+/// # Safety
+/// As for [`call`], with `value` a value of this call and `buffer` null or valid for `capacity`
+/// bytes.
+unsafe fn copy_utf8(
+  env: sys::napi_env,
+  value: sys::napi_value,
+  buffer: *mut std::ffi::c_char,
+  capacity: usize,
+) -> (sys::napi_status, usize) {
+  let mut written = 0;
+  // SAFETY: as the caller promises.
+  let status =
+    unsafe { sys::napi_get_value_string_utf8(env, value, buffer, capacity, &mut written) };
+  (status, written)
 }
 
 /// A JS string of `text`; `None` when Node-API refuses (then an exception may be pending).

@@ -1353,12 +1353,25 @@ mod tests {
     assert!(outbox.take_queued().is_empty());
   }
 
-  /// [`Outbox::wait_sent`] in a task of its own, once it has taken its mark.
-  async fn wait_sent_in_a_task(outbox: &Arc<Outbox>) -> tokio::task::JoinHandle<bool> {
-    let outbox = outbox.clone();
-    let waiting = tokio::spawn(async move { outbox.wait_sent().await });
+  /// An outbox whose writer task writes into a pipe of 8 bytes, with one frame queued and
+  /// [`Outbox::wait_sent`] begun in a task of its own (its mark taken): the outbox, the writer
+  /// task, the pipe's other end and the wait.
+  async fn a_frame_waited_for() -> (
+    Arc<Outbox>,
+    tokio::task::JoinHandle<()>,
+    DuplexStream,
+    tokio::task::JoinHandle<bool>,
+  ) {
+    let (a, b) = duplex(8);
+    let outbox = Outbox::new(None, usize::MAX);
+    let writer = tokio::spawn(write_outbox(a, outbox.clone()));
+    assert!(outbox.send(&encoded(&patch(1))));
+    let waiting = tokio::spawn({
+      let outbox = outbox.clone();
+      async move { outbox.wait_sent().await }
+    });
     tokio::task::yield_now().await;
-    waiting
+    (outbox, writer, b, waiting)
   }
 
   #[test]
@@ -1377,11 +1390,7 @@ mod tests {
 
   #[tokio::test]
   async fn a_wait_for_sent_bytes_ends_once_those_queued_before_it_are_written() {
-    let (a, b) = duplex(8);
-    let outbox = Outbox::new(None, usize::MAX);
-    let writer = tokio::spawn(write_outbox(a, outbox.clone()));
-    assert!(outbox.send(&encoded(&patch(1))));
-    let waiting = wait_sent_in_a_task(&outbox).await;
+    let (outbox, writer, b, waiting) = a_frame_waited_for().await;
     // Queued after the wait began: the wait does not need it, and nobody reads it.
     assert!(outbox.send(&encoded(&patch(2))));
     let mut b = reader(b);
@@ -1397,11 +1406,7 @@ mod tests {
 
   #[tokio::test]
   async fn a_wait_for_sent_bytes_ends_false_when_the_writer_ends_without_them() {
-    let (a, _b) = duplex(8);
-    let outbox = Outbox::new(None, usize::MAX);
-    let writer = tokio::spawn(write_outbox(a, outbox.clone()));
-    assert!(outbox.send(&encoded(&patch(1))));
-    let waiting = wait_sent_in_a_task(&outbox).await;
+    let (_outbox, writer, _b, waiting) = a_frame_waited_for().await;
     writer.abort();
     let sent = tokio::time::timeout(Duration::from_secs(5), waiting).await;
     assert!(!sent.expect("the wait ends").unwrap());
