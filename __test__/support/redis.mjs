@@ -70,20 +70,32 @@ class RedisProcess {
   }
 }
 
-function start (t, binary, args, port, label) {
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-  const started = new RedisProcess(child, port, label)
-  t.after(() => started.kill())
-  return started
+/**
+ * A private directory for servers' files, and `start`, which starts a server that uses it. After
+ * the test, every server started so is killed and has exited before the directory is removed: a
+ * replica still writing its copy of the data into it would make the removal fail.
+ */
+function serverDirectory (t, prefix) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  const started = []
+  t.after(async () => {
+    await Promise.all(started.map((server) => server.kill()))
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+  const start = (binary, args, port, label) => {
+    const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    started.push(new RedisProcess(child, port, label))
+    return started[started.length - 1]
+  }
+  return { dir, start }
 }
 
 /** One redis-server on a free loopback port; resolves with its process (`.port`) and URL. */
 export async function redisServer (t, { password } = {}) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memsync-redis-'))
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const { dir, start } = serverDirectory(t, 'memsync-redis-')
   const port = await freePort()
   const auth = password === undefined ? [] : ['--requirepass', password]
-  const server = start(t, 'redis-server', ['--port', port, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...auth], port, 'redis')
+  const server = start('redis-server', ['--port', port, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...auth], port, 'redis')
   await ready(port)
   return { server, url: `redis://127.0.0.1:${port}` }
 }
@@ -94,9 +106,8 @@ export async function redisServer (t, { password } = {}) {
  * the others, so a failover can happen at once.
  */
 export async function sentinelDeployment (t, { replicas = 2, sentinels = 3, master = 'mymaster', downAfterMs = 1000 } = {}) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memsync-redis-'))
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
-  const server = (port, label, extra = []) => start(t, 'redis-server', ['--port', port, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra], port, label)
+  const { dir, start } = serverDirectory(t, 'memsync-redis-')
+  const server = (port, label, extra = []) => start('redis-server', ['--port', port, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra], port, label)
   const primaryPort = await freePort()
   const primary = server(primaryPort, 'primary')
   await ready(primaryPort)
@@ -120,7 +131,7 @@ export async function sentinelDeployment (t, { replicas = 2, sentinels = 3, mast
       `sentinel parallel-syncs ${master} 1`,
       ''
     ].join('\n'))
-    sentinelProcesses.push(start(t, 'redis-sentinel', [config], port, `sentinel${i}`))
+    sentinelProcesses.push(start('redis-sentinel', [config], port, `sentinel${i}`))
     await ready(port)
   }
   await waitFor(async () => {
@@ -178,11 +189,10 @@ export function certificates (dir, label) {
  * are in.
  */
 export async function tlsRedisServer (t, { protocols = 'TLSv1.2 TLSv1.3' } = {}) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memsync-redis-tls-'))
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const { dir, start } = serverDirectory(t, 'memsync-redis-tls-')
   const certs = certificates(dir, 'test')
   const port = await freePort()
-  const server = start(t, 'redis-server', [
+  const server = start('redis-server', [
     '--port', '0', '--tls-port', port, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
     '--tls-cert-file', certs.server.cert, '--tls-key-file', certs.server.key, '--tls-ca-cert-file', certs.ca,
     '--tls-protocols', protocols
@@ -199,13 +209,12 @@ export async function tlsRedisServer (t, { protocols = 'TLSv1.2 TLSv1.3' } = {})
  * replica is in sync, with the processes (`.port`) and the `redis+cluster://` URL of the primaries.
  */
 export async function clusterDeployment (t, { masters = 3, replicas = 0, nodeTimeoutMs = 1000 } = {}) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memsync-redis-cluster-'))
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const { dir, start } = serverDirectory(t, 'memsync-redis-cluster-')
   const nodes = []
   for (let i = 0; i < masters * (1 + replicas); i++) {
     const port = await freePort()
     const bus = await freePort()
-    nodes.push(start(t, 'redis-server', [
+    nodes.push(start('redis-server', [
       '--port', port, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
       '--cluster-enabled', 'yes', '--cluster-config-file', path.join(dir, `nodes-${port}.conf`),
       '--cluster-port', bus, '--cluster-node-timeout', nodeTimeoutMs
