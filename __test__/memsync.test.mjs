@@ -240,6 +240,24 @@ test('unobserve removes one callback or all of a path', async (t) => {
   await mem.stop()
 })
 
+test('a patch made by an observer applies after the rest of the patch that fired it, every time', async (t) => {
+  const mem = await started(t, { n: 0, double: 0 })
+  const calls = []
+  mem.observe('n', (n) => {
+    calls.push(['first', n])
+    mem.patch({ $set: { double: n * 2 } })
+  })
+  mem.observe('n', (n) => calls.push(['second', n]))
+  mem.observe('double', (double) => calls.push(['double', double]))
+  for (const n of [1, 2]) {
+    const accepted = mem.patch({ $set: { n } })
+    assert.deepEqual(mem.data, { n, double: n * 2 }, 'both patches are in data when patch() returns')
+    await accepted
+  }
+  assert.deepEqual(calls, [['first', 1], ['second', 1], ['double', 2], ['first', 2], ['second', 2], ['double', 4]])
+  await mem.stop()
+})
+
 test('an observer that throws is reported through error and does not stop the instance', async (t) => {
   const mem = await started(t, { n: 0 })
   mem.observe('n', () => { throw new Error('boom') })

@@ -199,13 +199,13 @@ function plainJson (value, depthLeft, nullForUndefined) {
   const proto = Object.getPrototypeOf(value)
   if (proto !== Object.prototype && proto !== null) return undefined
   let text = '{'
-  let separator = ''
   for (const key of Object.keys(value)) {
     if (!key.isWellFormed()) return undefined
     const item = plainJson(value[key], depthLeft - 1, nullForUndefined)
     if (item === undefined) return undefined
-    text += separator + quoted(key) + ':' + item
-    separator = ','
+    // Four concatenations a field (each makes V8 a string), where quoting the key apart took six.
+    const name = NEEDS_ESCAPE.test(key) ? JSON.stringify(key).slice(1, -1) : key
+    text += (text.length === 1 ? '"' : ',"') + name + '":' + item
   }
   return text + '}'
 }

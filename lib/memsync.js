@@ -1025,15 +1025,20 @@ class MemSync {
     if (events.length > 0) this.#handle(events)
   }
 
-  // Events from the native replica, in the order it applied them (src/core/replica.rs).
+  // Events from the native replica, in the order it applied them (src/core/replica.rs). Those that
+  // arrive while others are applied (an observer that patches) wait in `#queue`, after the rest of
+  // the batch; the common case leaves it empty, as setting an array's length is a runtime call.
   #handle (events) {
-    for (const event of events) this.#queue.push(event)
-    if (this.#handling) return
+    if (this.#handling) {
+      for (const event of events) this.#queue.push(event)
+      return
+    }
     this.#handling = true
     try {
+      for (let i = 0; i < events.length; i++) this.#apply(events[i])
       for (let i = 0; i < this.#queue.length; i++) this.#apply(this.#queue[i])
     } finally {
-      this.#queue.length = 0
+      if (this.#queue.length > 0) this.#queue = []
       this.#handling = false
     }
   }
