@@ -1,7 +1,7 @@
 // Where the clustered HTTP service of bench/cluster.mjs spends its time (issue 18), per process
 // and per thread: not part of `npm run bench`, run by hand.
 //
-//   node bench/profile-cluster.mjs [--seconds 8] [--connections 50] [--cpu-prof] [--perf] [--switches] [--out DIR]
+//   node bench/profile-cluster.mjs [--seconds 8] [--connections 50] [--cpu-prof] [--perf] [--syscalls] [--switches] [--out DIR]
 //
 // The load generator drives the service's plain mode, then its memsync mode, `seconds` each
 // after a warm-up. Printed:
@@ -17,6 +17,9 @@
 //   was doing (memsync's entry points, HTTP, the GC...) and the kind of code (kernel, addon,
 //   V8...), plain against memsync; and memsync's own time by leaf symbol. The addon's symbols
 //   need a build with CARGO_PROFILE_RELEASE_STRIP=none (release builds strip them);
+// - with --syscalls, one more run of each mode under `perf stat`: system calls per request by
+//   process and kind (reads, writes, waits for events, futexes, all), where batching shows: what a
+//   patch per request adds in system calls, against what it adds in CPU time;
 // - with --switches, one more memsync run with `perf record -e sched:sched_switch` on the host
 //   worker and one client: why their JS threads left the CPU (the system call, or preempted) and
 //   in which JS function. Time a JS thread spends waiting inside a call, which --cpu-prof counts
@@ -35,6 +38,7 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '50' },
     'cpu-prof': { type: 'boolean', default: false },
     perf: { type: 'boolean', default: false },
+    syscalls: { type: 'boolean', default: false },
     switches: { type: 'boolean', default: false },
     out: { type: 'string' }
   }
@@ -91,6 +95,40 @@ async function measured (load, port, mode, pids, perfOut) {
   return { run, cpu }
 }
 
+/** The system calls that --syscalls counts, by kind. */
+const SYSCALL_KINDS = {
+  reads: ['read', 'readv', 'recvfrom', 'recvmsg'],
+  writes: ['write', 'writev', 'sendto', 'sendmsg'],
+  waits: ['epoll_wait', 'epoll_pwait'],
+  futexes: ['futex']
+}
+
+/** Runs `mode` under `perf stat`: system calls per request of each process, by kind and in all. */
+async function countSyscalls (load, port, mode, pids) {
+  const events = [...Object.values(SYSCALL_KINDS).flat().map((call) => `syscalls:sys_enter_${call}`), 'raw_syscalls:sys_enter']
+  const file = path.join(out, `syscalls-${mode}.txt`)
+  const perf = spawn('perf', ['stat', '-x', ';', '--per-thread', '-e', events.join(','), '-o', file, '-p', pids.join(',')], { stdio: ['ignore', 'ignore', 'inherit'] })
+  await new Promise((resolve) => setTimeout(resolve, 300)) // perf attaches
+  const run = await drive(load, port, mode, { connections, seconds })
+  const exited = new Promise((resolve) => perf.on('exit', resolve))
+  perf.kill('SIGINT')
+  await exited
+  const pidOf = new Map(pids.flatMap((pid) => fs.readdirSync(`/proc/${pid}/task`).map((tid) => [Number(tid), pid])))
+  const counts = new Map() // pid -> kind -> calls
+  // CSV lines of --per-thread: `comm-tid;count;;event;...`
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    const [thread, count, , event] = line.split(';')
+    const pid = pidOf.get(Number(/-(\d+)$/.exec(thread ?? '')?.[1]))
+    if (pid === undefined || !/^\d+$/.test(count)) continue
+    const call = event.replace(/^syscalls:sys_enter_/, '')
+    const kind = event === 'raw_syscalls:sys_enter' ? 'all' : Object.keys(SYSCALL_KINDS).find((k) => SYSCALL_KINDS[k].includes(call))
+    const byKind = counts.get(pid) ?? new Map()
+    byKind.set(kind, (byKind.get(kind) ?? 0) + Number(count) / run.ok)
+    counts.set(pid, byKind)
+  }
+  return counts
+}
+
 const ZERO = { cpu: 0, slices: 0 }
 const pct = (part, whole) => `${((100 * part) / whole).toFixed(1).padStart(5)}%`
 const us = (ns) => `${(ns / 1e3).toFixed(1).padStart(6)} µs`
@@ -105,6 +143,10 @@ const result = await withClusterService(base, path.join(base, 'rdv'), { workers:
   for (const mode of ['plain', 'memsync']) await drive(load, port, mode, { connections, seconds: 2 })
   const plain = await measured(load, port, 'plain', pids, args.perf ? path.join(out, 'perf-plain.data') : null)
   const memsync = await measured(load, port, 'memsync', pids, args.perf ? path.join(out, 'perf-memsync.data') : null)
+  const syscalls = {}
+  if (args.syscalls) {
+    for (const mode of ['plain', 'memsync']) syscalls[mode] = await countSyscalls(load, port, mode, pids)
+  }
   if (args.switches) {
     const watched = [workers.find((w) => w.role === 'host').pid, workers.find((w) => w.role === 'client').pid]
     const perf = spawn('perf', ['record', '-e', 'sched:sched_switch', '--call-graph', 'dwarf,8192', '-o', path.join(out, 'switches.data'), '-p', watched.join(','), '--', 'sleep', String(Math.max(1, seconds - 1))], { stdio: ['ignore', 'ignore', 'inherit'] })
@@ -112,7 +154,7 @@ const result = await withClusterService(base, path.join(base, 'rdv'), { workers:
     await drive(load, port, 'memsync', { connections, seconds })
     await exited
   }
-  return { roles, workers, plain, memsync }
+  return { roles, workers, plain, memsync, syscalls }
 })
 
 // Per request, by process role and thread kind (the 3 clients summed).
@@ -142,6 +184,29 @@ console.log(`| all | ${cells(all('plain'))} | ${cells(all('memsync'))} | ${cells
 for (const mode of ['plain', 'memsync']) {
   const { run } = result[mode]
   console.log(`${mode}: ${Math.round(run.rate).toLocaleString('en')} requests/s, p99 ${(run.p99 / 1e6).toFixed(2)} ms`)
+}
+
+if (args.syscalls) {
+  const kinds = [...Object.keys(SYSCALL_KINDS), 'all']
+  const byRole = (mode) => {
+    const sums = new Map()
+    for (const [pid, byKind] of result.syscalls[mode]) {
+      const role = result.roles.get(pid).replace(/ \(client\)$/, ' (3 clients)')
+      const sum = sums.get(role) ?? new Map()
+      for (const [kind, calls] of byKind) sum.set(kind, (sum.get(kind) ?? 0) + calls)
+      sums.set(role, sum)
+    }
+    return sums
+  }
+  const plain = byRole('plain')
+  const memsync = byRole('memsync')
+  const cells = (sum) => kinds.map((kind) => (sum?.get(kind) ?? 0).toFixed(2)).join(' / ')
+  console.log(`\nSystem calls per request (${kinds.join(' / ')}), each mode in a run of its own under perf stat:\n`)
+  console.log('| process | plain | memsync |')
+  console.log('|---|---:|---:|')
+  for (const role of new Set([...plain.keys(), ...memsync.keys()])) console.log(`| ${role} | ${cells(plain.get(role))} | ${cells(memsync.get(role))} |`)
+  const total = (sums) => new Map(kinds.map((kind) => [kind, [...sums.values()].reduce((n, sum) => n + (sum.get(kind) ?? 0), 0)]))
+  console.log(`| all | ${cells(total(plain))} | ${cells(total(memsync))} |`)
 }
 
 // The JS threads during the memsync run, by the leaf frame of each sample. Native functions of
