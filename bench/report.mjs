@@ -152,6 +152,8 @@ function syncTable (results, list) {
   latencyRow('propagation, p99', 'p99', ['latency_p99', 'latency_p99_issue18'])
   latencyRow('propagation, p99.9', 'p999', [])
   latencyRow('round trip A → B → A / 2, p50', 'rttHalfP50', [])
+  lines.push(`| propagation from the host's process to B, p50 / p99 | ${cell(latency?.fromHost, (w) => w.p50, formatNs)} / ${cell(latency?.fromHost, (w) => w.p99, formatNs)} | – | – | | |`)
+  lines.push(`| propagation from B to the host's process, p50 / p99 | ${cell(latency?.toHost, (w) => w.p50, formatNs)} / ${cell(latency?.toHost, (w) => w.p99, formatNs)} | – | – | | |`)
   lines.push(`| a client's await patch(): round trip to the host, p50 (Redis: HINCRBY) | ${cell(roundTrip, (r) => r.p50, formatNs)} | – | ${cell(redisPart('roundTrip'), (r) => r.p50, formatNs)} | | |`)
   lines.push(`| a client's await patch(), p99 (Redis: HINCRBY) | ${cell(roundTrip, (r) => r.p99, formatNs)} | – | ${cell(redisPart('roundTrip'), (r) => r.p99, formatNs)} | | |`)
   lines.push(`| the host's own await patch(), a client connected, p50 / p99 | ${cell(roundTrip?.host, (r) => r.p50, formatNs)} / ${cell(roundTrip?.host, (r) => r.p99, formatNs)} | – | – | | |`)

@@ -13,7 +13,7 @@ import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { killAll, spawnPeer } from './children.mjs'
 import { now, summarize } from './measure.mjs'
-import { driveThroughput, pingPong, roundTrips } from './workloads.mjs'
+import { driveThroughput, oneWays, pingPong, roundTrips } from './workloads.mjs'
 
 const require = createRequire(import.meta.url)
 const { MemSync } = require('../index.js')
@@ -54,7 +54,11 @@ export async function benchLatency (dir, settings) {
     peers.push(await startPeer(name, dir, 'latency host', 'host', { data: {} }))
     peers.push(await startPeer(name, dir, 'latency A', 'client'))
     peers.push(await startPeer(name, dir, 'latency B', 'client'))
-    return await pingPong(peers[1], peers[2], settings)
+    const between = await pingPong(peers[1], peers[2], settings)
+    // The host's own process each way: its patches leave from its JS thread, while a client's
+    // reach it through its socket thread, which then wakes its JS thread.
+    const host = await oneWays(peers[0], peers[2], settings)
+    return { ...between, fromHost: host.forth, toHost: host.back }
   } finally {
     await killAll(peers)
   }

@@ -30,6 +30,24 @@ export async function pingPong (a, b, { runs, warmup, samples }) {
 }
 
 /**
+ * Propagation each way apart, one message at a time, between `a` (which sends) and `b` (which
+ * echoes already, after `pingPong`): `forth` (a → b) and `back` (b → a), p50/p99 per run, then
+ * median (min–max) of the runs.
+ */
+export async function oneWays (a, b, { runs, warmup, samples }) {
+  const forth = []
+  const back = []
+  for (let run = 0; run < runs; run++) {
+    const { oneWay } = await a.request('ping', { warmup, samples, timeoutMs: 5000 }, 120000)
+    const { oneWay: echoed } = await b.request('echoed')
+    forth.push(latencyPercentiles(echoed))
+    back.push(latencyPercentiles(oneWay))
+  }
+  const way = (perRun) => ({ runs: perRun, p50: summarize(perRun.map((r) => r.p50)), p99: summarize(perRun.map((r) => r.p99)) })
+  return { forth: way(forth), back: way(back) }
+}
+
+/**
  * Round trips one after the other in `peer` (`cmd` replies `{ times }`), `runs` times: per run
  * p50 and p99, then median (min–max) of the runs.
  */
