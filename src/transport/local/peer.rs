@@ -80,12 +80,12 @@ pub async fn run(
     stream: None,
     client: None,
   };
-  // Best effort, before the election: the files of hosts killed by a signal, of any name.
-  let sweeping = peer.rendezvous.clone();
-  let mut action = tokio::select! {
-    _ = tokio::task::spawn_blocking(move || sweeping.sweep()) => role.step(Input::Start),
-    _ = peer.shutdown.recv() => Action::Exit,
-  };
+  // Best effort, before the election: the files of hosts killed by a signal, of any name. On
+  // this thread, as the election's own file operations are: a directory listing and a
+  // non-blocking lock probe per name, where the blocking pool's first task would start a thread
+  // (a tenth of a process's first start()).
+  let _ = peer.rendezvous.sweep();
+  let mut action = role.step(Input::Start);
   loop {
     action = match action {
       Action::Exit => break,
