@@ -14,6 +14,7 @@ const { TAGS, parseEvents } = require('./events.js')
 const { ChangeFeed, DEFAULT_BUFFER_SIZE } = require('./feed.js')
 const { toJson } = require('./json.js')
 const { transportUrl } = require('./transport.js')
+const { WaitingPatches } = require('./waiting.js')
 const { checkEventName, checkKeys, checkListener, checkMethod, checkNestedOptions, checkOptionKeys, checkPath, checkRpc, isPlainObject } = require('./validate.js')
 
 const RESOLVED = Promise.resolve()
@@ -331,7 +332,7 @@ class MemSync {
   /** Settles the start() in progress. */
   #starting = null
   /** The promises of own patches the host has not ordered yet, by sequence number. */
-  #waiting = new Map()
+  #waiting = new WaitingPatches()
   /** The timer that rejects waiting patches past their deadline, while any wait. */
   #expiry = null
   /** Events to apply to `data`, in order; a patch() made by an observer while they are being
@@ -498,7 +499,7 @@ class MemSync {
     // instance never keeps the process alive.
     native.release(this.#native)
     this.#starting?.reject(codedError(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before it connected`))
-    for (const seq of [...this.#waiting.keys()]) {
+    for (const seq of this.#waiting.seqs()) {
       this.#settle(seq, codedError(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before the host accepted the patch; it stays queued and is sent if the instance starts again`))
     }
     this.#failCalls(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before the RPC call was answered`)
@@ -988,19 +989,20 @@ class MemSync {
   #waitForOrder (seq) {
     return new Promise((resolve, reject) => {
       const timeoutMs = this.options.timeout ?? DEFAULT_TIMEOUT_MS
-      this.#waiting.set(seq, { resolve, reject, deadline: this.#taskNow() + timeoutMs })
+      this.#waiting.add(seq, { resolve, reject, deadline: this.#taskNow() + timeoutMs })
       if (this.#expiry === null) this.#armExpiry(timeoutMs)
     })
   }
 
-  // One timer for every waiting patch rather than one each: they share the timeout, so the Map's
-  // insertion order is deadline order and the first entry is the next to expire.
+  // One timer for every waiting patch rather than one each: they share the timeout, so their
+  // order is deadline order and the oldest is the next to expire.
   #armExpiry (ms) {
     // Unref'd: a pending patch alone must not keep a stopped instance's process alive.
     this.#expiry = setTimeout(() => {
       this.#expiry = null
       const now = performance.now()
-      for (const [seq, waiter] of this.#waiting) {
+      for (let oldest = this.#waiting.oldest(); oldest !== undefined; oldest = this.#waiting.oldest()) {
+        const [seq, waiter] = oldest
         if (waiter.deadline > now) {
           this.#armExpiry(waiter.deadline - now)
           return
@@ -1012,9 +1014,8 @@ class MemSync {
   }
 
   #settle (seq, error) {
-    const waiter = this.#waiting.get(seq)
+    const waiter = this.#waiting.take(seq)
     if (waiter === undefined) return
-    this.#waiting.delete(seq)
     if (error === undefined) waiter.resolve()
     else waiter.reject(error)
   }
