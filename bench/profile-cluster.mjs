@@ -73,13 +73,9 @@ function cpuTimes (pids) {
   return times
 }
 
-/** Runs `mode` (under `perf record` into `perfOut` if given): the run and each thread's CPU time. */
-async function measured (load, port, mode, pids, perfOut) {
-  const before = cpuTimes(pids)
-  const perf = perfOut
-    // DWARF call graphs: the addon is built without frame pointers.
-    ? spawn('perf', ['record', '-F', '499', '--call-graph', 'dwarf,16384', '-o', perfOut, '-p', pids.join(',')], { stdio: ['ignore', 'ignore', 'inherit'] })
-    : null
+/** Drives `mode`, under `perf` with `perfArgs` when given, stopped once the run is over. */
+async function drivenUnderPerf (load, port, mode, perfArgs) {
+  const perf = perfArgs ? spawn('perf', perfArgs, { stdio: ['ignore', 'ignore', 'inherit'] }) : null
   if (perf) await new Promise((resolve) => setTimeout(resolve, 500)) // perf attaches
   const run = await drive(load, port, mode, { connections, seconds })
   if (perf) {
@@ -87,6 +83,14 @@ async function measured (load, port, mode, pids, perfOut) {
     perf.kill('SIGINT')
     await exited
   }
+  return run
+}
+
+/** Runs `mode` (under `perf record` into `perfOut` if given): the run and each thread's CPU time. */
+async function measured (load, port, mode, pids, perfOut) {
+  const before = cpuTimes(pids)
+  // DWARF call graphs: the addon is built without frame pointers.
+  const run = await drivenUnderPerf(load, port, mode, perfOut && ['record', '-F', '499', '--call-graph', 'dwarf,16384', '-o', perfOut, '-p', pids.join(',')])
   const after = cpuTimes(pids)
   const cpu = new Map([...after].map(([key, t]) => {
     const was = before.get(key) ?? ZERO
@@ -107,12 +111,7 @@ const SYSCALL_KINDS = {
 async function countSyscalls (load, port, mode, pids) {
   const events = [...Object.values(SYSCALL_KINDS).flat().map((call) => `syscalls:sys_enter_${call}`), 'raw_syscalls:sys_enter']
   const file = path.join(out, `syscalls-${mode}.txt`)
-  const perf = spawn('perf', ['stat', '-x', ';', '--per-thread', '-e', events.join(','), '-o', file, '-p', pids.join(',')], { stdio: ['ignore', 'ignore', 'inherit'] })
-  await new Promise((resolve) => setTimeout(resolve, 300)) // perf attaches
-  const run = await drive(load, port, mode, { connections, seconds })
-  const exited = new Promise((resolve) => perf.on('exit', resolve))
-  perf.kill('SIGINT')
-  await exited
+  const run = await drivenUnderPerf(load, port, mode, ['stat', '-x', ';', '--per-thread', '-e', events.join(','), '-o', file, '-p', pids.join(',')])
   const pidOf = new Map(pids.flatMap((pid) => fs.readdirSync(`/proc/${pid}/task`).map((tid) => [Number(tid), pid])))
   const counts = new Map() // pid -> kind -> calls
   // CSV lines of --per-thread: `comm-tid;count;;event;...`
@@ -130,6 +129,8 @@ async function countSyscalls (load, port, mode, pids) {
 }
 
 const ZERO = { cpu: 0, slices: 0 }
+/** A process's row label; the 3 client workers share one. */
+const roleOf = (pid) => result.roles.get(pid).replace(/ \(client\)$/, ' (3 clients)')
 const pct = (part, whole) => `${((100 * part) / whole).toFixed(1).padStart(5)}%`
 const us = (ns) => `${(ns / 1e3).toFixed(1).padStart(6)} µs`
 
@@ -164,7 +165,7 @@ for (const mode of ['plain', 'memsync']) {
   const { run, cpu } = result[mode]
   for (const [key, t] of cpu) {
     const [pid, ...thread] = key.split(' ')
-    const kind = `${result.roles.get(Number(pid)).replace(/ \(client\)$/, ' (3 clients)')} · ${thread.join(' ')}`
+    const kind = `${roleOf(Number(pid))} · ${thread.join(' ')}`
     const entry = kinds.get(kind) ?? { plain: { ...ZERO }, memsync: { ...ZERO } }
     entry[mode].cpu += t.cpu / run.ok
     entry[mode].slices += t.slices / run.ok
@@ -191,7 +192,7 @@ if (args.syscalls) {
   const byRole = (mode) => {
     const sums = new Map()
     for (const [pid, byKind] of result.syscalls[mode]) {
-      const role = result.roles.get(pid).replace(/ \(client\)$/, ' (3 clients)')
+      const role = roleOf(pid)
       const sum = sums.get(role) ?? new Map()
       for (const [kind, calls] of byKind) sum.set(kind, (sum.get(kind) ?? 0) + calls)
       sums.set(role, sum)

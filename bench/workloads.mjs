@@ -6,22 +6,34 @@ import { latencyPercentiles, summarize } from './measure.mjs'
 const IN_FLIGHT = 256
 
 /**
- * Propagation, one message at a time: `a` sends, `b` echoes, `a` waits for the echo before the
- * next. Both directions take the same path (through the host or the server) and are pooled.
- * Per run: one-way p50/p99/p99.9 and half the round trip's p50; then median (min–max) of the runs.
+ * `runs` runs of `samples` messages, one at a time, `a` sending and `b` (echoing already)
+ * answering each: per run, the one-way times a → b (`forth`) and b → a (`back`), and a's round
+ * trips.
  */
-export async function pingPong (a, b, { runs, warmup, samples }) {
-  await b.request('echo')
+async function echoedRuns (a, b, { runs, warmup, samples }) {
   const perRun = []
   for (let run = 0; run < runs; run++) {
     const { oneWay: back, roundTrip } = await a.request('ping', { warmup, samples, timeoutMs: 5000 }, 120000)
     const { oneWay: forth } = await b.request('echoed')
-    const rtt = latencyPercentiles(roundTrip)
-    perRun.push({ ...latencyPercentiles([...forth, ...back]), rttHalfP50: rtt.p50 / 2 })
+    perRun.push({ forth, back, roundTrip })
   }
+  return perRun
+}
+
+/**
+ * Propagation, one message at a time: `a` sends, `b` echoes, `a` waits for the echo before the
+ * next. Both directions take the same path (through the host or the server) and are pooled.
+ * Per run: one-way p50/p99/p99.9 and half the round trip's p50; then median (min–max) of the runs.
+ */
+export async function pingPong (a, b, settings) {
+  await b.request('echo')
+  const perRun = (await echoedRuns(a, b, settings)).map(({ forth, back, roundTrip }) => ({
+    ...latencyPercentiles([...forth, ...back]),
+    rttHalfP50: latencyPercentiles(roundTrip).p50 / 2
+  }))
   return {
     runs: perRun,
-    warmupRounds: warmup,
+    warmupRounds: settings.warmup,
     p50: summarize(perRun.map((r) => r.p50)),
     p99: summarize(perRun.map((r) => r.p99)),
     p999: summarize(perRun.map((r) => r.p999)),
@@ -34,17 +46,13 @@ export async function pingPong (a, b, { runs, warmup, samples }) {
  * echoes already, after `pingPong`): `forth` (a → b) and `back` (b → a), p50/p99 per run, then
  * median (min–max) of the runs.
  */
-export async function oneWays (a, b, { runs, warmup, samples }) {
-  const forth = []
-  const back = []
-  for (let run = 0; run < runs; run++) {
-    const { oneWay } = await a.request('ping', { warmup, samples, timeoutMs: 5000 }, 120000)
-    const { oneWay: echoed } = await b.request('echoed')
-    forth.push(latencyPercentiles(echoed))
-    back.push(latencyPercentiles(oneWay))
+export async function oneWays (a, b, settings) {
+  const perRun = await echoedRuns(a, b, settings)
+  const way = (side) => {
+    const runs = perRun.map((run) => latencyPercentiles(run[side]))
+    return { runs, p50: summarize(runs.map((r) => r.p50)), p99: summarize(runs.map((r) => r.p99)) }
   }
-  const way = (perRun) => ({ runs: perRun, p50: summarize(perRun.map((r) => r.p50)), p99: summarize(perRun.map((r) => r.p99)) })
-  return { forth: way(forth), back: way(back) }
+  return { forth: way('forth'), back: way('back') }
 }
 
 /**

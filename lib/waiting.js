@@ -10,13 +10,9 @@ const COMPACT_AFTER = 1024
 class WaitingPatches {
   #seqs = []
   #waiters = []
-  /** The first entry that may still wait; those before it were taken. */
+  /** The first entry still waiting (the arrays' length when none waits): those before it were
+   * taken. */
   #head = 0
-  #size = 0
-
-  get size () {
-    return this.#size
-  }
 
   /** Adds the waiter of patch `seq`, which must be newer than every patch added before. */
   add (seq, waiter) {
@@ -25,12 +21,11 @@ class WaitingPatches {
     }
     this.#seqs.push(seq)
     this.#waiters.push(waiter)
-    this.#size++
   }
 
   /** The oldest waiting patch as `[seq, waiter]`, or undefined when none waits. */
   oldest () {
-    return this.#size === 0 ? undefined : [this.#seqs[this.#head], this.#waiters[this.#head]]
+    return this.#head === this.#seqs.length ? undefined : [this.#seqs[this.#head], this.#waiters[this.#head]]
   }
 
   /** Removes and returns the waiter of patch `seq`; undefined when it does not wait. */
@@ -39,7 +34,6 @@ class WaitingPatches {
     const waiter = at < 0 ? null : this.#waiters[at]
     if (waiter === null) return undefined
     this.#waiters[at] = null
-    this.#size--
     while (this.#head < this.#waiters.length && this.#waiters[this.#head] === null) this.#head++
     if (this.#head >= COMPACT_AFTER && this.#head * 2 >= this.#waiters.length) {
       this.#seqs.splice(0, this.#head)
