@@ -500,7 +500,7 @@ class MemSync {
     native.release(this.#native)
     this.#starting?.reject(codedError(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before it connected`))
     for (const seq of this.#waiting.seqs()) {
-      this.#settle(seq, codedError(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before the host accepted the patch; it stays queued and is sent if the instance starts again`))
+      this.#waiting.settle(seq, codedError(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before the host accepted the patch; it stays queued and is sent if the instance starts again`))
     }
     this.#failCalls(MemErrors.ERR_STOPPED, `'${this.name}' was stopped before the RPC call was answered`)
     for (const [id, waiter] of [...this.#lockWaits]) {
@@ -989,7 +989,7 @@ class MemSync {
   #waitForOrder (seq) {
     return new Promise((resolve, reject) => {
       const timeoutMs = this.options.timeout ?? DEFAULT_TIMEOUT_MS
-      this.#waiting.add(seq, { resolve, reject, deadline: this.#taskNow() + timeoutMs })
+      this.#waiting.add(seq, resolve, reject, this.#taskNow() + timeoutMs)
       if (this.#expiry === null) this.#armExpiry(timeoutMs)
     })
   }
@@ -1001,23 +1001,16 @@ class MemSync {
     this.#expiry = setTimeout(() => {
       this.#expiry = null
       const now = performance.now()
-      for (let oldest = this.#waiting.oldest(); oldest !== undefined; oldest = this.#waiting.oldest()) {
-        const [seq, waiter] = oldest
-        if (waiter.deadline > now) {
-          this.#armExpiry(waiter.deadline - now)
+      for (let seq = this.#waiting.oldest(); seq !== undefined; seq = this.#waiting.oldest()) {
+        const deadline = this.#waiting.oldestDeadline()
+        if (deadline > now) {
+          this.#armExpiry(deadline - now)
           return
         }
         const timeoutMs = this.options.timeout ?? DEFAULT_TIMEOUT_MS
-        this.#settle(seq, codedError(MemErrors.ERR_TIMEOUT, `The host of '${this.name}' did not accept the patch within ${timeoutMs} ms; it stays queued`))
+        this.#waiting.settle(seq, codedError(MemErrors.ERR_TIMEOUT, `The host of '${this.name}' did not accept the patch within ${timeoutMs} ms; it stays queued`))
       }
     }, ms).unref()
-  }
-
-  #settle (seq, error) {
-    const waiter = this.#waiting.take(seq)
-    if (waiter === undefined) return
-    if (error === undefined) waiter.resolve()
-    else waiter.reject(error)
   }
 
   #drain () {
@@ -1082,13 +1075,13 @@ class MemSync {
         break
       }
       case ACK:
-        this.#settle(event[1])
+        this.#waiting.settle(event[1])
         break
       case ACCEPTED:
-        for (const seq of event[1]) this.#settle(seq)
+        for (const seq of event[1]) this.#waiting.settle(seq)
         break
       case REJECTED:
-        this.#settle(event[1], codedError(event[2], event[3]))
+        this.#waiting.settle(event[1], codedError(event[2], event[3]))
         break
       case ROLE:
         this.#onRole(event[1])
