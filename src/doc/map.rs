@@ -7,7 +7,7 @@ use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use thin_vec::ThinVec;
 
-use super::{Str, Value};
+use super::{Key, Value};
 
 /// Above this many entries a map keeps a hash index: below it a scan of short keys is quicker
 /// than hashing, and the index would cost more memory than the entries.
@@ -22,7 +22,7 @@ const INDEX_BELOW: usize = INDEX_ABOVE / 2;
 pub struct Map {
   // Behind one pointer (its length and capacity live in the allocation) to keep `Value` at 32
   // bytes; an empty map allocates nothing.
-  entries: ThinVec<(Str, Value)>,
+  entries: ThinVec<(Key, Value)>,
   index: Option<Box<Index>>,
 }
 
@@ -36,7 +36,7 @@ struct Index {
 }
 
 impl Index {
-  fn build(entries: &[(Str, Value)]) -> Box<Index> {
+  fn build(entries: &[(Key, Value)]) -> Box<Index> {
     let mut index = Box::new(Index {
       table: HashTable::with_capacity(entries.len()),
       hasher: RandomState::default(),
@@ -51,7 +51,7 @@ impl Index {
     index
   }
 
-  fn find(&self, entries: &[(Str, Value)], key: &str) -> Option<usize> {
+  fn find(&self, entries: &[(Key, Value)], key: &str) -> Option<usize> {
     let hash = self.hasher.hash_one(key);
     self.table.find(hash, |&at| entries[at].0 == key).copied()
   }
@@ -109,17 +109,16 @@ impl Map {
   }
 
   /// Sets `key` to `value`: in place if the key exists (returning the old value), else appended.
-  pub fn insert(&mut self, key: impl Into<Str>, value: Value) -> Option<Value> {
-    let key = key.into();
-    if let Some(at) = self.position(&key) {
+  pub fn insert<K: AsRef<str> + Into<Key>>(&mut self, key: K, value: Value) -> Option<Value> {
+    if let Some(at) = self.position(key.as_ref()) {
       return Some(std::mem::replace(&mut self.entries[at].1, value));
     }
-    self.push_new(key, value);
+    self.push_new(key.into(), value);
     None
   }
 
   /// Appends an entry whose key the caller knows is absent.
-  fn push_new(&mut self, key: Str, value: Value) {
+  fn push_new(&mut self, key: Key, value: Value) {
     let position = self.entries.len();
     self.entries.push((key, value));
     match &mut self.index {
@@ -157,7 +156,7 @@ impl Map {
   }
 
   /// Keeps only the entries for which `keep` returns true, in their order.
-  pub fn retain(&mut self, mut keep: impl FnMut(&Str, &mut Value) -> bool) {
+  pub fn retain(&mut self, mut keep: impl FnMut(&Key, &mut Value) -> bool) {
     let before = self.entries.len();
     self.entries.retain_mut(|(key, value)| keep(key, value));
     if self.entries.len() != before {
@@ -171,7 +170,7 @@ impl Map {
   }
 
   /// The keys in order.
-  pub fn keys(&self) -> impl DoubleEndedIterator<Item = &Str> + ExactSizeIterator {
+  pub fn keys(&self) -> impl DoubleEndedIterator<Item = &Key> + ExactSizeIterator {
     self.entries.iter().map(|(key, _)| key)
   }
 
@@ -212,7 +211,7 @@ impl fmt::Debug for Map {
   }
 }
 
-impl<K: Into<Str>> FromIterator<(K, Value)> for Map {
+impl<K: AsRef<str> + Into<Key>> FromIterator<(K, Value)> for Map {
   fn from_iter<I: IntoIterator<Item = (K, Value)>>(iter: I) -> Map {
     let mut map = Map::new();
     map.extend(iter);
@@ -220,7 +219,7 @@ impl<K: Into<Str>> FromIterator<(K, Value)> for Map {
   }
 }
 
-impl<K: Into<Str>> Extend<(K, Value)> for Map {
+impl<K: AsRef<str> + Into<Key>> Extend<(K, Value)> for Map {
   fn extend<I: IntoIterator<Item = (K, Value)>>(&mut self, iter: I) {
     for (key, value) in iter {
       self.insert(key, value);
@@ -229,10 +228,10 @@ impl<K: Into<Str>> Extend<(K, Value)> for Map {
 }
 
 /// The entries of a [`Map`] in order.
-pub struct Iter<'a>(std::slice::Iter<'a, (Str, Value)>);
+pub struct Iter<'a>(std::slice::Iter<'a, (Key, Value)>);
 
 impl<'a> Iterator for Iter<'a> {
-  type Item = (&'a Str, &'a Value);
+  type Item = (&'a Key, &'a Value);
   fn next(&mut self) -> Option<Self::Item> {
     self.0.next().map(|(key, value)| (key, value))
   }
@@ -250,10 +249,10 @@ impl DoubleEndedIterator for Iter<'_> {
 impl ExactSizeIterator for Iter<'_> {}
 
 /// The entries of a [`Map`] in order, values to change.
-pub struct IterMut<'a>(std::slice::IterMut<'a, (Str, Value)>);
+pub struct IterMut<'a>(std::slice::IterMut<'a, (Key, Value)>);
 
 impl<'a> Iterator for IterMut<'a> {
-  type Item = (&'a Str, &'a mut Value);
+  type Item = (&'a Key, &'a mut Value);
   fn next(&mut self) -> Option<Self::Item> {
     self.0.next().map(|(key, value)| (&*key, value))
   }
@@ -265,7 +264,7 @@ impl<'a> Iterator for IterMut<'a> {
 impl ExactSizeIterator for IterMut<'_> {}
 
 impl<'a> IntoIterator for &'a Map {
-  type Item = (&'a Str, &'a Value);
+  type Item = (&'a Key, &'a Value);
   type IntoIter = Iter<'a>;
   fn into_iter(self) -> Iter<'a> {
     self.iter()
@@ -273,7 +272,7 @@ impl<'a> IntoIterator for &'a Map {
 }
 
 impl<'a> IntoIterator for &'a mut Map {
-  type Item = (&'a Str, &'a mut Value);
+  type Item = (&'a Key, &'a mut Value);
   type IntoIter = IterMut<'a>;
   fn into_iter(self) -> IterMut<'a> {
     self.iter_mut()
@@ -281,8 +280,8 @@ impl<'a> IntoIterator for &'a mut Map {
 }
 
 impl IntoIterator for Map {
-  type Item = (Str, Value);
-  type IntoIter = thin_vec::IntoIter<(Str, Value)>;
+  type Item = (Key, Value);
+  type IntoIter = thin_vec::IntoIter<(Key, Value)>;
   fn into_iter(self) -> Self::IntoIter {
     self.entries.into_iter()
   }

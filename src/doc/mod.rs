@@ -1,11 +1,13 @@
 //! The document's JSON value: [`Value`] and [`Map`], smaller and quicker to build than
 //! `serde_json::Value` with `preserve_order`. Pure: no I/O.
 //!
-//! - Strings and keys are [`Str`] (`CompactString`): up to 24 bytes inline, so typical keys and
-//!   short strings cost no allocation of their own.
+//! - Strings are [`Str`] (`CompactString`): up to 24 bytes inline, so most cost no allocation of
+//!   their own.
+//! - An object's keys are [`Key`]s, shared strings behind one thin pointer: the objects of a
+//!   parsed array whose keys are the same, in the same order (records), share one copy of each.
 //! - A [`Map`] keeps its entries in insertion order behind one thin pointer, scans them when
 //!   small and builds a hash index once it has more than 32 keys.
-//! - A [`Value`] is 32 bytes (serde_json's with `preserve_order` is 80).
+//! - A [`Value`] is 32 bytes (serde_json's with `preserve_order` is 80), an entry of a [`Map`] 40.
 //!
 //! The method names are serde_json's, so code written against it reads the same. Text is parsed
 //! straight into a [`Value`] (its `Deserialize`); `From` converts from and to `serde_json::Value`
@@ -24,8 +26,11 @@ use std::fmt;
 pub use map::{Iter, IterMut, Map};
 pub use serde_json::Number;
 
-/// A string or key of the document.
+/// A string of the document.
 pub type Str = compact_str::CompactString;
+
+/// A key of an object in the document: 8 bytes, its text shared by reference count.
+pub type Key = arcstr::ArcStr;
 
 /// A JSON value of the document. Equality compares numbers as serde_json does (an integer is not
 /// equal to a double) and objects regardless of key order.

@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use super::{Map, Value};
+use super::{Key, Map, Value};
 
 fn parse(text: &str) -> Value {
   serde_json::from_str(text).expect("valid JSON")
@@ -18,6 +18,70 @@ fn a_value_is_at_most_32_bytes() {
     std::mem::size_of::<Value>()
   );
   assert!(std::mem::size_of::<Map>() <= 16);
+  assert_eq!(std::mem::size_of::<Key>(), 8);
+}
+
+/// The keys of each object in `records` (an array of objects), as held.
+fn record_keys(records: &Value) -> Vec<Vec<&Key>> {
+  records
+    .as_array()
+    .unwrap()
+    .iter()
+    .map(|record| record.as_object().unwrap().keys().collect())
+    .collect()
+}
+
+fn shared(a: &[&Key], b: &[&Key]) -> bool {
+  a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Key::ptr_eq(x, y))
+}
+
+#[test]
+fn records_of_one_shape_share_their_keys_and_a_new_shape_is_shared_from_then_on() {
+  let text = r#"[
+    {"id": 1, "name": "a", "address": {"city": "x", "zip": "1"}},
+    {"id": 2, "name": "b", "address": {"city": "y", "zip": "2"}},
+    {"name": "c", "id": 3, "address": {"zip": "3", "city": "z"}},
+    {"name": "d", "id": 4, "address": {"zip": "4", "city": "w"}},
+    {"name": "e", "id": 5, "extra": true, "extra": false}
+  ]"#;
+  let value = parse(text);
+  let top = record_keys(&value);
+  assert!(
+    shared(&top[0], &top[1]),
+    "the second record shares the first's keys"
+  );
+  assert!(
+    !Key::ptr_eq(top[1][0], top[2][1]),
+    "keys in another order are new"
+  );
+  assert!(
+    shared(&top[2], &top[3]),
+    "the new order is shared from then on"
+  );
+  assert!(Key::ptr_eq(top[3][0], top[4][0]) && Key::ptr_eq(top[3][1], top[4][1]));
+  let nested = |i: usize| {
+    value[i]["address"]
+      .as_object()
+      .unwrap()
+      .keys()
+      .collect::<Vec<_>>()
+  };
+  assert!(
+    shared(&nested(0), &nested(1)),
+    "objects nested in records too"
+  );
+  assert!(shared(&nested(2), &nested(3)));
+  // Sharing is invisible to everything else: the same text, values and order as serde_json's.
+  assert_eq!(
+    value,
+    serde_json::from_str::<serde_json::Value>(text).unwrap()
+  );
+  assert_eq!(
+    serde_json::to_string(&value).unwrap(),
+    serde_json::to_string(&serde_json::from_str::<serde_json::Value>(text).unwrap()).unwrap()
+  );
+  assert_eq!(keys(value[4].as_object().unwrap()), ["name", "id", "extra"]);
+  assert_eq!(value[4]["extra"], Value::Bool(false));
 }
 
 #[test]
