@@ -272,7 +272,7 @@ fn put(parent: &mut Value, key: &Key, value: Value) -> Result<(), String> {
       if let Some(slot) = map.get_mut(name) {
         *slot = value;
       } else {
-        map.insert(name.clone(), value);
+        map.insert(name.as_str(), value);
       }
     }
     (Value::Array(items), Key::Index(index)) => {
@@ -321,7 +321,7 @@ fn walk<'a>(doc: &'a mut Value, path: &[Key], create: bool) -> Result<&'a mut Va
     current = match (current, key) {
       (Value::Object(map), Key::Field(name)) => {
         if create && map.get(name).is_none() {
-          map.insert(name.clone(), Value::Object(Map::new()));
+          map.insert(name.as_str(), Value::Object(Map::new()));
         }
         map
           .get_mut(name)
